@@ -1,0 +1,209 @@
+//! Verified claims, handed to handlers through request extensions.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+/// The verified claims of the current user.
+///
+/// Built from the access token (verified on each request, cached) and, for cookie sessions, the
+/// identity claims of the ID token verified at login. Cloning is a pointer copy. The standard and
+/// Scalekit claims are typed fields (through `Deref` to [`StandardClaims`]); anything else is
+/// available through [`Claims::get`].
+///
+/// ```
+/// # use tower_oidc_auth::Claims;
+/// fn greet(claims: &Claims) -> String {
+///     let org: Option<String> = claims.get("org_name");
+///     format!("{} ({})", claims.email.as_deref().unwrap_or(&claims.sub), org.unwrap_or_default())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Claims(Arc<Inner>);
+
+struct Inner {
+    standard: StandardClaims,
+    raw: Map<String, Value>,
+}
+
+/// The typed claims: registered JWT claims, OpenID Connect identity claims, and Scalekit's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StandardClaims {
+    /// Subject: the user's stable identifier at the provider.
+    pub sub: String,
+    /// Issuer.
+    pub iss: String,
+    /// Audiences (a single `aud` string becomes one entry).
+    pub aud: Vec<String>,
+    /// Expiry of the access token, seconds since the epoch.
+    pub exp: i64,
+    /// Issued-at, seconds since the epoch.
+    pub iat: Option<i64>,
+    /// The provider session id.
+    pub sid: Option<String>,
+    /// Scalekit: organization id.
+    pub oid: Option<String>,
+    /// Roles (Scalekit `roles`).
+    pub roles: Vec<String>,
+    /// Permissions (Scalekit `permissions`).
+    pub permissions: Vec<String>,
+    /// Space-separated scopes granted to the access token.
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    pub client_id: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Whether the provider verified the e-mail address.
+    pub email_verified: Option<bool>,
+    /// Full name.
+    pub name: Option<String>,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Preferred username.
+    pub preferred_username: Option<String>,
+    /// Scalekit: external organization id.
+    pub xoid: Option<String>,
+    /// Scalekit: external user id.
+    pub xuid: Option<String>,
+}
+
+impl Claims {
+    /// Builds claims from a verified claim set. `sub` must be a string.
+    pub(crate) fn from_map(raw: Map<String, Value>) -> Option<Self> {
+        let s = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
+        let i = |k: &str| raw.get(k).and_then(Value::as_i64);
+        let list = |k: &str| -> Vec<String> {
+            match raw.get(k) {
+                Some(Value::String(v)) => vec![v.clone()],
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let standard = StandardClaims {
+            sub: s("sub")?,
+            iss: s("iss").unwrap_or_default(),
+            aud: list("aud"),
+            exp: i("exp").unwrap_or_default(),
+            iat: i("iat"),
+            sid: s("sid"),
+            oid: s("oid"),
+            roles: list("roles"),
+            permissions: list("permissions"),
+            scope: s("scope"),
+            client_id: s("client_id"),
+            email: s("email"),
+            email_verified: raw.get("email_verified").and_then(Value::as_bool),
+            name: s("name"),
+            given_name: s("given_name"),
+            family_name: s("family_name"),
+            preferred_username: s("preferred_username"),
+            xoid: s("xoid"),
+            xuid: s("xuid"),
+        };
+        Some(Self(Arc::new(Inner { standard, raw })))
+    }
+
+    /// Any claim, deserialized into `T`; `None` when absent or of another shape.
+    #[must_use]
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.0.raw.get(name).and_then(|v| T::deserialize(v).ok())
+    }
+
+    /// All claims as JSON.
+    #[must_use]
+    pub fn raw(&self) -> &Map<String, Value> {
+        &self.0.raw
+    }
+
+    /// Whether the user has this role.
+    #[must_use]
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the user has this permission.
+    #[must_use]
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+
+    /// Whether the access token carries this scope (`scope` string or `scopes` array).
+    #[must_use]
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|x| x == scope))
+            || self
+                .get::<Vec<String>>("scopes")
+                .is_some_and(|v| v.iter().any(|x| x == scope))
+    }
+}
+
+impl Deref for Claims {
+    type Target = StandardClaims;
+    fn deref(&self) -> &StandardClaims {
+        &self.0.standard
+    }
+}
+
+impl fmt::Debug for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claims")
+            .field("sub", &self.sub)
+            .field("iss", &self.iss)
+            .field("sid", &self.sid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serialize for Claims {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.raw.serialize(serializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Option<Claims> {
+        Claims::from_map(v.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn typed_fields_and_extras() {
+        let c = claims(json!({
+            "sub": "usr_1", "aud": "app", "roles": ["admin"], "scope": "openid email",
+            "scopes": ["extra"], "org_name": "Acme", "exp": 10
+        }))
+        .unwrap();
+        assert_eq!(c.sub, "usr_1");
+        assert_eq!(c.aud, vec!["app".to_owned()]);
+        assert!(c.has_role("admin") && !c.has_role("user"));
+        assert!(c.has_scope("email") && c.has_scope("extra") && !c.has_scope("mail"));
+        assert_eq!(c.get::<String>("org_name").as_deref(), Some("Acme"));
+        assert_eq!(c.get::<u32>("org_name"), None);
+    }
+
+    #[test]
+    fn odd_shapes_do_not_fail_and_sub_is_required() {
+        assert!(claims(json!({"aud": "x"})).is_none());
+        assert!(claims(json!({"sub": 5})).is_none());
+        let c = claims(json!({"sub": "s", "roles": "one", "permissions": [1, "p"], "exp": "x"}))
+            .unwrap();
+        assert_eq!(c.roles, vec!["one".to_owned()]);
+        assert_eq!(c.permissions, vec!["p".to_owned()]);
+        assert_eq!(c.exp, 0);
+    }
+}

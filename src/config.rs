@@ -1,0 +1,519 @@
+//! Configuration: the builder, its secure defaults, loading from the environment, and validation
+//! with clear errors at `build()`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::provider::{Provider, ProviderError};
+use crate::secret::Secret;
+
+/// A configuration problem, reported by [`AuthConfig::build`] or [`AuthConfig::from_env`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required setting was not given.
+    #[error("missing setting: {0}")]
+    Missing(&'static str),
+    /// A URL setting is not usable.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidUrl {
+        /// Which setting.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A cookie key is too short or not valid base64.
+    #[error("invalid cookie key: {0}")]
+    CookieKey(String),
+    /// A setting has a value out of range.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which setting.
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An environment variable is missing or unusable.
+    #[error("environment variable {var}: {reason}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The discovery document could not be fetched or read.
+    #[error("cannot read provider discovery at {url}: {source}")]
+    Discovery {
+        /// The discovery URL.
+        url: String,
+        /// The underlying failure.
+        #[source]
+        source: ProviderError,
+    },
+    /// The provider's signing keys could not be fetched or read.
+    #[error("cannot read provider keys at {url}: {source}")]
+    Jwks {
+        /// The JWKS URL.
+        url: String,
+        /// The underlying failure.
+        #[source]
+        source: ProviderError,
+    },
+    /// The discovery document names another issuer.
+    #[error("issuer mismatch: expected {expected:?}, discovery says {found:?}")]
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The issuer in the discovery document.
+        found: String,
+    },
+    /// The provider metadata is incomplete or unsafe.
+    #[error("provider metadata: {0}")]
+    Metadata(String),
+}
+
+/// The login parameters a caller may pass through `/auth/login?...` to the provider.
+pub(crate) const PASS_THROUGH: &[&str] = &[
+    "prompt",
+    "login_hint",
+    "organization_id",
+    "connection_id",
+    "domain_hint",
+    "provider",
+];
+
+/// Everything the layer needs, with secure defaults. Made by [`AuthLayer::builder`] or
+/// [`AuthConfig::from_env`], finished by [`AuthConfig::build`].
+///
+/// [`AuthLayer::builder`]: crate::AuthLayer::builder
+///
+/// ```no_run
+/// # async fn run() -> Result<(), tower_oidc_auth::ConfigError> {
+/// use tower_oidc_auth::{AuthLayer, Provider};
+/// let auth = AuthLayer::builder()
+///     .provider(Provider::scalekit("https://yourenv.scalekit.com"))
+///     .client_id("skc_123")
+///     .client_secret("secret")
+///     .redirect_url("https://app.example.com/auth/callback")
+///     .cookie_key([7u8; 64])
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct AuthConfig {
+    pub(crate) provider: Option<Provider>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<Secret>,
+    pub(crate) redirect_url: Option<String>,
+    pub(crate) cookie_keys: Vec<Vec<u8>>,
+    pub(crate) base_path: String,
+    pub(crate) session_path: String,
+    pub(crate) post_logout_redirect_url: Option<String>,
+    pub(crate) scopes: Option<Vec<String>>,
+    pub(crate) authorize_params: Vec<(String, String)>,
+    pub(crate) leeway: Duration,
+    pub(crate) cookie_name: Option<String>,
+    pub(crate) http_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) jwks_refetch_interval: Duration,
+    pub(crate) cache_capacity: usize,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) max_login_attempts: usize,
+    pub(crate) login_timeout: Duration,
+    pub(crate) session_max_age: Duration,
+    pub(crate) clock: SharedClock,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("redirect_url", &self.redirect_url)
+            .field(
+                "cookie_keys",
+                &format_args!("[REDACTED; {}]", self.cookie_keys.len()),
+            )
+            .field("base_path", &self.base_path)
+            .field("session_path", &self.session_path)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AuthConfig {
+    /// A configuration with the secure defaults: PKCE S256, nonce, HttpOnly + Secure +
+    /// SameSite=Lax cookies, routes under `/auth`, 60 s clock leeway, RS256 and ES256 accepted.
+    pub fn new() -> Self {
+        Self {
+            provider: None,
+            client_id: None,
+            client_secret: None,
+            redirect_url: None,
+            cookie_keys: Vec::new(),
+            base_path: "/auth".into(),
+            session_path: "/".into(),
+            post_logout_redirect_url: None,
+            scopes: None,
+            authorize_params: Vec::new(),
+            leeway: Duration::from_secs(60),
+            cookie_name: None,
+            http_timeout: Duration::from_secs(10),
+            max_response_bytes: 1024 * 1024,
+            jwks_refetch_interval: Duration::from_secs(10),
+            cache_capacity: 10_000,
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            audiences: Vec::new(),
+            max_login_attempts: 5,
+            login_timeout: Duration::from_secs(600),
+            session_max_age: Duration::from_secs(7 * 24 * 3600),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Reads the configuration from the environment.
+    ///
+    /// - `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID`, `SCALEKIT_CLIENT_SECRET` select
+    ///   Scalekit; otherwise `OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` select any
+    ///   provider by discovery.
+    /// - `AUTH_REDIRECT_URL`: the callback URL registered at the provider.
+    /// - `AUTH_COOKIE_KEY`: base64, at least 64 bytes; several separated by commas rotate keys
+    ///   (the first encrypts, all decrypt).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| -> Result<String, ConfigError> {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Env {
+                    var: name,
+                    reason: "not set".into(),
+                })
+        };
+        let mut cfg = Self::new();
+        if get("SCALEKIT_ENVIRONMENT_URL").is_some_and(|v| !v.is_empty()) {
+            cfg = cfg
+                .provider(Provider::scalekit(var("SCALEKIT_ENVIRONMENT_URL")?))
+                .client_id(var("SCALEKIT_CLIENT_ID")?)
+                .client_secret(var("SCALEKIT_CLIENT_SECRET")?);
+        } else if get("OIDC_ISSUER").is_some_and(|v| !v.is_empty()) {
+            cfg = cfg
+                .provider(Provider::discover(var("OIDC_ISSUER")?))
+                .client_id(var("OIDC_CLIENT_ID")?)
+                .client_secret(var("OIDC_CLIENT_SECRET")?);
+        } else {
+            return Err(ConfigError::Env {
+                var: "SCALEKIT_ENVIRONMENT_URL",
+                reason: "set it (or OIDC_ISSUER) to choose a provider".into(),
+            });
+        }
+        cfg = cfg.redirect_url(var("AUTH_REDIRECT_URL")?);
+        let keys = var("AUTH_COOKIE_KEY")?;
+        for (i, part) in keys.split(',').map(str::trim).enumerate() {
+            let bytes = decode_key(part).map_err(|reason| ConfigError::Env {
+                var: "AUTH_COOKIE_KEY",
+                reason: format!("key {}: {reason}", i + 1),
+            })?;
+            cfg = cfg.cookie_key(bytes);
+        }
+        Ok(cfg)
+    }
+
+    /// The provider.
+    pub fn provider(mut self, provider: Provider) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The OAuth client id.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = Some(id.into());
+        self
+    }
+
+    /// The OAuth client secret.
+    pub fn client_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// The callback URL registered at the provider. Its path is where the layer serves the
+    /// callback. `http://` is accepted only for loopback hosts (development), and then cookies
+    /// lose the `Secure` flag.
+    pub fn redirect_url(mut self, url: impl Into<String>) -> Self {
+        self.redirect_url = Some(url.into());
+        self
+    }
+
+    /// Adds a cookie key: at least 64 random bytes. The first key encrypts; every key decrypts,
+    /// so adding a new key first and keeping the old one rotates keys without logging anyone out.
+    pub fn cookie_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.cookie_keys.push(key.as_ref().to_vec());
+        self
+    }
+
+    /// Where the layer serves `login`, `logout` (default `/auth`).
+    pub fn base_path(mut self, path: impl Into<String>) -> Self {
+        self.base_path = path.into();
+        self
+    }
+
+    /// The path the session cookie is scoped to: the protected app's base path (default `/`).
+    pub fn session_path(mut self, path: impl Into<String>) -> Self {
+        self.session_path = path.into();
+        self
+    }
+
+    /// Where the provider sends the browser after logout (default: the app's `/`).
+    pub fn post_logout_redirect_url(mut self, url: impl Into<String>) -> Self {
+        self.post_logout_redirect_url = Some(url.into());
+        self
+    }
+
+    /// The scopes to request (default `openid profile email offline_access`). `openid` is
+    /// always included.
+    pub fn scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A fixed extra parameter for every authorization request.
+    pub fn authorize_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.authorize_params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// The app-specific part of cookie names (default derived from the client id). Letters,
+    /// digits, `_` and `-` only.
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie_name = Some(name.into());
+        self
+    }
+
+    /// Timeout for each call to the provider (default 10 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Largest provider response read (default 1 MiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Least time between two JWKS refetches caused by unknown key ids (default 10 s).
+    pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
+        self.jwks_refetch_interval = interval;
+        self
+    }
+
+    /// Entries in the verified-token cache (default 10,000).
+    pub fn verified_cache_capacity(mut self, entries: usize) -> Self {
+        self.cache_capacity = entries;
+        self
+    }
+
+    /// Signature algorithms accepted (default RS256 and ES256). `none` and HMAC are never
+    /// accepted, whatever this says.
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algs.into_iter().collect();
+        self
+    }
+
+    /// An extra audience accepted in access tokens, besides the client id.
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+
+    /// Most login attempts kept in flight per browser (default 5; the oldest is dropped).
+    pub fn max_login_attempts(mut self, n: usize) -> Self {
+        self.max_login_attempts = n;
+        self
+    }
+
+    /// How long a started login may take (default 10 minutes).
+    pub fn login_timeout(mut self, timeout: Duration) -> Self {
+        self.login_timeout = timeout;
+        self
+    }
+
+    /// Lifetime of the session cookies (default 7 days).
+    pub fn session_max_age(mut self, age: Duration) -> Self {
+        self.session_max_age = age;
+        self
+    }
+
+    /// The clock (default the system clock). Tests inject a [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Validates the configuration, fetches discovery (if used) and the provider's keys.
+    pub async fn build(self) -> Result<crate::AuthLayer, ConfigError> {
+        crate::layer::build(self).await
+    }
+}
+
+/// Decodes a base64 cookie key (standard or URL-safe alphabet) of at least 64 bytes.
+pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+        .ok_or_else(|| "not valid base64".to_owned())?;
+    if bytes.len() < 64 {
+        return Err(format!("{} bytes; at least 64 are needed", bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// `http://` on 127.0.0.0/8, `localhost` or `[::1]`.
+pub(crate) fn is_loopback_http(url: &url::Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Normalizes a configured path: leading `/`, no trailing `/` (except the root).
+pub(crate) fn normalize_path(what: &'static str, path: &str) -> Result<String, ConfigError> {
+    if !path.starts_with('/') || path.contains(['?', '#', '\\']) || path.contains("//") {
+        return Err(ConfigError::Invalid {
+            what,
+            reason: format!("{path:?} must be an absolute path like /auth"),
+        });
+    }
+    let trimmed = path.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn from_env_scalekit_and_rotation() {
+        let k1 = STANDARD.encode([1u8; 64]);
+        let k2 = STANDARD.encode([2u8; 80]);
+        let keys = format!("{k1}, {k2}");
+        let cfg = AuthConfig::from_lookup(env(&[
+            ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+            ("SCALEKIT_CLIENT_ID", "skc_1"),
+            ("SCALEKIT_CLIENT_SECRET", "shh"),
+            ("AUTH_REDIRECT_URL", "https://app/cb"),
+            ("AUTH_COOKIE_KEY", &keys),
+        ]))
+        .unwrap();
+        assert!(cfg.provider.unwrap().is_scalekit());
+        assert_eq!(cfg.cookie_keys.len(), 2);
+        assert_eq!(cfg.cookie_keys[1].len(), 80);
+    }
+
+    #[test]
+    fn from_env_errors_name_the_variable() {
+        let short = STANDARD.encode([1u8; 32]);
+        let err = AuthConfig::from_lookup(env(&[
+            ("OIDC_ISSUER", "https://id"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+            ("AUTH_REDIRECT_URL", "https://app/cb"),
+            ("AUTH_COOKIE_KEY", &short),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("AUTH_COOKIE_KEY") && err.contains("32 bytes"),
+            "{err}"
+        );
+        let err = AuthConfig::from_lookup(env(&[("OIDC_ISSUER", "https://id")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OIDC_CLIENT_ID"), "{err}");
+        let err = AuthConfig::from_lookup(env(&[])).unwrap_err().to_string();
+        assert!(err.contains("SCALEKIT_ENVIRONMENT_URL"), "{err}");
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let cfg = AuthConfig::new()
+            .client_secret("hunter2-secret")
+            .cookie_key([42u8; 64]);
+        let s = format!("{cfg:?}");
+        assert!(!s.contains("hunter2") && !s.contains("42, 42") && s.contains("REDACTED"));
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for (u, ok) in [
+            ("http://127.0.0.1:3000/cb", true),
+            ("http://127.1.2.3/cb", true),
+            ("http://localhost/cb", true),
+            ("http://[::1]:80/cb", true),
+            ("http://example.com/cb", false),
+            ("http://10.0.0.1/cb", false),
+            ("https://127.0.0.1/cb", false),
+        ] {
+            assert_eq!(is_loopback_http(&url::Url::parse(u).unwrap()), ok, "{u}");
+        }
+    }
+
+    #[test]
+    fn paths_normalize() {
+        assert_eq!(normalize_path("p", "/auth/").unwrap(), "/auth");
+        assert_eq!(normalize_path("p", "/").unwrap(), "/");
+        assert!(normalize_path("p", "auth").is_err());
+        assert!(normalize_path("p", "//x").is_err());
+    }
+}

@@ -1,0 +1,451 @@
+//! Cookie names, paths, flags, AEAD encryption (the `cookie` crate's private jar), chunking, and
+//! key rotation.
+//!
+//! Every value is sealed with AES-256-GCM under the cookie's base name as associated data, so a
+//! value cannot be moved between cookies or between apps. Values larger than one cookie are split
+//! after sealing into `name`, `name.1`, `name.2`, ... and joined before opening.
+
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use http::{HeaderMap, HeaderValue};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The most bytes of sealed value per cookie; the rest of the 4096-byte budget is name and
+/// attributes.
+const CHUNK: usize = 3800;
+/// At most this many chunks are read: a bound on work per request.
+pub(crate) const MAX_CHUNKS: usize = 8;
+
+/// The cookies this layer owns, as one request presented them.
+pub(crate) struct RequestCookies<'a> {
+    pairs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> RequestCookies<'a> {
+    /// Reads every `Cookie` header, keeping only names that start with `prefix`.
+    pub(crate) fn parse(headers: &'a HeaderMap, prefix: &str) -> Self {
+        let mut pairs = Vec::new();
+        for value in headers.get_all(http::header::COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for part in value.split(';') {
+                let Some((name, v)) = part.split_once('=') else {
+                    continue;
+                };
+                let name = name.trim();
+                if !name.starts_with(prefix) {
+                    continue;
+                }
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(v);
+                // Bounded: a flood of cookies cannot make us do unbounded work.
+                if pairs.len() >= 64 {
+                    break;
+                }
+                pairs.push((name, v));
+            }
+        }
+        Self { pairs }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// Names present that start with `prefix`.
+    pub(crate) fn names_with_prefix<'s>(
+        &'s self,
+        prefix: &'s str,
+    ) -> impl Iterator<Item = &'a str> + 's {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n.starts_with(prefix))
+            .map(|(n, _)| *n)
+    }
+
+    /// Joins `name`, `name.1`, ... Returns the value and how many chunks were present.
+    pub(crate) fn chunked(&self, name: &str) -> Option<(String, usize)> {
+        let first = self.get(name)?;
+        let mut value = first.to_owned();
+        let mut count = 1;
+        while count < MAX_CHUNKS {
+            match self.get(&chunk_name(name, count)) {
+                Some(part) => {
+                    value.push_str(part);
+                    count += 1;
+                }
+                None => break,
+            }
+        }
+        Some((value, count))
+    }
+
+    /// How many chunks of `name` the request carried (0 when absent).
+    pub(crate) fn chunk_count(&self, name: &str) -> usize {
+        if self.get(name).is_none() {
+            return 0;
+        }
+        (1..MAX_CHUNKS)
+            .take_while(|i| self.get(&chunk_name(name, *i)).is_some())
+            .count()
+            + 1
+    }
+}
+
+pub(crate) fn chunk_name(name: &str, index: usize) -> String {
+    if index == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}.{index}")
+    }
+}
+
+/// A cookie's name and path.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    pub(crate) name: String,
+    pub(crate) path: String,
+}
+
+/// Seals, opens, and formats the layer's cookies.
+pub(crate) struct CookieCodec {
+    keys: Vec<Key>,
+    secure: bool,
+    /// Every cookie name of this app starts with this.
+    pub(crate) prefix: String,
+    pub(crate) session: Slot,
+    pub(crate) id_token: Slot,
+    pub(crate) tx_index: Slot,
+    /// Transaction cookies: `tx_prefix` + id, on `tx_path`.
+    pub(crate) tx_prefix: String,
+    pub(crate) tx_path: String,
+}
+
+impl std::fmt::Debug for CookieCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieCodec")
+            .field("keys", &"REDACTED")
+            .field("secure", &self.secure)
+            .field("session", &self.session)
+            .field("id_token", &self.id_token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The app-specific part of cookie names, derived from the client id.
+pub(crate) fn app_part(client_id: &str) -> String {
+    let digest = Sha256::digest(client_id.as_bytes());
+    let mut out = String::from("oidc_");
+    for b in &digest[..4] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+impl CookieCodec {
+    /// `base`: the app-specific name part. Paths must already be normalized.
+    pub(crate) fn new(
+        keys: Vec<Key>,
+        secure: bool,
+        base: &str,
+        session_path: &str,
+        auth_path: &str,
+        callback_path: &str,
+    ) -> Self {
+        // `__Host-` needs Secure and Path=/; `__Secure-` needs Secure. Plain http on loopback
+        // gets neither.
+        let prefixed = |path: &str, suffix: &str| {
+            let p = match (secure, path == "/") {
+                (false, _) => "",
+                (true, true) => "__Host-",
+                (true, false) => "__Secure-",
+            };
+            format!("{p}{base}{suffix}")
+        };
+        let index_path = common_path(auth_path, callback_path);
+        let tx_prefix = prefixed(callback_path, "_tx_");
+        Self {
+            keys,
+            secure,
+            prefix: base.to_owned(),
+            session: Slot {
+                name: prefixed(session_path, "_s"),
+                path: session_path.to_owned(),
+            },
+            id_token: Slot {
+                name: prefixed(auth_path, "_id"),
+                path: auth_path.to_owned(),
+            },
+            tx_index: Slot {
+                name: prefixed(&index_path, "_txi"),
+                path: index_path,
+            },
+            tx_prefix,
+            tx_path: callback_path.to_owned(),
+        }
+    }
+
+    /// The prefix every cookie name of this layer starts with (for filtering request cookies).
+    pub(crate) fn filter_prefix(&self) -> &str {
+        // Names may carry `__Host-`/`__Secure-` in front of the base; filter on what is common.
+        if self.secure {
+            "__"
+        } else {
+            &self.prefix
+        }
+    }
+
+    pub(crate) fn read<'a>(&self, headers: &'a HeaderMap) -> RequestCookies<'a> {
+        RequestCookies::parse(headers, self.filter_prefix())
+    }
+
+    /// Seals `value` under `name` with the primary key.
+    pub(crate) fn seal(&self, name: &str, value: &str) -> String {
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.keys[0])
+            .add(Cookie::new(name.to_owned(), value.to_owned()));
+        jar.get(name)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Opens a sealed value with any configured key (the first one that authenticates it).
+    pub(crate) fn open(&self, name: &str, sealed: &str) -> Option<String> {
+        let jar = CookieJar::new();
+        self.keys.iter().find_map(|key| {
+            jar.private(key)
+                .decrypt(Cookie::new(name.to_owned(), sealed.to_owned()))
+                .map(|c| c.value().to_owned())
+        })
+    }
+
+    /// Reads and opens a (possibly chunked) JSON cookie. `Err(())` means present but unusable.
+    pub(crate) fn read_json<T: DeserializeOwned>(
+        &self,
+        cookies: &RequestCookies<'_>,
+        name: &str,
+    ) -> Option<Result<T, ()>> {
+        let (sealed, _) = cookies.chunked(name)?;
+        Some(
+            self.open(name, &sealed)
+                .and_then(|plain| serde_json::from_str(&plain).ok())
+                .ok_or(()),
+        )
+    }
+
+    /// Set-Cookie headers that store `value` in `slot`, chunked, deleting leftover chunks.
+    pub(crate) fn write_json<T: Serialize>(
+        &self,
+        slot: &Slot,
+        value: &T,
+        max_age: i64,
+        present_chunks: usize,
+        out: &mut Vec<HeaderValue>,
+    ) {
+        let plain = serde_json::to_string(value).unwrap_or_default();
+        self.write_sealed(
+            slot,
+            &self.seal(&slot.name, &plain),
+            max_age,
+            present_chunks,
+            out,
+        );
+    }
+
+    fn write_sealed(
+        &self,
+        slot: &Slot,
+        sealed: &str,
+        max_age: i64,
+        present_chunks: usize,
+        out: &mut Vec<HeaderValue>,
+    ) {
+        // The sealed value is base64: every byte is one char, so byte splits are char splits.
+        let parts: Vec<&str> = sealed
+            .as_bytes()
+            .chunks(CHUNK)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            out.push(self.set(&chunk_name(&slot.name, i), &slot.path, part, max_age));
+        }
+        for i in parts.len()..present_chunks {
+            out.push(self.clear(&chunk_name(&slot.name, i), &slot.path));
+        }
+    }
+
+    /// Deletes `slot` and the chunks the request carried.
+    pub(crate) fn clear_slot(
+        &self,
+        slot: &Slot,
+        present_chunks: usize,
+        out: &mut Vec<HeaderValue>,
+    ) {
+        for i in 0..present_chunks.max(1) {
+            out.push(self.clear(&chunk_name(&slot.name, i), &slot.path));
+        }
+    }
+
+    pub(crate) fn set(&self, name: &str, path: &str, value: &str, max_age: i64) -> HeaderValue {
+        let cookie = Cookie::build((name, value))
+            .path(path)
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .max_age(cookie::time::Duration::seconds(max_age))
+            .build();
+        header(&cookie)
+    }
+
+    pub(crate) fn clear(&self, name: &str, path: &str) -> HeaderValue {
+        let cookie = Cookie::build((name, ""))
+            .path(path)
+            .http_only(true)
+            .secure(self.secure)
+            .same_site(SameSite::Lax)
+            .max_age(cookie::time::Duration::ZERO)
+            .expires(cookie::time::OffsetDateTime::UNIX_EPOCH)
+            .build();
+        header(&cookie)
+    }
+}
+
+fn header(cookie: &Cookie<'_>) -> HeaderValue {
+    // Names and paths are ours and values are base64, so this cannot fail; never panic anyway.
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The longest common path of two absolute paths, by whole segments.
+pub(crate) fn common_path(a: &str, b: &str) -> String {
+    let mut common = Vec::new();
+    for (x, y) in a.split('/').zip(b.split('/')).skip(1) {
+        if x != y {
+            break;
+        }
+        common.push(x);
+    }
+    // The last segment of each path is a route, not a directory, unless both are equal.
+    if a == b {
+        return a.to_owned();
+    }
+    let joined = common.join("/");
+    if joined.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/{joined}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(secure: bool) -> CookieCodec {
+        CookieCodec::new(
+            vec![Key::from(&[7u8; 64])],
+            secure,
+            "oidc_abcd",
+            "/",
+            "/auth",
+            "/auth/callback",
+        )
+    }
+
+    #[test]
+    fn names_and_prefixes() {
+        let c = codec(true);
+        assert_eq!(c.session.name, "__Host-oidc_abcd_s");
+        assert_eq!(c.id_token.name, "__Secure-oidc_abcd_id");
+        assert_eq!(c.tx_index.path, "/auth");
+        let c = codec(false);
+        assert_eq!(c.session.name, "oidc_abcd_s");
+    }
+
+    #[test]
+    fn common_paths() {
+        assert_eq!(common_path("/auth", "/auth/callback"), "/auth");
+        assert_eq!(common_path("/auth", "/callback"), "/");
+        assert_eq!(common_path("/app/auth", "/app/cb"), "/app");
+    }
+
+    #[test]
+    fn seal_open_round_trip_and_binding_to_name() {
+        let c = codec(false);
+        let sealed = c.seal("a", "hello");
+        assert_ne!(sealed, "hello");
+        assert_eq!(c.open("a", &sealed).as_deref(), Some("hello"));
+        assert_eq!(c.open("b", &sealed), None, "value moved to another cookie");
+        let other = CookieCodec::new(
+            vec![Key::from(&[8u8; 64])],
+            false,
+            "x",
+            "/",
+            "/auth",
+            "/auth/cb",
+        );
+        assert_eq!(other.open("a", &sealed), None, "foreign key");
+    }
+
+    #[test]
+    fn rotation_opens_with_old_keys() {
+        let old = codec(false);
+        let sealed = old.seal("a", "v");
+        let new = CookieCodec::new(
+            vec![Key::from(&[9u8; 64]), Key::from(&[7u8; 64])],
+            false,
+            "oidc_abcd",
+            "/",
+            "/auth",
+            "/auth/callback",
+        );
+        assert_eq!(new.open("a", &sealed).as_deref(), Some("v"));
+        assert_eq!(old.open("a", &new.seal("a", "w")), None);
+    }
+
+    #[test]
+    fn chunking_round_trip_and_leftovers() {
+        let c = codec(false);
+        let big = "x".repeat(9000);
+        let mut out = Vec::new();
+        c.write_json(&c.session, &big, 60, 5, &mut out);
+        // 9000 chars of JSON seal to ~12 KB: 4 chunks set, chunk 4 deleted.
+        let sets: Vec<String> = out.iter().map(|h| h.to_str().unwrap().to_owned()).collect();
+        assert_eq!(sets.len(), 5);
+        assert!(sets[4].starts_with("oidc_abcd_s.4=;"));
+        let header = sets[..4]
+            .iter()
+            .map(|s| s.split(';').next().unwrap())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::COOKIE, header.parse().unwrap());
+        let cookies = c.read(&headers);
+        assert_eq!(cookies.chunk_count(&c.session.name), 4);
+        let back: String = c.read_json(&cookies, &c.session.name).unwrap().unwrap();
+        assert_eq!(back, big);
+        for s in &sets[..4] {
+            assert!(s.len() < 4096);
+            assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax"));
+        }
+    }
+
+    #[test]
+    fn parse_ignores_garbage() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            http::header::COOKIE,
+            "a=1; ;; =; oidc_x=\"q\"; junk".parse().unwrap(),
+        );
+        headers.append(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(b"oidc_y=\xff").unwrap(),
+        );
+        let c = RequestCookies::parse(&headers, "oidc_");
+        assert_eq!(c.get("oidc_x"), Some("q"));
+        assert_eq!(c.get("a"), None);
+        assert_eq!(c.get("oidc_y"), None);
+    }
+}

@@ -1,0 +1,315 @@
+//! `AuthLayer`: configuration and shared state behind one `Arc`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use cookie::Key;
+use tower_layer::Layer;
+
+use crate::clock::SharedClock;
+use crate::config::{normalize_path, AuthConfig, ConfigError};
+use crate::cookies::{app_part, CookieCodec};
+use crate::provider::{ClientAuthMethod, HttpClient, Jwks, ProviderMetadata, TokenClient};
+use crate::require::RequireAuthLayer;
+use crate::service::AuthService;
+use crate::verify::Verifier;
+
+/// The OpenID Connect layer. Serves the auth routes, reads sessions on every other request and
+/// attaches [`Claims`](crate::Claims) to the request extensions.
+///
+/// Cloning is a pointer copy. See the [crate docs](crate) for wiring.
+#[derive(Clone)]
+pub struct AuthLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("issuer", &self.shared.meta.issuer)
+            .field("client_id", &self.shared.settings.client_id)
+            .field("login_path", &self.shared.settings.login_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolved settings.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) client_id: String,
+    pub(crate) redirect_url: String,
+    pub(crate) login_path: String,
+    pub(crate) callback_path: String,
+    pub(crate) logout_path: String,
+    pub(crate) post_logout_url: String,
+    pub(crate) scope: String,
+    pub(crate) authorize_params: Vec<(String, String)>,
+    pub(crate) max_login_attempts: usize,
+    pub(crate) login_timeout: i64,
+    pub(crate) session_max_age: i64,
+    /// The path browsers return to by default after login.
+    pub(crate) default_return: String,
+}
+
+/// Everything shared by clones of the layer and its services.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) meta: ProviderMetadata,
+    pub(crate) token: TokenClient,
+    pub(crate) verifier: Verifier,
+    pub(crate) cookies: CookieCodec,
+    pub(crate) clock: SharedClock,
+}
+
+impl AuthLayer {
+    /// A configuration builder with secure defaults; finish it with
+    /// [`build().await`](AuthConfig::build).
+    pub fn builder() -> AuthConfig {
+        AuthConfig::new()
+    }
+
+    /// A layer that refuses requests without a session: browsers are redirected to login,
+    /// gRPC calls get `UNAUTHENTICATED`, other requests get 401. Put it inside this layer
+    /// (for axum: `.route_layer(auth.require())` before `.layer(auth)`).
+    #[must_use]
+    pub fn require(&self) -> RequireAuthLayer {
+        RequireAuthLayer::new(self.shared.clone())
+    }
+
+    /// The login route (default `/auth/login`).
+    #[must_use]
+    pub fn login_path(&self) -> &str {
+        &self.shared.settings.login_path
+    }
+
+    /// The logout route (default `/auth/logout`).
+    #[must_use]
+    pub fn logout_path(&self) -> &str {
+        &self.shared.settings.logout_path
+    }
+
+    /// The callback route: the path of the redirect URL.
+    #[must_use]
+    pub fn callback_path(&self) -> &str {
+        &self.shared.settings.callback_path
+    }
+
+    /// The provider's metadata, as discovered.
+    #[must_use]
+    pub fn provider_metadata(&self) -> &ProviderMetadata {
+        &self.shared.meta
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService::new(inner, self.shared.clone())
+    }
+}
+
+pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
+    let provider = cfg
+        .provider
+        .clone()
+        .ok_or(ConfigError::Missing("provider"))?;
+    let client_id = cfg
+        .client_id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or(ConfigError::Missing("client_id"))?;
+    let client_secret = cfg
+        .client_secret
+        .clone()
+        .filter(|s| !s.expose().is_empty())
+        .ok_or(ConfigError::Missing("client_secret"))?;
+    let redirect_raw = cfg
+        .redirect_url
+        .clone()
+        .ok_or(ConfigError::Missing("redirect_url"))?;
+    let redirect = url::Url::parse(&redirect_raw).map_err(|e| ConfigError::InvalidUrl {
+        what: "redirect_url",
+        value: redirect_raw.clone(),
+        reason: e.to_string(),
+    })?;
+    let loopback_http = crate::config::is_loopback_http(&redirect);
+    if redirect.scheme() != "https" && !loopback_http {
+        return Err(ConfigError::InvalidUrl {
+            what: "redirect_url",
+            value: redirect_raw,
+            reason: "must be https (http is accepted only for 127.0.0.1, localhost and [::1])"
+                .into(),
+        });
+    }
+    if redirect.fragment().is_some() || redirect.query().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            what: "redirect_url",
+            value: redirect_raw,
+            reason: "must not have a query or fragment".into(),
+        });
+    }
+    if loopback_http {
+        tracing::warn!(
+            redirect_url = %redirect,
+            "plain http on loopback: cookies are set without Secure and without __Host- prefixes; \
+             use https everywhere else"
+        );
+    }
+    if cfg.cookie_keys.is_empty() {
+        return Err(ConfigError::Missing("cookie_key"));
+    }
+    let mut keys = Vec::with_capacity(cfg.cookie_keys.len());
+    for (i, k) in cfg.cookie_keys.iter().enumerate() {
+        let key = Key::try_from(k.as_slice()).map_err(|_| {
+            ConfigError::CookieKey(format!(
+                "key {} has {} bytes; at least 64 random bytes are needed",
+                i + 1,
+                k.len()
+            ))
+        })?;
+        keys.push(key);
+    }
+    let base_path = normalize_path("base_path", &cfg.base_path)?;
+    let session_path = normalize_path("session_path", &cfg.session_path)?;
+    let callback_path = normalize_path("redirect_url path", redirect.path())?;
+    let join = |p: &str| {
+        if base_path == "/" {
+            format!("/{p}")
+        } else {
+            format!("{base_path}/{p}")
+        }
+    };
+    let login_path = join("login");
+    let logout_path = join("logout");
+    let under = |path: &str| {
+        session_path == "/" || path == session_path || path.starts_with(&format!("{session_path}/"))
+    };
+    if !under(&base_path) || !under(&callback_path) {
+        return Err(ConfigError::Invalid {
+            what: "session_path",
+            reason: format!(
+                "the auth routes ({base_path}) and callback ({callback_path}) must be under the \
+                 session path {session_path}, so logout and refresh can see the session"
+            ),
+        });
+    }
+    let app_part = match &cfg.cookie_name {
+        Some(name) => {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::Invalid {
+                    what: "cookie_name",
+                    reason: format!("{name:?}: use letters, digits, '_' and '-'"),
+                });
+            }
+            name.clone()
+        }
+        None => app_part(&client_id),
+    };
+    let origin = redirect.origin().ascii_serialization();
+    let post_logout_url = match &cfg.post_logout_redirect_url {
+        Some(u) => {
+            url::Url::parse(u).map_err(|e| ConfigError::InvalidUrl {
+                what: "post_logout_redirect_url",
+                value: u.clone(),
+                reason: e.to_string(),
+            })?;
+            u.clone()
+        }
+        None => format!(
+            "{origin}{}",
+            if session_path == "/" {
+                "/"
+            } else {
+                &session_path
+            }
+        ),
+    };
+    let mut scopes = cfg.scopes.clone().unwrap_or_else(|| {
+        ["openid", "profile", "email", "offline_access"]
+            .map(String::from)
+            .to_vec()
+    });
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    if cfg.algorithms.is_empty() {
+        return Err(ConfigError::Invalid {
+            what: "algorithms",
+            reason: "at least one algorithm is needed".into(),
+        });
+    }
+    if cfg.max_login_attempts == 0 {
+        return Err(ConfigError::Invalid {
+            what: "max_login_attempts",
+            reason: "must be at least 1".into(),
+        });
+    }
+
+    let http = HttpClient::new(cfg.http_timeout, cfg.max_response_bytes);
+    let meta = provider.resolve(&http).await?;
+    let jwks = Jwks::new(
+        http.clone(),
+        meta.jwks_uri.clone(),
+        cfg.algorithms.clone(),
+        cfg.clock.clone(),
+        cfg.jwks_refetch_interval.as_secs() as i64,
+    );
+    jwks.fetch_now().await.map_err(|source| ConfigError::Jwks {
+        url: meta.jwks_uri.clone(),
+        source,
+    })?;
+    let verifier = Verifier::new(
+        jwks,
+        meta.issuer.clone(),
+        client_id.clone(),
+        cfg.audiences.clone(),
+        cfg.leeway.as_secs() as i64,
+        cfg.clock.clone(),
+        cfg.cache_capacity,
+    );
+    let token = TokenClient {
+        http,
+        endpoint: meta.token_endpoint.clone(),
+        client_id: client_id.clone(),
+        client_secret,
+        method: ClientAuthMethod::choose(&meta, provider.is_scalekit()),
+    };
+    let cookies = CookieCodec::new(
+        keys,
+        !loopback_http,
+        &app_part,
+        &session_path,
+        &base_path,
+        &callback_path,
+    );
+    let settings = Settings {
+        client_id,
+        redirect_url: redirect.to_string(),
+        login_path,
+        callback_path,
+        logout_path,
+        post_logout_url,
+        scope: scopes.join(" "),
+        authorize_params: cfg.authorize_params.clone(),
+        max_login_attempts: cfg.max_login_attempts,
+        login_timeout: cfg.login_timeout.as_secs() as i64,
+        session_max_age: cfg.session_max_age.as_secs() as i64,
+        default_return: session_path.clone(),
+    };
+    tracing::debug!(issuer = %meta.issuer, "OpenID provider ready");
+    Ok(AuthLayer {
+        shared: Arc::new(Shared {
+            settings,
+            meta,
+            token,
+            verifier,
+            cookies,
+            clock: cfg.clock,
+        }),
+    })
+}

@@ -1,0 +1,234 @@
+//! The HTTP client for provider calls: timeouts, size limits, and errors that say what failed.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// What went wrong talking to the provider.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The provider could not be reached (connection refused, DNS, TLS).
+    #[error("provider unreachable: {0}")]
+    Unreachable(String),
+    /// The provider did not answer in time.
+    #[error("provider timed out after {0:?}")]
+    Timeout(Duration),
+    /// The provider answered with an OAuth error (RFC 6749 section 5.2).
+    #[error("provider returned {status} {error}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    OAuth {
+        /// HTTP status.
+        status: u16,
+        /// The `error` code, such as `invalid_grant`.
+        error: String,
+        /// The `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The provider answered with an unexpected HTTP status.
+    #[error("provider returned HTTP {0}")]
+    Status(u16),
+    /// The response was not what the protocol requires.
+    #[error("malformed provider response: {0}")]
+    Malformed(String),
+    /// The response was larger than the configured limit.
+    #[error("provider response larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+impl ProviderError {
+    /// True when the provider said the grant is invalid (expired, revoked or reused).
+    #[must_use]
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, Self::OAuth { error, .. } if error == "invalid_grant")
+    }
+
+    /// True for failures that say nothing about the request: the provider is down, slow or broken.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable(_) | Self::Timeout(_) | Self::Malformed(_) | Self::TooLarge(_) => {
+                true
+            }
+            Self::Status(s) => *s >= 500 || *s == 429,
+            Self::OAuth { status, error, .. } => {
+                *status >= 500 || error == "temporarily_unavailable" || error == "server_error"
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    error_description: Option<String>,
+}
+
+/// An HTTP client with one timeout for each whole call and a cap on response size.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpClient {
+    client: reqwest::Client,
+    timeout: Duration,
+    max_body: usize,
+}
+
+impl HttpClient {
+    pub(crate) fn new(timeout: Duration, max_body: usize) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .user_agent(concat!("tower-oidc-auth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            client,
+            timeout,
+            max_body,
+        }
+    }
+
+    /// GET a JSON document.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: &str,
+    ) -> Result<(T, Option<u64>), ProviderError> {
+        let req = self
+            .client
+            .get(url)
+            .header(http::header::ACCEPT, "application/json");
+        let (status, headers, body) = self.send(req).await?;
+        if !status.is_success() {
+            return Err(ProviderError::Status(status.as_u16()));
+        }
+        let max_age = headers
+            .get(http::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let value = serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Malformed(format!("{url}: {e}")))?;
+        Ok((value, max_age))
+    }
+
+    /// POST a form and read a JSON answer, mapping OAuth error bodies.
+    pub(crate) async fn post_form<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<T, ProviderError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .client
+            .post(url)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(body);
+        if let Some((user, pass)) = basic_auth {
+            // RFC 6749 section 2.3.1: both parts are form-urlencoded before base64.
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            req = req.basic_auth(enc(user), Some(enc(pass)));
+        }
+        let (status, _, body) = self.send(req).await?;
+        if !status.is_success() {
+            if let Ok(err) = serde_json::from_slice::<OAuthErrorBody>(&body) {
+                return Err(ProviderError::OAuth {
+                    status: status.as_u16(),
+                    error: err.error,
+                    description: err.error_description,
+                });
+            }
+            return Err(ProviderError::Status(status.as_u16()));
+        }
+        serde_json::from_slice(&body).map_err(|e| ProviderError::Malformed(e.to_string()))
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Bytes), ProviderError> {
+        let timeout = self.timeout;
+        let max = self.max_body;
+        let fut = async move {
+            let mut resp = req.send().await.map_err(map_reqwest)?;
+            let status = resp.status();
+            let headers = std::mem::take(resp.headers_mut());
+            if resp.content_length().is_some_and(|len| len > max as u64) {
+                return Err(ProviderError::TooLarge(max));
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = resp.chunk().await.map_err(map_reqwest)? {
+                if body.len() + chunk.len() > max {
+                    return Err(ProviderError::TooLarge(max));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, headers, body.freeze()))
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout(timeout)),
+        }
+    }
+}
+
+fn map_reqwest(e: reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout(Duration::ZERO)
+    } else if e.is_body() || e.is_decode() {
+        ProviderError::Malformed(e.to_string())
+    } else {
+        ProviderError::Unreachable(e.to_string())
+    }
+}
+
+/// `max-age` from a Cache-Control value, unless `no-store` / `no-cache` say not to cache.
+fn parse_max_age(value: &str) -> Option<u64> {
+    let mut max_age = None;
+    for directive in value.split(',') {
+        let directive = directive.trim();
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return Some(0);
+        }
+        if let Some((name, v)) = directive.split_once('=') {
+            if name.trim().eq_ignore_ascii_case("max-age") {
+                max_age = v.trim().trim_matches('"').parse().ok();
+            }
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_parsing() {
+        assert_eq!(parse_max_age("public, max-age=3600"), Some(3600));
+        assert_eq!(parse_max_age("max-age=\"60\""), Some(60));
+        assert_eq!(parse_max_age("no-store"), Some(0));
+        assert_eq!(parse_max_age("max-age=abc"), None);
+        assert_eq!(parse_max_age("public"), None);
+    }
+
+    #[test]
+    fn invalid_grant_is_not_transient() {
+        let e = ProviderError::OAuth {
+            status: 400,
+            error: "invalid_grant".into(),
+            description: None,
+        };
+        assert!(e.is_invalid_grant());
+        assert!(!e.is_transient());
+        assert!(ProviderError::Status(503).is_transient());
+        assert!(ProviderError::Timeout(Duration::from_secs(1)).is_transient());
+    }
+}

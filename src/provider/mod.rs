@@ -1,0 +1,300 @@
+//! The OpenID provider: where its endpoints are, its keys, and calls to its token endpoint.
+
+mod http;
+mod jwks;
+
+pub(crate) use self::http::HttpClient;
+pub use self::http::ProviderError;
+pub(crate) use self::jwks::{Jwks, KeyLookup};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+use crate::secret::Secret;
+
+/// Which provider to use and how to find its endpoints.
+///
+/// ```
+/// use tower_oidc_auth::Provider;
+/// let scalekit = Provider::scalekit("https://yourenv.scalekit.com");
+/// let other = Provider::discover("https://accounts.example.com");
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Provider {
+    kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+enum ProviderKind {
+    Discover { issuer: String },
+    Scalekit { env_url: String },
+}
+
+impl Provider {
+    /// Any OpenID provider: reads `<issuer>/.well-known/openid-configuration` at build time.
+    pub fn discover(issuer: impl Into<String>) -> Self {
+        Self {
+            kind: ProviderKind::Discover {
+                issuer: issuer.into(),
+            },
+        }
+    }
+
+    /// Scalekit, by its environment URL (for example `https://yourenv.scalekit.com`).
+    ///
+    /// Reads the discovery document Scalekit publishes at the environment URL and applies
+    /// Scalekit's defaults on top: `client_secret_post`, the `offline_access` scope, and the
+    /// endpoint layout `/oauth/authorize`, `/oauth/token`, `/keys`, `/oidc/logout` for anything
+    /// the document leaves out. The issuer must be the environment URL without a trailing slash.
+    pub fn scalekit(env_url: impl Into<String>) -> Self {
+        Self {
+            kind: ProviderKind::Scalekit {
+                env_url: env_url.into(),
+            },
+        }
+    }
+
+    pub(crate) fn is_scalekit(&self) -> bool {
+        matches!(self.kind, ProviderKind::Scalekit { .. })
+    }
+
+    /// Fetches and validates the provider's metadata.
+    pub(crate) async fn resolve(&self, http: &HttpClient) -> Result<ProviderMetadata, ConfigError> {
+        match &self.kind {
+            ProviderKind::Discover { issuer } => {
+                let issuer = issuer.trim_end_matches('/').to_owned();
+                check_url("issuer", &issuer)?;
+                let meta = fetch_discovery(http, &issuer).await?;
+                if meta.issuer != issuer {
+                    return Err(ConfigError::IssuerMismatch {
+                        expected: issuer,
+                        found: meta.issuer,
+                    });
+                }
+                meta.validate()?;
+                Ok(meta)
+            }
+            ProviderKind::Scalekit { env_url } => {
+                let issuer = env_url.trim_end_matches('/').to_owned();
+                check_url("Scalekit environment URL", &issuer)?;
+                let mut meta = fetch_discovery(http, &issuer).await?;
+                if meta.issuer.trim_end_matches('/') != issuer {
+                    return Err(ConfigError::IssuerMismatch {
+                        expected: issuer,
+                        found: meta.issuer,
+                    });
+                }
+                meta.issuer = issuer.clone();
+                let fill = |field: &mut String, path: &str| {
+                    if field.is_empty() {
+                        *field = format!("{issuer}{path}");
+                    }
+                };
+                fill(&mut meta.authorization_endpoint, "/oauth/authorize");
+                fill(&mut meta.token_endpoint, "/oauth/token");
+                fill(&mut meta.jwks_uri, "/keys");
+                if meta.end_session_endpoint.is_none() {
+                    meta.end_session_endpoint = Some(format!("{issuer}/oidc/logout"));
+                }
+                meta.validate()?;
+                Ok(meta)
+            }
+        }
+    }
+}
+
+fn check_url(what: &'static str, value: &str) -> Result<(), ConfigError> {
+    let url = url::Url::parse(value).map_err(|e| ConfigError::InvalidUrl {
+        what,
+        value: value.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if url.scheme() != "https" && !crate::config::is_loopback_http(&url) {
+        return Err(ConfigError::InvalidUrl {
+            what,
+            value: value.to_owned(),
+            reason: "must be https (http only on loopback hosts)".into(),
+        });
+    }
+    Ok(())
+}
+
+async fn fetch_discovery(http: &HttpClient, issuer: &str) -> Result<ProviderMetadata, ConfigError> {
+    let url = format!("{issuer}/.well-known/openid-configuration");
+    http.get_json::<ProviderMetadata>(&url)
+        .await
+        .map(|(m, _)| m)
+        .map_err(|source| ConfigError::Discovery { url, source })
+}
+
+/// The provider's metadata (OpenID Connect Discovery 1.0), as far as this crate uses it.
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[non_exhaustive]
+pub struct ProviderMetadata {
+    /// The issuer identifier; must equal the `iss` of every token.
+    pub issuer: String,
+    /// Where browsers are sent to log in.
+    #[serde(default)]
+    pub authorization_endpoint: String,
+    /// Where codes and refresh tokens are exchanged.
+    #[serde(default)]
+    pub token_endpoint: String,
+    /// The provider's signing keys.
+    #[serde(default)]
+    pub jwks_uri: String,
+    /// RP-initiated logout endpoint, if the provider has one.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+    /// Supported client authentication methods at the token endpoint.
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// RFC 9207: the provider sends `iss` on authorization responses.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+    /// Supported PKCE methods.
+    #[serde(default)]
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+}
+
+impl ProviderMetadata {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (what, value) in [
+            ("authorization_endpoint", &self.authorization_endpoint),
+            ("token_endpoint", &self.token_endpoint),
+            ("jwks_uri", &self.jwks_uri),
+        ] {
+            if value.is_empty() {
+                return Err(ConfigError::Metadata(format!("{what} is missing")));
+            }
+            check_url(what, value)?;
+        }
+        if let Some(end) = &self.end_session_endpoint {
+            check_url("end_session_endpoint", end)?;
+        }
+        if let Some(methods) = &self.code_challenge_methods_supported {
+            if !methods.iter().any(|m| m == "S256") {
+                return Err(ConfigError::Metadata(
+                    "the provider does not support PKCE S256".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientAuthMethod {
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// HTTP Basic authentication.
+    ClientSecretBasic,
+}
+
+impl ClientAuthMethod {
+    /// Post when the provider supports it, Basic when it lists only Basic or lists nothing
+    /// (the spec's default).
+    pub(crate) fn choose(meta: &ProviderMetadata, scalekit: bool) -> Self {
+        if scalekit {
+            return Self::ClientSecretPost;
+        }
+        match &meta.token_endpoint_auth_methods_supported {
+            Some(methods) if methods.iter().any(|m| m == "client_secret_post") => {
+                Self::ClientSecretPost
+            }
+            _ => Self::ClientSecretBasic,
+        }
+    }
+}
+
+/// A token endpoint response (RFC 6749 section 5.1, OpenID Connect Core 3.1.3.3).
+#[derive(Deserialize)]
+pub(crate) struct TokenResponse {
+    pub(crate) access_token: String,
+    #[serde(default)]
+    pub(crate) token_type: Option<String>,
+    #[serde(default)]
+    pub(crate) expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) refresh_token: Option<String>,
+    #[serde(default)]
+    pub(crate) id_token: Option<String>,
+}
+
+impl TokenResponse {
+    /// `expires_in` as seconds; some providers send it as a string.
+    pub(crate) fn expires_in(&self) -> Option<i64> {
+        match &self.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_i64(),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// The token endpoint, with the client's credentials.
+#[derive(Debug)]
+pub(crate) struct TokenClient {
+    pub(crate) http: HttpClient,
+    pub(crate) endpoint: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Secret,
+    pub(crate) method: ClientAuthMethod,
+}
+
+impl TokenClient {
+    pub(crate) async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<TokenResponse, ProviderError> {
+        self.call(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("code_verifier", verifier),
+            ("redirect_uri", redirect_uri),
+        ])
+        .await
+    }
+
+    #[allow(dead_code)]
+    pub(crate) async fn refresh(
+        &self,
+        refresh_token: &str,
+    ) -> Result<TokenResponse, ProviderError> {
+        self.call(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    async fn call(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        let basic = match self.method {
+            ClientAuthMethod::ClientSecretPost => {
+                form.push(("client_id", &self.client_id));
+                form.push(("client_secret", self.client_secret.expose()));
+                None
+            }
+            ClientAuthMethod::ClientSecretBasic => {
+                Some((self.client_id.as_str(), self.client_secret.expose()))
+            }
+        };
+        let resp: TokenResponse = self.http.post_form(&self.endpoint, &form, basic).await?;
+        if let Some(tt) = &resp.token_type {
+            if !tt.eq_ignore_ascii_case("bearer") {
+                return Err(ProviderError::Malformed(format!(
+                    "unsupported token_type {tt:?}"
+                )));
+            }
+        }
+        if resp.access_token.is_empty() {
+            return Err(ProviderError::Malformed("empty access_token".into()));
+        }
+        Ok(resp)
+    }
+}

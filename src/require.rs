@@ -1,0 +1,138 @@
+//! `require()`: refuse requests that carry no verified session.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::{own, AuthBody};
+use crate::claims::Claims;
+use crate::layer::Shared;
+use crate::responses::{unauthenticated, Client, Page};
+
+/// Layer returned by [`AuthLayer::require`](crate::AuthLayer::require).
+#[derive(Clone)]
+pub struct RequireAuthLayer {
+    shared: Arc<Shared>,
+}
+
+impl RequireAuthLayer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl std::fmt::Debug for RequireAuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireAuthLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for RequireAuthLayer {
+    type Service = RequireAuth<S>;
+    fn layer(&self, inner: S) -> RequireAuth<S> {
+        RequireAuth {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Service made by [`RequireAuthLayer`]: passes requests with [`Claims`], answers the rest.
+#[derive(Clone)]
+pub struct RequireAuth<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for RequireAuth<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequireAuth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response for a request without a session, by kind of client.
+pub(crate) fn reject_parts(shared: &Shared, parts: &http::request::Parts) -> Page {
+    let client = Client::of(&parts.method, &parts.headers);
+    let return_to = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .and_then(crate::return_to::sanitize)
+        .unwrap_or(&shared.settings.default_return);
+    unauthenticated(client, &shared.settings.login_path, return_to, Vec::new())
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAuth<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: http_body::Body<Data = Bytes>,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = S::Error;
+    type Future = RequireFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if req.extensions().get::<Claims>().is_some() {
+            return RequireFuture {
+                kind: Kind::Inner {
+                    fut: self.inner.call(req),
+                },
+            };
+        }
+        let (parts, _) = req.into_parts();
+        tracing::debug!(path = parts.uri.path(), "unauthenticated request refused");
+        RequireFuture {
+            kind: Kind::Ready {
+                page: Some(reject_parts(&self.shared, &parts)),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`RequireAuth`].
+    pub struct RequireFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Inner { #[pin] fut: F },
+        Ready { page: Option<Page> },
+    }
+}
+
+impl<F, B, E> Future for RequireFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<AuthBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { fut } => {
+                let resp = ready!(fut.poll(cx))?;
+                Poll::Ready(Ok(resp.map(AuthBody::inner)))
+            }
+            KindProj::Ready { page } => Poll::Ready(Ok(own(page
+                .take()
+                .expect("RequireFuture polled after completion")))),
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! `GET /auth/callback`: check state (and `iss`), exchange the code, verify the ID token, set
+//! the session cookies.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde_json::value::RawValue;
+
+use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
+use crate::cookies::Slot;
+use crate::layer::Shared;
+use crate::provider::ProviderError;
+use crate::responses::{error_page, redirect, Page};
+use crate::session::{identity_claims, SessionData};
+use crate::verify::VerifyError;
+
+pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
+    let settings = &shared.settings;
+    let codec = &shared.cookies;
+    let retry = Some(settings.login_path.as_str());
+    let bad = |title: &str, message: &str, cookies: Vec<HeaderValue>| {
+        error_page(StatusCode::BAD_REQUEST, title, message, retry, cookies)
+    };
+    let params = match query_params(parts.uri.query()) {
+        Ok(p) => p,
+        Err(reason) => {
+            tracing::warn!(reason, "callback refused: bad query string");
+            return bad(
+                "Sign-in failed",
+                "The sign-in response was malformed.",
+                Vec::new(),
+            );
+        }
+    };
+    let cookies = codec.read(&parts.headers);
+    let state = param(&params, "state").unwrap_or("");
+    // Find this attempt's transaction cookie; every exit below deletes it, so a state is
+    // used at most once.
+    let tx_name = (state.len() > TX_ID_LEN && state.is_char_boundary(TX_ID_LEN))
+        .then(|| format!("{}{}", codec.tx_prefix, &state[..TX_ID_LEN]));
+    let mut set_cookies = Vec::new();
+    let mut tx: Option<Transaction> = None;
+    if let Some(name) = &tx_name {
+        if cookies.get(name).is_some() {
+            set_cookies.push(codec.clear(name, &codec.tx_path));
+            let mut index = read_index(&shared, &cookies);
+            index.0.retain(|(id, _)| id != &state[..TX_ID_LEN]);
+            codec.write_json(
+                &codec.tx_index,
+                &index,
+                settings.login_timeout,
+                cookies.chunk_count(&codec.tx_index.name),
+                &mut set_cookies,
+            );
+            tx = match codec.read_json::<Transaction>(&cookies, name) {
+                Some(Ok(t)) if t.state == state => Some(t),
+                _ => None,
+            };
+        }
+    }
+
+    if let Some(error) = param(&params, "error") {
+        let description = param(&params, "error_description").unwrap_or("");
+        tracing::warn!(
+            error,
+            description,
+            "provider returned an error to the callback"
+        );
+        let (status, message) = match error {
+            "access_denied" => (
+                StatusCode::FORBIDDEN,
+                "Access was denied at the identity provider.",
+            ),
+            "server_error" => (
+                StatusCode::BAD_GATEWAY,
+                "The identity provider had an internal error.",
+            ),
+            "temporarily_unavailable" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The identity provider is temporarily unavailable.",
+            ),
+            "login_required"
+            | "interaction_required"
+            | "consent_required"
+            | "account_selection_required" => (
+                StatusCode::UNAUTHORIZED,
+                "The identity provider needs you to sign in again.",
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                "The identity provider refused the sign-in request.",
+            ),
+        };
+        return error_page(status, "Sign-in failed", message, retry, set_cookies);
+    }
+
+    let Some(tx) = tx else {
+        tracing::warn!(
+            has_state = !state.is_empty(),
+            "callback refused: no matching login attempt (state mismatch, reused, or cookie missing)"
+        );
+        return bad(
+            "Sign-in expired",
+            "This sign-in attempt is unknown, already used or expired. Please start again.",
+            set_cookies,
+        );
+    };
+    let now = shared.clock.now();
+    if now.saturating_sub(tx.created) >= settings.login_timeout {
+        tracing::warn!("callback refused: login attempt expired");
+        return bad(
+            "Sign-in expired",
+            "This sign-in attempt took too long. Please start again.",
+            set_cookies,
+        );
+    }
+    // RFC 9207: the authorization response names its issuer.
+    match param(&params, "iss") {
+        Some(iss) if iss != shared.meta.issuer => {
+            tracing::warn!(iss, expected = %shared.meta.issuer, "callback refused: iss mismatch");
+            return bad(
+                "Sign-in failed",
+                "The response came from an unexpected issuer.",
+                set_cookies,
+            );
+        }
+        None if shared.meta.authorization_response_iss_parameter_supported => {
+            tracing::warn!("callback refused: iss parameter missing");
+            return bad(
+                "Sign-in failed",
+                "The response did not name its issuer.",
+                set_cookies,
+            );
+        }
+        _ => {}
+    }
+    let Some(code) = param(&params, "code").filter(|c| !c.is_empty()) else {
+        return bad(
+            "Sign-in failed",
+            "The sign-in response had no authorization code.",
+            set_cookies,
+        );
+    };
+
+    let tokens = match shared
+        .token
+        .exchange_code(code, &tx.verifier, &settings.redirect_url)
+        .await
+    {
+        Ok(t) => t,
+        Err(error) => {
+            tracing::warn!(%error, "code exchange failed");
+            let (status, message) = match &error {
+                ProviderError::Timeout(_) => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The identity provider did not answer in time.",
+                ),
+                ProviderError::OAuth { status, .. } if *status < 500 => (
+                    StatusCode::BAD_REQUEST,
+                    "The identity provider refused this sign-in. It may have expired or been used already.",
+                ),
+                _ => (
+                    StatusCode::BAD_GATEWAY,
+                    "The identity provider could not complete the sign-in.",
+                ),
+            };
+            return error_page(status, "Sign-in failed", message, retry, set_cookies);
+        }
+    };
+    let provider_fault = |what: &str, set_cookies| {
+        error_page(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in failed",
+            &format!("The identity provider's response could not be verified ({what})."),
+            retry,
+            set_cookies,
+        )
+    };
+    let Some(id_token) = tokens.id_token.as_deref() else {
+        tracing::warn!("token response has no id_token");
+        return provider_fault("no ID token", set_cookies);
+    };
+    let id_claims = match shared.verifier.id_token(id_token, Some(&tx.nonce)).await {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(%error, "ID token refused");
+            return provider_fault("ID token", set_cookies);
+        }
+    };
+    // The access token: a JWT for this client is verified on every request; anything else is
+    // opaque to us, and the session then lasts until `expires_in` on the strength of the ID
+    // token verified above.
+    let (exp, opaque) = match shared.verifier.access(&tokens.access_token).await {
+        Ok(v) => (v.exp, false),
+        Err(VerifyError::Malformed | VerifyError::Audience | VerifyError::Type(_)) => {
+            let exp = tokens
+                .expires_in()
+                .map(|s| now + s)
+                .or_else(|| id_claims.get("exp").and_then(serde_json::Value::as_i64))
+                .unwrap_or(now + 300);
+            tracing::debug!("access token is not a JWT for this client; treating it as opaque");
+            (exp, true)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "access token refused");
+            return provider_fault("access token", set_cookies);
+        }
+    };
+    let identity = identity_claims(&id_claims);
+    let idc = RawValue::from_string(serde_json::Value::Object(identity).to_string())
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid JSON"));
+    let session = SessionData {
+        at: tokens.access_token,
+        rt: tokens.refresh_token,
+        exp,
+        opaque,
+        idc,
+    };
+    let max_age = settings.session_max_age;
+    codec.write_json(
+        &codec.session,
+        &session,
+        max_age,
+        cookies.chunk_count(&codec.session.name),
+        &mut set_cookies,
+    );
+    let id_slot: &Slot = &codec.id_token;
+    codec.write_json(
+        id_slot,
+        &id_token,
+        max_age,
+        cookies.chunk_count(&id_slot.name),
+        &mut set_cookies,
+    );
+    tracing::debug!(sub = ?id_claims.get("sub"), "signed in");
+    redirect(&tx.return_to, set_cookies)
+}

@@ -1,0 +1,47 @@
+//! `GET|POST /auth/logout`: clear every cookie, then RP-initiated logout at the provider.
+
+use http::request::Parts;
+
+use crate::layer::Shared;
+use crate::responses::{redirect, Page};
+
+pub(crate) fn logout(shared: &Shared, parts: &Parts) -> Page {
+    let codec = &shared.cookies;
+    let settings = &shared.settings;
+    let cookies = codec.read(&parts.headers);
+    // Read the ID token before clearing anything: it is the provider's logout hint.
+    let id_token = match codec.read_json::<String>(&cookies, &codec.id_token.name) {
+        Some(Ok(t)) => Some(t),
+        _ => None,
+    };
+    let mut set_cookies = Vec::new();
+    for slot in [&codec.session, &codec.id_token, &codec.tx_index] {
+        codec.clear_slot(slot, cookies.chunk_count(&slot.name), &mut set_cookies);
+    }
+    // Transaction cookies live on the callback path; those visible here are cleared too.
+    let tx_names: Vec<&str> = cookies.names_with_prefix(&codec.tx_prefix).collect();
+    for name in tx_names {
+        set_cookies.push(codec.clear(name, &codec.tx_path));
+    }
+    let location = match shared
+        .meta
+        .end_session_endpoint
+        .as_deref()
+        .and_then(|e| url::Url::parse(e).ok())
+    {
+        Some(mut end) => {
+            {
+                let mut q = end.query_pairs_mut();
+                if let Some(hint) = &id_token {
+                    q.append_pair("id_token_hint", hint);
+                }
+                q.append_pair("post_logout_redirect_uri", &settings.post_logout_url)
+                    .append_pair("client_id", &settings.client_id);
+            }
+            end.to_string()
+        }
+        None => settings.post_logout_url.clone(),
+    };
+    tracing::debug!("signed out");
+    redirect(&location, set_cookies)
+}

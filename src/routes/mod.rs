@@ -1,0 +1,113 @@
+//! The routes the layer serves itself: login, callback, logout.
+
+mod callback;
+mod login;
+mod logout;
+
+pub(crate) use callback::callback;
+pub(crate) use login::login;
+pub(crate) use logout::logout;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::cookies::RequestCookies;
+use crate::layer::Shared;
+
+/// A login attempt in flight, sealed in its own cookie on the callback path.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Transaction {
+    pub(crate) state: String,
+    pub(crate) nonce: String,
+    pub(crate) verifier: String,
+    pub(crate) return_to: String,
+    pub(crate) created: i64,
+}
+
+/// The login attempts in flight, oldest first: `(id, created)`. Sealed, on the common path of
+/// login and callback, so login can drop the oldest when there are too many.
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct TxIndex(pub(crate) Vec<(String, i64)>);
+
+/// Length of the state prefix that names a transaction cookie.
+pub(crate) const TX_ID_LEN: usize = 16;
+
+pub(crate) fn random_token() -> String {
+    let mut buf = [0u8; 32];
+    // The OS RNG failing means the machine cannot do cryptography at all.
+    getrandom::fill(&mut buf).expect("operating system random number generator failed");
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+pub(crate) fn read_index(shared: &Shared, cookies: &RequestCookies<'_>) -> TxIndex {
+    let now = shared.clock.now();
+    let ttl = shared.settings.login_timeout;
+    match shared
+        .cookies
+        .read_json::<TxIndex>(cookies, &shared.cookies.tx_index.name)
+    {
+        Some(Ok(mut index)) => {
+            index.0.retain(|(id, created)| {
+                id.len() == TX_ID_LEN && now.saturating_sub(*created) < ttl
+            });
+            index
+        }
+        _ => TxIndex::default(),
+    }
+}
+
+/// Query parameters, refusing duplicates (RFC 6749 section 3.1) and oversized input.
+pub(crate) fn query_params(query: Option<&str>) -> Result<Vec<(String, String)>, &'static str> {
+    let query = query.unwrap_or("");
+    if query.len() > 8 * 1024 {
+        return Err("query string too long");
+    }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if out.iter().any(|(name, _)| *name == k) {
+            return Err("repeated parameter");
+        }
+        if out.len() >= 32 {
+            return Err("too many parameters");
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_refuses_repeats_and_floods() {
+        assert_eq!(
+            query_params(Some("a=1&b=%20x")).unwrap(),
+            vec![("a".into(), "1".into()), ("b".into(), " x".into())]
+        );
+        assert!(query_params(Some("state=a&state=b")).is_err());
+        assert!(query_params(Some(&"x".repeat(9000))).is_err());
+        let many: Vec<String> = (0..40).map(|i| format!("p{i}=1")).collect();
+        assert!(query_params(Some(&many.join("&"))).is_err());
+        assert!(query_params(None).unwrap().is_empty());
+        assert!(query_params(Some("%zz=%ff&&=")).is_ok());
+    }
+
+    #[test]
+    fn random_tokens_are_distinct_and_urlsafe() {
+        let a = random_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token());
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}

@@ -1,0 +1,102 @@
+//! `AuthService`: routes auth requests, reads sessions, attaches claims.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use tower_service::Service;
+
+use crate::body::AuthBody;
+use crate::future::ResponseFuture;
+use crate::layer::Shared;
+use crate::responses::method_not_allowed;
+use crate::{routes, session};
+
+/// The service made by [`AuthLayer`](crate::AuthLayer).
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> AuthService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for AuthService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Carried in request extensions so extractors and `require()` can build the right rejection.
+#[derive(Clone)]
+pub(crate) struct AuthContext(pub(crate) Arc<Shared>);
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes>,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        let settings = &shared.settings;
+        let path = req.uri().path();
+        if path == settings.login_path {
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                return ResponseFuture::ready(method_not_allowed("GET, HEAD"));
+            }
+            let (parts, _) = req.into_parts();
+            return ResponseFuture::ready(routes::login(shared, &parts));
+        }
+        if path == settings.callback_path {
+            if req.method() != Method::GET {
+                return ResponseFuture::ready(method_not_allowed("GET"));
+            }
+            let (parts, _) = req.into_parts();
+            return ResponseFuture::route(Box::pin(routes::callback(shared.clone(), parts)));
+        }
+        if path == settings.logout_path {
+            if req.method() != Method::GET && req.method() != Method::POST {
+                return ResponseFuture::ready(method_not_allowed("GET, POST"));
+            }
+            let (parts, _) = req.into_parts();
+            return ResponseFuture::ready(routes::logout(shared, &parts));
+        }
+
+        req.extensions_mut().insert(AuthContext(shared.clone()));
+        // The inner service that was polled ready moves into the future; the clone stays.
+        // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        match session::resolve_now(shared, req.headers()) {
+            Some(outcome) => {
+                if let Some(claims) = outcome.claims {
+                    req.extensions_mut().insert(claims);
+                }
+                ResponseFuture::inner(inner.call(req), outcome.set_cookies)
+            }
+            None => {
+                let shared = shared.clone();
+                let headers = req.headers().clone();
+                let fut = Box::pin(async move { session::resolve(&shared, &headers).await });
+                ResponseFuture::resolving(fut, inner, req)
+            }
+        }
+    }
+}

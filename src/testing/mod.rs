@@ -1,0 +1,620 @@
+//! An in-process OpenID provider for tests, demos and your own test suites (feature `testing`).
+//!
+//! [`TestProvider`] listens on `127.0.0.1` on a free port and serves discovery, authorize (auto
+//! approval or a small login form), token (code and refresh, with optional rotation), keys and
+//! end-session, laid out like Scalekit (`/oauth/authorize`, `/oauth/token`, `/keys`,
+//! `/oidc/logout`). Tokens are RS256 JWTs. Knobs let tests change TTLs, rotate keys, make the
+//! token endpoint fail or stall, and count the grants served.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use tower_oidc_auth::testing::{TestProvider, TestUser};
+//! let provider = TestProvider::builder()
+//!     .user(TestUser::new("usr_1").email("ada@example.com"))
+//!     .start()
+//!     .await;
+//! let auth = provider.layer_builder("http://127.0.0.1:3000/auth/callback").build().await.unwrap();
+//! // A signed-in Cookie header, without the login dance:
+//! let cookie = provider.session_cookie(&auth, &TestUser::new("usr_2"));
+//! assert!(cookie.contains('='));
+//! # }
+//! ```
+
+mod server;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lc_rs::rsa::{KeyPair, KeySize};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::config::AuthConfig;
+use crate::provider::Provider;
+use crate::AuthLayer;
+
+/// A user the provider signs in.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct TestUser {
+    /// Subject.
+    pub sub: String,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// Scalekit-style roles (in the access token).
+    pub roles: Vec<String>,
+    /// Scalekit-style permissions (in the access token).
+    pub permissions: Vec<String>,
+    /// Organization id (`oid`).
+    pub organization_id: Option<String>,
+    /// Extra claims for both tokens.
+    pub extra: Map<String, Value>,
+}
+
+impl TestUser {
+    /// A user with this subject.
+    pub fn new(sub: impl Into<String>) -> Self {
+        Self {
+            sub: sub.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the e-mail.
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Adds a role.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.roles.push(role.into());
+        self
+    }
+
+    /// Adds a permission.
+    pub fn permission(mut self, permission: impl Into<String>) -> Self {
+        self.permissions.push(permission.into());
+        self
+    }
+
+    /// Sets the organization id.
+    pub fn organization(mut self, oid: impl Into<String>) -> Self {
+        self.organization_id = Some(oid.into());
+        self
+    }
+
+    /// Adds any claim.
+    pub fn claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.extra.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// How the token endpoint (or the JWKS endpoint) misbehaves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Answer with this HTTP status and an OAuth `server_error` body.
+    Status(u16),
+    /// Answer `400 {"error": ...}` with this OAuth error code.
+    OAuthError(String),
+    /// Wait this long before answering normally.
+    Delay(Duration),
+    /// Answer 200 with a body that is not JSON.
+    NotJson,
+    /// Answer 200 with a JSON body of this many bytes.
+    Oversized(usize),
+}
+
+/// Counters of what the provider served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Authorization codes exchanged.
+    pub code_grants: u64,
+    /// Refresh grants served (successful ones).
+    pub refresh_grants: u64,
+    /// Refresh grants refused.
+    pub refresh_failures: u64,
+    /// JWKS fetches.
+    pub jwks_fetches: u64,
+    /// Discovery fetches.
+    pub discovery_fetches: u64,
+    /// End-session visits.
+    pub logouts: u64,
+}
+
+pub(crate) struct SigningKey {
+    pub(crate) kid: String,
+    pair: KeyPair,
+    pub(crate) jwk: Value,
+}
+
+impl SigningKey {
+    fn generate(kid: String) -> Self {
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
+        let public = pair.public_key();
+        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+        let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e});
+        Self { kid, pair, jwk }
+    }
+
+    fn sign(&self, header: &Value, claims: &Value) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut sig = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                signing_input.as_bytes(),
+                &mut sig,
+            )
+            .expect("RSA signing");
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+}
+
+pub(crate) struct CodeGrant {
+    pub(crate) user: TestUser,
+    pub(crate) redirect_uri: String,
+    pub(crate) nonce: Option<String>,
+    pub(crate) challenge: String,
+    pub(crate) scope: String,
+    pub(crate) sid: String,
+    pub(crate) created: i64,
+}
+
+#[derive(Clone)]
+pub(crate) struct RefreshGrant {
+    pub(crate) user: TestUser,
+    pub(crate) scope: String,
+    pub(crate) sid: String,
+    /// Grant family: a replayed rotated token revokes the whole family.
+    pub(crate) family: String,
+    pub(crate) active: bool,
+}
+
+pub(crate) struct State {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
+    pub(crate) clock: SharedClock,
+    pub(crate) keys: Mutex<Vec<Arc<SigningKey>>>,
+    pub(crate) user: Mutex<Option<TestUser>>,
+    pub(crate) codes: Mutex<HashMap<String, CodeGrant>>,
+    pub(crate) refresh: Mutex<HashMap<String, RefreshGrant>>,
+    pub(crate) access_ttl: AtomicI64,
+    pub(crate) id_ttl: AtomicI64,
+    pub(crate) rotation: AtomicBool,
+    pub(crate) iss_param: bool,
+    pub(crate) token_failure: Mutex<Option<Failure>>,
+    pub(crate) jwks_failure: Mutex<Option<Failure>>,
+    pub(crate) code_grants: AtomicU64,
+    pub(crate) refresh_grants: AtomicU64,
+    pub(crate) refresh_failures: AtomicU64,
+    pub(crate) jwks_fetches: AtomicU64,
+    pub(crate) discovery_fetches: AtomicU64,
+    pub(crate) logouts: AtomicU64,
+    next_kid: AtomicU64,
+}
+
+impl State {
+    pub(crate) fn current_key(&self) -> Arc<SigningKey> {
+        self.keys
+            .lock()
+            .expect("keys lock")
+            .last()
+            .cloned()
+            .expect("at least one key")
+    }
+
+    pub(crate) fn sign(&self, claims: &Value) -> String {
+        let key = self.current_key();
+        key.sign(
+            &json!({"alg": "RS256", "typ": "JWT", "kid": key.kid}),
+            claims,
+        )
+    }
+
+    pub(crate) fn access_token(&self, user: &TestUser, scope: &str, sid: &str) -> String {
+        let now = self.clock.now();
+        let mut claims = Map::new();
+        for (k, v) in &user.extra {
+            claims.insert(k.clone(), v.clone());
+        }
+        let base = json!({
+            "iss": self.issuer, "sub": user.sub, "aud": [self.client_id], "client_id": self.client_id,
+            "iat": now, "nbf": now, "exp": now + self.access_ttl.load(Ordering::Relaxed),
+            "jti": crate::routes::random_token(), "sid": sid, "scope": scope,
+            "roles": user.roles, "permissions": user.permissions,
+        });
+        if let Value::Object(base) = base {
+            claims.extend(base);
+        }
+        if let Some(oid) = &user.organization_id {
+            claims.insert("oid".into(), oid.clone().into());
+        }
+        self.sign(&Value::Object(claims))
+    }
+
+    pub(crate) fn id_token(
+        &self,
+        user: &TestUser,
+        nonce: Option<&str>,
+        sid: &str,
+        at: &str,
+    ) -> String {
+        let now = self.clock.now();
+        let mut claims = Map::new();
+        for (k, v) in &user.extra {
+            claims.insert(k.clone(), v.clone());
+        }
+        // at_hash: left half of SHA-256 of the access token (Core 3.1.3.6).
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(at.as_bytes());
+        let base = json!({
+            "iss": self.issuer, "sub": user.sub, "aud": self.client_id, "iat": now,
+            "exp": now + self.id_ttl.load(Ordering::Relaxed), "sid": sid,
+            "at_hash": URL_SAFE_NO_PAD.encode(&digest[..16]),
+        });
+        if let Value::Object(base) = base {
+            claims.extend(base);
+        }
+        if let Some(nonce) = nonce {
+            claims.insert("nonce".into(), nonce.into());
+        }
+        if let Some(email) = &user.email {
+            claims.insert("email".into(), email.clone().into());
+            claims.insert("email_verified".into(), true.into());
+        }
+        if let Some(name) = &user.name {
+            claims.insert("name".into(), name.clone().into());
+        }
+        if let Some(oid) = &user.organization_id {
+            claims.insert("oid".into(), oid.clone().into());
+        }
+        self.sign(&Value::Object(claims))
+    }
+}
+
+/// Builder for [`TestProvider`].
+#[must_use]
+pub struct TestProviderBuilder {
+    client_id: String,
+    client_secret: String,
+    user: Option<TestUser>,
+    access_ttl: Duration,
+    id_ttl: Duration,
+    rotation: bool,
+    iss_param: bool,
+    clock: SharedClock,
+    port: u16,
+}
+
+impl std::fmt::Debug for TestProviderBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestProviderBuilder")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestProviderBuilder {
+    /// The client id the provider accepts (default `test-client`).
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// The client secret the provider accepts (default `test-secret`).
+    pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
+        self.client_secret = secret.into();
+        self
+    }
+
+    /// Approve every authorization request as this user, without a form. Without it, authorize
+    /// shows a login form (fields `login` and `password`).
+    pub fn user(mut self, user: TestUser) -> Self {
+        self.user = Some(user);
+        self
+    }
+
+    /// Access token lifetime (default 5 minutes, as at Scalekit).
+    pub fn access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.access_ttl = ttl;
+        self
+    }
+
+    /// ID token lifetime (default 1 hour).
+    pub fn id_token_ttl(mut self, ttl: Duration) -> Self {
+        self.id_ttl = ttl;
+        self
+    }
+
+    /// Rotate refresh tokens: each use returns a new one and a replay revokes the grant
+    /// (default on, as at Scalekit).
+    pub fn refresh_rotation(mut self, on: bool) -> Self {
+        self.rotation = on;
+        self
+    }
+
+    /// Send the RFC 9207 `iss` parameter on authorization responses (default on).
+    pub fn iss_parameter(mut self, on: bool) -> Self {
+        self.iss_param = on;
+        self
+    }
+
+    /// The clock used for token times (default the system clock). Share it with the layer.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Listen on this port of 127.0.0.1 (default: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Binds 127.0.0.1 and starts serving.
+    ///
+    /// # Panics
+    /// If the port cannot be bound.
+    pub async fn start(self) -> TestProvider {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind 127.0.0.1 for TestProvider");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(State {
+            issuer: format!("http://{addr}"),
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            clock: self.clock,
+            keys: Mutex::new(vec![Arc::new(SigningKey::generate("key-1".into()))]),
+            user: Mutex::new(self.user),
+            codes: Mutex::default(),
+            refresh: Mutex::default(),
+            access_ttl: AtomicI64::new(self.access_ttl.as_secs() as i64),
+            id_ttl: AtomicI64::new(self.id_ttl.as_secs() as i64),
+            rotation: AtomicBool::new(self.rotation),
+            iss_param: self.iss_param,
+            token_failure: Mutex::new(None),
+            jwks_failure: Mutex::new(None),
+            code_grants: AtomicU64::new(0),
+            refresh_grants: AtomicU64::new(0),
+            refresh_failures: AtomicU64::new(0),
+            jwks_fetches: AtomicU64::new(0),
+            discovery_fetches: AtomicU64::new(0),
+            logouts: AtomicU64::new(0),
+            next_kid: AtomicU64::new(2),
+        });
+        let router = server::router(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        TestProvider { state, addr, task }
+    }
+}
+
+/// An OpenID provider running in this process on 127.0.0.1. Stops when dropped.
+pub struct TestProvider {
+    state: Arc<State>,
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for TestProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestProvider")
+            .field("issuer", &self.state.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for TestProvider {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestProvider {
+    /// A builder with defaults: client `test-client` / `test-secret`, login form, 5-minute
+    /// access tokens, refresh rotation on.
+    pub fn builder() -> TestProviderBuilder {
+        TestProviderBuilder {
+            client_id: "test-client".into(),
+            client_secret: "test-secret".into(),
+            user: None,
+            access_ttl: Duration::from_secs(300),
+            id_ttl: Duration::from_secs(3600),
+            rotation: true,
+            iss_param: true,
+            clock: Arc::new(SystemClock),
+            port: 0,
+        }
+    }
+
+    /// Starts a provider with the defaults, auto-approving `TestUser::new("test-user")`.
+    pub async fn start() -> Self {
+        Self::builder()
+            .user(
+                TestUser::new("test-user")
+                    .email("test-user@example.com")
+                    .name("Test User"),
+            )
+            .start()
+            .await
+    }
+
+    /// The issuer URL, `http://127.0.0.1:<port>`.
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.state.issuer
+    }
+
+    /// The address it listens on.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The client id it accepts.
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        &self.state.client_id
+    }
+
+    /// The client secret it accepts.
+    #[must_use]
+    pub fn client_secret(&self) -> &str {
+        &self.state.client_secret
+    }
+
+    /// An [`AuthConfig`] pointed at this provider (Scalekit layout), with this client's
+    /// credentials, a random cookie key, and the given redirect URL.
+    pub fn layer_builder(&self, redirect_url: impl Into<String>) -> AuthConfig {
+        let mut key = [0u8; 64];
+        getrandom::fill(&mut key).expect("random cookie key");
+        AuthConfig::new()
+            .provider(Provider::scalekit(self.issuer()))
+            .client_id(self.client_id())
+            .client_secret(self.client_secret())
+            .redirect_url(redirect_url)
+            .cookie_key(key)
+            .clock(ClockRef(self.state.clock.clone()))
+    }
+
+    /// Sets (or, with `None`, removes) the auto-approved user. Without one, authorize shows
+    /// the login form.
+    pub fn set_user(&self, user: Option<TestUser>) {
+        *self.state.user.lock().expect("user lock") = user;
+    }
+
+    /// Changes the access token lifetime for tokens issued from now on.
+    pub fn set_access_token_ttl(&self, ttl: Duration) {
+        self.state
+            .access_ttl
+            .store(ttl.as_secs() as i64, Ordering::Relaxed);
+    }
+
+    /// Turns refresh-token rotation on or off.
+    pub fn set_refresh_rotation(&self, on: bool) {
+        self.state.rotation.store(on, Ordering::Relaxed);
+    }
+
+    /// Makes the token endpoint misbehave (or, with `None`, behave).
+    pub fn set_token_failure(&self, failure: Option<Failure>) {
+        *self.state.token_failure.lock().expect("failure lock") = failure;
+    }
+
+    /// Makes the JWKS endpoint misbehave (or, with `None`, behave).
+    pub fn set_jwks_failure(&self, failure: Option<Failure>) {
+        *self.state.jwks_failure.lock().expect("failure lock") = failure;
+    }
+
+    /// Adds a new signing key and signs with it from now on. With `retire_old`, older keys are
+    /// no longer published.
+    pub fn rotate_keys(&self, retire_old: bool) -> String {
+        let n = self.state.next_kid.fetch_add(1, Ordering::Relaxed);
+        let key = Arc::new(SigningKey::generate(format!("key-{n}")));
+        let kid = key.kid.clone();
+        let mut keys = self.state.keys.lock().expect("keys lock");
+        if retire_old {
+            keys.clear();
+        }
+        keys.push(key);
+        kid
+    }
+
+    /// What the provider has served so far.
+    #[must_use]
+    pub fn counts(&self) -> Counts {
+        let s = &self.state;
+        Counts {
+            code_grants: s.code_grants.load(Ordering::Relaxed),
+            refresh_grants: s.refresh_grants.load(Ordering::Relaxed),
+            refresh_failures: s.refresh_failures.load(Ordering::Relaxed),
+            jwks_fetches: s.jwks_fetches.load(Ordering::Relaxed),
+            discovery_fetches: s.discovery_fetches.load(Ordering::Relaxed),
+            logouts: s.logouts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Signs any claims with the current key (RS256, with its `kid`).
+    #[must_use]
+    pub fn sign(&self, claims: &Value) -> String {
+        self.state.sign(claims)
+    }
+
+    /// Signs with the current key but the given JOSE header: for testing what the layer
+    /// refuses (unknown `kid`, other `alg`, odd `typ`).
+    #[must_use]
+    pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        self.state.current_key().sign(header, claims)
+    }
+
+    /// An access token for `user`, as the token endpoint would issue it.
+    #[must_use]
+    pub fn access_token(&self, user: &TestUser) -> String {
+        self.state
+            .access_token(user, "openid profile email offline_access", "sid-test")
+    }
+
+    /// An ID token for `user` (with this nonce), as the token endpoint would issue it.
+    #[must_use]
+    pub fn id_token(&self, user: &TestUser, nonce: Option<&str>) -> String {
+        let at = self.access_token(user);
+        self.state.id_token(user, nonce, "sid-test", &at)
+    }
+
+    /// A `Cookie` header value holding a signed-in session of `user` for `auth`, as if they had
+    /// logged in: for handler tests that need no login dance. The layer must trust this
+    /// provider (built from [`layer_builder`](Self::layer_builder) or pointed at its issuer).
+    #[must_use]
+    pub fn session_cookie(&self, auth: &AuthLayer, user: &TestUser) -> String {
+        let at = self.access_token(user);
+        let id = self.state.id_token(user, None, "sid-test", &at);
+        let refresh = crate::routes::random_token();
+        self.state.refresh.lock().expect("refresh lock").insert(
+            refresh.clone(),
+            RefreshGrant {
+                user: user.clone(),
+                scope: "openid profile email offline_access".into(),
+                sid: "sid-test".into(),
+                family: refresh.clone(),
+                active: true,
+            },
+        );
+        crate::session::session_cookie_header(&auth.shared, at, Some(refresh), &id)
+    }
+}
+
+/// Lets the layer share the provider's clock.
+struct ClockRef(SharedClock);
+
+impl Clock for ClockRef {
+    fn now(&self) -> i64 {
+        self.0.now()
+    }
+}
