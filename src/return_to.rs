@@ -88,7 +88,6 @@ mod tests {
             "/a\nb",
             "/a%0d%0aSet-Cookie:x=y",
             "/ evil",
-            "/%ff%fe",
         ] {
             assert_eq!(sanitize(bad), None, "{bad:?}");
         }

@@ -337,3 +337,99 @@ fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::VerifyError;
+    use crate::testing::TestProvider;
+    use crate::Clock;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn id_token_checks() {
+        let clock = crate::ManualClock::starting_now();
+        let p = TestProvider::builder().clock(clock.clone()).start().await;
+        let auth = p
+            .layer_builder("http://127.0.0.1:1/auth/callback")
+            .build()
+            .await
+            .unwrap();
+        let v = &auth.shared.verifier;
+        let now = clock.now();
+        let base = json!({"iss": p.issuer(), "aud": "test-client", "sub": "s", "iat": now,
+                          "exp": now + 300, "nonce": "n1"});
+        let with = |patch: serde_json::Value| {
+            let mut c = base.clone();
+            for (k, val) in patch.as_object().unwrap() {
+                c[k] = val.clone();
+            }
+            p.sign(&c)
+        };
+        assert!(v.id_token(&with(json!({})), Some("n1")).await.is_ok());
+        let cases = [
+            (with(json!({})), Some("other"), VerifyError::Nonce),
+            (with(json!({"nonce": null})), Some("n1"), VerifyError::Nonce),
+            (with(json!({"aud": "x"})), Some("n1"), VerifyError::Audience),
+            (
+                with(json!({"aud": ["test-client", "x"]})),
+                Some("n1"),
+                VerifyError::AuthorizedParty,
+            ),
+            (
+                with(json!({"azp": "x"})),
+                Some("n1"),
+                VerifyError::AuthorizedParty,
+            ),
+            (
+                with(json!({"iss": "https://x"})),
+                Some("n1"),
+                VerifyError::Issuer,
+            ),
+            (
+                with(json!({"iat": null})),
+                Some("n1"),
+                VerifyError::Missing("iat"),
+            ),
+            (
+                with(json!({"iat": now + 61})),
+                Some("n1"),
+                VerifyError::IssuedInFuture,
+            ),
+            (
+                with(json!({"exp": now - 61})),
+                Some("n1"),
+                VerifyError::Expired,
+            ),
+            (
+                with(json!({"sub": null})),
+                Some("n1"),
+                VerifyError::Missing("sub"),
+            ),
+        ];
+        for (token, nonce, expected) in cases {
+            assert_eq!(v.id_token(&token, nonce).await.unwrap_err(), expected);
+        }
+        let ok = with(json!({"aud": ["test-client", "x"], "azp": "test-client"}));
+        assert!(v.id_token(&ok, Some("n1")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn cache_never_serves_expired_tokens() {
+        let clock = crate::ManualClock::starting_now();
+        let p = TestProvider::builder().clock(clock.clone()).start().await;
+        let auth = p
+            .layer_builder("http://127.0.0.1:1/auth/callback")
+            .leeway(std::time::Duration::from_secs(0))
+            .build()
+            .await
+            .unwrap();
+        let v = &auth.shared.verifier;
+        let now = clock.now();
+        let t =
+            p.sign(&json!({"iss": p.issuer(), "aud": "test-client", "sub": "s", "exp": now + 10}));
+        assert!(v.access(&t).await.is_ok());
+        assert!(v.access(&t).await.is_ok(), "cache hit");
+        clock.advance(std::time::Duration::from_secs(10));
+        assert_eq!(v.access(&t).await.err(), Some(VerifyError::Expired));
+    }
+}

@@ -139,10 +139,10 @@ impl Jwks {
         }
     }
 
-    /// The first fetch, at build time: failures are errors.
+    /// The first fetch, at build time: failures are errors. It does not count against the
+    /// refetch rate limit, so a key rotated right after start-up is picked up at once.
     pub(crate) async fn fetch_now(&self) -> Result<(), ProviderError> {
         let _guard = self.fetch_lock.lock().await;
-        self.last_attempt.store(self.clock.now(), Ordering::Relaxed);
         self.fetch_and_store().await
     }
 

@@ -608,6 +608,25 @@ impl TestProvider {
         );
         crate::session::session_cookie_header(&auth.shared, at, Some(refresh), &id)
     }
+
+    /// A `Cookie` header value holding a session made of exactly these tokens, sealed for
+    /// `auth`: for testing what the layer does with tokens it would not get from a real login
+    /// (expired, foreign, forged).
+    #[must_use]
+    pub fn session_cookie_with_tokens(
+        &self,
+        auth: &AuthLayer,
+        access_token: &str,
+        refresh_token: Option<&str>,
+        id_token: &str,
+    ) -> String {
+        crate::session::session_cookie_header(
+            &auth.shared,
+            access_token.to_owned(),
+            refresh_token.map(str::to_owned),
+            id_token,
+        )
+    }
 }
 
 /// Lets the layer share the provider's clock.

@@ -1,0 +1,460 @@
+//! Hostile input: tampered cookies, forged tokens, key rotation, misconfiguration.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use common::*;
+use http::{header, Request, StatusCode};
+use serde_json::json;
+use tower::ServiceExt;
+use tower_oidc_auth::testing::{Failure, TestProvider, TestUser};
+use tower_oidc_auth::{AuthLayer, Clock, ConfigError, Provider};
+
+async fn with_cookie(app: &axum::Router, cookie: &str) -> http::Response<Body> {
+    let req = Request::get("/me")
+        .header(header::ACCEPT, "application/json")
+        .header(
+            header::COOKIE,
+            http::HeaderValue::from_bytes(cookie.as_bytes()).unwrap(),
+        )
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap()
+}
+
+fn clears_session(resp: &http::Response<Body>) -> bool {
+    resp.headers().get_all(header::SET_COOKIE).iter().any(|v| {
+        let v = v.to_str().unwrap();
+        v.contains("_s=;") && v.contains("Max-Age=0")
+    })
+}
+
+#[tokio::test]
+async fn tampered_truncated_and_foreign_cookies_count_as_absent_and_are_cleared() {
+    let s = setup().await;
+    let good = s.provider.session_cookie(&s.auth, &user());
+    assert_eq!(with_cookie(&s.app, &good).await.status(), StatusCode::OK);
+    let (name, value) = good.split("; ").next().unwrap().split_once('=').unwrap();
+
+    // Flip one character in the middle of the sealed value.
+    let mut bytes = value.as_bytes().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{name}={}", String::from_utf8(bytes).unwrap());
+    let truncated = format!("{name}={}", &value[..value.len() - 10]);
+    let short = format!("{name}=AAAA");
+    let empty = format!("{name}=");
+    let garbage = format!("{name}=%%%not-base64!!\"");
+    let huge = format!("{name}={}", "A".repeat(16_000));
+
+    // Sealed by another deployment's key.
+    let other = s.provider.layer_builder(REDIRECT).build().await.unwrap();
+    let foreign = s.provider.session_cookie(&other, &user());
+
+    for cookie in [
+        &tampered, &truncated, &short, &empty, &garbage, &huge, &foreign,
+    ] {
+        let resp = with_cookie(&s.app, cookie).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            &cookie[..40.min(cookie.len())]
+        );
+        assert!(
+            clears_session(&resp),
+            "cleared: {}",
+            &cookie[..40.min(cookie.len())]
+        );
+    }
+    // Public routes answer normally with such cookies.
+    let req = Request::get("/")
+        .header(header::COOKIE, &tampered)
+        .body(Body::empty())
+        .unwrap();
+    let resp = s.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_string(resp).await, "anonymous");
+}
+
+#[tokio::test]
+async fn another_apps_session_is_not_seen() {
+    let s = setup().await;
+    // Same provider, same cookie key, another client id: another cookie name and binding.
+    let key = [9u8; 64];
+    let a = s.provider.layer_builder(REDIRECT).cookie_key(key);
+    let b = s
+        .provider
+        .layer_builder("http://127.0.0.1:3001/auth/callback")
+        .client_id("other-app")
+        .cookie_key(key);
+    let (a, b) = (a.build().await.unwrap(), b.build().await.unwrap());
+    let cookie_a = s.provider.session_cookie(&a, &user());
+    let resp = with_cookie(&app(&b), &cookie_a).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Renamed to B's name, the value still does not open: it is bound to A's name.
+    let b_cookie_name = {
+        let resp = with_cookie(&app(&b), &s.provider.session_cookie(&b, &user())).await;
+        drop(resp);
+        s.provider
+            .session_cookie(&b, &user())
+            .split('=')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (a_name, a_value) = cookie_a
+        .split("; ")
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap();
+    assert_ne!(a_name, b_cookie_name);
+    let renamed = format!("{b_cookie_name}={a_value}");
+    let resp = with_cookie(&app(&b), &renamed).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn large_sessions_are_chunked_and_leftovers_deleted() {
+    let s = setup().await;
+    let big = TestUser::new("usr_big")
+        .email("big@example.com")
+        .claim("bio", "x".repeat(5000));
+    s.provider.set_user(Some(big));
+    let mut jar = Jar::default();
+    let resp = login(&s, &mut jar, "/auth/login").await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let chunks: Vec<_> = jar
+        .cookies
+        .iter()
+        .filter(|c| c.name.contains("_s"))
+        .collect();
+    assert!(chunks.len() >= 3, "session split: {:?}", jar.names());
+    assert!(resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .all(|v| v.len() < 4096));
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let claims: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
+    assert_eq!(claims["bio"].as_str().unwrap().len(), 5000);
+
+    // Logging in again as a small user deletes the chunks that are no longer needed.
+    s.provider.set_user(Some(user()));
+    login(&s, &mut jar, "/auth/login").await;
+    let chunks: Vec<_> = jar
+        .cookies
+        .iter()
+        .filter(|c| c.name.contains("_s"))
+        .collect();
+    assert_eq!(chunks.len(), 1, "{:?}", jar.names());
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    let claims: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
+    assert_eq!(claims["sub"], "usr_42");
+
+    // Logout clears every chunk.
+    s.provider
+        .set_user(Some(TestUser::new("u").claim("bio", "y".repeat(5000))));
+    login(&s, &mut jar, "/auth/login").await;
+    send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    assert!(jar.cookies.is_empty(), "{:?}", jar.names());
+}
+
+#[tokio::test]
+async fn key_rotation_unknown_kid_triggers_refetch() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+    let fetches = s.provider.counts().jwks_fetches;
+
+    // The provider rotates and withdraws the old key. A new login's tokens carry the new kid:
+    // the layer refetches and accepts them.
+    s.provider.rotate_keys(true);
+    let mut jar2 = Jar::default();
+    let resp = login(&s, &mut jar2, "/auth/login").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "{}",
+        body_string(resp).await
+    );
+    assert_eq!(s.provider.counts().jwks_fetches, fetches + 1);
+    assert_eq!(
+        send(&s.app, &mut jar2, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+
+    // The old session's key is gone from the JWKS: its cached verification is not served.
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn random_kids_cause_only_rate_limited_fetches() {
+    let s = setup().await;
+    let base = s.provider.counts().jwks_fetches;
+    let id = s.provider.id_token(&user(), None);
+    let forged = |i: usize| {
+        let now = s.clock.now();
+        s.provider.sign_with_header(
+            &json!({"alg": "RS256", "typ": "JWT", "kid": format!("random-{i}")}),
+            &json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x",
+                    "iat": now, "exp": now + 300}),
+        )
+    };
+    let mut futures = Vec::new();
+    for i in 0..20 {
+        let cookie = s
+            .provider
+            .session_cookie_with_tokens(&s.auth, &forged(i), None, &id);
+        let app = s.app.clone();
+        futures.push(tokio::spawn(async move {
+            with_cookie(&app, &cookie).await.status()
+        }));
+    }
+    for f in futures {
+        assert_eq!(f.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        s.provider.counts().jwks_fetches,
+        base + 1,
+        "one fetch for 20 random kids"
+    );
+    for i in 20..30 {
+        let cookie = s
+            .provider
+            .session_cookie_with_tokens(&s.auth, &forged(i), None, &id);
+        assert_eq!(
+            with_cookie(&s.app, &cookie).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(s.provider.counts().jwks_fetches, base + 1);
+    // After the interval, one more fetch is allowed.
+    s.clock.advance(Duration::from_secs(11));
+    let cookie = s
+        .provider
+        .session_cookie_with_tokens(&s.auth, &forged(99), None, &id);
+    assert_eq!(
+        with_cookie(&s.app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(s.provider.counts().jwks_fetches, base + 2);
+}
+
+#[tokio::test]
+async fn jwks_failure_keeps_cached_keys() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    s.provider.set_jwks_failure(Some(Failure::Status(500)));
+    // A random kid forces a refetch, which fails; the known key keeps working.
+    let id = s.provider.id_token(&user(), None);
+    let now = s.clock.now();
+    let forged = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "kid": "nope"}),
+        &json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x", "iat": now, "exp": now + 60}),
+    );
+    let cookie = s
+        .provider
+        .session_cookie_with_tokens(&s.auth, &forged, None, &id);
+    assert_eq!(
+        with_cookie(&s.app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+    let fresh = s.provider.session_cookie(&s.auth, &TestUser::new("new"));
+    assert_eq!(with_cookie(&s.app, &fresh).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn forged_and_invalid_access_tokens_are_refused() {
+    let s = setup().await;
+    let id = s.provider.id_token(&user(), None);
+    let now = s.clock.now();
+    let iss = s.provider.issuer().to_owned();
+    let b64 = |v: &serde_json::Value| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            v.to_string(),
+        )
+    };
+    let claims =
+        json!({"iss": iss, "aud": "test-client", "sub": "x", "iat": now, "exp": now + 300});
+    let valid = s.provider.sign(&claims);
+    let sig = valid.split('.').nth(2).unwrap().to_owned();
+    let with = |patch: serde_json::Value| {
+        let mut c = claims.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        s.provider.sign(&c)
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims)),
+        ),
+        (
+            "alg none with kid",
+            format!(
+                "{}.{}.{sig}",
+                b64(&json!({"alg": "none", "kid": "key-1"})),
+                b64(&claims)
+            ),
+        ),
+        (
+            "HS256 with kid",
+            format!(
+                "{}.{}.{sig}",
+                b64(&json!({"alg": "HS256", "kid": "key-1"})),
+                b64(&claims)
+            ),
+        ),
+        (
+            "payload swapped",
+            format!(
+                "{}.{}.{sig}",
+                valid.split('.').next().unwrap(),
+                b64(
+                    &json!({"iss": iss, "aud": "test-client", "sub": "admin", "iat": now, "exp": now + 300})
+                )
+            ),
+        ),
+        ("wrong issuer", with(json!({"iss": "https://evil.example"}))),
+        ("wrong audience", with(json!({"aud": "someone-else"}))),
+        (
+            "no audience, other client",
+            with(json!({"aud": null, "client_id": "someone-else"})),
+        ),
+        ("expired", with(json!({"exp": now - 61}))),
+        ("not yet valid", with(json!({"nbf": now + 120}))),
+        ("issued in the future", with(json!({"iat": now + 120}))),
+        ("no exp", with(json!({"exp": null}))),
+        ("no sub", with(json!({"sub": null}))),
+        ("numeric sub", with(json!({"sub": 5}))),
+        (
+            "typ id_token",
+            s.provider.sign_with_header(
+                &json!({"alg": "RS256", "typ": "id+jwt", "kid": "key-1"}),
+                &claims,
+            ),
+        ),
+        ("not a jwt", "abc".to_owned()),
+        ("two parts", "a.b".to_owned()),
+        ("empty", String::new()),
+    ];
+    for (what, token) in cases {
+        let cookie = s
+            .provider
+            .session_cookie_with_tokens(&s.auth, &token, None, &id);
+        let resp = with_cookie(&s.app, &cookie).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+    }
+    // And the control: the valid one passes.
+    let cookie = s
+        .provider
+        .session_cookie_with_tokens(&s.auth, &valid, None, &id);
+    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    let ok_typ = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "at+jwt", "kid": "key-1"}),
+        &claims,
+    );
+    let cookie = s
+        .provider
+        .session_cookie_with_tokens(&s.auth, &ok_typ, None, &id);
+    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn build_fails_clearly() {
+    let provider = TestProvider::start().await;
+    let err = |e: ConfigError| e.to_string();
+
+    // Unreachable provider.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let e = provider
+        .layer_builder(REDIRECT)
+        .provider(Provider::discover(format!("http://127.0.0.1:{port}")))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::Discovery { .. }), "{e}");
+    assert!(err(e).contains("openid-configuration"));
+
+    // Issuer mismatch (localhost vs 127.0.0.1).
+    let e = provider
+        .layer_builder(REDIRECT)
+        .provider(Provider::discover(
+            provider.issuer().replace("127.0.0.1", "localhost"),
+        ))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::IssuerMismatch { .. }), "{e}");
+
+    // JWKS unavailable.
+    provider.set_jwks_failure(Some(Failure::Status(503)));
+    let e = provider.layer_builder(REDIRECT).build().await.unwrap_err();
+    assert!(matches!(e, ConfigError::Jwks { .. }), "{e}");
+    provider.set_jwks_failure(None);
+
+    // Plain http off loopback, short keys, missing settings.
+    let e = provider
+        .layer_builder("http://app.example.com/cb")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err(e).contains("https"));
+    let e = provider
+        .layer_builder(REDIRECT)
+        .cookie_key([1u8; 63])
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err(e).contains("key 2 has 63 bytes"));
+    let e = AuthLayer::builder()
+        .provider(Provider::discover(provider.issuer()))
+        .client_id("test-client")
+        .client_secret("test-secret")
+        .redirect_url(REDIRECT)
+        .cookie_key([1u8; 32])
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::CookieKey(_)), "{e}");
+    drop(e);
+    let e = AuthLayer::builder().build().await.unwrap_err();
+    assert!(matches!(e, ConfigError::Missing("provider")), "{e}");
+    let e = provider
+        .layer_builder(REDIRECT)
+        .cookie_name("bad name")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::Invalid { .. }), "{e}");
+
+    // https on a real host is accepted and gets Secure, __Host- cookies.
+    let auth = provider
+        .layer_builder("https://app.example.com/auth/callback")
+        .build()
+        .await
+        .unwrap();
+    let cookie = provider.session_cookie(&auth, &user());
+    assert!(cookie.starts_with("__Host-"), "{cookie}");
+    assert!(cookie.contains("; __Secure-"), "{cookie}");
+}
