@@ -1,4 +1,117 @@
-//! OpenID Connect login for tower services.
+//! OpenID Connect login for tower services: axum, tonic, plain hyper.
+//!
+//! An [`AuthLayer`] wraps an application. It serves the login, callback and logout routes
+//! itself (Authorization Code flow with a confidential client, PKCE S256, state and nonce), keeps
+//! the tokens in encrypted, HttpOnly cookies scoped to the narrowest path that works, verifies
+//! every access token against the provider's published keys (with a bounded cache so a repeat
+//! request costs no cryptography), and hands verified [`Claims`] to handlers as a request
+//! extension and an axum extractor. Browsers get redirects, APIs get 401, gRPC gets
+//! `UNAUTHENTICATED`. [Scalekit](Provider::scalekit) is a first-class preset; any OpenID provider
+//! works through [discovery](Provider::discover).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Json, Router};
+//! use tower_oidc_auth::{AuthLayer, Claims, Provider};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = AuthLayer::builder()
+//!     .provider(Provider::scalekit("https://yourenv.scalekit.com"))
+//!     .client_id("skc_...")
+//!     .client_secret("...")
+//!     .redirect_url("https://app.example.com/auth/callback")
+//!     .cookie_key(&[0u8; 64]) // 64 random bytes, the same on every instance
+//!     .build()
+//!     .await?; // discovery and the first JWKS fetch: a clear error if unreachable
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(|claims: Claims| async move { Json(claims) }))
+//!     .route_layer(auth.require()) // no session: redirect / 401 / gRPC UNAUTHENTICATED
+//!     .route("/", get(|claims: Option<Claims>| async move {
+//!         claims.map(|c| c.sub.clone()).unwrap_or_default()
+//!     }))
+//!     .layer(auth); // serves /auth/login, /auth/callback, /auth/logout
+//! # let _ = app; Ok(()) }
+//! ```
+//!
+//! Driving it in a test, with the in-process provider from the `testing` feature:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{header, Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_oidc_auth::testing::{TestProvider, TestUser};
+//! use tower_oidc_auth::Claims;
+//!
+//! let provider = TestProvider::start().await;
+//! let auth = provider
+//!     .layer_builder("http://127.0.0.1:3000/auth/callback")
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! let app = Router::new()
+//!     .route("/me", get(|c: Claims| async move { c.sub.clone() }))
+//!     .layer(auth.clone());
+//!
+//! let anonymous = Request::get("/me").body(Body::empty()).unwrap();
+//! let resp = app.clone().oneshot(anonymous).await.unwrap();
+//! assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+//!
+//! let cookie = provider.session_cookie(&auth, &TestUser::new("usr_1"));
+//! let signed_in = Request::get("/me").header(header::COOKIE, cookie).body(Body::empty()).unwrap();
+//! assert_eq!(app.oneshot(signed_in).await.unwrap().status(), StatusCode::OK);
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `axum` | yes | `Claims` and `Option<Claims>` extractors ([`ClaimsRejection`]) |
+//! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
+//! | `full` | no | all of the above |
+//!
+//! # Routes
+//!
+//! | route | what it does |
+//! | --- | --- |
+//! | `GET /auth/login` | starts a login: state, nonce, PKCE; passes `return_to`, `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint`, `provider` |
+//! | `GET <redirect_url path>` | the callback: checks state and RFC 9207 `iss`, exchanges the code, verifies the ID token, sets the session |
+//! | `GET, POST /auth/logout` | clears every cookie, then RP-initiated logout with `id_token_hint` |
+//!
+//! # Security model
+//!
+//! - Every cookie is sealed with AES-256-GCM (the `cookie` crate's private jar) under its own
+//!   name, so values cannot be read, altered or moved between cookies or apps. A cookie that
+//!   does not open counts as absent and is cleared; it never causes an error page.
+//! - Cookies are `HttpOnly`, `SameSite=Lax` and `Secure` with `__Host-`/`__Secure-` prefixes;
+//!   plain http is accepted only on loopback hosts, for development. The session cookie lives on
+//!   the app's path, the ID token on the auth routes' path, each login attempt's transaction
+//!   cookie on the callback path. Names carry a part derived from the client id, so two apps on
+//!   one host (cookies ignore ports) never clobber each other.
+//! - Tokens are verified with `jsonwebtoken`: the algorithm must be allowed both by the
+//!   configuration (default RS256, ES256) and by the JWK's key type; `none` and HMAC never are.
+//!   `iss`, `aud`, `exp`, `nbf` and `iat` are checked with a leeway (default 60 s), the ID token's
+//!   `nonce` and `azp` at login. An unknown `kid` refetches the JWKS at most once per interval
+//!   (default 10 s); a failed fetch keeps the cached keys.
+//! - The verified-token cache is keyed by the whole token, never a short hash, and an entry is
+//!   never served after its `exp` or after its key left the JWKS.
+//! - `return_to` must be a same-origin path: `//host`, `/\host`, their encoded forms, control
+//!   characters and anything over 2 KB fall back to `/`.
+//! - Provider failures at login give an error page with a retry link (502, or 504 on timeout),
+//!   never a 500; every provider call has a timeout and a response-size limit (1 MiB).
+//!
+//! # Deployment
+//!
+//! - Give every instance the same cookie keys (`AUTH_COOKIE_KEY`); rotate by putting a new key
+//!   first and keeping the old one until old sessions have expired.
+//! - Serve over HTTPS. Behind a reverse proxy, register the public URL as the redirect URL; the
+//!   layer only compares request paths, never the Host header.
+//! - Register `<app>/auth/callback` as a redirect URL and `<app>/` as a post-logout redirect URL
+//!   at the provider.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub, rust_2018_idioms)]

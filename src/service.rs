@@ -34,7 +34,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for AuthService<S> {
     }
 }
 
-/// Carried in request extensions so extractors and `require()` can build the right rejection.
+/// Carried in request extensions so extractors can build the right rejection.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 #[derive(Clone)]
 pub(crate) struct AuthContext(pub(crate) Arc<Shared>);
 

@@ -76,35 +76,35 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 /// Checks an authorization request; the error is shown, never redirected (as a real provider
 /// does for a bad client or redirect URI).
-fn check_authorize(s: &State, p: &Params) -> Result<(), Response> {
+fn check_authorize(s: &State, p: &Params) -> Result<(), Box<Response>> {
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     if get("client_id") != s.client_id {
-        return Err(oauth_error(
+        return Err(Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_client",
             "unknown client_id",
-        ));
+        )));
     }
     if get("redirect_uri").is_empty() || url::Url::parse(get("redirect_uri")).is_err() {
-        return Err(oauth_error(
+        return Err(Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "redirect_uri",
-        ));
+        )));
     }
     if get("response_type") != "code" {
-        return Err(oauth_error(
+        return Err(Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_response_type",
             "code only",
-        ));
+        )));
     }
     if get("code_challenge").is_empty() || get("code_challenge_method") != "S256" {
-        return Err(oauth_error(
+        return Err(Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "PKCE S256 required",
-        ));
+        )));
     }
     Ok(())
 }
@@ -143,7 +143,7 @@ fn issue_code(s: &State, p: &Params, user: TestUser) -> Response {
 
 async fn authorize(AxState(s): AxState<Arc<State>>, Query(p): Query<Params>) -> Response {
     if let Err(resp) = check_authorize(&s, &p) {
-        return resp;
+        return *resp;
     }
     let user = s.user.lock().expect("user lock").clone();
     if let Some(user) = user {
@@ -173,7 +173,7 @@ async fn authorize(AxState(s): AxState<Arc<State>>, Query(p): Query<Params>) -> 
 
 async fn login_form_post(AxState(s): AxState<Arc<State>>, Form(p): Form<Params>) -> Response {
     if let Err(resp) = check_authorize(&s, &p) {
-        return resp;
+        return *resp;
     }
     let login = p
         .get("login")
