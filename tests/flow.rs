@@ -481,3 +481,73 @@ async fn wrong_methods_on_auth_routes() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 }
+
+async fn login_against(
+    provider: tower_oidc_auth::testing::TestProvider,
+    cfg: tower_oidc_auth::AuthConfig,
+) -> serde_json::Value {
+    let auth = cfg.build().await.expect("build");
+    let s = Setup {
+        app: app(&auth),
+        auth,
+        provider,
+        clock: tower_oidc_auth::ManualClock::starting_now(),
+    };
+    let mut jar = Jar::default();
+    let resp = login(&s, &mut jar, "/auth/login").await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "{}",
+        body_string(resp).await
+    );
+    assert!(
+        jar.tx().is_none() && jar.get("_txi").is_none(),
+        "{:?}",
+        jar.names()
+    );
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    serde_json::from_str(&body_string(resp).await).unwrap()
+}
+
+#[tokio::test]
+async fn discovery_with_client_secret_basic_only() {
+    let provider = tower_oidc_auth::testing::TestProvider::builder()
+        .user(user())
+        .token_auth_methods(["client_secret_basic"])
+        .start()
+        .await;
+    let cfg = provider
+        .layer_builder(REDIRECT)
+        .provider(tower_oidc_auth::Provider::discover(provider.issuer()));
+    let claims = login_against(provider, cfg).await;
+    assert_eq!(claims["sub"], "usr_42");
+}
+
+#[tokio::test]
+async fn client_secret_post_only() {
+    let provider = tower_oidc_auth::testing::TestProvider::builder()
+        .user(user())
+        .token_auth_methods(["client_secret_post"])
+        .start()
+        .await;
+    let cfg = provider
+        .layer_builder(REDIRECT)
+        .provider(tower_oidc_auth::Provider::discover(provider.issuer()));
+    let claims = login_against(provider, cfg).await;
+    assert_eq!(claims["sub"], "usr_42");
+}
+
+#[tokio::test]
+async fn opaque_access_tokens_rest_on_the_id_token() {
+    let provider = tower_oidc_auth::testing::TestProvider::builder()
+        .user(user())
+        .opaque_access_tokens(true)
+        .start()
+        .await;
+    let cfg = provider.layer_builder(REDIRECT);
+    let claims = login_against(provider, cfg).await;
+    assert_eq!(claims["sub"], "usr_42");
+    assert_eq!(claims["email"], "ada@example.com");
+}

@@ -46,13 +46,18 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             set_cookies.push(codec.clear(name, &codec.tx_path));
             let mut index = read_index(&shared, &cookies);
             index.0.retain(|(id, _)| id != &state[..TX_ID_LEN]);
-            codec.write_json(
-                &codec.tx_index,
-                &index,
-                settings.login_timeout,
-                cookies.chunk_count(&codec.tx_index.name),
-                &mut set_cookies,
-            );
+            let present = cookies.chunk_count(&codec.tx_index.name);
+            if index.0.is_empty() {
+                codec.clear_slot(&codec.tx_index, present, &mut set_cookies);
+            } else {
+                codec.write_json(
+                    &codec.tx_index,
+                    &index,
+                    settings.login_timeout,
+                    present,
+                    &mut set_cookies,
+                );
+            }
             tx = match codec.read_json::<Transaction>(&cookies, name) {
                 Some(Ok(t)) if t.state == state => Some(t),
                 _ => None,

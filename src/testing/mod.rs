@@ -208,6 +208,8 @@ pub(crate) struct State {
     pub(crate) id_ttl: AtomicI64,
     pub(crate) rotation: AtomicBool,
     pub(crate) iss_param: bool,
+    pub(crate) auth_methods: Vec<String>,
+    pub(crate) opaque_access: bool,
     pub(crate) token_failure: Mutex<Option<Failure>>,
     pub(crate) jwks_failure: Mutex<Option<Failure>>,
     pub(crate) code_grants: AtomicU64,
@@ -238,6 +240,9 @@ impl State {
     }
 
     pub(crate) fn access_token(&self, user: &TestUser, scope: &str, sid: &str) -> String {
+        if self.opaque_access {
+            return format!("opaque.{}", crate::routes::random_token());
+        }
         let now = self.clock.now();
         let mut claims = Map::new();
         for (k, v) in &user.extra {
@@ -308,6 +313,8 @@ pub struct TestProviderBuilder {
     id_ttl: Duration,
     rotation: bool,
     iss_param: bool,
+    auth_methods: Vec<String>,
+    opaque_access: bool,
     clock: SharedClock,
     port: u16,
 }
@@ -365,6 +372,23 @@ impl TestProviderBuilder {
         self
     }
 
+    /// The client authentication methods the token endpoint accepts and discovery lists
+    /// (default both `client_secret_post` and `client_secret_basic`).
+    pub fn token_auth_methods<I, T>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.auth_methods = methods.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Issue opaque (non-JWT) access tokens, as some providers do (default off).
+    pub fn opaque_access_tokens(mut self, on: bool) -> Self {
+        self.opaque_access = on;
+        self
+    }
+
     /// The clock used for token times (default the system clock). Share it with the layer.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -399,6 +423,8 @@ impl TestProviderBuilder {
             id_ttl: AtomicI64::new(self.id_ttl.as_secs() as i64),
             rotation: AtomicBool::new(self.rotation),
             iss_param: self.iss_param,
+            auth_methods: self.auth_methods,
+            opaque_access: self.opaque_access,
             token_failure: Mutex::new(None),
             jwks_failure: Mutex::new(None),
             code_grants: AtomicU64::new(0),
@@ -450,6 +476,8 @@ impl TestProvider {
             id_ttl: Duration::from_secs(3600),
             rotation: true,
             iss_param: true,
+            auth_methods: vec!["client_secret_post".into(), "client_secret_basic".into()],
+            opaque_access: false,
             clock: Arc::new(SystemClock),
             port: 0,
         }

@@ -42,7 +42,7 @@ async fn discovery(AxState(s): AxState<Arc<State>>) -> Json<serde_json::Value> {
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": s.auth_methods,
         "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
@@ -233,6 +233,9 @@ fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
     {
+        if !s.auth_methods.iter().any(|m| m == "client_secret_basic") {
+            return false;
+        }
         let decoded = STANDARD
             .decode(auth)
             .ok()
@@ -249,7 +252,9 @@ fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> bool {
             None => false,
         };
     }
-    p.get("client_id") == Some(&s.client_id) && p.get("client_secret") == Some(&s.client_secret)
+    s.auth_methods.iter().any(|m| m == "client_secret_post")
+        && p.get("client_id") == Some(&s.client_id)
+        && p.get("client_secret") == Some(&s.client_secret)
 }
 
 async fn token(
