@@ -11,6 +11,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::provider::{Provider, ProviderError};
+use crate::refresh::RefreshCoordinator;
 use crate::secret::Secret;
 
 /// A configuration problem, reported by [`AuthConfig::build`] or [`AuthConfig::from_env`].
@@ -132,6 +133,10 @@ pub struct AuthConfig {
     pub(crate) max_login_attempts: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) session_max_age: Duration,
+    pub(crate) refresh_margin: Duration,
+    pub(crate) refresh_grace: Duration,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) refresh_coordinator: Option<Arc<dyn RefreshCoordinator>>,
     pub(crate) clock: SharedClock,
 }
 
@@ -185,6 +190,10 @@ impl AuthConfig {
             max_login_attempts: 5,
             login_timeout: Duration::from_secs(600),
             session_max_age: Duration::from_secs(7 * 24 * 3600),
+            refresh_margin: Duration::from_secs(30),
+            refresh_grace: Duration::from_secs(60),
+            refresh_timeout: Duration::from_secs(10),
+            refresh_coordinator: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -372,6 +381,33 @@ impl AuthConfig {
     /// Lifetime of the session cookies (default 7 days).
     pub fn session_max_age(mut self, age: Duration) -> Self {
         self.session_max_age = age;
+        self
+    }
+
+    /// Refresh this long before the access token expires (default 30 s; never more than half
+    /// the token's lifetime).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// How long a refresh result is kept for requests that still present the old refresh token
+    /// (default 60 s).
+    pub fn refresh_grace(mut self, grace: Duration) -> Self {
+        self.refresh_grace = grace;
+        self
+    }
+
+    /// Time bound for a whole refresh, token call and verification included (default 10 s).
+    pub fn refresh_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_timeout = timeout;
+        self
+    }
+
+    /// Coordinates refreshes across instances (default: within this process, a
+    /// [`LocalRefreshCoordinator`](crate::LocalRefreshCoordinator) with the grace window above).
+    pub fn refresh_coordinator(mut self, coordinator: impl RefreshCoordinator) -> Self {
+        self.refresh_coordinator = Some(Arc::new(coordinator));
         self
     }
 

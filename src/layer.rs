@@ -10,6 +10,7 @@ use crate::clock::SharedClock;
 use crate::config::{normalize_path, AuthConfig, ConfigError};
 use crate::cookies::{app_part, CookieCodec};
 use crate::provider::{ClientAuthMethod, HttpClient, Jwks, ProviderMetadata, TokenClient};
+use crate::refresh::{LocalRefreshCoordinator, RefreshCoordinator};
 use crate::require::RequireAuthLayer;
 use crate::service::AuthService;
 use crate::verify::Verifier;
@@ -49,6 +50,8 @@ pub(crate) struct Settings {
     pub(crate) session_max_age: i64,
     /// The path browsers return to by default after login.
     pub(crate) default_return: String,
+    pub(crate) refresh_margin: i64,
+    pub(crate) refresh_timeout: std::time::Duration,
 }
 
 /// Everything shared by clones of the layer and its services.
@@ -58,6 +61,7 @@ pub(crate) struct Shared {
     pub(crate) token: TokenClient,
     pub(crate) verifier: Verifier,
     pub(crate) cookies: CookieCodec,
+    pub(crate) coordinator: Arc<dyn RefreshCoordinator>,
     pub(crate) clock: SharedClock,
 }
 
@@ -300,6 +304,16 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         login_timeout: cfg.login_timeout.as_secs() as i64,
         session_max_age: cfg.session_max_age.as_secs() as i64,
         default_return: session_path.clone(),
+        refresh_margin: cfg.refresh_margin.as_secs() as i64,
+        refresh_timeout: cfg.refresh_timeout,
+    };
+    let coordinator = match cfg.refresh_coordinator {
+        Some(c) => c,
+        None => Arc::new(LocalRefreshCoordinator::with_clock(
+            cfg.refresh_grace,
+            cfg.cache_capacity,
+            cfg.clock.clone(),
+        )),
     };
     tracing::debug!(issuer = %meta.issuer, "OpenID provider ready");
     Ok(AuthLayer {
@@ -309,6 +323,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
             token,
             verifier,
             cookies,
+            coordinator,
             clock: cfg.clock,
         }),
     })

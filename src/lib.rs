@@ -127,6 +127,7 @@ mod extract;
 mod future;
 mod layer;
 mod provider;
+mod refresh;
 mod require;
 mod responses;
 mod return_to;
@@ -149,6 +150,10 @@ pub use future::ResponseFuture;
 pub use jsonwebtoken::Algorithm;
 pub use layer::AuthLayer;
 pub use provider::{ClientAuthMethod, Provider, ProviderError, ProviderMetadata};
+pub use refresh::{
+    LocalRefreshCoordinator, RefreshCoordinator, RefreshError, RefreshKey, RefreshTask,
+    SealedTokens,
+};
 pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
 pub use secret::Secret;
 pub use service::AuthService;

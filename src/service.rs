@@ -10,7 +10,7 @@ use tower_service::Service;
 use crate::body::AuthBody;
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
-use crate::responses::method_not_allowed;
+use crate::responses::{method_not_allowed, Client};
 use crate::{routes, session};
 
 /// The service made by [`AuthLayer`](crate::AuthLayer).
@@ -93,10 +93,16 @@ where
                 ResponseFuture::inner(inner.call(req), outcome.set_cookies)
             }
             None => {
-                let shared = shared.clone();
-                let headers = req.headers().clone();
-                let fut = Box::pin(async move { session::resolve(&shared, &headers).await });
-                ResponseFuture::resolving(fut, inner, req)
+                let client = Client::of(req.method(), req.headers());
+                let here = req
+                    .uri()
+                    .path_and_query()
+                    .map(|pq| pq.as_str())
+                    .and_then(crate::return_to::sanitize)
+                    .unwrap_or(&settings.default_return)
+                    .to_owned();
+                let fut = session::resolve(shared.clone(), req.headers().clone(), client, here);
+                ResponseFuture::resolving(Box::pin(fut), inner, req)
             }
         }
     }

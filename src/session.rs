@@ -1,12 +1,17 @@
 //! Reading the session from the cookies on every request that is not an auth route.
 
-use http::{HeaderMap, HeaderValue};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::claims::Claims;
+use crate::cookies::RequestCookies;
 use crate::layer::Shared;
+use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
+use crate::responses::{error_page, grpc_status, json, Client, Page};
 use crate::verify::{Attempt, VerifyError};
 
 /// What the session cookie holds (sealed).
@@ -23,6 +28,9 @@ pub(crate) struct SessionData {
     /// on the ID token verified at login, until `exp`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) opaque: bool,
+    /// When these tokens were obtained (seconds since the epoch; 0 if unknown).
+    #[serde(default)]
+    pub(crate) ts: i64,
     /// The ID token's identity claims, verified at login.
     pub(crate) idc: Box<RawValue>,
 }
@@ -44,6 +52,8 @@ pub(crate) fn identity_claims(id_claims: &Map<String, Value>) -> Map<String, Val
 pub(crate) struct Outcome {
     pub(crate) claims: Option<Claims>,
     pub(crate) set_cookies: Vec<HeaderValue>,
+    /// Answer with this instead of calling the inner service (refresh impossible right now).
+    pub(crate) reject: Option<Page>,
 }
 
 impl Outcome {
@@ -51,83 +61,182 @@ impl Outcome {
         Self::default()
     }
 
-    fn cleared(shared: &Shared, chunks: usize) -> Self {
-        let mut set_cookies = Vec::new();
-        shared
-            .cookies
-            .clear_slot(&shared.cookies.session, chunks, &mut set_cookies);
+    fn with_claims(claims: Option<Claims>) -> Self {
         Self {
-            claims: None,
+            claims,
+            ..Self::default()
+        }
+    }
+
+    /// Unauthenticated, and the session cookies are cleared (`id_token` too when asked).
+    fn cleared(shared: &Shared, cookies: &RequestCookies<'_>, id_token: bool) -> Self {
+        let codec = &shared.cookies;
+        let mut set_cookies = Vec::new();
+        codec.clear_slot(
+            &codec.session,
+            cookies.chunk_count(&codec.session.name),
+            &mut set_cookies,
+        );
+        if id_token {
+            // The ID token cookie lives on the auth path, so this request may not carry it;
+            // clear its first chunk anyway, plus any chunks we can see.
+            codec.clear_slot(
+                &codec.id_token,
+                cookies.chunk_count(&codec.id_token.name),
+                &mut set_cookies,
+            );
+        }
+        Self {
             set_cookies,
+            ..Self::default()
         }
     }
 }
 
-/// Reads the session without waiting. `None`: verification needs a JWKS refetch (async).
-pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcome> {
-    resolve_with(shared, headers, |token| shared.verifier.access_now(token))
-}
-
-/// Reads the session, waiting for a JWKS refetch if the token names an unknown key.
-pub(crate) async fn resolve(shared: &Shared, headers: &HeaderMap) -> Outcome {
-    let token = {
-        let cookies = shared.cookies.read(headers);
-        match shared
-            .cookies
-            .read_json::<SessionData>(&cookies, &shared.cookies.session.name)
-        {
-            Some(Ok(data)) => data.at,
-            _ => String::new(),
-        }
+/// Whether the access token should be refreshed now: expired, or within the margin (at most
+/// half its lifetime, so short-lived tokens are not refreshed on every request).
+pub(crate) fn refresh_due(data: &SessionData, margin: i64, now: i64) -> bool {
+    let lifetime = if data.ts > 0 {
+        data.exp.saturating_sub(data.ts).max(0)
+    } else {
+        i64::MAX
     };
-    if !token.is_empty() {
-        // Warms the JWKS (rate-limited) and the cache; the result is read again below.
-        let _ = shared.verifier.access(&token).await;
+    let margin = margin.min(lifetime / 2);
+    now >= data.exp.saturating_sub(margin)
+}
+
+/// Reads the session without waiting. `None`: the request needs the async path (a refresh, or
+/// a JWKS refetch for an unknown key).
+pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcome> {
+    let codec = &shared.cookies;
+    let cookies = codec.read(headers);
+    let data = match read_session(shared, &cookies) {
+        Err(outcome) => return Some(outcome),
+        Ok(data) => data,
+    };
+    let now = shared.clock.now();
+    if data.rt.is_some() && refresh_due(&data, shared.settings.refresh_margin, now) {
+        return None;
     }
-    resolve_with(shared, headers, |t| match shared.verifier.access_now(t) {
-        Attempt::NeedKeys(..) => Attempt::Invalid(VerifyError::UnknownKey),
-        other => other,
+    check(shared, &cookies, &data, now, |t| {
+        shared.verifier.access_now(t)
+    })
+}
+
+/// Reads the session, refreshing or refetching keys as needed.
+pub(crate) async fn resolve(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    client: Client,
+    here: String,
+) -> Outcome {
+    let codec = &shared.cookies;
+    let cookies = codec.read(&headers);
+    let data = match read_session(&shared, &cookies) {
+        Err(outcome) => return outcome,
+        Ok(data) => data,
+    };
+    let now = shared.clock.now();
+    if let (Some(rt), true) = (
+        &data.rt,
+        refresh_due(&data, shared.settings.refresh_margin, now),
+    ) {
+        let key = RefreshKey::of(rt);
+        let task = refresh_task(shared.clone(), rt.clone(), data.idc.get().to_owned());
+        tracing::debug!(?key, "access token due for refresh");
+        match shared.coordinator.coordinate(key, task).await {
+            Ok(sealed) => {
+                let refreshed = codec
+                    .open(REFRESH_AAD, &sealed.0)
+                    .and_then(|plain| serde_json::from_str::<Refreshed>(&plain).ok());
+                if let Some(refreshed) = refreshed {
+                    return refreshed_outcome(&shared, &cookies, refreshed).await;
+                }
+                tracing::warn!("refreshed tokens could not be opened (cookie keys differ?)");
+            }
+            Err(RefreshError::InvalidGrant) => {
+                tracing::debug!("refresh token rejected; session over");
+                return Outcome::cleared(&shared, &cookies, true);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "refresh failed; keeping the session for a retry");
+            }
+        }
+        // The refresh failed for now. A token still valid is used; otherwise the client is told
+        // to come back later, and its cookies are kept.
+        let still_valid = match verify_async(&shared, &data.at, data.opaque, data.exp, now).await {
+            Ok(()) => true,
+            Err(_) => false,
+        };
+        if !still_valid {
+            return Outcome {
+                reject: Some(unavailable(client, &here)),
+                ..Outcome::default()
+            };
+        }
+    } else if !data.opaque && !data.at.is_empty() {
+        // Warm the JWKS (rate-limited) for an unknown key; the result is read below.
+        let _ = shared.verifier.access(&data.at).await;
+    }
+    check(&shared, &cookies, &data, now, |t| {
+        match shared.verifier.access_now(t) {
+            Attempt::NeedKeys(..) => Attempt::Invalid(VerifyError::UnknownKey),
+            other => other,
+        }
     })
     .unwrap_or_default()
 }
 
-fn resolve_with(
+async fn verify_async(
     shared: &Shared,
-    headers: &HeaderMap,
-    verify: impl FnOnce(&str) -> Attempt,
-) -> Option<Outcome> {
-    let codec = &shared.cookies;
-    let cookies = codec.read(headers);
-    let name = &codec.session.name;
-    let data = match codec.read_json::<SessionData>(&cookies, name) {
-        None => return Some(Outcome::anonymous()),
+    at: &str,
+    opaque: bool,
+    exp: i64,
+    now: i64,
+) -> Result<(), VerifyError> {
+    if opaque {
+        return if now < exp {
+            Ok(())
+        } else {
+            Err(VerifyError::Expired)
+        };
+    }
+    shared.verifier.access(at).await.map(|_| ())
+}
+
+fn read_session(shared: &Shared, cookies: &RequestCookies<'_>) -> Result<SessionData, Outcome> {
+    let name = &shared.cookies.session.name;
+    match shared.cookies.read_json::<SessionData>(cookies, name) {
+        None => Err(Outcome::anonymous()),
         Some(Err(())) => {
             tracing::debug!(
                 "session cookie unreadable (tampered, truncated or foreign key); clearing"
             );
-            return Some(Outcome::cleared(shared, cookies.chunk_count(name)));
+            Err(Outcome::cleared(shared, cookies, false))
         }
-        Some(Ok(data)) => data,
-    };
-    let now = shared.clock.now();
+        Some(Ok(data)) => Ok(data),
+    }
+}
+
+/// Verifies the session's access token (or, for opaque ones, its expiry).
+fn check(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    data: &SessionData,
+    now: i64,
+    verify: impl FnOnce(&str) -> Attempt,
+) -> Option<Outcome> {
     if data.opaque {
         if now >= data.exp {
-            return Some(Outcome::cleared(shared, cookies.chunk_count(name)));
+            return Some(Outcome::cleared(shared, cookies, false));
         }
-        let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
-        map.insert("exp".into(), data.exp.into());
-        return Some(Outcome {
-            claims: Claims::from_map(map),
-            set_cookies: Vec::new(),
-        });
+        return Some(Outcome::with_claims(opaque_claims(data)));
     }
     match verify(&data.at) {
         Attempt::Valid(verified) => {
-            let claims = verified.session_claims(|| serde_json::from_str(data.idc.get()).ok());
-            Some(Outcome {
-                claims,
-                set_cookies: Vec::new(),
-            })
+            Some(Outcome::with_claims(verified.session_claims(|| {
+                serde_json::from_str(data.idc.get()).ok()
+            })))
         }
         Attempt::NeedKeys(..) => None,
         Attempt::Invalid(VerifyError::UnknownKey) => {
@@ -137,9 +246,199 @@ fn resolve_with(
         }
         Attempt::Invalid(error) => {
             tracing::debug!(%error, "session access token refused; clearing");
-            Some(Outcome::cleared(shared, cookies.chunk_count(name)))
+            Some(Outcome::cleared(shared, cookies, false))
         }
     }
+}
+
+fn opaque_claims(data: &SessionData) -> Option<Claims> {
+    let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
+    map.insert("exp".into(), data.exp.into());
+    Claims::from_map(map)
+}
+
+/// The answer when a refresh is needed and the provider cannot do it now. Cookies are kept.
+fn unavailable(client: Client, here: &str) -> Page {
+    let mut page = match client {
+        Client::Browser => error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "Your session could not be renewed because the identity provider is not reachable. \
+             You are still signed in; please try again in a moment.",
+            Some(here),
+            Vec::new(),
+        ),
+        Client::Grpc => grpc_status(14, "identity provider unavailable; retry later"),
+        Client::Api => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "temporarily_unavailable",
+                               "message": "session renewal failed; retry later"}),
+        ),
+    };
+    page.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    page
+}
+
+/// Associated data for sealed refresh results (not a cookie name, so never confused with one).
+const REFRESH_AAD: &str = "tower-oidc-auth refresh";
+
+/// What a refresh produced, sealed for the coordinator.
+#[derive(Serialize, Deserialize)]
+struct Refreshed {
+    session: SessionData,
+    id_token: Option<String>,
+}
+
+async fn refreshed_outcome(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    refreshed: Refreshed,
+) -> Outcome {
+    let codec = &shared.cookies;
+    let now = shared.clock.now();
+    let data = refreshed.session;
+    let claims = if data.opaque {
+        opaque_claims(&data)
+    } else {
+        match shared.verifier.access(&data.at).await {
+            Ok(v) => v.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
+            Err(error) => {
+                tracing::warn!(%error, "refreshed access token refused");
+                return Outcome::cleared(shared, cookies, false);
+            }
+        }
+    };
+    let _ = now;
+    let mut set_cookies = Vec::new();
+    let age = shared.settings.session_max_age;
+    codec.write_json(
+        &codec.session,
+        &data,
+        age,
+        cookies.chunk_count(&codec.session.name),
+        &mut set_cookies,
+    );
+    if let Some(id) = &refreshed.id_token {
+        codec.write_json(
+            &codec.id_token,
+            id,
+            age,
+            cookies.chunk_count(&codec.id_token.name),
+            &mut set_cookies,
+        );
+    }
+    tracing::debug!("session refreshed");
+    Outcome {
+        claims,
+        set_cookies,
+        reject: None,
+    }
+}
+
+/// One refresh: the token call, verification of what comes back, and the new session, sealed.
+fn refresh_task(shared: Arc<Shared>, rt: String, old_idc: String) -> RefreshTask {
+    Box::pin(async move {
+        let timeout = shared.settings.refresh_timeout;
+        match tokio::time::timeout(timeout, refresh_once(&shared, rt, old_idc)).await {
+            Ok(result) => result,
+            Err(_) => Err(RefreshError::Unavailable(format!(
+                "no answer within {timeout:?}"
+            ))),
+        }
+    })
+}
+
+async fn refresh_once(
+    shared: &Shared,
+    rt: String,
+    old_idc: String,
+) -> Result<SealedTokens, RefreshError> {
+    let tokens = shared.token.refresh(&rt).await.map_err(|e| {
+        if e.is_invalid_grant() {
+            RefreshError::InvalidGrant
+        } else if e.is_transient() {
+            RefreshError::Unavailable(e.to_string())
+        } else {
+            RefreshError::Invalid(e.to_string())
+        }
+    })?;
+    let now = shared.clock.now();
+    let old: Map<String, Value> = serde_json::from_str(&old_idc).unwrap_or_default();
+    // A new ID token is verified like at login, without a nonce (Core 12.2), and must name the
+    // same user.
+    let mut identity = None;
+    if let Some(id) = &tokens.id_token {
+        let claims = shared
+            .verifier
+            .id_token(id, None)
+            .await
+            .map_err(|e| RefreshError::Invalid(format!("ID token: {e}")))?;
+        if claims.get("sub") != old.get("sub") {
+            return Err(RefreshError::Invalid(
+                "ID token names another subject".into(),
+            ));
+        }
+        identity = Some(identity_claims(&claims));
+    }
+    let id_exp = identity
+        .as_ref()
+        .and_then(|c| c.get("exp"))
+        .and_then(Value::as_i64);
+    let (exp, opaque) = classify_access(
+        shared,
+        &tokens.access_token,
+        tokens.expires_in(),
+        id_exp,
+        now,
+    )
+    .await
+    .map_err(|e| RefreshError::Invalid(format!("access token: {e}")))?;
+    let idc = match identity {
+        Some(map) => raw_json(&Value::Object(map)),
+        None => raw_json(&Value::Object(old)),
+    };
+    let refreshed = Refreshed {
+        session: SessionData {
+            at: tokens.access_token,
+            // Providers that do not rotate may omit it: keep the one we have.
+            rt: tokens.refresh_token.or(Some(rt)),
+            exp,
+            ts: now,
+            opaque,
+            idc,
+        },
+        id_token: tokens.id_token,
+    };
+    let plain =
+        serde_json::to_string(&refreshed).map_err(|e| RefreshError::Invalid(e.to_string()))?;
+    Ok(SealedTokens(shared.cookies.seal(REFRESH_AAD, &plain)))
+}
+
+/// Decides how the session rests on an access token: a JWT for this client is verified on every
+/// request (`opaque = false`); anything else is opaque to us and the session lasts until
+/// `expires_in` on the strength of the verified ID token.
+pub(crate) async fn classify_access(
+    shared: &Shared,
+    access_token: &str,
+    expires_in: Option<i64>,
+    id_exp: Option<i64>,
+    now: i64,
+) -> Result<(i64, bool), VerifyError> {
+    match shared.verifier.access(access_token).await {
+        Ok(v) => Ok((v.exp, false)),
+        Err(VerifyError::Malformed | VerifyError::Audience | VerifyError::Type(_)) => {
+            tracing::debug!("access token is not a JWT for this client; treating it as opaque");
+            let exp = expires_in.map(|s| now + s).or(id_exp).unwrap_or(now + 300);
+            Ok((exp, true))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string())
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid JSON"))
 }
 
 /// A `Cookie` header value for a session with these tokens (for the testing helpers).
@@ -164,6 +463,7 @@ pub(crate) fn session_cookie_header(
         rt,
         exp,
         opaque: false,
+        ts: shared.clock.now(),
         idc,
     };
     let codec = &shared.cookies;

@@ -443,7 +443,8 @@ async fn session_cookie_helper_signs_in_without_login() {
 
 #[tokio::test]
 async fn expired_access_token_without_refresh_is_unauthenticated() {
-    let s = setup().await;
+    // No offline_access: no refresh token, so no refresh.
+    let s = setup_with(|c| c.scopes(["openid", "email"])).await;
     let mut jar = Jar::default();
     login(&s, &mut jar, "/auth/login").await;
     assert_eq!(
@@ -459,6 +460,11 @@ async fn expired_access_token_without_refresh_is_unauthenticated() {
     s.clock.advance(Duration::from_secs(2));
     let resp = send(&s.app, &mut jar, get_json("/me")).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.provider.counts().refresh_grants + s.provider.counts().refresh_failures,
+        0
+    );
+    assert!(jar.get("_s").is_none(), "expired session cleared");
 }
 
 #[tokio::test]

@@ -260,7 +260,6 @@ impl TokenClient {
         .await
     }
 
-    #[allow(dead_code)]
     pub(crate) async fn refresh(
         &self,
         refresh_token: &str,

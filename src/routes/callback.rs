@@ -5,15 +5,13 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
-use serde_json::value::RawValue;
 
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::cookies::Slot;
 use crate::layer::Shared;
 use crate::provider::ProviderError;
 use crate::responses::{error_page, redirect, Page};
-use crate::session::{identity_claims, SessionData};
-use crate::verify::VerifyError;
+use crate::session::{classify_access, identity_claims, raw_json, SessionData};
 
 pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
@@ -193,34 +191,30 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             return provider_fault("ID token", set_cookies);
         }
     };
-    // The access token: a JWT for this client is verified on every request; anything else is
-    // opaque to us, and the session then lasts until `expires_in` on the strength of the ID
-    // token verified above.
-    let (exp, opaque) = match shared.verifier.access(&tokens.access_token).await {
-        Ok(v) => (v.exp, false),
-        Err(VerifyError::Malformed | VerifyError::Audience | VerifyError::Type(_)) => {
-            let exp = tokens
-                .expires_in()
-                .map(|s| now + s)
-                .or_else(|| id_claims.get("exp").and_then(serde_json::Value::as_i64))
-                .unwrap_or(now + 300);
-            tracing::debug!("access token is not a JWT for this client; treating it as opaque");
-            (exp, true)
-        }
+    let id_exp = id_claims.get("exp").and_then(serde_json::Value::as_i64);
+    let (exp, opaque) = match classify_access(
+        &shared,
+        &tokens.access_token,
+        tokens.expires_in(),
+        id_exp,
+        now,
+    )
+    .await
+    {
+        Ok(v) => v,
         Err(error) => {
             tracing::warn!(%error, "access token refused");
             return provider_fault("access token", set_cookies);
         }
     };
     let identity = identity_claims(&id_claims);
-    let idc = RawValue::from_string(serde_json::Value::Object(identity).to_string())
-        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid JSON"));
     let session = SessionData {
         at: tokens.access_token,
         rt: tokens.refresh_token,
         exp,
         opaque,
-        idc,
+        ts: now,
+        idc: raw_json(&serde_json::Value::Object(identity)),
     };
     let max_age = settings.session_max_age;
     codec.write_json(

@@ -66,6 +66,12 @@ pub fn app(auth: &AuthLayer) -> Router {
             }),
         )
         .route("/extract", get(|c: Claims| async move { c.sub.clone() }))
+        .route(
+            "/jti",
+            get(|c: Option<Claims>| async move {
+                c.and_then(|c| c.get::<String>("jti")).unwrap_or_default()
+            }),
+        )
         .layer(auth.clone())
 }
 

@@ -1,0 +1,313 @@
+//! Transparent refresh: one refresh per refresh token, however many requests race.
+//!
+//! Requests whose access token is expired (or about to be) and that carry a refresh token go
+//! through a [`RefreshCoordinator`]. The coordinator runs one refresh per refresh token (keyed by
+//! its SHA-256, never the raw token) and keeps the result for a grace window, so requests that
+//! arrive later with the old, now rotated, refresh token get the same new tokens instead of
+//! replaying it. The refresh itself runs in its own task, so a client that disconnects cannot
+//! cancel a refresh that other requests wait for.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::clock::SharedClock;
+
+/// Identifies a refresh: the SHA-256 of the refresh token.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RefreshKey([u8; 32]);
+
+impl RefreshKey {
+    pub(crate) fn of(refresh_token: &str) -> Self {
+        Self(Sha256::digest(refresh_token.as_bytes()).into())
+    }
+
+    /// Lower-case hex, for use as a storage key.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for RefreshKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RefreshKey({}..)", &self.to_hex()[..12])
+    }
+}
+
+/// The result of a refresh, sealed with the layer's cookie key: coordinators may store and
+/// publish it without learning the tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedTokens(pub String);
+
+impl fmt::Debug for SealedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealedTokens(REDACTED)")
+    }
+}
+
+/// Why a refresh failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The provider refused the refresh token (`invalid_grant`): the session is over.
+    #[error("refresh token rejected")]
+    InvalidGrant,
+    /// The provider is unreachable, failing, or did not answer in time: try again later.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider's answer could not be verified.
+    #[error("refreshed tokens refused: {0}")]
+    Invalid(String),
+}
+
+/// The work of one refresh, run by the coordinator at most once per key and window.
+pub type RefreshTask = BoxFuture<'static, Result<SealedTokens, RefreshError>>;
+
+/// Makes sure one refresh token is used once, however many requests (or instances) race.
+///
+/// The default, [`LocalRefreshCoordinator`], coordinates within one process. Several instances
+/// behind a load balancer need a shared one.
+pub trait RefreshCoordinator: Send + Sync + 'static {
+    /// Runs `task` unless a refresh for `key` is in flight or finished within the grace window;
+    /// then its result is returned instead.
+    fn coordinate(
+        &self,
+        key: RefreshKey,
+        task: RefreshTask,
+    ) -> BoxFuture<'static, Result<SealedTokens, RefreshError>>;
+}
+
+type Slot = watch::Receiver<Option<Result<SealedTokens, RefreshError>>>;
+
+struct Entry {
+    created: i64,
+    rx: Slot,
+}
+
+struct LocalInner {
+    grace: i64,
+    capacity: usize,
+    clock: SharedClock,
+    entries: Mutex<HashMap<RefreshKey, Entry>>,
+}
+
+/// Single-flight refresh with a grace cache, within one process.
+///
+/// Entries (sealed tokens) are dropped when their grace window ends; at most `capacity` are
+/// kept (the oldest go first).
+#[derive(Clone)]
+pub struct LocalRefreshCoordinator {
+    inner: Arc<LocalInner>,
+}
+
+impl fmt::Debug for LocalRefreshCoordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalRefreshCoordinator")
+            .field("grace", &self.inner.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalRefreshCoordinator {
+    /// A coordinator keeping results for `grace`, at most `capacity` of them.
+    #[must_use]
+    pub fn new(grace: Duration, capacity: usize) -> Self {
+        Self::with_clock(grace, capacity, Arc::new(crate::SystemClock))
+    }
+
+    pub(crate) fn with_clock(grace: Duration, capacity: usize, clock: SharedClock) -> Self {
+        Self {
+            inner: Arc::new(LocalInner {
+                grace: grace.as_secs() as i64,
+                capacity: capacity.max(1),
+                clock,
+                entries: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Entries currently kept (for tests and metrics).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no entry is kept.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RefreshKey, Entry>> {
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl RefreshCoordinator for LocalRefreshCoordinator {
+    fn coordinate(
+        &self,
+        key: RefreshKey,
+        task: RefreshTask,
+    ) -> BoxFuture<'static, Result<SealedTokens, RefreshError>> {
+        let now = self.inner.clock.now();
+        let grace = self.inner.grace;
+        let mut rx = {
+            let mut entries = self.lock();
+            entries.retain(|_, e| now.saturating_sub(e.created) < grace);
+            match entries.get(&key) {
+                Some(entry) => {
+                    tracing::debug!(?key, "refresh joined (in flight or within grace window)");
+                    entry.rx.clone()
+                }
+                None => {
+                    while entries.len() >= self.inner.capacity {
+                        let oldest = entries
+                            .iter()
+                            .min_by_key(|(_, e)| e.created)
+                            .map(|(k, _)| *k);
+                        match oldest {
+                            Some(k) => entries.remove(&k),
+                            None => break,
+                        };
+                    }
+                    let (tx, rx) = watch::channel(None);
+                    entries.insert(
+                        key,
+                        Entry {
+                            created: now,
+                            rx: rx.clone(),
+                        },
+                    );
+                    let this = self.clone();
+                    // Its own task: a disconnecting client must not cancel a refresh that other
+                    // requests wait for (a cancelled rotation would log them all out).
+                    tokio::spawn(async move {
+                        let result = task.await;
+                        if matches!(result, Err(RefreshError::Unavailable(_))) {
+                            // Transient: the next request may try again.
+                            this.lock().remove(&key);
+                        }
+                        let _ = tx.send(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        Box::pin(async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(value) => value
+                    .clone()
+                    .unwrap_or_else(|| Err(RefreshError::Unavailable("no result".into()))),
+                Err(_) => Err(RefreshError::Unavailable("refresh task ended".into())),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn task(counter: Arc<AtomicUsize>, result: Result<&'static str, RefreshError>) -> RefreshTask {
+        Box::pin(async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            result.map(|s| SealedTokens(s.into()))
+        })
+    }
+
+    #[tokio::test]
+    async fn one_flight_and_grace_window() {
+        let clock = ManualClock::new(1000);
+        let c = LocalRefreshCoordinator::with_clock(
+            Duration::from_secs(60),
+            100,
+            Arc::new(clock.clone()),
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        let key = RefreshKey::of("rt-1");
+        let futs: Vec<_> = (0..10)
+            .map(|_| c.coordinate(key, task(runs.clone(), Ok("new"))))
+            .collect();
+        for f in futs {
+            assert_eq!(f.await.unwrap(), SealedTokens("new".into()));
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        clock.advance(Duration::from_secs(59));
+        assert!(c
+            .coordinate(key, task(runs.clone(), Ok("other")))
+            .await
+            .is_ok());
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "served from the grace window"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            c.coordinate(key, task(runs.clone(), Ok("later")))
+                .await
+                .unwrap(),
+            SealedTokens("later".into())
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "window over: runs again");
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_not_cached_but_invalid_grant_is() {
+        let c = LocalRefreshCoordinator::new(Duration::from_secs(60), 100);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let key = RefreshKey::of("rt");
+        let err = RefreshError::Unavailable("down".into());
+        assert_eq!(
+            c.coordinate(key, task(runs.clone(), Err(err.clone())))
+                .await,
+            Err(err)
+        );
+        assert!(c
+            .coordinate(key, task(runs.clone(), Ok("ok")))
+            .await
+            .is_ok());
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let key2 = RefreshKey::of("rt2");
+        let _ = c
+            .coordinate(key2, task(runs.clone(), Err(RefreshError::InvalidGrant)))
+            .await;
+        let again = c.coordinate(key2, task(runs.clone(), Ok("no"))).await;
+        assert_eq!(again, Err(RefreshError::InvalidGrant));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn bounded() {
+        let c = LocalRefreshCoordinator::new(Duration::from_secs(60), 3);
+        let runs = Arc::new(AtomicUsize::new(0));
+        for i in 0..10 {
+            c.coordinate(
+                RefreshKey::of(&format!("rt{i}")),
+                task(runs.clone(), Ok("x")),
+            )
+            .await
+            .unwrap();
+        }
+        assert!(c.len() <= 3);
+    }
+
+    #[test]
+    fn key_is_a_hash() {
+        let k = RefreshKey::of("secret-refresh-token");
+        assert_eq!(k.to_hex().len(), 64);
+        assert!(!format!("{k:?}").contains("secret"));
+    }
+}
