@@ -109,7 +109,7 @@ where
                 StateProj::Resolving { fut, inner, req } => {
                     let outcome = ready!(fut.as_mut().poll(cx));
                     if let Some(page) = outcome.reject {
-                        return Poll::Ready(Ok(own(page)));
+                        return Poll::Ready(Ok(own(*page)));
                     }
                     let mut req = req.take().expect("ResponseFuture polled after completion");
                     let mut inner = inner

@@ -71,6 +71,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `axum` | yes | `Claims` and `Option<Claims>` extractors ([`ClaimsRejection`]) |
+//! | `redis` | no | [`RedisRefreshCoordinator`]: one refresh per session across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
 //! | `full` | no | all of the above |
 //!
@@ -127,6 +128,8 @@ mod extract;
 mod future;
 mod layer;
 mod provider;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod refresh;
 mod require;
 mod responses;
@@ -140,6 +143,9 @@ mod verify;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[doc(hidden)]
+pub mod __bench;
+
 pub use body::AuthBody;
 pub use claims::{Claims, StandardClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -150,6 +156,8 @@ pub use future::ResponseFuture;
 pub use jsonwebtoken::Algorithm;
 pub use layer::AuthLayer;
 pub use provider::{ClientAuthMethod, Provider, ProviderError, ProviderMetadata};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisRefreshCoordinator;
 pub use refresh::{
     LocalRefreshCoordinator, RefreshCoordinator, RefreshError, RefreshKey, RefreshTask,
     SealedTokens,

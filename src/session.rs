@@ -53,7 +53,7 @@ pub(crate) struct Outcome {
     pub(crate) claims: Option<Claims>,
     pub(crate) set_cookies: Vec<HeaderValue>,
     /// Answer with this instead of calling the inner service (refresh impossible right now).
-    pub(crate) reject: Option<Page>,
+    pub(crate) reject: Option<Box<Page>>,
 }
 
 impl Outcome {
@@ -95,14 +95,14 @@ impl Outcome {
 
 /// Whether the access token should be refreshed now: expired, or within the margin (at most
 /// half its lifetime, so short-lived tokens are not refreshed on every request).
-pub(crate) fn refresh_due(data: &SessionData, margin: i64, now: i64) -> bool {
-    let lifetime = if data.ts > 0 {
-        data.exp.saturating_sub(data.ts).max(0)
+pub(crate) fn refresh_due(exp: i64, ts: i64, margin: i64, now: i64) -> bool {
+    let lifetime = if ts > 0 {
+        exp.saturating_sub(ts).max(0)
     } else {
         i64::MAX
     };
     let margin = margin.min(lifetime / 2);
-    now >= data.exp.saturating_sub(margin)
+    now >= exp.saturating_sub(margin)
 }
 
 /// Reads the session without waiting. `None`: the request needs the async path (a refresh, or
@@ -115,7 +115,7 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         Ok(data) => data,
     };
     let now = shared.clock.now();
-    if data.rt.is_some() && refresh_due(&data, shared.settings.refresh_margin, now) {
+    if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
         return None;
     }
     check(shared, &cookies, &data, now, |t| {
@@ -139,7 +139,7 @@ pub(crate) async fn resolve(
     let now = shared.clock.now();
     if let (Some(rt), true) = (
         &data.rt,
-        refresh_due(&data, shared.settings.refresh_margin, now),
+        refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now),
     ) {
         let key = RefreshKey::of(rt);
         let task = refresh_task(shared.clone(), rt.clone(), data.idc.get().to_owned());
@@ -170,7 +170,7 @@ pub(crate) async fn resolve(
         };
         if !still_valid {
             return Outcome {
-                reject: Some(unavailable(client, &here)),
+                reject: Some(Box::new(unavailable(client, &here))),
                 ..Outcome::default()
             };
         }
@@ -476,4 +476,25 @@ pub(crate) fn session_cookie_header(
         .filter_map(|s| s.split(';').next())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refresh_due;
+
+    #[test]
+    fn refresh_margin_rules() {
+        // 300 s token obtained at 1000: margin 30 s.
+        assert!(!refresh_due(1300, 1000, 30, 1269));
+        assert!(refresh_due(1300, 1000, 30, 1270));
+        assert!(refresh_due(1300, 1000, 30, 5000));
+        // 40 s token: margin capped at 20 s.
+        assert!(!refresh_due(1040, 1000, 30, 1019));
+        assert!(refresh_due(1040, 1000, 30, 1020));
+        // Unknown issue time: the configured margin.
+        assert!(refresh_due(1300, 0, 30, 1270));
+        // Zero margin: only when expired.
+        assert!(!refresh_due(1300, 1000, 0, 1299));
+        assert!(refresh_due(1300, 1000, 0, 1300));
+    }
 }

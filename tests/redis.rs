@@ -1,0 +1,135 @@
+//! Refresh coordination across two instances sharing one Redis (`REDIS_URL`, set by `.ci/run`).
+//! Without `REDIS_URL` at build time these tests are reported as ignored.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use common::*;
+use http::{header, Request, StatusCode};
+use tower::ServiceExt;
+use tower_oidc_auth::testing::TestProvider;
+use tower_oidc_auth::{AuthLayer, ManualClock, Provider, RedisRefreshCoordinator};
+
+async fn instance(provider: &TestProvider, clock: &ManualClock, prefix: &str) -> axum::Router {
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let coordinator = RedisRefreshCoordinator::connect(&url)
+        .await
+        .expect("connect to Redis")
+        .key_prefix(prefix);
+    let auth = AuthLayer::builder()
+        .provider(Provider::scalekit(provider.issuer()))
+        .client_id(provider.client_id())
+        .client_secret(provider.client_secret())
+        .redirect_url(REDIRECT)
+        .cookie_key([5u8; 64])
+        .clock(clock.clone())
+        .refresh_coordinator(coordinator)
+        .build()
+        .await
+        .unwrap();
+    app(&auth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+async fn two_instances_twenty_requests_one_refresh() {
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    let prefix = format!("test-{}", provider.addr().port());
+    let a = instance(&provider, &clock, &prefix).await;
+    let b = instance(&provider, &clock, &prefix).await;
+
+    // Log in through instance A.
+    let s = Setup {
+        auth: provider.layer_builder(REDIRECT).build().await.unwrap(),
+        app: a.clone(),
+        provider,
+        clock: clock.clone(),
+    };
+    let mut jar = Jar::default();
+    let resp = login(&s, &mut jar, "/auth/login").await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let old = body_string(send(&b, &mut jar.clone(), get_json("/jti")).await).await;
+    assert!(!old.is_empty(), "instance B reads A's session");
+
+    clock.advance(Duration::from_secs(301));
+    let cookie = jar.header_for("/jti");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let req = Request::get("/jti")
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        tasks.push(tokio::spawn(async move { app.oneshot(req).await.unwrap() }));
+    }
+    let mut jtis = Vec::new();
+    for t in tasks {
+        let resp = t.await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        jtis.push(body_string(resp).await);
+    }
+    assert_eq!(
+        s.provider.counts().refresh_grants,
+        1,
+        "exactly one grant across instances"
+    );
+    assert_eq!(s.provider.counts().refresh_failures, 0);
+    assert!(jtis.iter().all(|j| j == &jtis[0] && j != &old));
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+async fn invalid_grant_is_shared_too() {
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    let prefix = format!("test-ig-{}", provider.addr().port());
+    let a = instance(&provider, &clock, &prefix).await;
+    let b = instance(&provider, &clock, &prefix).await;
+    let s = Setup {
+        auth: provider.layer_builder(REDIRECT).build().await.unwrap(),
+        app: a.clone(),
+        provider,
+        clock: clock.clone(),
+    };
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    s.provider
+        .set_token_failure(Some(tower_oidc_auth::testing::Failure::OAuthError(
+            "invalid_grant".into(),
+        )));
+    clock.advance(Duration::from_secs(301));
+    let mut ja = jar.clone();
+    assert_eq!(
+        send(&a, &mut ja, get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let mut jb = jar.clone();
+    assert_eq!(
+        send(&b, &mut jb, get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.provider.counts().refresh_failures,
+        1,
+        "B took A's answer from Redis"
+    );
+}
