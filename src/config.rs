@@ -123,6 +123,7 @@ pub struct AuthConfig {
     pub(crate) scopes: Option<Vec<String>>,
     pub(crate) authorize_params: Vec<(String, String)>,
     pub(crate) leeway: Duration,
+    pub(crate) id_token_max_age: Duration,
     pub(crate) cookie_name: Option<String>,
     pub(crate) http_timeout: Duration,
     pub(crate) max_response_bytes: usize,
@@ -180,6 +181,7 @@ impl AuthConfig {
             scopes: None,
             authorize_params: Vec::new(),
             leeway: Duration::from_secs(60),
+            id_token_max_age: Duration::from_secs(600),
             cookie_name: None,
             http_timeout: Duration::from_secs(10),
             max_response_bytes: 1024 * 1024,
@@ -319,6 +321,13 @@ impl AuthConfig {
     /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 60 s).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
+        self
+    }
+
+    /// Oldest ID token accepted at login or refresh, by its `iat` (default 10 minutes, plus the
+    /// leeway): a provider issues it at the code exchange, so an old one is a replay.
+    pub fn id_token_max_age(mut self, age: Duration) -> Self {
+        self.id_token_max_age = age;
         self
     }
 

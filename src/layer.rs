@@ -273,6 +273,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         client_id.clone(),
         cfg.audiences.clone(),
         cfg.leeway.as_secs() as i64,
+        cfg.id_token_max_age.as_secs() as i64,
         cfg.clock.clone(),
         cfg.cache_capacity,
     );

@@ -179,10 +179,7 @@ pub(crate) async fn resolve(
         let _ = shared.verifier.access(&data.at).await;
     }
     check(&shared, &cookies, &data, now, |t| {
-        match shared.verifier.access_now(t) {
-            Attempt::NeedKeys(..) => Attempt::Invalid(VerifyError::UnknownKey),
-            other => other,
-        }
+        shared.verifier.access_after_refetch(t)
     })
     .unwrap_or_default()
 }
@@ -371,7 +368,7 @@ async fn refresh_once(
     if let Some(id) = &tokens.id_token {
         let claims = shared
             .verifier
-            .id_token(id, None)
+            .id_token(id, None, Some(&tokens.access_token))
             .await
             .map_err(|e| RefreshError::Invalid(format!("ID token: {e}")))?;
         if claims.get("sub") != old.get("sub") {

@@ -40,6 +40,10 @@ pub(crate) enum VerifyError {
     IssuedInFuture,
     #[error("nonce mismatch")]
     Nonce,
+    #[error("ID token older than the allowed maximum age")]
+    TooOld,
+    #[error("at_hash does not match the access token")]
+    AtHash,
     #[error("required claim {0} missing")]
     Missing(&'static str),
 }
@@ -89,6 +93,7 @@ pub(crate) struct Verifier {
     client_id: String,
     audiences: Vec<String>,
     leeway: i64,
+    id_token_max_age: i64,
     clock: SharedClock,
     cache: quick_cache::sync::Cache<String, Arc<Verified>>,
 }
@@ -109,6 +114,7 @@ impl Verifier {
         client_id: String,
         audiences: Vec<String>,
         leeway: i64,
+        id_token_max_age: i64,
         clock: SharedClock,
         cache_capacity: usize,
     ) -> Self {
@@ -118,6 +124,7 @@ impl Verifier {
             client_id,
             audiences,
             leeway,
+            id_token_max_age,
             clock,
             cache: quick_cache::sync::Cache::new(cache_capacity.max(1)),
         }
@@ -125,6 +132,11 @@ impl Verifier {
 
     /// Verifies an access token without waiting: a cache hit costs no cryptography.
     pub(crate) fn access_now(&self, token: &str) -> Attempt {
+        self.attempt(token, false)
+    }
+
+    /// `allow_stale`: use keys past the provider's max-age (after a refetch was tried).
+    fn attempt(&self, token: &str, allow_stale: bool) -> Attempt {
         let now = self.clock.now();
         if let Some(hit) = self.cache.get(token) {
             if let Err(e) = self.check_times(hit.exp, hit.nbf, now) {
@@ -147,6 +159,9 @@ impl Verifier {
             if !matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
                 return Attempt::Invalid(VerifyError::Type(typ.clone()));
             }
+        }
+        if !allow_stale && self.jwks.is_stale() {
+            return Attempt::NeedKeys(header.kid, header.alg);
         }
         match self.jwks.lookup(header.kid.as_deref(), header.alg) {
             KeyLookup::Found(key) => {
@@ -183,7 +198,7 @@ impl Verifier {
             Attempt::Invalid(e) => Err(e),
             Attempt::NeedKeys(kid, alg) => {
                 self.jwks.refetch_for(kid.as_deref(), alg).await;
-                match self.access_now(token) {
+                match self.attempt(token, true) {
                     Attempt::Valid(v) => Ok(v),
                     Attempt::Invalid(e) => Err(e),
                     Attempt::NeedKeys(..) => Err(VerifyError::UnknownKey),
@@ -192,11 +207,22 @@ impl Verifier {
         }
     }
 
-    /// Verifies an ID token (OpenID Connect Core 3.1.3.7). `nonce`, when given, must match.
+    /// After a refetch attempt: stale keys are used, and an unknown key is final.
+    pub(crate) fn access_after_refetch(&self, token: &str) -> Attempt {
+        match self.attempt(token, true) {
+            Attempt::NeedKeys(..) => Attempt::Invalid(VerifyError::UnknownKey),
+            other => other,
+        }
+    }
+
+    /// Verifies an ID token (OpenID Connect Core 3.1.3.7). `nonce`, when given, must match;
+    /// `access_token`, when given, must match the `at_hash` claim if there is one; the token may
+    /// not be older than the configured maximum age.
     pub(crate) async fn id_token(
         &self,
         token: &str,
         nonce: Option<&str>,
+        access_token: Option<&str>,
     ) -> Result<Map<String, Value>, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         if let Some(typ) = &header.typ {
@@ -204,7 +230,14 @@ impl Verifier {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
-        let key = match self.jwks.lookup(header.kid.as_deref(), header.alg) {
+        let lookup = if self.jwks.is_stale() {
+            self.jwks
+                .refetch_for(header.kid.as_deref(), header.alg)
+                .await
+        } else {
+            self.jwks.lookup(header.kid.as_deref(), header.alg)
+        };
+        let key = match lookup {
             KeyLookup::Found(k) => k,
             KeyLookup::Unknown => match self
                 .jwks
@@ -252,9 +285,18 @@ impl Verifier {
         if iat > now + self.leeway {
             return Err(VerifyError::IssuedInFuture);
         }
+        if now.saturating_sub(iat) > self.id_token_max_age + self.leeway {
+            return Err(VerifyError::TooOld);
+        }
         if let Some(expected) = nonce {
             if claims.get("nonce").and_then(Value::as_str) != Some(expected) {
                 return Err(VerifyError::Nonce);
+            }
+        }
+        if let (Some(at), Some(at_hash)) = (access_token, claims.get("at_hash")) {
+            let expected = token_hash(header.alg, at);
+            if at_hash.as_str() != Some(expected.as_str()) {
+                return Err(VerifyError::AtHash);
             }
         }
         Ok(claims)
@@ -330,6 +372,24 @@ impl Verifier {
     }
 }
 
+/// `at_hash`: the left half of the access token's hash with the ID token's algorithm's hash
+/// function, base64url (OpenID Connect Core 3.1.3.6; SHA-512 for EdDSA with Ed25519).
+fn token_hash(alg: Algorithm, token: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use sha2::Digest;
+    let digest: Vec<u8> = match alg {
+        Algorithm::RS384 | Algorithm::PS384 | Algorithm::ES384 => {
+            sha2::Sha384::digest(token.as_bytes()).to_vec()
+        }
+        Algorithm::RS512 | Algorithm::PS512 | Algorithm::EdDSA => {
+            sha2::Sha512::digest(token.as_bytes()).to_vec()
+        }
+        _ => sha2::Sha256::digest(token.as_bytes()).to_vec(),
+    };
+    URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
 fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
     match claims.get("aud") {
         Some(Value::String(s)) => vec![s.as_str()],
@@ -365,7 +425,7 @@ mod tests {
             }
             p.sign(&c)
         };
-        assert!(v.id_token(&with(json!({})), Some("n1")).await.is_ok());
+        assert!(v.id_token(&with(json!({})), Some("n1"), None).await.is_ok());
         let cases = [
             (with(json!({})), Some("other"), VerifyError::Nonce),
             (with(json!({"nonce": null})), Some("n1"), VerifyError::Nonce),
@@ -407,10 +467,28 @@ mod tests {
             ),
         ];
         for (token, nonce, expected) in cases {
-            assert_eq!(v.id_token(&token, nonce).await.unwrap_err(), expected);
+            assert_eq!(v.id_token(&token, nonce, None).await.unwrap_err(), expected);
         }
         let ok = with(json!({"aud": ["test-client", "x"], "azp": "test-client"}));
-        assert!(v.id_token(&ok, Some("n1")).await.is_ok());
+        assert!(v.id_token(&ok, Some("n1"), None).await.is_ok());
+        // at_hash: RS256 -> left half of SHA-256, base64url.
+        let at = "access-token-value";
+        let good = with(json!({"at_hash": super::token_hash(jsonwebtoken::Algorithm::RS256, at)}));
+        assert!(v.id_token(&good, Some("n1"), Some(at)).await.is_ok());
+        assert_eq!(
+            v.id_token(&good, Some("n1"), Some("another"))
+                .await
+                .unwrap_err(),
+            VerifyError::AtHash
+        );
+        assert_eq!(
+            super::token_hash(jsonwebtoken::Algorithm::RS256, at).len(),
+            22
+        );
+        assert_eq!(
+            super::token_hash(jsonwebtoken::Algorithm::ES384, at).len(),
+            32
+        );
     }
 
     #[tokio::test]

@@ -75,6 +75,8 @@ pub(crate) struct Jwks {
     min_interval: i64,
     generation: AtomicU64,
     fetches: AtomicU64,
+    /// When the keys go stale by the provider's Cache-Control max-age (`i64::MAX`: never).
+    stale_at: AtomicI64,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -105,6 +107,7 @@ impl Jwks {
             min_interval: min_interval_secs,
             generation: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
+            stale_at: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -130,6 +133,11 @@ impl Jwks {
         self.current().lookup(kid, alg)
     }
 
+    /// Whether the provider's Cache-Control max-age has passed since the last fetch.
+    pub(crate) fn is_stale(&self) -> bool {
+        self.clock.now() >= self.stale_at.load(Ordering::Relaxed)
+    }
+
     /// Whether a key with this kid (or, for `None`, any key) is still published.
     pub(crate) fn contains(&self, kid: Option<&str>) -> bool {
         let set = self.current();
@@ -152,7 +160,7 @@ impl Jwks {
         let _guard = self.fetch_lock.lock().await;
         // Another request may have fetched while we waited.
         let found = self.lookup(kid, alg);
-        if !matches!(found, KeyLookup::Unknown) {
+        if !matches!(found, KeyLookup::Unknown) && !self.is_stale() {
             return found;
         }
         let now = self.clock.now();
@@ -170,7 +178,7 @@ impl Jwks {
 
     async fn fetch_and_store(&self) -> Result<(), ProviderError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let (raw, _max_age) = self.http.get_json::<RawJwkSet>(&self.url).await?;
+        let (raw, max_age) = self.http.get_json::<RawJwkSet>(&self.url).await?;
         let set = self.parse(raw);
         if set.all.is_empty() {
             return Err(ProviderError::Malformed(format!(
@@ -185,6 +193,14 @@ impl Jwks {
             Err(poisoned) => *poisoned.into_inner() = set,
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
+        let stale_at = match max_age {
+            Some(secs) => self
+                .clock
+                .now()
+                .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)),
+            None => i64::MAX,
+        };
+        self.stale_at.store(stale_at, Ordering::Relaxed);
         Ok(())
     }
 

@@ -171,24 +171,36 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             return error_page(status, "Sign-in failed", message, retry, set_cookies);
         }
     };
-    let provider_fault = |what: &str, set_cookies| {
+    // A token that does not verify is a defect of the response (4xx); a token endpoint that
+    // answers without an ID token is broken upstream (502).
+    let token_defect = |set_cookies| {
         error_page(
-            StatusCode::BAD_GATEWAY,
+            StatusCode::BAD_REQUEST,
             "Sign-in failed",
-            &format!("The identity provider's response could not be verified ({what})."),
+            "The identity provider's tokens could not be verified.",
             retry,
             set_cookies,
         )
     };
     let Some(id_token) = tokens.id_token.as_deref() else {
         tracing::warn!("token response has no id_token");
-        return provider_fault("no ID token", set_cookies);
+        return error_page(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in failed",
+            "The identity provider's response had no ID token.",
+            retry,
+            set_cookies,
+        );
     };
-    let id_claims = match shared.verifier.id_token(id_token, Some(&tx.nonce)).await {
+    let id_claims = match shared
+        .verifier
+        .id_token(id_token, Some(&tx.nonce), Some(&tokens.access_token))
+        .await
+    {
         Ok(c) => c,
         Err(error) => {
             tracing::warn!(%error, "ID token refused");
-            return provider_fault("ID token", set_cookies);
+            return token_defect(set_cookies);
         }
     };
     let id_exp = id_claims.get("exp").and_then(serde_json::Value::as_i64);
@@ -204,7 +216,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         Ok(v) => v,
         Err(error) => {
             tracing::warn!(%error, "access token refused");
-            return provider_fault("access token", set_cookies);
+            return token_defect(set_cookies);
         }
     };
     let identity = identity_claims(&id_claims);

@@ -120,6 +120,8 @@ pub enum Failure {
     NotJson,
     /// Answer 200 with a JSON body of this many bytes.
     Oversized(usize),
+    /// Answer 200 with JSON cut off in the middle.
+    Truncated,
 }
 
 /// Counters of what the provider served.
@@ -211,6 +213,9 @@ pub(crate) struct State {
     pub(crate) auth_methods: Vec<String>,
     pub(crate) opaque_access: bool,
     pub(crate) token_failure: Mutex<Option<Failure>>,
+    pub(crate) id_token_defect: Mutex<Option<IdTokenDefect>>,
+    pub(crate) issued: Mutex<Vec<String>>,
+    pub(crate) jwks_max_age: Mutex<Option<u64>>,
     pub(crate) jwks_failure: Mutex<Option<Failure>>,
     pub(crate) code_grants: AtomicU64,
     pub(crate) refresh_grants: AtomicU64,
@@ -299,8 +304,123 @@ impl State {
         if let Some(oid) = &user.organization_id {
             claims.insert("oid".into(), oid.clone().into());
         }
-        self.sign(&Value::Object(claims))
+        let defect = self.id_token_defect.lock().expect("defect lock").clone();
+        match defect {
+            None => self.sign(&Value::Object(claims)),
+            Some(defect) => self.defective(defect, claims),
+        }
     }
+
+    /// An ID token with one defect, for the adversarial tests.
+    fn defective(&self, defect: IdTokenDefect, mut claims: Map<String, Value>) -> String {
+        let now = self.clock.now();
+        let key = self.current_key();
+        let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let rs256 = json!({"alg": "RS256", "typ": "JWT", "kid": key.kid});
+        match defect {
+            IdTokenDefect::AlgNone => {
+                return format!(
+                    "{}.{}.",
+                    b64(&json!({"alg": "none"})),
+                    b64(&Value::Object(claims))
+                );
+            }
+            IdTokenDefect::Hs256WithPublicKey => {
+                // The classic confusion attack: HMAC keyed with the published public key.
+                let header = json!({"alg": "HS256", "typ": "JWT", "kid": key.kid});
+                let input = format!("{}.{}", b64(&header), b64(&Value::Object(claims)));
+                let secret = key.jwk.to_string();
+                let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+                let tag = aws_lc_rs::hmac::sign(&k, input.as_bytes());
+                return format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()));
+            }
+            IdTokenDefect::UnknownKey => {
+                let stranger = SigningKey::generate("unpublished".into());
+                return stranger.sign(
+                    &json!({"alg": "RS256", "typ": "JWT", "kid": "unpublished"}),
+                    &Value::Object(claims),
+                );
+            }
+            IdTokenDefect::NoKid => {
+                return key.sign(
+                    &json!({"alg": "RS256", "typ": "JWT"}),
+                    &Value::Object(claims),
+                );
+            }
+            IdTokenDefect::WrongIssuer => {
+                claims.insert("iss".into(), "https://evil.example".into());
+            }
+            IdTokenDefect::WrongAudience => {
+                claims.insert("aud".into(), "another-client".into());
+            }
+            IdTokenDefect::SeveralAudiencesWithoutAzp => {
+                claims.insert("aud".into(), json!([self.client_id, "another-client"]));
+            }
+            IdTokenDefect::AzpMismatch => {
+                claims.insert("aud".into(), json!([self.client_id, "another-client"]));
+                claims.insert("azp".into(), "another-client".into());
+            }
+            IdTokenDefect::Expired => {
+                claims.insert("exp".into(), (now - 3600).into());
+                claims.insert("iat".into(), (now - 7200).into());
+            }
+            IdTokenDefect::IssuedLongAgo => {
+                claims.insert("iat".into(), (now - 7 * 24 * 3600).into());
+            }
+            IdTokenDefect::IssuedInFuture => {
+                claims.insert("iat".into(), (now + 3600).into());
+            }
+            IdTokenDefect::MissingNonce => {
+                claims.remove("nonce");
+            }
+            IdTokenDefect::WrongNonce => {
+                claims.insert("nonce".into(), "not-the-nonce".into());
+            }
+            IdTokenDefect::AtHashMismatch => {
+                claims.insert("at_hash".into(), URL_SAFE_NO_PAD.encode([0u8; 16]).into());
+            }
+            IdTokenDefect::MissingSub => {
+                claims.remove("sub");
+            }
+        }
+        key.sign(&rs256, &Value::Object(claims))
+    }
+}
+
+/// One defect the provider puts into the ID tokens it issues (for adversarial tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdTokenDefect {
+    /// `alg: none`, no signature.
+    AlgNone,
+    /// HS256, keyed with the published public key.
+    Hs256WithPublicKey,
+    /// Signed by a key that is not published.
+    UnknownKey,
+    /// No `kid` in the header (refused when several keys are published).
+    NoKid,
+    /// Another `iss`.
+    WrongIssuer,
+    /// Another `aud`.
+    WrongAudience,
+    /// Several audiences and no `azp`.
+    SeveralAudiencesWithoutAzp,
+    /// `azp` names another client.
+    AzpMismatch,
+    /// Expired an hour ago.
+    Expired,
+    /// Issued a week ago (but not expired).
+    IssuedLongAgo,
+    /// Issued an hour from now.
+    IssuedInFuture,
+    /// No `nonce`.
+    MissingNonce,
+    /// Another `nonce`.
+    WrongNonce,
+    /// `at_hash` of another access token.
+    AtHashMismatch,
+    /// No `sub`.
+    MissingSub,
 }
 
 /// Builder for [`TestProvider`].
@@ -426,6 +546,9 @@ impl TestProviderBuilder {
             auth_methods: self.auth_methods,
             opaque_access: self.opaque_access,
             token_failure: Mutex::new(None),
+            id_token_defect: Mutex::new(None),
+            issued: Mutex::new(Vec::new()),
+            jwks_max_age: Mutex::new(None),
             jwks_failure: Mutex::new(None),
             code_grants: AtomicU64::new(0),
             refresh_grants: AtomicU64::new(0),
@@ -556,6 +679,16 @@ impl TestProvider {
         *self.state.token_failure.lock().expect("failure lock") = failure;
     }
 
+    /// Puts this defect into every ID token issued from now on (or, with `None`, none).
+    pub fn set_id_token_defect(&self, defect: Option<IdTokenDefect>) {
+        *self.state.id_token_defect.lock().expect("defect lock") = defect;
+    }
+
+    /// Sends `Cache-Control: max-age=N` with the JWKS (or, with `None`, no Cache-Control).
+    pub fn set_jwks_max_age(&self, max_age: Option<u64>) {
+        *self.state.jwks_max_age.lock().expect("max-age lock") = max_age;
+    }
+
     /// Makes the JWKS endpoint misbehave (or, with `None`, behave).
     pub fn set_jwks_failure(&self, failure: Option<Failure>) {
         *self.state.jwks_failure.lock().expect("failure lock") = failure;
@@ -587,6 +720,13 @@ impl TestProvider {
             discovery_fetches: s.discovery_fetches.load(Ordering::Relaxed),
             logouts: s.logouts.load(Ordering::Relaxed),
         }
+    }
+
+    /// Every token and code the provider has handed out so far (access, ID and refresh tokens,
+    /// authorization codes): for tests that check none of them leaks.
+    #[must_use]
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.state.issued.lock().expect("issued lock").clone()
     }
 
     /// Signs any claims with the current key (RS256, with its `kid`).

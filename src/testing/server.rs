@@ -63,7 +63,13 @@ async fn keys(AxState(s): AxState<Arc<State>>) -> Response {
         .iter()
         .map(|k| k.jwk.clone())
         .collect();
-    Json(json!({ "keys": keys })).into_response()
+    let mut resp = Json(json!({ "keys": keys })).into_response();
+    if let Some(age) = *s.jwks_max_age.lock().expect("lock") {
+        if let Ok(v) = header::HeaderValue::from_str(&format!("public, max-age={age}")) {
+            resp.headers_mut().insert(header::CACHE_CONTROL, v);
+        }
+    }
+    resp
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -112,6 +118,7 @@ fn check_authorize(s: &State, p: &Params) -> Result<(), Box<Response>> {
 fn issue_code(s: &State, p: &Params, user: TestUser) -> Response {
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     let code = random_token();
+    s.issued.lock().expect("issued lock").push(code.clone());
     s.codes.lock().expect("codes lock").insert(
         code.clone(),
         CodeGrant {
@@ -212,6 +219,14 @@ async fn fail(failure: Option<Failure>) -> Option<Response> {
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/html")],
                 "<html>gateway</html>",
+            )
+                .into_response(),
+        ),
+        Failure::Truncated => Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"access_token\":\"eyJhbGciOi\",\"token_type\":\"Bea",
             )
                 .into_response(),
         ),
@@ -336,6 +351,7 @@ fn code_grant(s: &State, p: &Params) -> Response {
         );
         body["refresh_token"] = rt.into();
     }
+    record(s, &body);
     no_store(Json(body))
 }
 
@@ -381,7 +397,17 @@ fn refresh_grant(s: &State, p: &Params) -> Response {
         body["refresh_token"] = new_rt.into();
     }
     s.refresh_grants.fetch_add(1, Ordering::Relaxed);
+    record(s, &body);
     no_store(Json(body))
+}
+
+fn record(s: &State, body: &serde_json::Value) {
+    let mut issued = s.issued.lock().expect("issued lock");
+    for k in ["access_token", "id_token", "refresh_token"] {
+        if let Some(v) = body.get(k).and_then(|v| v.as_str()) {
+            issued.push(v.to_owned());
+        }
+    }
 }
 
 fn no_store(body: impl IntoResponse) -> Response {

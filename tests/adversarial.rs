@@ -458,3 +458,168 @@ async fn build_fails_clearly() {
     assert!(cookie.starts_with("__Host-"), "{cookie}");
     assert!(cookie.contains("; __Secure-"), "{cookie}");
 }
+
+// ---- ID tokens and responses at the callback (modelled on the OpenID RP conformance tests) ----
+
+use tower_oidc_auth::testing::IdTokenDefect;
+
+/// Runs a login whose callback should be refused; checks the refusal is clean.
+async fn refused_login(s: &Setup, expected: StatusCode, what: &str) {
+    let mut jar = Jar::default();
+    let resp = login(s, &mut jar, "/auth/login").await;
+    assert_eq!(resp.status(), expected, "{what}");
+    assert!(
+        jar.get("_s").is_none() && jar.get("_id").is_none(),
+        "{what}: no session cookies: {:?}",
+        jar.names()
+    );
+    let body = body_string(resp).await;
+    assert!(
+        body.contains("Try again") && body.contains("href=\"/auth/login\""),
+        "{what}: {body}"
+    );
+}
+
+#[tokio::test]
+async fn defective_id_tokens_are_refused() {
+    let s = setup().await;
+    for defect in [
+        IdTokenDefect::AlgNone,
+        IdTokenDefect::Hs256WithPublicKey,
+        IdTokenDefect::UnknownKey,
+        IdTokenDefect::WrongIssuer,
+        IdTokenDefect::WrongAudience,
+        IdTokenDefect::SeveralAudiencesWithoutAzp,
+        IdTokenDefect::AzpMismatch,
+        IdTokenDefect::Expired,
+        IdTokenDefect::IssuedLongAgo,
+        IdTokenDefect::IssuedInFuture,
+        IdTokenDefect::MissingNonce,
+        IdTokenDefect::WrongNonce,
+        IdTokenDefect::AtHashMismatch,
+        IdTokenDefect::MissingSub,
+    ] {
+        s.provider.set_id_token_defect(Some(defect));
+        refused_login(&s, StatusCode::BAD_REQUEST, &format!("{defect:?}")).await;
+    }
+    // The control: without a defect the same provider logs in.
+    s.provider.set_id_token_defect(None);
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+}
+
+#[tokio::test]
+async fn missing_kid_is_refused_with_several_keys_and_accepted_with_one() {
+    let s = setup().await;
+    s.provider.set_id_token_defect(Some(IdTokenDefect::NoKid));
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND,
+        "one published key: a missing kid is unambiguous"
+    );
+    s.provider.rotate_keys(false);
+    // Let the layer see the second key (a token with the new kid triggers the refetch).
+    let fresh = s.provider.session_cookie(&s.auth, &user());
+    assert_eq!(with_cookie(&s.app, &fresh).await.status(), StatusCode::OK);
+    refused_login(&s, StatusCode::BAD_REQUEST, "no kid, two keys").await;
+}
+
+#[tokio::test]
+async fn broken_or_slow_token_endpoint() {
+    let s = setup_with(|c| c.http_timeout(Duration::from_secs(1))).await;
+    for (failure, status) in [
+        (Failure::NotJson, StatusCode::BAD_GATEWAY),
+        (Failure::Truncated, StatusCode::BAD_GATEWAY),
+        (
+            Failure::Oversized(10 * 1024 * 1024),
+            StatusCode::BAD_GATEWAY,
+        ),
+        (
+            Failure::Delay(Duration::from_secs(30)),
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+    ] {
+        s.provider.set_token_failure(Some(failure.clone()));
+        refused_login(&s, status, &format!("{failure:?}")).await;
+    }
+}
+
+#[tokio::test]
+async fn callback_defects() {
+    let s = setup().await;
+    // iss parameter mismatch.
+    let mut jar = Jar::default();
+    let resp = send(&s.app, &mut jar, get_html("/auth/login")).await;
+    let callback = authorize(&location(&resp)).await;
+    let issuer: String =
+        url::form_urlencoded::byte_serialize(s.provider.issuer().as_bytes()).collect();
+    let evil = callback.replace(&issuer, "https%3A%2F%2Fevil.example");
+    let resp = send(&s.app, &mut jar.clone(), get_html(&evil)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+
+    // Replay: the same callback twice. The second never reaches the token endpoint.
+    let resp = send(&s.app, &mut jar, get_html(&callback)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let grants = s.provider.counts().code_grants;
+    let mut replay = jar.clone();
+    replay.cookies.retain(|c| !c.name.ends_with("_s"));
+    let resp = send(&s.app, &mut replay, get_html(&callback)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(replay.get("_s").is_none());
+    assert_eq!(s.provider.counts().code_grants, grants);
+
+    // State from another browser: the victim's callback URL opened in the attacker's browser
+    // (which has a login attempt of its own) is refused.
+    let mut victim = Jar::default();
+    let resp = send(&s.app, &mut victim, get_html("/auth/login")).await;
+    let victim_callback = authorize(&location(&resp)).await;
+    let mut attacker = Jar::default();
+    send(&s.app, &mut attacker, get_html("/auth/login")).await;
+    let resp = send(&s.app, &mut attacker, get_html(&victim_callback)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(attacker.get("_s").is_none());
+    assert_eq!(s.provider.counts().code_grants, grants);
+    // The victim's own callback still works.
+    let resp = send(&s.app, &mut victim, get_html(&victim_callback)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+}
+
+#[tokio::test]
+async fn too_many_parallel_logins_do_not_pile_up_cookies() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    // Forty XHRs after a session timeout each start a login.
+    for _ in 0..40 {
+        let resp = send(&s.app, &mut jar, get_html("/auth/login")).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+    }
+    let tx = jar.names().iter().filter(|n| n.contains("_tx_")).count();
+    assert!(tx <= 5, "at most the configured attempts are kept: {tx}");
+    assert!(jar.header_for("/auth/callback").len() < 4096);
+}
+
+#[tokio::test]
+async fn jwks_cache_control_max_age_is_respected() {
+    let s = setup().await;
+    s.provider.set_jwks_max_age(Some(120));
+    // A fetch that carries the max-age: a rotation picked up through an unknown kid.
+    s.provider.rotate_keys(false);
+    let cookie = s.provider.session_cookie(&s.auth, &user());
+    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    let after_rotation = s.provider.counts().jwks_fetches;
+
+    // Within max-age, a new token with a known kid costs no fetch.
+    let cookie = s.provider.session_cookie(&s.auth, &TestUser::new("b"));
+    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    assert_eq!(s.provider.counts().jwks_fetches, after_rotation);
+
+    // Past max-age, the next verification refreshes the keys first.
+    s.clock.advance(Duration::from_secs(121));
+    let cookie = s.provider.session_cookie(&s.auth, &TestUser::new("c"));
+    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    assert_eq!(s.provider.counts().jwks_fetches, after_rotation + 1);
+}
