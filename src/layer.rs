@@ -13,7 +13,7 @@ use crate::provider::{ClientAuthMethod, HttpClient, Jwks, ProviderMetadata, Toke
 use crate::refresh::{LocalRefreshCoordinator, RefreshCoordinator};
 use crate::require::RequireAuthLayer;
 use crate::service::AuthService;
-use crate::verify::Verifier;
+use crate::verify::{Expectations, Verifier};
 
 /// The OpenID Connect layer. Serves the auth routes, reads sessions on every other request and
 /// attaches [`Claims`](crate::Claims) to the request extensions.
@@ -269,11 +269,13 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
     })?;
     let verifier = Verifier::new(
         jwks,
-        meta.issuer.clone(),
-        client_id.clone(),
-        cfg.audiences.clone(),
-        cfg.leeway.as_secs() as i64,
-        cfg.id_token_max_age.as_secs() as i64,
+        Expectations {
+            issuer: meta.issuer.clone(),
+            client_id: client_id.clone(),
+            audiences: cfg.audiences.clone(),
+            leeway: cfg.leeway.as_secs() as i64,
+            id_token_max_age: cfg.id_token_max_age.as_secs() as i64,
+        },
         cfg.clock.clone(),
         cfg.cache_capacity,
     );

@@ -87,6 +87,16 @@ pub(crate) enum Attempt {
     NeedKeys(Option<String>, Algorithm),
 }
 
+/// What tokens must say, and how much slack time claims get.
+pub(crate) struct Expectations {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    /// Accepted access-token audiences besides the client id.
+    pub(crate) audiences: Vec<String>,
+    pub(crate) leeway: i64,
+    pub(crate) id_token_max_age: i64,
+}
+
 pub(crate) struct Verifier {
     pub(crate) jwks: Jwks,
     issuer: String,
@@ -110,14 +120,17 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     pub(crate) fn new(
         jwks: Jwks,
-        issuer: String,
-        client_id: String,
-        audiences: Vec<String>,
-        leeway: i64,
-        id_token_max_age: i64,
+        expect: Expectations,
         clock: SharedClock,
         cache_capacity: usize,
     ) -> Self {
+        let Expectations {
+            issuer,
+            client_id,
+            audiences,
+            leeway,
+            id_token_max_age,
+        } = expect;
         Self {
             jwks,
             issuer,

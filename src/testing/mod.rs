@@ -304,7 +304,7 @@ impl State {
         if let Some(oid) = &user.organization_id {
             claims.insert("oid".into(), oid.clone().into());
         }
-        let defect = self.id_token_defect.lock().expect("defect lock").clone();
+        let defect = *self.id_token_defect.lock().expect("defect lock");
         match defect {
             None => self.sign(&Value::Object(claims)),
             Some(defect) => self.defective(defect, claims),
