@@ -67,14 +67,14 @@ fn bench(c: &mut Criterion) {
 
     let mut headers = HeaderMap::new();
     headers.insert(header::COOKIE, cookie.parse().unwrap());
-    let exp = tower_oidc_auth::__bench::open_session(&auth, &headers).expect("session opens");
+    let exp = tower_oidc_auth::__private::open_session(&auth, &headers).expect("session opens");
     let mut g = c.benchmark_group("parts");
     g.bench_function("open_session_cookie", |b| {
-        b.iter(|| tower_oidc_auth::__bench::open_session(&auth, black_box(&headers)))
+        b.iter(|| tower_oidc_auth::__private::open_session(&auth, black_box(&headers)))
     });
     g.bench_function("refresh_check", |b| {
         b.iter(|| {
-            tower_oidc_auth::__bench::refresh_check(
+            tower_oidc_auth::__private::refresh_check(
                 &auth,
                 black_box(exp),
                 black_box(exp - 300),

@@ -144,7 +144,7 @@ mod verify;
 pub mod testing;
 
 #[doc(hidden)]
-pub mod __bench;
+pub mod __private;
 
 pub use body::AuthBody;
 pub use claims::{Claims, StandardClaims};

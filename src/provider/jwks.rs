@@ -176,6 +176,17 @@ impl Jwks {
         self.lookup(kid, alg)
     }
 
+    /// Loads a JWKS document without fetching (fuzz targets).
+    pub(crate) fn load_json(&self, json: &str) {
+        if let Ok(raw) = serde_json::from_str::<RawJwkSet>(json) {
+            let set = Arc::new(self.parse(raw));
+            match self.keys.write() {
+                Ok(mut guard) => *guard = set,
+                Err(poisoned) => *poisoned.into_inner() = set,
+            }
+        }
+    }
+
     async fn fetch_and_store(&self) -> Result<(), ProviderError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let (raw, max_age) = self.http.get_json::<RawJwkSet>(&self.url).await?;

@@ -1,0 +1,8 @@
+//! Cookie headers: parsing, chunk joining, opening, and the session JSON behind the seal.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    tower_oidc_auth::__private::fuzz_cookies(data);
+    tower_oidc_auth::__private::fuzz_sealed_session(data);
+});
