@@ -12,6 +12,7 @@ use jsonwebtoken::Algorithm;
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::provider::{Provider, ProviderError};
 use crate::refresh::RefreshCoordinator;
+use crate::revocation::RevocationStore;
 use crate::secret::Secret;
 
 /// A configuration problem, reported by [`AuthConfig::build`] or [`AuthConfig::from_env`].
@@ -138,6 +139,10 @@ pub struct AuthConfig {
     pub(crate) refresh_grace: Duration,
     pub(crate) refresh_timeout: Duration,
     pub(crate) refresh_coordinator: Option<Arc<dyn RefreshCoordinator>>,
+    pub(crate) revocation_store: Option<Arc<dyn RevocationStore>>,
+    pub(crate) revocation_ttl: Duration,
+    pub(crate) backchannel_path: Option<String>,
+    pub(crate) logout_token_max_age: Duration,
     pub(crate) clock: SharedClock,
 }
 
@@ -196,6 +201,10 @@ impl AuthConfig {
             refresh_grace: Duration::from_secs(60),
             refresh_timeout: Duration::from_secs(10),
             refresh_coordinator: None,
+            revocation_store: None,
+            revocation_ttl: Duration::from_secs(30 * 24 * 3600),
+            backchannel_path: None,
+            logout_token_max_age: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
         }
     }
@@ -417,6 +426,34 @@ impl AuthConfig {
     /// [`LocalRefreshCoordinator`](crate::LocalRefreshCoordinator) with the grace window above).
     pub fn refresh_coordinator(mut self, coordinator: impl RefreshCoordinator) -> Self {
         self.refresh_coordinator = Some(Arc::new(coordinator));
+        self
+    }
+
+    /// Where revoked sessions are remembered (default: in memory, a
+    /// [`MemoryRevocationStore`](crate::MemoryRevocationStore)). Several instances need a
+    /// shared store such as `RedisRevocationStore`.
+    pub fn revocation_store(mut self, store: impl RevocationStore) -> Self {
+        self.revocation_store = Some(Arc::new(store));
+        self
+    }
+
+    /// How long a revocation is remembered: at least the refresh token's lifetime (default
+    /// 30 days).
+    pub fn revocation_ttl(mut self, ttl: Duration) -> Self {
+        self.revocation_ttl = ttl;
+        self
+    }
+
+    /// The back-channel logout route (default `<base_path>/backchannel-logout`).
+    pub fn backchannel_logout_path(mut self, path: impl Into<String>) -> Self {
+        self.backchannel_path = Some(path.into());
+        self
+    }
+
+    /// Oldest logout token accepted, by its `iat` (default 5 minutes, plus the leeway); `jti`s
+    /// are remembered this long to refuse replays.
+    pub fn logout_token_max_age(mut self, age: Duration) -> Self {
+        self.logout_token_max_age = age;
         self
     }
 

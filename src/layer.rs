@@ -12,6 +12,7 @@ use crate::cookies::{app_part, CookieCodec};
 use crate::provider::{ClientAuthMethod, HttpClient, Jwks, ProviderMetadata, TokenClient};
 use crate::refresh::{LocalRefreshCoordinator, RefreshCoordinator};
 use crate::require::RequireAuthLayer;
+use crate::revocation::{MemoryRevocationStore, RevocationStore};
 use crate::service::AuthService;
 use crate::verify::{Expectations, Verifier};
 
@@ -51,6 +52,9 @@ pub(crate) struct Settings {
     /// The path browsers return to by default after login.
     pub(crate) default_return: String,
     pub(crate) refresh_margin: i64,
+    pub(crate) backchannel_path: String,
+    pub(crate) revocation_ttl: std::time::Duration,
+    pub(crate) logout_token_max_age: i64,
     pub(crate) refresh_timeout: std::time::Duration,
 }
 
@@ -62,6 +66,9 @@ pub(crate) struct Shared {
     pub(crate) verifier: Verifier,
     pub(crate) cookies: CookieCodec,
     pub(crate) coordinator: Arc<dyn RefreshCoordinator>,
+    pub(crate) revocations: Arc<dyn RevocationStore>,
+    /// Logout-token `jti`s seen, with when: replays are refused.
+    pub(crate) seen_jti: quick_cache::sync::Cache<String, i64>,
     pub(crate) clock: SharedClock,
 }
 
@@ -90,6 +97,19 @@ impl AuthLayer {
     #[must_use]
     pub fn logout_path(&self) -> &str {
         &self.shared.settings.logout_path
+    }
+
+    /// The back-channel logout route (default `/auth/backchannel-logout`): register
+    /// `<app origin><this path>` as the client's back-channel logout URI at the provider.
+    #[must_use]
+    pub fn backchannel_logout_path(&self) -> &str {
+        &self.shared.settings.backchannel_path
+    }
+
+    /// The revocation store in use.
+    #[must_use]
+    pub fn revocation_store(&self) -> &Arc<dyn RevocationStore> {
+        &self.shared.revocations
     }
 
     /// The callback route: the path of the redirect URL.
@@ -186,6 +206,10 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
     };
     let login_path = join("login");
     let logout_path = join("logout");
+    let backchannel_path = match &cfg.backchannel_path {
+        Some(p) => normalize_path("backchannel_logout_path", p)?,
+        None => join("backchannel-logout"),
+    };
     let under = |path: &str| {
         session_path == "/" || path == session_path || path.starts_with(&format!("{session_path}/"))
     };
@@ -308,6 +332,9 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         session_max_age: cfg.session_max_age.as_secs() as i64,
         default_return: session_path.clone(),
         refresh_margin: cfg.refresh_margin.as_secs() as i64,
+        backchannel_path,
+        revocation_ttl: cfg.revocation_ttl,
+        logout_token_max_age: cfg.logout_token_max_age.as_secs() as i64,
         refresh_timeout: cfg.refresh_timeout,
     };
     let coordinator = match cfg.refresh_coordinator {
@@ -327,6 +354,11 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
             verifier,
             cookies,
             coordinator,
+            revocations: match cfg.revocation_store {
+                Some(store) => store,
+                None => Arc::new(MemoryRevocationStore::with_clock(100_000, cfg.clock.clone())),
+            },
+            seen_jti: quick_cache::sync::Cache::new(10_000),
             clock: cfg.clock,
         }),
     })

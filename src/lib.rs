@@ -132,6 +132,7 @@ mod provider;
 mod redis_store;
 mod refresh;
 mod require;
+mod revocation;
 mod responses;
 mod return_to;
 mod routes;
@@ -163,5 +164,6 @@ pub use refresh::{
     SealedTokens,
 };
 pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
+pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore};
 pub use secret::Secret;
 pub use service::AuthService;

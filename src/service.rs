@@ -43,7 +43,9 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     ResBody: http_body::Body<Data = Bytes>,
 {
     type Response = Response<AuthBody<ResBody>>;
@@ -77,7 +79,23 @@ where
                 return ResponseFuture::ready(method_not_allowed("GET, POST"));
             }
             let (parts, _) = req.into_parts();
-            return ResponseFuture::ready(routes::logout(shared, &parts));
+            return ResponseFuture::route(Box::pin(routes::logout(shared.clone(), parts)));
+        }
+        if path == settings.backchannel_path {
+            if req.method() != Method::POST {
+                return ResponseFuture::ready(method_not_allowed("POST"));
+            }
+            let (parts, body) = req.into_parts();
+            let shared = shared.clone();
+            let content_type = parts.headers.get(http::header::CONTENT_TYPE).cloned();
+            return ResponseFuture::route(Box::pin(async move {
+                let limited = http_body_util::Limited::new(body, routes::BACKCHANNEL_MAX_BODY);
+                let body = http_body_util::BodyExt::collect(limited)
+                    .await
+                    .ok()
+                    .map(|c| c.to_bytes());
+                routes::backchannel_logout(shared, content_type, body).await
+            }));
         }
 
         req.extensions_mut().insert(AuthContext(shared.clone()));

@@ -11,6 +11,7 @@ use crate::claims::Claims;
 use crate::cookies::RequestCookies;
 use crate::layer::Shared;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
+use crate::revocation::RevocationKey;
 use crate::responses::{error_page, grpc_status, json, Client, Page};
 use crate::verify::{Attempt, VerifyError};
 
@@ -33,6 +34,65 @@ pub(crate) struct SessionData {
     pub(crate) ts: i64,
     /// The ID token's identity claims, verified at login.
     pub(crate) idc: Box<RawValue>,
+    /// Identity of the session, kept across refreshes: for revocation checks.
+    #[serde(flatten)]
+    pub(crate) ids: SessionIds,
+}
+
+/// What identifies a session for revocation; the same before and after refreshes.
+#[derive(Serialize, Deserialize, Clone, Default, Debug)]
+pub(crate) struct SessionIds {
+    /// The provider's session id (`sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sid: Option<String>,
+    /// The subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sub: Option<String>,
+    /// This layer's own id for the session (random, made at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lid: Option<String>,
+    /// When the user logged in (seconds since the epoch).
+    #[serde(default)]
+    pub(crate) login: i64,
+}
+
+impl SessionIds {
+    /// From the verified ID token claims at login.
+    pub(crate) fn at_login(id_claims: &Map<String, Value>, now: i64) -> Self {
+        let s = |k: &str| id_claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            sid: s("sid"),
+            sub: s("sub"),
+            lid: Some(crate::routes::random_token()),
+            login: now,
+        }
+    }
+}
+
+/// Whether the session was ended elsewhere: its local id or provider session revoked, or its
+/// user revoked after it began.
+pub(crate) fn is_revoked(shared: &Shared, ids: &SessionIds) -> bool {
+    let store = &shared.revocations;
+    if store.is_empty() {
+        return false;
+    }
+    let issuer = &shared.meta.issuer;
+    if let Some(lid) = &ids.lid {
+        if store.revoked_at(&RevocationKey::local(lid)).is_some() {
+            return true;
+        }
+    }
+    if let Some(sid) = &ids.sid {
+        if store.revoked_at(&RevocationKey::session(issuer, sid)).is_some() {
+            return true;
+        }
+    }
+    if let Some(sub) = &ids.sub {
+        if let Some(at) = store.revoked_at(&RevocationKey::subject(issuer, sub)) {
+            return ids.login <= at;
+        }
+    }
+    false
 }
 
 /// The claims of the ID token kept in the session: identity, not token bookkeeping.
@@ -114,6 +174,10 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         Err(outcome) => return Some(outcome),
         Ok(data) => data,
     };
+    if is_revoked(shared, &data.ids) {
+        tracing::debug!("session was revoked; clearing");
+        return Some(Outcome::cleared(shared, &cookies, true));
+    }
     let now = shared.clock.now();
     if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
         return None;
@@ -136,13 +200,23 @@ pub(crate) async fn resolve(
         Err(outcome) => return outcome,
         Ok(data) => data,
     };
+    // Before any refresh: a revoked session is never refreshed back to life.
+    if is_revoked(&shared, &data.ids) {
+        tracing::debug!("session was revoked; clearing");
+        return Outcome::cleared(&shared, &cookies, true);
+    }
     let now = shared.clock.now();
     if let (Some(rt), true) = (
         &data.rt,
         refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now),
     ) {
         let key = RefreshKey::of(rt);
-        let task = refresh_task(shared.clone(), rt.clone(), data.idc.get().to_owned());
+        let task = refresh_task(
+            shared.clone(),
+            rt.clone(),
+            data.idc.get().to_owned(),
+            data.ids.clone(),
+        );
         tracing::debug!(?key, "access token due for refresh");
         match shared.coordinator.coordinate(key, task).await {
             Ok(sealed) => {
@@ -293,8 +367,12 @@ async fn refreshed_outcome(
     refreshed: Refreshed,
 ) -> Outcome {
     let codec = &shared.cookies;
-    let now = shared.clock.now();
     let data = refreshed.session;
+    // Revoked while the refresh was in flight (a logout racing this request): do not resurrect.
+    if is_revoked(shared, &data.ids) {
+        tracing::debug!("session revoked during refresh; clearing");
+        return Outcome::cleared(shared, cookies, true);
+    }
     let claims = if data.opaque {
         opaque_claims(&data)
     } else {
@@ -306,7 +384,6 @@ async fn refreshed_outcome(
             }
         }
     };
-    let _ = now;
     let mut set_cookies = Vec::new();
     let age = shared.settings.session_max_age;
     codec.write_json(
@@ -334,10 +411,10 @@ async fn refreshed_outcome(
 }
 
 /// One refresh: the token call, verification of what comes back, and the new session, sealed.
-fn refresh_task(shared: Arc<Shared>, rt: String, old_idc: String) -> RefreshTask {
+fn refresh_task(shared: Arc<Shared>, rt: String, old_idc: String, ids: SessionIds) -> RefreshTask {
     Box::pin(async move {
         let timeout = shared.settings.refresh_timeout;
-        match tokio::time::timeout(timeout, refresh_once(&shared, rt, old_idc)).await {
+        match tokio::time::timeout(timeout, refresh_once(&shared, rt, old_idc, ids)).await {
             Ok(result) => result,
             Err(_) => Err(RefreshError::Unavailable(format!(
                 "no answer within {timeout:?}"
@@ -350,6 +427,7 @@ async fn refresh_once(
     shared: &Shared,
     rt: String,
     old_idc: String,
+    mut ids: SessionIds,
 ) -> Result<SealedTokens, RefreshError> {
     let tokens = shared.token.refresh(&rt).await.map_err(|e| {
         if e.is_invalid_grant() {
@@ -375,6 +453,9 @@ async fn refresh_once(
             return Err(RefreshError::Invalid(
                 "ID token names another subject".into(),
             ));
+        }
+        if let Some(sid) = claims.get("sid").and_then(Value::as_str) {
+            ids.sid = Some(sid.to_owned());
         }
         identity = Some(identity_claims(&claims));
     }
@@ -404,6 +485,7 @@ async fn refresh_once(
             ts: now,
             opaque,
             idc,
+            ids,
         },
         id_token: tokens.id_token,
     };
@@ -455,12 +537,14 @@ pub(crate) fn session_cookie_header(
         .unwrap_or_default();
     let idc = RawValue::from_string(Value::Object(identity_claims(&id_claims)).to_string())
         .expect("valid JSON");
+    let now = shared.clock.now();
     let data = SessionData {
         at,
         rt,
         exp,
         opaque: false,
-        ts: shared.clock.now(),
+        ts: now,
+        ids: SessionIds::at_login(&id_claims, now),
         idc,
     };
     let codec = &shared.cookies;

@@ -44,6 +44,10 @@ pub(crate) enum VerifyError {
     TooOld,
     #[error("at_hash does not match the access token")]
     AtHash,
+    #[error("a logout token must not carry a nonce")]
+    NonceInLogoutToken,
+    #[error("logout token replayed")]
+    Replayed,
     #[error("required claim {0} missing")]
     Missing(&'static str),
 }
@@ -218,6 +222,77 @@ impl Verifier {
                 }
             }
         }
+    }
+
+    /// Verifies a back-channel logout token (OpenID Connect Back-Channel Logout 1.0, 2.6).
+    /// Returns its claims; the caller checks `jti` replay.
+    pub(crate) async fn logout_token(
+        &self,
+        token: &str,
+        max_age: i64,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        if let Some(typ) = &header.typ {
+            let t = typ.to_ascii_lowercase();
+            if !matches!(t.as_str(), "jwt" | "logout+jwt" | "application/logout+jwt") {
+                return Err(VerifyError::Type(typ.clone()));
+            }
+        }
+        let key = match self.jwks.lookup(header.kid.as_deref(), header.alg) {
+            KeyLookup::Found(k) => k,
+            KeyLookup::Unknown => {
+                match self.jwks.refetch_for(header.kid.as_deref(), header.alg).await {
+                    KeyLookup::Found(k) => k,
+                    _ => return Err(VerifyError::UnknownKey),
+                }
+            }
+            KeyLookup::WrongAlgorithm => return Err(VerifyError::Algorithm(header.alg)),
+            KeyLookup::Ambiguous => return Err(VerifyError::AmbiguousKey),
+        };
+        let claims = self.decode(token, &key.key, header.alg)?;
+        let now = self.clock.now();
+        if claims.get("iss").and_then(Value::as_str) != Some(&self.issuer) {
+            return Err(VerifyError::Issuer);
+        }
+        if !audiences(&claims).contains(&self.client_id.as_str()) {
+            return Err(VerifyError::Audience);
+        }
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or(VerifyError::Missing("iat"))?;
+        if iat > now + self.leeway {
+            return Err(VerifyError::IssuedInFuture);
+        }
+        if now.saturating_sub(iat) > max_age + self.leeway {
+            return Err(VerifyError::TooOld);
+        }
+        if let Some(exp) = claims.get("exp") {
+            let exp = exp.as_i64().ok_or(VerifyError::Malformed)?;
+            self.check_times(exp, None, now)?;
+        }
+        claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .filter(|j| !j.is_empty())
+            .ok_or(VerifyError::Missing("jti"))?;
+        let is_logout_event = claims
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get("http://schemas.openid.net/event/backchannel-logout"))
+            .is_some_and(Value::is_object);
+        if !is_logout_event {
+            return Err(VerifyError::Missing("events"));
+        }
+        let sid = claims.get("sid").and_then(Value::as_str);
+        let sub = claims.get("sub").and_then(Value::as_str);
+        if sid.is_none() && sub.is_none() {
+            return Err(VerifyError::Missing("sid or sub"));
+        }
+        if claims.contains_key("nonce") {
+            return Err(VerifyError::NonceInLogoutToken);
+        }
+        Ok(claims)
     }
 
     /// After a refetch attempt: stale keys are used, and an unknown key is final.

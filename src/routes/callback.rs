@@ -11,7 +11,7 @@ use crate::cookies::Slot;
 use crate::layer::Shared;
 use crate::provider::ProviderError;
 use crate::responses::{error_page, redirect, Page};
-use crate::session::{classify_access, identity_claims, raw_json, SessionData};
+use crate::session::{classify_access, identity_claims, raw_json, SessionData, SessionIds};
 
 pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
@@ -226,6 +226,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         exp,
         opaque,
         ts: now,
+        ids: SessionIds::at_login(&id_claims, now),
         idc: raw_json(&serde_json::Value::Object(identity)),
     };
     let max_age = settings.session_max_age;

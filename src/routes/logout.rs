@@ -1,14 +1,40 @@
 //! `GET|POST /auth/logout`: clear every cookie, then RP-initiated logout at the provider.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::request::Parts;
 
 use crate::layer::Shared;
 use crate::responses::{redirect, Page};
+use crate::revocation::RevocationKey;
+use crate::session::SessionData;
 
-pub(crate) fn logout(shared: &Shared, parts: &Parts) -> Page {
+pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     let codec = &shared.cookies;
     let settings = &shared.settings;
     let cookies = codec.read(&parts.headers);
+    // Revoke the session itself, so a request still in flight (a refresh racing this logout)
+    // cannot set its cookies again: they would be refused on their next use.
+    if let Some(Ok(session)) = codec.read_json::<SessionData>(&cookies, &codec.session.name) {
+        let now = shared.clock.now();
+        let ttl = Duration::from_secs(settings.session_max_age.max(0) as u64);
+        let mut keys = Vec::new();
+        if let Some(lid) = &session.ids.lid {
+            keys.push(RevocationKey::local(lid));
+        }
+        if let Some(sid) = &session.ids.sid {
+            keys.push(RevocationKey::session(&shared.meta.issuer, sid));
+        }
+        for key in keys {
+            let revoke = shared.revocations.revoke(key, now, ttl);
+            match tokio::time::timeout(Duration::from_secs(2), revoke).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "could not record the logout"),
+                Err(_) => tracing::warn!("recording the logout timed out"),
+            }
+        }
+    }
     // Read the ID token before clearing anything: it is the provider's logout hint.
     let id_token = match codec.read_json::<String>(&cookies, &codec.id_token.name) {
         Some(Ok(t)) => Some(t),

@@ -1,9 +1,11 @@
 //! The routes the layer serves itself: login, callback, logout.
 
+mod backchannel;
 mod callback;
 mod login;
 mod logout;
 
+pub(crate) use backchannel::{backchannel_logout, MAX_BODY as BACKCHANNEL_MAX_BODY};
 pub(crate) use callback::callback;
 pub(crate) use login::login;
 pub(crate) use logout::logout;

@@ -1,0 +1,103 @@
+//! `POST /auth/backchannel-logout`: the provider says a session ended (OpenID Connect
+//! Back-Channel Logout 1.0). Verify the logout token, remember the revocation.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::Value;
+
+use crate::layer::Shared;
+use crate::responses::{json, Page};
+use crate::revocation::RevocationKey;
+use crate::verify::VerifyError;
+
+/// The most body read from the provider's POST.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+pub(crate) async fn backchannel_logout(shared: Arc<Shared>, content_type: Option<HeaderValue>, body: Option<Bytes>) -> Page {
+    let bad = |reason: &str| {
+        tracing::warn!(reason, "back-channel logout refused");
+        let mut page = json(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "invalid_request"}),
+        );
+        page.headers_mut()
+            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        page
+    };
+    let Some(body) = body else {
+        return bad("body missing, unreadable or too large");
+    };
+    let is_form = content_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return bad("content type must be application/x-www-form-urlencoded");
+    }
+    let mut token = None;
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        if k == "logout_token" {
+            if token.is_some() {
+                return bad("repeated logout_token");
+            }
+            token = Some(v.into_owned());
+        }
+    }
+    let Some(token) = token else {
+        return bad("logout_token missing");
+    };
+    let settings = &shared.settings;
+    let claims = match shared
+        .verifier
+        .logout_token(&token, settings.logout_token_max_age)
+        .await
+    {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(%error, "logout token refused");
+            return bad("invalid logout token");
+        }
+    };
+    // Replay: each jti once within the acceptance window.
+    let now = shared.clock.now();
+    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+    let issuer = &shared.meta.issuer;
+    let jti_key = format!("{issuer}|{jti}");
+    if let Some(seen) = shared.seen_jti.get(&jti_key) {
+        if now.saturating_sub(seen) <= settings.logout_token_max_age + 120 {
+            tracing::warn!(error = %VerifyError::Replayed, "logout token refused");
+            return bad("replayed logout token");
+        }
+    }
+    shared.seen_jti.insert(jti_key, now);
+
+    let key = match (
+        claims.get("sid").and_then(Value::as_str),
+        claims.get("sub").and_then(Value::as_str),
+    ) {
+        (Some(sid), _) => RevocationKey::session(issuer, sid),
+        (None, Some(sub)) => RevocationKey::subject(issuer, sub),
+        (None, None) => return bad("neither sid nor sub"),
+    };
+    if let Err(error) = shared
+        .revocations
+        .revoke(key, now, settings.revocation_ttl)
+        .await
+    {
+        tracing::warn!(%error, "could not record the revocation");
+        let mut page = json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "temporarily_unavailable"}),
+        );
+        page.headers_mut()
+            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return page;
+    }
+    tracing::debug!("back-channel logout recorded");
+    let mut page = Page::new(http_body_util::Full::new(Bytes::new()));
+    page.headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    page
+}
