@@ -356,7 +356,10 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
             coordinator,
             revocations: match cfg.revocation_store {
                 Some(store) => store,
-                None => Arc::new(MemoryRevocationStore::with_clock(100_000, cfg.clock.clone())),
+                None => Arc::new(MemoryRevocationStore::with_clock(
+                    100_000,
+                    cfg.clock.clone(),
+                )),
             },
             seen_jti: quick_cache::sync::Cache::new(10_000),
             clock: cfg.clock,

@@ -195,12 +195,22 @@ mod tests {
         let store = MemoryRevocationStore::with_clock(10, Arc::new(clock.clone()));
         assert!(RevocationStore::is_empty(&store));
         let key = RevocationKey::session("https://iss", "sid-1");
-        store.revoke(key.clone(), 1000, Duration::from_secs(60)).await.unwrap();
+        store
+            .revoke(key.clone(), 1000, Duration::from_secs(60))
+            .await
+            .unwrap();
         assert!(!RevocationStore::is_empty(&store));
         assert_eq!(store.revoked_at(&key), Some(1000));
-        assert_eq!(store.revoked_at(&RevocationKey::session("https://other", "sid-1")), None);
+        assert_eq!(
+            store.revoked_at(&RevocationKey::session("https://other", "sid-1")),
+            None
+        );
         store.insert(&key, 900, Duration::from_secs(10));
-        assert_eq!(store.revoked_at(&key), Some(1000), "an older revocation does not win");
+        assert_eq!(
+            store.revoked_at(&key),
+            Some(1000),
+            "an older revocation does not win"
+        );
         clock.advance(Duration::from_secs(60));
         assert_eq!(store.revoked_at(&key), None, "expired");
     }
@@ -209,14 +219,24 @@ mod tests {
     fn bounded() {
         let store = MemoryRevocationStore::new(100);
         for i in 0..1000 {
-            store.insert(&RevocationKey::subject("i", &i.to_string()), 1, Duration::from_secs(60));
+            store.insert(
+                &RevocationKey::subject("i", &i.to_string()),
+                1,
+                Duration::from_secs(60),
+            );
         }
         assert!(store.len() <= 100 + 16, "{}", store.len());
     }
 
     #[test]
     fn keys_do_not_collide_across_kinds() {
-        assert_ne!(RevocationKey::session("i", "x"), RevocationKey::subject("i", "x"));
-        assert_ne!(RevocationKey::local("x").as_str(), RevocationKey::session("local", "x").as_str());
+        assert_ne!(
+            RevocationKey::session("i", "x"),
+            RevocationKey::subject("i", "x")
+        );
+        assert_ne!(
+            RevocationKey::local("x").as_str(),
+            RevocationKey::session("local", "x").as_str()
+        );
     }
 }

@@ -11,8 +11,8 @@ use crate::claims::Claims;
 use crate::cookies::RequestCookies;
 use crate::layer::Shared;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
-use crate::revocation::RevocationKey;
 use crate::responses::{error_page, grpc_status, json, Client, Page};
+use crate::revocation::RevocationKey;
 use crate::verify::{Attempt, VerifyError};
 
 /// What the session cookie holds (sealed).
@@ -83,7 +83,10 @@ pub(crate) fn is_revoked(shared: &Shared, ids: &SessionIds) -> bool {
         }
     }
     if let Some(sid) = &ids.sid {
-        if store.revoked_at(&RevocationKey::session(issuer, sid)).is_some() {
+        if store
+            .revoked_at(&RevocationKey::session(issuer, sid))
+            .is_some()
+        {
             return true;
         }
     }

@@ -241,7 +241,11 @@ impl Verifier {
         let key = match self.jwks.lookup(header.kid.as_deref(), header.alg) {
             KeyLookup::Found(k) => k,
             KeyLookup::Unknown => {
-                match self.jwks.refetch_for(header.kid.as_deref(), header.alg).await {
+                match self
+                    .jwks
+                    .refetch_for(header.kid.as_deref(), header.alg)
+                    .await
+                {
                     KeyLookup::Found(k) => k,
                     _ => return Err(VerifyError::UnknownKey),
                 }

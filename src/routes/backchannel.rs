@@ -15,15 +15,21 @@ use crate::verify::VerifyError;
 /// The most body read from the provider's POST.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
 
-pub(crate) async fn backchannel_logout(shared: Arc<Shared>, content_type: Option<HeaderValue>, body: Option<Bytes>) -> Page {
+pub(crate) async fn backchannel_logout(
+    shared: Arc<Shared>,
+    content_type: Option<HeaderValue>,
+    body: Option<Bytes>,
+) -> Page {
     let bad = |reason: &str| {
         tracing::warn!(reason, "back-channel logout refused");
         let mut page = json(
             StatusCode::BAD_REQUEST,
             serde_json::json!({"error": "invalid_request"}),
         );
-        page.headers_mut()
-            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        page.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         page
     };
     let Some(body) = body else {
@@ -32,7 +38,10 @@ pub(crate) async fn backchannel_logout(shared: Arc<Shared>, content_type: Option
     let is_form = content_type
         .as_ref()
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return bad("content type must be application/x-www-form-urlencoded");
     }
@@ -62,7 +71,10 @@ pub(crate) async fn backchannel_logout(shared: Arc<Shared>, content_type: Option
     };
     // Replay: each jti once within the acceptance window.
     let now = shared.clock.now();
-    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+    let jti = claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let issuer = &shared.meta.issuer;
     let jti_key = format!("{issuer}|{jti}");
     if let Some(seen) = shared.seen_jti.get(&jti_key) {
@@ -91,13 +103,17 @@ pub(crate) async fn backchannel_logout(shared: Arc<Shared>, content_type: Option
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "temporarily_unavailable"}),
         );
-        page.headers_mut()
-            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        page.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         return page;
     }
     tracing::debug!("back-channel logout recorded");
     let mut page = Page::new(http_body_util::Full::new(Bytes::new()));
-    page.headers_mut()
-        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    page.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     page
 }

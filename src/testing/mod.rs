@@ -140,6 +140,12 @@ pub struct Counts {
     pub discovery_fetches: u64,
     /// End-session visits.
     pub logouts: u64,
+    /// Requests that reached the token endpoint (counted on arrival, before any failure).
+    pub token_requests: u64,
+    /// Back-channel logout tokens delivered (answered 2xx).
+    pub backchannel_deliveries: u64,
+    /// Back-channel logout deliveries that failed.
+    pub backchannel_failures: u64,
 }
 
 pub(crate) struct SigningKey {
@@ -178,6 +184,7 @@ impl SigningKey {
 }
 
 pub(crate) struct CodeGrant {
+    pub(crate) client: String,
     pub(crate) user: TestUser,
     pub(crate) redirect_uri: String,
     pub(crate) nonce: Option<String>,
@@ -189,6 +196,7 @@ pub(crate) struct CodeGrant {
 
 #[derive(Clone)]
 pub(crate) struct RefreshGrant {
+    pub(crate) client: String,
     pub(crate) user: TestUser,
     pub(crate) scope: String,
     pub(crate) sid: String,
@@ -197,10 +205,33 @@ pub(crate) struct RefreshGrant {
     pub(crate) active: bool,
 }
 
+/// A registered client.
+#[derive(Clone)]
+pub(crate) struct ClientReg {
+    pub(crate) secret: String,
+    pub(crate) backchannel_logout_uri: Option<String>,
+}
+
+/// A signed-in browser at the provider (single sign-on across clients).
+pub(crate) struct SsoSession {
+    pub(crate) user: TestUser,
+    pub(crate) sid: String,
+    pub(crate) clients: std::collections::BTreeSet<String>,
+}
+
+/// The provider's own cookie; prefixed so it is never mistaken for an app's (cookies ignore
+/// ports, so the provider and apps on 127.0.0.1 share a browser's jar).
+pub(crate) const SSO_COOKIE: &str = "testprovider_sso";
+
 pub(crate) struct State {
     pub(crate) issuer: String,
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
+    pub(crate) clients: Mutex<HashMap<String, ClientReg>>,
+    pub(crate) sso: Mutex<HashMap<String, SsoSession>>,
+    pub(crate) http: reqwest::Client,
+    pub(crate) backchannel_deliveries: AtomicU64,
+    pub(crate) backchannel_failures: AtomicU64,
     pub(crate) clock: SharedClock,
     pub(crate) keys: Mutex<Vec<Arc<SigningKey>>>,
     pub(crate) user: Mutex<Option<TestUser>>,
@@ -223,6 +254,7 @@ pub(crate) struct State {
     pub(crate) jwks_fetches: AtomicU64,
     pub(crate) discovery_fetches: AtomicU64,
     pub(crate) logouts: AtomicU64,
+    pub(crate) token_requests: AtomicU64,
     next_kid: AtomicU64,
 }
 
@@ -244,7 +276,13 @@ impl State {
         )
     }
 
-    pub(crate) fn access_token(&self, user: &TestUser, scope: &str, sid: &str) -> String {
+    pub(crate) fn access_token(
+        &self,
+        client: &str,
+        user: &TestUser,
+        scope: &str,
+        sid: &str,
+    ) -> String {
         if self.opaque_access {
             return format!("opaque.{}", crate::routes::random_token());
         }
@@ -254,7 +292,7 @@ impl State {
             claims.insert(k.clone(), v.clone());
         }
         let base = json!({
-            "iss": self.issuer, "sub": user.sub, "aud": [self.client_id], "client_id": self.client_id,
+            "iss": self.issuer, "sub": user.sub, "aud": [client], "client_id": client,
             "iat": now, "nbf": now, "exp": now + self.access_ttl.load(Ordering::Relaxed),
             "jti": crate::routes::random_token(), "sid": sid, "scope": scope,
             "roles": user.roles, "permissions": user.permissions,
@@ -270,6 +308,7 @@ impl State {
 
     pub(crate) fn id_token(
         &self,
+        client: &str,
         user: &TestUser,
         nonce: Option<&str>,
         sid: &str,
@@ -284,7 +323,7 @@ impl State {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(at.as_bytes());
         let base = json!({
-            "iss": self.issuer, "sub": user.sub, "aud": self.client_id, "iat": now,
+            "iss": self.issuer, "sub": user.sub, "aud": client, "iat": now,
             "exp": now + self.id_ttl.load(Ordering::Relaxed), "sid": sid,
             "at_hash": URL_SAFE_NO_PAD.encode(&digest[..16]),
         });
@@ -307,12 +346,64 @@ impl State {
         let defect = *self.id_token_defect.lock().expect("defect lock");
         match defect {
             None => self.sign(&Value::Object(claims)),
-            Some(defect) => self.defective(defect, claims),
+            Some(defect) => self.defective(client, defect, claims),
+        }
+    }
+
+    /// A back-channel logout token for `client` (Back-Channel Logout 1.0, 2.4).
+    pub(crate) fn logout_token(&self, client: &str, sub: &str, sid: &str) -> String {
+        let key = self.current_key();
+        key.sign(
+            &json!({"alg": "RS256", "typ": "logout+jwt", "kid": key.kid}),
+            &json!({
+                "iss": self.issuer, "aud": client, "iat": self.clock.now(),
+                "jti": crate::routes::random_token(), "sub": sub, "sid": sid,
+                "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            }),
+        )
+    }
+
+    /// Ends a single sign-on session and tells every client in it, through their back-channel
+    /// logout URIs. Returns when all deliveries are done.
+    pub(crate) async fn end_sso(&self, sso: SsoSession) {
+        let clients = self.clients.lock().expect("clients lock").clone();
+        for client in &sso.clients {
+            let Some(uri) = clients
+                .get(client)
+                .and_then(|c| c.backchannel_logout_uri.clone())
+            else {
+                continue;
+            };
+            let token = self.logout_token(client, &sso.user.sub, &sso.sid);
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("logout_token", &token)
+                .finish();
+            let sent = self
+                .http
+                .post(&uri)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await;
+            match sent {
+                Ok(resp) if resp.status().is_success() => {
+                    self.backchannel_deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    self.backchannel_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
     /// An ID token with one defect, for the adversarial tests.
-    fn defective(&self, defect: IdTokenDefect, mut claims: Map<String, Value>) -> String {
+    fn defective(
+        &self,
+        client: &str,
+        defect: IdTokenDefect,
+        mut claims: Map<String, Value>,
+    ) -> String {
         let now = self.clock.now();
         let key = self.current_key();
         let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
@@ -354,10 +445,10 @@ impl State {
                 claims.insert("aud".into(), "another-client".into());
             }
             IdTokenDefect::SeveralAudiencesWithoutAzp => {
-                claims.insert("aud".into(), json!([self.client_id, "another-client"]));
+                claims.insert("aud".into(), json!([client, "another-client"]));
             }
             IdTokenDefect::AzpMismatch => {
-                claims.insert("aud".into(), json!([self.client_id, "another-client"]));
+                claims.insert("aud".into(), json!([client, "another-client"]));
                 claims.insert("azp".into(), "another-client".into());
             }
             IdTokenDefect::Expired => {
@@ -435,6 +526,8 @@ pub struct TestProviderBuilder {
     iss_param: bool,
     auth_methods: Vec<String>,
     opaque_access: bool,
+    extra_clients: Vec<(String, String, Option<String>)>,
+    backchannel_uri: Option<String>,
     clock: SharedClock,
     port: u16,
 }
@@ -457,6 +550,26 @@ impl TestProviderBuilder {
     /// The client secret the provider accepts (default `test-secret`).
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
         self.client_secret = secret.into();
+        self
+    }
+
+    /// The back-channel logout URI of the main client: when a browser's provider session ends
+    /// (end-session), the provider POSTs a logout token there.
+    pub fn backchannel_logout_uri(mut self, uri: impl Into<String>) -> Self {
+        self.backchannel_uri = Some(uri.into());
+        self
+    }
+
+    /// Registers another client (for several apps sharing the provider's single sign-on),
+    /// with an optional back-channel logout URI.
+    pub fn client(
+        mut self,
+        id: impl Into<String>,
+        secret: impl Into<String>,
+        backchannel_logout_uri: Option<String>,
+    ) -> Self {
+        self.extra_clients
+            .push((id.into(), secret.into(), backchannel_logout_uri));
         self
     }
 
@@ -530,10 +643,35 @@ impl TestProviderBuilder {
             .await
             .expect("bind 127.0.0.1 for TestProvider");
         let addr = listener.local_addr().expect("local addr");
+        let mut clients = HashMap::new();
+        clients.insert(
+            self.client_id.clone(),
+            ClientReg {
+                secret: self.client_secret.clone(),
+                backchannel_logout_uri: self.backchannel_uri,
+            },
+        );
+        for (id, secret, uri) in self.extra_clients {
+            clients.insert(
+                id,
+                ClientReg {
+                    secret,
+                    backchannel_logout_uri: uri,
+                },
+            );
+        }
         let state = Arc::new(State {
             issuer: format!("http://{addr}"),
             client_id: self.client_id,
             client_secret: self.client_secret,
+            clients: Mutex::new(clients),
+            sso: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client"),
+            backchannel_deliveries: AtomicU64::new(0),
+            backchannel_failures: AtomicU64::new(0),
             clock: self.clock,
             keys: Mutex::new(vec![Arc::new(SigningKey::generate("key-1".into()))]),
             user: Mutex::new(self.user),
@@ -556,6 +694,7 @@ impl TestProviderBuilder {
             jwks_fetches: AtomicU64::new(0),
             discovery_fetches: AtomicU64::new(0),
             logouts: AtomicU64::new(0),
+            token_requests: AtomicU64::new(0),
             next_kid: AtomicU64::new(2),
         });
         let router = server::router(state.clone());
@@ -601,6 +740,8 @@ impl TestProvider {
             iss_param: true,
             auth_methods: vec!["client_secret_post".into(), "client_secret_basic".into()],
             opaque_access: false,
+            extra_clients: Vec::new(),
+            backchannel_uri: None,
             clock: Arc::new(SystemClock),
             port: 0,
         }
@@ -719,6 +860,9 @@ impl TestProvider {
             jwks_fetches: s.jwks_fetches.load(Ordering::Relaxed),
             discovery_fetches: s.discovery_fetches.load(Ordering::Relaxed),
             logouts: s.logouts.load(Ordering::Relaxed),
+            token_requests: s.token_requests.load(Ordering::Relaxed),
+            backchannel_deliveries: s.backchannel_deliveries.load(Ordering::Relaxed),
+            backchannel_failures: s.backchannel_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -727,6 +871,51 @@ impl TestProvider {
     #[must_use]
     pub fn issued_secrets(&self) -> Vec<String> {
         self.state.issued.lock().expect("issued lock").clone()
+    }
+
+    /// Registers another client while running (see [`TestProviderBuilder::client`]).
+    pub fn add_client(
+        &self,
+        id: impl Into<String>,
+        secret: impl Into<String>,
+        backchannel_logout_uri: Option<String>,
+    ) {
+        self.state.clients.lock().expect("clients lock").insert(
+            id.into(),
+            ClientReg {
+                secret: secret.into(),
+                backchannel_logout_uri,
+            },
+        );
+    }
+
+    /// A valid back-channel logout token for `client_id`, naming `sub` and `sid`.
+    #[must_use]
+    pub fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> String {
+        self.state.logout_token(client_id, sub, sid)
+    }
+
+    /// Ends every single sign-on session of `sub` at the provider, as an administrator would,
+    /// delivering back-channel logout tokens to the clients involved. Returns when done.
+    pub async fn end_sessions_of(&self, sub: &str) {
+        let ended: Vec<SsoSession> = {
+            let mut sso = self.state.sso.lock().expect("sso lock");
+            let keys: Vec<String> = sso
+                .iter()
+                .filter(|(_, s)| s.user.sub == sub)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| sso.remove(&k)).collect()
+        };
+        for session in ended {
+            self.state.end_sso(session).await;
+        }
+    }
+
+    /// The `kid` of the current signing key.
+    #[must_use]
+    pub fn current_kid(&self) -> String {
+        self.state.current_key().kid.clone()
     }
 
     /// Signs any claims with the current key (RS256, with its `kid`).
@@ -745,15 +934,20 @@ impl TestProvider {
     /// An access token for `user`, as the token endpoint would issue it.
     #[must_use]
     pub fn access_token(&self, user: &TestUser) -> String {
-        self.state
-            .access_token(user, "openid profile email offline_access", "sid-test")
+        self.state.access_token(
+            &self.state.client_id,
+            user,
+            "openid profile email offline_access",
+            "sid-test",
+        )
     }
 
     /// An ID token for `user` (with this nonce), as the token endpoint would issue it.
     #[must_use]
     pub fn id_token(&self, user: &TestUser, nonce: Option<&str>) -> String {
         let at = self.access_token(user);
-        self.state.id_token(user, nonce, "sid-test", &at)
+        self.state
+            .id_token(&self.state.client_id, user, nonce, "sid-test", &at)
     }
 
     /// A `Cookie` header value holding a signed-in session of `user` for `auth`, as if they had
@@ -761,12 +955,19 @@ impl TestProvider {
     /// provider (built from [`layer_builder`](Self::layer_builder) or pointed at its issuer).
     #[must_use]
     pub fn session_cookie(&self, auth: &AuthLayer, user: &TestUser) -> String {
-        let at = self.access_token(user);
-        let id = self.state.id_token(user, None, "sid-test", &at);
+        let client = auth.shared.settings.client_id.clone();
+        let at = self.state.access_token(
+            &client,
+            user,
+            "openid profile email offline_access",
+            "sid-test",
+        );
+        let id = self.state.id_token(&client, user, None, "sid-test", &at);
         let refresh = crate::routes::random_token();
         self.state.refresh.lock().expect("refresh lock").insert(
             refresh.clone(),
             RefreshGrant {
+                client,
                 user: user.clone(),
                 scope: "openid profile email offline_access".into(),
                 sid: "sid-test".into(),

@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-use super::{CodeGrant, Failure, RefreshGrant, State, TestUser};
+use super::{CodeGrant, Failure, RefreshGrant, SsoSession, State, TestUser, SSO_COOKIE};
 use crate::responses::escape;
 use crate::routes::random_token;
 
@@ -84,50 +84,80 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 /// does for a bad client or redirect URI).
 fn check_authorize(s: &State, p: &Params) -> Result<(), Box<Response>> {
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
-    if get("client_id") != s.client_id {
-        return Err(Box::new(oauth_error(
+    let bad = |error: &str, description: &str| {
+        Err(Box::new(oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "unknown client_id",
-        )));
+            error,
+            description,
+        )))
+    };
+    if !s
+        .clients
+        .lock()
+        .expect("clients lock")
+        .contains_key(get("client_id"))
+    {
+        return bad("invalid_client", "unknown client_id");
     }
     if get("redirect_uri").is_empty() || url::Url::parse(get("redirect_uri")).is_err() {
-        return Err(Box::new(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "redirect_uri",
-        )));
+        return bad("invalid_request", "redirect_uri");
     }
     if get("response_type") != "code" {
-        return Err(Box::new(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_response_type",
-            "code only",
-        )));
+        return bad("unsupported_response_type", "code only");
     }
     if get("code_challenge").is_empty() || get("code_challenge_method") != "S256" {
-        return Err(Box::new(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "PKCE S256 required",
-        )));
+        return bad("invalid_request", "PKCE S256 required");
     }
     Ok(())
 }
 
-fn issue_code(s: &State, p: &Params, user: TestUser) -> Response {
+/// The browser's single sign-on session at the provider, from its cookie.
+fn sso_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SSO_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Starts a single sign-on session for `user`; returns its cookie id and `sid`.
+fn start_sso(s: &State, user: TestUser) -> (String, String) {
+    let id = random_token();
+    let sid = format!("sid-{}", &random_token()[..16]);
+    s.sso.lock().expect("sso lock").insert(
+        id.clone(),
+        SsoSession {
+            user,
+            sid: sid.clone(),
+            clients: Default::default(),
+        },
+    );
+    (id, sid)
+}
+
+fn issue_code(
+    s: &State,
+    p: &Params,
+    user: TestUser,
+    sid: String,
+    set_sso: Option<&str>,
+) -> Response {
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     let code = random_token();
     s.issued.lock().expect("issued lock").push(code.clone());
     s.codes.lock().expect("codes lock").insert(
         code.clone(),
         CodeGrant {
+            client: get("client_id"),
             user,
             redirect_uri: get("redirect_uri"),
             nonce: p.get("nonce").cloned(),
             challenge: get("code_challenge"),
             scope: get("scope"),
-            sid: format!("sid-{}", &random_token()[..12]),
+            sid,
             created: s.clock.now(),
         },
     );
@@ -145,16 +175,48 @@ fn issue_code(s: &State, p: &Params, user: TestUser) -> Response {
             q.append_pair("iss", &s.issuer);
         }
     }
-    Redirect::to(target.as_str()).into_response()
+    let mut resp = Redirect::to(target.as_str()).into_response();
+    if let Some(id) = set_sso {
+        let cookie = format!("{SSO_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax");
+        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
 }
 
-async fn authorize(AxState(s): AxState<Arc<State>>, Query(p): Query<Params>) -> Response {
+async fn authorize(
+    AxState(s): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
     if let Err(resp) = check_authorize(&s, &p) {
         return *resp;
     }
+    let client = p.get("client_id").cloned().unwrap_or_default();
+    let force_login = p.get("prompt").map(String::as_str) == Some("login");
+    // Single sign-on: a browser signed in at the provider gets a code without a form.
+    if !force_login {
+        if let Some(id) = sso_cookie(&headers) {
+            let known = {
+                let mut sso = s.sso.lock().expect("sso lock");
+                sso.get_mut(&id).map(|session| {
+                    session.clients.insert(client.clone());
+                    (session.user.clone(), session.sid.clone())
+                })
+            };
+            if let Some((user, sid)) = known {
+                return issue_code(&s, &p, user, sid, None);
+            }
+        }
+    }
     let user = s.user.lock().expect("user lock").clone();
     if let Some(user) = user {
-        return issue_code(&s, &p, user);
+        let (id, sid) = start_sso(&s, user.clone());
+        if let Some(session) = s.sso.lock().expect("sso lock").get_mut(&id) {
+            session.clients.insert(client);
+        }
+        return issue_code(&s, &p, user, sid, Some(&id));
     }
     let hidden: String = p
         .iter()
@@ -197,7 +259,13 @@ async fn login_form_post(AxState(s): AxState<Arc<State>>, Form(p): Form<Params>)
     let user = TestUser::new(login.clone())
         .email(login.clone())
         .name(login);
-    issue_code(&s, &p, user)
+    let (id, sid) = start_sso(&s, user.clone());
+    if let Some(session) = s.sso.lock().expect("sso lock").get_mut(&id) {
+        session
+            .clients
+            .insert(p.get("client_id").cloned().unwrap_or_default());
+    }
+    issue_code(&s, &p, user, sid, Some(&id))
 }
 
 async fn fail(failure: Option<Failure>) -> Option<Response> {
@@ -241,15 +309,22 @@ async fn fail(failure: Option<Failure>) -> Option<Response> {
     }
 }
 
-/// Client authentication: `client_secret_basic` or `client_secret_post`.
-fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> bool {
+/// Client authentication: `client_secret_basic` or `client_secret_post`. Returns the client.
+fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> Option<String> {
+    let clients = s.clients.lock().expect("clients lock").clone();
+    let check = |id: &str, secret: &str| {
+        clients
+            .get(id)
+            .is_some_and(|c| c.secret == secret)
+            .then(|| id.to_owned())
+    };
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
     {
         if !s.auth_methods.iter().any(|m| m == "client_secret_basic") {
-            return false;
+            return None;
         }
         let decoded = STANDARD
             .decode(auth)
@@ -262,14 +337,13 @@ fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> bool {
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default()
         };
-        return match decoded.split_once(':') {
-            Some((id, secret)) => decode(id) == s.client_id && decode(secret) == s.client_secret,
-            None => false,
-        };
+        let (id, secret) = decoded.split_once(':')?;
+        return check(&decode(id), &decode(secret));
     }
-    s.auth_methods.iter().any(|m| m == "client_secret_post")
-        && p.get("client_id") == Some(&s.client_id)
-        && p.get("client_secret") == Some(&s.client_secret)
+    if !s.auth_methods.iter().any(|m| m == "client_secret_post") {
+        return None;
+    }
+    check(p.get("client_id")?, p.get("client_secret")?)
 }
 
 async fn token(
@@ -277,6 +351,7 @@ async fn token(
     headers: HeaderMap,
     Form(p): Form<Params>,
 ) -> Response {
+    s.token_requests.fetch_add(1, Ordering::Relaxed);
     let failure = s.token_failure.lock().expect("lock").clone();
     if let Some(resp) = fail(failure).await {
         if p.get("grant_type").map(String::as_str) == Some("refresh_token") {
@@ -284,16 +359,16 @@ async fn token(
         }
         return resp;
     }
-    if !authenticate(&s, &headers, &p) {
+    let Some(client) = authenticate(&s, &headers, &p) else {
         return oauth_error(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "client authentication failed",
         );
-    }
+    };
     match p.get("grant_type").map(String::as_str) {
-        Some("authorization_code") => code_grant(&s, &p),
-        Some("refresh_token") => refresh_grant(&s, &p),
+        Some("authorization_code") => code_grant(&s, &client, &p),
+        Some("refresh_token") => refresh_grant(&s, &client, &p),
         _ => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -302,7 +377,7 @@ async fn token(
     }
 }
 
-fn code_grant(s: &State, p: &Params) -> Response {
+fn code_grant(s: &State, client: &str, p: &Params) -> Response {
     let code = p.get("code").cloned().unwrap_or_default();
     // Codes are single-use: removed whatever happens next.
     let Some(grant) = s.codes.lock().expect("codes lock").remove(&code) else {
@@ -312,6 +387,13 @@ fn code_grant(s: &State, p: &Params) -> Response {
             "unknown or used code",
         );
     };
+    if grant.client != client {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code of another client",
+        );
+    }
     if s.clock.now() - grant.created > 600 {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code expired");
     }
@@ -331,8 +413,8 @@ fn code_grant(s: &State, p: &Params) -> Response {
         );
     }
     s.code_grants.fetch_add(1, Ordering::Relaxed);
-    let at = s.access_token(&grant.user, &grant.scope, &grant.sid);
-    let id = s.id_token(&grant.user, grant.nonce.as_deref(), &grant.sid, &at);
+    let at = s.access_token(client, &grant.user, &grant.scope, &grant.sid);
+    let id = s.id_token(client, &grant.user, grant.nonce.as_deref(), &grant.sid, &at);
     let mut body = json!({
         "access_token": at, "token_type": "Bearer", "id_token": id,
         "expires_in": s.access_ttl.load(Ordering::Relaxed), "scope": grant.scope,
@@ -342,6 +424,7 @@ fn code_grant(s: &State, p: &Params) -> Response {
         s.refresh.lock().expect("refresh lock").insert(
             rt.clone(),
             RefreshGrant {
+                client: client.to_owned(),
                 user: grant.user,
                 scope: grant.scope,
                 sid: grant.sid,
@@ -355,10 +438,10 @@ fn code_grant(s: &State, p: &Params) -> Response {
     no_store(Json(body))
 }
 
-fn refresh_grant(s: &State, p: &Params) -> Response {
+fn refresh_grant(s: &State, client: &str, p: &Params) -> Response {
     let rt = p.get("refresh_token").cloned().unwrap_or_default();
     let mut store = s.refresh.lock().expect("refresh lock");
-    let Some(grant) = store.get(&rt).cloned() else {
+    let Some(grant) = store.get(&rt).cloned().filter(|g| g.client == client) else {
         s.refresh_failures.fetch_add(1, Ordering::Relaxed);
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -376,8 +459,8 @@ fn refresh_grant(s: &State, p: &Params) -> Response {
             "refresh token reused",
         );
     }
-    let at = s.access_token(&grant.user, &grant.scope, &grant.sid);
-    let id = s.id_token(&grant.user, None, &grant.sid, &at);
+    let at = s.access_token(client, &grant.user, &grant.scope, &grant.sid);
+    let id = s.id_token(client, &grant.user, None, &grant.sid, &at);
     let mut body = json!({
         "access_token": at, "token_type": "Bearer", "id_token": id,
         "expires_in": s.access_ttl.load(Ordering::Relaxed), "scope": grant.scope,
@@ -419,10 +502,55 @@ fn no_store(body: impl IntoResponse) -> Response {
     resp
 }
 
-async fn end_session(AxState(s): AxState<Arc<State>>, Query(p): Query<Params>) -> Response {
+async fn end_session(
+    AxState(s): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
     s.logouts.fetch_add(1, Ordering::Relaxed);
-    match p.get("post_logout_redirect_uri") {
-        Some(uri) if url::Url::parse(uri).is_ok() => Redirect::to(uri).into_response(),
-        _ => Html("<!doctype html><p>You are signed out.</p>").into_response(),
+    // The provider session to end: the browser's cookie, else the sid in the ID token hint.
+    let hinted_sid = p
+        .get("id_token_hint")
+        .and_then(|t| {
+            jsonwebtoken::dangerous::insecure_decode::<serde_json::Map<String, serde_json::Value>>(
+                t,
+            )
+            .ok()
+        })
+        .and_then(|d| {
+            d.claims
+                .get("sid")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        });
+    let ended = {
+        let mut sso = s.sso.lock().expect("sso lock");
+        let key = sso_cookie(&headers)
+            .filter(|k| sso.contains_key(k))
+            .or_else(|| {
+                let sid = hinted_sid.as_deref()?;
+                sso.iter()
+                    .find(|(_, v)| v.sid == sid)
+                    .map(|(k, _)| k.clone())
+            });
+        key.and_then(|k| sso.remove(&k))
+    };
+    if let Some(session) = ended {
+        s.end_sso(session).await;
     }
+    let mut resp = match p.get("post_logout_redirect_uri") {
+        Some(uri) if url::Url::parse(uri).is_ok() => {
+            let mut target = url::Url::parse(uri).expect("checked");
+            if let Some(state) = p.get("state") {
+                target.query_pairs_mut().append_pair("state", state);
+            }
+            Redirect::to(target.as_str()).into_response()
+        }
+        _ => Html("<!doctype html><p>You are signed out.</p>").into_response(),
+    };
+    let clear = format!("{SSO_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    if let Ok(v) = header::HeaderValue::from_str(&clear) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
 }
