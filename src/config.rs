@@ -143,6 +143,7 @@ pub struct AuthConfig {
     pub(crate) revocation_ttl: Duration,
     pub(crate) backchannel_path: Option<String>,
     pub(crate) logout_token_max_age: Duration,
+    pub(crate) webhook_secret: Option<Secret>,
     pub(crate) clock: SharedClock,
 }
 
@@ -205,6 +206,7 @@ impl AuthConfig {
             revocation_ttl: Duration::from_secs(30 * 24 * 3600),
             backchannel_path: None,
             logout_token_max_age: Duration::from_secs(300),
+            webhook_secret: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -454,6 +456,13 @@ impl AuthConfig {
     /// are remembered this long to refuse replays.
     pub fn logout_token_max_age(mut self, age: Duration) -> Self {
         self.logout_token_max_age = age;
+        self
+    }
+
+    /// Enables `POST <base_path>/webhook` for Scalekit's webhooks, verified with this
+    /// Standard Webhooks secret (`whsec_...`). A `user.logout` event ends the user's sessions.
+    pub fn webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.webhook_secret = Some(secret.into());
         self
     }
 

@@ -56,6 +56,8 @@ pub(crate) struct Settings {
     pub(crate) revocation_ttl: std::time::Duration,
     pub(crate) logout_token_max_age: i64,
     pub(crate) refresh_timeout: std::time::Duration,
+    pub(crate) webhook_path: String,
+    pub(crate) webhook_secret: Option<crate::Secret>,
 }
 
 /// Everything shared by clones of the layer and its services.
@@ -335,6 +337,8 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         backchannel_path,
         revocation_ttl: cfg.revocation_ttl,
         logout_token_max_age: cfg.logout_token_max_age.as_secs() as i64,
+        webhook_path: join("webhook"),
+        webhook_secret: cfg.webhook_secret.clone(),
         refresh_timeout: cfg.refresh_timeout,
     };
     let coordinator = match cfg.refresh_coordinator {

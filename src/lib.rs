@@ -71,7 +71,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `axum` | yes | `Claims` and `Option<Claims>` extractors ([`ClaimsRejection`]) |
-//! | `redis` | no | [`RedisRefreshCoordinator`]: one refresh per session across instances |
+//! | `redis` | no | [`RedisRefreshCoordinator`] and [`RedisRevocationStore`]: one refresh per session, and logouts, across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
 //! | `full` | no | all of the above |
 //!
@@ -140,6 +140,7 @@ mod secret;
 mod service;
 mod session;
 mod verify;
+mod webhook;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -158,7 +159,7 @@ pub use jsonwebtoken::Algorithm;
 pub use layer::AuthLayer;
 pub use provider::{ClientAuthMethod, Provider, ProviderError, ProviderMetadata};
 #[cfg(feature = "redis")]
-pub use redis_store::RedisRefreshCoordinator;
+pub use redis_store::{RedisRefreshCoordinator, RedisRevocationStore};
 pub use refresh::{
     LocalRefreshCoordinator, RefreshCoordinator, RefreshError, RefreshKey, RefreshTask,
     SealedTokens,
@@ -167,3 +168,6 @@ pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
 pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore};
 pub use secret::Secret;
 pub use service::AuthService;
+pub use webhook::{
+    sign_webhook, verify_webhook, verify_webhook_at, WebhookError, WEBHOOK_TOLERANCE_SECS,
+};

@@ -1,6 +1,7 @@
-//! Refresh coordination across instances through Redis (feature `redis`).
+//! Refresh coordination and revocations across instances through Redis (feature `redis`).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -10,6 +11,7 @@ use crate::refresh::{
     LocalRefreshCoordinator, RefreshCoordinator, RefreshError, RefreshKey, RefreshTask,
     SealedTokens,
 };
+use crate::revocation::{RevocationError, RevocationKey, RevocationStore};
 
 /// Single-flight refresh across several instances sharing one Redis.
 ///
@@ -209,5 +211,202 @@ impl RefreshCoordinator for RedisRefreshCoordinator {
         let this = self.clone();
         let distributed: RefreshTask = Box::pin(this.distributed(key, task));
         self.local.coordinate(key, distributed)
+    }
+}
+
+/// Revocations shared by several instances through Redis (feature `redis`).
+///
+/// A logout received by one instance ends the session on all of them at once: each revocation
+/// is stored in Redis (with its TTL) and published on a channel; every instance keeps a local
+/// mirror, loaded at connect and kept current by the subscription, so the check on every
+/// request never waits for Redis. If the subscription drops, the instance reconnects and reloads
+/// everything it may have missed.
+///
+/// Decision and measurement: a Redis round trip per request would cost ~50-100 µs on loopback,
+/// ten times the whole layer; a local cache with a TTL would let a revoked session live until
+/// the TTL ran out. Pub/sub plus a mirror costs the hot path the same as the memory store
+/// (a hash lookup) and propagates in one Redis round trip.
+#[derive(Clone)]
+pub struct RedisRevocationStore {
+    conn: ConnectionManager,
+    local: crate::revocation::MemoryRevocationStore,
+    prefix: String,
+    version: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl fmt::Debug for RedisRevocationStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRevocationStore")
+            .field("prefix", &self.prefix)
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRevocationStore {
+    /// Connects with the key prefix `tower-oidc-auth`.
+    pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
+        Self::connect_with_prefix(url, "tower-oidc-auth").await
+    }
+
+    /// Connects; `prefix` namespaces the Redis keys and the channel.
+    pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let conn = client.get_connection_manager().await?;
+        let (version, _) = tokio::sync::watch::channel(0u64);
+        let store = Self {
+            conn,
+            local: crate::revocation::MemoryRevocationStore::new(100_000),
+            prefix: prefix.to_owned(),
+            version: Arc::new(version),
+        };
+        // Subscribe first, then load: nothing published in between is missed.
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(store.channel()).await?;
+        store.reload().await?;
+        let listener = store.clone();
+        tokio::spawn(async move { listener.listen(client, pubsub).await });
+        Ok(store)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:revocations", self.prefix)
+    }
+
+    fn record_key(&self, key: &RevocationKey) -> String {
+        format!("{}:revoked:{}", self.prefix, key.as_str())
+    }
+
+    /// A receiver whose value changes each time a revocation from any instance is applied
+    /// locally (for tests and metrics).
+    #[must_use]
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    fn apply(&self, key: &RevocationKey, at: i64, ttl: Duration) {
+        self.local.insert(key, at, ttl);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Loads every revocation stored in Redis into the local mirror.
+    pub async fn reload(&self) -> Result<(), redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:revoked:*", self.prefix);
+        let strip = format!("{}:revoked:", self.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            for redis_key in keys {
+                let at: Option<i64> = redis::cmd("GET")
+                    .arg(&redis_key)
+                    .query_async(&mut conn)
+                    .await?;
+                let ttl_ms: i64 = redis::cmd("PTTL")
+                    .arg(&redis_key)
+                    .query_async(&mut conn)
+                    .await?;
+                if let (Some(at), true) = (at, ttl_ms > 0) {
+                    let key = RevocationKey::from_stored(&redis_key[strip.len()..]);
+                    self.apply(&key, at, Duration::from_millis(ttl_ms as u64));
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn listen(self, client: redis::Client, mut pubsub: redis::aio::PubSub) {
+        use futures_util::StreamExt;
+        loop {
+            {
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    // "<at> <ttl seconds> <key>"
+                    let mut parts = payload.splitn(3, ' ');
+                    let (Some(at), Some(ttl), Some(key)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    if let (Ok(at), Ok(ttl)) = (at.parse::<i64>(), ttl.parse::<u64>()) {
+                        self.apply(
+                            &RevocationKey::from_stored(key),
+                            at,
+                            Duration::from_secs(ttl),
+                        );
+                    }
+                }
+            }
+            tracing::warn!("revocation subscription lost; reconnecting");
+            // Reconnect with a bounded backoff, then reload what may have been missed.
+            let mut delay = Duration::from_millis(100);
+            pubsub = loop {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                let Ok(mut fresh) = client.get_async_pubsub().await else {
+                    continue;
+                };
+                if fresh.subscribe(self.channel()).await.is_ok() {
+                    break fresh;
+                }
+            };
+            if let Err(error) = self.reload().await {
+                tracing::warn!(%error, "reloading revocations failed");
+            }
+        }
+    }
+}
+
+impl RevocationStore for RedisRevocationStore {
+    fn revoke(
+        &self,
+        key: RevocationKey,
+        at: i64,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), RevocationError>> {
+        // Locally at once; then stored and announced to the other instances.
+        self.apply(&key, at, ttl);
+        let this = self.clone();
+        Box::pin(async move {
+            let mut conn = this.conn.clone();
+            let ttl_s = ttl.as_secs().max(1);
+            let _: () = redis::cmd("SET")
+                .arg(this.record_key(&key))
+                .arg(at)
+                .arg("EX")
+                .arg(ttl_s)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| RevocationError(e.to_string()))?;
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(this.channel())
+                .arg(format!("{at} {ttl_s} {}", key.as_str()))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| RevocationError(e.to_string()))?;
+            Ok(())
+        })
+    }
+
+    fn revoked_at(&self, key: &RevocationKey) -> Option<i64> {
+        self.local.revoked_at(key)
+    }
+
+    fn is_empty(&self) -> bool {
+        RevocationStore::is_empty(&self.local)
     }
 }

@@ -81,6 +81,21 @@ where
             let (parts, _) = req.into_parts();
             return ResponseFuture::route(Box::pin(routes::logout(shared.clone(), parts)));
         }
+        if path == settings.webhook_path && settings.webhook_secret.is_some() {
+            if req.method() != Method::POST {
+                return ResponseFuture::ready(method_not_allowed("POST"));
+            }
+            let (parts, body) = req.into_parts();
+            let shared = shared.clone();
+            return ResponseFuture::route(Box::pin(async move {
+                let limited = http_body_util::Limited::new(body, routes::BACKCHANNEL_MAX_BODY);
+                let body = http_body_util::BodyExt::collect(limited)
+                    .await
+                    .ok()
+                    .map(|c| c.to_bytes());
+                crate::webhook::webhook(shared, parts.headers, body).await
+            }));
+        }
         if path == settings.backchannel_path {
             if req.method() != Method::POST {
                 return ResponseFuture::ready(method_not_allowed("POST"));

@@ -317,3 +317,83 @@ async fn logout_racing_a_refresh_does_not_resurrect_the_session() {
         "the late response only clears cookies: {set:?}"
     );
 }
+
+#[tokio::test]
+async fn scalekit_user_logout_webhook() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let (mut jar, _) = session(&s).await;
+    let now = s.clock.now();
+    let post = |body: &'static str, sig: String, ts: i64| {
+        Request::post("/auth/webhook")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let body = r#"{"type":"user.logout","data":{"user_id":"usr_42"}}"#;
+    let good = tower_oidc_auth::sign_webhook(SECRET, "msg_1", now, body.as_bytes()).unwrap();
+
+    // Bad signature, stale timestamp: refused, session intact.
+    let resp = s
+        .app
+        .clone()
+        .oneshot(post(body, "v1,aW52YWxpZA==".into(), now))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = s
+        .app
+        .clone()
+        .oneshot(post(body, good.clone(), now - 301))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+
+    // Another event type is acknowledged and ignored.
+    let other = r#"{"type":"user.created","data":{"user_id":"usr_42"}}"#;
+    let sig = tower_oidc_auth::sign_webhook(SECRET, "msg_1", now, other.as_bytes()).unwrap();
+    assert_eq!(
+        s.app
+            .clone()
+            .oneshot(post(other, sig, now))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+
+    // A signed user.logout ends the user's sessions.
+    s.clock.advance(Duration::from_secs(1));
+    let now = s.clock.now();
+    let good = tower_oidc_auth::sign_webhook(SECRET, "msg_1", now, body.as_bytes()).unwrap();
+    let resp = s.app.clone().oneshot(post(body, good, now)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn webhook_route_is_off_without_a_secret() {
+    let s = setup().await;
+    let req = Request::post("/auth/webhook")
+        .body(Body::from("{}"))
+        .unwrap();
+    // Not served by the layer: the app's router answers (404 here).
+    assert_eq!(
+        s.app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -133,3 +133,96 @@ async fn invalid_grant_is_shared_too() {
         "B took A's answer from Redis"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+async fn back_channel_logout_on_one_instance_ends_the_session_on_the_other() {
+    use tower_oidc_auth::RedisRevocationStore;
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    let prefix = format!("test-rev-{}", provider.addr().port());
+    let store_a = RedisRevocationStore::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap();
+    let store_b = RedisRevocationStore::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap();
+    let (issuer, id, secret) = (
+        provider.issuer().to_owned(),
+        provider.client_id().to_owned(),
+        provider.client_secret().to_owned(),
+    );
+    let layer = |store: RedisRevocationStore| {
+        AuthLayer::builder()
+            .provider(Provider::scalekit(issuer.clone()))
+            .client_id(id.clone())
+            .client_secret(secret.clone())
+            .redirect_url(REDIRECT)
+            .cookie_key([6u8; 64])
+            .clock(clock.clone())
+            .revocation_store(store)
+            .build()
+    };
+    let a = app(&layer(store_a).await.unwrap());
+    let mut changes_b = store_b.changes();
+    let b = app(&layer(store_b).await.unwrap());
+    let s = Setup {
+        auth: provider.layer_builder(REDIRECT).build().await.unwrap(),
+        app: a.clone(),
+        provider,
+        clock: clock.clone(),
+    };
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    let me: serde_json::Value =
+        serde_json::from_str(&body_string(send(&b, &mut jar.clone(), get_json("/me")).await).await)
+            .unwrap();
+    let sid = me["sid"].as_str().unwrap().to_owned();
+
+    // The provider tells instance A.
+    let token = s.provider.logout_token("test-client", "usr_42", &sid);
+    let body = format!(
+        "logout_token={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let req = Request::post("/auth/backchannel-logout")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(
+        a.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&a, &mut jar.clone(), get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Instance B hears it through Redis (bounded wait on the change notification, no sleep).
+    tokio::time::timeout(Duration::from_secs(5), changes_b.changed())
+        .await
+        .expect("B received the revocation")
+        .unwrap();
+    assert_eq!(
+        send(&b, &mut jar.clone(), get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A third instance started later loads it at connect.
+    let store_c = RedisRevocationStore::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap();
+    let c = app(&layer(store_c).await.unwrap());
+    assert_eq!(
+        send(&c, &mut jar.clone(), get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
