@@ -83,7 +83,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .client(b.client_id.clone(), b.client_secret.clone(), backchannel(b))
                 .start()
                 .await;
-            println!("No provider configured: using the embedded test provider at {}", embedded.issuer());
+            println!(
+                "No provider configured: using the embedded test provider at {}",
+                embedded.issuer()
+            );
             println!("Sign in with any login (it becomes your e-mail) and any non-empty password.");
             let p = Provider::scalekit(embedded.issuer());
             _embedded = Some(embedded);
@@ -103,7 +106,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let listener = tokio::net::TcpListener::bind(&bind).await?;
         println!("App {} at {}/", app.name, app.url);
-        servers.push(tokio::spawn(async move { axum::serve(listener, router).await }));
+        servers.push(tokio::spawn(
+            async move { axum::serve(listener, router).await },
+        ));
     }
     for server in servers {
         server.await??;
