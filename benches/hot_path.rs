@@ -82,6 +82,28 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    // The revocation check with 1,000 revocations recorded (none of them this session's).
+    rt.block_on(async {
+        for i in 0..1000 {
+            auth.revocation_store()
+                .revoke(
+                    tower_oidc_auth::RevocationKey::session("https://x", &format!("sid-{i}")),
+                    1,
+                    std::time::Duration::from_secs(3600),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    g.bench_function("revocation_check", |b| {
+        b.iter(|| {
+            tower_oidc_auth::__private::revocation_check(
+                &auth,
+                black_box("sid-of-this-session"),
+                black_box("usr_1"),
+            )
+        })
+    });
     g.finish();
 }
 

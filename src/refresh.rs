@@ -188,15 +188,27 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
                         },
                     );
                     let this = self.clone();
+                    let window = Duration::from_secs(grace.max(0) as u64);
                     // Its own task: a disconnecting client must not cancel a refresh that other
                     // requests wait for (a cancelled rotation would log them all out).
                     tokio::spawn(async move {
                         let result = task.await;
-                        if matches!(result, Err(RefreshError::Unavailable(_))) {
+                        let transient = matches!(result, Err(RefreshError::Unavailable(_)));
+                        if transient {
                             // Transient: the next request may try again.
                             this.lock().remove(&key);
                         }
                         let _ = tx.send(Some(result));
+                        drop(tx);
+                        if !transient {
+                            // Drop the result when its window ends, even if no other refresh
+                            // comes along to prune it.
+                            tokio::time::sleep(window).await;
+                            let mut entries = this.lock();
+                            if entries.get(&key).is_some_and(|e| e.created == now) {
+                                entries.remove(&key);
+                            }
+                        }
                     });
                     rx
                 }
