@@ -149,6 +149,42 @@ impl Claims {
     }
 }
 
+/// A failed guard check in a handler: answers 403 with a JSON body.
+///
+/// ```
+/// # use tower_oidc_auth::{Claims, Forbidden};
+/// async fn delete_workspace(claims: Claims) -> Result<&'static str, Forbidden> {
+///     claims.require_permission("workspace:delete")?;
+///     Ok("deleted")
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} required")]
+pub struct Forbidden(pub String);
+
+impl Claims {
+    /// `Ok` if the user has this role, else [`Forbidden`].
+    pub fn require_role(&self, role: &str) -> Result<(), Forbidden> {
+        self.has_role(role)
+            .then_some(())
+            .ok_or_else(|| Forbidden(format!("role {role}")))
+    }
+
+    /// `Ok` if the user has this permission, else [`Forbidden`].
+    pub fn require_permission(&self, permission: &str) -> Result<(), Forbidden> {
+        self.has_permission(permission)
+            .then_some(())
+            .ok_or_else(|| Forbidden(format!("permission {permission}")))
+    }
+
+    /// `Ok` if the access token carries this scope, else [`Forbidden`].
+    pub fn require_scope(&self, scope: &str) -> Result<(), Forbidden> {
+        self.has_scope(scope)
+            .then_some(())
+            .ok_or_else(|| Forbidden(format!("scope {scope}")))
+    }
+}
+
 impl Deref for Claims {
     type Target = StandardClaims;
     fn deref(&self) -> &StandardClaims {
@@ -169,6 +205,41 @@ impl fmt::Debug for Claims {
 impl Serialize for Claims {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.raw.serialize(serializer)
+    }
+}
+
+/// Reads the verified [`Claims`] from a request: `request.claims()`.
+///
+/// Implemented for `http::Request`, `http::Extensions` and, with the `tonic` feature,
+/// `tonic::Request`, so a tonic service method can write:
+///
+/// ```ignore
+/// async fn say_hello(&self, request: tonic::Request<HelloRequest>) -> Result<..., Status> {
+///     let claims = request.claims().ok_or_else(|| Status::unauthenticated("sign in"))?;
+///     ...
+/// }
+/// ```
+pub trait ClaimsExt {
+    /// The claims the layer attached, if the request is authenticated.
+    fn claims(&self) -> Option<&Claims>;
+}
+
+impl ClaimsExt for http::Extensions {
+    fn claims(&self) -> Option<&Claims> {
+        self.get::<Claims>()
+    }
+}
+
+impl<B> ClaimsExt for http::Request<B> {
+    fn claims(&self) -> Option<&Claims> {
+        self.extensions().get::<Claims>()
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl<T> ClaimsExt for tonic::Request<T> {
+    fn claims(&self) -> Option<&Claims> {
+        self.extensions().get::<Claims>()
     }
 }
 

@@ -144,6 +144,7 @@ pub struct AuthConfig {
     pub(crate) backchannel_path: Option<String>,
     pub(crate) logout_token_max_age: Duration,
     pub(crate) webhook_secret: Option<Secret>,
+    pub(crate) bearer: bool,
     pub(crate) clock: SharedClock,
 }
 
@@ -207,6 +208,7 @@ impl AuthConfig {
             backchannel_path: None,
             logout_token_max_age: Duration::from_secs(300),
             webhook_secret: None,
+            bearer: true,
             clock: Arc::new(SystemClock),
         }
     }
@@ -463,6 +465,14 @@ impl AuthConfig {
     /// Standard Webhooks secret (`whsec_...`). A `user.logout` event ends the user's sessions.
     pub fn webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.webhook_secret = Some(secret.into());
+        self
+    }
+
+    /// Accept `Authorization: Bearer <jwt>` on any request, validated like the cookie access
+    /// token (default on). A bearer request never redirects, refreshes or sets cookies; an
+    /// invalid token gets 401 `invalid_token` (gRPC: UNAUTHENTICATED).
+    pub fn bearer(mut self, on: bool) -> Self {
+        self.bearer = on;
         self
     }
 

@@ -11,7 +11,7 @@ use crate::config::{normalize_path, AuthConfig, ConfigError};
 use crate::cookies::{app_part, CookieCodec};
 use crate::provider::{ClientAuthMethod, HttpClient, Jwks, ProviderMetadata, TokenClient};
 use crate::refresh::{LocalRefreshCoordinator, RefreshCoordinator};
-use crate::require::RequireAuthLayer;
+use crate::require::{Guard, RequireAuthLayer};
 use crate::revocation::{MemoryRevocationStore, RevocationStore};
 use crate::service::AuthService;
 use crate::verify::{Expectations, Verifier};
@@ -58,6 +58,7 @@ pub(crate) struct Settings {
     pub(crate) refresh_timeout: std::time::Duration,
     pub(crate) webhook_path: String,
     pub(crate) webhook_secret: Option<crate::Secret>,
+    pub(crate) bearer: bool,
 }
 
 /// Everything shared by clones of the layer and its services.
@@ -86,7 +87,68 @@ impl AuthLayer {
     /// (for axum: `.route_layer(auth.require())` before `.layer(auth)`).
     #[must_use]
     pub fn require(&self) -> RequireAuthLayer {
-        RequireAuthLayer::new(self.shared.clone())
+        RequireAuthLayer::new(self.shared.clone(), None)
+    }
+
+    /// Like [`require`](Self::require), and the user must have this role (Scalekit `roles`).
+    /// Failing gives 403 JSON, a small 403 page for browser navigations, or gRPC
+    /// `PERMISSION_DENIED`.
+    ///
+    /// ```no_run
+    /// # async fn f(auth: tower_oidc_auth::AuthLayer) {
+    /// use axum::{routing::get, Router};
+    /// let admin: Router = Router::new()
+    ///     .route("/admin", get(|| async { "secret" }))
+    ///     .route_layer(auth.require_role("admin"))
+    ///     .layer(auth);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn require_role(&self, role: impl Into<String>) -> RequireAuthLayer {
+        let role = role.into();
+        let what = format!("role {role}");
+        self.require_claims_named(what, move |c| c.has_role(&role))
+    }
+
+    /// Like [`require`](Self::require), and the user must have this permission (Scalekit
+    /// `permissions`).
+    #[must_use]
+    pub fn require_permission(&self, permission: impl Into<String>) -> RequireAuthLayer {
+        let permission = permission.into();
+        let what = format!("permission {permission}");
+        self.require_claims_named(what, move |c| c.has_permission(&permission))
+    }
+
+    /// Like [`require`](Self::require), and the access token must carry this scope (the
+    /// space-separated `scope` claim, or a `scopes` array).
+    #[must_use]
+    pub fn require_scope(&self, scope: impl Into<String>) -> RequireAuthLayer {
+        let scope = scope.into();
+        let what = format!("scope {scope}");
+        self.require_claims_named(what, move |c| c.has_scope(&scope))
+    }
+
+    /// Like [`require`](Self::require), with any predicate over the claims.
+    ///
+    /// ```no_run
+    /// # fn f(auth: tower_oidc_auth::AuthLayer) {
+    /// let layer = auth.require_claims(|c| c.oid.as_deref() == Some("org_123"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn require_claims(
+        &self,
+        check: impl Fn(&crate::Claims) -> bool + Send + Sync + 'static,
+    ) -> RequireAuthLayer {
+        self.require_claims_named("access to this resource", check)
+    }
+
+    fn require_claims_named(
+        &self,
+        what: impl Into<String>,
+        check: impl Fn(&crate::Claims) -> bool + Send + Sync + 'static,
+    ) -> RequireAuthLayer {
+        RequireAuthLayer::new(self.shared.clone(), Some(Guard::new(what, check)))
     }
 
     /// The login route (default `/auth/login`).
@@ -339,6 +401,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         logout_token_max_age: cfg.logout_token_max_age.as_secs() as i64,
         webhook_path: join("webhook"),
         webhook_secret: cfg.webhook_secret.clone(),
+        bearer: cfg.bearer,
         refresh_timeout: cfg.refresh_timeout,
     };
     let coordinator = match cfg.refresh_coordinator {

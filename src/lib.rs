@@ -73,6 +73,7 @@
 //! | `axum` | yes | `Claims` and `Option<Claims>` extractors ([`ClaimsRejection`]) |
 //! | `redis` | no | [`RedisRefreshCoordinator`] and [`RedisRevocationStore`]: one refresh per session, and logouts, across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
+//! | `tonic` | no | [`ClaimsExt`] for `tonic::Request` (`request.claims()`) |
 //! | `full` | no | all of the above |
 //!
 //! # Routes
@@ -149,11 +150,11 @@ pub mod testing;
 pub mod __private;
 
 pub use body::AuthBody;
-pub use claims::{Claims, StandardClaims};
+pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{AuthConfig, ConfigError};
 #[cfg(feature = "axum")]
-pub use extract::ClaimsRejection;
+pub use extract::{ClaimsRejection, PermissionName, RequirePermission, RequireRole, RoleName};
 pub use future::ResponseFuture;
 pub use jsonwebtoken::Algorithm;
 pub use layer::AuthLayer;

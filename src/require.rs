@@ -14,17 +14,39 @@ use tower_service::Service;
 use crate::body::{own, AuthBody};
 use crate::claims::Claims;
 use crate::layer::Shared;
-use crate::responses::{unauthenticated, Client, Page};
+use crate::responses::{forbidden, unauthenticated, Client, Page};
 
-/// Layer returned by [`AuthLayer::require`](crate::AuthLayer::require).
+/// A predicate over the claims, with a description for the 403 answer.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    check: Arc<dyn Fn(&Claims) -> bool + Send + Sync>,
+    what: Arc<str>,
+}
+
+impl Guard {
+    pub(crate) fn new(
+        what: impl Into<String>,
+        check: impl Fn(&Claims) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            check: Arc::new(check),
+            what: what.into().into(),
+        }
+    }
+}
+
+/// Layer returned by [`AuthLayer::require`](crate::AuthLayer::require) and the guards
+/// ([`require_role`](crate::AuthLayer::require_role), ...): requests without a session get the
+/// unauthenticated answer; sessions that fail the guard get 403.
 #[derive(Clone)]
 pub struct RequireAuthLayer {
     shared: Arc<Shared>,
+    guard: Option<Guard>,
 }
 
 impl RequireAuthLayer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub(crate) fn new(shared: Arc<Shared>, guard: Option<Guard>) -> Self {
+        Self { shared, guard }
     }
 }
 
@@ -40,6 +62,7 @@ impl<S> Layer<S> for RequireAuthLayer {
         RequireAuth {
             inner,
             shared: self.shared.clone(),
+            guard: self.guard.clone(),
         }
     }
 }
@@ -49,6 +72,7 @@ impl<S> Layer<S> for RequireAuthLayer {
 pub struct RequireAuth<S> {
     inner: S,
     shared: Arc<Shared>,
+    guard: Option<Guard>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for RequireAuth<S> {
@@ -85,12 +109,25 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if req.extensions().get::<Claims>().is_some() {
-            return RequireFuture {
-                kind: Kind::Inner {
-                    fut: self.inner.call(req),
-                },
-            };
+        if let Some(claims) = req.extensions().get::<Claims>() {
+            match &self.guard {
+                Some(guard) if !(guard.check)(claims) => {
+                    tracing::debug!(sub = %claims.sub, what = %guard.what, "guard refused");
+                    let client = Client::of(req.method(), req.headers());
+                    return RequireFuture {
+                        kind: Kind::Ready {
+                            page: Some(forbidden(client, &guard.what)),
+                        },
+                    };
+                }
+                _ => {
+                    return RequireFuture {
+                        kind: Kind::Inner {
+                            fut: self.inner.call(req),
+                        },
+                    }
+                }
+            }
         }
         let (parts, _) = req.into_parts();
         tracing::debug!(path = parts.uri.path(), "unauthenticated request refused");
@@ -135,4 +172,9 @@ where
                 .expect("RequireFuture polled after completion")))),
         }
     }
+}
+
+#[cfg(feature = "tonic")]
+impl<S: tonic::server::NamedService> tonic::server::NamedService for RequireAuth<S> {
+    const NAME: &'static str = S::NAME;
 }

@@ -155,6 +155,24 @@ pub(crate) fn unauthenticated(
     resp
 }
 
+/// The response to a request whose session lacks what a guard requires.
+pub(crate) fn forbidden(client: Client, what: &str) -> Page {
+    match client {
+        Client::Browser => error_page(
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            &format!("You are signed in, but this page needs {what}."),
+            None,
+            Vec::new(),
+        ),
+        Client::Grpc => grpc_status(7, &format!("permission denied: {what} required")),
+        Client::Api => json(
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "forbidden", "message": format!("{what} required")}),
+        ),
+    }
+}
+
 pub(crate) fn method_not_allowed(allow: &'static str) -> Page {
     let mut r = json(
         StatusCode::METHOD_NOT_ALLOWED,

@@ -118,6 +118,26 @@ where
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        if settings.bearer {
+            if let Some(token) = session::bearer_token(req.headers()) {
+                let client = Client::of(req.method(), req.headers());
+                return match session::bearer_now(shared, token, client) {
+                    Some(outcome) => {
+                        if let Some(page) = outcome.reject {
+                            return ResponseFuture::ready(*page);
+                        }
+                        if let Some(claims) = outcome.claims {
+                            req.extensions_mut().insert(claims);
+                        }
+                        ResponseFuture::inner(inner.call(req), Vec::new())
+                    }
+                    None => {
+                        let fut = session::bearer(shared.clone(), token.to_owned(), client);
+                        ResponseFuture::resolving(Box::pin(fut), inner, req)
+                    }
+                };
+            }
+        }
         match session::resolve_now(shared, req.headers()) {
             Some(outcome) => {
                 if let Some(claims) = outcome.claims {

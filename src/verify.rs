@@ -61,6 +61,8 @@ pub(crate) struct Verified {
     generation: u64,
     /// Claims merged with the session's identity claims, built once per token.
     session_claims: OnceLock<Option<Claims>>,
+    /// Claims of the token alone, for bearer use, built once per token.
+    bearer_claims: OnceLock<Option<Claims>>,
 }
 
 impl Verified {
@@ -79,6 +81,13 @@ impl Verified {
                 }
                 Claims::from_map(merged)
             })
+            .clone()
+    }
+
+    /// The claims of the token alone (bearer use: no session, no identity claims).
+    pub(crate) fn bearer_claims(&self) -> Option<Claims> {
+        self.bearer_claims
+            .get_or_init(|| Claims::from_map((*self.claims).clone()))
             .clone()
     }
 }
@@ -193,6 +202,7 @@ impl Verifier {
                                 kid: key.kid.clone(),
                                 generation,
                                 session_claims: OnceLock::new(),
+                                bearer_claims: OnceLock::new(),
                             });
                             self.cache.insert(token.to_owned(), verified.clone());
                             Attempt::Valid(verified)
