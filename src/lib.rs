@@ -73,6 +73,7 @@
 //! | `axum` | yes | `Claims` and `Option<Claims>` extractors ([`ClaimsRejection`]) |
 //! | `redis` | no | [`RedisRefreshCoordinator`] and [`RedisRevocationStore`]: one refresh per session, and logouts, across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
+//! | `management` | no | [`management::ManagementClient`], a typed client for Scalekit's Management API |
 //! | `tonic` | no | [`ClaimsExt`] for `tonic::Request` (`request.claims()`) |
 //! | `full` | no | all of the above |
 //!
@@ -128,6 +129,8 @@ mod cookies;
 mod extract;
 mod future;
 mod layer;
+#[cfg(feature = "management")]
+pub mod management;
 mod provider;
 #[cfg(feature = "redis")]
 mod redis_store;

@@ -1,0 +1,974 @@
+//! A typed client for Scalekit's Management API (feature `management`).
+//!
+//! Web apps call the Management API from the backend with the app's own client id and secret,
+//! once "Allow Scalekit Management API Access" is enabled for the client in the Scalekit
+//! dashboard. [`ClientCredentials`] gets and caches the token (`client_credentials` grant);
+//! [`ManagementClient`] calls `<ENV_URL>/api/v1/...` with timeouts, bounded response sizes,
+//! retries for idempotent GETs on 429/5xx (honouring `Retry-After`), and typed errors.
+//!
+//! ```no_run
+//! # async fn run(claims: tower_oidc_auth::Claims) -> Result<(), tower_oidc_auth::management::ManagementError> {
+//! use tower_oidc_auth::management::{ClientCredentials, ManagementClient};
+//! let env = "https://yourenv.scalekit.com";
+//! let client = ManagementClient::new(env, ClientCredentials::scalekit(env, "skc_...", "secret"));
+//! let user = client.current_user(&claims).await?;
+//! for membership in client.user_organizations(&claims).await? {
+//!     println!("{} as {:?}", membership.organization_id, membership.role_names());
+//! }
+//! # let _ = user; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{self, Stream};
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::claims::Claims;
+use crate::secret::Secret;
+
+/// What went wrong calling the Management API.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagementError {
+    /// The API answered with an error (`{code, message, details[{error_code}]}`).
+    #[error("management API returned {status}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The gRPC-style status code in the body, if any.
+        code: Option<i64>,
+        /// The message in the body (or the HTTP reason).
+        message: String,
+        /// The first `details[].error_code`, such as `USER_NOT_FOUND`.
+        error_code: Option<String>,
+    },
+    /// The token endpoint refused or failed.
+    #[error("management API token: {0}")]
+    Token(String),
+    /// The API could not be reached.
+    #[error("management API unreachable: {0}")]
+    Unreachable(String),
+    /// No answer within the timeout.
+    #[error("management API timed out")]
+    Timeout,
+    /// The response was larger than allowed.
+    #[error("management API response larger than {0} bytes")]
+    TooLarge(usize),
+    /// The response was not the JSON expected.
+    #[error("malformed management API response: {0}")]
+    Malformed(String),
+}
+
+impl ManagementError {
+    /// The HTTP status of an API error.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Waits between retries. Injectable so tests can check delays without waiting.
+pub trait Sleeper: Send + Sync + 'static {
+    /// Waits `duration`.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// The real sleeper (tokio's timer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+impl Sleeper for TokioSleeper {
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+struct Cached {
+    token: Secret,
+    expires_at: tokio::time::Instant,
+}
+
+/// OAuth 2.0 client credentials: `grant_type=client_credentials` at a token endpoint, with the
+/// token cached until shortly before `expires_in` and one fetch shared by all waiting tasks.
+/// Generic: it can serve any OAuth2-protected API.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    inner: Arc<CredentialsInner>,
+}
+
+struct CredentialsInner {
+    http: reqwest::Client,
+    token_url: String,
+    client_id: String,
+    client_secret: Secret,
+    scope: Option<String>,
+    cached: tokio::sync::Mutex<Option<Cached>>,
+    grants: AtomicU64,
+    timeout: Duration,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.inner.token_url)
+            .field("client_id", &self.inner.client_id)
+            .field("client_secret", &self.inner.client_secret)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// Credentials for `token_url`.
+    pub fn new(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+    ) -> Self {
+        Self::with_scope(token_url, client_id, client_secret, None)
+    }
+
+    /// Credentials for `token_url`, asking for `scope`.
+    pub fn with_scope(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+        scope: Option<String>,
+    ) -> Self {
+        let timeout = Duration::from_secs(10);
+        Self {
+            inner: Arc::new(CredentialsInner {
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(timeout)
+                    .build()
+                    .unwrap_or_else(|_| reqwest::Client::new()),
+                token_url: token_url.into(),
+                client_id: client_id.into(),
+                client_secret: client_secret.into(),
+                scope,
+                cached: tokio::sync::Mutex::new(None),
+                grants: AtomicU64::new(0),
+                timeout,
+            }),
+        }
+    }
+
+    /// Scalekit's token endpoint: `<env_url>/oauth/token`.
+    pub fn scalekit(
+        env_url: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Secret>,
+    ) -> Self {
+        Self::new(
+            format!("{}/oauth/token", env_url.trim_end_matches('/')),
+            client_id,
+            client_secret,
+        )
+    }
+
+    /// Token grants made so far (for tests and metrics).
+    #[must_use]
+    pub fn grants(&self) -> u64 {
+        self.inner.grants.load(Ordering::Relaxed)
+    }
+
+    /// A valid access token: the cached one, or a new one. Concurrent callers share one fetch.
+    pub async fn token(&self) -> Result<Secret, ManagementError> {
+        // Held across the fetch on purpose: this is the single flight (not a hot path).
+        let mut cached = self.inner.cached.lock().await;
+        if let Some(c) = cached.as_ref() {
+            if tokio::time::Instant::now() < c.expires_at {
+                return Ok(c.token.clone());
+            }
+        }
+        let (token, expires_in) = self.fetch().await?;
+        // Refresh a little before expiry: 30 s, or a tenth of a short lifetime.
+        let margin = (expires_in / 10).min(30);
+        let lifetime = Duration::from_secs(expires_in.saturating_sub(margin).max(1));
+        *cached = Some(Cached {
+            token: token.clone(),
+            expires_at: tokio::time::Instant::now() + lifetime,
+        });
+        Ok(token)
+    }
+
+    /// Forgets `token` if it is the cached one (after the API refused it).
+    pub async fn invalidate(&self, token: &Secret) {
+        let mut cached = self.inner.cached.lock().await;
+        if cached.as_ref().is_some_and(|c| &c.token == token) {
+            *cached = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<(Secret, u64), ManagementError> {
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<Value>,
+        }
+        let inner = &self.inner;
+        inner.grants.fetch_add(1, Ordering::Relaxed);
+        let form = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials")
+                .append_pair("client_id", &inner.client_id)
+                .append_pair("client_secret", inner.client_secret.expose());
+            if let Some(scope) = &inner.scope {
+                form.append_pair("scope", scope);
+            }
+            form.finish()
+        };
+        let request = inner
+            .http
+            .post(&inner.token_url)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .timeout(inner.timeout)
+            .body(form);
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ManagementError::Timeout
+            } else {
+                ManagementError::Token(e.to_string())
+            }
+        })?;
+        let status = response.status();
+        let body = read_limited(response, 64 * 1024).await?;
+        if !status.is_success() {
+            let error = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+            return Err(ManagementError::Token(error));
+        }
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| ManagementError::Token(e.to_string()))?;
+        let expires_in = match parsed.expires_in {
+            Some(Value::Number(n)) => n.as_u64().unwrap_or(300),
+            Some(Value::String(s)) => s.parse().unwrap_or(300),
+            _ => 300,
+        };
+        Ok((Secret::new(parsed.access_token), expires_in))
+    }
+}
+
+async fn read_limited(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<bytes::Bytes, ManagementError> {
+    if response.content_length().is_some_and(|l| l > max as u64) {
+        return Err(ManagementError::TooLarge(max));
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(ManagementError::TooLarge(max));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) if e.is_timeout() => return Err(ManagementError::Timeout),
+            Err(e) => return Err(ManagementError::Unreachable(e.to_string())),
+        }
+    }
+}
+
+/// A Scalekit user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct User {
+    /// `usr_...`.
+    #[serde(default)]
+    pub id: String,
+    /// E-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Your system's id for the user.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Organization memberships, with roles and permissions.
+    #[serde(default)]
+    pub memberships: Vec<Membership>,
+    /// Profile (names, phone, ...).
+    #[serde(default)]
+    pub user_profile: Option<UserProfile>,
+    /// Custom metadata.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Any other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A user's profile.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UserProfile {
+    /// Full name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Given name.
+    #[serde(default)]
+    pub given_name: Option<String>,
+    /// Family name.
+    #[serde(default)]
+    pub family_name: Option<String>,
+    /// Whether the e-mail is verified.
+    #[serde(default)]
+    pub email_verified: Option<bool>,
+    /// Any other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A user's membership in an organization.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Membership {
+    /// `org_...`.
+    #[serde(default)]
+    pub organization_id: String,
+    /// Organization name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Organization display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// `ACTIVE`, `INACTIVE`, `PENDING_INVITE`, `INVITE_EXPIRED`.
+    #[serde(default)]
+    pub membership_status: Option<String>,
+    /// Roles in the organization.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Effective permissions in the organization.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Any other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Membership {
+    /// The role names.
+    #[must_use]
+    pub fn role_names(&self) -> Vec<&str> {
+        self.roles.iter().map(|r| r.name.as_str()).collect()
+    }
+}
+
+/// A role.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Role {
+    /// Role id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Machine name, such as `admin`.
+    #[serde(default)]
+    pub name: String,
+    /// Human-readable name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Any other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An organization.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Organization {
+    /// `org_...`.
+    #[serde(default)]
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Your system's id for the organization.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Custom metadata.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Any other field.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A user session at Scalekit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Session {
+    /// `ses_...`.
+    #[serde(default)]
+    pub session_id: String,
+    /// `usr_...`.
+    #[serde(default)]
+    pub user_id: String,
+    /// `active`, `expired`, `revoked` or `logout`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The organization currently active in the session.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    /// Any other field (device, timestamps, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Roles to give a user in an organization, for creating or updating a membership.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct MembershipRequest {
+    /// Role names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleRef>,
+    /// Custom metadata.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+    /// Who invited the user (create only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inviter_email: Option<String>,
+}
+
+impl MembershipRequest {
+    /// A request giving these roles.
+    #[must_use]
+    pub fn with_roles<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Self {
+        Self {
+            roles: roles
+                .into_iter()
+                .map(|name| RoleRef { name: name.into() })
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
+/// A role by name.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleRef {
+    /// Role name.
+    pub name: String,
+}
+
+/// Scalekit's Management API. `Clone` is a pointer copy: share it through axum state.
+#[derive(Clone)]
+pub struct ManagementClient {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    http: reqwest::Client,
+    base: String,
+    credentials: ClientCredentials,
+    timeout: Duration,
+    max_body: usize,
+    max_retries: u32,
+    max_retry_delay: Duration,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+impl fmt::Debug for ManagementClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagementClient")
+            .field("base", &self.inner.base)
+            .field("credentials", &self.inner.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    details: Vec<Value>,
+}
+
+impl ManagementClient {
+    /// A client for the environment at `env_url` (calls go to `<env_url>/api/v1`).
+    pub fn new(env_url: &str, credentials: ClientCredentials) -> Self {
+        Self::builder(env_url, credentials).build()
+    }
+
+    /// A client using the layer's provider and client credentials: the app's own client id and
+    /// secret, which need "Allow Scalekit Management API Access" enabled.
+    #[must_use]
+    pub fn from_layer(auth: &crate::AuthLayer) -> Self {
+        let shared = &auth.shared;
+        let credentials = ClientCredentials::new(
+            shared.meta.token_endpoint.clone(),
+            shared.token.client_id.clone(),
+            shared.token.client_secret.clone(),
+        );
+        Self::new(&shared.meta.issuer, credentials)
+    }
+
+    /// A builder, to change timeouts, limits and retries.
+    pub fn builder(env_url: &str, credentials: ClientCredentials) -> ManagementClientBuilder {
+        ManagementClientBuilder {
+            base: format!("{}/api/v1", env_url.trim_end_matches('/')),
+            credentials,
+            timeout: Duration::from_secs(10),
+            max_body: 4 * 1024 * 1024,
+            max_retries: 3,
+            max_retry_delay: Duration::from_secs(30),
+            sleeper: Arc::new(TokioSleeper),
+        }
+    }
+
+    /// The credentials (for their counters, or to share them).
+    #[must_use]
+    pub fn credentials(&self) -> &ClientCredentials {
+        &self.inner.credentials
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<T, ManagementError> {
+        let inner = &self.inner;
+        let mut url = format!("{}{path}", inner.base);
+        if !query.is_empty() {
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish();
+            url = format!("{url}?{q}");
+        }
+        let mut attempt = 0u32;
+        let mut reauthenticated = false;
+        loop {
+            let token = inner.credentials.token().await?;
+            let mut request = inner
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token.expose())
+                .header(http::header::ACCEPT, "application/json")
+                .timeout(inner.timeout);
+            if let Some(body) = body {
+                request = request
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
+            }
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) if e.is_timeout() => return Err(ManagementError::Timeout),
+                Err(e) => return Err(ManagementError::Unreachable(e.to_string())),
+            };
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let bytes = read_limited(response, inner.max_body).await?;
+            if status == http::StatusCode::UNAUTHORIZED && !reauthenticated {
+                // The token may have been revoked or expired early: one fresh token, one retry.
+                reauthenticated = true;
+                inner.credentials.invalidate(&token).await;
+                continue;
+            }
+            let retryable =
+                status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            if retryable && method == Method::GET && attempt < inner.max_retries {
+                let backoff = Duration::from_millis(200 * 2u64.pow(attempt));
+                let delay = retry_after
+                    .map(Duration::from_secs)
+                    .unwrap_or(backoff)
+                    .min(inner.max_retry_delay);
+                attempt += 1;
+                tracing::debug!(%status, ?delay, attempt, "management API: retrying GET");
+                inner.sleeper.sleep(delay).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(api_error(status, &bytes));
+            }
+            if bytes.is_empty() || bytes.as_ref() == b"null" {
+                return serde_json::from_value(Value::Null)
+                    .or_else(|_| serde_json::from_value(Value::Object(Map::new())))
+                    .map_err(|e| ManagementError::Malformed(e.to_string()));
+            }
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| ManagementError::Malformed(e.to_string()));
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ManagementError> {
+        self.call(Method::GET, path, query, None).await
+    }
+
+    /// Walks every page of a list endpoint.
+    fn pages<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: String,
+        field: &'static str,
+        page_size: u32,
+    ) -> impl Stream<Item = Result<T, ManagementError>> + Send + 'static {
+        let client = self.clone();
+        let state = (
+            client,
+            Some(String::new()),
+            std::collections::VecDeque::<T>::new(),
+        );
+        stream::unfold(state, move |(client, mut token, mut buffer)| {
+            let path = path.clone();
+            async move {
+                loop {
+                    if let Some(item) = buffer.pop_front() {
+                        return Some((Ok(item), (client, token, buffer)));
+                    }
+                    let page_token = token.take()?;
+                    let mut query = vec![("page_size", page_size.to_string())];
+                    if !page_token.is_empty() {
+                        query.push(("page_token", page_token));
+                    }
+                    let page: Value = match client.get(&path, &query).await {
+                        Ok(v) => v,
+                        Err(e) => return Some((Err(e), (client, None, buffer))),
+                    };
+                    let items = page.get(field).cloned().unwrap_or(Value::Array(Vec::new()));
+                    match serde_json::from_value::<Vec<T>>(items) {
+                        Ok(items) => buffer.extend(items),
+                        Err(e) => {
+                            return Some((
+                                Err(ManagementError::Malformed(e.to_string())),
+                                (client, None, buffer),
+                            ))
+                        }
+                    }
+                    token = page
+                        .get("next_page_token")
+                        .and_then(Value::as_str)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned);
+                }
+            }
+        })
+    }
+
+    // ---- users ----
+
+    /// `GET /users/{id}`.
+    pub async fn get_user(&self, id: &str) -> Result<User, ManagementError> {
+        let v: Value = self.get(&format!("/users/{}", seg(id)), &[]).await?;
+        field(v, "user")
+    }
+
+    /// `GET /users`, every page.
+    pub fn list_users(
+        &self,
+        page_size: u32,
+    ) -> impl Stream<Item = Result<User, ManagementError>> + Send + 'static {
+        self.pages("/users".into(), "users", page_size)
+    }
+
+    // ---- organizations ----
+
+    /// `GET /organizations/{id}`.
+    pub async fn get_organization(&self, id: &str) -> Result<Organization, ManagementError> {
+        let v: Value = self
+            .get(&format!("/organizations/{}", seg(id)), &[])
+            .await?;
+        field(v, "organization")
+    }
+
+    /// `GET /organizations`, every page.
+    pub fn list_organizations(
+        &self,
+        page_size: u32,
+    ) -> impl Stream<Item = Result<Organization, ManagementError>> + Send + 'static {
+        self.pages("/organizations".into(), "organizations", page_size)
+    }
+
+    /// `GET /organizations/{id}/users`, every page.
+    pub fn list_organization_users(
+        &self,
+        organization_id: &str,
+        page_size: u32,
+    ) -> impl Stream<Item = Result<User, ManagementError>> + Send + 'static {
+        self.pages(
+            format!("/organizations/{}/users", seg(organization_id)),
+            "users",
+            page_size,
+        )
+    }
+
+    // ---- memberships ----
+
+    /// `POST /memberships/organizations/{org}/users/{user}`: adds a user to an organization.
+    /// Not retried.
+    pub async fn create_membership(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+        request: &MembershipRequest,
+    ) -> Result<User, ManagementError> {
+        let body =
+            serde_json::to_value(request).map_err(|e| ManagementError::Malformed(e.to_string()))?;
+        let path = format!(
+            "/memberships/organizations/{}/users/{}",
+            seg(organization_id),
+            seg(user_id)
+        );
+        let v: Value = self.call(Method::POST, &path, &[], Some(&body)).await?;
+        field(v, "user")
+    }
+
+    /// `PATCH /memberships/organizations/{org}/users/{user}`: changes roles or metadata.
+    pub async fn update_membership(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+        request: &MembershipRequest,
+    ) -> Result<User, ManagementError> {
+        let body =
+            serde_json::to_value(request).map_err(|e| ManagementError::Malformed(e.to_string()))?;
+        let path = format!(
+            "/memberships/organizations/{}/users/{}",
+            seg(organization_id),
+            seg(user_id)
+        );
+        let v: Value = self.call(Method::PATCH, &path, &[], Some(&body)).await?;
+        field(v, "user")
+    }
+
+    /// `DELETE /memberships/organizations/{org}/users/{user}`: removes a user from an
+    /// organization.
+    pub async fn delete_membership(
+        &self,
+        organization_id: &str,
+        user_id: &str,
+    ) -> Result<(), ManagementError> {
+        let path = format!(
+            "/memberships/organizations/{}/users/{}",
+            seg(organization_id),
+            seg(user_id)
+        );
+        let _: Value = self.call(Method::DELETE, &path, &[], None).await?;
+        Ok(())
+    }
+
+    // ---- roles ----
+
+    /// The user's roles and permissions in one organization (from the user's memberships).
+    pub async fn user_roles(
+        &self,
+        user_id: &str,
+        organization_id: &str,
+    ) -> Result<(Vec<Role>, Vec<String>), ManagementError> {
+        let user = self.get_user(user_id).await?;
+        Ok(user
+            .memberships
+            .into_iter()
+            .find(|m| m.organization_id == organization_id)
+            .map(|m| (m.roles, m.permissions))
+            .unwrap_or_default())
+    }
+
+    /// `GET /organizations/{id}/roles`: the roles available in an organization.
+    pub async fn list_organization_roles(
+        &self,
+        organization_id: &str,
+    ) -> Result<Vec<Role>, ManagementError> {
+        let v: Value = self
+            .get(
+                &format!("/organizations/{}/roles", seg(organization_id)),
+                &[],
+            )
+            .await?;
+        field(v, "roles")
+    }
+
+    /// `GET /roles`: every role of the environment.
+    pub async fn list_roles(&self) -> Result<Vec<Role>, ManagementError> {
+        let v: Value = self.get("/roles", &[]).await?;
+        field(v, "roles")
+    }
+
+    // ---- sessions ----
+
+    /// `GET /sessions/{id}`.
+    pub async fn get_session(&self, session_id: &str) -> Result<Session, ManagementError> {
+        self.get(&format!("/sessions/{}", seg(session_id)), &[])
+            .await
+    }
+
+    /// `POST /sessions/{id}/revoke`.
+    pub async fn revoke_session(&self, session_id: &str) -> Result<(), ManagementError> {
+        let path = format!("/sessions/{}/revoke", seg(session_id));
+        let _: Value = self.call(Method::POST, &path, &[], None).await?;
+        Ok(())
+    }
+
+    /// `GET /users/{id}/sessions`, every page.
+    pub fn list_user_sessions(
+        &self,
+        user_id: &str,
+        page_size: u32,
+    ) -> impl Stream<Item = Result<Session, ManagementError>> + Send + 'static {
+        self.pages(
+            format!("/users/{}/sessions", seg(user_id)),
+            "sessions",
+            page_size,
+        )
+    }
+
+    /// `POST /users/{id}/sessions/revoke`: ends every session of the user. Returns how many.
+    pub async fn revoke_user_sessions(&self, user_id: &str) -> Result<u64, ManagementError> {
+        let path = format!("/users/{}/sessions/revoke", seg(user_id));
+        let v: Value = self.call(Method::POST, &path, &[], None).await?;
+        Ok(v.get("total_revoked").and_then(Value::as_u64).unwrap_or(0))
+    }
+
+    // ---- fit with the layer ----
+
+    /// The signed-in user: `GET /users/{sub}`.
+    pub async fn current_user(&self, claims: &Claims) -> Result<User, ManagementError> {
+        self.get_user(&claims.sub).await
+    }
+
+    /// The signed-in user's organizations, with their roles and permissions.
+    pub async fn user_organizations(
+        &self,
+        claims: &Claims,
+    ) -> Result<Vec<Membership>, ManagementError> {
+        Ok(self.current_user(claims).await?.memberships)
+    }
+}
+
+/// Builder for [`ManagementClient`].
+#[must_use]
+pub struct ManagementClientBuilder {
+    base: String,
+    credentials: ClientCredentials,
+    timeout: Duration,
+    max_body: usize,
+    max_retries: u32,
+    max_retry_delay: Duration,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+impl fmt::Debug for ManagementClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagementClientBuilder")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagementClientBuilder {
+    /// Timeout of each call (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest response read (default 4 MiB).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Retries of a GET on 429 or 5xx (default 3).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Longest wait between retries, whatever `Retry-After` says (default 30 s).
+    pub fn max_retry_delay(mut self, delay: Duration) -> Self {
+        self.max_retry_delay = delay;
+        self
+    }
+
+    /// How to wait between retries (default tokio's timer; tests inject their own).
+    pub fn sleeper(mut self, sleeper: impl Sleeper) -> Self {
+        self.sleeper = Arc::new(sleeper);
+        self
+    }
+
+    /// The client.
+    pub fn build(self) -> ManagementClient {
+        ManagementClient {
+            inner: Arc::new(ClientInner {
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(self.timeout)
+                    .user_agent(concat!("tower-oidc-auth/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .unwrap_or_else(|_| reqwest::Client::new()),
+                base: self.base,
+                credentials: self.credentials,
+                timeout: self.timeout,
+                max_body: self.max_body,
+                max_retries: self.max_retries,
+                max_retry_delay: self.max_retry_delay,
+                sleeper: self.sleeper,
+            }),
+        }
+    }
+}
+
+/// A path segment, percent-encoded.
+fn seg(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn field<T: DeserializeOwned>(mut v: Value, name: &str) -> Result<T, ManagementError> {
+    let inner = v.get_mut(name).map(Value::take).unwrap_or(Value::Null);
+    serde_json::from_value(inner).map_err(|e| ManagementError::Malformed(format!("{name}: {e}")))
+}
+
+fn api_error(status: http::StatusCode, body: &[u8]) -> ManagementError {
+    let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+    let (code, message, error_code) = match parsed {
+        Some(e) => {
+            let error_code = e
+                .details
+                .iter()
+                .find_map(|d| d.get("error_code").and_then(Value::as_str))
+                .map(str::to_owned);
+            (e.code, e.message, error_code)
+        }
+        None => (None, None, None),
+    };
+    ManagementError::Api {
+        status: status.as_u16(),
+        code,
+        message: message.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
+        error_code,
+    }
+}
