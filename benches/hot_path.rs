@@ -16,21 +16,44 @@ use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
 use tower_oidc_auth::Claims;
 
+/// The cookies a browser sends on app paths: the session chunks, not the ID token (its path is
+/// `/auth`).
+fn app_cookies(header: String) -> String {
+    header
+        .split("; ")
+        .filter(|c| !c.split('=').next().unwrap_or("").contains("_id"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (_provider, auth, cookie) = rt.block_on(async {
+    let (provider, auth, cookie, big_cookie, bearer) = rt.block_on(async {
         let provider = TestProvider::start().await;
         let auth = provider
             .layer_builder("https://app.example.com/auth/callback")
             .build()
             .await
             .unwrap();
-        let cookie = provider.session_cookie(&auth, &TestUser::new("usr_1").email("a@b.c"));
-        (provider, auth, cookie)
+        let cookie =
+            app_cookies(provider.session_cookie(&auth, &TestUser::new("usr_1").email("a@b.c")));
+        // A session whose cookie is about 8 KB, split into chunks.
+        let big = TestUser::new("usr_big").claim("profile", "p".repeat(2800));
+        let big_cookie = app_cookies(provider.session_cookie(&auth, &big));
+        let bearer = format!(
+            "Bearer {}",
+            provider.access_token(&TestUser::new("usr_api"))
+        );
+        (provider, auth, cookie, big_cookie, bearer)
     });
+    assert!(
+        big_cookie.len() > 7000 && big_cookie.matches("_s.").count() >= 1,
+        "{}",
+        big_cookie.len()
+    );
     let bare = Router::new().route("/", get(|| async { "ok" }));
     let layered = Router::new()
         .route(
@@ -63,13 +86,38 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| layered.clone().oneshot(req(Some(&cookie))))
     });
+    g.bench_function("e_bearer_cache_warm", |b| {
+        b.to_async(&rt).iter(|| {
+            let r = Request::get("/")
+                .header(header::AUTHORIZATION, &bearer)
+                .body(Body::empty())
+                .unwrap();
+            layered.clone().oneshot(r)
+        })
+    });
+    g.bench_function("g_chunked_8kb_session_cache_warm", |b| {
+        b.to_async(&rt)
+            .iter(|| layered.clone().oneshot(req(Some(&big_cookie))))
+    });
+    g.finish();
+
+    // (d): a token seen for the first time: one RS256 signature check (plus cookie opening).
+    let mut g = c.benchmark_group("request_cold");
+    g.sample_size(30);
+    g.bench_function("d_layer_valid_session_cache_cold", |b| {
+        b.iter_batched(
+            || app_cookies(provider.session_cookie(&auth, &TestUser::new("usr_cold"))),
+            |fresh| rt.block_on(layered.clone().oneshot(req(Some(&fresh)))),
+            criterion::BatchSize::SmallInput,
+        )
+    });
     g.finish();
 
     let mut headers = HeaderMap::new();
     headers.insert(header::COOKIE, cookie.parse().unwrap());
     let exp = tower_oidc_auth::__private::open_session(&auth, &headers).expect("session opens");
     let mut g = c.benchmark_group("parts");
-    g.bench_function("open_session_cookie", |b| {
+    g.bench_function("f_open_session_cookie", |b| {
         b.iter(|| tower_oidc_auth::__private::open_session(&auth, black_box(&headers)))
     });
     g.bench_function("refresh_check", |b| {

@@ -24,10 +24,16 @@ pub(crate) struct RequestCookies<'a> {
 
 impl<'a> RequestCookies<'a> {
     /// Reads every `Cookie` header, keeping only names that start with `prefix`.
+    ///
+    /// `std::str::from_utf8` (a fast ASCII check) instead of `HeaderValue::to_str` (a slow
+    /// per-byte one), then `memchr`-based splitting: other apps' cookies cost little.
     pub(crate) fn parse(headers: &'a HeaderMap, prefix: &str) -> Self {
         let mut pairs = Vec::new();
         for value in headers.get_all(http::header::COOKIE) {
-            let Ok(value) = value.to_str() else { continue };
+            // Cookie headers are ASCII; a header that is not UTF-8 is ignored as a whole.
+            let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
+                continue;
+            };
             for part in value.split(';') {
                 let Some((name, v)) = part.split_once('=') else {
                     continue;
@@ -66,13 +72,29 @@ impl<'a> RequestCookies<'a> {
             .map(|(n, _)| *n)
     }
 
+    /// The value of chunk `index` (`name.<index>`), without building the name.
+    fn get_chunk(&self, name: &str, index: usize) -> Option<&'a str> {
+        if index == 0 {
+            return self.get(name);
+        }
+        self.pairs
+            .iter()
+            .find(|(n, _)| {
+                n.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .and_then(|digits| digits.parse::<usize>().ok())
+                    == Some(index)
+            })
+            .map(|(_, v)| *v)
+    }
+
     /// Joins `name`, `name.1`, ... Returns the value and how many chunks were present.
     pub(crate) fn chunked(&self, name: &str) -> Option<(String, usize)> {
         let first = self.get(name)?;
         let mut value = first.to_owned();
         let mut count = 1;
         while count < MAX_CHUNKS {
-            match self.get(&chunk_name(name, count)) {
+            match self.get_chunk(name, count) {
                 Some(part) => {
                     value.push_str(part);
                     count += 1;
@@ -83,13 +105,22 @@ impl<'a> RequestCookies<'a> {
         Some((value, count))
     }
 
+    /// Like [`chunked`](Self::chunked), borrowing when there is a single chunk (the usual case).
+    pub(crate) fn sealed(&self, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+        let first = self.get(name)?;
+        if self.get_chunk(name, 1).is_none() {
+            return Some(std::borrow::Cow::Borrowed(first));
+        }
+        self.chunked(name).map(|(v, _)| std::borrow::Cow::Owned(v))
+    }
+
     /// How many chunks of `name` the request carried (0 when absent).
     pub(crate) fn chunk_count(&self, name: &str) -> usize {
         if self.get(name).is_none() {
             return 0;
         }
         (1..MAX_CHUNKS)
-            .take_while(|i| self.get(&chunk_name(name, *i)).is_some())
+            .take_while(|i| self.get_chunk(name, *i).is_some())
             .count()
             + 1
     }
@@ -447,5 +478,39 @@ mod tests {
         assert_eq!(c.get("oidc_x"), Some("q"));
         assert_eq!(c.get("a"), None);
         assert_eq!(c.get("oidc_y"), None);
+    }
+}
+
+/// A sealed cookie value as a cache key. Equality compares the whole value; the hash covers
+/// only the length and the last 32 bytes (the AES-GCM tag and the end of the ciphertext), so a
+/// lookup does not hash kilobytes. Only values that opened with our key are ever stored, and an
+/// attacker cannot make such values, so the shortened hash cannot be used to flood a bucket.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SealedKey(pub(crate) String);
+
+/// A borrowed [`SealedKey`], for lookups without allocating.
+pub(crate) struct SealedRef<'a>(pub(crate) &'a str);
+
+fn hash_sealed<H: std::hash::Hasher>(s: &str, state: &mut H) {
+    let bytes = s.as_bytes();
+    state.write_usize(bytes.len());
+    state.write(&bytes[bytes.len().saturating_sub(32)..]);
+}
+
+impl std::hash::Hash for SealedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_sealed(&self.0, state);
+    }
+}
+
+impl std::hash::Hash for SealedRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_sealed(self.0, state);
+    }
+}
+
+impl quick_cache::Equivalent<SealedKey> for SealedRef<'_> {
+    fn equivalent(&self, key: &SealedKey) -> bool {
+        self.0 == key.0
     }
 }

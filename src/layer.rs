@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     pub(crate) revocations: Arc<dyn RevocationStore>,
     /// Logout-token `jti`s seen, with when: replays are refused.
     pub(crate) seen_jti: quick_cache::sync::Cache<String, i64>,
+    /// Opened session cookies, by their exact sealed value.
+    pub(crate) sessions:
+        quick_cache::sync::Cache<crate::cookies::SealedKey, Arc<crate::session::OpenSession>>,
     pub(crate) clock: SharedClock,
 }
 
@@ -429,6 +432,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
                 )),
             },
             seen_jti: quick_cache::sync::Cache::new(10_000),
+            sessions: quick_cache::sync::Cache::new(cfg.cache_capacity.max(1)),
             clock: cfg.clock,
         }),
     })

@@ -588,7 +588,12 @@ impl ManagementClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
             let bytes = read_limited(response, inner.max_body).await?;
-            if status == http::StatusCode::UNAUTHORIZED && !reauthenticated {
+            // 401, or a body saying UNAUTHENTICATED (gRPC code 16) under another status.
+            let unauthenticated = status == http::StatusCode::UNAUTHORIZED
+                || (!status.is_success()
+                    && serde_json::from_slice::<ErrorBody>(&bytes)
+                        .is_ok_and(|e| e.code == Some(16)));
+            if unauthenticated && !reauthenticated {
                 // The token may have been revoked or expired early: one fresh token, one retry.
                 reauthenticated = true;
                 inner.credentials.invalidate(&token).await;

@@ -173,11 +173,12 @@ pub(crate) fn refresh_due(exp: i64, ts: i64, margin: i64, now: i64) -> bool {
 pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcome> {
     let codec = &shared.cookies;
     let cookies = codec.read(headers);
-    let data = match read_session(shared, &cookies) {
+    let open = match read_session(shared, &cookies) {
         Err(outcome) => return Some(outcome),
-        Ok(data) => data,
+        Ok(open) => open,
     };
-    if is_revoked(shared, &data.ids) {
+    let data = &open.data;
+    if open.revocation.revoked(shared.revocations.as_ref()) {
         tracing::debug!("session was revoked; clearing");
         return Some(Outcome::cleared(shared, &cookies, true));
     }
@@ -185,8 +186,8 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
     if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
         return None;
     }
-    check(shared, &cookies, &data, now, |t| {
-        shared.verifier.access_now(t)
+    check(shared, &cookies, data, now, |_| {
+        verify_session(shared, &open)
     })
 }
 
@@ -278,12 +279,13 @@ pub(crate) async fn resolve(
 ) -> Outcome {
     let codec = &shared.cookies;
     let cookies = codec.read(&headers);
-    let data = match read_session(&shared, &cookies) {
+    let open = match read_session(&shared, &cookies) {
         Err(outcome) => return outcome,
-        Ok(data) => data,
+        Ok(open) => open,
     };
+    let data = &open.data;
     // Before any refresh: a revoked session is never refreshed back to life.
-    if is_revoked(&shared, &data.ids) {
+    if open.revocation.revoked(shared.revocations.as_ref()) {
         tracing::debug!("session was revoked; clearing");
         return Outcome::cleared(&shared, &cookies, true);
     }
@@ -334,7 +336,7 @@ pub(crate) async fn resolve(
         // Warm the JWKS (rate-limited) for an unknown key; the result is read below.
         let _ = shared.verifier.access(&data.at).await;
     }
-    check(&shared, &cookies, &data, now, |t| {
+    check(&shared, &cookies, data, now, |t| {
         shared.verifier.access_after_refetch(t)
     })
     .unwrap_or_default()
@@ -357,18 +359,114 @@ async fn verify_async(
     shared.verifier.access(at).await.map(|_| ())
 }
 
-fn read_session(shared: &Shared, cookies: &RequestCookies<'_>) -> Result<SessionData, Outcome> {
-    let name = &shared.cookies.session.name;
-    match shared.cookies.read_json::<SessionData>(cookies, name) {
-        None => Err(Outcome::anonymous()),
-        Some(Err(())) => {
+/// A session cookie opened once: its data, its revocation keys, and its verified access token.
+/// Cached by the exact sealed cookie value, so a repeat request costs one hash lookup instead of
+/// base64 + AES-GCM + JSON. Entries exist only for values that opened (authenticated) with our
+/// key, and the key is compared in full: a forged or altered cookie can never hit an entry.
+pub(crate) struct OpenSession {
+    pub(crate) data: SessionData,
+    revocation: RevocationKeys,
+    verified: std::sync::OnceLock<Arc<crate::verify::Verified>>,
+}
+
+/// The revocation keys of a session, built once.
+pub(crate) struct RevocationKeys {
+    local: Option<RevocationKey>,
+    session: Option<RevocationKey>,
+    subject: Option<RevocationKey>,
+    login: i64,
+}
+
+impl RevocationKeys {
+    pub(crate) fn new(issuer: &str, ids: &SessionIds) -> Self {
+        Self {
+            local: ids.lid.as_deref().map(RevocationKey::local),
+            session: ids
+                .sid
+                .as_deref()
+                .map(|sid| RevocationKey::session(issuer, sid)),
+            subject: ids
+                .sub
+                .as_deref()
+                .map(|sub| RevocationKey::subject(issuer, sub)),
+            login: ids.login,
+        }
+    }
+
+    pub(crate) fn revoked(&self, store: &dyn crate::revocation::RevocationStore) -> bool {
+        if store.is_empty() {
+            return false;
+        }
+        if self
+            .local
+            .as_ref()
+            .is_some_and(|k| store.revoked_at(k).is_some())
+            || self
+                .session
+                .as_ref()
+                .is_some_and(|k| store.revoked_at(k).is_some())
+        {
+            return true;
+        }
+        self.subject
+            .as_ref()
+            .and_then(|k| store.revoked_at(k))
+            .is_some_and(|at| self.login <= at)
+    }
+}
+
+fn read_session(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+) -> Result<Arc<OpenSession>, Outcome> {
+    let codec = &shared.cookies;
+    let name = &codec.session.name;
+    let Some(sealed) = cookies.sealed(name) else {
+        return Err(Outcome::anonymous());
+    };
+    if let Some(open) = shared
+        .sessions
+        .get(&crate::cookies::SealedRef(sealed.as_ref()))
+    {
+        return Ok(open);
+    }
+    let data = codec
+        .open(name, &sealed)
+        .and_then(|plain| serde_json::from_str::<SessionData>(&plain).ok());
+    match data {
+        Some(data) => {
+            let open = Arc::new(OpenSession {
+                revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
+                data,
+                verified: std::sync::OnceLock::new(),
+            });
+            shared
+                .sessions
+                .insert(crate::cookies::SealedKey(sealed.into_owned()), open.clone());
+            Ok(open)
+        }
+        None => {
             tracing::debug!(
                 "session cookie unreadable (tampered, truncated or foreign key); clearing"
             );
             Err(Outcome::cleared(shared, cookies, false))
         }
-        Some(Ok(data)) => Ok(data),
     }
+}
+
+/// The session's access token, verified: from the session's own memo when still valid, else
+/// through the verifier (and memoized).
+fn verify_session(shared: &Shared, open: &OpenSession) -> Attempt {
+    if let Some(v) = open.verified.get() {
+        if shared.verifier.still_valid(v) {
+            return Attempt::Valid(v.clone());
+        }
+    }
+    let attempt = shared.verifier.access_now(&open.data.at);
+    if let Attempt::Valid(v) = &attempt {
+        let _ = open.verified.set(v.clone());
+    }
+    attempt
 }
 
 /// Verifies the session's access token (or, for opaque ones, its expiry).

@@ -156,6 +156,13 @@ impl Verifier {
         }
     }
 
+    /// Whether an earlier verification still holds: not expired (with leeway), and its key is
+    /// still published.
+    pub(crate) fn still_valid(&self, v: &Verified) -> bool {
+        self.check_times(v.exp, v.nbf, self.clock.now()).is_ok()
+            && (v.generation == self.jwks.generation() || self.jwks.contains(v.kid.as_deref()))
+    }
+
     /// Verifies an access token without waiting: a cache hit costs no cryptography.
     pub(crate) fn access_now(&self, token: &str) -> Attempt {
         self.attempt(token, false)

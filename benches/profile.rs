@@ -1,0 +1,117 @@
+//! A loop for profilers (`valgrind --tool=callgrind`, `perf`), not a benchmark:
+//! `cargo bench --bench profile --no-run`, then run the binary with a scenario and a count:
+//! `valgrind --tool=callgrind target/release/deps/profile-* warm 20000`.
+//! Scenarios: `bare`, `warm` (valid cookie session, caches warm), `chunked` (8 KB session),
+//! `bearer`, `cold` (a new token each time; mints tokens outside the measured loop first).
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http::{header, Request};
+use tower::ServiceExt;
+use tower_oidc_auth::testing::{TestProvider, TestUser};
+use tower_oidc_auth::Claims;
+
+/// The cookies a browser sends on app paths: the session chunks, not the ID token (its path is
+/// `/auth`).
+fn app_cookies(header: String) -> String {
+    header
+        .split("; ")
+        .filter(|c| !c.split('=').next().unwrap_or("").contains("_id"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` runs bench targets with `--bench`: do nothing then.
+    if args.iter().any(|a| a == "--bench") || args.len() < 3 {
+        return;
+    }
+    let scenario = args[1].clone();
+    let n: usize = args[2].parse().unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let provider = TestProvider::start().await;
+        let auth = provider
+            .layer_builder("https://app.example.com/auth/callback")
+            .build()
+            .await
+            .unwrap();
+        let app = Router::new()
+            .route(
+                "/",
+                get(|c: Option<Claims>| async move {
+                    if c.is_some() {
+                        "ok"
+                    } else {
+                        "anon"
+                    }
+                }),
+            )
+            .layer(auth.clone());
+        let bare = Router::new().route("/", get(|| async { "ok" }));
+        let cookie = match scenario.as_str() {
+            "chunked" => app_cookies(provider.session_cookie(
+                &auth,
+                &TestUser::new("usr_big").claim("profile", "p".repeat(2800)),
+            )),
+            _ => {
+                app_cookies(provider.session_cookie(&auth, &TestUser::new("usr_1").email("a@b.c")))
+            }
+        };
+        let bearer = format!(
+            "Bearer {}",
+            provider.access_token(&TestUser::new("usr_api"))
+        );
+        let cold: Vec<String> = if scenario == "cold" {
+            (0..n)
+                .map(|i| {
+                    app_cookies(provider.session_cookie(&auth, &TestUser::new(format!("u{i}"))))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let router = if scenario == "bare" { bare } else { app };
+        // A runtime of its own, so the profiled function contains the whole loop.
+        std::thread::spawn(move || measured(&router, &scenario, n, &cookie, &bearer, &cold))
+            .join()
+            .unwrap();
+        drop(provider);
+    });
+}
+
+/// The loop profilers look at: `--collect-atstart=no --toggle-collect='profile::measured'`.
+/// Compare two counts (`n` and `2n`) to remove the constant runtime set-up.
+#[inline(never)]
+fn measured(
+    router: &Router,
+    scenario: &str,
+    n: usize,
+    cookie: &str,
+    bearer: &str,
+    cold: &[String],
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for i in 0..n {
+            let mut r = Request::get("/");
+            r = match scenario {
+                "bare" => r,
+                "bearer" => r.header(header::AUTHORIZATION, bearer),
+                "cold" => r.header(header::COOKIE, &cold[i]),
+                _ => r.header(header::COOKIE, cookie),
+            };
+            let req = r.body(Body::empty()).unwrap();
+            let resp = router.clone().oneshot(req).await.unwrap();
+            assert!(resp.status().is_success());
+        }
+    });
+}

@@ -1,0 +1,537 @@
+// The end-to-end scenarios: Debian's Chromium (driven by playwright-core) against the
+// quickstart and multi_app examples and the oidc-provider in provider.mjs.
+//
+// Started by run.sh, which exports the addresses and client ids. Prints one line per scenario
+// and ends with `N passed, M failed`; exits non-zero if any scenario failed.
+
+import { strict as assert } from 'node:assert';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const env = (name, fallback) => {
+  const value = process.env[name] || fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value.replace(/\/+$/, '');
+};
+
+const PROVIDER = env('PROVIDER_URL', 'http://127.0.0.1:4400');
+const QUICKSTART = env('QUICKSTART_URL', 'http://127.0.0.1:3100');
+const APP_A = env('APP_A_URL', 'http://127.0.0.1:3201');
+const APP_B = env('APP_B_URL', 'http://127.0.0.1:3202');
+const QUICKSTART_PID = Number(process.env.QUICKSTART_PID || 0);
+const ARTIFACTS = process.env.E2E_ARTIFACTS || path.join(HERE, 'artifacts');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SCENARIO_TIMEOUT_MS = Number(process.env.E2E_SCENARIO_TIMEOUT_MS || 90_000);
+const STEP_TIMEOUT_MS = Number(process.env.E2E_STEP_TIMEOUT_MS || 15_000);
+const ONLY = (process.env.E2E_ONLY || '').split(',').filter(Boolean);
+
+mkdirSync(ARTIFACTS, { recursive: true });
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+async function providerStats() {
+  const res = await fetch(`${PROVIDER}/__e2e/stats`);
+  assert.equal(res.status, 200, 'provider stats endpoint');
+  return res.json();
+}
+
+async function waitFor(what, probe, timeoutMs = STEP_TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await probe();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+}
+
+const origin = (url) => new URL(url).origin;
+const isLoginForm = (url) => url.startsWith(`${PROVIDER}/interaction/`);
+
+/** Waits for the provider's sign-in form to be shown. */
+async function expectLoginForm(page) {
+  await page.waitForURL((u) => isLoginForm(u.href));
+  await page.locator('#op-login-form').waitFor({ state: 'visible' });
+}
+
+/** Fills in the provider's form and waits until the browser is back on `expectedUrl`. */
+async function signIn(page, email, expectedUrl) {
+  await expectLoginForm(page);
+  await page.fill('#op-email', email);
+  await page.fill('#op-password', 'correct horse battery staple');
+  await Promise.all([
+    page.waitForURL(expectedUrl, { waitUntil: 'load' }),
+    page.click('#op-submit'),
+  ]);
+}
+
+/** The JSON document the page shows (Chromium renders JSON inside a <pre>). */
+async function pageJson(page) {
+  const text = await page.evaluate(() => (document.querySelector('pre') || document.body).innerText);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`page ${page.url()} does not show JSON: ${text.slice(0, 200)}`);
+  }
+}
+
+/** The app's cookies (oidc_<8 hex>_...) grouped by kind. */
+function appCookies(cookies, host) {
+  const ours = cookies.filter((c) => /^oidc_[0-9a-f]{8}_/.test(c.name) && c.domain === host);
+  const byKind = { s: [], id: [], tx: [], txi: [], other: [] };
+  for (const c of ours) {
+    const kind = c.name.replace(/^oidc_[0-9a-f]{8}_/, '');
+    // Large values are split into chunks named <name>.1, <name>.2, ...
+    if (/^s(\.\d+)?$/.test(kind)) byKind.s.push(c);
+    else if (/^id(\.\d+)?$/.test(kind)) byKind.id.push(c);
+    else if (/^txi(\.\d+)?$/.test(kind)) byKind.txi.push(c);
+    else if (/^tx_[A-Za-z0-9_-]{16}$/.test(kind)) byKind.tx.push(c);
+    else byKind.other.push(c);
+  }
+  return { all: ours, ...byKind };
+}
+
+const cookiePrefix = (cookies) => {
+  const prefixes = new Set(cookies.map((c) => c.name.match(/^oidc_[0-9a-f]{8}_/)[0]));
+  assert.equal(prefixes.size, 1, `one cookie prefix per app, got ${[...prefixes].join(', ')}`);
+  return [...prefixes][0];
+};
+
+function assertCookieFlags(cookie, expectedPath) {
+  assert.equal(cookie.httpOnly, true, `${cookie.name} must be HttpOnly`);
+  assert.equal(cookie.sameSite, 'Lax', `${cookie.name} must be SameSite=Lax`);
+  assert.equal(cookie.path, expectedPath, `${cookie.name} must have Path=${expectedPath}`);
+}
+
+function base64urlDecode(s) {
+  return Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+}
+
+/**
+ * Tries to read a token out of a cookie value, as someone holding the cookie would: as a JWT,
+ * as base64 of JSON or of a JWT, and as plain text. Every attempt must fail.
+ */
+function assertOpaque(cookie, secrets) {
+  const value = decodeURIComponent(cookie.value);
+  assert.ok(value.length > 0, `${cookie.name} is empty`);
+  // A JWT in plain text: three dot-separated base64url parts whose first decodes to JSON.
+  const parts = value.split('.');
+  if (parts.length === 3) {
+    let header;
+    try {
+      header = JSON.parse(base64urlDecode(parts[0]).toString('utf8'));
+    } catch {
+      header = undefined;
+    }
+    assert.equal(header, undefined, `${cookie.name} decodes as a JWT`);
+  }
+  assert.ok(!/eyJ[A-Za-z0-9_-]{10,}/.test(value), `${cookie.name} contains base64 JSON (a JWT?)`);
+  // Base64 (standard or url) of JSON or of a token.
+  const decoded = base64urlDecode(value).toString('latin1');
+  assert.ok(!decoded.trimStart().startsWith('{'), `${cookie.name} is base64 of JSON`);
+  assert.ok(!/eyJ[A-Za-z0-9_-]{10,}/.test(decoded), `${cookie.name} is base64 of a JWT`);
+  for (const secret of secrets) {
+    assert.ok(!value.includes(secret) && !decoded.includes(secret), `${cookie.name} shows ${secret} in plain text`);
+  }
+}
+
+function uniqueEmail(tag) {
+  return `${tag}-${Date.now().toString(36)}@example.com`;
+}
+
+/** Records every request the page's frames navigate to (redirect hops included). */
+function recordNavigations(page) {
+  const urls = [];
+  page.on('request', (req) => {
+    if (req.isNavigationRequest()) urls.push(req.url());
+  });
+  return urls;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios. Each gets a fresh browser context (cookie jar) and returns nothing on success.
+
+async function scenarioLogin({ context, page }) {
+  const email = uniqueEmail('login');
+  const navigations = recordNavigations(page);
+  await page.goto(`${QUICKSTART}/me`);
+  await expectLoginForm(page);
+
+  // The app sent the browser to the provider's authorization endpoint: code flow with PKCE.
+  const hops = navigations.map((u) => new URL(u));
+  assert.equal(hops[1]?.href, `${QUICKSTART}/auth/login?return_to=%2Fme`, `/me redirects to the login route: ${navigations.join(' -> ')}`);
+  const authorize = hops.find((u) => u.href.startsWith(`${PROVIDER}/oauth/authorize?`));
+  assert.ok(authorize, `went to the authorization endpoint: ${navigations.join(' -> ')}`);
+  const q = Object.fromEntries(authorize.searchParams);
+  assert.equal(q.response_type, 'code');
+  assert.equal(q.client_id, process.env.QUICKSTART_CLIENT_ID || 'quickstart');
+  assert.equal(q.redirect_uri, `${QUICKSTART}/auth/callback`);
+  assert.deepEqual(q.scope.split(' ').sort(), ['email', 'offline_access', 'openid', 'profile']);
+  assert.equal(q.code_challenge_method, 'S256');
+  assert.ok(q.state && q.nonce && q.code_challenge, 'state, nonce and code_challenge are sent');
+
+  // While the user is at the provider: this login attempt's cookies.
+  const host = new URL(QUICKSTART).hostname;
+  let jar = appCookies(await context.cookies(), host);
+  assert.equal(jar.tx.length, 1, `one login-attempt cookie, got ${jar.all.map((c) => c.name)}`);
+  assertCookieFlags(jar.tx[0], '/auth/callback');
+  assert.equal(jar.txi.length, 1, 'login-attempt index cookie');
+  assertCookieFlags(jar.txi[0], '/auth');
+  assert.equal(jar.s.length, 0, 'no session cookie before sign-in');
+
+  await signIn(page, email, `${QUICKSTART}/me`);
+  const callback = navigations.map((u) => new URL(u)).find((u) => u.href.startsWith(`${QUICKSTART}/auth/callback?`));
+  assert.ok(callback, 'came back through the callback');
+  assert.equal(callback.searchParams.get('iss'), PROVIDER, 'the callback carries the RFC 9207 iss parameter');
+  assert.equal(callback.searchParams.get('state'), q.state, 'the callback returns the state');
+
+  const claims = await pageJson(page);
+  assert.match(claims.sub, /^user-[0-9a-f]{12}$/, 'claims carry the subject');
+  assert.equal(claims.email, email, 'claims carry the e-mail');
+  assert.equal(claims.iss, PROVIDER, 'claims carry the issuer');
+  assert.ok(claims.sid, 'claims carry the provider session id');
+  // aud and client_id come from the access token: the app verified it as a JWT for itself.
+  assert.equal(claims.aud, q.client_id, 'the access token is a JWT whose audience is the client');
+
+  jar = appCookies(await context.cookies(), host);
+  assert.ok(jar.s.length >= 1, 'session cookie set');
+  assert.ok(jar.id.length >= 1, 'ID token cookie set');
+  assert.equal(jar.tx.length, 0, `login-attempt cookie cleared, got ${jar.tx.map((c) => c.name)}`);
+  assert.equal(jar.other.length, 0, `unexpected app cookies ${jar.other.map((c) => c.name)}`);
+  cookiePrefix(jar.all);
+  jar.s.forEach((c) => assertCookieFlags(c, '/'));
+  jar.id.forEach((c) => assertCookieFlags(c, '/auth'));
+  jar.txi.forEach((c) => assertCookieFlags(c, '/auth'));
+  for (const c of jar.all) assertOpaque(c, [email, claims.sub, claims.sid].filter(Boolean));
+
+  // The cookies are invisible to scripts.
+  const visible = await page.evaluate(() => document.cookie);
+  assert.ok(!visible.includes('oidc_'), `document.cookie shows ${visible}`);
+
+  // The home page greets the user; the final page is /me again.
+  await page.goto(`${QUICKSTART}/`);
+  await page.getByText(`Hello, ${email}`).waitFor();
+  await page.goto(`${QUICKSTART}/me`);
+  assert.equal((await pageJson(page)).sub, claims.sub);
+  return `sub=${claims.sub}, ${jar.all.length} app cookies HttpOnly/Lax/path-scoped, none decodable`;
+}
+
+async function scenarioRefresh({ context, page }) {
+  const email = uniqueEmail('refresh');
+  const host = new URL(QUICKSTART).hostname;
+  await page.goto(`${QUICKSTART}/me`);
+  await signIn(page, email, `${QUICKSTART}/me`);
+  const before = await pageJson(page);
+  assert.equal(typeof before.exp, 'number', 'the access token is a JWT the app verified (exp in claims)');
+  const sessionBefore = appCookies(await context.cookies(), host).s.map((c) => c.value).join('');
+
+  // A second tab on the app, from which the parallel fetches start.
+  const tab = await context.newPage();
+  await tab.goto(`${QUICKSTART}/`);
+  await tab.getByText(`Hello, ${email}`).waitFor();
+
+  // Wait past the access token's lifetime (the only deliberate wait of the suite).
+  const waitMs = (before.exp + 1) * 1000 - Date.now();
+  if (waitMs > 0) await sleep(waitMs);
+  const statsBefore = await providerStats();
+
+  // Load /me and fire 10 parallel fetches at once, all carrying the expired access token.
+  const [response, fetches] = await Promise.all([
+    page.goto(`${QUICKSTART}/me`),
+    tab.evaluate(async () => Promise.all(Array.from({ length: 10 }, async () => {
+      const res = await fetch('/me', { headers: { accept: 'application/json' } });
+      const text = await res.text();
+      let sub;
+      try {
+        ({ sub } = JSON.parse(text));
+      } catch {
+        sub = undefined;
+      }
+      return { status: res.status, sub };
+    }))),
+  ]);
+  assert.equal(response.status(), 200, '/me after expiry');
+  assert.equal(page.url(), `${QUICKSTART}/me`, 'no login round trip');
+  const after = await pageJson(page);
+  assert.equal(after.sub, before.sub);
+  assert.ok(after.exp > before.exp, `new access token (exp ${before.exp} -> ${after.exp})`);
+  assert.deepEqual(
+    fetches.map((f) => `${f.status} ${f.sub}`),
+    Array(10).fill(`200 ${before.sub}`),
+    'all 10 parallel fetches succeed',
+  );
+
+  const statsAfter = await providerStats();
+  const refreshes = statsAfter.refreshGrants - statsBefore.refreshGrants;
+  const refreshErrors = statsAfter.refreshGrantErrors - statsBefore.refreshGrantErrors;
+  assert.equal(refreshErrors, 0, `refresh grant errors: ${JSON.stringify(statsAfter.grantErrors.slice(-3))}`);
+  assert.equal(refreshes, 1, `the provider saw ${refreshes} refresh grants, want exactly 1`);
+
+  const jar = appCookies(await context.cookies(), host);
+  const sessionAfter = jar.s.map((c) => c.value).join('');
+  assert.ok(sessionAfter && sessionAfter !== sessionBefore, 'the session cookie was renewed');
+  jar.s.forEach((c) => assertCookieFlags(c, '/'));
+
+  // The renewed cookies are used as they are: no further refresh.
+  const again = await tab.evaluate(async () => (await fetch('/me', { headers: { accept: 'application/json' } })).status);
+  assert.equal(again, 200);
+  assert.equal((await providerStats()).refreshGrants, statsAfter.refreshGrants, 'no second refresh');
+  await tab.close();
+  return `1 refresh grant for 11 concurrent requests, exp ${before.exp} -> ${after.exp}`;
+}
+
+async function scenarioLogout({ context, page }) {
+  const email = uniqueEmail('logout');
+  const host = new URL(QUICKSTART).hostname;
+  await page.goto(`${QUICKSTART}/me`);
+  await signIn(page, email, `${QUICKSTART}/me`);
+  await page.goto(`${QUICKSTART}/`);
+  await page.getByText(`Hello, ${email}`).waitFor();
+  const statsBefore = await providerStats();
+
+  const navigations = recordNavigations(page);
+  // The provider's end-session page submits itself: wait for the app's signed-out home page.
+  await page.goto(`${QUICKSTART}/auth/logout`, { waitUntil: 'commit' });
+  await page.locator('h1', { hasText: 'Welcome' }).waitFor();
+  assert.equal(page.url(), `${QUICKSTART}/`, 'back at the home page');
+  const endSession = navigations.map((u) => new URL(u)).find((u) => u.href.startsWith(`${PROVIDER}/oidc/logout`));
+  assert.ok(endSession, `went through the provider's end-session endpoint: ${navigations.join(' -> ')}`);
+  assert.ok(endSession.searchParams.get('id_token_hint'), 'end-session request has id_token_hint');
+  assert.equal(endSession.searchParams.get('post_logout_redirect_uri'), `${QUICKSTART}/`);
+  assert.equal(endSession.searchParams.get('client_id'), process.env.QUICKSTART_CLIENT_ID || 'quickstart');
+
+  assert.equal(await page.getByText('Hello,').count(), 0, 'no greeting after logout');
+  const jar = appCookies(await context.cookies(), host);
+  assert.deepEqual(jar.s.concat(jar.id).map((c) => c.name), [], 'session and ID token cookies cleared');
+  assert.ok(!(await context.cookies()).some((c) => c.name === 'op_session'), 'provider session cookie cleared');
+  assert.equal((await providerStats()).endSessions, statsBefore.endSessions + 1, 'provider ended the session');
+
+  // /me requires a login again.
+  await page.goto(`${QUICKSTART}/me`);
+  await expectLoginForm(page);
+  await page.goto(`${QUICKSTART}/`);
+  await page.locator('h1', { hasText: 'Welcome' }).waitFor();
+  return 'signed out at the provider and the app; /me asks for a login again';
+}
+
+async function scenarioError({ page }) {
+  await page.goto(`${QUICKSTART}/me`);
+  await expectLoginForm(page);
+  const callback = page.waitForResponse((r) => r.url().startsWith(`${QUICKSTART}/auth/callback`));
+  await page.click('#op-cancel');
+  const response = await callback;
+  const callbackUrl = new URL(response.url());
+  assert.equal(callbackUrl.searchParams.get('error'), 'access_denied', 'the provider reported access_denied');
+  assert.ok(response.status() >= 400 && response.status() < 500, `HTTP 4xx, got ${response.status()}`);
+  await page.waitForLoadState('load');
+  assert.ok(page.url().startsWith(`${QUICKSTART}/auth/callback`), `stays on the app's callback: ${page.url()}`);
+  await page.getByText('Sign-in failed').first().waitFor();
+  const retry = page.getByRole('link', { name: 'Try again' });
+  await retry.waitFor();
+  const href = await retry.getAttribute('href');
+  assert.ok(href && new URL(href, QUICKSTART).pathname === '/auth/login', `retry link goes to /auth/login: ${href}`);
+  const body = await page.evaluate(() => document.body.innerText);
+  assert.ok(!/panic|stack|error=/.test(body), 'friendly page, no internals');
+
+  // The retry link starts a new sign-in (followed in another tab; this one keeps the page).
+  const retryTab = await page.context().newPage();
+  await retryTab.goto(new URL(href, page.url()).href);
+  await expectLoginForm(retryTab);
+  await retryTab.close();
+  return `HTTP ${response.status()} "Sign-in failed" with a retry link`;
+}
+
+async function scenarioMultiApp({ context, page }) {
+  const email = uniqueEmail('multi');
+  const host = new URL(APP_A).hostname;
+
+  // Sign into app A.
+  await page.goto(`${APP_A}/me`);
+  await signIn(page, email, `${APP_A}/me`);
+  const claimsA = await pageJson(page);
+  assert.equal(claimsA.email, email);
+  const prefixA = cookiePrefix(appCookies(await context.cookies(), host).all);
+
+  // Open app B: signed in without a form.
+  const navigations = recordNavigations(page);
+  await page.goto(`${APP_B}/me`);
+  await page.waitForURL(`${APP_B}/me`, { waitUntil: 'load' });
+  assert.ok(!navigations.some(isLoginForm), `no sign-in form for B: ${navigations.join(' -> ')}`);
+  assert.ok(navigations.some((u) => u.startsWith(`${PROVIDER}/oauth/authorize`)), 'B went through the provider');
+  const claimsB = await pageJson(page);
+  assert.equal(claimsB.sub, claimsA.sub, 'same user in B');
+  await page.goto(`${APP_B}/`);
+  await page.locator('#user', { hasText: email }).waitFor();
+
+  // Each app has its own cookies: browsers ignore ports, so the names differ.
+  const sessions = appCookies(await context.cookies(), host).s;
+  const prefixB = sessions.map((c) => c.name.match(/^oidc_[0-9a-f]{8}_/)[0]).find((p) => p !== prefixA);
+  assert.ok(prefixB, `two apps, two cookie prefixes: ${sessions.map((c) => c.name)}`);
+  const statsBefore = await providerStats();
+
+  // Log out of A.
+  await page.goto(`${APP_A}/`);
+  await page.locator('#user', { hasText: email }).waitFor();
+  await page.click('a[href="/auth/logout"]', { noWaitAfter: true });
+  await page.locator('#anonymous').waitFor();
+  assert.equal(page.url(), `${APP_A}/`, 'back at A\'s home page, signed out');
+
+  // The provider delivered back-channel logout to both apps.
+  const clientA = process.env.APP_A_CLIENT_ID || 'app-a';
+  const clientB = process.env.APP_B_CLIENT_ID || 'app-b';
+  const deliveries = await waitFor('back-channel deliveries to both apps', async () => {
+    const fresh = (await providerStats()).backchannel.slice(statsBefore.backchannel.length);
+    return [clientA, clientB].every((id) => fresh.some((d) => d.client_id === id)) ? fresh : undefined;
+  });
+  assert.deepEqual(deliveries.filter((d) => !d.ok), [], 'every back-channel delivery succeeded');
+
+  // B's session cookie is still in the browser: only the back-channel revocation can end it.
+  const stillThere = appCookies(await context.cookies(), host).s.filter((c) => c.name.startsWith(prefixB));
+  assert.ok(stillThere.length > 0, "B's session cookie is still in the browser");
+  await page.goto(`${APP_B}/`);
+  await page.locator('#anonymous').waitFor();
+  assert.equal(await page.locator('#user').count(), 0, 'B shows no user');
+  await page.goto(`${APP_B}/me`);
+  await expectLoginForm(page);
+  return `SSO into B without a form; logout of A reached ${deliveries.map((d) => d.client_id).join(' and ')}`;
+}
+
+async function scenarioKeyRotation({ page }) {
+  const email = uniqueEmail('rotation');
+  const jwksBefore = await (await fetch(`${PROVIDER}/keys`)).json();
+  const rotate = await fetch(`${PROVIDER}/__e2e/rotate-keys`, { method: 'POST' });
+  assert.equal(rotate.status, 200);
+  const { kid, previous } = await rotate.json();
+  assert.notEqual(kid, previous);
+  const jwksAfter = await (await fetch(`${PROVIDER}/keys`)).json();
+  assert.equal(jwksAfter.keys[0].kid, kid, 'the new key is published first');
+  assert.ok(!jwksBefore.keys.some((k) => k.kid === kid), 'the new key was unknown before');
+  assert.ok(jwksAfter.keys.some((k) => k.kid === previous), 'the old key stays published');
+  const statsBefore = await providerStats();
+
+  if (QUICKSTART_PID) process.kill(QUICKSTART_PID, 0); // still the same app process
+  await page.goto(`${QUICKSTART}/me`);
+  await signIn(page, email, `${QUICKSTART}/me`);
+  const claims = await pageJson(page);
+  assert.equal(claims.email, email, 'signed in with tokens signed by the new key');
+  if (QUICKSTART_PID) process.kill(QUICKSTART_PID, 0);
+
+  const statsAfter = await providerStats();
+  assert.equal(
+    statsAfter.jwksRequests - statsBefore.jwksRequests,
+    1,
+    `the app refetched the JWKS once (${statsBefore.jwksRequests} -> ${statsAfter.jwksRequests} requests)`,
+  );
+  return `kid ${previous} -> ${kid}; new login verified after a JWKS refetch, same app process`;
+}
+
+async function scenarioDeepLink({ page }) {
+  const email = uniqueEmail('deeplink');
+  await page.goto(`${QUICKSTART}/me?x=1`);
+  await expectLoginForm(page);
+  await signIn(page, email, `${QUICKSTART}/me?x=1`);
+  assert.equal(page.url(), `${QUICKSTART}/me?x=1`, 'landed on the deep link');
+  const claims = await pageJson(page);
+  assert.equal(claims.email, email);
+  return `landed on ${new URL(page.url()).pathname}${new URL(page.url()).search}`;
+}
+
+const SCENARIOS = [
+  ['1', 'login', scenarioLogin],
+  ['2', 'refresh', scenarioRefresh],
+  ['3', 'logout', scenarioLogout],
+  ['4', 'error', scenarioError],
+  ['5', 'multi-app', scenarioMultiApp],
+  ['6', 'key-rotation', scenarioKeyRotation],
+  ['7', 'deep-link', scenarioDeepLink],
+];
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+    process.once(signal, () => {
+      console.log(`interrupted by ${signal}`);
+      browser.close().finally(() => process.exit(code));
+      setTimeout(() => process.exit(code), 2000).unref();
+    });
+  }
+  let passed = 0;
+  let failed = 0;
+  try {
+    for (const [num, name, run] of SCENARIOS) {
+      if (ONLY.length && !ONLY.includes(num) && !ONLY.includes(name)) continue;
+      const started = Date.now();
+      const context = await browser.newContext();
+      context.setDefaultTimeout(STEP_TIMEOUT_MS);
+      context.setDefaultNavigationTimeout(STEP_TIMEOUT_MS);
+      const page = await context.newPage();
+      const shot = path.join(ARTIFACTS, `${num.padStart(2, '0')}-${name}.png`);
+      let timer;
+      try {
+        const detail = await Promise.race([
+          run({ browser, context, page }),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`scenario timed out after ${SCENARIO_TIMEOUT_MS} ms`)), SCENARIO_TIMEOUT_MS);
+          }),
+        ]);
+        await page.screenshot({ path: shot, fullPage: true });
+        passed += 1;
+        console.log(`PASS ${num} ${name} (${((Date.now() - started) / 1000).toFixed(1)}s): ${detail}`);
+      } catch (err) {
+        failed += 1;
+        await page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+        const full = String(err && err.stack ? err.stack : err);
+        writeFileSync(path.join(ARTIFACTS, `${num.padStart(2, '0')}-${name}.error.txt`), `${page.url()}\n${full}\n`);
+        const message = String(err && err.message ? err.message : err)
+          .split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 4).join(' | ').slice(0, 400);
+        console.log(`FAIL ${num} ${name} (${((Date.now() - started) / 1000).toFixed(1)}s): ${message} [page: ${page.url()}]`);
+      } finally {
+        clearTimeout(timer);
+        await context.close().catch(() => {});
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+  summary(`${passed} passed, ${failed} failed`);
+  process.exitCode = failed === 0 && passed > 0 ? 0 : 1;
+}
+
+// The tally: printed, or (under run.sh, which prints it last) written to E2E_SUMMARY_FILE.
+function summary(line) {
+  if (process.env.E2E_SUMMARY_FILE) writeFileSync(process.env.E2E_SUMMARY_FILE, `${line}\n`);
+  else console.log(line);
+}
+
+main().catch((err) => {
+  console.error(err);
+  summary('0 passed, 1 failed');
+  process.exitCode = 1;
+});
