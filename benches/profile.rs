@@ -106,7 +106,7 @@ fn measured(
             r = match scenario {
                 "bare" => r,
                 "bearer" => r.header(header::AUTHORIZATION, bearer),
-                "cold" => r.header(header::COOKIE, &cold[i]),
+                "cold" => r.header(header::COOKIE, cold.get(i).map_or("", String::as_str)),
                 _ => r.header(header::COOKIE, cookie),
             };
             let req = r.body(Body::empty()).unwrap();
