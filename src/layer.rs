@@ -35,6 +35,18 @@ impl fmt::Debug for AuthLayer {
     }
 }
 
+/// Sizes of the layer's caches; each is bounded by its capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Verified access tokens (capacity: `verified_cache_capacity`).
+    pub verified_tokens: usize,
+    /// Opened session cookies (capacity: `verified_cache_capacity`).
+    pub sessions: usize,
+    /// Logout-token `jti`s remembered against replay (capacity 10,000).
+    pub logout_token_ids: usize,
+}
+
 /// Resolved settings.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -171,6 +183,17 @@ impl AuthLayer {
     #[must_use]
     pub fn backchannel_logout_path(&self) -> &str {
         &self.shared.settings.backchannel_path
+    }
+
+    /// Entries currently held by the layer's bounded caches (for metrics and soak tests).
+    #[must_use]
+    pub fn cache_stats(&self) -> CacheStats {
+        let s = &self.shared;
+        CacheStats {
+            verified_tokens: s.verifier.cache_len(),
+            sessions: s.sessions.len(),
+            logout_token_ids: s.seen_jti.len(),
+        }
     }
 
     /// The revocation store in use.

@@ -160,7 +160,7 @@ pub use config::{AuthConfig, ConfigError};
 pub use extract::{ClaimsRejection, PermissionName, RequirePermission, RequireRole, RoleName};
 pub use future::ResponseFuture;
 pub use jsonwebtoken::Algorithm;
-pub use layer::AuthLayer;
+pub use layer::{AuthLayer, CacheStats};
 pub use provider::{ClientAuthMethod, Provider, ProviderError, ProviderMetadata};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisRefreshCoordinator, RedisRevocationStore};

@@ -113,7 +113,6 @@ where
             }));
         }
 
-        req.extensions_mut().insert(AuthContext(shared.clone()));
         // The inner service that was polled ready moves into the future; the clone stays.
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
         let clone = self.inner.clone();
@@ -126,13 +125,12 @@ where
                         if let Some(page) = outcome.reject {
                             return ResponseFuture::ready(*page);
                         }
-                        if let Some(claims) = outcome.claims {
-                            req.extensions_mut().insert(claims);
-                        }
+                        attach(&mut req, outcome.claims, shared);
                         ResponseFuture::inner(inner.call(req), Vec::new())
                     }
                     None => {
                         let fut = session::bearer(shared.clone(), token.to_owned(), client);
+                        req.extensions_mut().insert(AuthContext(shared.clone()));
                         ResponseFuture::resolving(Box::pin(fut), inner, req)
                     }
                 };
@@ -140,9 +138,7 @@ where
         }
         match session::resolve_now(shared, req.headers()) {
             Some(outcome) => {
-                if let Some(claims) = outcome.claims {
-                    req.extensions_mut().insert(claims);
-                }
+                attach(&mut req, outcome.claims, shared);
                 ResponseFuture::inner(inner.call(req), outcome.set_cookies)
             }
             None => {
@@ -155,8 +151,22 @@ where
                     .unwrap_or(&settings.default_return)
                     .to_owned();
                 let fut = session::resolve(shared.clone(), req.headers().clone(), client, here);
+                req.extensions_mut().insert(AuthContext(shared.clone()));
                 ResponseFuture::resolving(Box::pin(fut), inner, req)
             }
+        }
+    }
+}
+
+/// Puts the claims into the request, or, without a session, what the extractors need to build
+/// the unauthenticated answer (one extension either way).
+fn attach<B>(req: &mut Request<B>, claims: Option<crate::Claims>, shared: &Arc<Shared>) {
+    match claims {
+        Some(claims) => {
+            req.extensions_mut().insert(claims);
+        }
+        None => {
+            req.extensions_mut().insert(AuthContext(shared.clone()));
         }
     }
 }

@@ -156,6 +156,10 @@ impl Verifier {
         }
     }
 
+    pub(crate) fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Whether an earlier verification still holds: not expired (with leeway), and its key is
     /// still published.
     pub(crate) fn still_valid(&self, v: &Verified) -> bool {

@@ -1,0 +1,74 @@
+//! The server `bench/load.sh` loads: a quickstart-style axum app in one of three modes.
+//!
+//! ```text
+//! cargo run --release --example load_server -- bare|session|public PORT
+//! ```
+//!
+//! - `bare`: the handler alone, no layer.
+//! - `session`: the layer with `require()`; prints `COOKIE <header>` for a signed-in session
+//!   (from the embedded test provider) that the load generator sends on every request.
+//! - `public`: the layer on a public route, requests without a session.
+//!
+//! It prints `READY` when it accepts connections. Single-threaded runtime, so the load script
+//! can pin it to one core.
+
+use axum::routing::get;
+use axum::Router;
+use tower_oidc_auth::testing::{TestProvider, TestUser};
+use tower_oidc_auth::Claims;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).cloned().unwrap_or_else(|| "bare".into());
+    let port: u16 = args.get(2).and_then(|p| p.parse().ok()).unwrap_or(3900);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let provider = TestProvider::start().await;
+        let app = match mode.as_str() {
+            "bare" => Router::new().route("/", get(|| async { "hello" })),
+            "session" | "public" => {
+                let auth = provider
+                    .layer_builder(format!("http://127.0.0.1:{port}/auth/callback"))
+                    .build()
+                    .await?;
+                if mode == "session" {
+                    let cookie = provider.session_cookie(&auth, &TestUser::new("usr_load"));
+                    // Only what a browser sends on app paths: the session, not the ID token.
+                    let app_cookie: Vec<&str> = cookie
+                        .split("; ")
+                        .filter(|c| !c.split('=').next().unwrap_or("").contains("_id"))
+                        .collect();
+                    println!("COOKIE {}", app_cookie.join("; "));
+                    Router::new()
+                        .route(
+                            "/",
+                            get(|c: Claims| async move { format!("hello {}", c.sub) }),
+                        )
+                        .route_layer(auth.require())
+                        .layer(auth)
+                } else {
+                    Router::new()
+                        .route(
+                            "/",
+                            get(|c: Option<Claims>| async move {
+                                if c.is_some() {
+                                    "hello user"
+                                } else {
+                                    "hello"
+                                }
+                            }),
+                        )
+                        .layer(auth)
+                }
+            }
+            other => return Err(format!("unknown mode {other}").into()),
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        println!("READY");
+        axum::serve(listener, app).await?;
+        drop(provider);
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
+}
