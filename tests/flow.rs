@@ -158,6 +158,31 @@ fn urlencode(s: &str) -> String {
 }
 
 #[tokio::test]
+async fn try_again_after_a_provider_error_keeps_the_return_target() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    let resp = send(
+        &s.app,
+        &mut jar,
+        get_html("/auth/login?return_to=%2Fme%3Fx%3D1"),
+    )
+    .await;
+    let state = url::Url::parse(&location(&resp))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let uri = format!("/auth/callback?error=access_denied&state={state}");
+    let body = body_string(send(&s.app, &mut jar, get_html(&uri)).await).await;
+    assert!(
+        body.contains("href=\"/auth/login?return_to=%2Fme%3Fx%3D1\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn state_mismatch_missing_cookie_and_replay_are_refused() {
     let s = setup().await;
     let mut jar = Jar::default();

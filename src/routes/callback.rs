@@ -63,6 +63,21 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         }
     }
 
+    // "Try again" starts a new login that returns where this one was going.
+    let retry_url = match &tx {
+        Some(t) if t.return_to != settings.default_return => {
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("return_to", &t.return_to)
+                .finish();
+            format!("{}?{q}", settings.login_path)
+        }
+        _ => settings.login_path.clone(),
+    };
+    let retry = Some(retry_url.as_str());
+    let bad = |title: &str, message: &str, cookies: Vec<HeaderValue>| {
+        error_page(StatusCode::BAD_REQUEST, title, message, retry, cookies)
+    };
+
     if let Some(error) = param(&params, "error") {
         let description = param(&params, "error_description").unwrap_or("");
         tracing::warn!(
