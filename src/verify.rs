@@ -282,10 +282,7 @@ impl Verifier {
         if !audiences(&claims).contains(&self.client_id.as_str()) {
             return Err(VerifyError::Audience);
         }
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .ok_or(VerifyError::Missing("iat"))?;
+        let iat = required_i64(&claims, "iat")?;
         if iat > now + self.leeway {
             return Err(VerifyError::IssuedInFuture);
         }
@@ -382,18 +379,9 @@ impl Verifier {
         } else if aud.len() > 1 {
             return Err(VerifyError::AuthorizedParty);
         }
-        claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .ok_or(VerifyError::Missing("sub"))?;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(VerifyError::Missing("exp"))?;
-        let iat = claims
-            .get("iat")
-            .and_then(Value::as_i64)
-            .ok_or(VerifyError::Missing("iat"))?;
+        required_str(&claims, "sub")?;
+        let exp = required_i64(&claims, "exp")?;
+        let iat = required_i64(&claims, "iat")?;
         self.check_times(exp, claims.get("nbf").and_then(Value::as_i64), now)?;
         if iat > now + self.leeway {
             return Err(VerifyError::IssuedInFuture);
@@ -456,14 +444,8 @@ impl Verifier {
         } else if !aud.iter().any(ours) {
             return Err(VerifyError::Audience);
         }
-        claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .ok_or(VerifyError::Missing("sub"))?;
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(VerifyError::Missing("exp"))?;
+        required_str(&claims, "sub")?;
+        let exp = required_i64(&claims, "exp")?;
         let nbf = claims.get("nbf").and_then(Value::as_i64);
         self.check_times(exp, nbf, now)?;
         if let Some(iat) = claims.get("iat").and_then(Value::as_i64) {
@@ -506,6 +488,23 @@ fn token_hash(alg: Algorithm, token: &str) -> String {
         _ => sha2::Sha256::digest(token.as_bytes()).to_vec(),
     };
     URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+}
+
+fn required_str<'a>(
+    claims: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<&'a str, VerifyError> {
+    claims
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::Missing(name))
+}
+
+fn required_i64(claims: &Map<String, Value>, name: &'static str) -> Result<i64, VerifyError> {
+    claims
+        .get(name)
+        .and_then(Value::as_i64)
+        .ok_or(VerifyError::Missing(name))
 }
 
 fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
