@@ -444,8 +444,8 @@ impl Verifier {
         } else if !aud.iter().any(ours) {
             return Err(VerifyError::Audience);
         }
-        required_str(&claims, "sub")?;
-        let exp = required_i64(&claims, "exp")?;
+        required_str(claims, "sub")?;
+        let exp = required_i64(claims, "exp")?;
         let nbf = claims.get("nbf").and_then(Value::as_i64);
         self.check_times(exp, nbf, now)?;
         if let Some(iat) = claims.get("iat").and_then(Value::as_i64) {
