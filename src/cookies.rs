@@ -17,9 +17,15 @@ const CHUNK: usize = 3800;
 /// At most this many chunks are read: a bound on work per request.
 pub(crate) const MAX_CHUNKS: usize = 8;
 
-/// The cookies this layer owns, as one request presented them.
+/// How many of our cookies are kept without allocating (a session is usually one).
+const INLINE: usize = 8;
+
+/// The cookies this layer owns, as one request presented them. The first few are kept inline,
+/// so the common request allocates nothing here.
 pub(crate) struct RequestCookies<'a> {
-    pairs: Vec<(&'a str, &'a str)>,
+    inline: [(&'a str, &'a str); INLINE],
+    len: usize,
+    spill: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> RequestCookies<'a> {
@@ -28,7 +34,11 @@ impl<'a> RequestCookies<'a> {
     /// `std::str::from_utf8` (a fast ASCII check) instead of `HeaderValue::to_str` (a slow
     /// per-byte one), then `memchr`-based splitting: other apps' cookies cost little.
     pub(crate) fn parse(headers: &'a HeaderMap, prefix: &str) -> Self {
-        let mut pairs = Vec::new();
+        let mut pairs = Self {
+            inline: [("", ""); INLINE],
+            len: 0,
+            spill: Vec::new(),
+        };
         for value in headers.get_all(http::header::COOKIE) {
             // Cookie headers are ASCII; a header that is not UTF-8 is ignored as a whole.
             let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
@@ -48,17 +58,30 @@ impl<'a> RequestCookies<'a> {
                     .and_then(|v| v.strip_suffix('"'))
                     .unwrap_or(v);
                 // Bounded: a flood of cookies cannot make us do unbounded work.
-                if pairs.len() >= 64 {
+                if pairs.len + pairs.spill.len() >= 64 {
                     break;
                 }
                 pairs.push((name, v));
             }
         }
-        Self { pairs }
+        pairs
+    }
+
+    fn push(&mut self, pair: (&'a str, &'a str)) {
+        if self.len < INLINE {
+            self.inline[self.len] = pair;
+            self.len += 1;
+        } else {
+            self.spill.push(pair);
+        }
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = &(&'a str, &'a str)> {
+        self.inline[..self.len].iter().chain(self.spill.iter())
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&'a str> {
-        self.pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.pairs().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
     /// Names present that start with `prefix`.
@@ -66,8 +89,7 @@ impl<'a> RequestCookies<'a> {
         &'s self,
         prefix: &'s str,
     ) -> impl Iterator<Item = &'a str> + 's {
-        self.pairs
-            .iter()
+        self.pairs()
             .filter(move |(n, _)| n.starts_with(prefix))
             .map(|(n, _)| *n)
     }
@@ -77,8 +99,7 @@ impl<'a> RequestCookies<'a> {
         if index == 0 {
             return self.get(name);
         }
-        self.pairs
-            .iter()
+        self.pairs()
             .find(|(n, _)| {
                 n.strip_prefix(name)
                     .and_then(|rest| rest.strip_prefix('.'))
@@ -461,6 +482,18 @@ mod tests {
             assert!(s.len() < 4096);
             assert!(s.contains("HttpOnly") && s.contains("SameSite=Lax"));
         }
+    }
+
+    #[test]
+    fn many_cookies_spill_past_the_inline_slots() {
+        let header: Vec<String> = (0..12).map(|i| format!("oidc_c{i}=v{i}")).collect();
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::COOKIE, header.join("; ").parse().unwrap());
+        let c = RequestCookies::parse(&headers, "oidc_");
+        for i in 0..12 {
+            assert_eq!(c.get(&format!("oidc_c{i}")), Some(format!("v{i}").as_str()));
+        }
+        assert_eq!(c.names_with_prefix("oidc_c1").count(), 3); // c1, c10, c11
     }
 
     #[test]
