@@ -74,7 +74,6 @@ pub(crate) struct Jwks {
     last_attempt: AtomicI64,
     min_interval: i64,
     generation: AtomicU64,
-    fetches: AtomicU64,
     /// When the keys go stale by the provider's Cache-Control max-age (`i64::MAX`: never).
     stale_at: AtomicI64,
 }
@@ -106,7 +105,6 @@ impl Jwks {
             last_attempt: AtomicI64::new(i64::MIN),
             min_interval: min_interval_secs,
             generation: AtomicU64::new(0),
-            fetches: AtomicU64::new(0),
             stale_at: AtomicI64::new(i64::MAX),
         }
     }
@@ -121,12 +119,6 @@ impl Jwks {
     /// Bumped every time the key set is replaced.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
-    }
-
-    /// Number of fetches made so far (for tests and metrics).
-    #[allow(dead_code)]
-    pub(crate) fn fetch_count(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
     }
 
     pub(crate) fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
@@ -188,7 +180,6 @@ impl Jwks {
     }
 
     async fn fetch_and_store(&self) -> Result<(), ProviderError> {
-        self.fetches.fetch_add(1, Ordering::Relaxed);
         let (raw, max_age) = self.http.get_json::<RawJwkSet>(&self.url).await?;
         let set = self.parse(raw);
         if set.all.is_empty() {
