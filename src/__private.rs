@@ -42,7 +42,6 @@ fn fuzz_codec() -> &'static CookieCodec {
             "oidc_fuzz",
             "/",
             "/auth",
-            "/auth/callback",
         )
     })
 }
@@ -149,7 +148,7 @@ pub fn fuzz_jwt(token: &str) {
 pub fn fuzz_claims(data: &[u8]) {
     if let Ok(claims) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) {
         let _ = fuzz_verifier().check_claims_for_fuzzing(&claims);
-        let _ = crate::Claims::from_map(claims);
+        let _ = crate::Claims::from_map(claims, crate::claims::LayerId::NONE);
     }
 }
 

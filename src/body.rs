@@ -83,6 +83,10 @@ where
 }
 
 /// Converts a layer-made response to the service's response type.
-pub(crate) fn own<B>(resp: http::Response<Full<Bytes>>) -> http::Response<AuthBody<B>> {
+pub(crate) fn own<B>(mut resp: http::Response<Full<Bytes>>) -> http::Response<AuthBody<B>> {
+    // The layer's own answers depend on the request's cookies and credentials: never stored.
+    resp.headers_mut()
+        .entry(http::header::CACHE_CONTROL)
+        .or_insert(http::HeaderValue::from_static("no-store"));
     resp.map(AuthBody::own)
 }

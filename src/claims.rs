@@ -28,6 +28,25 @@ pub struct Claims(Arc<Inner>);
 struct Inner {
     standard: StandardClaims,
     raw: Map<String, Value>,
+    /// The layer that verified these claims ([`LayerId`]): its guards accept only its own.
+    layer: LayerId,
+}
+
+/// Identifies one built [`AuthLayer`](crate::AuthLayer) within the process. Claims carry the id
+/// of the layer that verified them, so a layer (its guards, its rejections) never acts on claims
+/// another layer attached to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct LayerId(u64);
+
+impl LayerId {
+    /// A new id, distinct from every other in this process.
+    pub(crate) fn next() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// For claims that belong to no layer (fuzz targets, unit tests).
+    pub(crate) const NONE: Self = Self(0);
 }
 
 /// The typed claims: registered JWT claims, OpenID Connect identity claims, and Scalekit's.
@@ -75,8 +94,8 @@ pub struct StandardClaims {
 }
 
 impl Claims {
-    /// Builds claims from a verified claim set. `sub` must be a string.
-    pub(crate) fn from_map(raw: Map<String, Value>) -> Option<Self> {
+    /// Builds claims from a claim set verified by `layer`. `sub` must be a string.
+    pub(crate) fn from_map(raw: Map<String, Value>, layer: LayerId) -> Option<Self> {
         let s = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
         let i = |k: &str| raw.get(k).and_then(Value::as_i64);
         let list = |k: &str| -> Vec<String> {
@@ -110,7 +129,16 @@ impl Claims {
             xoid: s("xoid"),
             xuid: s("xuid"),
         };
-        Some(Self(Arc::new(Inner { standard, raw })))
+        Some(Self(Arc::new(Inner {
+            standard,
+            raw,
+            layer,
+        })))
+    }
+
+    /// The layer that verified these claims.
+    pub(crate) fn layer(&self) -> LayerId {
+        self.0.layer
     }
 
     /// Any claim, deserialized into `T`; `None` when absent or of another shape.
@@ -249,7 +277,7 @@ mod tests {
     use serde_json::json;
 
     fn claims(v: Value) -> Option<Claims> {
-        Claims::from_map(v.as_object().unwrap().clone())
+        Claims::from_map(v.as_object().unwrap().clone(), LayerId::NONE)
     }
 
     #[test]

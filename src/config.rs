@@ -70,7 +70,10 @@ pub enum ConfigError {
         source: ProviderError,
     },
     /// The discovery document names another issuer.
-    #[error("issuer mismatch: expected {expected:?}, discovery says {found:?}")]
+    #[error(
+        "issuer mismatch: configured {expected:?}, but discovery publishes {found:?}; configure \
+         the issuer exactly as the provider publishes it"
+    )]
     IssuerMismatch {
         /// The configured issuer.
         expected: String,
@@ -145,7 +148,21 @@ pub struct AuthConfig {
     pub(crate) logout_token_max_age: Duration,
     pub(crate) webhook_secret: Option<Secret>,
     pub(crate) bearer: bool,
+    pub(crate) access_token_typ: Option<String>,
+    pub(crate) approve_param: Option<ApproveParam>,
     pub(crate) clock: SharedClock,
+}
+
+/// The app's approval of a pass-through authorization parameter: `(name, value) -> allowed`.
+#[derive(Clone)]
+pub(crate) struct ApproveParam(pub(crate) Arc<ApproveFn>);
+
+type ApproveFn = dyn Fn(&str, &str) -> bool + Send + Sync;
+
+impl fmt::Debug for ApproveParam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApproveParam(..)")
+    }
 }
 
 impl fmt::Debug for AuthConfig {
@@ -209,6 +226,8 @@ impl AuthConfig {
             logout_token_max_age: Duration::from_secs(300),
             webhook_secret: None,
             bearer: true,
+            access_token_typ: None,
+            approve_param: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -385,6 +404,39 @@ impl AuthConfig {
     /// An extra audience accepted in access tokens, besides the client id.
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audiences.push(aud.into());
+        self
+    }
+
+    /// Requires access tokens to carry this JOSE header `typ`, for providers that type their
+    /// access tokens (RFC 9068: `at+jwt`; `application/at+jwt` matches too). Off by default:
+    /// Scalekit's access tokens say `typ: JWT`.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new().access_token_typ("at+jwt");
+    /// # let _ = config;
+    /// ```
+    pub fn access_token_typ(mut self, typ: impl Into<String>) -> Self {
+        self.access_token_typ = Some(typ.into());
+        self
+    }
+
+    /// Approves each pass-through authorization parameter (`organization_id`, `connection_id`,
+    /// `domain_hint`, `provider`, `login_hint`, `prompt`) before it is sent to the provider:
+    /// `false` drops it, and the login goes ahead without it. Pass-through parameters are
+    /// honoured only on same-origin requests in any case (see the crate's security section);
+    /// this lets the app also limit which organizations or connections a login may name.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new().approve_authorize_param(|name, value| {
+    ///     name != "organization_id" || value == "org_123"
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn approve_authorize_param(
+        mut self,
+        approve: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.approve_param = Some(ApproveParam(Arc::new(approve)));
         self
     }
 

@@ -199,13 +199,17 @@ pub(crate) fn app_part(client_id: &str) -> String {
 
 impl CookieCodec {
     /// `base`: the app-specific name part. Paths must already be normalized.
+    ///
+    /// The login transaction cookies (each attempt's, and their index) are `__Host-` with
+    /// `Path=/`: a sibling subdomain can set `__Secure-` cookies for this host (cookie tossing,
+    /// through `Domain=` on the parent), but never `__Host-` ones, so it cannot plant a
+    /// transaction of its own for the callback to complete (login CSRF).
     pub(crate) fn new(
         keys: Vec<Key>,
         secure: bool,
         base: &str,
         session_path: &str,
         auth_path: &str,
-        callback_path: &str,
     ) -> Self {
         // `__Host-` needs Secure and Path=/; `__Secure-` needs Secure. Plain http on loopback
         // gets neither.
@@ -217,8 +221,7 @@ impl CookieCodec {
             };
             format!("{p}{base}{suffix}")
         };
-        let index_path = common_path(auth_path, callback_path);
-        let tx_prefix = prefixed(callback_path, "_tx_");
+        let tx_prefix = prefixed("/", "_tx_");
         Self {
             keys,
             secure,
@@ -232,11 +235,11 @@ impl CookieCodec {
                 path: auth_path.to_owned(),
             },
             tx_index: Slot {
-                name: prefixed(&index_path, "_txi"),
-                path: index_path,
+                name: prefixed("/", "_txi"),
+                path: "/".to_owned(),
             },
             tx_prefix,
-            tx_path: callback_path.to_owned(),
+            tx_path: "/".to_owned(),
         }
     }
 
@@ -370,27 +373,6 @@ fn header(cookie: &Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The longest common path of two absolute paths, by whole segments.
-pub(crate) fn common_path(a: &str, b: &str) -> String {
-    let mut common = Vec::new();
-    for (x, y) in a.split('/').zip(b.split('/')).skip(1) {
-        if x != y {
-            break;
-        }
-        common.push(x);
-    }
-    // The last segment of each path is a route, not a directory, unless both are equal.
-    if a == b {
-        return a.to_owned();
-    }
-    let joined = common.join("/");
-    if joined.is_empty() {
-        "/".to_owned()
-    } else {
-        format!("/{joined}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,7 +384,6 @@ mod tests {
             "oidc_abcd",
             "/",
             "/auth",
-            "/auth/callback",
         )
     }
 
@@ -411,16 +392,12 @@ mod tests {
         let c = codec(true);
         assert_eq!(c.session.name, "__Host-oidc_abcd_s");
         assert_eq!(c.id_token.name, "__Secure-oidc_abcd_id");
-        assert_eq!(c.tx_index.path, "/auth");
+        assert_eq!(c.tx_index.path, "/");
+        assert_eq!(c.tx_index.name, "__Host-oidc_abcd_txi");
+        assert_eq!(c.tx_prefix, "__Host-oidc_abcd_tx_");
+        assert_eq!(c.tx_path, "/");
         let c = codec(false);
         assert_eq!(c.session.name, "oidc_abcd_s");
-    }
-
-    #[test]
-    fn common_paths() {
-        assert_eq!(common_path("/auth", "/auth/callback"), "/auth");
-        assert_eq!(common_path("/auth", "/callback"), "/");
-        assert_eq!(common_path("/app/auth", "/app/cb"), "/app");
     }
 
     #[test]
@@ -430,14 +407,7 @@ mod tests {
         assert_ne!(sealed, "hello");
         assert_eq!(c.open("a", &sealed).as_deref(), Some("hello"));
         assert_eq!(c.open("b", &sealed), None, "value moved to another cookie");
-        let other = CookieCodec::new(
-            vec![Key::from(&[8u8; 64])],
-            false,
-            "x",
-            "/",
-            "/auth",
-            "/auth/cb",
-        );
+        let other = CookieCodec::new(vec![Key::from(&[8u8; 64])], false, "x", "/", "/auth");
         assert_eq!(other.open("a", &sealed), None, "foreign key");
     }
 
@@ -451,7 +421,6 @@ mod tests {
             "oidc_abcd",
             "/",
             "/auth",
-            "/auth/callback",
         );
         assert_eq!(new.open("a", &sealed).as_deref(), Some("v"));
         assert_eq!(old.open("a", &new.seal("a", "w")), None);

@@ -93,9 +93,7 @@ where
                 StateProj::Inner { fut, set_cookies } => {
                     let resp = ready!(fut.poll(cx))?;
                     let mut resp = resp.map(AuthBody::inner);
-                    for c in set_cookies.drain(..) {
-                        resp.headers_mut().append(http::header::SET_COOKIE, c);
-                    }
+                    crate::responses::add_cookies(resp.headers_mut(), std::mem::take(set_cookies));
                     return Poll::Ready(Ok(resp));
                 }
                 StateProj::Ready { page } => {

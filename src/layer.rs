@@ -71,6 +71,10 @@ pub(crate) struct Settings {
     pub(crate) webhook_path: String,
     pub(crate) webhook_secret: Option<crate::Secret>,
     pub(crate) bearer: bool,
+    /// The app's origin (from the redirect URL), for judging where requests come from.
+    pub(crate) origin: String,
+    /// The app's approval of pass-through authorization parameters.
+    pub(crate) approve_param: Option<crate::config::ApproveParam>,
 }
 
 /// Everything shared by clones of the layer and its services.
@@ -375,7 +379,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         meta.jwks_uri.clone(),
         cfg.algorithms.clone(),
         cfg.clock.clone(),
-        cfg.jwks_refetch_interval.as_secs() as i64,
+        secs(cfg.jwks_refetch_interval),
     );
     jwks.fetch_now().await.map_err(|source| ConfigError::Jwks {
         url: meta.jwks_uri.clone(),
@@ -387,12 +391,13 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
             issuer: meta.issuer.clone(),
             client_id: client_id.clone(),
             audiences: cfg.audiences.clone(),
-            leeway: cfg.leeway.as_secs() as i64,
-            id_token_max_age: cfg.id_token_max_age.as_secs() as i64,
+            leeway: secs(cfg.leeway),
+            id_token_max_age: secs(cfg.id_token_max_age),
         },
         cfg.clock.clone(),
         cfg.cache_capacity,
-    );
+    )
+    .with_access_typ(cfg.access_token_typ.as_deref());
     let token = TokenClient {
         http,
         endpoint: meta.token_endpoint.clone(),
@@ -400,14 +405,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         client_secret,
         method: ClientAuthMethod::choose(&meta, provider.is_scalekit()),
     };
-    let cookies = CookieCodec::new(
-        keys,
-        !loopback_http,
-        &app_part,
-        &session_path,
-        &base_path,
-        &callback_path,
-    );
+    let cookies = CookieCodec::new(keys, !loopback_http, &app_part, &session_path, &base_path);
     let settings = Settings {
         client_id,
         redirect_url: redirect.to_string(),
@@ -418,17 +416,19 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         scope: scopes.join(" "),
         authorize_params: cfg.authorize_params.clone(),
         max_login_attempts: cfg.max_login_attempts,
-        login_timeout: cfg.login_timeout.as_secs() as i64,
-        session_max_age: cfg.session_max_age.as_secs() as i64,
+        login_timeout: secs(cfg.login_timeout),
+        session_max_age: secs(cfg.session_max_age),
         default_return: session_path.clone(),
-        refresh_margin: cfg.refresh_margin.as_secs() as i64,
+        refresh_margin: secs(cfg.refresh_margin),
         backchannel_path,
         revocation_ttl: cfg.revocation_ttl,
-        logout_token_max_age: cfg.logout_token_max_age.as_secs() as i64,
+        logout_token_max_age: secs(cfg.logout_token_max_age),
         webhook_path: join("webhook"),
         webhook_secret: cfg.webhook_secret.clone(),
         bearer: cfg.bearer,
         refresh_timeout: cfg.refresh_timeout,
+        origin: origin.clone(),
+        approve_param: cfg.approve_param.clone(),
     };
     let coordinator = match cfg.refresh_coordinator {
         Some(c) => c,
@@ -459,4 +459,9 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
             clock: cfg.clock,
         }),
     })
+}
+
+/// A configured duration in whole seconds, saturating instead of wrapping.
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }

@@ -140,6 +140,7 @@ mod responses;
 mod return_to;
 mod revocation;
 mod routes;
+mod same_origin;
 mod secret;
 mod service;
 mod session;

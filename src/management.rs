@@ -193,12 +193,15 @@ impl ClientCredentials {
             }
         }
         let (token, expires_in) = self.fetch().await?;
+        // `expires_in` comes from outside: a lifetime beyond a day is taken as a day.
+        let expires_in = expires_in.min(MAX_TOKEN_LIFETIME_SECS);
         // Refresh a little before expiry: 30 s, or a tenth of a short lifetime.
         let margin = (expires_in / 10).min(30);
         let lifetime = Duration::from_secs(expires_in.saturating_sub(margin).max(1));
+        let now = tokio::time::Instant::now();
         *cached = Some(Cached {
             token: token.clone(),
-            expires_at: tokio::time::Instant::now() + lifetime,
+            expires_at: now.checked_add(lifetime).unwrap_or(now),
         });
         Ok(token)
     }
@@ -289,6 +292,9 @@ async fn read_limited(
         }
     }
 }
+
+/// The longest an access token of the Management API is cached, whatever `expires_in` says.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
 
 /// A Scalekit user.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -602,7 +608,11 @@ impl ManagementClient {
             let retryable =
                 status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
             if retryable && method == Method::GET && attempt < inner.max_retries {
-                let backoff = Duration::from_millis(200 * 2u64.pow(attempt));
+                let backoff = Duration::from_millis(
+                    2u64.checked_pow(attempt)
+                        .and_then(|p| p.checked_mul(200))
+                        .unwrap_or(u64::MAX),
+                );
                 let delay = retry_after
                     .map(Duration::from_secs)
                     .unwrap_or(backoff)

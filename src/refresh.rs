@@ -124,7 +124,7 @@ impl LocalRefreshCoordinator {
     pub(crate) fn with_clock(grace: Duration, capacity: usize, clock: SharedClock) -> Self {
         Self {
             inner: Arc::new(LocalInner {
-                grace: grace.as_secs() as i64,
+                grace: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
                 capacity: capacity.max(1),
                 clock,
                 entries: Mutex::new(HashMap::new()),

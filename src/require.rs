@@ -109,7 +109,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if let Some(claims) = req.extensions().get::<Claims>() {
+        // Only this layer's claims count: claims of another layer (an outer one, when this
+        // guard is mounted where its own layer does not run) are no session here.
+        let own = req
+            .extensions()
+            .get::<Claims>()
+            .filter(|c| c.layer() == self.shared.verifier.layer());
+        if let Some(claims) = own {
             match &self.guard {
                 Some(guard) if !(guard.check)(claims) => {
                     tracing::debug!(sub = %claims.sub, what = %guard.what, "guard refused");

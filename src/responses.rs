@@ -48,6 +48,32 @@ impl Client {
     }
 }
 
+/// Adds the layer's `Set-Cookie` headers to a response the inner service made. A response that
+/// sets a session cookie must never be stored by a shared cache and served to someone else:
+/// whatever caching the handler asked for (`public`, `max-age`, `s-maxage`) is replaced by
+/// `private, no-store`, and `Vary: Cookie` is added.
+pub(crate) fn add_cookies(headers: &mut http::HeaderMap, set_cookies: Vec<HeaderValue>) {
+    if set_cookies.is_empty() {
+        return;
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    let varies_on_cookie = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim() == "*" || v.trim().eq_ignore_ascii_case("cookie"));
+    if !varies_on_cookie {
+        headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+    }
+    for c in set_cookies {
+        headers.append(header::SET_COOKIE, c);
+    }
+}
+
 pub(crate) fn redirect(location: &str, set_cookies: Vec<HeaderValue>) -> Page {
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::FOUND;
@@ -56,9 +82,7 @@ pub(crate) fn redirect(location: &str, set_cookies: Vec<HeaderValue>) -> Page {
         headers.insert(header::LOCATION, v);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for c in set_cookies {
-        headers.append(header::SET_COOKIE, c);
-    }
+    add_cookies(headers, set_cookies);
     resp
 }
 
@@ -87,9 +111,7 @@ pub(crate) fn error_page(
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for c in set_cookies {
-        headers.append(header::SET_COOKIE, c);
-    }
+    add_cookies(headers, set_cookies);
     resp
 }
 
@@ -114,6 +136,7 @@ pub(crate) fn grpc_status(code: u8, message: &str) -> Page {
         HeaderValue::from_static("application/grpc"),
     );
     headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // grpc-message is percent-encoded (gRPC over HTTP/2 spec).
     let encoded: String = url::form_urlencoded::byte_serialize(message.as_bytes())
         .collect::<String>()
@@ -149,9 +172,36 @@ pub(crate) fn unauthenticated(
             r
         }
     };
-    for c in set_cookies {
-        resp.headers_mut().append(header::SET_COOKIE, c);
-    }
+    add_cookies(resp.headers_mut(), set_cookies);
+    resp
+}
+
+/// The answer to a logout request that did not come from the app itself: a page asking to
+/// confirm, whose button POSTs from the app's origin. It cannot be framed (no clickjacking of
+/// the button).
+pub(crate) fn confirm_logout(logout_path: &str, cancel: &str) -> Page {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Sign out?</title></head><body><h1>Sign out?</h1>\
+         <p>Do you want to sign out?</p>\
+         <form method=\"post\" action=\"{action}\"><button type=\"submit\">Sign out</button> \
+         <a href=\"{cancel}\">Stay signed in</a></form></body></html>",
+        action = escape(logout_path),
+        cancel = escape(cancel),
+    );
+    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     resp
 }
 

@@ -113,6 +113,10 @@ where
             }));
         }
 
+        // Claims belong to the layer that verified them: whatever an outer layer attached is
+        // removed here, and replaced by this layer's own, if it finds a session.
+        req.extensions_mut().remove::<crate::Claims>();
+
         // The inner service that was polled ready moves into the future; the clone stays.
         // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
         let clone = self.inner.clone();

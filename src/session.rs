@@ -231,6 +231,11 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Option<O
     };
     match attempt {
         Attempt::Valid(verified) => {
+            // A token that names no audience is trusted in a cookie session (it came from our
+            // own token endpoint), never from an Authorization header.
+            if !verified.for_this_client {
+                return invalid(&VerifyError::NotForThisClient);
+            }
             let claims = verified.bearer_claims();
             let Some(claims) = claims else {
                 return invalid(&"claims unusable");
@@ -434,7 +439,10 @@ fn read_session(
         .open(name, &sealed)
         .and_then(|plain| serde_json::from_str::<SessionData>(&plain).ok());
     match data {
-        Some(data) => {
+        Some(mut data) => {
+            // Sessions sealed before JWT-shaped tokens had to verify may say `opaque` for one:
+            // such a token is verified like any other.
+            data.opaque = data.opaque && !crate::verify::is_jwt_shaped(&data.at);
             let open = Arc::new(OpenSession {
                 revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
                 data,
@@ -481,7 +489,7 @@ fn check(
         if now >= data.exp {
             return Some(Outcome::cleared(shared, cookies, false));
         }
-        return Some(Outcome::with_claims(opaque_claims(data)));
+        return Some(Outcome::with_claims(opaque_claims(shared, data)));
     }
     match verify(&data.at) {
         Attempt::Valid(verified) => {
@@ -502,10 +510,10 @@ fn check(
     }
 }
 
-fn opaque_claims(data: &SessionData) -> Option<Claims> {
+fn opaque_claims(shared: &Shared, data: &SessionData) -> Option<Claims> {
     let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
     map.insert("exp".into(), data.exp.into());
-    Claims::from_map(map)
+    Claims::from_map(map, shared.verifier.layer())
 }
 
 /// The answer when a refresh is needed and the provider cannot do it now. Cookies are kept.
@@ -554,7 +562,7 @@ async fn refreshed_outcome(
         return Outcome::cleared(shared, cookies, true);
     }
     let claims = if data.opaque {
-        opaque_claims(&data)
+        opaque_claims(shared, &data)
     } else {
         match shared.verifier.access(&data.at).await {
             Ok(v) => v.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
@@ -674,9 +682,12 @@ async fn refresh_once(
     Ok(SealedTokens(shared.cookies.seal(REFRESH_AAD, &plain)))
 }
 
-/// Decides how the session rests on an access token: a JWT for this client is verified on every
-/// request (`opaque = false`); anything else is opaque to us and the session lasts until
-/// `expires_in` on the strength of the verified ID token.
+/// Decides how the session rests on an access token from our own token endpoint. A token shaped
+/// like a JWT must verify: signature by a published key and allowed algorithm, `iss`, `exp`, and
+/// an audience this client accepts (a token without `aud` is accepted: it came straight from the
+/// token endpoint in exchange for our own code or refresh token). Only a token that is not
+/// JWT-shaped is opaque (`true`): the session then lasts until `expires_in`, on the strength of
+/// the ID token verified with it, and never longer than the session's lifetime.
 pub(crate) async fn classify_access(
     shared: &Shared,
     access_token: &str,
@@ -684,14 +695,35 @@ pub(crate) async fn classify_access(
     id_exp: Option<i64>,
     now: i64,
 ) -> Result<(i64, bool), VerifyError> {
-    match shared.verifier.access(access_token).await {
-        Ok(v) => Ok((v.exp, false)),
-        Err(VerifyError::Malformed | VerifyError::Audience | VerifyError::Type(_)) => {
-            tracing::debug!("access token is not a JWT for this client; treating it as opaque");
-            let exp = expires_in.map(|s| now + s).or(id_exp).unwrap_or(now + 300);
-            Ok((exp, true))
-        }
-        Err(error) => Err(error),
+    if crate::verify::is_jwt_shaped(access_token) {
+        return shared
+            .verifier
+            .access(access_token)
+            .await
+            .map(|v| (v.exp, false));
+    }
+    tracing::debug!("access token is not a JWT; the session rests on the ID token");
+    // `expires_in` comes from outside: no overflow, nothing negative, nothing beyond the
+    // session's own lifetime.
+    let max = shared.settings.session_max_age.max(0);
+    let lifetime = match expires_in.filter(|s| *s > 0) {
+        Some(s) => s.min(max),
+        None => id_exp.map_or(300, |e| e.saturating_sub(now)).clamp(0, max),
+    };
+    Ok((now.saturating_add(lifetime), true))
+}
+
+/// The words of the login error page and log for an access token whose audience this client
+/// does not accept: the audience, and the builder call that accepts it.
+pub(crate) fn audience_help(access_token: &str) -> String {
+    let auds = crate::verify::unverified_audiences(access_token);
+    match auds.first() {
+        Some(aud) => format!(
+            "The identity provider issued an access token for the audience \"{aud}\", which \
+             this application does not accept. If it should, configure the layer with \
+             `.audience(\"{aud}\")`."
+        ),
+        None => "The identity provider issued an access token for another client.".to_owned(),
     }
 }
 

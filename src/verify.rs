@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use crate::claims::Claims;
+use crate::claims::{Claims, LayerId};
 use crate::clock::SharedClock;
 use crate::provider::{Jwks, KeyLookup};
 
@@ -50,12 +50,22 @@ pub(crate) enum VerifyError {
     Replayed,
     #[error("required claim {0} missing")]
     Missing(&'static str),
+    #[error("the token has a `crit` header; no JOSE extension is understood here")]
+    Critical,
+    #[error("an ID token is not accepted as an access token")]
+    IdTokenAsAccessToken,
+    #[error("the token was not issued for this client (no `aud` or `client_id` names it)")]
+    NotForThisClient,
 }
 
 /// A verified access token, as kept in the cache.
 pub(crate) struct Verified {
     pub(crate) claims: Arc<Map<String, Value>>,
     pub(crate) exp: i64,
+    /// Whether `aud` (or, without `aud`, `client_id`) names this client or a configured
+    /// audience. A token without either is only trusted where it came from our own token
+    /// endpoint (a cookie session), never as a bearer token.
+    pub(crate) for_this_client: bool,
     nbf: Option<i64>,
     kid: Option<String>,
     generation: u64,
@@ -63,6 +73,8 @@ pub(crate) struct Verified {
     session_claims: OnceLock<Option<Claims>>,
     /// Claims of the token alone, for bearer use, built once per token.
     bearer_claims: OnceLock<Option<Claims>>,
+    /// The layer whose verifier made this.
+    layer: LayerId,
 }
 
 impl Verified {
@@ -79,7 +91,7 @@ impl Verified {
                 for (k, v) in self.claims.iter() {
                     merged.insert(k.clone(), v.clone());
                 }
-                Claims::from_map(merged)
+                Claims::from_map(merged, self.layer)
             })
             .clone()
     }
@@ -87,7 +99,7 @@ impl Verified {
     /// The claims of the token alone (bearer use: no session, no identity claims).
     pub(crate) fn bearer_claims(&self) -> Option<Claims> {
         self.bearer_claims
-            .get_or_init(|| Claims::from_map((*self.claims).clone()))
+            .get_or_init(|| Claims::from_map((*self.claims).clone(), self.layer))
             .clone()
     }
 }
@@ -119,6 +131,10 @@ pub(crate) struct Verifier {
     id_token_max_age: i64,
     clock: SharedClock,
     cache: quick_cache::sync::Cache<String, Arc<Verified>>,
+    /// The header `typ` access tokens must have, normalized (`None`: any of JWT's usual ones).
+    access_typ: Option<String>,
+    /// The identity of the layer this verifier serves; claims it makes carry it.
+    layer: LayerId,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -153,7 +169,21 @@ impl Verifier {
             id_token_max_age,
             clock,
             cache: quick_cache::sync::Cache::new(cache_capacity.max(1)),
+            access_typ: None,
+            layer: LayerId::next(),
         }
+    }
+
+    /// Requires access tokens to carry this header `typ` (`at+jwt` and `application/at+jwt`
+    /// are the same type, RFC 7515 section 4.1.9).
+    pub(crate) fn with_access_typ(mut self, typ: Option<&str>) -> Self {
+        self.access_typ = typ.map(normalize_typ);
+        self
+    }
+
+    /// The layer this verifier serves.
+    pub(crate) fn layer(&self) -> LayerId {
+        self.layer
     }
 
     pub(crate) fn cache_len(&self) -> usize {
@@ -187,15 +217,18 @@ impl Verifier {
             self.cache.remove(token);
             return Attempt::Invalid(VerifyError::UnknownKey);
         }
-        let header = match jsonwebtoken::decode_header(token) {
+        let header = match parse_header(token) {
             Ok(h) => h,
-            Err(_) => return Attempt::Invalid(VerifyError::Malformed),
+            Err(e) => return Attempt::Invalid(e),
         };
-        if let Some(typ) = &header.typ {
-            let t = typ.to_ascii_lowercase();
-            if !matches!(t.as_str(), "jwt" | "at+jwt" | "application/at+jwt") {
-                return Attempt::Invalid(VerifyError::Type(typ.clone()));
-            }
+        let typ = header.typ.as_deref().map(normalize_typ);
+        let typ_ok = match (&self.access_typ, typ.as_deref()) {
+            (Some(required), found) => found == Some(required.as_str()),
+            (None, None | Some("jwt" | "at+jwt")) => true,
+            (None, Some(_)) => false,
+        };
+        if !typ_ok {
+            return Attempt::Invalid(VerifyError::Type(header.typ.unwrap_or_default()));
         }
         if !allow_stale && self.jwks.is_stale() {
             return Attempt::NeedKeys(header.kid, header.alg);
@@ -205,10 +238,12 @@ impl Verifier {
                 let generation = self.jwks.generation();
                 match self.decode(token, &key.key, header.alg) {
                     Ok(claims) => match self.check_access(&claims, now) {
-                        Ok((exp, nbf)) => {
+                        Ok((exp, nbf, for_this_client)) => {
                             let verified = Arc::new(Verified {
                                 claims: Arc::new(claims),
                                 exp,
+                                for_this_client,
+                                layer: self.layer,
                                 nbf,
                                 kid: key.kid.clone(),
                                 generation,
@@ -252,10 +287,9 @@ impl Verifier {
         token: &str,
         max_age: i64,
     ) -> Result<Map<String, Value>, VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let header = parse_header(token)?;
         if let Some(typ) = &header.typ {
-            let t = typ.to_ascii_lowercase();
-            if !matches!(t.as_str(), "jwt" | "logout+jwt" | "application/logout+jwt") {
+            if !matches!(normalize_typ(typ).as_str(), "jwt" | "logout+jwt") {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
@@ -283,10 +317,10 @@ impl Verifier {
             return Err(VerifyError::Audience);
         }
         let iat = required_i64(&claims, "iat")?;
-        if iat > now + self.leeway {
+        if iat > now.saturating_add(self.leeway) {
             return Err(VerifyError::IssuedInFuture);
         }
-        if now.saturating_sub(iat) > max_age + self.leeway {
+        if now.saturating_sub(iat) > max_age.saturating_add(self.leeway) {
             return Err(VerifyError::TooOld);
         }
         if let Some(exp) = claims.get("exp") {
@@ -334,9 +368,9 @@ impl Verifier {
         nonce: Option<&str>,
         access_token: Option<&str>,
     ) -> Result<Map<String, Value>, VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let header = parse_header(token)?;
         if let Some(typ) = &header.typ {
-            if !typ.eq_ignore_ascii_case("jwt") {
+            if normalize_typ(typ) != "jwt" {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
@@ -383,10 +417,10 @@ impl Verifier {
         let exp = required_i64(&claims, "exp")?;
         let iat = required_i64(&claims, "iat")?;
         self.check_times(exp, claims.get("nbf").and_then(Value::as_i64), now)?;
-        if iat > now + self.leeway {
+        if iat > now.saturating_add(self.leeway) {
             return Err(VerifyError::IssuedInFuture);
         }
-        if now.saturating_sub(iat) > self.id_token_max_age + self.leeway {
+        if now.saturating_sub(iat) > self.id_token_max_age.saturating_add(self.leeway) {
             return Err(VerifyError::TooOld);
         }
         if let Some(expected) = nonce {
@@ -425,35 +459,55 @@ impl Verifier {
             })
     }
 
+    /// The claim checks of an access token. Returns `exp`, `nbf`, and whether the token names
+    /// this client (see [`Verified::for_this_client`]).
     fn check_access(
         &self,
         claims: &Map<String, Value>,
         now: i64,
-    ) -> Result<(i64, Option<i64>), VerifyError> {
+    ) -> Result<(i64, Option<i64>, bool), VerifyError> {
         if claims.get("iss").and_then(Value::as_str) != Some(&self.issuer) {
             return Err(VerifyError::Issuer);
         }
+        // An ID token travels in front-channel URLs (`id_token_hint`) and lives longer than an
+        // access token: it must never pass as one. Its markers: a nonce (every login of ours
+        // sends one), the hashes that bind it to a code or access token, Keycloak's `typ: ID`.
+        // `auth_time` alone is no marker: Keycloak's access tokens carry it.
+        let id_marker = ["nonce", "at_hash", "c_hash"]
+            .iter()
+            .any(|k| claims.contains_key(*k))
+            || claims
+                .get("typ")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case("id"));
+        if id_marker {
+            return Err(VerifyError::IdTokenAsAccessToken);
+        }
         let aud = audiences(claims);
         let ours = |a: &&str| *a == self.client_id || self.audiences.iter().any(|x| x == a);
-        if aud.is_empty() {
+        let for_this_client = if aud.is_empty() {
             // Some providers (Scalekit among them) may issue access tokens without `aud` but with
-            // the `client_id` they were issued to.
-            if claims.get("client_id").and_then(Value::as_str) != Some(&self.client_id) {
-                return Err(VerifyError::Audience);
+            // the `client_id` they were issued to; others name no audience at all.
+            match claims.get("client_id") {
+                None => false,
+                Some(id) if id.as_str() == Some(&self.client_id) => true,
+                Some(_) => return Err(VerifyError::Audience),
             }
-        } else if !aud.iter().any(ours) {
+        } else if aud.iter().any(ours) {
+            true
+        } else {
             return Err(VerifyError::Audience);
-        }
+        };
         required_str(claims, "sub")?;
         let exp = required_i64(claims, "exp")?;
         let nbf = claims.get("nbf").and_then(Value::as_i64);
         self.check_times(exp, nbf, now)?;
         if let Some(iat) = claims.get("iat").and_then(Value::as_i64) {
-            if iat > now + self.leeway {
+            if iat > now.saturating_add(self.leeway) {
                 return Err(VerifyError::IssuedInFuture);
             }
         }
-        Ok((exp, nbf))
+        Ok((exp, nbf, for_this_client))
     }
 
     /// The access-token claim checks alone (fuzz targets).
@@ -470,6 +524,58 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// The JOSE header, refusing what this verifier does not understand: a `crit` header names
+/// extensions the recipient must process (RFC 7515, section 4.1.11), and none is supported.
+fn parse_header(token: &str) -> Result<jsonwebtoken::Header, VerifyError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+    if header.crit.is_some() {
+        return Err(VerifyError::Critical);
+    }
+    Ok(header)
+}
+
+/// A `typ` value compared the way RFC 7515 section 4.1.9 says: without case, and without the
+/// `application/` prefix.
+fn normalize_typ(typ: &str) -> String {
+    let t = typ.to_ascii_lowercase();
+    match t.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => t,
+    }
+}
+
+/// Whether a token is a JWS in compact form, whatever its algorithm (`none` included): three
+/// dot-separated parts whose first is a base64url JSON object. Such a token must verify; only a
+/// token that is not JWT-shaped is opaque to us.
+pub(crate) fn is_jwt_shaped(token: &str) -> bool {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .is_some()
+}
+
+/// The audiences a token names, read without verification: for messages about a token whose
+/// signature was already checked.
+pub(crate) fn unverified_audiences(token: &str) -> Vec<String> {
+    jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
+        .map(|d| {
+            audiences(&d.claims)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `at_hash`: the left half of the access token's hash with the ID token's algorithm's hash

@@ -80,7 +80,8 @@ pub fn verify_webhook_at(
         .trim()
         .parse()
         .map_err(|_| WebhookError::Timestamp)?;
-    if (now - ts).abs() > WEBHOOK_TOLERANCE_SECS {
+    // Both are i64 from outside: the distance is computed without overflow.
+    if now.abs_diff(ts) > WEBHOOK_TOLERANCE_SECS.unsigned_abs() {
         return Err(WebhookError::Timestamp);
     }
     for entry in signatures.split(' ') {

@@ -160,7 +160,7 @@ async fn large_sessions_are_chunked_and_leftovers_deleted() {
     s.provider
         .set_user(Some(TestUser::new("u").claim("bio", "y".repeat(5000))));
     login(&s, &mut jar, "/auth/login").await;
-    send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    send(&s.app, &mut jar, logout_link()).await;
     assert!(jar.cookies.is_empty(), "{:?}", jar.names());
 }
 
@@ -622,4 +622,886 @@ async fn jwks_cache_control_max_age_is_respected() {
     let cookie = s.provider.session_cookie(&s.auth, &TestUser::new("c"));
     assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
     assert_eq!(s.provider.counts().jwks_fetches, after_rotation + 1);
+}
+
+// ---- Issue 12: the request surface and token handling (independent review of f185fbc) ----
+//
+// Each test below reproduces one finding of the review as an attack, and failed on f185fbc.
+
+use axum::routing::get;
+use axum::Router;
+use tower_oidc_auth::testing::AccessTokenDefect;
+use tower_oidc_auth::Claims;
+
+const ORIGIN: &str = "http://127.0.0.1:3000";
+
+fn api_get(uri: &str, cookie: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn bearer_get(uri: &str, token: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::ACCEPT, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// A second layer (another client of the same provider) for an admin area under `/admin`.
+async fn staff_layer(provider: &TestProvider) -> AuthLayer {
+    provider
+        .layer_builder("http://127.0.0.1:3000/admin/auth/callback")
+        .client_id("staff-app")
+        .base_path("/admin/auth")
+        .session_path("/admin")
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Finding 1: an admin area behind a second layer, nested in the customers' layer. A customer
+/// session (whose claims say `admin`, in the customers' world) must not open it.
+#[tokio::test]
+async fn nested_layer_refuses_claims_attached_by_an_outer_layer() {
+    let s = setup().await;
+    let customers = s.auth.clone();
+    let staff = staff_layer(&s.provider).await;
+    let admin = Router::new()
+        .route("/admin", get(|c: Claims| async move { c.sub.clone() }))
+        .route_layer(staff.require_role("admin"))
+        .route(
+            "/admin/whoami",
+            get(|c: Option<Claims>| async move { c.map(|c| c.sub.clone()).unwrap_or_default() }),
+        )
+        .route(
+            "/admin/extract",
+            get(|c: Claims| async move { c.sub.clone() }),
+        )
+        .layer(staff.clone());
+    let app = Router::new()
+        .route("/me", get(|c: Claims| async move { c.sub.clone() }))
+        .merge(admin)
+        .layer(customers.clone());
+
+    let customer = s.provider.session_cookie(&customers, &user());
+    assert_eq!(
+        app.clone()
+            .oneshot(api_get("/me", &customer))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "the customer's own area"
+    );
+    for path in ["/admin", "/admin/extract"] {
+        let resp = app.clone().oneshot(api_get(path, &customer)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let resp = app
+            .clone()
+            .oneshot(get_html(path).tap_cookie(&customer))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "{path}: browser");
+        assert!(location(&resp).starts_with("/admin/auth/login"), "{path}");
+    }
+    let resp = app
+        .clone()
+        .oneshot(api_get("/admin/whoami", &customer))
+        .await
+        .unwrap();
+    assert_eq!(
+        body_string(resp).await,
+        "",
+        "no claims from the outer layer"
+    );
+
+    // The staff's own session opens it, alone or beside a customer session.
+    let staff_cookie = s.provider.session_cookie(&staff, &user());
+    for cookie in [staff_cookie.clone(), format!("{customer}; {staff_cookie}")] {
+        let resp = app
+            .clone()
+            .oneshot(api_get("/admin", &cookie))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
+
+/// Finding 1: a guard of one layer, mounted where only another layer runs (the staff layer
+/// forgotten), must not judge the other layer's claims.
+#[tokio::test]
+async fn guard_of_one_layer_refuses_claims_of_another() {
+    let s = setup().await;
+    let staff = staff_layer(&s.provider).await;
+    let app = Router::new()
+        .route("/admin", get(|| async { "secret" }))
+        .route_layer(staff.require_role("admin"))
+        .route("/staff-only", get(|| async { "secret" }))
+        .route_layer(staff.require())
+        .layer(s.auth.clone());
+    let customer = s.provider.session_cookie(&s.auth, &user());
+    for path in ["/admin", "/staff-only"] {
+        let resp = app.clone().oneshot(api_get(path, &customer)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+/// Finding 1: two sibling layers on different paths keep working side by side.
+#[tokio::test]
+async fn sibling_layers_on_different_paths_keep_working() {
+    let s = setup().await;
+    let a = s.auth.clone();
+    let b = staff_layer(&s.provider).await;
+    let app = Router::new()
+        .merge(
+            Router::new()
+                .route("/me", get(|c: Claims| async move { c.sub.clone() }))
+                .layer(a.clone()),
+        )
+        .merge(
+            Router::new()
+                .route("/admin/me", get(|c: Claims| async move { c.sub.clone() }))
+                .route_layer(b.require())
+                .layer(b.clone()),
+        );
+    let ca = s.provider.session_cookie(&a, &TestUser::new("alice"));
+    let cb = s.provider.session_cookie(&b, &TestUser::new("bob"));
+    let both = format!("{ca}; {cb}");
+    let resp = app.clone().oneshot(api_get("/me", &both)).await.unwrap();
+    assert_eq!(body_string(resp).await, "alice");
+    let resp = app
+        .clone()
+        .oneshot(api_get("/admin/me", &both))
+        .await
+        .unwrap();
+    assert_eq!(body_string(resp).await, "bob");
+    let resp = app
+        .clone()
+        .oneshot(api_get("/admin/me", &ca))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+trait TapCookie {
+    fn tap_cookie(self, cookie: &str) -> Self;
+}
+
+impl TapCookie for Request<Body> {
+    fn tap_cookie(mut self, cookie: &str) -> Self {
+        self.headers_mut()
+            .insert(header::COOKIE, cookie.parse().unwrap());
+        self
+    }
+}
+
+/// A same-origin POST to logout (what the confirmation page's button sends).
+fn logout_post(origin: &str) -> Request<Body> {
+    Request::post("/auth/logout")
+        .header(header::ACCEPT, "text/html")
+        .header(header::ORIGIN, origin)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// Finding 2: the ID token travels in the front channel (`id_token_hint` on logout). Taken from
+/// the logout redirect and sent as a bearer token, it must be refused.
+#[tokio::test]
+async fn id_token_hint_from_logout_redirect_is_refused_as_bearer() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let resp = send(&s.app, &mut jar, logout_post(ORIGIN)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let end = url::Url::parse(&location(&resp)).unwrap();
+    let hint = end
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .expect("id_token_hint");
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &hint))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.headers()[header::WWW_AUTHENTICATE]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+}
+
+/// Finding 2: the markers of an ID token refuse a token on the access path (bearer and
+/// session); `auth_time` alone does not (Keycloak access tokens carry it).
+#[tokio::test]
+async fn id_token_markers_are_refused_on_the_access_path() {
+    let s = setup().await;
+    let now = s.clock.now();
+    let base = json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x",
+                      "iat": now, "exp": now + 300});
+    let with = |patch: serde_json::Value| {
+        let mut c = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        s.provider.sign(&c)
+    };
+    let id = s.provider.id_token(&user(), None);
+    for (what, token) in [
+        ("nonce", with(json!({"nonce": "n"}))),
+        ("at_hash", with(json!({"at_hash": "abc"}))),
+        ("c_hash", with(json!({"c_hash": "abc"}))),
+        ("typ ID (Keycloak)", with(json!({"typ": "ID"}))),
+    ] {
+        let resp = s
+            .app
+            .clone()
+            .oneshot(bearer_get("/me", &token))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "bearer: {what}");
+        let cookie = s
+            .provider
+            .session_cookie_with_tokens(&s.auth, &token, None, &id);
+        let resp = with_cookie(&s.app, &cookie).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "session: {what}");
+    }
+    let keycloak_like = with(json!({"auth_time": now - 10, "typ": "Bearer"}));
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &keycloak_like))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "auth_time alone is fine");
+}
+
+/// Finding 2: `.access_token_typ(..)` requires a header `typ` where a provider types its access
+/// tokens (RFC 9068 `at+jwt`).
+#[tokio::test]
+async fn access_token_typ_is_enforced_when_configured() {
+    let s = setup_with(|c| c.access_token_typ("at+jwt")).await;
+    let now = s.clock.now();
+    let claims = json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x",
+                        "iat": now, "exp": now + 300});
+    let kid = s.provider.current_kid();
+    let plain = s
+        .provider
+        .sign_with_header(&json!({"alg": "RS256", "typ": "JWT", "kid": kid}), &claims);
+    let none = s
+        .provider
+        .sign_with_header(&json!({"alg": "RS256", "kid": kid}), &claims);
+    let typed = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "at+jwt", "kid": kid}),
+        &claims,
+    );
+    let long = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "application/at+jwt", "kid": kid}),
+        &claims,
+    );
+    for (token, expected) in [
+        (plain, StatusCode::UNAUTHORIZED),
+        (none, StatusCode::UNAUTHORIZED),
+        (typed, StatusCode::OK),
+        (long, StatusCode::OK),
+    ] {
+        let resp = s
+            .app
+            .clone()
+            .oneshot(bearer_get("/me", &token))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), expected);
+    }
+}
+
+/// Finding 3: a JWT-shaped access token that does not verify was classified as opaque and the
+/// user signed in on the ID token alone. Now the login fails.
+#[tokio::test]
+async fn login_fails_when_the_access_token_is_a_jwt_that_does_not_verify() {
+    let s = setup().await;
+    for defect in [AccessTokenDefect::AlgNone, AccessTokenDefect::UnknownKey] {
+        s.provider.set_access_token_defect(Some(defect));
+        refused_login(&s, StatusCode::BAD_REQUEST, &format!("{defect:?}")).await;
+    }
+    // Wrong audience: refused, and the page names the audience and the builder call.
+    s.provider
+        .set_access_token_defect(Some(AccessTokenDefect::WrongAudience));
+    let mut jar = Jar::default();
+    let resp = login(&s, &mut jar, "/auth/login").await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(jar.get("_s").is_none(), "{:?}", jar.names());
+    let body = body_string(resp).await;
+    assert!(
+        body.contains("https://api.other.example") && body.contains(".audience("),
+        "{body}"
+    );
+}
+
+/// Finding 3: the audience named on the error page, once configured, is accepted; and a JWT
+/// access token without `aud` (oauth2-mock-server issues such) signs in and keeps working.
+#[tokio::test]
+async fn configured_audience_and_audience_less_access_tokens_sign_in() {
+    let s = setup_with(|c| c.audience("https://api.other.example")).await;
+    s.provider
+        .set_access_token_defect(Some(AccessTokenDefect::WrongAudience));
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let s = setup().await;
+    s.provider
+        .set_access_token_defect(Some(AccessTokenDefect::NoAudience));
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK, "the session rests on it");
+    // The same token presented as a bearer token by someone else is not for this client.
+    let now = s.clock.now();
+    let audless = s
+        .provider
+        .sign(&json!({"iss": s.provider.issuer(), "sub": "x",
+                                          "iat": now, "exp": now + 300}));
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &audless))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+fn clears_cookies(resp: &http::Response<Body>) -> bool {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().unwrap().contains("Max-Age=0"))
+}
+
+/// Finding 4: a cross-site GET to logout (`<a href>`, `window.open`) used to end the session and
+/// the provider's single sign-on. It now gets a confirmation page whose button POSTs.
+#[tokio::test]
+async fn cross_site_get_to_logout_keeps_the_session() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let logouts = |r: &http::Response<Body>| {
+        r.headers()
+            .get(header::LOCATION)
+            .is_some_and(|l| l.to_str().unwrap().contains("/oidc/logout"))
+    };
+    let attempts: Vec<(&str, Request<Body>)> = vec![
+        (
+            "cross-site navigation",
+            Request::get("/auth/logout")
+                .header(header::ACCEPT, "text/html")
+                .header("sec-fetch-site", "cross-site")
+                .header("sec-fetch-mode", "navigate")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        (
+            "sibling subdomain",
+            Request::get("/auth/logout")
+                .header("sec-fetch-site", "same-site")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        (
+            "no fetch metadata, no referer",
+            Request::get("/auth/logout")
+                .header(header::ACCEPT, "text/html")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        (
+            "no fetch metadata, foreign referer",
+            Request::get("/auth/logout")
+                .header(header::REFERER, "https://evil.example/page")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        (
+            "referer on another port",
+            Request::get("/auth/logout")
+                .header(header::REFERER, "http://127.0.0.1:3001/")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        ("cross-site form POST", logout_post("https://evil.example")),
+        ("opaque origin POST", logout_post("null")),
+        (
+            "POST without Origin",
+            Request::post("/auth/logout")
+                .header("sec-fetch-site", "cross-site")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+    ];
+    for (what, req) in attempts {
+        let resp = send(&s.app, &mut jar, req).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{what}");
+        assert!(!logouts(&resp) && !clears_cookies(&resp), "{what}");
+        assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store", "{what}");
+        let body = body_string(resp).await;
+        assert!(
+            body.contains("method=\"post\"") && body.contains("action=\"/auth/logout\""),
+            "{what}: {body}"
+        );
+        let me = send(&s.app, &mut jar, get_json("/me")).await;
+        assert_eq!(me.status(), StatusCode::OK, "{what}: still signed in");
+    }
+    assert_eq!(s.provider.counts().logouts, 0);
+
+    // Same-origin: each ends the session.
+    let same_origin: Vec<(&str, Request<Body>)> = vec![
+        (
+            "same-origin link",
+            Request::get("/auth/logout")
+                .header("sec-fetch-site", "same-origin")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        (
+            "typed URL",
+            Request::get("/auth/logout")
+                .header("sec-fetch-site", "none")
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        (
+            "old browser, same-origin referer",
+            Request::get("/auth/logout")
+                .header(header::REFERER, format!("{ORIGIN}/settings"))
+                .body(Body::empty())
+                .unwrap(),
+        ),
+        ("the confirmation button", logout_post(ORIGIN)),
+    ];
+    for (what, req) in same_origin {
+        let mut jar = Jar::default();
+        assert_eq!(
+            login(&s, &mut jar, "/auth/login").await.status(),
+            StatusCode::FOUND
+        );
+        let session = jar.header_for("/me");
+        let resp = send(&s.app, &mut jar, req).await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "{what}");
+        assert!(logouts(&resp) && clears_cookies(&resp), "{what}");
+        assert!(location(&resp).contains("id_token_hint="), "{what}");
+        // The old cookie no longer works either (revoked).
+        let resp = with_cookie(&s.app, &session).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+    }
+}
+
+/// Finding 5: a cross-site link to login with a connection or organization starts a login into
+/// a tenant the attacker configured. Pass-through parameters now need a same-origin request.
+#[tokio::test]
+async fn cross_site_login_link_cannot_choose_the_tenant() {
+    let s = setup().await;
+    let q = "/auth/login?connection_id=conn_attacker&organization_id=org_attacker\
+             &domain_hint=evil.example&login_hint=victim%40example.com&return_to=%2Fme";
+    let start = |site: Option<&str>, referer: Option<&str>| {
+        let mut r = Request::get(q).header(header::ACCEPT, "text/html");
+        if let Some(site) = site {
+            r = r.header("sec-fetch-site", site);
+        }
+        if let Some(referer) = referer {
+            r = r.header(header::REFERER, referer);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    for (what, req) in [
+        ("cross-site", start(Some("cross-site"), None)),
+        ("same-site", start(Some("same-site"), None)),
+        ("no metadata", start(None, None)),
+        (
+            "foreign referer",
+            start(None, Some("https://evil.example/")),
+        ),
+    ] {
+        let resp = s.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "{what}");
+        let to = location(&resp);
+        for name in [
+            "connection_id",
+            "organization_id",
+            "domain_hint",
+            "login_hint",
+        ] {
+            assert!(!to.contains(name), "{what}: {name} passed through: {to}");
+        }
+        assert!(to.contains("code_challenge="), "{what}: still a login");
+    }
+    for (what, req) in [
+        ("same-origin", start(Some("same-origin"), None)),
+        ("typed", start(Some("none"), None)),
+        (
+            "old browser",
+            start(None, Some(&format!("{ORIGIN}/pricing"))),
+        ),
+    ] {
+        let resp = s.app.clone().oneshot(req).await.unwrap();
+        let to = location(&resp);
+        assert!(
+            to.contains("connection_id=conn_attacker") && to.contains("domain_hint="),
+            "{what}: {to}"
+        );
+    }
+}
+
+/// Finding 5: the app can approve an organization or connection before it is sent.
+#[tokio::test]
+async fn app_approves_pass_through_parameters() {
+    let s = setup_with(|c| {
+        c.approve_authorize_param(|name, value| {
+            name != "organization_id" || value.starts_with("org_ours")
+        })
+    })
+    .await;
+    let req = |q: &str| {
+        Request::get(format!("/auth/login?{q}"))
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let resp = s
+        .app
+        .clone()
+        .oneshot(req("organization_id=org_theirs&connection_id=conn_1"))
+        .await
+        .unwrap();
+    let to = location(&resp);
+    assert!(!to.contains("org_theirs") && to.contains("conn_1"), "{to}");
+    let resp = s
+        .app
+        .clone()
+        .oneshot(req("organization_id=org_ours_1"))
+        .await
+        .unwrap();
+    assert!(location(&resp).contains("organization_id=org_ours_1"));
+}
+
+/// Finding 6: when the layer adds `Set-Cookie` to a handler's publicly cacheable response, a
+/// shared cache could serve one user's session to everyone.
+#[tokio::test]
+async fn layer_cookies_never_ride_on_publicly_cacheable_responses() {
+    let s = setup().await;
+    let app = Router::new()
+        .route(
+            "/public",
+            get(|| async {
+                (
+                    [
+                        (header::CACHE_CONTROL, "public, max-age=3600, s-maxage=600"),
+                        (header::VARY, "Accept-Encoding"),
+                    ],
+                    "cacheable",
+                )
+            }),
+        )
+        .layer(s.auth.clone());
+    let check = |resp: &http::Response<Body>, what: &str| {
+        assert!(resp.headers().contains_key(header::SET_COOKIE), "{what}");
+        let cc: Vec<_> = resp
+            .headers()
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .collect();
+        assert_eq!(cc.len(), 1, "{what}");
+        let cc = cc[0].to_str().unwrap();
+        assert!(
+            cc.contains("no-store") && cc.contains("private"),
+            "{what}: {cc}"
+        );
+        assert!(
+            !cc.contains("public") && !cc.contains("max-age"),
+            "{what}: {cc}"
+        );
+        let vary: Vec<String> = resp
+            .headers()
+            .get_all(header::VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+            .collect();
+        assert!(
+            vary.iter().any(|v| v.contains("cookie")),
+            "{what}: {vary:?}"
+        );
+        assert!(
+            vary.iter().any(|v| v.contains("accept-encoding")),
+            "{what}: {vary:?}"
+        );
+    };
+    // A cookie being cleared (tampered).
+    let good = s.provider.session_cookie(&s.auth, &user());
+    let tampered = good.replacen("=", "=A", 1);
+    let resp = app
+        .clone()
+        .oneshot(api_get("/public", &tampered))
+        .await
+        .unwrap();
+    check(&resp, "cleared");
+    // A session refreshed on the way through.
+    s.clock.advance(Duration::from_secs(400));
+    let resp = app
+        .clone()
+        .oneshot(api_get("/public", &good))
+        .await
+        .unwrap();
+    check(&resp, "refreshed");
+    // Without cookies set by the layer, the handler's caching is left alone.
+    let resp = app
+        .clone()
+        .oneshot(Request::get("/public").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()[header::CACHE_CONTROL],
+        "public, max-age=3600, s-maxage=600"
+    );
+}
+
+/// Finding 6: the layer's own answers are never stored by a cache.
+#[tokio::test]
+async fn the_layers_own_answers_are_no_store() {
+    let s = setup().await;
+    let grpc = Request::post("/me")
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .body(Body::empty())
+        .unwrap();
+    let bad_bearer = bearer_get("/me", "not-a-token");
+    let reqs = vec![
+        ("api 401", get_json("/me")),
+        ("browser redirect", get_html("/me")),
+        ("grpc 16", grpc),
+        ("bad bearer", bad_bearer),
+        ("login", get_html("/auth/login")),
+        ("callback error", get_html("/auth/callback?state=x&code=y")),
+        ("logout confirm", get_html("/auth/logout")),
+    ];
+    for (what, req) in reqs {
+        let resp = s.app.clone().oneshot(req).await.unwrap();
+        let cc = resp
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(cc.contains("no-store"), "{what}: {cc:?}");
+    }
+}
+
+/// Finding 9: cookie tossing. A sibling subdomain can set `__Secure-` cookies (with
+/// `Domain=example.com`) for the app's host, but never `__Host-` ones. An attacker who starts a
+/// login of their own and tosses their transaction cookie into the victim's browser, then sends
+/// the victim to the callback with their code, must not sign the victim into their account.
+#[tokio::test]
+async fn tossed_transaction_cookie_from_a_sibling_subdomain_is_ignored() {
+    let s = setup().await;
+    let https = s
+        .provider
+        .layer_builder("https://app.example.com/auth/callback")
+        .build()
+        .await
+        .unwrap();
+    let app = app(&https);
+    let mut attacker = Jar::default();
+    let resp = send(&app, &mut attacker, get_html("/auth/login")).await;
+    let callback = authorize(&location(&resp)).await;
+    let tx = attacker.tx().expect("a transaction cookie").clone();
+    // What a sibling subdomain can write: the same name with `__Secure-` or no prefix, never
+    // `__Host-`. The tossed value is the attacker's own, genuine, sealed transaction.
+    let bare = tx
+        .name
+        .trim_start_matches("__Host-")
+        .trim_start_matches("__Secure-")
+        .to_owned();
+    for tossed in [format!("__Secure-{bare}"), bare.clone()] {
+        let mut victim = Jar::default();
+        victim.cookies.push(common::StoredCookie {
+            name: tossed.clone(),
+            value: tx.value.clone(),
+            path: "/auth/callback".into(),
+            attrs: String::new(),
+        });
+        let resp = send(&app, &mut victim, get_html(&callback)).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{tossed}");
+        assert!(victim.get("_s").is_none(), "{tossed}: {:?}", victim.names());
+    }
+    assert!(tx.name.starts_with("__Host-"), "{}", tx.name);
+    assert!(
+        tx.attrs.contains("Path=/;") || tx.attrs.ends_with("Path=/"),
+        "{}",
+        tx.attrs
+    );
+    // The attacker's own browser completes its own login.
+    let resp = send(&app, &mut attacker, get_html(&callback)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+}
+
+/// Finding 10: `now + expires_in` overflowed (a panic in debug builds, a wrap in release) on a
+/// huge `expires_in` from the token endpoint.
+#[tokio::test]
+async fn huge_expires_in_from_the_provider_does_not_overflow() {
+    let clock = tower_oidc_auth::ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .opaque_access_tokens(true)
+        .start()
+        .await;
+    // No refresh token, so the session lives exactly as long as its access token.
+    let auth = provider
+        .layer_builder(REDIRECT)
+        .scopes(["openid", "profile", "email"])
+        .build()
+        .await
+        .unwrap();
+    let s = Setup {
+        app: app(&auth),
+        auth,
+        provider,
+        clock,
+    };
+    for value in [
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!("9223372036854775807"),
+        json!(-1),
+    ] {
+        s.provider.set_expires_in(Some(value.clone()));
+        let mut jar = Jar::default();
+        let resp = login(&s, &mut jar, "/auth/login").await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "{value}");
+        let resp = send(&s.app, &mut jar, get_json("/me")).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{value}");
+        // Clamped: an opaque token's session does not outlive the session's lifetime.
+        s.clock.advance(Duration::from_secs(8 * 24 * 3600));
+        let resp = send(&s.app, &mut jar, get_json("/me")).await;
+        assert_ne!(resp.status(), StatusCode::OK, "{value}: clamped");
+    }
+}
+
+/// Finding 10: a webhook timestamp of `i64::MIN` overflowed `now - ts`.
+#[tokio::test]
+async fn webhook_timestamp_at_the_edge_of_i64_does_not_overflow() {
+    let s = setup_with(|c| c.webhook_secret("whsec_c2VjcmV0c2VjcmV0c2VjcmV0")).await;
+    for ts in ["-9223372036854775808", "9223372036854775807"] {
+        let req = Request::post("/auth/webhook")
+            .header("webhook-id", "msg_1")
+            .header("webhook-timestamp", ts)
+            .header("webhook-signature", "v1,AAAA")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = s.app.clone().oneshot(req).await.unwrap();
+        assert!(resp.status().is_client_error(), "{ts}: {}", resp.status());
+    }
+}
+
+/// Finding 11: an issuer published with a trailing slash (Auth0 and others) was refused at
+/// build: the configured issuer was trimmed but discovery's compared exactly.
+#[tokio::test]
+async fn issuer_with_a_trailing_slash_is_compared_exactly() {
+    let clock = tower_oidc_auth::ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .issuer_trailing_slash(true)
+        .start()
+        .await;
+    assert!(provider.issuer().ends_with('/'));
+    let auth = provider
+        .layer_builder(REDIRECT)
+        .provider(Provider::discover(provider.issuer()))
+        .build()
+        .await
+        .expect("the issuer exactly as discovery publishes it");
+    let s = Setup {
+        app: app(&auth),
+        auth,
+        provider,
+        clock,
+    };
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Configured without the slash: a mismatch, and the error shows both.
+    let trimmed = s.provider.issuer().trim_end_matches('/').to_owned();
+    let e = s
+        .provider
+        .layer_builder(REDIRECT)
+        .provider(Provider::discover(&trimmed))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ConfigError::IssuerMismatch { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains(&format!("\"{trimmed}\"")), "{text}");
+    assert!(
+        text.contains(&format!("\"{}\"", s.provider.issuer())),
+        "{text}"
+    );
+}
+
+/// Finding 12: a JOSE `crit` header names extensions the recipient must understand; none is
+/// understood here, so such a token is refused (RFC 7515, section 4.1.11).
+#[tokio::test]
+async fn tokens_with_a_crit_header_are_refused() {
+    let s = setup().await;
+    let now = s.clock.now();
+    let claims = json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x",
+                        "iat": now, "exp": now + 300});
+    let kid = s.provider.current_kid();
+    let crit = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "JWT", "kid": kid,
+                "crit": ["https://example.com/must-understand"],
+                "https://example.com/must-understand": "yes"}),
+        &claims,
+    );
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &crit))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "bearer");
+    let id = s.provider.id_token(&user(), None);
+    let cookie = s
+        .provider
+        .session_cookie_with_tokens(&s.auth, &crit, None, &id);
+    assert_eq!(
+        with_cookie(&s.app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "session"
+    );
+    // At login, an ID token with `crit`.
+    s.provider
+        .set_id_token_defect(Some(IdTokenDefect::CriticalHeader));
+    refused_login(&s, StatusCode::BAD_REQUEST, "crit in the ID token").await;
 }

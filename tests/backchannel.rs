@@ -261,7 +261,7 @@ async fn logout_ends_the_session_even_for_a_kept_cookie() {
     let s = setup().await;
     let (mut jar, _) = session(&s).await;
     let kept = jar.header_for("/me");
-    send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    send(&s.app, &mut jar, logout_link()).await;
     let req = Request::get("/me")
         .header(header::ACCEPT, "application/json")
         .header(header::COOKIE, &kept)
@@ -303,7 +303,7 @@ async fn logout_racing_a_refresh_does_not_resurrect_the_session() {
         s.provider.counts().token_requests > before,
         "refresh in flight"
     );
-    send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    send(&s.app, &mut jar, logout_link()).await;
     let resp = in_flight.await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let set: Vec<String> = resp

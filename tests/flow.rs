@@ -35,7 +35,8 @@ async fn login_callback_claims_logout() {
     assert_eq!(q["code_challenge"].len(), 43);
     assert!(q["state"].len() >= 43 && q["nonce"].len() >= 43);
     let tx = jar.tx().expect("transaction cookie");
-    assert_eq!(tx.path, "/auth/callback");
+    // On `/`, so that over https it can be a `__Host-` cookie (no cookie tossing).
+    assert_eq!(tx.path, "/");
     assert!(tx.attrs.contains("HttpOnly") && tx.attrs.contains("SameSite=Lax"));
     assert!(tx.attrs.contains("Max-Age=600"));
     // The transaction cookie is sealed: neither state nor verifier is visible.
@@ -78,7 +79,7 @@ async fn login_callback_claims_logout() {
     assert_eq!(body_string(resp).await, "hello usr_42");
 
     // Logout: every cookie cleared, then the provider's end_session with the ID token hint.
-    let resp = send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    let resp = send(&s.app, &mut jar, logout_link()).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     let end = url::Url::parse(&location(&resp)).unwrap();
     assert!(end
@@ -107,12 +108,15 @@ async fn post_logout_works_and_without_end_session_goes_home() {
     let s = setup().await;
     let mut jar = Jar::default();
     login(&s, &mut jar, "/auth/login").await;
-    let req = Request::post("/auth/logout").body(Body::empty()).unwrap();
+    let req = Request::post("/auth/logout")
+        .header(header::ORIGIN, "http://127.0.0.1:3000")
+        .body(Body::empty())
+        .unwrap();
     let resp = send(&s.app, &mut jar, req).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     assert!(jar.cookies.is_empty());
     // Logging out without a session still clears and redirects (no hint).
-    let resp = send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    let resp = send(&s.app, &mut jar, logout_link()).await;
     assert!(!location(&resp).contains("id_token_hint"));
 }
 
@@ -383,7 +387,13 @@ async fn login_passes_only_allow_listed_parameters() {
     let s = setup().await;
     let mut jar = Jar::default();
     let uri = "/auth/login?organization_id=org_9&login_hint=a%40b.c&prompt=login&connection_id=conn_1&domain_hint=b.c&provider=google&redirect_uri=https%3A%2F%2Fevil&client_id=evil&scope=admin";
-    let resp = send(&s.app, &mut jar, get_html(uri)).await;
+    // A link on the app's own page (pass-through parameters need a same-origin request).
+    let mut req = get_html(uri);
+    req.headers_mut().insert(
+        "sec-fetch-site",
+        http::HeaderValue::from_static("same-origin"),
+    );
+    let resp = send(&s.app, &mut jar, req).await;
     let url = url::Url::parse(&location(&resp)).unwrap();
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let get = |k: &str| {

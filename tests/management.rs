@@ -31,6 +31,8 @@ struct Fake {
     hits: Mutex<HashMap<String, u64>>,
     /// Answers to give first for a path, before the normal one.
     queued: Mutex<HashMap<String, Vec<Queued>>>,
+    /// `expires_in` to send instead of 3600.
+    expires_in: Mutex<Option<Value>>,
 }
 
 impl Fake {
@@ -119,7 +121,8 @@ async fn token(State(f): S, Form(p): Form<HashMap<String, String>>) -> Response 
             .into_response();
     }
     let n = f.grants.fetch_add(1, Ordering::SeqCst) + 1;
-    Json(json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": 3600}))
+    let expires_in = f.expires_in.lock().unwrap().clone().unwrap_or(json!(3600));
+    Json(json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": expires_in}))
         .into_response()
 }
 
@@ -422,4 +425,23 @@ async fn current_user_and_organizations_from_claims() {
         .to_bytes();
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v, json!({"id": "usr_77", "orgs": ["org_1", "org_2"]}));
+}
+
+/// Issue 12, finding 10: `Instant::now() + Duration::from_secs(expires_in)` panicked on a token
+/// endpoint answering a huge `expires_in`. The lifetime is clamped; the token still works, and
+/// a clamped lifetime means the client fetches again after a day at the latest.
+#[tokio::test]
+async fn huge_expires_in_from_the_token_endpoint_does_not_overflow() {
+    let (url, fake) = start().await;
+    for huge in [
+        json!(u64::MAX),
+        json!(i64::MAX),
+        json!("18446744073709551615"),
+        json!(1e300),
+        json!(-1),
+    ] {
+        *fake.expires_in.lock().unwrap() = Some(huge.clone());
+        let c = client(&url, RecordingSleeper::default());
+        assert_eq!(c.get_user("usr_1").await.unwrap().id, "usr_1", "{huge}");
+    }
 }

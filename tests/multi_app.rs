@@ -151,7 +151,7 @@ async fn single_sign_on_and_back_channel_logout_across_two_apps() {
     );
 
     // 3. Log out of A: the provider calls both apps' back-channel endpoints.
-    let resp = send(&a.router, &mut jar, get_html("/auth/logout")).await;
+    let resp = send(&a.router, &mut jar, logout_link()).await;
     let end_session = location(&resp);
     let resp = provider_get(&end_session, &sso).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);

@@ -64,7 +64,7 @@ async fn full_flow_logs_no_secrets() {
     let resp = login(&s, &mut other, "/auth/login").await;
     pages.push_str(&body_string(resp).await);
     s.provider.set_id_token_defect(None);
-    let resp = send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    let resp = send(&s.app, &mut jar, logout_link()).await;
     pages.push_str(&format!("{:?}", resp.headers().get("set-cookie")));
 
     let debug = format!("{:?} {:?}", s.auth, s.provider);

@@ -289,7 +289,7 @@ async fn logout_after_refresh_uses_the_new_id_token() {
         old_id,
         "ID token cookie updated"
     );
-    let resp = send(&s.app, &mut jar, get_html("/auth/logout")).await;
+    let resp = send(&s.app, &mut jar, logout_link()).await;
     assert!(location(&resp).contains("id_token_hint="));
     assert!(jar.cookies.is_empty());
 }

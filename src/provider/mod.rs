@@ -63,12 +63,13 @@ impl Provider {
     pub(crate) async fn resolve(&self, http: &HttpClient) -> Result<ProviderMetadata, ConfigError> {
         match &self.kind {
             ProviderKind::Discover { issuer } => {
-                let issuer = issuer.trim_end_matches('/').to_owned();
-                check_url("issuer", &issuer)?;
-                let meta = fetch_discovery(http, &issuer).await?;
-                if meta.issuer != issuer {
+                check_url("issuer", issuer)?;
+                let meta = fetch_discovery(http, issuer).await?;
+                // Exactly as configured, trailing slash and all (Discovery 1.0, section 4.3):
+                // tokens carry the issuer as discovery publishes it (Auth0's ends in `/`).
+                if meta.issuer != *issuer {
                     return Err(ConfigError::IssuerMismatch {
-                        expected: issuer,
+                        expected: issuer.clone(),
                         found: meta.issuer,
                     });
                 }
@@ -79,13 +80,14 @@ impl Provider {
                 let issuer = env_url.trim_end_matches('/').to_owned();
                 check_url("Scalekit environment URL", &issuer)?;
                 let mut meta = fetch_discovery(http, &issuer).await?;
+                // The environment URL is a base URL, with or without a slash: compared without
+                // it on both sides. Tokens are checked against the issuer discovery publishes.
                 if meta.issuer.trim_end_matches('/') != issuer {
                     return Err(ConfigError::IssuerMismatch {
                         expected: issuer,
                         found: meta.issuer,
                     });
                 }
-                meta.issuer = issuer.clone();
                 let fill = |field: &mut String, path: &str| {
                     if field.is_empty() {
                         *field = format!("{issuer}{path}");
@@ -121,7 +123,11 @@ fn check_url(what: &'static str, value: &str) -> Result<(), ConfigError> {
 }
 
 async fn fetch_discovery(http: &HttpClient, issuer: &str) -> Result<ProviderMetadata, ConfigError> {
-    let url = format!("{issuer}/.well-known/openid-configuration");
+    // Discovery 1.0, section 4: a terminating `/` is removed before appending the well-known path.
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
     http.get_json::<ProviderMetadata>(&url)
         .await
         .map(|(m, _)| m)

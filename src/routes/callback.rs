@@ -229,6 +229,17 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     .await
     {
         Ok(v) => v,
+        Err(crate::verify::VerifyError::Audience) => {
+            let help = crate::session::audience_help(&tokens.access_token);
+            tracing::warn!(%help, "access token refused: audience not accepted");
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                &help,
+                retry,
+                set_cookies,
+            );
+        }
         Err(error) => {
             tracing::warn!(%error, "access token refused");
             return token_defect(set_cookies);

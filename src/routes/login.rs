@@ -11,6 +11,7 @@ use crate::config::PASS_THROUGH;
 use crate::layer::Shared;
 use crate::responses::{error_page, redirect, Page};
 use crate::return_to;
+use crate::same_origin::is_same_origin;
 
 pub(crate) fn login(shared: &Shared, parts: &Parts) -> Page {
     let settings = &shared.settings;
@@ -63,12 +64,31 @@ pub(crate) fn login(shared: &Shared, parts: &Parts) -> Page {
         for (k, v) in &settings.authorize_params {
             q.append_pair(k, v);
         }
+        // Pass-through parameters choose the tenant or connection: a cross-site link must not
+        // choose for the user (login CSRF into an attacker's organization). Only requests from
+        // the app itself carry them, and only those the app approves.
+        let same_origin = is_same_origin(&parts.headers, &settings.origin);
         for name in PASS_THROUGH {
-            if let Some(v) = param(&params, name) {
-                if !v.is_empty() && v.len() <= 512 && !v.chars().any(char::is_control) {
-                    q.append_pair(name, v);
+            let Some(v) = param(&params, name) else {
+                continue;
+            };
+            if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
+                continue;
+            }
+            if !same_origin {
+                tracing::debug!(
+                    param = name,
+                    "cross-site login: pass-through parameter dropped"
+                );
+                continue;
+            }
+            if let Some(approve) = &settings.approve_param {
+                if !(approve.0)(name, v) {
+                    tracing::debug!(param = name, "pass-through parameter not approved; dropped");
+                    continue;
                 }
             }
+            q.append_pair(name, v);
         }
     }
 

@@ -1,4 +1,8 @@
 //! `GET|POST /auth/logout`: clear every cookie, then RP-initiated logout at the provider.
+//!
+//! Only for requests from the app itself ([`is_same_origin`]): a cross-site link or form must
+//! not end the session, nor the provider's single sign-on session behind it. Any other request
+//! gets a confirmation page whose button POSTs here from the app's own origin.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,13 +10,18 @@ use std::time::Duration;
 use http::request::Parts;
 
 use crate::layer::Shared;
-use crate::responses::{redirect, Page};
+use crate::responses::{confirm_logout, redirect, Page};
 use crate::revocation::RevocationKey;
+use crate::same_origin::is_same_origin;
 use crate::session::SessionData;
 
 pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     let codec = &shared.cookies;
     let settings = &shared.settings;
+    if !is_same_origin(&parts.headers, &settings.origin) {
+        tracing::debug!(method = %parts.method, "logout not from the app's origin: asking first");
+        return confirm_logout(&settings.logout_path, &settings.default_return);
+    }
     let cookies = codec.read(&parts.headers);
     // Revoke the session itself, so a request still in flight (a refresh racing this logout)
     // cannot set its cookies again: they would be refused on their next use.

@@ -243,8 +243,12 @@ pub(crate) struct State {
     pub(crate) iss_param: bool,
     pub(crate) auth_methods: Vec<String>,
     pub(crate) opaque_access: bool,
+    /// Where discovery and the endpoints live (the issuer without a trailing slash).
+    pub(crate) base: String,
     pub(crate) token_failure: Mutex<Option<Failure>>,
     pub(crate) id_token_defect: Mutex<Option<IdTokenDefect>>,
+    pub(crate) access_token_defect: Mutex<Option<AccessTokenDefect>>,
+    pub(crate) expires_in: Mutex<Option<Value>>,
     pub(crate) issued: Mutex<Vec<String>>,
     pub(crate) jwks_max_age: Mutex<Option<u64>>,
     pub(crate) jwks_failure: Mutex<Option<Failure>>,
@@ -259,6 +263,14 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// `expires_in` for token responses: the override, or the access-token lifetime.
+    pub(crate) fn expires_in(&self) -> Value {
+        match &*self.expires_in.lock().expect("expires_in lock") {
+            Some(v) => v.clone(),
+            None => self.access_ttl.load(Ordering::Relaxed).into(),
+        }
+    }
+
     pub(crate) fn current_key(&self) -> Arc<SigningKey> {
         self.keys
             .lock()
@@ -303,7 +315,35 @@ impl State {
         if let Some(oid) = &user.organization_id {
             claims.insert("oid".into(), oid.clone().into());
         }
-        self.sign(&Value::Object(claims))
+        let defect = *self.access_token_defect.lock().expect("defect lock");
+        match defect {
+            None => self.sign(&Value::Object(claims)),
+            Some(AccessTokenDefect::AlgNone) => {
+                let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+                format!(
+                    "{}.{}.",
+                    b64(&json!({"alg": "none", "typ": "JWT"})),
+                    b64(&Value::Object(claims))
+                )
+            }
+            Some(AccessTokenDefect::WrongAudience) => {
+                claims.insert("aud".into(), json!(["https://api.other.example"]));
+                claims.remove("client_id");
+                self.sign(&Value::Object(claims))
+            }
+            Some(AccessTokenDefect::NoAudience) => {
+                claims.remove("aud");
+                claims.remove("client_id");
+                self.sign(&Value::Object(claims))
+            }
+            Some(AccessTokenDefect::UnknownKey) => {
+                let stranger = SigningKey::generate("unpublished".into());
+                stranger.sign(
+                    &json!({"alg": "RS256", "typ": "JWT", "kid": "unpublished"}),
+                    &Value::Object(claims),
+                )
+            }
+        }
     }
 
     pub(crate) fn id_token(
@@ -473,6 +513,12 @@ impl State {
             IdTokenDefect::MissingSub => {
                 claims.remove("sub");
             }
+            IdTokenDefect::CriticalHeader => {
+                let header = json!({"alg": "RS256", "typ": "JWT", "kid": key.kid,
+                                    "crit": ["https://example.com/must-understand"],
+                                    "https://example.com/must-understand": "yes"});
+                return key.sign(&header, &Value::Object(claims));
+            }
         }
         key.sign(&rs256, &Value::Object(claims))
     }
@@ -512,6 +558,22 @@ pub enum IdTokenDefect {
     AtHashMismatch,
     /// No `sub`.
     MissingSub,
+    /// A JOSE `crit` header naming an extension (RFC 7515, section 4.1.11).
+    CriticalHeader,
+}
+
+/// One defect the provider puts into the access tokens it issues (for adversarial tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessTokenDefect {
+    /// A JWT with `alg: none` and no signature.
+    AlgNone,
+    /// Signed, with an `aud` that is neither the client id nor a configured audience.
+    WrongAudience,
+    /// Signed, with neither `aud` nor `client_id` (as oauth2-mock-server issues them).
+    NoAudience,
+    /// Signed by a key that is not published.
+    UnknownKey,
 }
 
 /// Builder for [`TestProvider`].
@@ -526,6 +588,7 @@ pub struct TestProviderBuilder {
     iss_param: bool,
     auth_methods: Vec<String>,
     opaque_access: bool,
+    trailing_slash: bool,
     extra_clients: Vec<(String, String, Option<String>)>,
     backchannel_uri: Option<String>,
     clock: SharedClock,
@@ -616,6 +679,14 @@ impl TestProviderBuilder {
         self
     }
 
+    /// Publishes the issuer with a trailing slash (`http://127.0.0.1:port/`), as Auth0 and
+    /// others do; discovery stays at `<issuer without the slash>/.well-known/...` (Discovery 1.0,
+    /// section 4) and tokens carry the issuer exactly (default off).
+    pub fn issuer_trailing_slash(mut self, on: bool) -> Self {
+        self.trailing_slash = on;
+        self
+    }
+
     /// Issue opaque (non-JWT) access tokens, as some providers do (default off).
     pub fn opaque_access_tokens(mut self, on: bool) -> Self {
         self.opaque_access = on;
@@ -661,7 +732,12 @@ impl TestProviderBuilder {
             );
         }
         let state = Arc::new(State {
-            issuer: format!("http://{addr}"),
+            issuer: if self.trailing_slash {
+                format!("http://{addr}/")
+            } else {
+                format!("http://{addr}")
+            },
+            base: format!("http://{addr}"),
             client_id: self.client_id,
             client_secret: self.client_secret,
             clients: Mutex::new(clients),
@@ -685,6 +761,8 @@ impl TestProviderBuilder {
             opaque_access: self.opaque_access,
             token_failure: Mutex::new(None),
             id_token_defect: Mutex::new(None),
+            access_token_defect: Mutex::new(None),
+            expires_in: Mutex::new(None),
             issued: Mutex::new(Vec::new()),
             jwks_max_age: Mutex::new(None),
             jwks_failure: Mutex::new(None),
@@ -740,6 +818,7 @@ impl TestProvider {
             iss_param: true,
             auth_methods: vec!["client_secret_post".into(), "client_secret_basic".into()],
             opaque_access: false,
+            trailing_slash: false,
             extra_clients: Vec::new(),
             backchannel_uri: None,
             clock: Arc::new(SystemClock),
@@ -823,6 +902,17 @@ impl TestProvider {
     /// Puts this defect into every ID token issued from now on (or, with `None`, none).
     pub fn set_id_token_defect(&self, defect: Option<IdTokenDefect>) {
         *self.state.id_token_defect.lock().expect("defect lock") = defect;
+    }
+
+    /// Puts this defect into every access token issued from now on (`None`: well-formed).
+    pub fn set_access_token_defect(&self, defect: Option<AccessTokenDefect>) {
+        *self.state.access_token_defect.lock().expect("defect lock") = defect;
+    }
+
+    /// Sends this `expires_in` in token responses instead of the access-token lifetime
+    /// (`None`: the lifetime). Any JSON value, so tests can send huge or odd ones.
+    pub fn set_expires_in(&self, value: Option<Value>) {
+        *self.state.expires_in.lock().expect("expires_in lock") = value;
     }
 
     /// Sends `Cache-Control: max-age=N` with the JWKS (or, with `None`, no Cache-Control).

@@ -32,9 +32,9 @@ pub(super) fn router(state: Arc<State>) -> Router {
 
 async fn discovery(AxState(s): AxState<Arc<State>>) -> Json<serde_json::Value> {
     s.discovery_fetches.fetch_add(1, Ordering::Relaxed);
-    let i = &s.issuer;
+    let i = &s.base;
     Json(json!({
-        "issuer": i,
+        "issuer": s.issuer,
         "authorization_endpoint": format!("{i}/oauth/authorize"),
         "token_endpoint": format!("{i}/oauth/token"),
         "jwks_uri": format!("{i}/keys"),
@@ -417,7 +417,7 @@ fn code_grant(s: &State, client: &str, p: &Params) -> Response {
     let id = s.id_token(client, &grant.user, grant.nonce.as_deref(), &grant.sid, &at);
     let mut body = json!({
         "access_token": at, "token_type": "Bearer", "id_token": id,
-        "expires_in": s.access_ttl.load(Ordering::Relaxed), "scope": grant.scope,
+        "expires_in": s.expires_in(), "scope": grant.scope,
     });
     if grant.scope.split(' ').any(|x| x == "offline_access") {
         let rt = random_token();
@@ -463,7 +463,7 @@ fn refresh_grant(s: &State, client: &str, p: &Params) -> Response {
     let id = s.id_token(client, &grant.user, None, &grant.sid, &at);
     let mut body = json!({
         "access_token": at, "token_type": "Bearer", "id_token": id,
-        "expires_in": s.access_ttl.load(Ordering::Relaxed), "scope": grant.scope,
+        "expires_in": s.expires_in(), "scope": grant.scope,
     });
     if s.rotation.load(Ordering::Relaxed) {
         let new_rt = random_token();

@@ -162,6 +162,16 @@ pub fn get_html(uri: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// What a browser sends when the user follows the app's own `<a href="/auth/logout">`.
+pub fn logout_link() -> Request<Body> {
+    Request::get("/auth/logout")
+        .header(header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "navigate")
+        .body(Body::empty())
+        .unwrap()
+}
+
 pub fn get_json(uri: &str) -> Request<Body> {
     Request::get(uri)
         .header(header::ACCEPT, "application/json")
