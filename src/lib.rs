@@ -81,9 +81,9 @@
 //!
 //! | route | what it does |
 //! | --- | --- |
-//! | `GET /auth/login` | starts a login: state, nonce, PKCE; passes `return_to`, `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint`, `provider` |
+//! | `GET /auth/login` | starts a login: state, nonce, PKCE; keeps `return_to`; passes `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint`, `provider` to the provider only on same-origin requests |
 //! | `GET <redirect_url path>` | the callback: checks state and RFC 9207 `iss`, exchanges the code, verifies the ID token, sets the session |
-//! | `GET, POST /auth/logout` | clears every cookie, then RP-initiated logout with `id_token_hint` |
+//! | `GET, POST /auth/logout` | from the app itself (same-origin POST, or the app's own link): clears every cookie, then RP-initiated logout with `id_token_hint`; from anywhere else: a confirmation page whose button POSTs |
 //!
 //! # Security model
 //!
@@ -93,12 +93,20 @@
 //! - Cookies are `HttpOnly`, `SameSite=Lax` and `Secure` with `__Host-`/`__Secure-` prefixes;
 //!   plain http is accepted only on loopback hosts, for development. The session cookie lives on
 //!   the app's path, the ID token on the auth routes' path, each login attempt's transaction
-//!   cookie on the callback path. Names carry a part derived from the client id, so two apps on
-//!   one host (cookies ignore ports) never clobber each other.
+//!   cookie on `/` as a `__Host-` cookie (a sibling subdomain cannot toss one in). Names carry a
+//!   part derived from the client id, so two apps on one host (cookies ignore ports) never
+//!   clobber each other.
+//! - Claims belong to the layer that verified them: a layer removes claims another layer
+//!   attached, and its guards accept only its own.
+//! - Cross-site requests cannot log the user out (they get a confirmation page) nor choose the
+//!   tenant of a login (pass-through parameters need a same-origin request). A response to which
+//!   the layer adds `Set-Cookie` is `Cache-Control: private, no-store` with `Vary: Cookie`.
 //! - Tokens are verified with `jsonwebtoken`: the algorithm must be allowed both by the
 //!   configuration (default RS256, ES256) and by the JWK's key type; `none` and HMAC never are.
 //!   `iss`, `aud`, `exp`, `nbf` and `iat` are checked with a leeway (default 60 s), the ID token's
-//!   `nonce` and `azp` at login. An unknown `kid` refetches the JWKS at most once per interval
+//!   `nonce` and `azp` at login. An ID token is never accepted as an access token, a JWT-shaped
+//!   access token must verify at login (only non-JWT tokens are opaque), and a JOSE `crit`
+//!   header is refused. An unknown `kid` refetches the JWKS at most once per interval
 //!   (default 10 s); a failed fetch keeps the cached keys.
 //! - The verified-token cache is keyed by the whole token, never a short hash, and an entry is
 //!   never served after its `exp` or after its key left the JWKS.
