@@ -631,6 +631,11 @@ async fn refresh_once(
     // A new ID token is verified like at login, without a nonce (Core 12.2), and must name the
     // same user.
     let mut identity = None;
+    // The ID token cookie is the logout hint, which travels in a front-channel URL. A refreshed
+    // ID token replaces it only when the access path would refuse it as a bearer token;
+    // otherwise the hint stays the one from login (which carries our nonce): providers accept
+    // an expired ID token as a hint (RP-Initiated Logout 1.0, section 2).
+    let mut hint = None;
     if let Some(id) = &tokens.id_token {
         let claims = shared
             .verifier
@@ -644,6 +649,9 @@ async fn refresh_once(
         }
         if let Some(sid) = claims.get("sid").and_then(Value::as_str) {
             ids.sid = Some(sid.to_owned());
+        }
+        if crate::verify::looks_like_id_token(&claims) {
+            hint = Some(id.clone());
         }
         identity = Some(identity_claims(&claims));
     }
@@ -675,7 +683,7 @@ async fn refresh_once(
             idc,
             ids,
         },
-        id_token: tokens.id_token,
+        id_token: hint,
     };
     let plain =
         serde_json::to_string(&refreshed).map_err(|e| RefreshError::Invalid(e.to_string()))?;

@@ -473,14 +473,7 @@ impl Verifier {
         // access token: it must never pass as one. Its markers: a nonce (every login of ours
         // sends one), the hashes that bind it to a code or access token, Keycloak's `typ: ID`.
         // `auth_time` alone is no marker: Keycloak's access tokens carry it.
-        let id_marker = ["nonce", "at_hash", "c_hash"]
-            .iter()
-            .any(|k| claims.contains_key(*k))
-            || claims
-                .get("typ")
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.eq_ignore_ascii_case("id"));
-        if id_marker {
+        if looks_like_id_token(claims) {
             return Err(VerifyError::IdTokenAsAccessToken);
         }
         let aud = audiences(claims);
@@ -524,6 +517,19 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// Whether a claim set carries a marker only ID tokens have: `nonce`, `at_hash`, `c_hash`, or
+/// Keycloak's `typ: ID`. The access path refuses such tokens; an ID token without any marker
+/// (possible at a refresh) is never used where it could leak (see the refresh).
+pub(crate) fn looks_like_id_token(claims: &Map<String, Value>) -> bool {
+    ["nonce", "at_hash", "c_hash"]
+        .iter()
+        .any(|k| claims.contains_key(*k))
+        || claims
+            .get("typ")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("id"))
 }
 
 /// The JOSE header, refusing what this verifier does not understand: a `crit` header names

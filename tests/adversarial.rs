@@ -826,17 +826,42 @@ async fn id_token_hint_from_logout_redirect_is_refused_as_bearer() {
         .find(|(k, _)| k == "id_token_hint")
         .map(|(_, v)| v.into_owned())
         .expect("id_token_hint");
-    let resp = s
-        .app
-        .clone()
-        .oneshot(bearer_get("/me", &hint))
-        .await
-        .unwrap();
+    // Another instance of the app, which did not see this logout (no shared revocation store),
+    // or any app of a provider that puts no `sid` in its tokens.
+    let other = app(&s.provider.layer_builder(REDIRECT).build().await.unwrap());
+    let resp = other.oneshot(bearer_get("/me", &hint)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(resp.headers()[header::WWW_AUTHENTICATE]
         .to_str()
         .unwrap()
         .contains("invalid_token"));
+}
+
+/// Finding 2, after a refresh: an ID token issued at a refresh may lack every marker (no nonce,
+/// no `at_hash`: both optional there). The logout hint must still be one the access path refuses.
+#[tokio::test]
+async fn id_token_hint_after_a_refresh_is_still_refused_as_bearer() {
+    let s = setup().await;
+    s.provider.set_id_token_at_hash(false);
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    s.clock.advance(Duration::from_secs(400));
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(s.provider.counts().refresh_grants, 1, "refreshed");
+    let resp = send(&s.app, &mut jar, logout_post(ORIGIN)).await;
+    let end = url::Url::parse(&location(&resp)).unwrap();
+    let hint = end
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .expect("id_token_hint");
+    let other = app(&s.provider.layer_builder(REDIRECT).build().await.unwrap());
+    let resp = other.oneshot(bearer_get("/me", &hint)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// Finding 2: the markers of an ID token refuse a token on the access path (bearer and

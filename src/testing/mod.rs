@@ -249,6 +249,7 @@ pub(crate) struct State {
     pub(crate) id_token_defect: Mutex<Option<IdTokenDefect>>,
     pub(crate) access_token_defect: Mutex<Option<AccessTokenDefect>>,
     pub(crate) expires_in: Mutex<Option<Value>>,
+    pub(crate) id_at_hash: AtomicBool,
     pub(crate) issued: Mutex<Vec<String>>,
     pub(crate) jwks_max_age: Mutex<Option<u64>>,
     pub(crate) jwks_failure: Mutex<Option<Failure>>,
@@ -369,6 +370,9 @@ impl State {
         });
         if let Value::Object(base) = base {
             claims.extend(base);
+        }
+        if !self.id_at_hash.load(Ordering::Relaxed) {
+            claims.remove("at_hash");
         }
         if let Some(nonce) = nonce {
             claims.insert("nonce".into(), nonce.into());
@@ -763,6 +767,7 @@ impl TestProviderBuilder {
             id_token_defect: Mutex::new(None),
             access_token_defect: Mutex::new(None),
             expires_in: Mutex::new(None),
+            id_at_hash: AtomicBool::new(true),
             issued: Mutex::new(Vec::new()),
             jwks_max_age: Mutex::new(None),
             jwks_failure: Mutex::new(None),
@@ -907,6 +912,12 @@ impl TestProvider {
     /// Puts this defect into every access token issued from now on (`None`: well-formed).
     pub fn set_access_token_defect(&self, defect: Option<AccessTokenDefect>) {
         *self.state.access_token_defect.lock().expect("defect lock") = defect;
+    }
+
+    /// Whether ID tokens carry `at_hash` (default on; it is optional in the code flow, and
+    /// some providers leave it out, notably in ID tokens issued at a refresh).
+    pub fn set_id_token_at_hash(&self, on: bool) {
+        self.state.id_at_hash.store(on, Ordering::Relaxed);
     }
 
     /// Sends this `expires_in` in token responses instead of the access-token lifetime
