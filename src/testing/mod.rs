@@ -239,6 +239,8 @@ pub(crate) struct State {
     pub(crate) refresh: Mutex<HashMap<String, RefreshGrant>>,
     pub(crate) access_ttl: AtomicI64,
     pub(crate) id_ttl: AtomicI64,
+    /// Whether ID tokens carry `at_hash` (OPTIONAL in the code flow; many providers omit it).
+    pub(crate) id_at_hash: AtomicBool,
     pub(crate) rotation: AtomicBool,
     pub(crate) iss_param: bool,
     pub(crate) auth_methods: Vec<String>,
@@ -369,6 +371,9 @@ impl State {
         });
         if let Value::Object(base) = base {
             claims.extend(base);
+        }
+        if !self.id_at_hash.load(Ordering::Relaxed) {
+            claims.remove("at_hash");
         }
         if let Some(nonce) = nonce {
             claims.insert("nonce".into(), nonce.into());
@@ -755,6 +760,7 @@ impl TestProviderBuilder {
             refresh: Mutex::default(),
             access_ttl: AtomicI64::new(self.access_ttl.as_secs() as i64),
             id_ttl: AtomicI64::new(self.id_ttl.as_secs() as i64),
+            id_at_hash: AtomicBool::new(true),
             rotation: AtomicBool::new(self.rotation),
             iss_param: self.iss_param,
             auth_methods: self.auth_methods,
@@ -907,6 +913,13 @@ impl TestProvider {
     /// Puts this defect into every access token issued from now on (`None`: well-formed).
     pub fn set_access_token_defect(&self, defect: Option<AccessTokenDefect>) {
         *self.state.access_token_defect.lock().expect("defect lock") = defect;
+    }
+
+    /// Whether ID tokens issued from now on carry `at_hash` (default on). `at_hash` is OPTIONAL
+    /// in the code flow (Core 3.1.3.6), and ID tokens from a refresh carry no `nonce`: with it
+    /// off, a refreshed ID token has none of the markers of an ID token.
+    pub fn set_id_token_at_hash(&self, on: bool) {
+        self.state.id_at_hash.store(on, Ordering::Relaxed);
     }
 
     /// Sends this `expires_in` in token responses instead of the access-token lifetime
