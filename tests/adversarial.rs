@@ -1530,3 +1530,822 @@ async fn tokens_with_a_crit_header_are_refused() {
         .set_id_token_defect(Some(IdTokenDefect::CriticalHeader));
     refused_login(&s, StatusCode::BAD_REQUEST, "crit in the ID token").await;
 }
+
+// ---- Independent review of the issue-12 changes ----
+//
+// Attacks on the issue-12 fixes. Where an attack succeeds, the test asserts the safe behaviour
+// and fails until the crate is fixed; the others pin down what the crate withstands.
+
+/// The claims of a JWT, read without verification (to inspect what went out in a URL).
+fn jwt_payload(token: &str) -> serde_json::Map<String, serde_json::Value> {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// What a browser sends for a link opened from another application (a mail client, a chat
+/// app, a PDF viewer, a QR scanner): a navigation without an initiator, `Sec-Fetch-Site: none`,
+/// exactly like a typed URL. Chrome keeps `none` across redirects of such a navigation
+/// (w3c/webappsec-fetch-metadata#39), so a typed or e-mailed `https://evil.example/x` that
+/// answers `302 Location: https://app/auth/logout` arrives the same way, without a Referer.
+fn opened_from_another_app(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "none")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .header("sec-fetch-user", "?1")
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// Attack: an e-mailed `https://app/auth/logout` link, opened from the mail client, logs out.
+#[tokio::test]
+async fn logout_link_opened_from_another_app_asks_first() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let resp = send(&s.app, &mut jar, opened_from_another_app("/auth/logout")).await;
+    let to = resp
+        .headers()
+        .get(header::LOCATION)
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(
+        !clears_cookies(&resp) && !to.contains("/oidc/logout"),
+        "an attacker's link ended the session and the provider's single sign-on: {to}"
+    );
+    assert_eq!(resp.status(), StatusCode::OK, "the confirmation page");
+    let me = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(me.status(), StatusCode::OK, "still signed in");
+}
+
+/// Attack: an e-mailed login link naming the attacker's connection and organization, opened
+/// from the mail client, signs the victim in through the attacker's tenant (login CSRF).
+#[tokio::test]
+async fn login_link_opened_from_another_app_cannot_choose_the_tenant() {
+    let s = setup().await;
+    let resp = s
+        .app
+        .clone()
+        .oneshot(opened_from_another_app(
+            "/auth/login?connection_id=conn_attacker&organization_id=org_attacker\
+             &domain_hint=evil.example&login_hint=victim%40example.com",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let to = location(&resp);
+    assert!(to.contains("code_challenge="), "still a login: {to}");
+    for name in [
+        "connection_id",
+        "organization_id",
+        "domain_hint",
+        "login_hint",
+    ] {
+        assert!(!to.contains(name), "{name} chosen by the attacker: {to}");
+    }
+}
+
+/// Attack: an ID token from a refresh (no `nonce`, Core 12.2) from a provider that omits the
+/// OPTIONAL `at_hash` carries none of the markers: taken from the logout URL (browser history,
+/// proxy and provider logs) it is accepted as a bearer token.
+#[tokio::test]
+async fn refreshed_id_token_without_markers_is_refused_as_bearer() {
+    let s = setup().await;
+    s.provider.set_id_token_at_hash(false);
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    // Past the access token's lifetime: the session refreshes and stores the new ID token.
+    s.clock.advance(Duration::from_secs(400));
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(s.provider.counts().refresh_grants, 1);
+    let resp = send(&s.app, &mut jar, logout_post(ORIGIN)).await;
+    let end = url::Url::parse(&location(&resp)).unwrap();
+    let hint = end
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .expect("id_token_hint");
+    let claims = jwt_payload(&hint);
+    assert!(
+        !claims.contains_key("nonce") && !claims.contains_key("at_hash"),
+        "{claims:?}"
+    );
+    assert_eq!(claims["aud"], "test-client");
+    // Another instance of the app (or this one after a restart: the default revocation store
+    // is in memory) does not know of the logout.
+    let other = s.provider.layer_builder(REDIRECT).build().await.unwrap();
+    let resp = app(&other).oneshot(bearer_get("/me", &hint)).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the ID token from the logout URL works as a bearer token: {}",
+        body_string(resp).await
+    );
+    // And on this very instance, a refreshed ID token without `sid` (nothing to revoke).
+    let now = s.clock.now();
+    let id_like = s.provider.sign(&json!({
+        "iss": s.provider.issuer(), "aud": "test-client", "sub": "usr_42", "iat": now,
+        "exp": now + 3600, "auth_time": now - 400, "email": "ada@example.com",
+    }));
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &id_like))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "ID-token-shaped");
+}
+
+/// Attack: a back-channel logout token (typed `JWT` or untyped, both allowed by Back-Channel
+/// Logout 1.0; it has `sub`, `aud` and `exp`) replayed as a bearer token.
+#[tokio::test]
+async fn logout_token_is_refused_as_bearer() {
+    let s = setup().await;
+    let now = s.clock.now();
+    let kid = s.provider.current_kid();
+    let claims = json!({
+        "iss": s.provider.issuer(), "aud": "test-client", "iat": now, "exp": now + 120,
+        "jti": "jti-1", "sub": "usr_42", "sid": "sid-never-revoked",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    // Withstood: the explicitly typed one.
+    let typed = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "logout+jwt", "kid": kid}),
+        &claims,
+    );
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &typed))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "typ logout+jwt");
+    for (what, header) in [
+        ("typ JWT", json!({"alg": "RS256", "typ": "JWT", "kid": kid})),
+        ("no typ", json!({"alg": "RS256", "kid": kid})),
+    ] {
+        let token = s.provider.sign_with_header(&header, &claims);
+        let resp = s
+            .app
+            .clone()
+            .oneshot(bearer_get("/me", &token))
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{what}: a logout token (`events` claim) accepted as an access token"
+        );
+    }
+}
+
+/// Attack: cookie tossing of the ID token cookie. It is `__Secure-` on `/auth` (not `__Host-`)
+/// even with the default `session_path("/")`, so a sibling subdomain can plant the attacker's
+/// own sealed ID token on `/auth/logout` (sent first). The victim's logout then names the
+/// attacker's session to the provider, and the victim's single sign-on survives.
+#[tokio::test]
+async fn tossed_id_token_cookie_does_not_become_the_logout_hint() {
+    let s = setup().await;
+    let https = s
+        .provider
+        .layer_builder("https://app.example.com/auth/callback")
+        .build()
+        .await
+        .unwrap();
+    let app = app(&https);
+    let sign_in = |who: TestUser| {
+        let app = app.clone();
+        let provider = &s.provider;
+        async move {
+            provider.set_user(Some(who));
+            let mut jar = Jar::default();
+            let resp = send(&app, &mut jar, get_html("/auth/login")).await;
+            let callback = authorize(&location(&resp)).await;
+            let resp = send(&app, &mut jar, get_html(&callback)).await;
+            assert_eq!(resp.status(), StatusCode::FOUND);
+            jar
+        }
+    };
+    let attacker = sign_in(TestUser::new("usr_attacker")).await;
+    let mut victim = sign_in(TestUser::new("usr_victim")).await;
+    let id = attacker
+        .get("_id")
+        .expect("the attacker's ID token cookie")
+        .clone();
+    assert!(id.name.starts_with("__Secure-"), "{}", id.name);
+    // What `Set-Cookie: <name>=<value>; Domain=example.com; Path=/auth/logout; Secure` from
+    // evil.example.com leaves in the victim's browser; longer paths are sent first.
+    victim.cookies.insert(
+        0,
+        common::StoredCookie {
+            name: id.name.clone(),
+            value: id.value.clone(),
+            path: "/auth/logout".into(),
+            attrs: String::new(),
+        },
+    );
+    let resp = send(&app, &mut victim, logout_post("https://app.example.com")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let end = url::Url::parse(&location(&resp)).unwrap();
+    if let Some((_, hint)) = end.query_pairs().find(|(k, _)| k == "id_token_hint") {
+        assert_eq!(
+            jwt_payload(&hint)["sub"],
+            "usr_victim",
+            "the victim's logout names the attacker's provider session"
+        );
+    }
+}
+
+/// Attack: the handler's targeted cache headers (RFC 9213 `CDN-Cache-Control`, Fastly's
+/// `Surrogate-Control`, Cloudflare's) override `Cache-Control` at the CDN, so a response that
+/// carries a refreshed session cookie is stored and served to everyone.
+#[tokio::test]
+async fn targeted_cdn_cache_headers_cannot_store_a_refreshed_session() {
+    let s = setup().await;
+    const TARGETED: [&str; 3] = [
+        "cdn-cache-control",
+        "surrogate-control",
+        "cloudflare-cdn-cache-control",
+    ];
+    let app = Router::new()
+        .route(
+            "/page",
+            get(|| async {
+                (
+                    [
+                        (TARGETED[0], "public, max-age=600"),
+                        (TARGETED[1], "max-age=600"),
+                        (TARGETED[2], "max-age=600"),
+                    ],
+                    "page",
+                )
+            }),
+        )
+        .layer(s.auth.clone());
+    let good = s.provider.session_cookie(&s.auth, &user());
+    s.clock.advance(Duration::from_secs(400));
+    let resp = app.oneshot(api_get("/page", &good)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers().get_all(header::SET_COOKIE).iter().any(|v| v
+            .to_str()
+            .unwrap()
+            .contains("_s=")
+            && !v.to_str().unwrap().contains("Max-Age=0")),
+        "a refreshed session cookie"
+    );
+    for name in TARGETED {
+        let values: Vec<String> = resp
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            values.iter().all(|v| v.contains("no-store")),
+            "{name}: {values:?} lets a CDN store the Set-Cookie"
+        );
+    }
+}
+
+/// Attack: a sibling subdomain tosses 64 tiny unprefixed `__x` cookies (no `__Host-` rules
+/// apply) on a longer path; the layer stops reading after 64 `__` names and never sees the
+/// session: the victim is signed out for as long as the tossed cookies live.
+#[tokio::test]
+async fn cookie_flood_from_a_sibling_subdomain_does_not_hide_the_session() {
+    let s = setup().await;
+    let https = s
+        .provider
+        .layer_builder("https://app.example.com/auth/callback")
+        .build()
+        .await
+        .unwrap();
+    let app = app(&https);
+    let session = s.provider.session_cookie(&https, &user());
+    assert!(session.starts_with("__Host-"), "{session}");
+    let resp = app.clone().oneshot(api_get("/me", &session)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "control");
+    let flood: Vec<String> = (0..64).map(|i| format!("__t{i}=1")).collect();
+    let cookie = format!("{}; {session}", flood.join("; "));
+    let resp = app.oneshot(api_get("/me", &cookie)).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "64 foreign cookies hide the session"
+    );
+}
+
+/// Attack: the same logout token twice, with the longest `logout_token_max_age`: the replay
+/// check `max_age + 120` overflows (a panic in debug builds, a wrap that accepts the replay in
+/// release).
+#[tokio::test]
+async fn replayed_logout_token_with_the_longest_max_age_does_not_panic() {
+    let s = setup_with(|c| c.logout_token_max_age(Duration::MAX)).await;
+    let token = s.provider.logout_token("test-client", "usr_42", "sid-1");
+    let post = || {
+        Request::post("/auth/backchannel-logout")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("logout_token={token}")))
+            .unwrap()
+    };
+    let first = tokio::spawn(s.app.clone().oneshot(post())).await;
+    assert_eq!(first.expect("no panic").unwrap().status(), StatusCode::OK);
+    let replay = tokio::spawn(s.app.clone().oneshot(post())).await;
+    let replay = replay.expect("the replay made the layer panic");
+    assert_eq!(replay.unwrap().status(), StatusCode::BAD_REQUEST);
+}
+
+/// Withstood: path, encoding and method variants of logout, cross-site, end nothing.
+#[tokio::test]
+async fn logout_path_and_method_variants_do_not_log_out() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let cross = |method: &str, uri: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::ACCEPT, "text/html")
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-mode", "navigate")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for uri in [
+        "/auth/logout/",
+        "/auth//logout",
+        "/AUTH/logout",
+        "/auth/LOGOUT",
+        "/auth/%6Cogout",
+        "/auth%2Flogout",
+        "/auth/logout;x=1",
+        "/auth/logout%00",
+        "/auth/./logout",
+        "/auth/logout?post_logout_redirect_uri=https://evil.example",
+        "/auth/logout#x",
+    ] {
+        let resp = send(&s.app, &mut jar, cross("GET", uri)).await;
+        assert!(!clears_cookies(&resp), "{uri}");
+        assert!(!resp.headers().contains_key(header::LOCATION), "{uri}");
+    }
+    for method in ["HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE"] {
+        let resp = send(&s.app, &mut jar, cross(method, "/auth/logout")).await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert!(!clears_cookies(&resp), "{method}");
+        // Even claiming to be same-origin, only GET and POST log out.
+        let req = Request::builder()
+            .method(method)
+            .uri("/auth/logout")
+            .header(header::ORIGIN, ORIGIN)
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::empty())
+            .unwrap();
+        let resp = send(&s.app, &mut jar, req).await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+    let me = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(me.status(), StatusCode::OK, "still signed in");
+}
+
+/// Withstood: odd or contradictory fetch metadata on a cross-site logout.
+#[tokio::test]
+async fn logout_with_odd_fetch_metadata_asks_first() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let with = |headers: &[(&str, &str)], method: &str| {
+        let mut r = Request::builder().method(method).uri("/auth/logout");
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let app_referer = format!("{ORIGIN}/settings");
+    let attempts: Vec<(&str, Request<Body>)> = vec![
+        (
+            "evil Origin first, app Origin second",
+            with(
+                &[("origin", "https://evil.example"), ("origin", ORIGIN)],
+                "POST",
+            ),
+        ),
+        (
+            "Origin with a trailing slash",
+            with(&[("origin", "http://127.0.0.1:3000/")], "POST"),
+        ),
+        (
+            "Origin in capitals",
+            with(&[("origin", "HTTP://127.0.0.1:3000")], "POST"),
+        ),
+        (
+            "Origin with a default port",
+            with(&[("origin", "http://127.0.0.1:3000:80")], "POST"),
+        ),
+        (
+            "cross-site first, same-origin second",
+            with(
+                &[
+                    ("sec-fetch-site", "cross-site"),
+                    ("sec-fetch-site", "same-origin"),
+                ],
+                "GET",
+            ),
+        ),
+        (
+            "Sec-Fetch-Site in capitals",
+            with(&[("sec-fetch-site", "Same-Origin")], "GET"),
+        ),
+        (
+            "Sec-Fetch-Site list",
+            with(&[("sec-fetch-site", "cross-site, same-origin")], "GET"),
+        ),
+        (
+            "cross-site with the app's referer",
+            with(
+                &[("sec-fetch-site", "cross-site"), ("referer", &app_referer)],
+                "GET",
+            ),
+        ),
+        (
+            "referer with userinfo",
+            with(&[("referer", "http://127.0.0.1:3000@evil.example/")], "GET"),
+        ),
+        (
+            "referer on https",
+            with(&[("referer", "https://127.0.0.1:3000/")], "GET"),
+        ),
+    ];
+    for (what, req) in attempts {
+        let resp = send(&s.app, &mut jar, req).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{what}");
+        assert!(!clears_cookies(&resp), "{what}");
+    }
+    let me = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(me.status(), StatusCode::OK, "still signed in");
+}
+
+/// Withstood: forged, foreign and mistyped tokens on the bearer path (the older test covers
+/// the cookie path only).
+#[tokio::test]
+async fn forged_and_foreign_bearer_tokens_are_refused() {
+    let s = setup().await;
+    let now = s.clock.now();
+    let iss = s.provider.issuer().to_owned();
+    let kid = s.provider.current_kid();
+    let b64 = |v: &serde_json::Value| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            v.to_string(),
+        )
+    };
+    let claims =
+        json!({"iss": iss, "aud": "test-client", "sub": "x", "iat": now, "exp": now + 300});
+    let valid = s.provider.sign(&claims);
+    let sig = valid.split('.').nth(2).unwrap().to_owned();
+    let with = |patch: serde_json::Value| {
+        let mut c = claims.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        s.provider.sign(&c)
+    };
+    let header = |h: serde_json::Value| s.provider.sign_with_header(&h, &claims);
+    // HS256 keyed with the published JWK (the classic confusion).
+    let hs256 = {
+        use hmac::Mac;
+        let text = reqwest::get(format!("{iss}/keys"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let input = format!(
+            "{}.{}",
+            b64(&json!({"alg": "HS256", "typ": "JWT", "kid": kid})),
+            b64(&claims)
+        );
+        let secret = jwks["keys"][0].to_string();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(input.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("{input}.{}", b64_bytes(&tag))
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims)),
+        ),
+        (
+            "alg none, valid signature",
+            format!(
+                "{}.{}.{sig}",
+                b64(&json!({"alg": "none", "kid": kid})),
+                b64(&claims)
+            ),
+        ),
+        ("HS256 keyed with the JWK", hs256),
+        (
+            "unknown kid",
+            header(json!({"alg": "RS256", "kid": "nope"})),
+        ),
+        (
+            "PS256 header on an RS256 signature",
+            header(json!({"alg": "PS256", "kid": kid})),
+        ),
+        (
+            "typ id+jwt",
+            header(json!({"alg": "RS256", "typ": "id+jwt", "kid": kid})),
+        ),
+        (
+            "typ logout+jwt",
+            header(json!({"alg": "RS256", "typ": "logout+jwt", "kid": kid})),
+        ),
+        (
+            "typ secevent+jwt",
+            header(json!({"alg": "RS256", "typ": "secevent+jwt", "kid": kid})),
+        ),
+        (
+            "empty crit",
+            header(json!({"alg": "RS256", "kid": kid, "crit": []})),
+        ),
+        ("jku header", {
+            // A key URL in the header is ignored: the kid still has to be a published one.
+            header(json!({"alg": "RS256", "kid": "attacker", "jku": "https://evil.example/k"}))
+        }),
+        ("no aud, no client_id", with(json!({"aud": null}))),
+        ("aud empty list, no client_id", with(json!({"aud": []}))),
+        (
+            "aud of another client",
+            with(json!({"aud": ["other-client"]})),
+        ),
+        ("numeric aud", with(json!({"aud": 5}))),
+        (
+            "no aud, other client_id",
+            with(json!({"aud": null, "client_id": "other-client"})),
+        ),
+        ("extra part", format!("{valid}.x")),
+        ("padded signature", format!("{valid}==")),
+        ("whitespace inside", valid.replacen('.', ". ", 1)),
+    ];
+    for (what, token) in cases {
+        let resp = s
+            .app
+            .clone()
+            .oneshot(bearer_get("/me", &token))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+    }
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &valid))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "control");
+}
+
+fn b64_bytes(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+}
+
+/// Withstood: `Authorization` and `Cookie` header tricks.
+#[tokio::test]
+async fn authorization_and_cookie_header_tricks() {
+    let s = setup().await;
+    let token = s.provider.access_token(&user());
+    let session = s.provider.session_cookie(&s.auth, &user());
+    let req = |headers: Vec<(&str, http::HeaderValue)>| {
+        let mut r = Request::get("/me").header(header::ACCEPT, "application/json");
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let v = |s: &str| http::HeaderValue::from_str(s).unwrap();
+    type Case<'a> = (&'a str, Vec<(&'a str, http::HeaderValue)>, StatusCode);
+    let cases: Vec<Case> = vec![
+        (
+            "two Authorization headers, valid first",
+            vec![
+                ("authorization", v(&format!("Bearer {token}"))),
+                ("authorization", v("Bearer garbage")),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "two Authorization headers, both valid",
+            vec![
+                ("authorization", v(&format!("Bearer {token}"))),
+                ("authorization", v(&format!("Bearer {token}"))),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "an invalid bearer beside a valid session",
+            vec![
+                ("authorization", v("Bearer garbage")),
+                ("cookie", v(&session)),
+            ],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "Bearer without a token beside a valid session",
+            vec![("authorization", v("Bearer ")), ("cookie", v(&session))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "extra spaces",
+            vec![("authorization", v(&format!("Bearer    {token}  ")))],
+            StatusCode::OK,
+        ),
+        (
+            "scheme in capitals",
+            vec![("authorization", v(&format!("BEARER {token}")))],
+            StatusCode::OK,
+        ),
+        (
+            "tab after the scheme: not a bearer header, no session",
+            vec![("authorization", v(&format!("Bearer\t{token}")))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "Basic credentials do not count",
+            vec![("authorization", v("Basic dXNyXzQyOng="))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "non-UTF-8 Authorization, valid session",
+            vec![
+                (
+                    "authorization",
+                    http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+                ),
+                ("cookie", v(&session)),
+            ],
+            StatusCode::OK,
+        ),
+        (
+            "non-UTF-8 Cookie header, valid one beside it",
+            vec![
+                (
+                    "cookie",
+                    http::HeaderValue::from_bytes(b"junk=\xff").unwrap(),
+                ),
+                ("cookie", v(&session)),
+            ],
+            StatusCode::OK,
+        ),
+        (
+            "gRPC content type, no credentials",
+            vec![("content-type", v("application/grpc+proto"))],
+            StatusCode::OK, // trailers-only gRPC status, checked below
+        ),
+    ];
+    for (what, headers, expected) in cases {
+        let grpc = headers.iter().any(|(k, _)| *k == "content-type");
+        let resp = s.app.clone().oneshot(req(headers)).await.unwrap();
+        assert_eq!(resp.status(), expected, "{what}");
+        if grpc {
+            assert_eq!(resp.headers()["grpc-status"], "16", "{what}");
+        }
+        if expected != StatusCode::OK {
+            assert!(
+                !resp.headers().contains_key(header::SET_COOKIE),
+                "{what}: a bearer request never touches cookies"
+            );
+        }
+    }
+    // A huge bearer token: refused cleanly.
+    let huge = format!("{}.{}.{}", "a".repeat(20_000), "b".repeat(20_000), "c");
+    let resp = s
+        .app
+        .clone()
+        .oneshot(bearer_get("/me", &huge))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Withstood: time claims at the edges of i64 and beyond, on the bearer and session paths:
+/// never a panic, never a 500.
+#[tokio::test]
+async fn extreme_time_claims_neither_panic_nor_fail_with_500() {
+    let s = setup().await;
+    let now = s.clock.now();
+    let id = s.provider.id_token(&user(), None);
+    let base = json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x",
+                      "iat": now, "exp": now + 300});
+    let patches = [
+        json!({"exp": i64::MAX}),
+        json!({"exp": i64::MIN}),
+        json!({"exp": u64::MAX}),
+        json!({"exp": 1e300}),
+        json!({"exp": -1.5}),
+        json!({"exp": "9999999999"}),
+        json!({"nbf": i64::MIN}),
+        json!({"nbf": i64::MAX}),
+        json!({"iat": i64::MIN}),
+        json!({"iat": i64::MAX}),
+        json!({"exp": i64::MAX, "iat": i64::MIN, "nbf": i64::MIN}),
+    ];
+    for patch in patches {
+        let mut c = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let token = s.provider.sign(&c);
+        let resp = tokio::spawn(s.app.clone().oneshot(bearer_get("/me", &token)))
+            .await
+            .expect("no panic on the bearer path")
+            .unwrap();
+        assert!(
+            matches!(resp.status(), StatusCode::OK | StatusCode::UNAUTHORIZED),
+            "bearer {patch}: {}",
+            resp.status()
+        );
+        for rt in [None, Some("rt-unknown")] {
+            let cookie = s
+                .provider
+                .session_cookie_with_tokens(&s.auth, &token, rt, &id);
+            let resp = tokio::spawn(s.app.clone().oneshot(api_get("/me", &cookie)))
+                .await
+                .expect("no panic on the session path")
+                .unwrap();
+            assert!(
+                matches!(resp.status(), StatusCode::OK | StatusCode::UNAUTHORIZED),
+                "session {patch} rt={rt:?}: {}",
+                resp.status()
+            );
+        }
+    }
+}
+
+/// Withstood: the layer's method errors and provider-facing answers are never stored.
+#[tokio::test]
+async fn method_errors_and_provider_answers_are_no_store() {
+    let s = setup_with(|c| c.webhook_secret("whsec_c2VjcmV0c2VjcmV0c2VjcmV0")).await;
+    let reqs: Vec<(&str, Request<Body>)> = vec![
+        (
+            "POST login",
+            Request::post("/auth/login").body(Body::empty()).unwrap(),
+        ),
+        (
+            "POST callback",
+            Request::post("/auth/callback").body(Body::empty()).unwrap(),
+        ),
+        (
+            "PUT logout",
+            Request::put("/auth/logout").body(Body::empty()).unwrap(),
+        ),
+        ("GET backchannel", get_html("/auth/backchannel-logout")),
+        ("GET webhook", get_html("/auth/webhook")),
+        (
+            "bad back-channel POST",
+            Request::post("/auth/backchannel-logout")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from("logout_token=x"))
+                .unwrap(),
+        ),
+        (
+            "bad webhook",
+            Request::post("/auth/webhook")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+        ),
+        (
+            "HEAD login",
+            Request::head("/auth/login").body(Body::empty()).unwrap(),
+        ),
+    ];
+    for (what, req) in reqs {
+        let resp = s.app.clone().oneshot(req).await.unwrap();
+        let cc = resp
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(cc.contains("no-store"), "{what}: {cc:?}");
+        assert!(!cc.contains("public"), "{what}: {cc:?}");
+    }
+}
