@@ -19,6 +19,8 @@ pub(crate) const MAX_CHUNKS: usize = 8;
 
 /// How many of our cookies are kept without allocating (a session is usually one).
 const INLINE: usize = 8;
+/// At most this many of our cookies are read from a request (plus the session's chunks).
+const MAX_KEPT: usize = 64;
 
 /// The cookies this layer owns, as one request presented them. The first few are kept inline,
 /// so the common request allocates nothing here.
@@ -29,38 +31,51 @@ pub(crate) struct RequestCookies<'a> {
 }
 
 impl<'a> RequestCookies<'a> {
-    /// Reads every `Cookie` header, keeping only names that start with `prefix`.
+    /// Reads every `Cookie` header, keeping only this app's names: those that start with `app`
+    /// once a `__Host-` or `__Secure-` prefix is set aside.
     ///
-    /// `std::str::from_utf8` (a fast ASCII check) instead of `HeaderValue::to_str` (a slow
-    /// per-byte one), then `memchr`-based splitting: other apps' cookies cost little.
-    pub(crate) fn parse(headers: &'a HeaderMap, prefix: &str) -> Self {
+    /// At most [`MAX_KEPT`] names are kept, a bound on work per request; past it, names that
+    /// start with `priority` (the session cookie and its chunks) are still kept, up to
+    /// [`MAX_CHUNKS`] more. Cookies a sibling subdomain tosses in (any name, even ours with a
+    /// `__Secure-` prefix) can therefore never crowd out the session.
+    ///
+    /// `std::str::from_utf8` per cookie (a fast ASCII check) instead of `HeaderValue::to_str`
+    /// (a slow per-byte one over the whole header), then splitting: other apps' cookies cost
+    /// little, and one cookie that is not UTF-8 hides nothing but itself.
+    pub(crate) fn parse(headers: &'a HeaderMap, app: &str, priority: &str) -> Self {
         let mut pairs = Self {
             inline: [("", ""); INLINE],
             len: 0,
             spill: Vec::new(),
         };
+        let mut extra = 0;
         for value in headers.get_all(http::header::COOKIE) {
-            // Cookie headers are ASCII; a header that is not UTF-8 is ignored as a whole.
-            let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
-                continue;
-            };
-            for part in value.split(';') {
+            for part in value.as_bytes().split(|b| *b == b';') {
+                let Ok(part) = std::str::from_utf8(part) else {
+                    continue;
+                };
                 let Some((name, v)) = part.split_once('=') else {
                     continue;
                 };
                 let name = name.trim();
-                if !name.starts_with(prefix) {
+                let bare = name
+                    .strip_prefix("__Host-")
+                    .or_else(|| name.strip_prefix("__Secure-"))
+                    .unwrap_or(name);
+                if !bare.starts_with(app) {
                     continue;
+                }
+                if pairs.len + pairs.spill.len() >= MAX_KEPT {
+                    if extra >= MAX_CHUNKS || !name.starts_with(priority) {
+                        continue;
+                    }
+                    extra += 1;
                 }
                 let v = v.trim();
                 let v = v
                     .strip_prefix('"')
                     .and_then(|v| v.strip_suffix('"'))
                     .unwrap_or(v);
-                // Bounded: a flood of cookies cannot make us do unbounded work.
-                if pairs.len + pairs.spill.len() >= 64 {
-                    break;
-                }
                 pairs.push((name, v));
             }
         }
@@ -243,18 +258,8 @@ impl CookieCodec {
         }
     }
 
-    /// The prefix every cookie name of this layer starts with (for filtering request cookies).
-    pub(crate) fn filter_prefix(&self) -> &str {
-        // Names may carry `__Host-`/`__Secure-` in front of the base; filter on what is common.
-        if self.secure {
-            "__"
-        } else {
-            &self.prefix
-        }
-    }
-
     pub(crate) fn read<'a>(&self, headers: &'a HeaderMap) -> RequestCookies<'a> {
-        RequestCookies::parse(headers, self.filter_prefix())
+        RequestCookies::parse(headers, &self.prefix, &self.session.name)
     }
 
     /// Seals `value` under `name` with the primary key.
@@ -458,11 +463,41 @@ mod tests {
         let header: Vec<String> = (0..12).map(|i| format!("oidc_c{i}=v{i}")).collect();
         let mut headers = HeaderMap::new();
         headers.insert(http::header::COOKIE, header.join("; ").parse().unwrap());
-        let c = RequestCookies::parse(&headers, "oidc_");
+        let c = RequestCookies::parse(&headers, "oidc_", "oidc_s");
         for i in 0..12 {
             assert_eq!(c.get(&format!("oidc_c{i}")), Some(format!("v{i}").as_str()));
         }
         assert_eq!(c.names_with_prefix("oidc_c1").count(), 3); // c1, c10, c11
+    }
+
+    #[test]
+    fn tossed_cookies_never_crowd_out_the_session() {
+        let c = codec(true);
+        let flood: Vec<String> = (0..100)
+            .map(|i| format!("__Secure-oidc_abcd_x{i}=1; __t{i}=1"))
+            .collect();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            format!("{}; __Host-oidc_abcd_s=sess", flood.join("; "))
+                .parse()
+                .unwrap(),
+        );
+        let cookies = c.read(&headers);
+        assert_eq!(cookies.get("__Host-oidc_abcd_s"), Some("sess"));
+        assert_eq!(cookies.get("__t1"), None, "not ours");
+    }
+
+    #[test]
+    fn one_cookie_that_is_not_utf8_hides_only_itself() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_bytes(b"oidc_x=\xff\xfe; oidc_s=good").unwrap(),
+        );
+        let c = RequestCookies::parse(&headers, "oidc_", "oidc_s");
+        assert_eq!(c.get("oidc_s"), Some("good"));
+        assert_eq!(c.get("oidc_x"), None);
     }
 
     #[test]
@@ -476,7 +511,7 @@ mod tests {
             http::header::COOKIE,
             HeaderValue::from_bytes(b"oidc_y=\xff").unwrap(),
         );
-        let c = RequestCookies::parse(&headers, "oidc_");
+        let c = RequestCookies::parse(&headers, "oidc_", "oidc_s");
         assert_eq!(c.get("oidc_x"), Some("q"));
         assert_eq!(c.get("a"), None);
         assert_eq!(c.get("oidc_y"), None);

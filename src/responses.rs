@@ -60,6 +60,19 @@ pub(crate) fn add_cookies(headers: &mut http::HeaderMap, set_cookies: Vec<Header
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );
+    // CDNs obey their targeted fields before Cache-Control (RFC 9213: `CDN-Cache-Control`,
+    // `<vendor>-CDN-Cache-Control`; Fastly's and Akamai's `Surrogate-Control`).
+    let targeted: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.ends_with("cdn-cache-control") || name == "surrogate-control"
+        })
+        .cloned()
+        .collect();
+    for name in targeted {
+        headers.insert(name, HeaderValue::from_static("no-store"));
+    }
     let varies_on_cookie = headers
         .get_all(header::VARY)
         .iter()

@@ -52,8 +52,8 @@ pub(crate) enum VerifyError {
     Missing(&'static str),
     #[error("the token has a `crit` header; no JOSE extension is understood here")]
     Critical,
-    #[error("an ID token is not accepted as an access token")]
-    IdTokenAsAccessToken,
+    #[error("an ID token or a security event token (logout token) is not an access token")]
+    NotAnAccessToken,
     #[error("the token was not issued for this client (no `aud` or `client_id` names it)")]
     NotForThisClient,
 }
@@ -473,8 +473,10 @@ impl Verifier {
         // access token: it must never pass as one. Its markers: a nonce (every login of ours
         // sends one), the hashes that bind it to a code or access token, Keycloak's `typ: ID`.
         // `auth_time` alone is no marker: Keycloak's access tokens carry it.
-        if looks_like_id_token(claims) {
-            return Err(VerifyError::IdTokenAsAccessToken);
+        // A logout token is a security event token: its `events` claim tells it apart from an
+        // access token (RFC 8417, section 2.2; Back-Channel Logout 1.0, section 2.4).
+        if looks_like_id_token(claims) || claims.contains_key("events") {
+            return Err(VerifyError::NotAnAccessToken);
         }
         let aud = audiences(claims);
         let ours = |a: &&str| *a == self.client_id || self.audiences.iter().any(|x| x == a);

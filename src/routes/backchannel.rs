@@ -78,7 +78,7 @@ pub(crate) async fn backchannel_logout(
     let issuer = &shared.meta.issuer;
     let jti_key = format!("{issuer}|{jti}");
     if let Some(seen) = shared.seen_jti.get(&jti_key) {
-        if now.saturating_sub(seen) <= settings.logout_token_max_age + 120 {
+        if now.saturating_sub(seen) <= settings.logout_token_max_age.saturating_add(120) {
             tracing::warn!(error = %VerifyError::Replayed, "logout token refused");
             return bad("replayed logout token");
         }

@@ -1,6 +1,7 @@
 //! `GET|POST /auth/logout`: clear every cookie, then RP-initiated logout at the provider.
 //!
-//! Only for requests from the app itself ([`is_same_origin`]): a cross-site link or form must
+//! Only for requests from the app itself (see `crate::same_origin`): a same-origin POST, or a
+//! GET that is a same-origin navigation (the app's own link). A cross-site link or form must
 //! not end the session, nor the provider's single sign-on session behind it. Any other request
 //! gets a confirmation page whose button POSTs here from the app's own origin.
 
@@ -12,20 +13,31 @@ use http::request::Parts;
 use crate::layer::Shared;
 use crate::responses::{confirm_logout, redirect, Page};
 use crate::revocation::RevocationKey;
-use crate::same_origin::is_same_origin;
+use crate::same_origin::{is_same_origin, is_same_origin_navigation};
 use crate::session::SessionData;
 
 pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     let codec = &shared.cookies;
     let settings = &shared.settings;
-    if !is_same_origin(&parts.headers, &settings.origin) {
+    // A GET must also be a navigation: same-origin content (`<img src="/auth/logout">` in a
+    // user's post) must not log its viewers out.
+    let from_the_app = if parts.method == http::Method::POST {
+        is_same_origin(&parts.headers, &settings.origin)
+    } else {
+        is_same_origin_navigation(&parts.headers, &settings.origin)
+    };
+    if !from_the_app {
         tracing::debug!(method = %parts.method, "logout not from the app's origin: asking first");
         return confirm_logout(&settings.logout_path, &settings.default_return);
     }
     let cookies = codec.read(&parts.headers);
     // Revoke the session itself, so a request still in flight (a refresh racing this logout)
     // cannot set its cookies again: they would be refused on their next use.
-    if let Some(Ok(session)) = codec.read_json::<SessionData>(&cookies, &codec.session.name) {
+    let session = match codec.read_json::<SessionData>(&cookies, &codec.session.name) {
+        Some(Ok(session)) => Some(session),
+        _ => None,
+    };
+    if let Some(session) = &session {
         let now = shared.clock.now();
         let ttl = Duration::from_secs(settings.session_max_age.max(0) as u64);
         let mut keys = Vec::new();
@@ -44,9 +56,19 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
             }
         }
     }
-    // Read the ID token before clearing anything: it is the provider's logout hint.
-    let id_token = match codec.read_json::<String>(&cookies, &codec.id_token.name) {
-        Some(Ok(t)) => Some(t),
+    // Read the ID token before clearing anything: it is the provider's logout hint. It must be
+    // this session's: the ID token cookie is not a `__Host-` cookie (it lives on the auth path),
+    // so a sibling subdomain could toss in its own user's, and the victim's logout would then
+    // end the attacker's session at the provider instead of the victim's.
+    let id_token = match (
+        codec.read_json::<String>(&cookies, &codec.id_token.name),
+        &session,
+    ) {
+        (Some(Ok(t)), Some(session)) if hint_belongs_to(&t, &session.ids) => Some(t),
+        (Some(Ok(_)), _) => {
+            tracing::debug!("ID token cookie does not belong to this session; no logout hint");
+            None
+        }
         _ => None,
     };
     let mut set_cookies = Vec::new();
@@ -79,4 +101,18 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     };
     tracing::debug!("signed out");
     redirect(&location, set_cookies)
+}
+
+/// Whether an ID token (sealed by this layer, so verified at a login) names the same user and
+/// provider session as the session cookie.
+fn hint_belongs_to(id_token: &str, ids: &crate::session::SessionIds) -> bool {
+    let Ok(data) = jsonwebtoken::dangerous::insecure_decode::<
+        serde_json::Map<String, serde_json::Value>,
+    >(id_token) else {
+        return false;
+    };
+    let claim = |k: &str| data.claims.get(k).and_then(serde_json::Value::as_str);
+    claim("sub").is_some()
+        && claim("sub") == ids.sub.as_deref()
+        && claim("sid") == ids.sid.as_deref()
 }
