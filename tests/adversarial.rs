@@ -804,3 +804,81 @@ async fn unknown_kid_with_hanging_provider_does_not_serialise_requests() {
     assert!(start.elapsed() < HTTP_TIMEOUT, "{:?}", start.elapsed());
     assert_eq!(provider.counts().jwks_fetches, base + 1);
 }
+
+/// A session cookie (and a separate bearer token) verified by `app` now, so both sit in the
+/// verification caches.
+async fn cached_session_and_bearer(
+    provider: &TestProvider,
+    auth: &AuthLayer,
+    app: &axum::Router,
+) -> (String, String) {
+    let bearer = provider.access_token(&TestUser::new("api"));
+    let id = provider.id_token(&user(), None);
+    let cookie =
+        provider.session_cookie_with_tokens(auth, &provider.access_token(&user()), None, &id);
+    for _ in 0..2 {
+        assert_eq!(with_bearer(app, &bearer).await, StatusCode::OK);
+        assert_eq!(with_cookie(app, &cookie).await.status(), StatusCode::OK);
+    }
+    (cookie, bearer)
+}
+
+#[tokio::test]
+async fn cached_verification_ends_when_the_only_kidless_key_is_replaced() {
+    let clock = tower_oidc_auth::ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    // One published key without kid; tokens without kid.
+    provider.set_key_ids(false);
+    provider.set_jwks_max_age(Some(60));
+    let auth = provider.layer_builder(REDIRECT).build().await.unwrap();
+    let app = app(&auth);
+    let (cookie, bearer) = cached_session_and_bearer(&provider, &auth, &app).await;
+    let base = provider.counts().jwks_fetches;
+
+    // The provider replaces its only key by another key without kid; past max-age the layer
+    // fetches the JWKS again for a new token.
+    provider.rotate_keys(true);
+    clock.advance(Duration::from_secs(61));
+    let fresh = provider.access_token(&TestUser::new("new"));
+    assert_eq!(with_bearer(&app, &fresh).await, StatusCode::OK);
+    assert_eq!(provider.counts().jwks_fetches, base + 1);
+
+    // The withdrawn key's tokens are refused, although their verification is cached.
+    assert_eq!(with_bearer(&app, &bearer).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_cookie(&app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn cached_verification_ends_when_key_material_under_its_kid_is_replaced() {
+    let s = setup().await;
+    let (cookie, bearer) = cached_session_and_bearer(&s.provider, &s.auth, &s.app).await;
+    let base = s.provider.counts().jwks_fetches;
+
+    // The provider publishes another key under the same kid. A token naming a kid the layer
+    // does not know makes it fetch the JWKS again.
+    s.provider.replace_key_material();
+    let now = s.clock.now();
+    let probe = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "JWT", "kid": "probe"}),
+        &json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x", "iat": now,
+                "exp": now + 60}),
+    );
+    assert_eq!(with_bearer(&s.app, &probe).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.provider.counts().jwks_fetches, base + 1);
+    let fresh = s.provider.access_token(&TestUser::new("new"));
+    assert_eq!(with_bearer(&s.app, &fresh).await, StatusCode::OK);
+
+    // Tokens signed by the old key material are refused, although their verification is cached.
+    assert_eq!(with_bearer(&s.app, &bearer).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_cookie(&s.app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

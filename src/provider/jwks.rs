@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use futures_util::future::{FutureExt, Shared};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use tokio::sync::oneshot;
@@ -21,6 +21,9 @@ pub(crate) struct KeyEntry {
     pub(crate) key: DecodingKey,
     /// Algorithms this key may verify: what its JWK allows, cut down to the configured list.
     pub(crate) algs: Vec<Algorithm>,
+    /// The key's identity: its RFC 7638 JWK thumbprint (SHA-256), computed once when the JWKS
+    /// is parsed. Another key under the same kid, or another key without kid, has another one.
+    pub(crate) thumbprint: Arc<str>,
 }
 
 #[derive(Default)]
@@ -161,13 +164,10 @@ impl Jwks {
         self.inner.is_stale()
     }
 
-    /// Whether a key with this kid (or, for `None`, any key) is still published.
-    pub(crate) fn contains(&self, kid: Option<&str>) -> bool {
-        let set = self.inner.current();
-        match kid {
-            Some(kid) => set.by_kid.contains_key(kid),
-            None => !set.all.is_empty(),
-        }
+    /// Whether the current keys would pick, for a token naming `kid` and `alg`, the very key
+    /// with this thumbprint: the key that verified it is still published, under that kid.
+    pub(crate) fn selects(&self, kid: Option<&str>, alg: Algorithm, thumbprint: &str) -> bool {
+        matches!(self.lookup(kid, alg), KeyLookup::Found(k) if *k.thumbprint == *thumbprint)
     }
 
     /// The first fetch, at build time: failures are errors. It does not count against the
@@ -357,10 +357,14 @@ fn key_entry(jwk: &Jwk, allowed: &[Algorithm]) -> Option<KeyEntry> {
         return None;
     }
     let key = DecodingKey::from_jwk(jwk).ok()?;
+    // Only for the key types and curves accepted above (jsonwebtoken panics on a curve that
+    // does not belong to the key type); their members decoded as base64url just now.
+    let thumbprint = jwk.thumbprint(ThumbprintHash::SHA256).into();
     Some(KeyEntry {
         kid: jwk.common.key_id.clone(),
         key,
         algs,
+        thumbprint,
     })
 }
 
@@ -410,6 +414,26 @@ mod tests {
         assert!(key_entry(&oct, &[Algorithm::HS256, Algorithm::RS256]).is_none());
         let enc = jwk(serde_json::json!({"kty":"RSA","kid":"e","use":"enc","n":N,"e":"AQAB"}));
         assert!(key_entry(&enc, &[Algorithm::RS256]).is_none());
+    }
+
+    #[test]
+    fn key_identity_is_the_rfc7638_thumbprint() {
+        // The example of RFC 7638, section 3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let entry = |v: serde_json::Value| key_entry(&jwk(v), &[Algorithm::RS256]).unwrap();
+        let rfc = entry(
+            serde_json::json!({"kty":"RSA","kid":"2011-04-29","alg":"RS256","n":n,"e":"AQAB"}),
+        );
+        assert_eq!(
+            &*rfc.thumbprint,
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        // The key material makes the identity; kid and alg do not.
+        let no_kid = entry(serde_json::json!({"kty":"RSA","n":n,"e":"AQAB"}));
+        assert_eq!(no_kid.thumbprint, rfc.thumbprint);
+        let same_kid_other_key =
+            entry(serde_json::json!({"kty":"RSA","kid":"2011-04-29","n":N,"e":"AQAB"}));
+        assert_ne!(same_kid_other_key.thumbprint, rfc.thumbprint);
     }
 
     #[test]
