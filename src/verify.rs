@@ -1,6 +1,7 @@
 //! JWT validation: signature by the provider's keys, algorithm allow-list, iss, aud, time claims,
 //! nonce; and a bounded cache of access tokens already verified.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use jsonwebtoken::{Algorithm, Validation};
@@ -67,8 +68,14 @@ pub(crate) struct Verified {
     /// endpoint (a cookie session), never as a bearer token.
     pub(crate) for_this_client: bool,
     nbf: Option<i64>,
+    /// How the token names its key (header `kid` and `alg`), and which key verified it (RFC 7638
+    /// thumbprint): a hit is served only while the JWKS still picks that very key for it.
     kid: Option<String>,
-    generation: u64,
+    alg: Algorithm,
+    thumbprint: Arc<str>,
+    /// A JWKS generation at which that key was the one picked (read before looking): while it
+    /// is current, one comparison says the key is still published.
+    generation: AtomicU64,
     /// Claims merged with the session's identity claims, built once per token.
     session_claims: OnceLock<Option<Claims>>,
     /// Claims of the token alone, for bearer use, built once per token.
@@ -190,11 +197,26 @@ impl Verifier {
         self.cache.len()
     }
 
-    /// Whether an earlier verification still holds: not expired (with leeway), and its key is
-    /// still published.
+    /// Whether an earlier verification still holds: not expired (with leeway), and the key that
+    /// verified it is still published.
     pub(crate) fn still_valid(&self, v: &Verified) -> bool {
-        self.check_times(v.exp, v.nbf, self.clock.now()).is_ok()
-            && (v.generation == self.jwks.generation() || self.jwks.contains(v.kid.as_deref()))
+        self.check_times(v.exp, v.nbf, self.clock.now()).is_ok() && self.key_still_published(v)
+    }
+
+    /// Whether the JWKS still picks, for `v`'s token, the key that verified it: not just a key
+    /// with its kid (or, without kid, any key), but the same key material. While the key set
+    /// is unchanged this is one comparison; after a change, one lookup, remembered.
+    fn key_still_published(&self, v: &Verified) -> bool {
+        // Read before the lookup, so the key set looked at is at least this generation.
+        let generation = self.jwks.generation();
+        if v.generation.load(Ordering::Relaxed) == generation {
+            return true;
+        }
+        if self.jwks.selects(v.kid.as_deref(), v.alg, &v.thumbprint) {
+            v.generation.store(generation, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 
     /// Verifies an access token without waiting: a cache hit costs no cryptography.
@@ -210,12 +232,12 @@ impl Verifier {
                 self.cache.remove(token);
                 return Attempt::Invalid(e);
             }
-            if hit.generation == self.jwks.generation() || self.jwks.contains(hit.kid.as_deref()) {
+            if self.key_still_published(&hit) {
                 return Attempt::Valid(hit);
             }
-            // Its key was withdrawn from the JWKS.
+            // The key that verified it was withdrawn or replaced: verify it afresh, against the
+            // keys published now.
             self.cache.remove(token);
-            return Attempt::Invalid(VerifyError::UnknownKey);
         }
         let header = match parse_header(token) {
             Ok(h) => h,
@@ -233,31 +255,32 @@ impl Verifier {
         if !allow_stale && self.jwks.is_stale() {
             return Attempt::NeedKeys(header.kid, header.alg);
         }
+        // Read before the lookup: a verification never claims a newer key set than it used.
+        let generation = self.jwks.generation();
         match self.jwks.lookup(header.kid.as_deref(), header.alg) {
-            KeyLookup::Found(key) => {
-                let generation = self.jwks.generation();
-                match self.decode(token, &key.key, header.alg) {
-                    Ok(claims) => match self.check_access(&claims, now) {
-                        Ok((exp, nbf, for_this_client)) => {
-                            let verified = Arc::new(Verified {
-                                claims: Arc::new(claims),
-                                exp,
-                                for_this_client,
-                                layer: self.layer,
-                                nbf,
-                                kid: key.kid.clone(),
-                                generation,
-                                session_claims: OnceLock::new(),
-                                bearer_claims: OnceLock::new(),
-                            });
-                            self.cache.insert(token.to_owned(), verified.clone());
-                            Attempt::Valid(verified)
-                        }
-                        Err(e) => Attempt::Invalid(e),
-                    },
+            KeyLookup::Found(key) => match self.decode(token, &key.key, header.alg) {
+                Ok(claims) => match self.check_access(&claims, now) {
+                    Ok((exp, nbf, for_this_client)) => {
+                        let verified = Arc::new(Verified {
+                            claims: Arc::new(claims),
+                            exp,
+                            for_this_client,
+                            layer: self.layer,
+                            nbf,
+                            kid: header.kid,
+                            alg: header.alg,
+                            thumbprint: key.thumbprint.clone(),
+                            generation: AtomicU64::new(generation),
+                            session_claims: OnceLock::new(),
+                            bearer_claims: OnceLock::new(),
+                        });
+                        self.cache.insert(token.to_owned(), verified.clone());
+                        Attempt::Valid(verified)
+                    }
                     Err(e) => Attempt::Invalid(e),
-                }
-            }
+                },
+                Err(e) => Attempt::Invalid(e),
+            },
             KeyLookup::Unknown => Attempt::NeedKeys(header.kid, header.alg),
             KeyLookup::WrongAlgorithm => Attempt::Invalid(VerifyError::Algorithm(header.alg)),
             KeyLookup::Ambiguous => Attempt::Invalid(VerifyError::AmbiguousKey),

@@ -617,10 +617,12 @@ async fn jwks_cache_control_max_age_is_respected() {
     assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
     assert_eq!(s.provider.counts().jwks_fetches, after_rotation);
 
-    // Past max-age, the next verification refreshes the keys first.
+    // Past max-age, the next verification is served at once with the stale keys and refreshes
+    // them in the background (one fetch).
     s.clock.advance(Duration::from_secs(121));
     let cookie = s.provider.session_cookie(&s.auth, &TestUser::new("c"));
     assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    wait_for_jwks_fetches(&s.provider, after_rotation + 1).await;
     assert_eq!(s.provider.counts().jwks_fetches, after_rotation + 1);
 }
 
@@ -2321,4 +2323,261 @@ async fn method_errors_and_provider_answers_are_no_store() {
         assert!(cc.contains("no-store"), "{what}: {cc:?}");
         assert!(!cc.contains("public"), "{what}: {cc:?}");
     }
+}
+
+/// Waits for the provider to be asked for its JWKS `n` times in all (background refreshes);
+/// the timeout only turns a missing fetch into a failure instead of a hang.
+async fn wait_for_jwks_fetches(provider: &TestProvider, n: u64) {
+    tokio::time::timeout(Duration::from_secs(60), provider.wait_for_jwks_fetches(n))
+        .await
+        .unwrap_or_else(|_| panic!("JWKS fetch {n} never came"));
+}
+
+// ---- The JWKS under stress: a hanging provider, stale keys, keys replaced under the cache ----
+
+/// Wall-clock seconds that follow tokio's clock. With `start_paused`, the layer's JWKS rate
+/// limit and max-age then move together with its HTTP timeouts, and nobody really waits.
+#[derive(Clone)]
+struct TokioClock {
+    base: i64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    fn new() -> Self {
+        Self {
+            base: tower_oidc_auth::ManualClock::starting_now().now(),
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> i64 {
+        self.base + self.start.elapsed().as_secs() as i64
+    }
+}
+
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A provider and an app on tokio's (paused) clock; the JWKS fetched at build carries `max_age`.
+async fn slow_jwks_setup(max_age: Option<u64>) -> (TestProvider, axum::Router) {
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(TokioClock::new())
+        .start()
+        .await;
+    provider.set_jwks_max_age(max_age);
+    let auth = provider
+        .layer_builder(REDIRECT)
+        .http_timeout(HTTP_TIMEOUT)
+        .jwks_refetch_interval(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    let app = app(&auth);
+    (provider, app)
+}
+
+async fn with_bearer(app: &axum::Router, token: &str) -> StatusCode {
+    let req = Request::get("/me")
+        .header(header::ACCEPT, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap().status()
+}
+
+/// A whole login (authorize at the provider, callback with its ID token): the callback's status.
+async fn login_status(app: &axum::Router) -> StatusCode {
+    let mut jar = Jar::default();
+    let resp = send(app, &mut jar, get_html("/auth/login")).await;
+    let callback = authorize(&location(&resp)).await;
+    send(app, &mut jar, get_html(&callback)).await.status()
+}
+
+/// Two bearer tokens and two logins at once; returns their statuses (bearer first) and how long
+/// the slowest took.
+async fn four_at_once(provider: &TestProvider, app: &axum::Router) -> (Vec<StatusCode>, Duration) {
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..2 {
+        let (app, token) = (
+            app.clone(),
+            provider.access_token(&TestUser::new(format!("api-{i}"))),
+        );
+        tasks.push(tokio::spawn(async move { with_bearer(&app, &token).await }));
+    }
+    for _ in 0..2 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move { login_status(&app).await }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    (statuses, start.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_jwks_with_hanging_provider_does_not_serialise_requests() {
+    let (provider, app) = slow_jwks_setup(Some(60)).await;
+    // The keys pass their max-age, and the provider's JWKS endpoint hangs.
+    // (Time is paused: sleeping only moves tokio's clock.)
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    provider.set_jwks_failure(Some(Failure::Delay(Duration::from_secs(3600))));
+    let base = provider.counts().jwks_fetches;
+
+    // New tokens signed by a key the layer knows are verified at once with the stale keys.
+    let (statuses, elapsed) = four_at_once(&provider, &app).await;
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::FOUND,
+            StatusCode::FOUND
+        ]
+    );
+    assert!(
+        elapsed < HTTP_TIMEOUT,
+        "four requests with a known kid took {elapsed:?} (HTTP timeout {HTTP_TIMEOUT:?})"
+    );
+
+    // One refresh ran for all of them, in the background, until the timeout.
+    tokio::time::sleep(HTTP_TIMEOUT + Duration::from_secs(1)).await;
+    assert_eq!(provider.counts().jwks_fetches, base + 1, "one fetch");
+
+    // The rate limit counts from when that slow fetch ended: more new tokens right after it
+    // are still served at once, and start no fetch.
+    let (again, elapsed) = four_at_once(&provider, &app).await;
+    assert_eq!(again, statuses);
+    assert!(elapsed < HTTP_TIMEOUT, "{elapsed:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(provider.counts().jwks_fetches, base + 1, "rate-limited");
+
+    // Once the interval has passed, the next new token starts one more refresh, and the
+    // provider's answer replaces the stale keys: past the interval again, no more fetches.
+    provider.set_jwks_failure(None);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let token = provider.access_token(&TestUser::new("later"));
+    assert_eq!(with_bearer(&app, &token).await, StatusCode::OK);
+    wait_for_jwks_fetches(&provider, base + 2).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let token = provider.access_token(&TestUser::new("fresh"));
+    assert_eq!(with_bearer(&app, &token).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(provider.counts().jwks_fetches, base + 2, "keys fresh again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_kid_with_hanging_provider_does_not_serialise_requests() {
+    let (provider, app) = slow_jwks_setup(None).await;
+    // The provider signs with a new key; its JWKS endpoint hangs.
+    provider.rotate_keys(false);
+    provider.set_jwks_failure(Some(Failure::Delay(Duration::from_secs(3600))));
+    let base = provider.counts().jwks_fetches;
+
+    // Tokens naming the unknown key wait for one fetch, together, and are refused when it
+    // times out: all four within one timeout, not one timeout each.
+    let (statuses, elapsed) = four_at_once(&provider, &app).await;
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
+            StatusCode::BAD_REQUEST
+        ]
+    );
+    assert!(
+        elapsed >= HTTP_TIMEOUT && elapsed < HTTP_TIMEOUT * 2,
+        "four requests with an unknown kid took {elapsed:?} (HTTP timeout {HTTP_TIMEOUT:?})"
+    );
+    assert_eq!(provider.counts().jwks_fetches, base + 1, "one shared fetch");
+
+    // Right after the slow fetch ended, the rate limit holds: no fetch, no waiting.
+    let start = tokio::time::Instant::now();
+    let token = provider.access_token(&TestUser::new("again"));
+    assert_eq!(with_bearer(&app, &token).await, StatusCode::UNAUTHORIZED);
+    assert!(start.elapsed() < HTTP_TIMEOUT, "{:?}", start.elapsed());
+    assert_eq!(provider.counts().jwks_fetches, base + 1);
+}
+
+/// A session cookie (and a separate bearer token) verified by `app` now, so both sit in the
+/// verification caches.
+async fn cached_session_and_bearer(
+    provider: &TestProvider,
+    auth: &AuthLayer,
+    app: &axum::Router,
+) -> (String, String) {
+    let bearer = provider.access_token(&TestUser::new("api"));
+    let id = provider.id_token(&user(), None);
+    let cookie =
+        provider.session_cookie_with_tokens(auth, &provider.access_token(&user()), None, &id);
+    for _ in 0..2 {
+        assert_eq!(with_bearer(app, &bearer).await, StatusCode::OK);
+        assert_eq!(with_cookie(app, &cookie).await.status(), StatusCode::OK);
+    }
+    (cookie, bearer)
+}
+
+#[tokio::test]
+async fn cached_verification_ends_when_the_only_kidless_key_is_replaced() {
+    let clock = tower_oidc_auth::ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    // One published key without kid; tokens without kid.
+    provider.set_key_ids(false);
+    provider.set_jwks_max_age(Some(60));
+    let auth = provider.layer_builder(REDIRECT).build().await.unwrap();
+    let app = app(&auth);
+    let (cookie, bearer) = cached_session_and_bearer(&provider, &auth, &app).await;
+    let base = provider.counts().jwks_fetches;
+
+    // The provider replaces its only key by another key without kid; past max-age the layer
+    // fetches the JWKS again for a new token.
+    provider.rotate_keys(true);
+    clock.advance(Duration::from_secs(61));
+    let fresh = provider.access_token(&TestUser::new("new"));
+    assert_eq!(with_bearer(&app, &fresh).await, StatusCode::OK);
+    assert_eq!(provider.counts().jwks_fetches, base + 1);
+
+    // The withdrawn key's tokens are refused, although their verification is cached.
+    assert_eq!(with_bearer(&app, &bearer).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_cookie(&app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn cached_verification_ends_when_key_material_under_its_kid_is_replaced() {
+    let s = setup().await;
+    let (cookie, bearer) = cached_session_and_bearer(&s.provider, &s.auth, &s.app).await;
+    let base = s.provider.counts().jwks_fetches;
+
+    // The provider publishes another key under the same kid. A token naming a kid the layer
+    // does not know makes it fetch the JWKS again.
+    s.provider.replace_key_material();
+    let now = s.clock.now();
+    let probe = s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "JWT", "kid": "probe"}),
+        &json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x", "iat": now,
+                "exp": now + 60}),
+    );
+    assert_eq!(with_bearer(&s.app, &probe).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.provider.counts().jwks_fetches, base + 1);
+    let fresh = s.provider.access_token(&TestUser::new("new"));
+    assert_eq!(with_bearer(&s.app, &fresh).await, StatusCode::OK);
+
+    // Tokens signed by the old key material are refused, although their verification is cached.
+    assert_eq!(with_bearer(&s.app, &bearer).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_cookie(&s.app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -1,13 +1,16 @@
-//! The provider's signing keys: fetched at build, refetched on an unknown `kid` (rate-limited),
-//! kept when a fetch fails.
+//! The provider's signing keys: fetched at build, refetched on an unknown `kid` (rate-limited,
+//! one fetch at a time, shared by everyone who waits for it), revalidated in the background once
+//! the provider's max-age has passed, kept when a fetch fails.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use futures_util::future::{FutureExt, Shared};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+use tokio::sync::oneshot;
 
 use super::{HttpClient, ProviderError};
 use crate::clock::SharedClock;
@@ -18,6 +21,9 @@ pub(crate) struct KeyEntry {
     pub(crate) key: DecodingKey,
     /// Algorithms this key may verify: what its JWK allows, cut down to the configured list.
     pub(crate) algs: Vec<Algorithm>,
+    /// The key's identity: its RFC 7638 JWK thumbprint (SHA-256), computed once when the JWKS
+    /// is parsed. Another key under the same kid, or another key without kid, has another one.
+    pub(crate) thumbprint: Arc<str>,
 }
 
 #[derive(Default)]
@@ -65,12 +71,20 @@ struct RawJwkSet {
 
 /// The JWKS cache.
 pub(crate) struct Jwks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     http: HttpClient,
     url: String,
     allowed: Vec<Algorithm>,
     clock: SharedClock,
     keys: RwLock<Arc<KeySet>>,
-    fetch_lock: tokio::sync::Mutex<()>,
+    /// The refetch in flight, if any: whoever needs its outcome awaits this one instead of
+    /// starting another.
+    flight: Mutex<Option<Flight>>,
+    /// When the last refetch ended (`i64::MIN`: none yet). The rate limit counts from the end,
+    /// so a fetch that hung until its timeout does not let the next one start at once.
     last_attempt: AtomicI64,
     min_interval: i64,
     generation: AtomicU64,
@@ -78,11 +92,36 @@ pub(crate) struct Jwks {
     stale_at: AtomicI64,
 }
 
+/// Resolves when the refetch in flight has ended, whatever its outcome (the sender is dropped).
+type Flight = Shared<oneshot::Receiver<()>>;
+
+/// Owned by a refetch task. However the task ends (done, panicked, dropped unpolled at runtime
+/// shutdown), dropping this records the end for the rate limit, clears the flight and only then
+/// wakes the waiters, so they look up the keys the fetch stored.
+struct Landing {
+    inner: Arc<Inner>,
+    _done: oneshot::Sender<()>,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        inner
+            .last_attempt
+            .store(inner.clock.now(), Ordering::Release);
+        *lock(&inner.flight) = None;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl std::fmt::Debug for Jwks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Jwks")
-            .field("url", &self.url)
-            .field("keys", &self.current().all.len())
+            .field("url", &self.inner.url)
+            .field("keys", &self.inner.current().all.len())
             .finish_non_exhaustive()
     }
 }
@@ -96,74 +135,74 @@ impl Jwks {
         min_interval_secs: i64,
     ) -> Self {
         Self {
-            http,
-            url,
-            allowed,
-            clock,
-            keys: RwLock::new(Arc::new(KeySet::default())),
-            fetch_lock: tokio::sync::Mutex::new(()),
-            last_attempt: AtomicI64::new(i64::MIN),
-            min_interval: min_interval_secs,
-            generation: AtomicU64::new(0),
-            stale_at: AtomicI64::new(i64::MAX),
-        }
-    }
-
-    fn current(&self) -> Arc<KeySet> {
-        match self.keys.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            inner: Arc::new(Inner {
+                http,
+                url,
+                allowed,
+                clock,
+                keys: RwLock::new(Arc::new(KeySet::default())),
+                flight: Mutex::new(None),
+                last_attempt: AtomicI64::new(i64::MIN),
+                min_interval: min_interval_secs,
+                generation: AtomicU64::new(0),
+                stale_at: AtomicI64::new(i64::MAX),
+            }),
         }
     }
 
     /// Bumped every time the key set is replaced.
     pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
-        self.current().lookup(kid, alg)
+        self.inner.current().lookup(kid, alg)
     }
 
     /// Whether the provider's Cache-Control max-age has passed since the last fetch.
     pub(crate) fn is_stale(&self) -> bool {
-        self.clock.now() >= self.stale_at.load(Ordering::Relaxed)
+        self.inner.is_stale()
     }
 
-    /// Whether a key with this kid (or, for `None`, any key) is still published.
-    pub(crate) fn contains(&self, kid: Option<&str>) -> bool {
-        let set = self.current();
-        match kid {
-            Some(kid) => set.by_kid.contains_key(kid),
-            None => !set.all.is_empty(),
-        }
+    /// Whether the current keys would pick, for a token naming `kid` and `alg`, the very key
+    /// with this thumbprint: the key that verified it is still published, under that kid.
+    pub(crate) fn selects(&self, kid: Option<&str>, alg: Algorithm, thumbprint: &str) -> bool {
+        matches!(self.lookup(kid, alg), KeyLookup::Found(k) if *k.thumbprint == *thumbprint)
     }
 
     /// The first fetch, at build time: failures are errors. It does not count against the
     /// refetch rate limit, so a key rotated right after start-up is picked up at once.
     pub(crate) async fn fetch_now(&self) -> Result<(), ProviderError> {
-        let _guard = self.fetch_lock.lock().await;
-        self.fetch_and_store().await
+        self.inner.fetch_and_store().await
     }
 
-    /// Refetches because a token named a key we do not have. At most one fetch runs at a time
-    /// and at most one starts per `min_interval`; a failed fetch keeps the keys we had.
+    /// Looks up a token's key, fetching the JWKS when that may help.
+    ///
+    /// A key we have is returned at once, even past the provider's max-age: stale keys keep
+    /// serving while a background refetch revalidates them. A kid we do not have (or, past
+    /// max-age, a token without kid, which cannot tell a stale key from its own) waits for a
+    /// refetch: the one in flight if there is one, else a new one, at most one per
+    /// `min_interval` counted from the end of the last. A failed fetch keeps the keys we had.
     pub(crate) async fn refetch_for(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
-        let _guard = self.fetch_lock.lock().await;
-        // Another request may have fetched while we waited.
         let found = self.lookup(kid, alg);
-        if !matches!(found, KeyLookup::Unknown) && !self.is_stale() {
+        let stale = self.is_stale();
+        let must_wait = matches!(found, KeyLookup::Unknown) || (stale && kid.is_none());
+        if !must_wait {
+            if stale {
+                // Revalidate in the background; nobody waits for it.
+                drop(self.inner.start_refetch());
+            }
             return found;
         }
-        let now = self.clock.now();
-        let last = self.last_attempt.load(Ordering::Relaxed);
-        if last != i64::MIN && now.saturating_sub(last) < self.min_interval {
-            tracing::debug!(kid, "unknown signing key; JWKS refetch rate-limited");
-            return found;
-        }
-        self.last_attempt.store(now, Ordering::Relaxed);
-        if let Err(error) = self.fetch_and_store().await {
-            tracing::warn!(%error, url = %self.url, "JWKS refetch failed; keeping cached keys");
+        match self.inner.start_refetch() {
+            Some(flight) => {
+                // Its outcome is read from the key set; an error was logged by the fetch.
+                let _ = flight.await;
+            }
+            None => {
+                tracing::debug!(kid, "JWKS refetch rate-limited; using the keys we have");
+                return found;
+            }
         }
         self.lookup(kid, alg)
     }
@@ -171,12 +210,64 @@ impl Jwks {
     /// Loads a JWKS document without fetching (fuzz targets).
     pub(crate) fn load_json(&self, json: &str) {
         if let Ok(raw) = serde_json::from_str::<RawJwkSet>(json) {
-            let set = Arc::new(self.parse(raw));
-            match self.keys.write() {
-                Ok(mut guard) => *guard = set,
-                Err(poisoned) => *poisoned.into_inner() = set,
-            }
+            let set = Arc::new(self.inner.parse(raw));
+            self.inner.replace(set);
         }
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, set: Arc<KeySet>) {
+        match self.keys.write() {
+            Ok(mut guard) => *guard = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.clock.now() >= self.stale_at.load(Ordering::Relaxed)
+    }
+
+    /// The refetch in flight, or a new one started in the background (a spawned task, so it
+    /// runs to its end even if every waiter goes away). `None` when rate-limited, or outside a
+    /// tokio runtime.
+    fn start_refetch(self: &Arc<Self>) -> Option<Flight> {
+        let (flight, landing, runtime) = {
+            let mut slot = lock(&self.flight);
+            if let Some(flight) = slot.as_ref() {
+                return Some(flight.clone());
+            }
+            let last = self.last_attempt.load(Ordering::Acquire);
+            if last != i64::MIN && self.clock.now().saturating_sub(last) < self.min_interval {
+                return None;
+            }
+            let runtime = tokio::runtime::Handle::try_current().ok()?;
+            let (done, ended) = oneshot::channel();
+            let flight = ended.shared();
+            *slot = Some(flight.clone());
+            let landing = Landing {
+                inner: self.clone(),
+                _done: done,
+            };
+            (flight, landing, runtime)
+        };
+        // Spawned outside the lock: a task dropped at once (runtime shutting down) clears the
+        // slot through its `Landing`.
+        runtime.spawn(async move {
+            let inner = &landing.inner;
+            if let Err(error) = inner.fetch_and_store().await {
+                tracing::warn!(%error, url = %inner.url, "JWKS refetch failed; keeping cached keys");
+            }
+            drop(landing);
+        });
+        Some(flight)
     }
 
     async fn fetch_and_store(&self) -> Result<(), ProviderError> {
@@ -189,11 +280,7 @@ impl Jwks {
             )));
         }
         tracing::debug!(keys = set.all.len(), url = %self.url, "JWKS loaded");
-        let set = Arc::new(set);
-        match self.keys.write() {
-            Ok(mut guard) => *guard = set,
-            Err(poisoned) => *poisoned.into_inner() = set,
-        }
+        self.replace(Arc::new(set));
         self.generation.fetch_add(1, Ordering::AcqRel);
         let stale_at = match max_age {
             Some(secs) => self
@@ -270,10 +357,14 @@ fn key_entry(jwk: &Jwk, allowed: &[Algorithm]) -> Option<KeyEntry> {
         return None;
     }
     let key = DecodingKey::from_jwk(jwk).ok()?;
+    // Only for the key types and curves accepted above (jsonwebtoken panics on a curve that
+    // does not belong to the key type); their members decoded as base64url just now.
+    let thumbprint = jwk.thumbprint(ThumbprintHash::SHA256).into();
     Some(KeyEntry {
         kid: jwk.common.key_id.clone(),
         key,
         algs,
+        thumbprint,
     })
 }
 
@@ -323,6 +414,26 @@ mod tests {
         assert!(key_entry(&oct, &[Algorithm::HS256, Algorithm::RS256]).is_none());
         let enc = jwk(serde_json::json!({"kty":"RSA","kid":"e","use":"enc","n":N,"e":"AQAB"}));
         assert!(key_entry(&enc, &[Algorithm::RS256]).is_none());
+    }
+
+    #[test]
+    fn key_identity_is_the_rfc7638_thumbprint() {
+        // The example of RFC 7638, section 3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let entry = |v: serde_json::Value| key_entry(&jwk(v), &[Algorithm::RS256]).unwrap();
+        let rfc = entry(
+            serde_json::json!({"kty":"RSA","kid":"2011-04-29","alg":"RS256","n":n,"e":"AQAB"}),
+        );
+        assert_eq!(
+            &*rfc.thumbprint,
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        // The key material makes the identity; kid and alg do not.
+        let no_kid = entry(serde_json::json!({"kty":"RSA","n":n,"e":"AQAB"}));
+        assert_eq!(no_kid.thumbprint, rfc.thumbprint);
+        let same_kid_other_key =
+            entry(serde_json::json!({"kty":"RSA","kid":"2011-04-29","n":N,"e":"AQAB"}));
+        assert_ne!(same_kid_other_key.thumbprint, rfc.thumbprint);
     }
 
     #[test]

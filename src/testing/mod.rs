@@ -258,6 +258,10 @@ pub(crate) struct State {
     pub(crate) refresh_grants: AtomicU64,
     pub(crate) refresh_failures: AtomicU64,
     pub(crate) jwks_fetches: AtomicU64,
+    /// Told of every JWKS request, for tests that wait for a background refresh.
+    pub(crate) jwks_fetched: tokio::sync::Notify,
+    /// Publish keys with `kid` and name it in token headers (default); off: neither.
+    pub(crate) key_ids: AtomicBool,
     pub(crate) discovery_fetches: AtomicU64,
     pub(crate) logouts: AtomicU64,
     pub(crate) token_requests: AtomicU64,
@@ -284,10 +288,33 @@ impl State {
 
     pub(crate) fn sign(&self, claims: &Value) -> String {
         let key = self.current_key();
-        key.sign(
-            &json!({"alg": "RS256", "typ": "JWT", "kid": key.kid}),
-            claims,
-        )
+        key.sign(&self.header(&key, "JWT"), claims)
+    }
+
+    /// A JOSE header for `key`, naming its `kid` unless key ids are switched off.
+    fn header(&self, key: &SigningKey, typ: &str) -> Value {
+        let mut header = json!({"alg": "RS256", "typ": typ, "kid": key.kid});
+        if let (false, Some(h)) = (self.key_ids.load(Ordering::Relaxed), header.as_object_mut()) {
+            h.remove("kid");
+        }
+        header
+    }
+
+    /// The JWKS document's keys, as published now.
+    pub(crate) fn published_keys(&self) -> Vec<Value> {
+        let with_kid = self.key_ids.load(Ordering::Relaxed);
+        self.keys
+            .lock()
+            .expect("keys lock")
+            .iter()
+            .map(|k| {
+                let mut jwk = k.jwk.clone();
+                if let (false, Some(j)) = (with_kid, jwk.as_object_mut()) {
+                    j.remove("kid");
+                }
+                jwk
+            })
+            .collect()
     }
 
     pub(crate) fn access_token(
@@ -399,7 +426,7 @@ impl State {
     pub(crate) fn logout_token(&self, client: &str, sub: &str, sid: &str) -> String {
         let key = self.current_key();
         key.sign(
-            &json!({"alg": "RS256", "typ": "logout+jwt", "kid": key.kid}),
+            &self.header(&key, "logout+jwt"),
             &json!({
                 "iss": self.issuer, "aud": client, "iat": self.clock.now(),
                 "jti": crate::routes::random_token(), "sub": sub, "sid": sid,
@@ -776,6 +803,8 @@ impl TestProviderBuilder {
             refresh_grants: AtomicU64::new(0),
             refresh_failures: AtomicU64::new(0),
             jwks_fetches: AtomicU64::new(0),
+            jwks_fetched: tokio::sync::Notify::new(),
+            key_ids: AtomicBool::new(true),
             discovery_fetches: AtomicU64::new(0),
             logouts: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
@@ -949,6 +978,34 @@ impl TestProvider {
         }
         keys.push(key);
         kid
+    }
+
+    /// Replaces the current signing key by a new key pair published under the same `kid`, as a
+    /// provider that reuses key ids would. Signs with the new key from now on.
+    pub fn replace_key_material(&self) {
+        let mut keys = self.state.keys.lock().expect("keys lock");
+        if let Some(last) = keys.last_mut() {
+            *last = Arc::new(SigningKey::generate(last.kid.clone()));
+        }
+    }
+
+    /// With `false`, the JWKS is published without `kid`s and tokens carry no `kid` in their
+    /// header (allowed when exactly one key fits); `true` (the default) restores both.
+    pub fn set_key_ids(&self, on: bool) {
+        self.state.key_ids.store(on, Ordering::Relaxed);
+    }
+
+    /// Waits until the JWKS endpoint has been asked at least `n` times in all (counted on
+    /// arrival, like [`Counts::jwks_fetches`]): for tests of background refreshes.
+    pub async fn wait_for_jwks_fetches(&self, n: u64) {
+        loop {
+            // Created before the check, so a fetch between the check and the await still wakes.
+            let fetched = self.state.jwks_fetched.notified();
+            if self.state.jwks_fetches.load(Ordering::Relaxed) >= n {
+                return;
+            }
+            fetched.await;
+        }
     }
 
     /// What the provider has served so far.

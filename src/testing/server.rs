@@ -52,17 +52,12 @@ async fn discovery(AxState(s): AxState<Arc<State>>) -> Json<serde_json::Value> {
 
 async fn keys(AxState(s): AxState<Arc<State>>) -> Response {
     s.jwks_fetches.fetch_add(1, Ordering::Relaxed);
+    s.jwks_fetched.notify_waiters();
     let failure = s.jwks_failure.lock().expect("lock").clone();
     if let Some(resp) = fail(failure).await {
         return resp;
     }
-    let keys: Vec<serde_json::Value> = s
-        .keys
-        .lock()
-        .expect("keys lock")
-        .iter()
-        .map(|k| k.jwk.clone())
-        .collect();
+    let keys = s.published_keys();
     let mut resp = Json(json!({ "keys": keys })).into_response();
     if let Some(age) = *s.jwks_max_age.lock().expect("lock") {
         if let Ok(v) = header::HeaderValue::from_str(&format!("public, max-age={age}")) {
