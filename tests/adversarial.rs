@@ -2581,3 +2581,420 @@ async fn cached_verification_ends_when_key_material_under_its_kid_is_replaced() 
         StatusCode::UNAUTHORIZED
     );
 }
+
+// ---- Independent review of the JWKS and verification-cache change ----
+//
+// Attacks on the JWKS cache (single-flight refetch, stale keys while revalidating) and on the
+// cache of verified access tokens bound to their key's thumbprint. A test that fails shows a
+// vulnerability: it asserts the safe behaviour.
+
+/// A provider on a manual clock whose JWKS carries `max_age` (`None`: no Cache-Control), with
+/// or without key ids, and a layer built on it.
+async fn jwks_review_setup(max_age: Option<u64>, key_ids: bool) -> Setup {
+    let clock = tower_oidc_auth::ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    provider.set_jwks_max_age(max_age);
+    provider.set_key_ids(key_ids);
+    let auth = provider.layer_builder(REDIRECT).build().await.unwrap();
+    let app = app(&auth);
+    Setup {
+        provider,
+        auth,
+        app,
+        clock,
+    }
+}
+
+/// An access token signed now by the provider's current key and valid for a day: what an
+/// attacker holds who stole a token, or who can sign with a leaked key.
+fn day_long_token(s: &Setup, sub: &str) -> String {
+    let now = s.clock.now();
+    s.provider.sign(
+        &json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": sub,
+                            "iat": now, "exp": now + 86_400}),
+    )
+}
+
+/// A token naming a kid nobody publishes: the layer fetches the JWKS for it (or joins the fetch
+/// in flight, or, rate-limited, refuses it at once). Once it is answered, no fetch is running.
+fn unknown_kid_probe(s: &Setup) -> String {
+    let now = s.clock.now();
+    s.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "JWT", "kid": "review-probe"}),
+        &json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "probe",
+                "iat": now, "exp": now + 60}),
+    )
+}
+
+/// Whether the provider is asked for its JWKS for the `n`th time within 5 seconds: a fetch the
+/// layer should have started in the background. (The bound only turns a missing fetch into a
+/// failure instead of a hang.)
+async fn jwks_fetched_soon(provider: &TestProvider, n: u64) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), provider.wait_for_jwks_fetches(n))
+        .await
+        .is_ok()
+}
+
+/// Attack: a token whose verification is cached keeps being served on stale keys forever; a
+/// cache hit never starts the revalidation that stale keys are promised.
+#[tokio::test]
+async fn stale_keys_behind_the_verified_cache_are_revalidated() {
+    let s = jwks_review_setup(Some(60), true).await;
+    let stolen = day_long_token(&s, "attacker");
+    assert_eq!(with_bearer(&s.app, &stolen).await, StatusCode::OK);
+    let base = s.provider.counts().jwks_fetches;
+
+    // The provider withdraws the key (say it leaked) and signs with a new one; the layer's
+    // keys pass their max-age. Only the attacker calls the API.
+    s.provider.rotate_keys(true);
+    s.clock.advance(Duration::from_secs(61));
+    let _ = with_bearer(&s.app, &stolen).await;
+    assert!(
+        jwks_fetched_soon(&s.provider, base + 1).await,
+        "stale keys served from the verified cache, and no revalidation started"
+    );
+    assert_eq!(
+        with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_bearer(&s.app, &stolen).await,
+        StatusCode::UNAUTHORIZED,
+        "the withdrawn key's token is still accepted"
+    );
+}
+
+/// Attack: the same through a session cookie, whose memoized verification never looks at
+/// whether the keys are stale.
+#[tokio::test]
+async fn stale_keys_behind_the_session_memo_are_revalidated() {
+    let s = jwks_review_setup(Some(60), true).await;
+    let stolen = day_long_token(&s, "usr_42");
+    let id = s.provider.id_token(&user(), None);
+    let cookie = s
+        .provider
+        .session_cookie_with_tokens(&s.auth, &stolen, None, &id);
+    for _ in 0..2 {
+        assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    }
+    let base = s.provider.counts().jwks_fetches;
+
+    s.provider.rotate_keys(true);
+    s.clock.advance(Duration::from_secs(61));
+    let _ = with_cookie(&s.app, &cookie).await;
+    assert!(
+        jwks_fetched_soon(&s.provider, base + 1).await,
+        "stale keys served from the session memo, and no revalidation started"
+    );
+    assert_eq!(
+        with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_cookie(&s.app, &cookie).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the withdrawn key's session is still accepted"
+    );
+}
+
+/// Attack: the provider withdraws its keys by publishing a key set this layer has no use for
+/// (no keys at all, the key turned into an encryption key, a new key of an algorithm the
+/// layer does not accept): the fetch is called failed and the withdrawn keys stay trusted.
+#[tokio::test]
+async fn a_key_set_without_usable_keys_withdraws_the_old_ones() {
+    type Withdraw = fn(&TestProvider) -> serde_json::Value;
+    let cases: [(&str, Withdraw); 3] = [
+        ("no keys", |_| json!({"keys": []})),
+        ("the key republished for encryption", |p| {
+            let mut doc = p.jwks_document();
+            doc["keys"][0]["use"] = json!("enc");
+            doc
+        }),
+        ("replaced by a PS256 key this layer does not accept", |p| {
+            p.rotate_keys(true);
+            let mut doc = p.jwks_document();
+            doc["keys"][0]["alg"] = json!("PS256");
+            doc
+        }),
+    ];
+    let mut accepted = Vec::new();
+    for (what, withdraw) in cases {
+        let s = jwks_review_setup(None, true).await;
+        // Signed by the key about to be withdrawn, never shown to the layer before.
+        let forged = day_long_token(&s, "attacker");
+        let doc = withdraw(&s.provider);
+        s.provider.set_jwks_document(Some(doc));
+        let base = s.provider.counts().jwks_fetches;
+        assert_eq!(
+            with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{what}");
+        if with_bearer(&s.app, &forged).await != StatusCode::UNAUTHORIZED {
+            accepted.push(what);
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "a token of the withdrawn key is accepted after: {accepted:?}"
+    );
+}
+
+/// Attack: the provider replaces its key pair under the same kid (or its only kid-less key).
+/// A token of the new key fails its signature against the cached key, which never triggers a
+/// refetch: without Cache-Control, logins and new tokens fail for good, and tokens of the
+/// replaced key stay accepted.
+#[tokio::test]
+async fn key_replaced_under_a_known_kid_is_picked_up() {
+    let mut wrong = Vec::new();
+    for key_ids in [true, false] {
+        let s = jwks_review_setup(None, key_ids).await;
+        let stolen = day_long_token(&s, "attacker");
+        assert_eq!(with_bearer(&s.app, &stolen).await, StatusCode::OK);
+
+        s.provider.replace_key_material();
+        let login = login_status(&s.app).await;
+        let fresh = s.provider.access_token(&TestUser::new("new"));
+        let fresh = with_bearer(&s.app, &fresh).await;
+        let old = with_bearer(&s.app, &stolen).await;
+        if (login, fresh, old) != (StatusCode::FOUND, StatusCode::OK, StatusCode::UNAUTHORIZED) {
+            wrong.push(format!(
+                "kid {key_ids}: login {login}, new key's token {fresh}, replaced key's token {old}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Withstood: a cached verification ends when its kid now names another key first (duplicate
+/// kids), an EC key, the same key for encryption only, or the same key for another algorithm.
+#[tokio::test]
+async fn duplicate_kids_and_changed_alg_or_use_end_cached_verifications() {
+    type Republish = fn(serde_json::Value, serde_json::Value) -> serde_json::Value;
+    // RFC 7517, appendix A.1: a P-256 public key.
+    let cases: [(&str, Republish); 5] = [
+        ("another key first under the kid", |old, new| {
+            let mut new = new;
+            new["kid"] = old["kid"].clone();
+            json!({"keys": [new, old]})
+        }),
+        ("an EC key first under the kid", |old, new| {
+            let ec = json!({"kty": "EC", "crv": "P-256", "kid": old["kid"], "use": "sig",
+                            "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+                            "y": "4Etl6SRW2YilurN5XxqxLw_0cF-aCHfoN2hStaGSwd0"});
+            json!({"keys": [ec, old, new]})
+        }),
+        ("the key for encryption only", |old, new| {
+            let mut old = old;
+            old["use"] = json!("enc");
+            json!({"keys": [old, new]})
+        }),
+        ("the key for PS256 only", |old, new| {
+            let mut old = old;
+            old["alg"] = json!("PS256");
+            json!({"keys": [old, new]})
+        }),
+        ("the key without its kid", |old, new| {
+            let mut old = old;
+            old.as_object_mut().unwrap().remove("kid");
+            json!({"keys": [old, new]})
+        }),
+    ];
+    for (what, republish) in cases {
+        let s = jwks_review_setup(None, true).await;
+        let (cookie, bearer) = cached_session_and_bearer(&s.provider, &s.auth, &s.app).await;
+        let old = s.provider.jwks_document()["keys"][0].clone();
+        s.provider.rotate_keys(true);
+        let new = s.provider.jwks_document()["keys"][0].clone();
+        s.provider.set_jwks_document(Some(republish(old, new)));
+        let base = s.provider.counts().jwks_fetches;
+        assert_eq!(
+            with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{what}");
+        assert_eq!(
+            with_bearer(&s.app, &bearer).await,
+            StatusCode::UNAUTHORIZED,
+            "{what}"
+        );
+        assert_eq!(
+            with_cookie(&s.app, &cookie).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{what}"
+        );
+    }
+}
+
+/// Withstood: hostile members in a JWKS (keys of one type with another's members, curves that
+/// do not belong to the key type, symmetric keys, `alg: none`, odd kids, thousands of junk
+/// entries) and documents that fail to parse neither panic the fetch nor unseat the good key.
+#[tokio::test]
+async fn hostile_jwks_documents_neither_panic_nor_unseat_the_good_key() {
+    let s = jwks_review_setup(None, true).await;
+    let good = s.provider.jwks_document()["keys"][0].clone();
+    let x = "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4";
+    let y = "4Etl6SRW2YilurN5XxqxLw_0cF-aCHfoN2hStaGSwd0";
+    let long_kid = "l".repeat(10_000);
+    let junk = vec![
+        json!({"kty": "EC", "crv": "Ed25519", "x": x, "y": y, "kid": "a"}),
+        json!({"kty": "OKP", "crv": "P-256", "x": x, "kid": "b"}),
+        json!({"kty": "OKP", "crv": "X25519", "x": x, "kid": "c"}),
+        json!({"kty": "EC", "crv": "P-521", "x": x, "y": y, "kid": "d"}),
+        json!({"kty": "EC", "crv": "P-256", "x": "!!", "y": y, "kid": "e"}),
+        json!({"kty": "RSA", "crv": "P-256", "x": x, "y": y, "kid": "f"}),
+        json!({"kty": "RSA", "n": "", "e": "", "kid": "g"}),
+        json!({"kty": "RSA", "n": "!!", "e": "AQAB", "kid": "h"}),
+        json!({"kty": "oct", "k": "c2VjcmV0", "kid": "i"}),
+        json!({"kty": "RSA", "n": good["n"], "e": "AQAB", "alg": "none", "kid": "j"}),
+        json!({"kty": "RSA", "n": good["n"], "e": "AQAB", "alg": "HS256", "kid": "k"}),
+        json!({"kty": "RSA", "n": good["n"], "e": "AQAB", "kid": 12}),
+        json!({"kty": "RSA", "n": good["n"], "e": "AQAB", "kid": long_kid}),
+        json!({"kty": "RSA", "n": good["n"], "e": "AQAB", "use": "bogus", "kid": "m"}),
+        json!(null),
+        json!("key"),
+        json!([[[]]]),
+    ];
+    let mut many = vec![good.clone()];
+    for i in 0..3000 {
+        many.push(json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": format!("ec-{i}")}));
+    }
+    let junk_first = [junk.clone(), vec![good.clone()]].concat();
+    let good_first = [vec![good.clone()], junk].concat();
+    let documents = vec![
+        json!({"keys": junk_first}),
+        json!({"keys": good_first}),
+        json!({"keys": many}),
+        json!({"keys": "x"}),
+        json!({"keys": null}),
+        json!({"keys": {"0": good}}),
+        json!([good]),
+        json!("keys"),
+    ];
+    let fresh = || s.provider.access_token(&TestUser::new("fresh"));
+    for doc in documents {
+        let what = doc.to_string().chars().take(80).collect::<String>();
+        s.provider.set_jwks_document(Some(doc));
+        s.clock.advance(Duration::from_secs(11));
+        let base = s.provider.counts().jwks_fetches;
+        let probe = tokio::spawn(
+            s.app
+                .clone()
+                .oneshot(bearer_get("/me", &unknown_kid_probe(&s))),
+        );
+        let status = probe.await.expect("no panic").unwrap().status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{what}");
+        assert_eq!(
+            with_bearer(&s.app, &fresh()).await,
+            StatusCode::OK,
+            "{what}"
+        );
+    }
+    s.provider.set_jwks_document(None);
+    for failure in [
+        Failure::NotJson,
+        Failure::Truncated,
+        Failure::Oversized(2 * 1024 * 1024),
+        Failure::Status(404),
+    ] {
+        s.provider.set_jwks_failure(Some(failure.clone()));
+        s.clock.advance(Duration::from_secs(11));
+        let base = s.provider.counts().jwks_fetches;
+        let status = with_bearer(&s.app, &unknown_kid_probe(&s)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{failure:?}");
+        assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{failure:?}");
+        assert_eq!(
+            with_bearer(&s.app, &fresh()).await,
+            StatusCode::OK,
+            "{failure:?}"
+        );
+    }
+}
+
+/// Withstood: a max-age of 0 (or `no-store`) does not make every request fetch the JWKS, and
+/// the largest max-age neither overflows nor panics.
+#[tokio::test]
+async fn extreme_jwks_max_age_neither_overflows_nor_floods_the_provider() {
+    let s = jwks_review_setup(Some(u64::MAX), true).await;
+    let base = s.provider.counts().jwks_fetches;
+    s.clock.advance(Duration::from_secs(100 * 365 * 86_400));
+    for i in 0..5 {
+        let token = s.provider.access_token(&TestUser::new(format!("u{i}")));
+        assert_eq!(with_bearer(&s.app, &token).await, StatusCode::OK);
+    }
+    assert_eq!(s.provider.counts().jwks_fetches, base, "never stale");
+
+    // Now every fetch says max-age 0, with and without kids: at most one fetch per interval.
+    s.provider.set_jwks_max_age(Some(0));
+    assert_eq!(
+        with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let after = s.provider.counts().jwks_fetches;
+    for key_ids in [true, false] {
+        s.provider.set_key_ids(key_ids);
+        for i in 0..10 {
+            let token = s.provider.access_token(&TestUser::new(format!("v{i}")));
+            // Kid-less tokens: the JWKS keeps its kid, but exactly one key fits.
+            assert_eq!(
+                with_bearer(&s.app, &token).await,
+                StatusCode::OK,
+                "kid {key_ids}"
+            );
+        }
+    }
+    assert_eq!(s.provider.counts().jwks_fetches, after, "rate-limited");
+}
+
+/// Withstood: a refetch task spawned on a runtime that then shuts down does not leave the
+/// requests waiting for it hanging, and the next request can fetch again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refetch_task_of_a_runtime_that_shuts_down_releases_its_waiters() {
+    let s = jwks_review_setup(None, true).await;
+    s.provider
+        .set_jwks_failure(Some(Failure::Delay(Duration::from_secs(3600))));
+    let base = s.provider.counts().jwks_fetches;
+    let other = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                // On this runtime, a request with an unknown kid starts the fetch (its task
+                // lives here); the request is given up once the fetch reached the provider.
+                rt.block_on(async {
+                    let probe = unknown_kid_probe(&s);
+                    tokio::select! {
+                        status = with_bearer(&s.app, &probe) => panic!("answered: {status}"),
+                        () = s.provider.wait_for_jwks_fetches(base + 1) => {}
+                    }
+                });
+                rt
+            })
+            .join()
+            .unwrap()
+    });
+    // A request here joins that fetch.
+    let app = s.app.clone();
+    let probe = unknown_kid_probe(&s);
+    let waiter = tokio::spawn(async move { with_bearer(&app, &probe).await });
+    tokio::task::yield_now().await;
+    other.shutdown_background();
+    let status = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the waiter hangs after its fetch's runtime shut down")
+        .unwrap();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The fetch slot is free again: after the interval, a new fetch starts and lands.
+    s.provider.set_jwks_failure(None);
+    s.provider.rotate_keys(false);
+    s.clock.advance(Duration::from_secs(11));
+    let token = s.provider.access_token(&TestUser::new("after"));
+    assert_eq!(with_bearer(&s.app, &token).await, StatusCode::OK);
+}

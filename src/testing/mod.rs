@@ -254,6 +254,8 @@ pub(crate) struct State {
     pub(crate) issued: Mutex<Vec<String>>,
     pub(crate) jwks_max_age: Mutex<Option<u64>>,
     pub(crate) jwks_failure: Mutex<Option<Failure>>,
+    /// Served as the JWKS document instead of the published keys, when set.
+    pub(crate) jwks_document: Mutex<Option<Value>>,
     pub(crate) code_grants: AtomicU64,
     pub(crate) refresh_grants: AtomicU64,
     pub(crate) refresh_failures: AtomicU64,
@@ -799,6 +801,7 @@ impl TestProviderBuilder {
             issued: Mutex::new(Vec::new()),
             jwks_max_age: Mutex::new(None),
             jwks_failure: Mutex::new(None),
+            jwks_document: Mutex::new(None),
             code_grants: AtomicU64::new(0),
             refresh_grants: AtomicU64::new(0),
             refresh_failures: AtomicU64::new(0),
@@ -964,6 +967,19 @@ impl TestProvider {
     /// Makes the JWKS endpoint misbehave (or, with `None`, behave).
     pub fn set_jwks_failure(&self, failure: Option<Failure>) {
         *self.state.jwks_failure.lock().expect("failure lock") = failure;
+    }
+
+    /// Serves this JSON as the JWKS document instead of the published keys (or, with `None`,
+    /// the published keys again): for testing key sets a provider should not publish (empty,
+    /// duplicate kids, odd members). Signing is unchanged.
+    pub fn set_jwks_document(&self, document: Option<Value>) {
+        *self.state.jwks_document.lock().expect("document lock") = document;
+    }
+
+    /// The JWKS document as the provider would serve it now (published keys).
+    #[must_use]
+    pub fn jwks_document(&self) -> Value {
+        json!({ "keys": self.state.published_keys() })
     }
 
     /// Adds a new signing key and signs with it from now on. With `retire_old`, older keys are

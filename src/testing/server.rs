@@ -57,8 +57,9 @@ async fn keys(AxState(s): AxState<Arc<State>>) -> Response {
     if let Some(resp) = fail(failure).await {
         return resp;
     }
-    let keys = s.published_keys();
-    let mut resp = Json(json!({ "keys": keys })).into_response();
+    let document = s.jwks_document.lock().expect("lock").clone();
+    let document = document.unwrap_or_else(|| json!({ "keys": s.published_keys() }));
+    let mut resp = Json(document).into_response();
     if let Some(age) = *s.jwks_max_age.lock().expect("lock") {
         if let Ok(v) = header::HeaderValue::from_str(&format!("public, max-age={age}")) {
             resp.headers_mut().insert(header::CACHE_CONTROL, v);
