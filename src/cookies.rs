@@ -39,9 +39,8 @@ impl<'a> RequestCookies<'a> {
     /// [`MAX_CHUNKS`] more. Cookies a sibling subdomain tosses in (any name, even ours with a
     /// `__Secure-` prefix) can therefore never crowd out the session.
     ///
-    /// `std::str::from_utf8` per cookie (a fast ASCII check) instead of `HeaderValue::to_str`
-    /// (a slow per-byte one over the whole header), then splitting: other apps' cookies cost
-    /// little, and one cookie that is not UTF-8 hides nothing but itself.
+    /// `std::str::from_utf8` (a fast ASCII check) instead of `HeaderValue::to_str` (a slow
+    /// per-byte one), then `memchr`-based splitting: other apps' cookies cost little.
     pub(crate) fn parse(headers: &'a HeaderMap, app: &str, priority: &str) -> Self {
         let mut pairs = Self {
             inline: [("", ""); INLINE],
@@ -50,36 +49,53 @@ impl<'a> RequestCookies<'a> {
         };
         let mut extra = 0;
         for value in headers.get_all(http::header::COOKIE) {
-            for part in value.as_bytes().split(|b| *b == b';') {
-                let Ok(part) = std::str::from_utf8(part) else {
-                    continue;
-                };
-                let Some((name, v)) = part.split_once('=') else {
-                    continue;
-                };
-                let name = name.trim();
-                let bare = name
-                    .strip_prefix("__Host-")
-                    .or_else(|| name.strip_prefix("__Secure-"))
-                    .unwrap_or(name);
-                if !bare.starts_with(app) {
-                    continue;
-                }
-                if pairs.len + pairs.spill.len() >= MAX_KEPT {
-                    if extra >= MAX_CHUNKS || !name.starts_with(priority) {
-                        continue;
+            let bytes = value.as_bytes();
+            match std::str::from_utf8(bytes) {
+                // The usual case: one fast check of the whole header, then memchr splitting.
+                Ok(value) => {
+                    for part in value.split(';') {
+                        pairs.consider(part, app, priority, &mut extra);
                     }
-                    extra += 1;
                 }
-                let v = v.trim();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v);
-                pairs.push((name, v));
+                // A cookie that is not UTF-8 (a sibling subdomain can toss one in) hides
+                // nothing but itself.
+                Err(_) => {
+                    for part in bytes.split(|b| *b == b';') {
+                        if let Ok(part) = std::str::from_utf8(part) {
+                            pairs.consider(part, app, priority, &mut extra);
+                        }
+                    }
+                }
             }
         }
         pairs
+    }
+
+    /// Keeps one `name=value` pair if it is this app's (see [`parse`](Self::parse)).
+    fn consider(&mut self, part: &'a str, app: &str, priority: &str, extra: &mut usize) {
+        let Some((name, v)) = part.split_once('=') else {
+            return;
+        };
+        let name = name.trim();
+        let bare = name
+            .strip_prefix("__Host-")
+            .or_else(|| name.strip_prefix("__Secure-"))
+            .unwrap_or(name);
+        if !bare.starts_with(app) {
+            return;
+        }
+        if self.len + self.spill.len() >= MAX_KEPT {
+            if *extra >= MAX_CHUNKS || !name.starts_with(priority) {
+                return;
+            }
+            *extra += 1;
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        self.push((name, v));
     }
 
     fn push(&mut self, pair: (&'a str, &'a str)) {

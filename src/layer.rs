@@ -379,7 +379,8 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         meta.jwks_uri.clone(),
         cfg.algorithms.clone(),
         cfg.clock.clone(),
-        secs(cfg.jwks_refetch_interval),
+        // At least a second: the rate limit counts whole seconds, and 0 would turn it off.
+        secs(cfg.jwks_refetch_interval).max(1),
     );
     jwks.fetch_now().await.map_err(|source| ConfigError::Jwks {
         url: meta.jwks_uri.clone(),

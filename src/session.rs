@@ -212,13 +212,8 @@ pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Option
 
 /// Checks a bearer token, refetching the JWKS for an unknown key.
 pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -> Outcome {
-    let _ = shared.verifier.access(&token).await;
-    bearer_outcome(
-        &shared,
-        shared.verifier.access_after_refetch(&token),
-        client,
-    )
-    .unwrap_or_default()
+    let attempt = Attempt::from(shared.verifier.access(&token).await);
+    bearer_outcome(&shared, attempt, client).unwrap_or_default()
 }
 
 fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Option<Outcome> {
@@ -295,6 +290,7 @@ pub(crate) async fn resolve(
         return Outcome::cleared(&shared, &cookies, true);
     }
     let now = shared.clock.now();
+    let mut verified = None;
     if let (Some(rt), true) = (
         &data.rt,
         refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now),
@@ -338,11 +334,11 @@ pub(crate) async fn resolve(
             };
         }
     } else if !data.opaque && !data.at.is_empty() {
-        // Warm the JWKS (rate-limited) for an unknown key; the result is read below.
-        let _ = shared.verifier.access(&data.at).await;
+        // Verified with a JWKS refetch (rate-limited) where one may help; used below.
+        verified = Some(Attempt::from(shared.verifier.access(&data.at).await));
     }
     check(&shared, &cookies, data, now, |t| {
-        shared.verifier.access_after_refetch(t)
+        verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t))
     })
     .unwrap_or_default()
 }

@@ -115,8 +115,29 @@ impl Verified {
 pub(crate) enum Attempt {
     Valid(Arc<Verified>),
     Invalid(VerifyError),
-    /// The token names a key we do not have: an (async, rate-limited) JWKS refetch may help.
-    NeedKeys(Option<String>, Algorithm),
+    /// An (async, rate-limited) JWKS refetch may help: the token names a key we do not have,
+    /// or the key we have under its name did not verify it.
+    NeedKeys(Option<String>, Algorithm, Refetch),
+}
+
+impl From<Result<Arc<Verified>, VerifyError>> for Attempt {
+    /// The outcome of [`Verifier::access`], which already tried a refetch where one could help.
+    fn from(result: Result<Arc<Verified>, VerifyError>) -> Self {
+        match result {
+            Ok(v) => Attempt::Valid(v),
+            Err(e) => Attempt::Invalid(e),
+        }
+    }
+}
+
+/// Why a verification needs the key set fetched again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refetch {
+    /// No published key fits the token (or the keys are past the provider's max-age).
+    Missing,
+    /// The key we have for it did not verify the signature: the provider may have replaced the
+    /// key material under that kid (or its only kid-less key).
+    Replaced,
 }
 
 /// What tokens must say, and how much slack time claims get.
@@ -200,7 +221,9 @@ impl Verifier {
     /// Whether an earlier verification still holds: not expired (with leeway), and the key that
     /// verified it is still published.
     pub(crate) fn still_valid(&self, v: &Verified) -> bool {
-        self.check_times(v.exp, v.nbf, self.clock.now()).is_ok() && self.key_still_published(v)
+        let now = self.clock.now();
+        self.jwks.revalidate_if_stale(now);
+        self.check_times(v.exp, v.nbf, now).is_ok() && self.key_still_published(v)
     }
 
     /// Whether the JWKS still picks, for `v`'s token, the key that verified it: not just a key
@@ -232,6 +255,9 @@ impl Verifier {
                 self.cache.remove(token);
                 return Attempt::Invalid(e);
             }
+            // Past the provider's max-age, a hit still serves, and the keys are revalidated in
+            // the background: a withdrawn key is noticed without waiting for a new token.
+            self.jwks.revalidate_if_stale(now);
             if self.key_still_published(&hit) {
                 return Attempt::Valid(hit);
             }
@@ -252,8 +278,14 @@ impl Verifier {
         if !typ_ok {
             return Attempt::Invalid(VerifyError::Type(header.typ.unwrap_or_default()));
         }
-        if !allow_stale && self.jwks.is_stale() {
-            return Attempt::NeedKeys(header.kid, header.alg);
+        if !allow_stale {
+            // Past the provider's max-age: a token without kid cannot tell a stale key from a
+            // new one, so it waits for the keys; any other uses the stale ones while they are
+            // revalidated in the background.
+            if header.kid.is_none() && self.jwks.is_stale() {
+                return Attempt::NeedKeys(header.kid, header.alg, Refetch::Missing);
+            }
+            self.jwks.revalidate_if_stale(now);
         }
         // Read before the lookup: a verification never claims a newer key set than it used.
         let generation = self.jwks.generation();
@@ -279,9 +311,12 @@ impl Verifier {
                     }
                     Err(e) => Attempt::Invalid(e),
                 },
+                Err(VerifyError::Signature) if !allow_stale => {
+                    Attempt::NeedKeys(header.kid, header.alg, Refetch::Replaced)
+                }
                 Err(e) => Attempt::Invalid(e),
             },
-            KeyLookup::Unknown => Attempt::NeedKeys(header.kid, header.alg),
+            KeyLookup::Unknown => Attempt::NeedKeys(header.kid, header.alg, Refetch::Missing),
             KeyLookup::WrongAlgorithm => Attempt::Invalid(VerifyError::Algorithm(header.alg)),
             KeyLookup::Ambiguous => Attempt::Invalid(VerifyError::AmbiguousKey),
         }
@@ -292,8 +327,18 @@ impl Verifier {
         match self.access_now(token) {
             Attempt::Valid(v) => Ok(v),
             Attempt::Invalid(e) => Err(e),
-            Attempt::NeedKeys(kid, alg) => {
-                self.jwks.refetch_for(kid.as_deref(), alg).await;
+            Attempt::NeedKeys(kid, alg, why) => {
+                match why {
+                    Refetch::Missing => {
+                        self.jwks.refetch_for(kid.as_deref(), alg).await;
+                    }
+                    // No new key set (rate-limited, or the fetch failed): the signature stays
+                    // bad, without verifying it again.
+                    Refetch::Replaced if !self.jwks.refetch_replaced().await => {
+                        return Err(VerifyError::Signature);
+                    }
+                    Refetch::Replaced => {}
+                }
                 match self.attempt(token, true) {
                     Attempt::Valid(v) => Ok(v),
                     Attempt::Invalid(e) => Err(e),
@@ -316,22 +361,7 @@ impl Verifier {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
-        let key = match self.jwks.lookup(header.kid.as_deref(), header.alg) {
-            KeyLookup::Found(k) => k,
-            KeyLookup::Unknown => {
-                match self
-                    .jwks
-                    .refetch_for(header.kid.as_deref(), header.alg)
-                    .await
-                {
-                    KeyLookup::Found(k) => k,
-                    _ => return Err(VerifyError::UnknownKey),
-                }
-            }
-            KeyLookup::WrongAlgorithm => return Err(VerifyError::Algorithm(header.alg)),
-            KeyLookup::Ambiguous => return Err(VerifyError::AmbiguousKey),
-        };
-        let claims = self.decode(token, &key.key, header.alg)?;
+        let claims = self.signed_claims(token, &header).await?;
         let now = self.clock.now();
         if claims.get("iss").and_then(Value::as_str) != Some(&self.issuer) {
             return Err(VerifyError::Issuer);
@@ -397,29 +427,7 @@ impl Verifier {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
-        let lookup = if self.jwks.is_stale() {
-            self.jwks
-                .refetch_for(header.kid.as_deref(), header.alg)
-                .await
-        } else {
-            self.jwks.lookup(header.kid.as_deref(), header.alg)
-        };
-        let key = match lookup {
-            KeyLookup::Found(k) => k,
-            KeyLookup::Unknown => match self
-                .jwks
-                .refetch_for(header.kid.as_deref(), header.alg)
-                .await
-            {
-                KeyLookup::Found(k) => k,
-                KeyLookup::WrongAlgorithm => return Err(VerifyError::Algorithm(header.alg)),
-                KeyLookup::Ambiguous => return Err(VerifyError::AmbiguousKey),
-                KeyLookup::Unknown => return Err(VerifyError::UnknownKey),
-            },
-            KeyLookup::WrongAlgorithm => return Err(VerifyError::Algorithm(header.alg)),
-            KeyLookup::Ambiguous => return Err(VerifyError::AmbiguousKey),
-        };
-        let claims = self.decode(token, &key.key, header.alg)?;
+        let claims = self.signed_claims(token, &header).await?;
         let now = self.clock.now();
         if claims.get("iss").and_then(Value::as_str) != Some(&self.issuer) {
             return Err(VerifyError::Issuer);
@@ -458,6 +466,36 @@ impl Verifier {
             }
         }
         Ok(claims)
+    }
+
+    /// The claims of an ID or logout token, once its signature verifies by a published key. An
+    /// unknown key waits for a (rate-limited, shared) refetch; keys past the provider's max-age
+    /// serve while a background refetch revalidates them; a known key that does not verify the
+    /// signature has the key set fetched again, since the provider may have replaced the key
+    /// material under that kid.
+    async fn signed_claims(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let (kid, alg) = (header.kid.as_deref(), header.alg);
+        let key = match self.jwks.refetch_for(kid, alg).await {
+            KeyLookup::Found(k) => k,
+            KeyLookup::Unknown => return Err(VerifyError::UnknownKey),
+            KeyLookup::WrongAlgorithm => return Err(VerifyError::Algorithm(alg)),
+            KeyLookup::Ambiguous => return Err(VerifyError::AmbiguousKey),
+        };
+        match self.decode(token, &key.key, alg) {
+            Err(VerifyError::Signature) if self.jwks.refetch_replaced().await => {
+                match self.jwks.lookup(kid, alg) {
+                    KeyLookup::Found(k) if k.thumbprint != key.thumbprint => {
+                        self.decode(token, &k.key, alg)
+                    }
+                    _ => Err(VerifyError::Signature),
+                }
+            }
+            other => other,
+        }
     }
 
     fn decode(

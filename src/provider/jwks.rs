@@ -173,7 +173,38 @@ impl Jwks {
     /// The first fetch, at build time: failures are errors. It does not count against the
     /// refetch rate limit, so a key rotated right after start-up is picked up at once.
     pub(crate) async fn fetch_now(&self) -> Result<(), ProviderError> {
-        self.inner.fetch_and_store().await
+        self.inner.fetch_and_store(true).await
+    }
+
+    /// Starts a background refetch when the keys are past the provider's max-age (`now` is the
+    /// caller's clock reading), without waiting for it: verifications served from a cache keep
+    /// the keys revalidated, so a withdrawn key is noticed even when no new token arrives.
+    /// Costs one atomic load while the keys are fresh.
+    pub(crate) fn revalidate_if_stale(&self, now: i64) {
+        let inner = &self.inner;
+        if now < inner.stale_at.load(Ordering::Relaxed) {
+            return;
+        }
+        let last = inner.last_attempt.load(Ordering::Acquire);
+        if last != i64::MIN && now.saturating_sub(last) < inner.min_interval {
+            return;
+        }
+        drop(inner.start_refetch());
+    }
+
+    /// Refetches because the key we have for `kid` (or the only kid-less key) did not verify a
+    /// signature: the provider may have replaced the key material under that kid. Waits for the
+    /// fetch (the one in flight, or a new one within the rate limit). `false` when no new key
+    /// set arrived, so a bad signature stays a bad signature without more work.
+    pub(crate) async fn refetch_replaced(&self) -> bool {
+        let before = self.generation();
+        match self.inner.start_refetch() {
+            Some(flight) => {
+                let _ = flight.await;
+                self.generation() != before
+            }
+            None => false,
+        }
     }
 
     /// Looks up a token's key, fetching the JWKS when that may help.
@@ -262,7 +293,7 @@ impl Inner {
         // slot through its `Landing`.
         runtime.spawn(async move {
             let inner = &landing.inner;
-            if let Err(error) = inner.fetch_and_store().await {
+            if let Err(error) = inner.fetch_and_store(false).await {
                 tracing::warn!(%error, url = %inner.url, "JWKS refetch failed; keeping cached keys");
             }
             drop(landing);
@@ -270,14 +301,23 @@ impl Inner {
         Some(flight)
     }
 
-    async fn fetch_and_store(&self) -> Result<(), ProviderError> {
+    /// Fetches the key set and replaces ours. `initial`: the fetch at build time, where a set
+    /// without a usable key is a configuration error. Later, a set that was fetched and parsed
+    /// but holds no usable key replaces ours all the same: emptying the set (or republishing a
+    /// key for encryption only) is how a provider withdraws a leaked key in a hurry, and only a
+    /// fetch that fails keeps the keys we had.
+    async fn fetch_and_store(&self, initial: bool) -> Result<(), ProviderError> {
         let (raw, max_age) = self.http.get_json::<RawJwkSet>(&self.url).await?;
         let set = self.parse(raw);
         if set.all.is_empty() {
-            return Err(ProviderError::Malformed(format!(
+            let error = ProviderError::Malformed(format!(
                 "{}: no usable signing keys (allowed algorithms: {:?})",
                 self.url, self.allowed
-            )));
+            ));
+            if initial {
+                return Err(error);
+            }
+            tracing::warn!(%error, "the provider withdrew every usable key; tokens are refused");
         }
         tracing::debug!(keys = set.all.len(), url = %self.url, "JWKS loaded");
         self.replace(Arc::new(set));
@@ -323,6 +363,15 @@ fn key_entry(jwk: &Jwk, allowed: &[Algorithm]) -> Option<KeyEntry> {
         jwk.common.public_key_use,
         Some(PublicKeyUse::Encryption) | Some(PublicKeyUse::Other(_))
     ) {
+        return None;
+    }
+    // `key_ops`, when given, must allow verifying (RFC 7517, section 4.3).
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&jsonwebtoken::jwk::KeyOperations::Verify))
+    {
         return None;
     }
     let by_type: Vec<Algorithm> = match &jwk.algorithm {
@@ -406,6 +455,16 @@ mod tests {
         assert!(key_entry(&k, &[Algorithm::RS256]).is_none());
         let e = key_entry(&k, &[Algorithm::RS256, Algorithm::PS256]).unwrap();
         assert_eq!(e.algs, vec![Algorithm::PS256]);
+    }
+
+    #[test]
+    fn keys_whose_key_ops_do_not_allow_verifying_are_refused() {
+        let enc =
+            jwk(serde_json::json!({"kty":"RSA","kid":"e","key_ops":["encrypt"],"n":N,"e":"AQAB"}));
+        assert!(key_entry(&enc, &[Algorithm::RS256]).is_none());
+        let ok =
+            jwk(serde_json::json!({"kty":"RSA","kid":"v","key_ops":["verify"],"n":N,"e":"AQAB"}));
+        assert!(key_entry(&ok, &[Algorithm::RS256]).is_some());
     }
 
     #[test]
