@@ -688,11 +688,16 @@ pub(crate) async fn classify_access(
         Ok(v) => Ok((v.exp, false)),
         Err(VerifyError::Malformed | VerifyError::Audience | VerifyError::Type(_)) => {
             tracing::debug!("access token is not a JWT for this client; treating it as opaque");
-            let exp = expires_in.map(|s| now + s).or(id_exp).unwrap_or(now + 300);
-            Ok((exp, true))
+            Ok((opaque_expiry(expires_in, id_exp, now), true))
         }
         Err(error) => Err(error),
     }
+}
+
+/// When a session on an opaque access token ends: after the token endpoint's `expires_in`, else
+/// at the ID token's `exp`, else in five minutes.
+pub(crate) fn opaque_expiry(expires_in: Option<i64>, id_exp: Option<i64>, now: i64) -> i64 {
+    expires_in.map(|s| now + s).or(id_exp).unwrap_or(now + 300)
 }
 
 pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
