@@ -274,11 +274,14 @@ pub(crate) fn token_answer(
 }
 
 /// Until when a token that lives `expires_in` seconds is served from the cache: 30 s before
-/// it expires, or a tenth of a short lifetime.
+/// it expires, or a tenth of a short lifetime. A lifetime too long for an `Instant` (the token
+/// endpoint's number: `now + lifetime` panicked) is cached for a year.
 pub(crate) fn token_expiry(now: tokio::time::Instant, expires_in: u64) -> tokio::time::Instant {
     let margin = (expires_in / 10).min(30);
     let lifetime = Duration::from_secs(expires_in.saturating_sub(margin).max(1));
-    now + lifetime
+    now.checked_add(lifetime)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
 }
 
 async fn read_limited(
@@ -1008,5 +1011,24 @@ fn api_error(status: http::StatusCode, body: &[u8]) -> ManagementError {
         code,
         message: message.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
         error_code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `management_json` fuzz target: `"expires_in": 18446744073709551615` in the
+    /// token endpoint's answer made `Instant::now() + lifetime` panic.
+    #[test]
+    fn huge_token_lifetimes_do_not_overflow() {
+        let body = br#"{"access_token":"t","expires_in":18446744073709551615}"#;
+        let (_, expires_in) = token_answer(http::StatusCode::OK, body).unwrap();
+        assert_eq!(expires_in, u64::MAX);
+        let now = tokio::time::Instant::now();
+        assert!(token_expiry(now, expires_in) >= now + Duration::from_secs(364 * 24 * 3600));
+        assert_eq!(token_expiry(now, 300), now + Duration::from_secs(270));
+        assert_eq!(token_expiry(now, 10), now + Duration::from_secs(9));
+        assert_eq!(token_expiry(now, 0), now + Duration::from_secs(1));
     }
 }

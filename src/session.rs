@@ -695,9 +695,13 @@ pub(crate) async fn classify_access(
 }
 
 /// When a session on an opaque access token ends: after the token endpoint's `expires_in`, else
-/// at the ID token's `exp`, else in five minutes.
+/// at the ID token's `exp`, else in five minutes. Saturating: `expires_in` is the provider's
+/// number, and `now + expires_in` overflowed for huge values.
 pub(crate) fn opaque_expiry(expires_in: Option<i64>, id_exp: Option<i64>, now: i64) -> i64 {
-    expires_in.map(|s| now + s).or(id_exp).unwrap_or(now + 300)
+    expires_in
+        .map(|s| now.saturating_add(s))
+        .or(id_exp)
+        .unwrap_or(now.saturating_add(300))
 }
 
 pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
@@ -746,7 +750,20 @@ pub(crate) fn session_cookie_header(
 
 #[cfg(test)]
 mod tests {
-    use super::refresh_due;
+    use super::{opaque_expiry, refresh_due};
+
+    /// Found by the `provider_json` fuzz target: `"expires_in": 9223372036854775807` in a token
+    /// response overflowed `now + expires_in` (a panic in debug builds, a session expired long
+    /// ago in release builds).
+    #[test]
+    fn opaque_expiry_saturates() {
+        let now = 1_700_000_000;
+        assert_eq!(opaque_expiry(Some(3600), Some(5), now), now + 3600);
+        assert_eq!(opaque_expiry(None, Some(5), now), 5);
+        assert_eq!(opaque_expiry(None, None, now), now + 300);
+        assert_eq!(opaque_expiry(Some(i64::MAX), None, now), i64::MAX);
+        assert_eq!(opaque_expiry(Some(i64::MIN), None, -now), i64::MIN);
+    }
 
     #[test]
     fn refresh_margin_rules() {
