@@ -168,7 +168,8 @@ impl Jwks {
         self.lookup(kid, alg)
     }
 
-    /// Loads a JWKS document without fetching (fuzz targets).
+    /// Loads a JWKS document without fetching (fuzz targets). It counts as a fetch attempt for
+    /// the refetch rate limit, so with a `min_interval` of `i64::MAX` no fetch ever follows.
     pub(crate) fn load_json(&self, json: &str) {
         if let Ok(raw) = serde_json::from_str::<RawJwkSet>(json) {
             let set = Arc::new(self.parse(raw));
@@ -177,6 +178,23 @@ impl Jwks {
                 Err(poisoned) => *poisoned.into_inner() = set,
             }
         }
+        self.last_attempt.store(self.clock.now(), Ordering::Relaxed);
+    }
+
+    /// Parses a JWKS document as a fetch would, without storing it (fuzz targets). Returns how
+    /// many keys are usable, and which of `lookups` find a key.
+    pub(crate) fn parse_for_fuzzing(
+        &self,
+        body: &[u8],
+        lookups: &[(Option<&str>, Algorithm)],
+    ) -> Option<(usize, Vec<bool>)> {
+        let raw = serde_json::from_slice::<RawJwkSet>(body).ok()?;
+        let set = self.parse(raw);
+        let found = lookups
+            .iter()
+            .map(|(kid, alg)| matches!(set.lookup(*kid, *alg), KeyLookup::Found(_)))
+            .collect();
+        Some((set.all.len(), found))
     }
 
     async fn fetch_and_store(&self) -> Result<(), ProviderError> {

@@ -3,8 +3,8 @@
 mod http;
 mod jwks;
 
-pub(crate) use self::http::HttpClient;
 pub use self::http::ProviderError;
+pub(crate) use self::http::{form_answer, json_answer, parse_max_age, HttpClient};
 pub(crate) use self::jwks::{Jwks, KeyLookup};
 
 use serde::{Deserialize, Serialize};
