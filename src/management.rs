@@ -193,15 +193,9 @@ impl ClientCredentials {
             }
         }
         let (token, expires_in) = self.fetch().await?;
-        // `expires_in` comes from outside: a lifetime beyond a day is taken as a day.
-        let expires_in = expires_in.min(MAX_TOKEN_LIFETIME_SECS);
-        // Refresh a little before expiry: 30 s, or a tenth of a short lifetime.
-        let margin = (expires_in / 10).min(30);
-        let lifetime = Duration::from_secs(expires_in.saturating_sub(margin).max(1));
-        let now = tokio::time::Instant::now();
         *cached = Some(Cached {
             token: token.clone(),
-            expires_at: now.checked_add(lifetime).unwrap_or(now),
+            expires_at: token_expiry(tokio::time::Instant::now(), expires_in),
         });
         Ok(token)
     }
@@ -215,12 +209,6 @@ impl ClientCredentials {
     }
 
     async fn fetch(&self) -> Result<(Secret, u64), ManagementError> {
-        #[derive(Deserialize)]
-        struct TokenResponse {
-            access_token: String,
-            #[serde(default)]
-            expires_in: Option<Value>,
-        }
         let inner = &self.inner;
         inner.grants.fetch_add(1, Ordering::Relaxed);
         let form = {
@@ -252,22 +240,47 @@ impl ClientCredentials {
         })?;
         let status = response.status();
         let body = read_limited(response, 64 * 1024).await?;
-        if !status.is_success() {
-            let error = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-            return Err(ManagementError::Token(error));
-        }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| ManagementError::Token(e.to_string()))?;
-        let expires_in = match parsed.expires_in {
-            Some(Value::Number(n)) => n.as_u64().unwrap_or(300),
-            Some(Value::String(s)) => s.parse().unwrap_or(300),
-            _ => 300,
-        };
-        Ok((Secret::new(parsed.access_token), expires_in))
+        token_answer(status, &body)
     }
+}
+
+/// The token endpoint's answer: the token and its lifetime in seconds. No I/O (the fuzz targets
+/// call it too).
+pub(crate) fn token_answer(
+    status: http::StatusCode,
+    body: &[u8],
+) -> Result<(Secret, u64), ManagementError> {
+    #[derive(Deserialize)]
+    struct TokenResponse {
+        access_token: String,
+        #[serde(default)]
+        expires_in: Option<Value>,
+    }
+    if !status.is_success() {
+        let error = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+        return Err(ManagementError::Token(error));
+    }
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|e| ManagementError::Token(e.to_string()))?;
+    let expires_in = match parsed.expires_in {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(300),
+        Some(Value::String(s)) => s.parse().unwrap_or(300),
+        _ => 300,
+    };
+    Ok((Secret::new(parsed.access_token), expires_in))
+}
+
+/// Until when a token that lives `expires_in` seconds is served from the cache: 30 s before
+/// it expires, or a tenth of a short lifetime. `expires_in` is the token endpoint's number
+/// (`now + lifetime` panicked on a huge one): a lifetime beyond a day is taken as a day.
+pub(crate) fn token_expiry(now: tokio::time::Instant, expires_in: u64) -> tokio::time::Instant {
+    let expires_in = expires_in.min(MAX_TOKEN_LIFETIME_SECS);
+    let margin = (expires_in / 10).min(30);
+    let lifetime = Duration::from_secs(expires_in.saturating_sub(margin).max(1));
+    now.checked_add(lifetime).unwrap_or(now)
 }
 
 async fn read_limited(
@@ -594,11 +607,7 @@ impl ManagementClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
             let bytes = read_limited(response, inner.max_body).await?;
-            // 401, or a body saying UNAUTHENTICATED (gRPC code 16) under another status.
-            let unauthenticated = status == http::StatusCode::UNAUTHORIZED
-                || (!status.is_success()
-                    && serde_json::from_slice::<ErrorBody>(&bytes)
-                        .is_ok_and(|e| e.code == Some(16)));
+            let unauthenticated = is_unauthenticated(status, &bytes);
             if unauthenticated && !reauthenticated {
                 // The token may have been revoked or expired early: one fresh token, one retry.
                 reauthenticated = true;
@@ -622,16 +631,7 @@ impl ManagementClient {
                 inner.sleeper.sleep(delay).await;
                 continue;
             }
-            if !status.is_success() {
-                return Err(api_error(status, &bytes));
-            }
-            if bytes.is_empty() || bytes.as_ref() == b"null" {
-                return serde_json::from_value(Value::Null)
-                    .or_else(|_| serde_json::from_value(Value::Object(Map::new())))
-                    .map_err(|e| ManagementError::Malformed(e.to_string()));
-            }
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| ManagementError::Malformed(e.to_string()));
+            return api_answer(status, &bytes);
         }
     }
 
@@ -672,21 +672,13 @@ impl ManagementClient {
                         Ok(v) => v,
                         Err(e) => return Some((Err(e), (client, None, buffer))),
                     };
-                    let items = page.get(field).cloned().unwrap_or(Value::Array(Vec::new()));
-                    match serde_json::from_value::<Vec<T>>(items) {
-                        Ok(items) => buffer.extend(items),
-                        Err(e) => {
-                            return Some((
-                                Err(ManagementError::Malformed(e.to_string())),
-                                (client, None, buffer),
-                            ))
+                    match page_items::<T>(&page, field) {
+                        Ok((items, next)) => {
+                            buffer.extend(items);
+                            token = next;
                         }
+                        Err(e) => return Some((Err(e), (client, None, buffer))),
                     }
-                    token = page
-                        .get("next_page_token")
-                        .and_then(Value::as_str)
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_owned);
                 }
             }
         })
@@ -962,9 +954,49 @@ fn seg(s: &str) -> String {
         .replace('+', "%20")
 }
 
-fn field<T: DeserializeOwned>(mut v: Value, name: &str) -> Result<T, ManagementError> {
+pub(crate) fn field<T: DeserializeOwned>(mut v: Value, name: &str) -> Result<T, ManagementError> {
     let inner = v.get_mut(name).map(Value::take).unwrap_or(Value::Null);
     serde_json::from_value(inner).map_err(|e| ManagementError::Malformed(format!("{name}: {e}")))
+}
+
+/// 401, or a body saying UNAUTHENTICATED (gRPC code 16) under another status.
+pub(crate) fn is_unauthenticated(status: http::StatusCode, body: &[u8]) -> bool {
+    status == http::StatusCode::UNAUTHORIZED
+        || (!status.is_success()
+            && serde_json::from_slice::<ErrorBody>(body).is_ok_and(|e| e.code == Some(16)))
+}
+
+/// A final API answer (no retry left): the JSON on success, a typed error otherwise. No I/O (the
+/// fuzz targets call it too).
+pub(crate) fn api_answer<T: DeserializeOwned>(
+    status: http::StatusCode,
+    bytes: &[u8],
+) -> Result<T, ManagementError> {
+    if !status.is_success() {
+        return Err(api_error(status, bytes));
+    }
+    if bytes.is_empty() || bytes == b"null" {
+        return serde_json::from_value(Value::Null)
+            .or_else(|_| serde_json::from_value(Value::Object(Map::new())))
+            .map_err(|e| ManagementError::Malformed(e.to_string()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ManagementError::Malformed(e.to_string()))
+}
+
+/// One page of a list endpoint: its items under `field`, and the next page's token.
+pub(crate) fn page_items<T: DeserializeOwned>(
+    page: &Value,
+    field: &str,
+) -> Result<(Vec<T>, Option<String>), ManagementError> {
+    let items = page.get(field).cloned().unwrap_or(Value::Array(Vec::new()));
+    let items = serde_json::from_value::<Vec<T>>(items)
+        .map_err(|e| ManagementError::Malformed(e.to_string()))?;
+    let next = page
+        .get("next_page_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    Ok((items, next))
 }
 
 fn api_error(status: http::StatusCode, body: &[u8]) -> ManagementError {
@@ -985,5 +1017,28 @@ fn api_error(status: http::StatusCode, body: &[u8]) -> ManagementError {
         code,
         message: message.unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned()),
         error_code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `management_json` fuzz target: `"expires_in": 18446744073709551615` in the
+    /// token endpoint's answer made `Instant::now() + lifetime` panic.
+    #[test]
+    fn huge_token_lifetimes_do_not_overflow() {
+        let body = br#"{"access_token":"t","expires_in":18446744073709551615}"#;
+        let (_, expires_in) = token_answer(http::StatusCode::OK, body).unwrap();
+        assert_eq!(expires_in, u64::MAX);
+        let now = tokio::time::Instant::now();
+        // Clamped to a day, less the 30 s margin.
+        assert_eq!(
+            token_expiry(now, expires_in),
+            now + Duration::from_secs(24 * 3600 - 30)
+        );
+        assert_eq!(token_expiry(now, 300), now + Duration::from_secs(270));
+        assert_eq!(token_expiry(now, 10), now + Duration::from_secs(9));
+        assert_eq!(token_expiry(now, 0), now + Duration::from_secs(1));
     }
 }

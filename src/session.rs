@@ -707,14 +707,8 @@ pub(crate) async fn classify_access(
             .map(|v| (v.exp, false));
     }
     tracing::debug!("access token is not a JWT; the session rests on the ID token");
-    // `expires_in` comes from outside: no overflow, nothing negative, nothing beyond the
-    // session's own lifetime.
-    let max = shared.settings.session_max_age.max(0);
-    let lifetime = match expires_in.filter(|s| *s > 0) {
-        Some(s) => s.min(max),
-        None => id_exp.map_or(300, |e| e.saturating_sub(now)).clamp(0, max),
-    };
-    Ok((now.saturating_add(lifetime), true))
+    let max = shared.settings.session_max_age;
+    Ok((opaque_expiry(expires_in, id_exp, now, max), true))
 }
 
 /// The words of the login error page and log for an access token whose audience this client
@@ -729,6 +723,24 @@ pub(crate) fn audience_help(access_token: &str) -> String {
         ),
         None => "The identity provider issued an access token for another client.".to_owned(),
     }
+}
+
+/// When a session on an opaque access token ends: after the token endpoint's `expires_in`, else
+/// at the ID token's `exp`, else in five minutes; never more than `max` (the session's lifetime)
+/// from now. `expires_in` is the provider's number (`now + expires_in` overflowed for huge
+/// values): no overflow, and a value that is not positive counts as absent.
+pub(crate) fn opaque_expiry(
+    expires_in: Option<i64>,
+    id_exp: Option<i64>,
+    now: i64,
+    max: i64,
+) -> i64 {
+    let max = max.max(0);
+    let lifetime = match expires_in.filter(|s| *s > 0) {
+        Some(s) => s.min(max),
+        None => id_exp.map_or(300, |e| e.saturating_sub(now)).clamp(0, max),
+    };
+    now.saturating_add(lifetime)
 }
 
 pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
@@ -777,7 +789,29 @@ pub(crate) fn session_cookie_header(
 
 #[cfg(test)]
 mod tests {
-    use super::refresh_due;
+    use super::{opaque_expiry, refresh_due};
+
+    /// Found by the `provider_json` fuzz target: `"expires_in": 9223372036854775807` in a token
+    /// response overflowed `now + expires_in` (a panic in debug builds, a session expired long
+    /// ago in release builds).
+    #[test]
+    fn opaque_expiry_saturates() {
+        let now = 1_700_000_000;
+        let week = 7 * 24 * 3600;
+        assert_eq!(opaque_expiry(Some(3600), Some(5), now, week), now + 3600);
+        assert_eq!(opaque_expiry(None, Some(now + 60), now, week), now + 60);
+        assert_eq!(
+            opaque_expiry(None, Some(5), now, week),
+            now,
+            "ID token expired"
+        );
+        assert_eq!(opaque_expiry(None, None, now, week), now + 300);
+        assert_eq!(opaque_expiry(Some(i64::MAX), None, now, week), now + week);
+        assert_eq!(opaque_expiry(Some(i64::MIN), None, now, week), now + 300);
+        assert_eq!(opaque_expiry(Some(-1), Some(now + 60), now, week), now + 60);
+        assert_eq!(opaque_expiry(Some(5), None, i64::MAX, week), i64::MAX);
+        assert_eq!(opaque_expiry(Some(5), None, now, i64::MIN), now);
+    }
 
     #[test]
     fn refresh_margin_rules() {

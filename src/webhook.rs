@@ -80,7 +80,7 @@ pub fn verify_webhook_at(
         .trim()
         .parse()
         .map_err(|_| WebhookError::Timestamp)?;
-    // Both are i64 from outside: the distance is computed without overflow.
+    // `abs_diff`: `now - ts` overflows for timestamps near `i64::MIN` or `i64::MAX`.
     if now.abs_diff(ts) > WEBHOOK_TOLERANCE_SECS.unsigned_abs() {
         return Err(WebhookError::Timestamp);
     }
@@ -262,5 +262,40 @@ mod tests {
             verify_webhook_at("whsec_***", &headers("msg_1", 1000, &sig), body, 1000),
             Err(WebhookError::BadSecret)
         );
+    }
+
+    /// Found by the `webhook` fuzz target: `now - ts` overflowed (a panic in debug builds) for a
+    /// timestamp far in the past or future. Such timestamps are refused like any stale one. In
+    /// release builds `ts = now - 2^63` wrapped to `i64::MIN`, whose `abs()` stays negative: the
+    /// tolerance check passed.
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        let body = br#"{"type":"user.logout"}"#;
+        let (min, max) = (i64::MIN, i64::MAX);
+        let cases = [
+            (min, 1_700_000_000, false),
+            (min + 1, 1_700_000_000, false),
+            (min + 1_700_000_000, 1_700_000_000, false),
+            (max, 1_700_000_000, false),
+            (max, 0, false),
+            (min, max, false),
+            (max, min, false),
+            (min, min, true),
+            (min + 300, min, true),
+            (max - 300, max, true),
+        ];
+        for (ts, now, ok) in cases {
+            let sig = sign_webhook(SECRET, "msg_1", ts, body).unwrap();
+            let expected = if ok {
+                Ok(())
+            } else {
+                Err(WebhookError::Timestamp)
+            };
+            assert_eq!(
+                verify_webhook_at(SECRET, &headers("msg_1", ts, &sig), body, now),
+                expected,
+                "ts {ts}, now {now}"
+            );
+        }
     }
 }

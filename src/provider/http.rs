@@ -105,9 +105,7 @@ impl HttpClient {
             .get(http::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_max_age);
-        let value = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Malformed(format!("{url}: {e}")))?;
-        Ok((value, max_age))
+        Ok((json_answer(url, &body)?, max_age))
     }
 
     /// POST a form and read a JSON answer, mapping OAuth error bodies.
@@ -136,17 +134,7 @@ impl HttpClient {
             req = req.basic_auth(enc(user), Some(enc(pass)));
         }
         let (status, _, body) = self.send(req).await?;
-        if !status.is_success() {
-            if let Ok(err) = serde_json::from_slice::<OAuthErrorBody>(&body) {
-                return Err(ProviderError::OAuth {
-                    status: status.as_u16(),
-                    error: err.error,
-                    description: err.error_description,
-                });
-            }
-            return Err(ProviderError::Status(status.as_u16()));
-        }
-        serde_json::from_slice(&body).map_err(|e| ProviderError::Malformed(e.to_string()))
+        form_answer(status, &body)
     }
 
     async fn send(
@@ -178,6 +166,30 @@ impl HttpClient {
     }
 }
 
+/// A JSON document fetched from `url`. No I/O (the fuzz targets call it too).
+pub(crate) fn json_answer<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ProviderError> {
+    serde_json::from_slice(body).map_err(|e| ProviderError::Malformed(format!("{url}: {e}")))
+}
+
+/// The answer to a form POST: JSON on success, an OAuth error body (RFC 6749 section 5.2) or a
+/// bare status otherwise. No I/O (the fuzz targets call it too).
+pub(crate) fn form_answer<T: DeserializeOwned>(
+    status: reqwest::StatusCode,
+    body: &[u8],
+) -> Result<T, ProviderError> {
+    if !status.is_success() {
+        if let Ok(err) = serde_json::from_slice::<OAuthErrorBody>(body) {
+            return Err(ProviderError::OAuth {
+                status: status.as_u16(),
+                error: err.error,
+                description: err.error_description,
+            });
+        }
+        return Err(ProviderError::Status(status.as_u16()));
+    }
+    serde_json::from_slice(body).map_err(|e| ProviderError::Malformed(e.to_string()))
+}
+
 fn map_reqwest(e: reqwest::Error) -> ProviderError {
     if e.is_timeout() {
         ProviderError::Timeout(Duration::ZERO)
@@ -189,7 +201,7 @@ fn map_reqwest(e: reqwest::Error) -> ProviderError {
 }
 
 /// `max-age` from a Cache-Control value, unless `no-store` / `no-cache` say not to cache.
-fn parse_max_age(value: &str) -> Option<u64> {
+pub(crate) fn parse_max_age(value: &str) -> Option<u64> {
     let mut max_age = None;
     for directive in value.split(',') {
         let directive = directive.trim();

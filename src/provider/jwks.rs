@@ -238,12 +238,32 @@ impl Jwks {
         self.lookup(kid, alg)
     }
 
-    /// Loads a JWKS document without fetching (fuzz targets).
+    /// Loads a JWKS document without fetching (fuzz targets). It counts as a fetch attempt for
+    /// the refetch rate limit, so with a `min_interval` of `i64::MAX` no fetch ever follows.
     pub(crate) fn load_json(&self, json: &str) {
         if let Ok(raw) = serde_json::from_str::<RawJwkSet>(json) {
             let set = Arc::new(self.inner.parse(raw));
             self.inner.replace(set);
         }
+        self.inner
+            .last_attempt
+            .store(self.inner.clock.now(), Ordering::Release);
+    }
+
+    /// Parses a JWKS document as a fetch would, without storing it (fuzz targets). Returns how
+    /// many keys are usable, and which of `lookups` find a key.
+    pub(crate) fn parse_for_fuzzing(
+        &self,
+        body: &[u8],
+        lookups: &[(Option<&str>, Algorithm)],
+    ) -> Option<(usize, Vec<bool>)> {
+        let raw = serde_json::from_slice::<RawJwkSet>(body).ok()?;
+        let set = self.inner.parse(raw);
+        let found = lookups
+            .iter()
+            .map(|(kid, alg)| matches!(set.lookup(*kid, *alg), KeyLookup::Found(_)))
+            .collect();
+        Some((set.all.len(), found))
     }
 }
 

@@ -3,8 +3,8 @@
 mod http;
 mod jwks;
 
-pub(crate) use self::http::HttpClient;
 pub use self::http::ProviderError;
+pub(crate) use self::http::{form_answer, json_answer, parse_max_age, HttpClient};
 pub(crate) use self::jwks::{Jwks, KeyLookup};
 
 use serde::{Deserialize, Serialize};
@@ -61,10 +61,24 @@ impl Provider {
 
     /// Fetches and validates the provider's metadata.
     pub(crate) async fn resolve(&self, http: &HttpClient) -> Result<ProviderMetadata, ConfigError> {
+        let (what, issuer) = match &self.kind {
+            ProviderKind::Discover { issuer } => ("issuer", issuer),
+            ProviderKind::Scalekit { env_url } => ("Scalekit environment URL", env_url),
+        };
+        let issuer = issuer.trim_end_matches('/');
+        check_url(what, issuer)?;
+        let meta = fetch_discovery(http, issuer).await?;
+        self.accept(meta)
+    }
+
+    /// Checks a fetched discovery document against this provider, filling Scalekit's defaults.
+    /// No I/O (the fuzz targets call it too).
+    pub(crate) fn accept(
+        &self,
+        mut meta: ProviderMetadata,
+    ) -> Result<ProviderMetadata, ConfigError> {
         match &self.kind {
             ProviderKind::Discover { issuer } => {
-                check_url("issuer", issuer)?;
-                let meta = fetch_discovery(http, issuer).await?;
                 // Exactly as configured, trailing slash and all (Discovery 1.0, section 4.3):
                 // tokens carry the issuer as discovery publishes it (Auth0's ends in `/`).
                 if meta.issuer != *issuer {
@@ -78,8 +92,6 @@ impl Provider {
             }
             ProviderKind::Scalekit { env_url } => {
                 let issuer = env_url.trim_end_matches('/').to_owned();
-                check_url("Scalekit environment URL", &issuer)?;
-                let mut meta = fetch_discovery(http, &issuer).await?;
                 // The environment URL is a base URL, with or without a slash: compared without
                 // it on both sides. Tokens are checked against the issuer discovery publishes.
                 if meta.issuer.trim_end_matches('/') != issuer {
@@ -230,6 +242,22 @@ pub(crate) struct TokenResponse {
 }
 
 impl TokenResponse {
+    /// Refuses a response that parsed but is unusable: a token type other than Bearer, or an
+    /// empty access token.
+    pub(crate) fn checked(self) -> Result<Self, ProviderError> {
+        if let Some(tt) = &self.token_type {
+            if !tt.eq_ignore_ascii_case("bearer") {
+                return Err(ProviderError::Malformed(format!(
+                    "unsupported token_type {tt:?}"
+                )));
+            }
+        }
+        if self.access_token.is_empty() {
+            return Err(ProviderError::Malformed("empty access_token".into()));
+        }
+        Ok(self)
+    }
+
     /// `expires_in` as seconds; some providers send it as a string.
     pub(crate) fn expires_in(&self) -> Option<i64> {
         match &self.expires_in {
@@ -290,16 +318,6 @@ impl TokenClient {
             }
         };
         let resp: TokenResponse = self.http.post_form(&self.endpoint, &form, basic).await?;
-        if let Some(tt) = &resp.token_type {
-            if !tt.eq_ignore_ascii_case("bearer") {
-                return Err(ProviderError::Malformed(format!(
-                    "unsupported token_type {tt:?}"
-                )));
-            }
-        }
-        if resp.access_token.is_empty() {
-            return Err(ProviderError::Malformed("empty access_token".into()));
-        }
-        Ok(resp)
+        resp.checked()
     }
 }
