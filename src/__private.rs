@@ -1,6 +1,5 @@
 //! Internals exposed for the criterion benchmarks and the fuzz targets only. Not part of the
 //! public API: no stability promise, may change in any release.
-#![allow(missing_docs)]
 
 use http::HeaderMap;
 
