@@ -116,15 +116,8 @@ pub(crate) fn error_page(
         t = escape(title),
         m = escape(message),
     );
-    let mut resp = Response::new(Full::new(Bytes::from(html)));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    add_cookies(headers, set_cookies);
+    let mut resp = html_page(status, html);
+    add_cookies(resp.headers_mut(), set_cookies);
     resp
 }
 
@@ -203,7 +196,14 @@ pub(crate) fn confirm_logout(logout_path: &str, cancel: &str) -> Page {
         action = escape(logout_path),
         cancel = escape(cancel),
     );
+    html_page(StatusCode::OK, html)
+}
+
+/// An HTML page of the layer's own: never stored, never framed (its buttons and links cannot
+/// be clickjacked).
+fn html_page(status: StatusCode, html: String) -> Page {
     let mut resp = Response::new(Full::new(Bytes::from(html)));
+    *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
