@@ -149,7 +149,11 @@ PROVIDER_PID=$LAST_PID
 wait_ready provider "$PROVIDER_URL" "$PROVIDER_PID"
 
 export RUST_LOG="${RUST_LOG:-info,tower_oidc_auth=debug}"
+# The quickstart's webhook route (scenario "webhook" signs Scalekit's user.logout with it).
+E2E_WEBHOOK_SECRET="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
+export E2E_WEBHOOK_SECRET
 start quickstart env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
+  SCALEKIT_WEBHOOK_SECRET="$E2E_WEBHOOK_SECRET" \
   OIDC_ISSUER="$PROVIDER_URL" \
   OIDC_CLIENT_ID="$QUICKSTART_CLIENT_ID" \
   OIDC_CLIENT_SECRET="$QUICKSTART_CLIENT_SECRET" \

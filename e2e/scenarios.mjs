@@ -5,7 +5,8 @@
 // and ends with `N passed, M failed`; exits non-zero if any scenario failed.
 
 import { strict as assert } from 'node:assert';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -480,6 +481,73 @@ async function scenarioDeepLink({ page }) {
   return `landed on ${new URL(page.url()).pathname}${new URL(page.url()).search}`;
 }
 
+/**
+ * Scalekit's `user.logout` webhook ends exactly the session it names. The payload is the example
+ * of Scalekit's OpenAPI specification (tests/fixtures/scalekit-webhook-examples.json, extracted
+ * verbatim from the spec's `webhooks: user.logout`) with `data.user_session.session_id` set to the
+ * session's `sid`; it is signed the Standard Webhooks way, as Scalekit's Node SDK verifies it
+ * (HMAC-SHA256 over `id.timestamp.body`, key = base64 after `whsec_`).
+ */
+async function scenarioWebhook({ browser, context, page }) {
+  const secret = process.env.E2E_WEBHOOK_SECRET;
+  assert.ok(secret, 'run.sh starts the quickstart with SCALEKIT_WEBHOOK_SECRET');
+  const email = uniqueEmail('webhook');
+  // Two browsers, two provider sessions of one user.
+  const other = await browser.newContext();
+  try {
+    const otherPage = await other.newPage();
+    const sessions = [];
+    for (const p of [page, otherPage]) {
+      await p.goto(`${QUICKSTART}/me`);
+      await signIn(p, email, `${QUICKSTART}/me`);
+      const claims = await pageJson(p);
+      assert.ok(claims.sid, `the session has a sid: ${JSON.stringify(claims)}`);
+      sessions.push(claims.sid);
+    }
+    assert.notEqual(sessions[0], sessions[1], 'two provider sessions');
+
+    const examples = JSON.parse(readFileSync(path.join(HERE, '..', 'tests', 'fixtures', 'scalekit-webhook-examples.json'), 'utf8'));
+    const event = examples['user.logout'];
+    event.data.user_session.session_id = sessions[0];
+    const body = JSON.stringify(event);
+    const id = `msg_e2e_${Date.now()}`;
+    const ts = Math.floor(Date.now() / 1000);
+    const key = Buffer.from(secret.split('_')[1], 'base64');
+    const sig = createHmac('sha256', key).update(`${id}.${ts}.${body}`).digest('base64');
+    const post = (signature) => fetch(`${QUICKSTART}/auth/webhook`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'webhook-id': id,
+        'webhook-timestamp': String(ts),
+        'webhook-signature': signature,
+      },
+      body,
+    });
+    const forged = await post('v1,' + Buffer.alloc(32).toString('base64'));
+    assert.equal(forged.status, 401, 'a forged signature is refused');
+    const resp = await post(`v1,${sig}`);
+    assert.equal(resp.status, 200, `the webhook is accepted: ${await resp.text()}`);
+    const again = await post(`v1,${sig}`);
+    assert.equal(again.status, 200, 'a redelivery is acknowledged');
+    assert.equal((await again.json()).duplicate, true, 'and recognised as a duplicate');
+
+    // The named session is over. This browser still holds the provider's session (this test
+    // provider did not end it): its silent sign-in comes back with the ended sid, and the app says
+    // so instead of looping, offering a sign-in that asks for credentials.
+    await page.goto(`${QUICKSTART}/me`);
+    await page.locator('h1', { hasText: 'Signed out' }).waitFor();
+    await page.click('a[href*="prompt=login"]');
+    await expectLoginForm(page);
+    // The user's other session stays.
+    await otherPage.goto(`${QUICKSTART}/me`);
+    assert.equal((await pageJson(otherPage)).sid, sessions[1], 'the other session stays');
+  } finally {
+    await other.close().catch(() => {});
+  }
+  return 'the spec\'s user.logout, signed, ended that session only; a redelivery was a no-op';
+}
+
 const SCENARIOS = [
   ['1', 'login', scenarioLogin],
   ['2', 'refresh', scenarioRefresh],
@@ -488,6 +556,7 @@ const SCENARIOS = [
   ['5', 'multi-app', scenarioMultiApp],
   ['6', 'key-rotation', scenarioKeyRotation],
   ['7', 'deep-link', scenarioDeepLink],
+  ['8', 'webhook', scenarioWebhook],
 ];
 
 // ---------------------------------------------------------------------------------------------

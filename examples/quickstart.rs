@@ -58,10 +58,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _embedded = Some(provider);
         cfg
     };
-    let auth = config
-        .post_logout_redirect_url(format!("{app_url}/"))
-        .build()
-        .await?;
+    let mut config = config.post_logout_redirect_url(format!("{app_url}/"));
+    // Scalekit's webhooks (the dashboard's signing secret): `user.logout` ends that session.
+    if let Some(secret) = std::env::var("SCALEKIT_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+    {
+        println!("Webhooks: POST {app_url}/auth/webhook");
+        config = config.webhook_secret(secret);
+    }
+    let auth = config.build().await?;
 
     let app = Router::new()
         .route("/me", get(me))

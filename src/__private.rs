@@ -248,7 +248,10 @@ fn fuzz_shared() -> &'static Arc<Shared> {
             logout_token_max_age: 300,
             refresh_timeout: Duration::from_secs(10),
             webhook_path: "/auth/webhook".into(),
-            webhook_secret: Some(crate::Secret::new(FUZZ_WEBHOOK_SECRET)),
+            webhooks: Some(crate::webhook::Webhooks::new(
+                crate::webhook::WebhookSecret::parse(FUZZ_WEBHOOK_SECRET).expect("fuzz secret"),
+                Vec::new(),
+            )),
             bearer: true,
             origin: "https://app.example".into(),
             approve_param: None,

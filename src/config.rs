@@ -147,6 +147,7 @@ pub struct AuthConfig {
     pub(crate) backchannel_path: Option<String>,
     pub(crate) logout_token_max_age: Duration,
     pub(crate) webhook_secret: Option<Secret>,
+    pub(crate) webhook_handlers: Vec<crate::webhook::WebhookHandler>,
     pub(crate) bearer: bool,
     pub(crate) access_token_typ: Option<String>,
     pub(crate) approve_param: Option<ApproveParam>,
@@ -225,6 +226,7 @@ impl AuthConfig {
             backchannel_path: None,
             logout_token_max_age: Duration::from_secs(300),
             webhook_secret: None,
+            webhook_handlers: Vec::new(),
             bearer: true,
             access_token_typ: None,
             approve_param: None,
@@ -240,6 +242,8 @@ impl AuthConfig {
     /// - `AUTH_REDIRECT_URL`: the callback URL registered at the provider.
     /// - `AUTH_COOKIE_KEY`: base64, at least 64 bytes; several separated by commas rotate keys
     ///   (the first encrypts, all decrypt).
+    /// - `SCALEKIT_WEBHOOK_SECRET` (optional): enables `POST <base_path>/webhook`; see
+    ///   [`webhook_secret`](Self::webhook_secret).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -278,6 +282,17 @@ impl AuthConfig {
                 reason: format!("key {}: {reason}", i + 1),
             })?;
             cfg = cfg.cookie_key(bytes);
+        }
+        if let Some(secret) = get("SCALEKIT_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) {
+            if crate::webhook::WebhookSecret::parse(&secret).is_err() {
+                return Err(ConfigError::Env {
+                    var: "SCALEKIT_WEBHOOK_SECRET",
+                    reason: "expected whsec_ followed by base64 of at least 16 bytes, as the \
+                             Scalekit dashboard shows it"
+                        .into(),
+                });
+            }
+            cfg = cfg.webhook_secret(secret.trim());
         }
         Ok(cfg)
     }
@@ -514,9 +529,52 @@ impl AuthConfig {
     }
 
     /// Enables `POST <base_path>/webhook` for Scalekit's webhooks, verified with this
-    /// Standard Webhooks secret (`whsec_...`). A `user.logout` event ends the user's sessions.
+    /// Standard Webhooks secret (`whsec_...`, from the Scalekit dashboard's webhook endpoint;
+    /// `from_env` reads `SCALEKIT_WEBHOOK_SECRET`). A malformed secret fails
+    /// [`build`](Self::build).
+    ///
+    /// The route checks the signature, the timestamp (±5 minutes) and deduplicates deliveries by
+    /// `webhook-id`. A `user.logout` event ends the one session it names
+    /// (`data.user_session.session_id`, the `sid` of that session's tokens), on this instance and,
+    /// with a shared revocation store, on every instance. Other events go to the handlers of
+    /// [`on_webhook`](Self::on_webhook), and are acknowledged either way.
     pub fn webhook_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.webhook_secret = Some(secret.into());
+        self
+    }
+
+    /// Runs `handler` for every verified webhook event (after the layer's own handling of
+    /// `user.logout`). It gets signature checks, the timestamp window, deduplication by
+    /// `webhook-id` and the body limit for free; it needs [`webhook_secret`](Self::webhook_secret).
+    ///
+    /// The handler returns `()` or `Result<(), E>`. An error (or a panic) answers 500, so that
+    /// Scalekit retries the delivery (for about 22 minutes), and the delivery is not remembered
+    /// as done. Scalekit expects an answer within 10 seconds: hand long work to a queue. Several
+    /// handlers run in the order they were added.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tower_oidc_auth::ConfigError> {
+    /// use tower_oidc_auth::{AuthLayer, WebhookEvent};
+    /// let auth = AuthLayer::builder()
+    ///     // .provider(..).client_id(..) and the rest
+    ///     .webhook_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    ///     .on_webhook(|event: WebhookEvent| async move {
+    ///         if event.kind == "organization.created" {
+    ///             println!("new organization {:?}", event.organization_id);
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn on_webhook<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(crate::WebhookEvent) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future + Send + 'static,
+        Fut::Output: crate::WebhookOutcome,
+    {
+        self.webhook_handlers
+            .push(crate::webhook::WebhookHandler::new(handler));
         self
     }
 
@@ -636,6 +694,38 @@ mod tests {
         assert!(err.contains("OIDC_CLIENT_ID"), "{err}");
         let err = AuthConfig::from_lookup(env(&[])).unwrap_err().to_string();
         assert!(err.contains("SCALEKIT_ENVIRONMENT_URL"), "{err}");
+    }
+
+    #[test]
+    fn from_env_webhook_secret_enables_the_route() {
+        let keys = STANDARD.encode([1u8; 64]);
+        let base = [
+            ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+            ("SCALEKIT_CLIENT_ID", "skc_1"),
+            ("SCALEKIT_CLIENT_SECRET", "shh"),
+            ("AUTH_REDIRECT_URL", "https://app/cb"),
+            ("AUTH_COOKIE_KEY", keys.as_str()),
+        ];
+        let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+        assert!(cfg.webhook_secret.is_none());
+        let mut with = base.to_vec();
+        with.push((
+            "SCALEKIT_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ));
+        let cfg = AuthConfig::from_lookup(env(&with)).unwrap();
+        assert_eq!(
+            cfg.webhook_secret.as_ref().map(Secret::expose),
+            Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        );
+        with.pop();
+        with.push(("SCALEKIT_WEBHOOK_SECRET", "whsec_not-base64!"));
+        let err = AuthConfig::from_lookup(env(&with)).unwrap_err().to_string();
+        assert!(err.contains("SCALEKIT_WEBHOOK_SECRET"), "{err}");
+        assert!(
+            !err.contains("not-base64"),
+            "the secret is not echoed: {err}"
+        );
     }
 
     #[test]

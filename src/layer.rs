@@ -69,7 +69,8 @@ pub(crate) struct Settings {
     pub(crate) logout_token_max_age: i64,
     pub(crate) refresh_timeout: std::time::Duration,
     pub(crate) webhook_path: String,
-    pub(crate) webhook_secret: Option<crate::Secret>,
+    /// The webhook route's state, when a webhook secret is configured.
+    pub(crate) webhooks: Option<crate::webhook::Webhooks>,
     pub(crate) bearer: bool,
     /// The app's origin (from the redirect URL), for judging where requests come from.
     pub(crate) origin: String,
@@ -288,6 +289,26 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         })?;
         keys.push(key);
     }
+    let webhooks = match (&cfg.webhook_secret, cfg.webhook_handlers.is_empty()) {
+        (Some(secret), _) => Some(crate::webhook::Webhooks::new(
+            crate::webhook::WebhookSecret::parse(secret.expose()).map_err(|_| {
+                ConfigError::Invalid {
+                    what: "webhook_secret",
+                    reason: "expected whsec_ followed by the base64 of at least 16 bytes, as the \
+                             Scalekit dashboard shows it (SCALEKIT_WEBHOOK_SECRET)"
+                        .into(),
+                }
+            })?,
+            cfg.webhook_handlers.clone(),
+        )),
+        (None, true) => None,
+        (None, false) => {
+            return Err(ConfigError::Invalid {
+                what: "webhook_secret",
+                reason: "on_webhook needs a webhook secret to verify deliveries".into(),
+            })
+        }
+    };
     let base_path = normalize_path("base_path", &cfg.base_path)?;
     let session_path = normalize_path("session_path", &cfg.session_path)?;
     let callback_path = normalize_path("redirect_url path", redirect.path())?;
@@ -425,7 +446,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         revocation_ttl: cfg.revocation_ttl,
         logout_token_max_age: secs(cfg.logout_token_max_age),
         webhook_path: join("webhook"),
-        webhook_secret: cfg.webhook_secret.clone(),
+        webhooks,
         bearer: cfg.bearer,
         refresh_timeout: cfg.refresh_timeout,
         origin: origin.clone(),

@@ -182,5 +182,7 @@ pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, Revo
 pub use secret::Secret;
 pub use service::AuthService;
 pub use webhook::{
-    sign_webhook, verify_webhook, verify_webhook_at, WebhookError, WEBHOOK_TOLERANCE_SECS,
+    sign_webhook, verify_webhook, verify_webhook_at, WebhookError, WebhookEvent,
+    WebhookHandlerError, WebhookOutcome, MAX_WEBHOOK_ID, MAX_WEBHOOK_SIGNATURES,
+    MAX_WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TOLERANCE_SECS,
 };

@@ -64,7 +64,7 @@ pub struct RevocationError(pub String);
 /// `RedisRevocationStore`).
 pub trait RevocationStore: Send + Sync + 'static {
     /// Records that sessions matching `key` ended at `at` (seconds since the epoch), to be
-    /// remembered for `ttl`.
+    /// remembered for `ttl` from now (not from `at`, which may lie in the past).
     fn revoke(
         &self,
         key: RevocationKey,
@@ -133,7 +133,13 @@ impl MemoryRevocationStore {
 
     /// Records a revocation at once (the trait's `revoke` does this and returns a ready future).
     pub fn insert(&self, key: &RevocationKey, at: i64, ttl: Duration) {
-        let until = at.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        // Remembered for `ttl` from now (as Redis's `EX`), whatever `at` says: a revocation
+        // recorded late, with the event's own time, must not expire early.
+        let until = self
+            .inner
+            .clock
+            .now()
+            .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
         let record = match self.inner.records.get(key.as_str()) {
             // Keep the latest revocation time for a key.
             Some(old) if old.at > at => Record {
@@ -213,6 +219,29 @@ mod tests {
         );
         clock.advance(Duration::from_secs(60));
         assert_eq!(store.revoked_at(&key), None, "expired");
+    }
+
+    /// A revocation recorded late (a webhook retried minutes after the event, with the event's
+    /// own time) is remembered for its whole TTL from when it is recorded, as Redis's `EX`
+    /// does; counting from `at` forgot a session ended long ago at once.
+    #[tokio::test]
+    async fn remembered_for_the_ttl_from_when_it_is_recorded() {
+        let clock = ManualClock::new(1_000_000);
+        let store = MemoryRevocationStore::with_clock(10, Arc::new(clock.clone()));
+        let key = RevocationKey::session("https://iss", "sid-1");
+        store
+            .revoke(key.clone(), 1_000, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(store.revoked_at(&key), Some(1_000));
+        clock.advance(Duration::from_secs(3599));
+        assert_eq!(store.revoked_at(&key), Some(1_000));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            store.revoked_at(&key),
+            None,
+            "expired an hour after it was recorded"
+        );
     }
 
     #[test]

@@ -81,7 +81,7 @@ where
             let (parts, _) = req.into_parts();
             return ResponseFuture::route(Box::pin(routes::logout(shared.clone(), parts)));
         }
-        if path == settings.webhook_path && settings.webhook_secret.is_some() {
+        if path == settings.webhook_path && settings.webhooks.is_some() {
             if req.method() != Method::POST {
                 return ResponseFuture::ready(method_not_allowed("POST"));
             }

@@ -255,6 +255,20 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         ids: SessionIds::at_login(&id_claims, now),
         idc: raw_json(&serde_json::Value::Object(identity)),
     };
+    // A provider session ended here (back-channel logout, a webhook) may still answer a silent
+    // sign-in with the same `sid`. Such a session would be refused on its first request and sent
+    // back to login: a loop. Say so once, and offer a sign-in that asks for credentials.
+    if crate::session::is_revoked(&shared, &session.ids) {
+        tracing::warn!("sign-in into a provider session that was ended; not signed in");
+        let fresh = format!("{}?prompt=login", settings.login_path);
+        return error_page(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            "This sign-in belongs to a session that has been ended. Sign in again.",
+            Some(&fresh),
+            set_cookies,
+        );
+    }
     let max_age = settings.session_max_age;
     codec.write_json(
         &codec.session,
