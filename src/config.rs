@@ -85,7 +85,9 @@ pub enum ConfigError {
     Metadata(String),
 }
 
-/// The login parameters a caller may pass through `/auth/login?...` to the provider.
+/// The login parameters a caller may pass through `/auth/login?...` to the provider. A
+/// `domain_hint` is also sent as `domain` (as Scalekit's SDKs do); `domain` is not accepted on
+/// its own.
 pub(crate) const PASS_THROUGH: &[&str] = &[
     "prompt",
     "login_hint",
@@ -439,7 +441,9 @@ impl AuthConfig {
     /// `domain_hint`, `provider`, `login_hint`, `prompt`) before it is sent to the provider:
     /// `false` drops it, and the login goes ahead without it. Pass-through parameters are
     /// honoured only on same-origin requests in any case (see the crate's security section);
-    /// this lets the app also limit which organizations or connections a login may name.
+    /// this lets the app also limit which organizations or connections a login may name. It
+    /// also judges the `organization_id`, `connection_id` and `login_hint` of a Scalekit
+    /// IdP-initiated login token; `domain` follows the decision on `domain_hint`.
     ///
     /// ```
     /// let config = tower_oidc_auth::AuthConfig::new().approve_authorize_param(|name, value| {

@@ -177,6 +177,28 @@ impl AuthLayer {
         &self.shared.settings.login_path
     }
 
+    /// A link to the login route with these options: the `/auth/login?...` path (under the
+    /// configured base path), form-urlencoded, for an `<a href>` on the app's own pages.
+    ///
+    /// The route honours the options only when the link is followed from the app itself
+    /// (same-origin), so a link on another site cannot choose the organization or connection.
+    ///
+    /// ```no_run
+    /// # fn f(auth: tower_oidc_auth::AuthLayer) {
+    /// use tower_oidc_auth::LoginOptions;
+    /// // Sign in through an organization's SSO connection, then land on /settings.
+    /// let sso = auth.login_url(LoginOptions::new().organization_id("org_123").return_to("/settings"));
+    /// assert_eq!(sso, "/auth/login?organization_id=org_123&return_to=%2Fsettings");
+    /// // Organization switching: the provider lets the user pick another organization.
+    /// let switch = auth.login_url(LoginOptions::new().prompt("select_account"));
+    /// assert_eq!(switch, "/auth/login?prompt=select_account");
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn login_url(&self, options: crate::LoginOptions) -> String {
+        options.to_path(&self.shared.settings.login_path)
+    }
+
     /// The logout route (default `/auth/logout`).
     #[must_use]
     pub fn logout_path(&self) -> &str {

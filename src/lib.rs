@@ -81,7 +81,7 @@
 //!
 //! | route | what it does |
 //! | --- | --- |
-//! | `GET /auth/login` | starts a login: state, nonce, PKCE; keeps `return_to`; passes `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint`, `provider` to the provider only on same-origin requests |
+//! | `GET /auth/login` | starts a login: state, nonce, PKCE; keeps `return_to`; passes `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint` (also as `domain`), `provider` to the provider only on same-origin requests ([`AuthLayer::login_url`] builds such links). It is also Scalekit's Initiate Login URL: a verified `idp_initiated_login` token starts a login with its organization, connection and login hint from any site, landing on its `relay_state`; `error` gets an error page |
 //! | `GET <redirect_url path>` | the callback: checks state and RFC 9207 `iss`, exchanges the code, verifies the ID token, sets the session |
 //! | `GET, POST /auth/logout` | from the app itself (same-origin POST, or the app's own link): clears every cookie, then RP-initiated logout with `id_token_hint`; from anywhere else: a confirmation page whose button POSTs |
 //!
@@ -99,7 +99,9 @@
 //! - Claims belong to the layer that verified them: a layer removes claims another layer
 //!   attached, and its guards accept only its own.
 //! - Cross-site requests cannot log the user out (they get a confirmation page) nor choose the
-//!   tenant of a login (pass-through parameters need a same-origin request). A response to which
+//!   tenant of a login (pass-through parameters need a same-origin request). The exception is
+//!   Scalekit's IdP-initiated login token, signed by the provider's keys and valid for minutes:
+//!   a forged, expired or malformed one gets 400 and no redirect. A response to which
 //!   the layer adds `Set-Cookie` is `Cache-Control: private, no-store` with `Vary: Cookie`.
 //! - Tokens are verified with `jsonwebtoken`: the algorithm must be allowed both by the
 //!   configuration (default RS256, ES256) and by the JWK's key type; `none` and HMAC never are.
@@ -179,6 +181,7 @@ pub use refresh::{
 };
 pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
 pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore};
+pub use routes::LoginOptions;
 pub use secret::Secret;
 pub use service::AuthService;
 pub use webhook::{

@@ -65,7 +65,8 @@ where
                 return ResponseFuture::ready(method_not_allowed("GET, HEAD"));
             }
             let (parts, _) = req.into_parts();
-            return ResponseFuture::ready(routes::login(shared, &parts));
+            // Boxed: a Scalekit IdP-initiated login verifies a token, which may wait for keys.
+            return ResponseFuture::route(Box::pin(routes::login(shared.clone(), parts)));
         }
         if path == settings.callback_path {
             if req.method() != Method::GET {

@@ -1,4 +1,12 @@
 //! `GET /auth/login`: start the Authorization Code flow with state, nonce and PKCE S256.
+//!
+//! The login route is also the app's Scalekit **Initiate Login URL**: Scalekit sends the
+//! browser here with `?idp_initiated_login=<JWT>` when a login starts at the identity provider,
+//! after an invitation is accepted or a password reset (developer-docs
+//! `src/content/docs/sso/guides/idp-init-sso.mdx`, `guides/dashboard/redirects.mdx`), or with
+//! `?error=...&error_description=...` ("Error callback format" in the same page).
+
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,9 +21,121 @@ use crate::responses::{error_page, redirect, Page};
 use crate::return_to;
 use crate::same_origin::is_same_origin;
 
-pub(crate) fn login(shared: &Shared, parts: &Parts) -> Page {
+/// Options for a link to the login route, built by
+/// [`AuthLayer::login_url`](crate::AuthLayer::login_url). Each is sent to the provider as the
+/// authorization parameter of the same name (`domain_hint` also as `domain`, as Scalekit's SDKs
+/// do); `return_to` is where the browser lands after sign-in (a same-origin path, or the
+/// default).
+///
+/// The login route honours these parameters only on requests from the app itself (a link on
+/// its own pages), so a link on another site cannot choose the user's organization.
+///
+/// ```
+/// use tower_oidc_auth::LoginOptions;
+/// // Organization switching: let a signed-in user pick another organization.
+/// let switch = LoginOptions::new().organization_id("org_2").prompt("select_account");
+/// let mut sso = LoginOptions::default();
+/// sso.connection_id = Some("conn_123".into());
+/// # let _ = (switch, sso);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub struct LoginOptions {
+    /// `organization_id`: sign in through this organization's connection (Scalekit).
+    pub organization_id: Option<String>,
+    /// `connection_id`: sign in through this SSO connection (Scalekit).
+    pub connection_id: Option<String>,
+    /// `login_hint`: the user's e-mail or login name, prefilled or used to route.
+    pub login_hint: Option<String>,
+    /// `domain_hint`: the domain whose organization's identity provider to use; sent as both
+    /// `domain_hint` and `domain`.
+    pub domain_hint: Option<String>,
+    /// `provider`: a social login provider, e.g. `google` (Scalekit).
+    pub provider: Option<String>,
+    /// `prompt`: e.g. `login` (sign in again), `select_account` (choose another account or
+    /// organization), `create` (sign up).
+    pub prompt: Option<String>,
+    /// Where to land after sign-in: a same-origin path such as `/settings?tab=2`.
+    pub return_to: Option<String>,
+}
+
+impl LoginOptions {
+    /// No options: a plain login that returns to the default path.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `organization_id`.
+    pub fn organization_id(mut self, id: impl Into<String>) -> Self {
+        self.organization_id = Some(id.into());
+        self
+    }
+
+    /// Sets `connection_id`.
+    pub fn connection_id(mut self, id: impl Into<String>) -> Self {
+        self.connection_id = Some(id.into());
+        self
+    }
+
+    /// Sets `login_hint`.
+    pub fn login_hint(mut self, hint: impl Into<String>) -> Self {
+        self.login_hint = Some(hint.into());
+        self
+    }
+
+    /// Sets `domain_hint` (sent as `domain_hint` and `domain`).
+    pub fn domain_hint(mut self, domain: impl Into<String>) -> Self {
+        self.domain_hint = Some(domain.into());
+        self
+    }
+
+    /// Sets `provider`.
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Sets `prompt`.
+    pub fn prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.prompt = Some(prompt.into());
+        self
+    }
+
+    /// Sets where to land after sign-in.
+    pub fn return_to(mut self, path: impl Into<String>) -> Self {
+        self.return_to = Some(path.into());
+        self
+    }
+
+    /// `<login_path>?<options, form-urlencoded>`, or the bare path without options.
+    pub(crate) fn to_path(&self, login_path: &str) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (name, value) in [
+            ("organization_id", &self.organization_id),
+            ("connection_id", &self.connection_id),
+            ("login_hint", &self.login_hint),
+            ("domain_hint", &self.domain_hint),
+            ("provider", &self.provider),
+            ("prompt", &self.prompt),
+            ("return_to", &self.return_to),
+        ] {
+            if let Some(v) = value {
+                query.append_pair(name, v);
+                any = true;
+            }
+        }
+        if any {
+            format!("{login_path}?{}", query.finish())
+        } else {
+            login_path.to_owned()
+        }
+    }
+}
+
+pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
-    let codec = &shared.cookies;
     let params = match query_params(parts.uri.query()) {
         Ok(p) => p,
         Err(reason) => {
@@ -28,11 +148,120 @@ pub(crate) fn login(shared: &Shared, parts: &Parts) -> Page {
             )
         }
     };
-    let return_to = param(&params, "return_to")
-        .and_then(return_to::sanitize)
-        .unwrap_or(&settings.default_return)
-        .to_owned();
+    // The provider reports a failure here instead of starting a login (idp-init-sso.mdx,
+    // "Error callback format"). Its words are logged, never shown: anyone can put any text in
+    // a link to this route.
+    if let Some(error) = param(&params, "error") {
+        let description = param(&params, "error_description").unwrap_or("");
+        tracing::warn!(
+            error = ?truncate(error, 64),
+            description = ?truncate(description, 256),
+            "the provider reported an error to the login route"
+        );
+        let (status, message) = match error {
+            "access_denied" => (
+                StatusCode::FORBIDDEN,
+                "Access was denied at the identity provider.",
+            ),
+            _ => (
+                StatusCode::BAD_REQUEST,
+                "The identity provider could not complete the sign-in.",
+            ),
+        };
+        return error_page(
+            status,
+            "Sign-in failed",
+            message,
+            Some(&settings.login_path),
+            Vec::new(),
+        );
+    }
 
+    // What the login asks the provider for: either the claims of a Scalekit IdP-initiated
+    // login token, or plain parameters from the app's own pages.
+    let mut requested: Vec<(&'static str, String)> = Vec::new();
+    let return_to;
+    match param(&params, "idp_initiated_login").filter(|t| !t.is_empty()) {
+        Some(token) => {
+            // Signed by the provider, so honoured from any site: it is how Scalekit starts
+            // the login. The token is the whole request: plain parameters beside it are
+            // ignored, and `relay_state` is only a return target, sanitised like `return_to`.
+            let login = match shared.verifier.idp_initiated_login(token).await {
+                Ok(login) => login,
+                Err(error) => {
+                    tracing::warn!(%error, "IdP-initiated login token refused");
+                    return error_page(
+                        StatusCode::BAD_REQUEST,
+                        "Sign-in link not valid",
+                        "This sign-in link is not valid or has expired. Start again from your \
+                         identity provider, or sign in here.",
+                        Some(&settings.login_path),
+                        Vec::new(),
+                    );
+                }
+            };
+            return_to = login
+                .relay_state
+                .as_deref()
+                .and_then(return_to::sanitize)
+                .unwrap_or(&settings.default_return)
+                .to_owned();
+            for (name, value) in [
+                ("organization_id", login.organization_id),
+                ("connection_id", login.connection_id),
+                ("login_hint", login.login_hint),
+            ] {
+                if let Some(v) = value {
+                    requested.push((name, v));
+                }
+            }
+        }
+        None => {
+            return_to = param(&params, "return_to")
+                .and_then(return_to::sanitize)
+                .unwrap_or(&settings.default_return)
+                .to_owned();
+            // Pass-through parameters choose the tenant or connection: a cross-site link must
+            // not choose for the user (login CSRF into an attacker's organization). Only
+            // requests from the app itself carry them.
+            let same_origin = is_same_origin(&parts.headers, &settings.origin);
+            for name in PASS_THROUGH {
+                let Some(v) = param(&params, name) else {
+                    continue;
+                };
+                if !same_origin {
+                    tracing::debug!(
+                        param = name,
+                        "cross-site login: pass-through parameter dropped"
+                    );
+                    continue;
+                }
+                requested.push((name, v.to_owned()));
+            }
+        }
+    }
+    start(&shared, &parts, &requested, return_to)
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (for logs).
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Redirects to the provider's authorization endpoint with fresh state, nonce and PKCE, and the
+/// `requested` parameters the app approves; remembers the attempt in its transaction cookie.
+fn start(
+    shared: &Shared,
+    parts: &Parts,
+    requested: &[(&'static str, String)],
+    return_to: String,
+) -> Page {
+    let settings = &shared.settings;
+    let codec = &shared.cookies;
     let state = random_token();
     let nonce = random_token();
     let verifier = random_token();
@@ -64,31 +293,27 @@ pub(crate) fn login(shared: &Shared, parts: &Parts) -> Page {
         for (k, v) in &settings.authorize_params {
             q.append_pair(k, v);
         }
-        // Pass-through parameters choose the tenant or connection: a cross-site link must not
-        // choose for the user (login CSRF into an attacker's organization). Only requests from
-        // the app itself carry them, and only those the app approves.
-        let same_origin = is_same_origin(&parts.headers, &settings.origin);
-        for name in PASS_THROUGH {
-            let Some(v) = param(&params, name) else {
-                continue;
-            };
+        for (name, v) in requested {
             if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
-                continue;
-            }
-            if !same_origin {
-                tracing::debug!(
-                    param = name,
-                    "cross-site login: pass-through parameter dropped"
-                );
                 continue;
             }
             if let Some(approve) = &settings.approve_param {
                 if !(approve.0)(name, v) {
-                    tracing::debug!(param = name, "pass-through parameter not approved; dropped");
+                    tracing::debug!(
+                        param = name,
+                        "authorization parameter not approved; dropped"
+                    );
                     continue;
                 }
             }
             q.append_pair(name, v);
+            // Scalekit's SDKs send a domain hint under both names (scalekit-sdk-node
+            // `src/scalekit.ts` and scalekit-sdk-go `scalekit.go` `GetAuthorizationUrl`,
+            // scalekit-sdk-java `ScalekitAuthClient.getAuthorizationUrl`); the SSO reference
+            // documents only `domain`.
+            if *name == "domain_hint" {
+                q.append_pair("domain", v);
+            }
         }
     }
 

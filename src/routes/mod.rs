@@ -8,6 +8,7 @@ mod logout;
 pub(crate) use backchannel::{backchannel_logout, MAX_BODY as BACKCHANNEL_MAX_BODY};
 pub(crate) use callback::callback;
 pub(crate) use login::login;
+pub use login::LoginOptions;
 pub(crate) use logout::logout;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
