@@ -141,7 +141,7 @@ fn fuzz_verifier() -> &'static Verifier {
 /// (The fuzzer cannot sign, so it exercises everything up to the signature; the claims checks
 /// are exercised by [`fuzz_claims`].)
 pub fn fuzz_jwt(token: &str) {
-    let _ = fuzz_verifier().access_now(token);
+    let _ = fuzz_verifier().access_now(token, crate::verify::Purpose::Bearer);
 }
 
 /// Fuzz target body: the claims checks of an access token, on any JSON.

@@ -71,8 +71,12 @@ pub struct StandardClaims {
     pub roles: Vec<String>,
     /// Permissions (Scalekit `permissions`).
     pub permissions: Vec<String>,
-    /// Space-separated scopes granted to the access token.
+    /// Space-separated scopes granted to the access token, as the token says them.
     pub scope: Option<String>,
+    /// Every scope granted to the access token: the `scopes` array (Scalekit's M2M tokens put
+    /// their scopes there) followed by the space-separated `scope` string, blank entries
+    /// skipped. [`Claims::has_scope`] and the `require_scope` guards read this.
+    pub scopes: Vec<String>,
     /// The client the token was issued to.
     pub client_id: Option<String>,
     /// E-mail address.
@@ -119,6 +123,7 @@ impl Claims {
             roles: list("roles"),
             permissions: list("permissions"),
             scope: s("scope"),
+            scopes: scopes(&raw),
             client_id: s("client_id"),
             email: s("email"),
             email_verified: raw.get("email_verified").and_then(Value::as_bool),
@@ -165,16 +170,63 @@ impl Claims {
         self.permissions.iter().any(|p| p == permission)
     }
 
-    /// Whether the access token carries this scope (`scope` string or `scopes` array).
+    /// Whether the caller is a machine rather than a user: the token was issued to a client
+    /// acting on its own behalf (OAuth client credentials), so its subject is that client,
+    /// `sub` = `client_id`. Scalekit's M2M tokens look so (`sub` and `client_id` both
+    /// `m2morg_...`); a user's token names the user in `sub` (`usr_...`) and the app in
+    /// `client_id`. RFC 9068, section 5, says the same of JWT access tokens in general.
+    ///
+    /// Machine tokens are accepted only as bearer tokens: for one without `aud`, see
+    /// [`AuthConfig::accept_m2m_clients`](crate::AuthConfig::accept_m2m_clients). A cookie
+    /// session is always a user's, so this is `false` there.
+    ///
+    /// ```
+    /// # use tower_oidc_auth::Claims;
+    /// async fn handler(claims: Claims) -> String {
+    ///     if claims.is_machine() {
+    ///         format!("API client {} of {:?}", claims.sub, claims.oid)
+    ///     } else {
+    ///         format!("user {}", claims.sub)
+    ///     }
+    /// }
+    /// ```
+    #[must_use]
+    pub fn is_machine(&self) -> bool {
+        is_machine_token(&self.0.raw)
+    }
+
+    /// Whether the access token carries this scope (in the `scopes` array or the `scope`
+    /// string; see [`StandardClaims::scopes`]).
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope
-            .as_deref()
-            .is_some_and(|s| s.split(' ').any(|x| x == scope))
-            || self
-                .get::<Vec<String>>("scopes")
-                .is_some_and(|v| v.iter().any(|x| x == scope))
+        self.scopes.iter().any(|x| x == scope)
     }
+}
+
+/// Whether a claim set is a machine's: `sub` is the `client_id` the token was issued to (client
+/// credentials). See [`Claims::is_machine`]; the verifier decides with the same rule.
+pub(crate) fn is_machine_token(claims: &Map<String, Value>) -> bool {
+    match (claims.get("sub"), claims.get("client_id")) {
+        (Some(Value::String(sub)), Some(Value::String(client))) => !sub.is_empty() && sub == client,
+        _ => false,
+    }
+}
+
+/// The scopes of a claim set: the `scopes` array's strings, then the space-separated `scope`
+/// string's, blank ones skipped (as the Scalekit SDKs' `extractScopesFromPayload` does).
+fn scopes(raw: &Map<String, Value>) -> Vec<String> {
+    let array = match raw.get("scopes") {
+        Some(Value::Array(items)) => items.as_slice(),
+        _ => &[],
+    };
+    let string = raw.get("scope").and_then(Value::as_str).unwrap_or_default();
+    array
+        .iter()
+        .filter_map(Value::as_str)
+        .chain(string.split(' '))
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A failed guard check in a handler: answers 403 with a JSON body.
@@ -293,6 +345,55 @@ mod tests {
         assert!(c.has_scope("email") && c.has_scope("extra") && !c.has_scope("mail"));
         assert_eq!(c.get::<String>("org_name").as_deref(), Some("Acme"));
         assert_eq!(c.get::<u32>("org_name"), None);
+    }
+
+    /// A machine token: `sub` = `client_id` (Scalekit M2M, developer-docs
+    /// `authenticate/m2m/api-auth-quickstart.mdx`, step 6 "Example decoded access token").
+    #[test]
+    fn machine_or_user() {
+        let m2m = claims(json!({
+            "client_id": "m2morg_69038819013296423", "exp": 1745305340, "iat": 1745218940,
+            "iss": "https://env.scalekit.dev", "jti": "tkn_69041163914445100",
+            "nbf": 1745218940, "oid": "org_59615193906282635",
+            "scopes": ["deploy:applications", "read:deployments"],
+            "sub": "m2morg_69038819013296423"
+        }))
+        .unwrap();
+        assert!(m2m.is_machine());
+        // A user's access token (developer-docs `authenticate/fsa/complete-login.mdx`, "Decoded
+        // access token"): `sub` is the user, `client_id` the app.
+        let user = claims(json!({
+            "iss": "https://login.devramp.ai", "aud": ["prd_skc_7848964512134X699"],
+            "sub": "usr_8967800122X995270", "oid": "org_89678001X21929734",
+            "sid": "ses_90928729571723X24", "client_id": "prd_skc_7848964512134X699",
+            "scope": "openid profile email", "exp": 1758265247
+        }))
+        .unwrap();
+        assert!(!user.is_machine());
+        // Without `client_id`, nothing says the subject is a client.
+        assert!(!claims(json!({"sub": "m2morg_1"})).unwrap().is_machine());
+        assert!(!claims(json!({"sub": "", "client_id": ""}))
+            .unwrap()
+            .is_machine());
+        assert!(!claims(json!({"sub": "1", "client_id": 1}))
+            .unwrap()
+            .is_machine());
+    }
+
+    /// Scopes come from the `scopes` array (Scalekit M2M tokens) and the space-separated `scope`
+    /// string, read once. Like the SDKs' `extractScopesFromPayload` (scalekit-sdk-node
+    /// `src/scalekit.ts`), blank and non-string entries are skipped, not fatal.
+    #[test]
+    fn scopes_from_both_claims() {
+        let c = claims(
+            json!({"sub": "s", "scopes": ["deploy:applications", 7, " ", ""],
+                              "scope": "openid  email"}),
+        )
+        .unwrap();
+        assert_eq!(c.scopes, vec!["deploy:applications", "openid", "email"]);
+        assert!(c.has_scope("deploy:applications") && c.has_scope("email"));
+        assert!(!c.has_scope("") && !c.has_scope(" "));
+        assert!(c.require_scope("read:deployments").is_err());
     }
 
     #[test]

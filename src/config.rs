@@ -137,6 +137,7 @@ pub struct AuthConfig {
     pub(crate) cache_capacity: usize,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) audiences: Vec<String>,
+    pub(crate) m2m_clients: Option<M2mClients>,
     pub(crate) max_login_attempts: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) session_max_age: Duration,
@@ -216,6 +217,7 @@ impl AuthConfig {
             cache_capacity: 10_000,
             algorithms: vec![Algorithm::RS256, Algorithm::ES256],
             audiences: Vec::new(),
+            m2m_clients: None,
             max_login_attempts: 5,
             login_timeout: Duration::from_secs(600),
             session_max_age: Duration::from_secs(7 * 24 * 3600),
@@ -246,6 +248,8 @@ impl AuthConfig {
     ///   (the first encrypts, all decrypt).
     /// - `SCALEKIT_WEBHOOK_SECRET` (optional): enables `POST <base_path>/webhook`; see
     ///   [`webhook_secret`](Self::webhook_secret).
+    /// - `SCALEKIT_API_AUDIENCE` (optional): access-token audiences accepted besides the client
+    ///   id, separated by commas (see [`audience`](Self::audience)).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -295,6 +299,15 @@ impl AuthConfig {
                 });
             }
             cfg = cfg.webhook_secret(secret.trim());
+        }
+        if let Some(audiences) = get("SCALEKIT_API_AUDIENCE") {
+            for aud in audiences
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+            {
+                cfg = cfg.audience(aud);
+            }
         }
         Ok(cfg)
     }
@@ -418,9 +431,50 @@ impl AuthConfig {
         self
     }
 
-    /// An extra audience accepted in access tokens, besides the client id.
+    /// An extra audience accepted in access tokens, besides the client id (repeatable).
+    ///
+    /// Scalekit's access tokens may name an API audience in `aud` instead of the client id
+    /// (`"aud": ["https://api.example.com"]`). A login whose
+    /// access token names an audience not accepted here fails with an error page that names it
+    /// and this call. [`from_env`](Self::from_env) reads `SCALEKIT_API_AUDIENCE`.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new().audience("https://api.example.com");
+    /// # let _ = config;
+    /// ```
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audiences.push(aud.into());
+        self
+    }
+
+    /// Accepts machine-to-machine (M2M) tokens that name no audience as bearer tokens: tokens
+    /// an API client got from this provider with the client-credentials grant (`sub` =
+    /// `client_id`, see [`Claims::is_machine`](crate::Claims::is_machine)), from
+    /// [`M2mClients::Any`] client of the environment or [`M2mClients::only`] the listed ones.
+    /// Default: none.
+    ///
+    /// Scalekit issues M2M tokens without `aud` unless the API client was registered with an
+    /// audience, so no layer can tell on its own that such a token was meant for it: every
+    /// client of the environment can get one. This setting says which clients may call.
+    ///
+    /// - Everything else is still checked: signature by the provider's keys, algorithm, `iss`,
+    ///   `exp`/`nbf`/`iat`, no ID-token or logout-token markers.
+    /// - An M2M token that does name an audience must name the client id or one configured with
+    ///   [`audience`](Self::audience), like any token; this setting does not change that, and
+    ///   accepts such a token without it.
+    /// - An M2M token is never a user session: the layer refuses it at the callback and in a
+    ///   session cookie, whatever this says.
+    /// - Authorize each call as usual: `require_scope` reads Scalekit's `scopes` array, and
+    ///   `claims.sub` / `claims.client_id` name the client.
+    ///
+    /// ```
+    /// use tower_oidc_auth::{AuthConfig, M2mClients};
+    /// let config = AuthConfig::new()
+    ///     .accept_m2m_clients(M2mClients::only(["m2morg_68315758685323697"]));
+    /// # let _ = config;
+    /// ```
+    pub fn accept_m2m_clients(mut self, clients: M2mClients) -> Self {
+        self.m2m_clients = Some(clients);
         self
     }
 
@@ -602,6 +656,66 @@ impl AuthConfig {
     }
 }
 
+/// Which machine-to-machine clients may call with tokens that name no audience: the argument of
+/// [`AuthConfig::accept_m2m_clients`].
+///
+/// One setting with two shapes, rather than two builder methods, so "any client" and "these
+/// clients" cannot be combined into something in between, and the choice reads as one value
+/// (for example loaded from configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum M2mClients {
+    /// Any client of the provider's environment (tokens of this issuer only).
+    Any,
+    /// Only these client ids (Scalekit: `m2morg_...`). Build it with [`M2mClients::only`]; an
+    /// empty list, or an empty id, is a [`ConfigError`] at `build()`.
+    Only(Vec<String>),
+}
+
+impl M2mClients {
+    /// Only these client ids.
+    ///
+    /// ```
+    /// let clients = tower_oidc_auth::M2mClients::only(["m2morg_68315758685323697"]);
+    /// # let _ = clients;
+    /// ```
+    pub fn only<I, T>(ids: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        Self::Only(ids.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether tokens of this client are accepted.
+    pub(crate) fn accepts(&self, client_id: &str) -> bool {
+        match self {
+            M2mClients::Any => true,
+            M2mClients::Only(ids) => ids.iter().any(|id| id == client_id),
+        }
+    }
+
+    /// A list with no client, or with an empty id, is a mistake (an unset variable, a stray
+    /// comma), not a way to say "none".
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            M2mClients::Only(ids) if ids.is_empty() => Err(ConfigError::Invalid {
+                what: "accept_m2m_clients",
+                reason: "the list of client ids is empty; leave the setting out to accept no \
+                         M2M client"
+                    .into(),
+            }),
+            M2mClients::Only(ids) if ids.iter().any(|id| id.trim().is_empty()) => {
+                Err(ConfigError::Invalid {
+                    what: "accept_m2m_clients",
+                    reason: "a client id is empty".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Decodes a base64 cookie key (standard or URL-safe alphabet) of at least 64 bytes.
 pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -674,6 +788,35 @@ mod tests {
         assert!(cfg.provider.unwrap().is_scalekit());
         assert_eq!(cfg.cookie_keys.len(), 2);
         assert_eq!(cfg.cookie_keys[1].len(), 80);
+    }
+
+    /// `SCALEKIT_API_AUDIENCE`: optional, comma-separated, trimmed, empty parts ignored.
+    #[test]
+    fn from_env_reads_api_audiences() {
+        let key = STANDARD.encode([1u8; 64]);
+        let base = [
+            ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+            ("SCALEKIT_CLIENT_ID", "skc_1"),
+            ("SCALEKIT_CLIENT_SECRET", "shh"),
+            ("AUTH_REDIRECT_URL", "https://app/cb"),
+            ("AUTH_COOKIE_KEY", key.as_str()),
+        ];
+        let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+        assert!(cfg.audiences.is_empty());
+        for (value, expected) in [
+            ("https://api.example.com", vec!["https://api.example.com"]),
+            (
+                " https://api.example.com , ,deployment-api.acmecorp.com,",
+                vec!["https://api.example.com", "deployment-api.acmecorp.com"],
+            ),
+            (" , ", vec![]),
+            ("", vec![]),
+        ] {
+            let mut vars = base.to_vec();
+            vars.push(("SCALEKIT_API_AUDIENCE", value));
+            let cfg = AuthConfig::from_lookup(env(&vars)).unwrap();
+            assert_eq!(cfg.audiences, expected, "{value:?}");
+        }
     }
 
     #[test]

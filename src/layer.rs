@@ -408,6 +408,9 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
             reason: "at least one algorithm is needed".into(),
         });
     }
+    if let Some(clients) = &cfg.m2m_clients {
+        clients.validate()?;
+    }
     if cfg.max_login_attempts == 0 {
         return Err(ConfigError::Invalid {
             what: "max_login_attempts",
@@ -441,7 +444,8 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         cfg.clock.clone(),
         cfg.cache_capacity,
     )
-    .with_access_typ(cfg.access_token_typ.as_deref());
+    .with_access_typ(cfg.access_token_typ.as_deref())
+    .with_m2m_clients(cfg.m2m_clients.clone());
     let token = TokenClient {
         http,
         endpoint: meta.token_endpoint.clone(),

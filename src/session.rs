@@ -13,7 +13,7 @@ use crate::layer::Shared;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::responses::{error_page, grpc_status, json, Client, Page};
 use crate::revocation::RevocationKey;
-use crate::verify::{Attempt, VerifyError};
+use crate::verify::{Attempt, Purpose, VerifyError};
 
 /// What the session cookie holds (sealed).
 #[derive(Serialize, Deserialize)]
@@ -207,12 +207,16 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// Checks a bearer token without waiting. `None`: a JWKS refetch is needed (async).
 /// A bearer token never refreshes and never sets cookies.
 pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Option<Outcome> {
-    bearer_outcome(shared, shared.verifier.access_now(token), client)
+    bearer_outcome(
+        shared,
+        shared.verifier.access_now(token, Purpose::Bearer),
+        client,
+    )
 }
 
 /// Checks a bearer token, refetching the JWKS for an unknown key.
 pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -> Outcome {
-    let attempt = Attempt::from(shared.verifier.access(&token).await);
+    let attempt = Attempt::from(shared.verifier.access(&token, Purpose::Bearer).await);
     bearer_outcome(&shared, attempt, client).unwrap_or_default()
 }
 
@@ -226,11 +230,9 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Option<O
     };
     match attempt {
         Attempt::Valid(verified) => {
-            // A token that names no audience is trusted in a cookie session (it came from our
-            // own token endpoint), never from an Authorization header.
-            if !verified.for_this_client {
-                return invalid(&VerifyError::NotForThisClient);
-            }
+            // Whether the token may be a bearer token at all (a token naming no audience only
+            // in a cookie session; a machine token only of an accepted client) was decided by
+            // the verifier.
             let claims = verified.bearer_claims();
             let Some(claims) = claims else {
                 return invalid(&"claims unusable");
@@ -335,10 +337,12 @@ pub(crate) async fn resolve(
         }
     } else if !data.opaque && !data.at.is_empty() {
         // Verified with a JWKS refetch (rate-limited) where one may help; used below.
-        verified = Some(Attempt::from(shared.verifier.access(&data.at).await));
+        verified = Some(Attempt::from(
+            shared.verifier.access(&data.at, Purpose::Session).await,
+        ));
     }
     check(&shared, &cookies, data, now, |t| {
-        verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t))
+        verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t, Purpose::Session))
     })
     .unwrap_or_default()
 }
@@ -357,7 +361,11 @@ async fn verify_async(
             Err(VerifyError::Expired)
         };
     }
-    shared.verifier.access(at).await.map(|_| ())
+    shared
+        .verifier
+        .access(at, Purpose::Session)
+        .await
+        .map(|_| ())
 }
 
 /// A session cookie opened once: its data, its revocation keys, and its verified access token.
@@ -466,7 +474,7 @@ fn verify_session(shared: &Shared, open: &OpenSession) -> Attempt {
             return Attempt::Valid(v.clone());
         }
     }
-    let attempt = shared.verifier.access_now(&open.data.at);
+    let attempt = shared.verifier.access_now(&open.data.at, Purpose::Session);
     if let Attempt::Valid(v) = &attempt {
         let _ = open.verified.set(v.clone());
     }
@@ -560,7 +568,7 @@ async fn refreshed_outcome(
     let claims = if data.opaque {
         opaque_claims(shared, &data)
     } else {
-        match shared.verifier.access(&data.at).await {
+        match shared.verifier.access(&data.at, Purpose::Session).await {
             Ok(v) => v.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
             Err(error) => {
                 tracing::warn!(%error, "refreshed access token refused");
@@ -689,7 +697,8 @@ async fn refresh_once(
 /// Decides how the session rests on an access token from our own token endpoint. A token shaped
 /// like a JWT must verify: signature by a published key and allowed algorithm, `iss`, `exp`, and
 /// an audience this client accepts (a token without `aud` is accepted: it came straight from the
-/// token endpoint in exchange for our own code or refresh token). Only a token that is not
+/// token endpoint in exchange for our own code or refresh token; a machine token never is: a
+/// session is a user's). Only a token that is not
 /// JWT-shaped is opaque (`true`): the session then lasts until `expires_in`, on the strength of
 /// the ID token verified with it, and never longer than the session's lifetime.
 pub(crate) async fn classify_access(
@@ -702,7 +711,7 @@ pub(crate) async fn classify_access(
     if crate::verify::is_jwt_shaped(access_token) {
         return shared
             .verifier
-            .access(access_token)
+            .access(access_token, Purpose::Session)
             .await
             .map(|v| (v.exp, false));
     }
@@ -811,6 +820,34 @@ mod tests {
         assert_eq!(opaque_expiry(Some(-1), Some(now + 60), now, week), now + 60);
         assert_eq!(opaque_expiry(Some(5), None, i64::MAX, week), i64::MAX);
         assert_eq!(opaque_expiry(Some(5), None, now, i64::MIN), now);
+    }
+
+    /// An M2M token from the token endpoint (at the callback or a refresh) never becomes a
+    /// session, even with every M2M client accepted on the bearer path. Shape: developer-docs
+    /// `authenticate/m2m/api-auth-quickstart.mdx`, step 6 "Example decoded access token".
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_machine_token_is_never_classified_for_a_session() {
+        use crate::Clock;
+        let clock = crate::ManualClock::starting_now();
+        let p = crate::testing::TestProvider::builder()
+            .clock(clock.clone())
+            .start()
+            .await;
+        let auth = p
+            .layer_builder("http://127.0.0.1:1/auth/callback")
+            .accept_m2m_clients(crate::M2mClients::Any)
+            .build()
+            .await
+            .unwrap();
+        let now = clock.now();
+        let token = p.m2m_access_token("m2morg_69038819013296423", "org_1", &["a:b"]);
+        assert_eq!(
+            super::classify_access(&auth.shared, &token, Some(3600), None, now)
+                .await
+                .unwrap_err(),
+            super::VerifyError::MachineSession
+        );
     }
 
     #[test]

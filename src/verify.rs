@@ -7,8 +7,9 @@ use std::sync::{Arc, OnceLock};
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use crate::claims::{Claims, LayerId};
+use crate::claims::{is_machine_token, Claims, LayerId};
 use crate::clock::SharedClock;
+use crate::config::M2mClients;
 use crate::provider::{Jwks, KeyLookup};
 
 /// Why a token was refused. Logged, never shown to the user in detail.
@@ -59,6 +60,50 @@ pub(crate) enum VerifyError {
     NotForThisClient,
     #[error("an ID token or a logout token is not an IdP-initiated login token")]
     NotAnIdpLoginToken,
+    #[error(
+        "a machine-to-machine token without `aud` of a client this layer does not accept (see \
+         `accept_m2m_clients`)"
+    )]
+    MachineClient,
+    #[error("a machine-to-machine token is no user session")]
+    MachineSession,
+}
+
+/// What a verified access token is presented as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The access token of a cookie session (from our own token endpoint, at login or refresh).
+    Session,
+    /// An `Authorization: Bearer` token, from anyone.
+    Bearer,
+}
+
+/// Where a verified access token may be used: the one decision about audiences, clients and
+/// machine tokens, made once per token when it is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// A user's token that names this client or a configured audience: both.
+    Both,
+    /// A token that names no audience and no client: trusted only where it came from our own
+    /// token endpoint in exchange for our own code or refresh token (a cookie session), never
+    /// from an `Authorization` header.
+    SessionOnly,
+    /// A machine token (client credentials: `sub` = `client_id`) that names this client or a
+    /// configured audience, or, without `aud`, belongs to an accepted M2M client: a bearer
+    /// token, never a user session.
+    BearerOnly,
+}
+
+impl Reach {
+    fn allows(self, purpose: Purpose) -> Result<(), VerifyError> {
+        match (self, purpose) {
+            (Reach::Both, _)
+            | (Reach::SessionOnly, Purpose::Session)
+            | (Reach::BearerOnly, Purpose::Bearer) => Ok(()),
+            (Reach::SessionOnly, Purpose::Bearer) => Err(VerifyError::NotForThisClient),
+            (Reach::BearerOnly, Purpose::Session) => Err(VerifyError::MachineSession),
+        }
+    }
 }
 
 /// What a verified Scalekit IdP-initiated login token (`idp_initiated_login`) asks for. The
@@ -78,10 +123,8 @@ pub(crate) struct IdpLogin {
 pub(crate) struct Verified {
     pub(crate) claims: Arc<Map<String, Value>>,
     pub(crate) exp: i64,
-    /// Whether `aud` (or, without `aud`, `client_id`) names this client or a configured
-    /// audience. A token without either is only trusted where it came from our own token
-    /// endpoint (a cookie session), never as a bearer token.
-    pub(crate) for_this_client: bool,
+    /// Where the token may be used (see [`Verifier::access`]).
+    reach: Reach,
     nbf: Option<i64>,
     /// How the token names its key (header `kid` and `alg`), and which key verified it (RFC 7638
     /// thumbprint): a hit is served only while the JWKS still picks that very key for it.
@@ -127,6 +170,7 @@ impl Verified {
 }
 
 /// What a synchronous verification attempt found.
+#[must_use]
 pub(crate) enum Attempt {
     Valid(Arc<Verified>),
     Invalid(VerifyError),
@@ -141,6 +185,19 @@ impl From<Result<Arc<Verified>, VerifyError>> for Attempt {
         match result {
             Ok(v) => Attempt::Valid(v),
             Err(e) => Attempt::Invalid(e),
+        }
+    }
+}
+
+impl Attempt {
+    /// A valid token that may not be used for `purpose` becomes invalid.
+    fn for_purpose(self, purpose: Purpose) -> Self {
+        match self {
+            Attempt::Valid(v) => match v.reach.allows(purpose) {
+                Ok(()) => Attempt::Valid(v),
+                Err(e) => Attempt::Invalid(e),
+            },
+            other => other,
         }
     }
 }
@@ -170,6 +227,8 @@ pub(crate) struct Verifier {
     issuer: String,
     client_id: String,
     audiences: Vec<String>,
+    /// The M2M clients whose tokens without `aud` are accepted as bearer tokens (`None`: none).
+    m2m_clients: Option<M2mClients>,
     leeway: i64,
     id_token_max_age: i64,
     clock: SharedClock,
@@ -208,6 +267,7 @@ impl Verifier {
             issuer,
             client_id,
             audiences,
+            m2m_clients: None,
             leeway,
             id_token_max_age,
             clock,
@@ -221,6 +281,13 @@ impl Verifier {
     /// are the same type, RFC 7515 section 4.1.9).
     pub(crate) fn with_access_typ(mut self, typ: Option<&str>) -> Self {
         self.access_typ = typ.map(normalize_typ);
+        self
+    }
+
+    /// Accepts, as bearer tokens, machine tokens without `aud` of these clients of the issuer
+    /// (see [`AuthConfig::accept_m2m_clients`](crate::AuthConfig::accept_m2m_clients)).
+    pub(crate) fn with_m2m_clients(mut self, clients: Option<M2mClients>) -> Self {
+        self.m2m_clients = clients;
         self
     }
 
@@ -257,9 +324,10 @@ impl Verifier {
         false
     }
 
-    /// Verifies an access token without waiting: a cache hit costs no cryptography.
-    pub(crate) fn access_now(&self, token: &str) -> Attempt {
-        self.attempt(token, false)
+    /// Verifies an access token without waiting: a cache hit costs no cryptography. A token
+    /// that verifies but may not be used for `purpose` (see [`Reach`]) is invalid.
+    pub(crate) fn access_now(&self, token: &str, purpose: Purpose) -> Attempt {
+        self.attempt(token, false).for_purpose(purpose)
     }
 
     /// `allow_stale`: use keys past the provider's max-age (after a refetch was tried).
@@ -307,11 +375,11 @@ impl Verifier {
         match self.jwks.lookup(header.kid.as_deref(), header.alg) {
             KeyLookup::Found(key) => match self.decode(token, &key.key, header.alg) {
                 Ok(claims) => match self.check_access(&claims, now) {
-                    Ok((exp, nbf, for_this_client)) => {
+                    Ok((exp, nbf, reach)) => {
                         let verified = Arc::new(Verified {
                             claims: Arc::new(claims),
                             exp,
-                            for_this_client,
+                            reach,
                             layer: self.layer,
                             nbf,
                             kid: header.kid,
@@ -337,9 +405,14 @@ impl Verifier {
         }
     }
 
-    /// Verifies an access token, refetching the JWKS (rate-limited) for an unknown key.
-    pub(crate) async fn access(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
-        match self.access_now(token) {
+    /// Verifies an access token, refetching the JWKS (rate-limited) for an unknown key. A
+    /// token that verifies but may not be used for `purpose` (see [`Reach`]) is refused.
+    pub(crate) async fn access(
+        &self,
+        token: &str,
+        purpose: Purpose,
+    ) -> Result<Arc<Verified>, VerifyError> {
+        match self.access_now(token, purpose) {
             Attempt::Valid(v) => Ok(v),
             Attempt::Invalid(e) => Err(e),
             Attempt::NeedKeys(kid, alg, why) => {
@@ -354,7 +427,7 @@ impl Verifier {
                     }
                     Refetch::Replaced => {}
                 }
-                match self.attempt(token, true) {
+                match self.attempt(token, true).for_purpose(purpose) {
                     Attempt::Valid(v) => Ok(v),
                     Attempt::Invalid(e) => Err(e),
                     Attempt::NeedKeys(..) => Err(VerifyError::UnknownKey),
@@ -510,8 +583,8 @@ impl Verifier {
     }
 
     /// After a refetch attempt: stale keys are used, and an unknown key is final.
-    pub(crate) fn access_after_refetch(&self, token: &str) -> Attempt {
-        match self.attempt(token, true) {
+    pub(crate) fn access_after_refetch(&self, token: &str, purpose: Purpose) -> Attempt {
+        match self.attempt(token, true).for_purpose(purpose) {
             Attempt::NeedKeys(..) => Attempt::Invalid(VerifyError::UnknownKey),
             other => other,
         }
@@ -625,13 +698,13 @@ impl Verifier {
             })
     }
 
-    /// The claim checks of an access token. Returns `exp`, `nbf`, and whether the token names
-    /// this client (see [`Verified::for_this_client`]).
+    /// The claim checks of an access token. Returns `exp`, `nbf`, and where the token may be
+    /// used ([`Reach`]).
     fn check_access(
         &self,
         claims: &Map<String, Value>,
         now: i64,
-    ) -> Result<(i64, Option<i64>, bool), VerifyError> {
+    ) -> Result<(i64, Option<i64>, Reach), VerifyError> {
         if claims.get("iss").and_then(Value::as_str) != Some(&self.issuer) {
             return Err(VerifyError::Issuer);
         }
@@ -646,18 +719,36 @@ impl Verifier {
         }
         let aud = audiences(claims);
         let ours = |a: &&str| *a == self.client_id || self.audiences.iter().any(|x| x == a);
-        let for_this_client = if aud.is_empty() {
+        // A machine token (client credentials) is never a user session, wherever it came from.
+        let machine = is_machine_token(claims);
+        let named = if aud.is_empty() {
             // Some providers (Scalekit among them) may issue access tokens without `aud` but with
             // the `client_id` they were issued to; others name no audience at all.
             match claims.get("client_id") {
                 None => false,
                 Some(id) if id.as_str() == Some(&self.client_id) => true,
+                // Scalekit's M2M tokens name no audience unless their client was registered
+                // with one: the app says which clients of its environment it accepts.
+                Some(Value::String(id)) if machine => {
+                    if !self.m2m_clients.as_ref().is_some_and(|m| m.accepts(id)) {
+                        return Err(VerifyError::MachineClient);
+                    }
+                    true
+                }
                 Some(_) => return Err(VerifyError::Audience),
             }
         } else if aud.iter().any(ours) {
             true
         } else {
+            // A token that names an audience must name one of ours, M2M tokens included.
             return Err(VerifyError::Audience);
+        };
+        let reach = if machine {
+            Reach::BearerOnly
+        } else if named {
+            Reach::Both
+        } else {
+            Reach::SessionOnly
         };
         required_str(claims, "sub")?;
         let exp = required_i64(claims, "exp")?;
@@ -668,7 +759,7 @@ impl Verifier {
                 return Err(VerifyError::IssuedInFuture);
             }
         }
-        Ok((exp, nbf, for_this_client))
+        Ok((exp, nbf, reach))
     }
 
     /// The access-token claim checks alone (fuzz targets).
@@ -810,7 +901,7 @@ fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
 
 #[cfg(all(test, feature = "testing"))]
 mod tests {
-    use super::VerifyError;
+    use super::{Purpose, VerifyError};
     use crate::testing::TestProvider;
     use crate::Clock;
     use serde_json::json;
@@ -990,6 +1081,114 @@ mod tests {
         }
     }
 
+    /// The one decision about audiences, clients and machine tokens, for each purpose. The M2M
+    /// shape is developer-docs `authenticate/m2m/api-auth-quickstart.mdx`, step 6 "Example
+    /// decoded access token" (no `aud`, `sub` = `client_id` = `m2morg_...`, `scopes`).
+    #[tokio::test]
+    async fn reach_of_access_tokens() {
+        use crate::M2mClients;
+        let clock = crate::ManualClock::starting_now();
+        let p = TestProvider::builder().clock(clock.clone()).start().await;
+        let now = clock.now();
+        let m2m = |client: &str| {
+            json!({"client_id": client, "exp": now + 3600, "iat": now, "iss": p.issuer(),
+                   "jti": "tkn_69041163914445100", "nbf": now, "oid": "org_59615193906282635",
+                   "scopes": ["deploy:applications"], "sub": client})
+        };
+        let user = |patch: serde_json::Value| {
+            let mut c = json!({"iss": p.issuer(), "sub": "usr_1", "exp": now + 300});
+            for (k, v) in patch.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            c
+        };
+        let with = |mut c: serde_json::Value, k: &str, v: serde_json::Value| {
+            c[k] = v;
+            c
+        };
+        let a = "m2morg_69038819013296423";
+        let b = "m2morg_68315758685323697";
+        use super::Reach::{BearerOnly, Both, SessionOnly};
+        use VerifyError::{Audience, MachineClient};
+        // (policy, claims, expected reach or error)
+        let cases: Vec<(
+            Option<M2mClients>,
+            serde_json::Value,
+            Result<super::Reach, VerifyError>,
+        )> = vec![
+            (None, m2m(a), Err(MachineClient)),
+            (Some(M2mClients::Any), m2m(a), Ok(BearerOnly)),
+            (Some(M2mClients::only([a])), m2m(a), Ok(BearerOnly)),
+            (Some(M2mClients::only([b])), m2m(a), Err(MachineClient)),
+            // With an audience, the audience decides, opt-in or not; still never a session.
+            (
+                None,
+                with(m2m(a), "aud", json!(["https://api.example.com"])),
+                Ok(BearerOnly),
+            ),
+            (
+                Some(M2mClients::only([b])),
+                with(m2m(a), "aud", json!(["https://api.example.com"])),
+                Ok(BearerOnly),
+            ),
+            (
+                Some(M2mClients::Any),
+                with(m2m(a), "aud", json!(["https://other.example"])),
+                Err(Audience),
+            ),
+            // The app's own client-credentials token names this client.
+            (None, m2m("test-client"), Ok(BearerOnly)),
+            // Users.
+            (
+                Some(M2mClients::Any),
+                user(json!({"aud": ["test-client"]})),
+                Ok(Both),
+            ),
+            (
+                Some(M2mClients::Any),
+                user(json!({"client_id": "test-client"})),
+                Ok(Both),
+            ),
+            (Some(M2mClients::Any), user(json!({})), Ok(SessionOnly)),
+            (
+                Some(M2mClients::Any),
+                user(json!({"client_id": a})),
+                Err(Audience),
+            ),
+            (
+                Some(M2mClients::Any),
+                user(json!({"aud": "https://api.example.com", "client_id": a})),
+                Ok(Both),
+            ),
+        ];
+        for (policy, claims, expected) in cases {
+            let mut config = p
+                .layer_builder("http://127.0.0.1:1/auth/callback")
+                .audience("https://api.example.com");
+            if let Some(policy) = policy.clone() {
+                config = config.accept_m2m_clients(policy);
+            }
+            let auth = config.build().await.unwrap();
+            let v = &auth.shared.verifier;
+            let got = v
+                .check_access(claims.as_object().unwrap(), now)
+                .map(|r| r.2);
+            assert_eq!(got, expected, "{policy:?} {claims}");
+            let token = p.sign(&claims);
+            let (session, bearer) = (
+                v.access(&token, Purpose::Session).await.map(|_| ()),
+                v.access(&token, Purpose::Bearer).await.map(|_| ()),
+            );
+            let (want_session, want_bearer) = match expected {
+                Ok(Both) => (Ok(()), Ok(())),
+                Ok(SessionOnly) => (Ok(()), Err(VerifyError::NotForThisClient)),
+                Ok(BearerOnly) => (Err(VerifyError::MachineSession), Ok(())),
+                Err(e) => (Err(e.clone()), Err(e)),
+            };
+            assert_eq!((session, bearer), (want_session, want_bearer), "{claims}");
+        }
+    }
+
     #[tokio::test]
     async fn cache_never_serves_expired_tokens() {
         let clock = crate::ManualClock::starting_now();
@@ -1004,9 +1203,12 @@ mod tests {
         let now = clock.now();
         let t =
             p.sign(&json!({"iss": p.issuer(), "aud": "test-client", "sub": "s", "exp": now + 10}));
-        assert!(v.access(&t).await.is_ok());
-        assert!(v.access(&t).await.is_ok(), "cache hit");
+        assert!(v.access(&t, Purpose::Bearer).await.is_ok());
+        assert!(v.access(&t, Purpose::Bearer).await.is_ok(), "cache hit");
         clock.advance(std::time::Duration::from_secs(10));
-        assert_eq!(v.access(&t).await.err(), Some(VerifyError::Expired));
+        assert_eq!(
+            v.access(&t, Purpose::Bearer).await.err(),
+            Some(VerifyError::Expired)
+        );
     }
 }

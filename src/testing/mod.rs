@@ -314,6 +314,8 @@ pub(crate) struct State {
     pub(crate) token_failure: Mutex<Option<Failure>>,
     pub(crate) id_token_defect: Mutex<Option<IdTokenDefect>>,
     pub(crate) access_token_defect: Mutex<Option<AccessTokenDefect>>,
+    /// The `aud` of access tokens instead of the client id (an API audience), when set.
+    pub(crate) access_audience: Mutex<Option<Vec<String>>>,
     pub(crate) expires_in: Mutex<Option<Value>>,
     pub(crate) issued: Mutex<Vec<String>>,
     pub(crate) jwks_max_age: Mutex<Option<u64>>,
@@ -409,6 +411,12 @@ impl State {
         }
         if let Some(oid) = &user.organization_id {
             claims.insert("oid".into(), oid.clone().into());
+        }
+        if let Some(aud) = &*self.access_audience.lock().expect("audience lock") {
+            // developer-docs `authenticate/fsa/session-token-claims.mdx`, "Default access token
+            // claims": `"aud": ["https://api.your-app.com"]`, and no `client_id`.
+            claims.insert("aud".into(), json!(aud));
+            claims.remove("client_id");
         }
         let defect = *self.access_token_defect.lock().expect("defect lock");
         match defect {
@@ -861,6 +869,7 @@ impl TestProviderBuilder {
             token_failure: Mutex::new(None),
             id_token_defect: Mutex::new(None),
             access_token_defect: Mutex::new(None),
+            access_audience: Mutex::new(None),
             expires_in: Mutex::new(None),
             issued: Mutex::new(Vec::new()),
             jwks_max_age: Mutex::new(None),
@@ -1009,6 +1018,23 @@ impl TestProvider {
     /// Puts this defect into every access token issued from now on (`None`: well-formed).
     pub fn set_access_token_defect(&self, defect: Option<AccessTokenDefect>) {
         *self.state.access_token_defect.lock().expect("defect lock") = defect;
+    }
+
+    /// Issues access tokens for these API audiences instead of the client id (or, with `None`,
+    /// for the client again), as Scalekit does when an API audience is configured: `aud` names
+    /// the API and there is no `client_id` (developer-docs
+    /// `authenticate/fsa/session-token-claims.mdx`, "Default access token claims"). A layer
+    /// accepts them only with [`AuthConfig::audience`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let provider = tower_oidc_auth::testing::TestProvider::start().await;
+    /// provider.set_access_token_audience(Some(vec!["https://api.example.com".into()]));
+    /// # }
+    /// ```
+    pub fn set_access_token_audience(&self, audiences: Option<Vec<String>>) {
+        *self.state.access_audience.lock().expect("audience lock") = audiences;
     }
 
     /// Whether ID tokens carry `at_hash` (default on; it is optional in the code flow, and
@@ -1251,6 +1277,49 @@ impl TestProvider {
             "openid profile email offline_access",
             "sid-test",
         )
+    }
+
+    /// A machine-to-machine access token, as Scalekit issues one to an API client of
+    /// `organization_id` by the client-credentials grant: no `aud`, `sub` and `client_id` both
+    /// `client_id`, the granted scopes in a `scopes` array, a one-hour lifetime (developer-docs
+    /// `authenticate/m2m/api-auth-quickstart.mdx`, step 6 "Example decoded access token", and
+    /// step 2: `expiry` defaults to 3600 s). Signed with the current key. A layer accepts it as a
+    /// bearer token only with [`AuthConfig::accept_m2m_clients`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tower_oidc_auth::M2mClients;
+    /// let provider = tower_oidc_auth::testing::TestProvider::start().await;
+    /// let auth = provider
+    ///     .layer_builder("http://127.0.0.1:3000/auth/callback")
+    ///     .accept_m2m_clients(M2mClients::only(["m2morg_1"]))
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// let token = provider.m2m_access_token("m2morg_1", "org_1", &["deploy:applications"]);
+    /// # let _ = (auth, token);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn m2m_access_token(
+        &self,
+        client_id: &str,
+        organization_id: &str,
+        scopes: &[&str],
+    ) -> String {
+        let now = self.state.clock.now();
+        self.state.sign(&json!({
+            "client_id": client_id,
+            "exp": now + 3600,
+            "iat": now,
+            "iss": self.state.issuer,
+            "jti": format!("tkn_{}", crate::routes::random_token()),
+            "nbf": now,
+            "oid": organization_id,
+            "scopes": scopes,
+            "sub": client_id,
+        }))
     }
 
     /// An ID token for `user` (with this nonce), as the token endpoint would issue it.
