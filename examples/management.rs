@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use tower_oidc_auth::management::{ClientCredentials, ManagementClient};
+use tower_oidc_auth::management::{ClientCredentials, ManagementClient, ManagementError};
 use tower_oidc_auth::testing::TestProvider;
 use tower_oidc_auth::{AuthLayer, Claims, Provider};
 
@@ -56,8 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let provider = TestProvider::builder().start().await;
             let auth = provider.layer_builder(redirect).build().await?;
             let stand_in = stand_in_management_api().await?;
+            // The login becomes the `sub`; the Management API knows Scalekit user ids only.
             println!(
-                "Embedded test provider at {}; sign in with any login.",
+                "Embedded test provider at {}; sign in as usr_<anything>.",
                 provider.issuer()
             );
             _embedded = Some(provider);
@@ -109,8 +110,10 @@ async fn my_organizations(
         }
         Err(error) => {
             tracing::warn!(%error, "management API call failed");
-            let status = match error.status() {
-                Some(404) => StatusCode::NOT_FOUND,
+            let status = match (&error, error.status()) {
+                (ManagementError::NotAScalekitUser { .. }, _) | (_, Some(404)) => {
+                    StatusCode::NOT_FOUND
+                }
                 _ => StatusCode::BAD_GATEWAY,
             };
             (status, Json(json!({ "error": error.to_string() })))

@@ -6,6 +6,14 @@
 //! [`ManagementClient`] calls `<ENV_URL>/api/v1/...` with timeouts, bounded response sizes,
 //! retries for idempotent GETs on 429/5xx (honouring `Retry-After`), and typed errors.
 //!
+//! Requests follow Scalekit's OpenAPI specification (`openapi/scalekit.yaml` of
+//! `scalekit-inc/developer-docs`; a copy lives in this crate's `tests/fixtures/`, where contract
+//! tests check request bodies against its schemas and parse every response example it gives for
+//! the endpoints called here). Before any request, the client refuses what the API must not see:
+//! an id that is not exactly one URL path segment ([`ManagementError::InvalidId`]), a `page_size`
+//! outside the endpoint's bounds ([`ManagementError::InvalidPageSize`]), and a signed-in subject
+//! that is not a Scalekit user ([`ManagementError::NotAScalekitUser`]).
+//!
 //! ```no_run
 //! # async fn run(claims: tower_oidc_auth::Claims) -> Result<(), tower_oidc_auth::management::ManagementError> {
 //! use tower_oidc_auth::management::{ClientCredentials, ManagementClient};
@@ -18,6 +26,7 @@
 //! # let _ = user; Ok(()) }
 //! ```
 
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +42,13 @@ use serde_json::{Map, Value};
 
 use crate::claims::Claims;
 use crate::secret::Secret;
+
+/// The `x-api-version` header sent with every Management API call: the API version (a date,
+/// `YYYYMMDD`) Scalekit's own SDKs send. Taken from `apiVersion` in `src/core.ts` of
+/// `scalekit-inc/scalekit-sdk-node` v2.10.0 (commit `d1340116`, 2026-07-17; set by its commit
+/// `efd7293` "chore: set x-api-version to 20260716"), the newest of the official SDKs;
+/// `scalekit-sdk-go` v2.6.0 (`core.go`) sends the older `20260312`.
+pub const API_VERSION: &str = "20260716";
 
 /// What went wrong calling the Management API.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -65,6 +81,78 @@ pub enum ManagementError {
     /// The response was not the JSON expected.
     #[error("malformed management API response: {0}")]
     Malformed(String),
+    /// An id that goes into a URL path is not one path segment: it is empty, or has a character
+    /// outside `A-Z a-z 0-9 _ -` (such as `.`, `/`, `%`, `?`, `;`). `..` would otherwise climb to
+    /// another endpoint: `list_organization_users("..")` would list every user of the
+    /// environment. Refused before any request.
+    #[error(
+        "invalid {name} {}: an id in a Management API path is one or more of A-Z a-z 0-9 _ -",
+        Shown(id)
+    )]
+    InvalidId {
+        /// Which parameter: `organization_id`, `user_id`, `session_id`.
+        name: &'static str,
+        /// The id as given.
+        id: String,
+    },
+    /// A `page_size` outside the bounds Scalekit's specification gives for the endpoint (10 to
+    /// 100 for users and organizations, 1 to 100 for an organization's users). Refused before
+    /// any request.
+    #[error(
+        "page_size {page_size} is out of range for {operation}: it must be {}",
+        Bounds(*min, *max)
+    )]
+    InvalidPageSize {
+        /// The operation, as the specification names it (`UserService_ListUsers`).
+        operation: &'static str,
+        /// The page size asked for.
+        page_size: u32,
+        /// The smallest page size allowed.
+        min: u32,
+        /// The largest, if the specification states one.
+        max: Option<u32>,
+    },
+    /// The signed-in subject is not a Scalekit user id (`usr_...`), so the Management API has no
+    /// user for it. Under modular SSO (Scalekit SSO without its user management) the `sub` is
+    /// `<connection id>;<IdP user id>`, such as
+    /// `conn_70087756662964366;dcc62570-6a5a-4819-b11b-d33d110c7716`; a machine-to-machine
+    /// token's is its client (`m2morg_...`). Returned by [`ManagementClient::current_user`] and
+    /// [`ManagementClient::user_organizations`] without a request.
+    #[error(
+        "the signed-in subject {} is not a Scalekit user id (usr_...): modular SSO subjects \
+         (<connection id>;<IdP user id>) and machine clients have no Management API user",
+        Shown(sub)
+    )]
+    NotAScalekitUser {
+        /// The token's `sub`.
+        sub: String,
+    },
+}
+
+/// An outside value in an error message: quoted and escaped, cut to a length that keeps the
+/// message readable.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX_CHARS: usize = 64;
+        match self.0.char_indices().nth(MAX_CHARS) {
+            Some((cut, _)) => write!(f, "{:?}...", &self.0[..cut]),
+            None => write!(f, "{:?}", self.0),
+        }
+    }
+}
+
+/// `min to max`, or `at least min`.
+struct Bounds(u32, Option<u32>);
+
+impl fmt::Display for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(max) => write!(f, "{} to {max}", self.0),
+            None => write!(f, "at least {}", self.0),
+        }
+    }
 }
 
 impl ManagementError {
@@ -455,19 +543,35 @@ pub struct Session {
     pub extra: Map<String, Value>,
 }
 
-/// Roles to give a user in an organization, for creating or updating a membership.
+/// Roles and metadata to give a user in an organization, for creating or updating a membership.
+///
+/// [`ManagementClient::create_membership`] sends it as the specification's
+/// `v1usersCreateMembership` (`roles`, `metadata`, `inviter_email`);
+/// [`ManagementClient::update_membership`] as `v1usersUpdateMembership` (`roles` and
+/// `metadata` only).
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
 pub struct MembershipRequest {
     /// Role names.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleRef>,
-    /// Custom metadata.
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    pub metadata: Map<String, Value>,
-    /// Who invited the user (create only).
+    /// Custom metadata: strings only (the specification's `metadata` is a map of strings;
+    /// keys of 3 to 25 characters, values of 1 to 256).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Who invited the user. Sent when creating a membership only: the update has no such
+    /// field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inviter_email: Option<String>,
+}
+
+/// The body of `UserService_UpdateMembership` (`v1usersUpdateMembership`).
+#[derive(Serialize)]
+struct UpdateMembershipBody<'a> {
+    #[serde(skip_serializing_if = "<[RoleRef]>::is_empty")]
+    roles: &'a [RoleRef],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: &'a BTreeMap<String, String>,
 }
 
 impl MembershipRequest {
@@ -490,6 +594,109 @@ pub struct RoleRef {
     /// Role name.
     pub name: String,
 }
+
+/// A Management API path: literal parts written in this file and ids that passed [`checked_id`].
+/// The only way a path reaches [`ManagementClient::call`], so no id goes into a URL unchecked.
+#[derive(Debug, Clone)]
+struct ApiPath(String);
+
+impl ApiPath {
+    /// A path starting with a literal, such as `/users`.
+    fn new(literal: &'static str) -> Self {
+        Self(literal.to_owned())
+    }
+
+    /// Appends `/<id>`, if `id` is a valid path segment (`name` is for the error).
+    fn id(mut self, name: &'static str, id: &str) -> Result<Self, ManagementError> {
+        self.0.push('/');
+        self.0.push_str(checked_id(name, id)?);
+        Ok(self)
+    }
+
+    /// Appends a literal, such as `/sessions/revoke`.
+    fn then(mut self, literal: &'static str) -> Self {
+        self.0.push_str(literal);
+        self
+    }
+}
+
+/// `id` if it is one URL path segment made of `A-Z a-z 0-9 _ -`: never empty, never `.` or `..`
+/// (which a URL parser resolves, climbing to another endpoint), never a separator, a
+/// percent-escape, a query or a fragment. Every Scalekit id (`usr_...`, `org_...`, `ses_...`)
+/// is of this form.
+fn checked_id<'a>(name: &'static str, id: &'a str) -> Result<&'a str, ManagementError> {
+    let valid = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(id)
+    } else {
+        Err(ManagementError::InvalidId {
+            name,
+            id: id.to_owned(),
+        })
+    }
+}
+
+/// A list endpoint: its operation in the specification, the field holding its items, and the
+/// `page_size` bounds the specification states for it (in the parameter's description).
+struct ListEndpoint {
+    operation: &'static str,
+    field: &'static str,
+    min_page_size: u32,
+    max_page_size: Option<u32>,
+}
+
+impl ListEndpoint {
+    fn check(&self, page_size: u32) -> Result<(), ManagementError> {
+        let in_range = page_size >= self.min_page_size
+            && self.max_page_size.is_none_or(|max| page_size <= max);
+        if in_range {
+            Ok(())
+        } else {
+            Err(ManagementError::InvalidPageSize {
+                operation: self.operation,
+                page_size,
+                min: self.min_page_size,
+                max: self.max_page_size,
+            })
+        }
+    }
+}
+
+/// `GET /users`: "Must be between 10 and 100".
+const LIST_USERS: ListEndpoint = ListEndpoint {
+    operation: "UserService_ListUsers",
+    field: "users",
+    min_page_size: 10,
+    max_page_size: Some(100),
+};
+
+/// `GET /organizations`: "Must be between 10 and 100".
+const LIST_ORGANIZATIONS: ListEndpoint = ListEndpoint {
+    operation: "OrganizationService_ListOrganization",
+    field: "organizations",
+    min_page_size: 10,
+    max_page_size: Some(100),
+};
+
+/// `GET /organizations/{organization_id}/users`: "Valid range: 1-100".
+const LIST_ORGANIZATION_USERS: ListEndpoint = ListEndpoint {
+    operation: "UserService_ListOrganizationUsers",
+    field: "users",
+    min_page_size: 1,
+    max_page_size: Some(100),
+};
+
+/// `GET /users/{user_id}/sessions`: no bound stated ("defaults to a server-defined limit"). 0 is
+/// refused: it would silently mean that default.
+const LIST_USER_SESSIONS: ListEndpoint = ListEndpoint {
+    operation: "SessionService_GetUserSessions",
+    field: "sessions",
+    min_page_size: 1,
+    max_page_size: None,
+};
 
 /// Scalekit's Management API. `Clone` is a pointer copy: share it through axum state.
 #[derive(Clone)]
@@ -568,12 +775,12 @@ impl ManagementClient {
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
-        path: &str,
+        path: &ApiPath,
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<T, ManagementError> {
         let inner = &self.inner;
-        let mut url = format!("{}{path}", inner.base);
+        let mut url = format!("{}{}", inner.base, path.0);
         if !query.is_empty() {
             let q = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))
@@ -589,6 +796,7 @@ impl ManagementClient {
                 .request(method.clone(), &url)
                 .bearer_auth(token.expose())
                 .header(http::header::ACCEPT, "application/json")
+                .header("x-api-version", API_VERSION)
                 .timeout(inner.timeout);
             if let Some(body) = body {
                 request = request
@@ -635,49 +843,51 @@ impl ManagementClient {
         }
     }
 
-    async fn get<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> Result<T, ManagementError> {
-        self.call(Method::GET, path, query, None).await
+    async fn get<T: DeserializeOwned>(&self, path: &ApiPath) -> Result<T, ManagementError> {
+        self.call(Method::GET, path, &[], None).await
     }
 
-    /// Walks every page of a list endpoint.
+    /// Walks every page of a list endpoint. An invalid path or page size is the stream's only
+    /// item, before any request.
     fn pages<T: DeserializeOwned + Send + 'static>(
         &self,
-        path: String,
-        field: &'static str,
+        path: Result<ApiPath, ManagementError>,
+        endpoint: &'static ListEndpoint,
         page_size: u32,
     ) -> impl Stream<Item = Result<T, ManagementError>> + Send + 'static {
-        let client = self.clone();
-        let state = (
-            client,
-            Some(String::new()),
-            std::collections::VecDeque::<T>::new(),
-        );
-        stream::unfold(state, move |(client, mut token, mut buffer)| {
+        let (path, refused) = match path.and_then(|p| endpoint.check(page_size).map(|()| p)) {
+            Ok(path) => (Some(path), None),
+            Err(e) => (None, Some(e)),
+        };
+        // The next page's token: `Some("")` for the first page, `None` when done.
+        let token = path.as_ref().map(|_| String::new());
+        let state = (self.clone(), refused, token, VecDeque::<T>::new());
+        stream::unfold(state, move |(client, refused, mut token, mut buffer)| {
             let path = path.clone();
             async move {
+                if let Some(e) = refused {
+                    return Some((Err(e), (client, None, None, buffer)));
+                }
+                let path = path?;
                 loop {
                     if let Some(item) = buffer.pop_front() {
-                        return Some((Ok(item), (client, token, buffer)));
+                        return Some((Ok(item), (client, None, token, buffer)));
                     }
                     let page_token = token.take()?;
                     let mut query = vec![("page_size", page_size.to_string())];
                     if !page_token.is_empty() {
                         query.push(("page_token", page_token));
                     }
-                    let page: Value = match client.get(&path, &query).await {
+                    let page: Value = match client.call(Method::GET, &path, &query, None).await {
                         Ok(v) => v,
-                        Err(e) => return Some((Err(e), (client, None, buffer))),
+                        Err(e) => return Some((Err(e), (client, None, None, buffer))),
                     };
-                    match page_items::<T>(&page, field) {
+                    match page_items::<T>(&page, endpoint.field) {
                         Ok((items, next)) => {
                             buffer.extend(items);
                             token = next;
                         }
-                        Err(e) => return Some((Err(e), (client, None, buffer))),
+                        Err(e) => return Some((Err(e), (client, None, None, buffer))),
                     }
                 }
             }
@@ -686,102 +896,115 @@ impl ManagementClient {
 
     // ---- users ----
 
-    /// `GET /users/{id}`.
+    /// `GET /users/{id}` (`UserService_GetUser`).
     pub async fn get_user(&self, id: &str) -> Result<User, ManagementError> {
-        let v: Value = self.get(&format!("/users/{}", seg(id)), &[]).await?;
+        let v: Value = self.get(&ApiPath::new("/users").id("user_id", id)?).await?;
         field(v, "user")
     }
 
-    /// `GET /users`, every page.
+    /// `GET /users` (`UserService_ListUsers`), every page. `page_size` is 10 to 100; outside
+    /// that the stream's only item is [`ManagementError::InvalidPageSize`].
     pub fn list_users(
         &self,
         page_size: u32,
     ) -> impl Stream<Item = Result<User, ManagementError>> + Send + 'static {
-        self.pages("/users".into(), "users", page_size)
+        self.pages(Ok(ApiPath::new("/users")), &LIST_USERS, page_size)
     }
 
     // ---- organizations ----
 
-    /// `GET /organizations/{id}`.
+    /// `GET /organizations/{id}` (`OrganizationService_GetOrganization`).
     pub async fn get_organization(&self, id: &str) -> Result<Organization, ManagementError> {
         let v: Value = self
-            .get(&format!("/organizations/{}", seg(id)), &[])
+            .get(&ApiPath::new("/organizations").id("organization_id", id)?)
             .await?;
         field(v, "organization")
     }
 
-    /// `GET /organizations`, every page.
+    /// `GET /organizations` (`OrganizationService_ListOrganization`), every page. `page_size`
+    /// is 10 to 100; outside that the stream's only item is
+    /// [`ManagementError::InvalidPageSize`].
     pub fn list_organizations(
         &self,
         page_size: u32,
     ) -> impl Stream<Item = Result<Organization, ManagementError>> + Send + 'static {
-        self.pages("/organizations".into(), "organizations", page_size)
+        self.pages(
+            Ok(ApiPath::new("/organizations")),
+            &LIST_ORGANIZATIONS,
+            page_size,
+        )
     }
 
-    /// `GET /organizations/{id}/users`, every page.
+    /// `GET /organizations/{id}/users` (`UserService_ListOrganizationUsers`), every page.
+    /// `page_size` is 1 to 100. An invalid id or page size is the stream's only item.
     pub fn list_organization_users(
         &self,
         organization_id: &str,
         page_size: u32,
     ) -> impl Stream<Item = Result<User, ManagementError>> + Send + 'static {
-        self.pages(
-            format!("/organizations/{}/users", seg(organization_id)),
-            "users",
-            page_size,
-        )
+        let path = ApiPath::new("/organizations")
+            .id("organization_id", organization_id)
+            .map(|p| p.then("/users"));
+        self.pages(path, &LIST_ORGANIZATION_USERS, page_size)
     }
 
     // ---- memberships ----
 
-    /// `POST /memberships/organizations/{org}/users/{user}`: adds a user to an organization.
-    /// Not retried.
+    fn membership_path(organization_id: &str, user_id: &str) -> Result<ApiPath, ManagementError> {
+        ApiPath::new("/memberships/organizations")
+            .id("organization_id", organization_id)?
+            .then("/users")
+            .id("user_id", user_id)
+    }
+
+    /// `POST /memberships/organizations/{org}/users/{user}` (`UserService_CreateMembership`):
+    /// adds an existing user to an organization. Not retried.
+    ///
+    /// `send_invitation_email` says whether Scalekit e-mails the user an invitation. The API
+    /// sends one unless told otherwise (the parameter "defaults to true"); this client always
+    /// says which.
     pub async fn create_membership(
         &self,
         organization_id: &str,
         user_id: &str,
         request: &MembershipRequest,
+        send_invitation_email: bool,
     ) -> Result<User, ManagementError> {
+        let path = Self::membership_path(organization_id, user_id)?;
         let body =
             serde_json::to_value(request).map_err(|e| ManagementError::Malformed(e.to_string()))?;
-        let path = format!(
-            "/memberships/organizations/{}/users/{}",
-            seg(organization_id),
-            seg(user_id)
-        );
-        let v: Value = self.call(Method::POST, &path, &[], Some(&body)).await?;
+        let query = [("send_invitation_email", send_invitation_email.to_string())];
+        let v: Value = self.call(Method::POST, &path, &query, Some(&body)).await?;
         field(v, "user")
     }
 
-    /// `PATCH /memberships/organizations/{org}/users/{user}`: changes roles or metadata.
+    /// `PATCH /memberships/organizations/{org}/users/{user}` (`UserService_UpdateMembership`):
+    /// changes roles or metadata. `request.inviter_email` is not sent (the update has no such
+    /// field).
     pub async fn update_membership(
         &self,
         organization_id: &str,
         user_id: &str,
         request: &MembershipRequest,
     ) -> Result<User, ManagementError> {
-        let body =
-            serde_json::to_value(request).map_err(|e| ManagementError::Malformed(e.to_string()))?;
-        let path = format!(
-            "/memberships/organizations/{}/users/{}",
-            seg(organization_id),
-            seg(user_id)
-        );
+        let path = Self::membership_path(organization_id, user_id)?;
+        let body = serde_json::to_value(UpdateMembershipBody {
+            roles: &request.roles,
+            metadata: &request.metadata,
+        })
+        .map_err(|e| ManagementError::Malformed(e.to_string()))?;
         let v: Value = self.call(Method::PATCH, &path, &[], Some(&body)).await?;
         field(v, "user")
     }
 
-    /// `DELETE /memberships/organizations/{org}/users/{user}`: removes a user from an
-    /// organization.
+    /// `DELETE /memberships/organizations/{org}/users/{user}` (`UserService_DeleteMembership`):
+    /// removes a user from an organization.
     pub async fn delete_membership(
         &self,
         organization_id: &str,
         user_id: &str,
     ) -> Result<(), ManagementError> {
-        let path = format!(
-            "/memberships/organizations/{}/users/{}",
-            seg(organization_id),
-            seg(user_id)
-        );
+        let path = Self::membership_path(organization_id, user_id)?;
         let _: Value = self.call(Method::DELETE, &path, &[], None).await?;
         Ok(())
     }
@@ -794,6 +1017,7 @@ impl ManagementClient {
         user_id: &str,
         organization_id: &str,
     ) -> Result<(Vec<Role>, Vec<String>), ManagementError> {
+        checked_id("organization_id", organization_id)?;
         let user = self.get_user(user_id).await?;
         Ok(user
             .memberships
@@ -803,57 +1027,62 @@ impl ManagementClient {
             .unwrap_or_default())
     }
 
-    /// `GET /organizations/{id}/roles`: the roles available in an organization.
+    /// `GET /organizations/{id}/roles` (`RolesService_ListOrganizationRoles`): the roles
+    /// available in an organization.
     pub async fn list_organization_roles(
         &self,
         organization_id: &str,
     ) -> Result<Vec<Role>, ManagementError> {
-        let v: Value = self
-            .get(
-                &format!("/organizations/{}/roles", seg(organization_id)),
-                &[],
-            )
-            .await?;
+        let path = ApiPath::new("/organizations")
+            .id("organization_id", organization_id)?
+            .then("/roles");
+        let v: Value = self.get(&path).await?;
         field(v, "roles")
     }
 
-    /// `GET /roles`: every role of the environment.
+    /// `GET /roles` (`RolesService_ListRoles`): every role of the environment.
     pub async fn list_roles(&self) -> Result<Vec<Role>, ManagementError> {
-        let v: Value = self.get("/roles", &[]).await?;
+        let v: Value = self.get(&ApiPath::new("/roles")).await?;
         field(v, "roles")
     }
 
     // ---- sessions ----
 
-    /// `GET /sessions/{id}`.
+    /// `GET /sessions/{id}` (`SessionService_GetSession`).
     pub async fn get_session(&self, session_id: &str) -> Result<Session, ManagementError> {
-        self.get(&format!("/sessions/{}", seg(session_id)), &[])
+        self.get(&ApiPath::new("/sessions").id("session_id", session_id)?)
             .await
     }
 
-    /// `POST /sessions/{id}/revoke`.
+    /// `POST /sessions/{id}/revoke` (`SessionService_RevokeSession`).
     pub async fn revoke_session(&self, session_id: &str) -> Result<(), ManagementError> {
-        let path = format!("/sessions/{}/revoke", seg(session_id));
+        let path = ApiPath::new("/sessions")
+            .id("session_id", session_id)?
+            .then("/revoke");
         let _: Value = self.call(Method::POST, &path, &[], None).await?;
         Ok(())
     }
 
-    /// `GET /users/{id}/sessions`, every page.
+    /// `GET /users/{id}/sessions` (`SessionService_GetUserSessions`), every page. The
+    /// specification states no bound for `page_size` beyond a server-defined default; 0 is
+    /// refused. An invalid id or page size is the stream's only item.
     pub fn list_user_sessions(
         &self,
         user_id: &str,
         page_size: u32,
     ) -> impl Stream<Item = Result<Session, ManagementError>> + Send + 'static {
-        self.pages(
-            format!("/users/{}/sessions", seg(user_id)),
-            "sessions",
-            page_size,
-        )
+        let path = ApiPath::new("/users")
+            .id("user_id", user_id)
+            .map(|p| p.then("/sessions"));
+        self.pages(path, &LIST_USER_SESSIONS, page_size)
     }
 
-    /// `POST /users/{id}/sessions/revoke`: ends every session of the user. Returns how many.
+    /// `POST /users/{id}/sessions/revoke` (`SessionService_RevokeAllUserSessions`): ends every
+    /// session of the user. Returns how many.
     pub async fn revoke_user_sessions(&self, user_id: &str) -> Result<u64, ManagementError> {
-        let path = format!("/users/{}/sessions/revoke", seg(user_id));
+        let path = ApiPath::new("/users")
+            .id("user_id", user_id)?
+            .then("/sessions/revoke");
         let v: Value = self.call(Method::POST, &path, &[], None).await?;
         Ok(v.get("total_revoked").and_then(Value::as_u64).unwrap_or(0))
     }
@@ -861,16 +1090,33 @@ impl ManagementClient {
     // ---- fit with the layer ----
 
     /// The signed-in user: `GET /users/{sub}`.
+    ///
+    /// The `sub` must be a Scalekit user id (`usr_...`, as with Scalekit's user management,
+    /// "Full-Stack Auth"); otherwise [`ManagementError::NotAScalekitUser`], without a request.
+    /// Under modular SSO the `sub` is `<connection id>;<IdP user id>` and there is no user to
+    /// fetch: use the token's own claims (`email`, `oid`) instead.
     pub async fn current_user(&self, claims: &Claims) -> Result<User, ManagementError> {
-        self.get_user(&claims.sub).await
+        self.get_user(scalekit_user_id(&claims.sub)?).await
     }
 
-    /// The signed-in user's organizations, with their roles and permissions.
+    /// The signed-in user's organizations, with their roles and permissions. The same
+    /// requirement on the `sub` as [`current_user`](Self::current_user).
     pub async fn user_organizations(
         &self,
         claims: &Claims,
     ) -> Result<Vec<Membership>, ManagementError> {
         Ok(self.current_user(claims).await?.memberships)
+    }
+}
+
+/// `sub` if it is a Scalekit user id: `usr_` and more, a valid path segment. The specification
+/// says user ids "must start with 'usr_'" (`UserService_CreateMembership`'s `id` parameter).
+fn scalekit_user_id(sub: &str) -> Result<&str, ManagementError> {
+    match checked_id("user_id", sub) {
+        Ok(id) if id.strip_prefix("usr_").is_some_and(|rest| !rest.is_empty()) => Ok(id),
+        _ => Err(ManagementError::NotAScalekitUser {
+            sub: sub.to_owned(),
+        }),
     }
 }
 
@@ -947,13 +1193,6 @@ impl ManagementClientBuilder {
     }
 }
 
-/// A path segment, percent-encoded.
-fn seg(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
-
 pub(crate) fn field<T: DeserializeOwned>(mut v: Value, name: &str) -> Result<T, ManagementError> {
     let inner = v.get_mut(name).map(Value::take).unwrap_or(Value::Null);
     serde_json::from_value(inner).map_err(|e| ManagementError::Malformed(format!("{name}: {e}")))
@@ -1023,6 +1262,140 @@ fn api_error(status: http::StatusCode, body: &[u8]) -> ManagementError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An id `checked_id` accepts stays exactly one path segment once in a URL: nothing
+        /// resolved, decoded or cut off. Anything else is refused.
+        #[test]
+        fn accepted_ids_stay_one_path_segment(id in "\\PC{0,12}|[A-Za-z0-9_.%/;?#-]{0,12}") {
+            let url = format!("https://env.example.com/api/v1/organizations/{id}/users");
+            match checked_id("organization_id", &id) {
+                Ok(checked) => {
+                    prop_assert_eq!(checked, id.as_str());
+                    let parsed = url::Url::parse(&url).unwrap();
+                    let expected = format!("/api/v1/organizations/{id}/users");
+                    prop_assert_eq!(parsed.path(), expected.as_str());
+                    prop_assert_eq!(parsed.query(), None);
+                    prop_assert_eq!(parsed.fragment(), None);
+                }
+                Err(ManagementError::InvalidId { name, id: refused }) => {
+                    prop_assert_eq!(name, "organization_id");
+                    prop_assert_eq!(refused, id);
+                }
+                Err(other) => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ids_in_paths() {
+        for good in [
+            "usr_1",
+            "org_59615193906282635",
+            "ses_1234567890123456",
+            "a",
+            "A-z_9",
+        ] {
+            assert_eq!(checked_id("id", good).unwrap(), good);
+        }
+        for bad in [
+            "", ".", "..", "a/b", "a%2F", "a b", "a;b", "a?b", "a#b", "\u{e9}", "a\0",
+        ] {
+            assert!(
+                matches!(
+                    checked_id("id", bad),
+                    Err(ManagementError::InvalidId { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let path = ApiPath::new("/users")
+            .id("user_id", "usr_1")
+            .unwrap()
+            .then("/sessions/revoke");
+        assert_eq!(path.0, "/users/usr_1/sessions/revoke");
+        assert!(ApiPath::new("/users").id("user_id", "..").is_err());
+    }
+
+    /// An outside value in an error message is quoted, escaped and cut.
+    #[test]
+    fn errors_show_outside_values_briefly() {
+        let long = "x".repeat(10_000);
+        let message = checked_id("user_id", &format!("{long}/"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 200, "{message}");
+        assert!(message.starts_with(&format!("invalid user_id \"{}\"...", "x".repeat(64))));
+        let message = checked_id("user_id", "a\nb").unwrap_err().to_string();
+        assert!(
+            message.starts_with(r#"invalid user_id "a\nb":"#),
+            "{message}"
+        );
+    }
+
+    /// `sub`s of Scalekit's docs: Full-Stack Auth users (`usr_...`, developer-docs
+    /// `authenticate/fsa/session-token-claims.mdx`), modular SSO (`conn_...;...`,
+    /// `authenticate/sso/add-modular-sso.mdx`, `guides/idtoken-claims.mdx`,
+    /// `guides/user-auth/modular-social-logins.mdx`), M2M clients (`m2morg_...`,
+    /// `authenticate/m2m/api-auth-quickstart.mdx`).
+    #[test]
+    fn only_scalekit_user_ids_are_current_users() {
+        assert_eq!(
+            scalekit_user_id("usr_96194455173923084").unwrap(),
+            "usr_96194455173923084"
+        );
+        for sub in [
+            "conn_70087756662964366;dcc62570-6a5a-4819-b11b-d33d110c7716",
+            "conn_17576372041941092;google-oauth2|104630259163176101050",
+            "conn_92847563920187364;alice.smith@example.com",
+            "m2morg_68315758685323697",
+            "usr_1;x",
+            "usr_",
+            "",
+        ] {
+            match scalekit_user_id(sub) {
+                Err(ManagementError::NotAScalekitUser { sub: s }) => assert_eq!(s, sub),
+                other => panic!("{sub:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn page_size_bounds() {
+        for (endpoint, ok, refused) in [
+            (
+                &LIST_USERS,
+                &[10, 55, 100][..],
+                &[0, 1, 9, 101, u32::MAX][..],
+            ),
+            (&LIST_ORGANIZATIONS, &[10, 100], &[0, 9, 101]),
+            (&LIST_ORGANIZATION_USERS, &[1, 100], &[0, 101]),
+            (&LIST_USER_SESSIONS, &[1, 100, u32::MAX], &[0]),
+        ] {
+            for &size in ok {
+                assert!(
+                    endpoint.check(size).is_ok(),
+                    "{} {size}",
+                    endpoint.operation
+                );
+            }
+            for &size in refused {
+                assert!(
+                    matches!(
+                        endpoint.check(size),
+                        Err(ManagementError::InvalidPageSize { page_size, .. }) if page_size == size
+                    ),
+                    "{} {size}",
+                    endpoint.operation
+                );
+            }
+        }
+        assert_eq!(
+            LIST_USER_SESSIONS.check(0).unwrap_err().to_string(),
+            "page_size 0 is out of range for SessionService_GetUserSessions: it must be at least 1"
+        );
+    }
 
     /// Found by the `management_json` fuzz target: `"expires_in": 18446744073709551615` in the
     /// token endpoint's answer made `Instant::now() + lifetime` panic.
