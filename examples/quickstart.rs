@@ -102,6 +102,12 @@ fn provider_from_env(redirect_url: &str) -> Result<AuthConfig, Box<dyn std::erro
         .client_id(id)
         .client_secret(secret)
         .redirect_url(redirect_url);
+    // Access tokens for an API audience (Scalekit), comma-separated.
+    for aud in var("SCALEKIT_API_AUDIENCE").split(',').map(str::trim) {
+        if !aud.is_empty() {
+            cfg = cfg.audience(aud);
+        }
+    }
     match std::env::var("AUTH_COOKIE_KEY") {
         Ok(keys) => {
             for k in keys.split(',') {

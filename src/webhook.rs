@@ -565,7 +565,7 @@ mod tests {
 
     #[test]
     fn good_bad_stale_and_multiple_signatures() {
-        let body = br#"{"type":"user.logout","data":{"user_id":"usr_1"}}"#;
+        let body = br#"{"id":"evt_1","type":"organization.created","data":{}}"#;
         let sig = sign_webhook(SECRET, "msg_1", 1000, body).unwrap();
         assert_eq!(
             verify_webhook_at(SECRET, &headers("msg_1", 1000, &sig), body, 1000),
@@ -710,7 +710,7 @@ mod tests {
     /// tolerance check passed.
     #[test]
     fn extreme_timestamps_are_refused_without_overflow() {
-        let body = br#"{"type":"user.logout"}"#;
+        let body = br#"{"id":"evt_1","type":"organization.created"}"#;
         let (min, max) = (i64::MIN, i64::MAX);
         let cases = [
             (min, 1_700_000_000, false),
