@@ -404,6 +404,9 @@ pub fn target_webhook(data: &[u8]) {
         return;
     };
     let shared = fuzz_shared();
+    if let Some(hooks) = &shared.settings.webhooks {
+        hooks.forget_deliveries();
+    }
     let mut headers = http::HeaderMap::new();
     if mode % 2 == 0 {
         let mut parts = rest.splitn(4, |b| *b == b'\n');

@@ -199,6 +199,27 @@ pub(crate) fn confirm_logout(logout_path: &str, cancel: &str) -> Page {
     html_page(StatusCode::OK, html)
 }
 
+/// Asks a signed-in user before an IdP-initiated login from another site replaces their session.
+/// "Continue" submits the same token from the app's own page (a same-origin request, which the
+/// login route honours); "Stay signed in" goes back to the app.
+pub(crate) fn confirm_idp_login(login_path: &str, token: &str, cancel: &str) -> Page {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Switch account?</title></head><body><h1>Switch account?</h1>\
+         <p>You are already signed in. A sign-in started at your organization's identity \
+         provider would replace this session. Continue only if you started it.</p>\
+         <form method=\"get\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"idp_initiated_login\" value=\"{token}\">\
+         <button type=\"submit\">Continue</button> \
+         <a href=\"{cancel}\">Stay signed in</a></form></body></html>",
+        action = escape(login_path),
+        token = escape(token),
+        cancel = escape(cancel),
+    );
+    html_page(StatusCode::OK, html)
+}
+
 /// An HTML page of the layer's own: never stored, never framed (its buttons and links cannot
 /// be clickjacked).
 fn html_page(status: StatusCode, html: String) -> Page {

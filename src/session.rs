@@ -424,6 +424,14 @@ impl RevocationKeys {
     }
 }
 
+/// Whether the request carries a session of this layer that opens and was not revoked (its
+/// tokens are not checked: a session that merely expired still belongs to someone).
+pub(crate) fn has_session(shared: &Shared, headers: &HeaderMap) -> bool {
+    let cookies = shared.cookies.read(headers);
+    read_session(shared, &cookies)
+        .is_ok_and(|open| !open.revocation.revoked(shared.revocations.as_ref()))
+}
+
 fn read_session(
     shared: &Shared,
     cookies: &RequestCookies<'_>,

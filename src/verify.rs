@@ -495,19 +495,24 @@ impl Verifier {
         claims: &Map<String, Value>,
         now: i64,
     ) -> Result<IdpLogin, VerifyError> {
-        if looks_like_id_token(claims) || claims.contains_key("events") {
+        // Other tokens of the environment are signed with the same keys. The IdP-initiated
+        // login token of the docs carries no subject, client, session or scope: a token with
+        // any of them (a user's or a machine's access token, perhaps with custom claims named
+        // `organization_id`) is not one, whatever else it carries.
+        const ACCESS_MARKERS: [&str; 6] = ["sub", "client_id", "azp", "sid", "scope", "scopes"];
+        if looks_like_id_token(claims)
+            || claims.contains_key("events")
+            || ACCESS_MARKERS.iter().any(|k| claims.contains_key(*k))
+        {
             return Err(VerifyError::NotAnIdpLoginToken);
         }
-        let exp = claims
-            .get("exp")
-            .ok_or(VerifyError::Missing("exp"))
-            .and_then(numeric_date)?;
-        let nbf = claims.get("nbf").map(numeric_date).transpose()?;
-        let iat = claims.get("iat").map(numeric_date).transpose()?;
-        self.check_times(exp, nbf, now)?;
-        if iat.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
-            return Err(VerifyError::IssuedInFuture);
+        // The docs' token names no audience; one that names another is someone else's.
+        if claims.contains_key("aud") && !audiences(claims).contains(&self.client_id.as_str()) {
+            return Err(VerifyError::Audience);
         }
+        let times = Times::of(claims)?;
+        self.check_times(times.exp()?, times.nbf, now)?;
+        self.check_iat(times.iat, now)?;
         let text = |name: &str| -> Result<Option<String>, VerifyError> {
             match claims.get(name) {
                 None | Some(Value::Null) => Ok(None),
@@ -547,16 +552,19 @@ impl Verifier {
         if !audiences(claims).contains(&self.client_id.as_str()) {
             return Err(VerifyError::Audience);
         }
-        let iat = required_i64(claims, "iat")?;
-        if iat > now.saturating_add(self.leeway) {
-            return Err(VerifyError::IssuedInFuture);
-        }
+        let times = Times::of(claims)?;
+        let iat = times.iat.ok_or(VerifyError::Missing("iat"))?;
+        self.check_iat(Some(iat), now)?;
         if now.saturating_sub(iat) > max_age.saturating_add(self.leeway) {
             return Err(VerifyError::TooOld);
         }
-        if let Some(exp) = claims.get("exp") {
-            let exp = exp.as_i64().ok_or(VerifyError::Malformed)?;
-            self.check_times(exp, None, now)?;
+        if let Some(exp) = times.exp {
+            self.check_times(exp, times.nbf, now)?;
+        } else if times
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
+            return Err(VerifyError::NotYetValid);
         }
         claims
             .get("jti")
@@ -623,12 +631,10 @@ impl Verifier {
             return Err(VerifyError::AuthorizedParty);
         }
         required_str(&claims, "sub")?;
-        let exp = required_i64(&claims, "exp")?;
-        let iat = required_i64(&claims, "iat")?;
-        self.check_times(exp, claims.get("nbf").and_then(Value::as_i64), now)?;
-        if iat > now.saturating_add(self.leeway) {
-            return Err(VerifyError::IssuedInFuture);
-        }
+        let times = Times::of(&claims)?;
+        let iat = times.iat.ok_or(VerifyError::Missing("iat"))?;
+        self.check_times(times.exp()?, times.nbf, now)?;
+        self.check_iat(Some(iat), now)?;
         if now.saturating_sub(iat) > self.id_token_max_age.saturating_add(self.leeway) {
             return Err(VerifyError::TooOld);
         }
@@ -751,20 +757,23 @@ impl Verifier {
             Reach::SessionOnly
         };
         required_str(claims, "sub")?;
-        let exp = required_i64(claims, "exp")?;
-        let nbf = claims.get("nbf").and_then(Value::as_i64);
+        let times = Times::of(claims)?;
+        let (exp, nbf) = (times.exp()?, times.nbf);
         self.check_times(exp, nbf, now)?;
-        if let Some(iat) = claims.get("iat").and_then(Value::as_i64) {
-            if iat > now.saturating_add(self.leeway) {
-                return Err(VerifyError::IssuedInFuture);
-            }
-        }
+        self.check_iat(times.iat, now)?;
         Ok((exp, nbf, reach))
     }
 
     /// The access-token claim checks alone (fuzz targets).
     pub(crate) fn check_claims_for_fuzzing(&self, claims: &Map<String, Value>) -> bool {
         self.check_access(claims, self.clock.now()).is_ok()
+    }
+
+    fn check_iat(&self, iat: Option<i64>, now: i64) -> Result<(), VerifyError> {
+        if iat.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
+            return Err(VerifyError::IssuedInFuture);
+        }
+        Ok(())
     }
 
     fn check_times(&self, exp: i64, nbf: Option<i64>, now: i64) -> Result<(), VerifyError> {
@@ -861,6 +870,36 @@ fn token_hash(alg: Algorithm, token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
 }
 
+/// The time claims of a token, read the same way for every kind of token: each present one
+/// must be a NumericDate. A present claim that is not (a string, an object) makes the token
+/// malformed; it is never skipped as if it were absent. `null` counts as absent.
+struct Times {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+impl Times {
+    fn of(claims: &Map<String, Value>) -> Result<Self, VerifyError> {
+        let read = |name: &str| {
+            claims
+                .get(name)
+                .filter(|v| !v.is_null())
+                .map(numeric_date)
+                .transpose()
+        };
+        Ok(Self {
+            exp: read("exp")?,
+            nbf: read("nbf")?,
+            iat: read("iat")?,
+        })
+    }
+
+    fn exp(&self) -> Result<i64, VerifyError> {
+        self.exp.ok_or(VerifyError::Missing("exp"))
+    }
+}
+
 /// A NumericDate (RFC 7519, section 2): seconds since the epoch, possibly with a fraction,
 /// which is dropped. Anything else is malformed.
 fn numeric_date(v: &Value) -> Result<i64, VerifyError> {
@@ -881,13 +920,6 @@ fn required_str<'a>(
     claims
         .get(name)
         .and_then(Value::as_str)
-        .ok_or(VerifyError::Missing(name))
-}
-
-fn required_i64(claims: &Map<String, Value>, name: &'static str) -> Result<i64, VerifyError> {
-    claims
-        .get(name)
-        .and_then(Value::as_i64)
         .ok_or(VerifyError::Missing(name))
 }
 

@@ -361,9 +361,11 @@ async fn idp_login_claims_cannot_inject_authorize_parameters() {
             "organization_id": "org_1&prompt=none&redirect_uri=https://evil.example/cb",
             "connection_id": "conn_1\r\nSet-Cookie: x=y",
             "login_hint": "a@b.example#&scope=openid%20admin",
-            "prompt": "none", "redirect_uri": "https://evil.example/cb", "scope": "admin",
+            // (`scope` and `client_id` are left out: a token carrying them is an access token
+            // and refused outright, see `idp_login_refuses_a_user_access_token_with_custom_claims`.)
+            "prompt": "none", "redirect_uri": "https://evil.example/cb",
             "state": "attacker-state", "nonce_": "x", "response_type": "token",
-            "code_challenge": "attacker", "client_id": "evil", "domain_hint": "evil.example",
+            "code_challenge": "attacker", "domain_hint": "evil.example",
             "provider": "evil", "response_mode": "form_post", "request_uri": "https://evil/",
         }),
     ));

@@ -200,6 +200,20 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                     );
                 }
             };
+            // Login CSRF: anyone can obtain such a token for an organization whose identity
+            // provider they control, and send it to a victim. A browser without a session is
+            // in the same place as with any IdP-initiated SSO; a signed-in user is asked before
+            // a link from another site replaces their session.
+            if !is_same_origin(&parts.headers, &settings.origin)
+                && crate::session::has_session(&shared, &parts.headers)
+            {
+                tracing::debug!("cross-site IdP-initiated login over a session: asking first");
+                return crate::responses::confirm_idp_login(
+                    &settings.login_path,
+                    token,
+                    &settings.default_return,
+                );
+            }
             return_to = login
                 .relay_state
                 .as_deref()

@@ -566,3 +566,55 @@ async fn login_url_follows_the_configured_base_path() {
         "a b@example.com"
     );
 }
+
+/// A signed-in user whom another site sends to an IdP-initiated login (anyone can obtain such a
+/// token for an organization whose identity provider they run) is asked before the session is
+/// replaced. "Continue" submits the same token from the app's own page and proceeds; "Stay
+/// signed in" keeps the session. Without a session, or from the app's own pages, there is no
+/// question (that is the flow Scalekit drives).
+#[tokio::test]
+async fn a_signed_in_user_is_asked_before_a_cross_site_idp_login_replaces_the_session() {
+    let s = setup().await;
+    let url = s
+        .provider
+        .idp_initiated_login_url("/auth/login", &login_claims().relay_state("/me"));
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+
+    let resp = send(&s.app, &mut jar, from_scalekit(&url)).await;
+    assert_eq!(resp.status(), StatusCode::OK, "a question, not a redirect");
+    assert!(resp.headers().get(header::LOCATION).is_none());
+    assert_eq!(resp.headers()[header::X_FRAME_OPTIONS], "DENY");
+    let page = body_string(resp).await;
+    assert!(page.contains("Switch account?"), "{page}");
+    // The form carries the token back to the login route, from the app's own page.
+    let token = url.split("idp_initiated_login=").nth(1).unwrap();
+    let token = url::form_urlencoded::parse(format!("t={token}").as_bytes())
+        .next()
+        .unwrap()
+        .1
+        .into_owned();
+    assert!(page.contains(&format!("value=\"{token}\"")), "{page}");
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::OK,
+        "the session is untouched"
+    );
+
+    // Continue: the same URL from the app's own page goes to the provider.
+    let resp = send(&s.app, &mut jar, same_origin(&url)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(
+        location(&resp).contains("/oauth/authorize?"),
+        "{}",
+        location(&resp)
+    );
+
+    // Without a session there is no question.
+    let mut fresh = Jar::default();
+    let resp = send(&s.app, &mut fresh, from_scalekit(&url)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+}
