@@ -10,7 +10,7 @@
 //! (`UserLogoutEvent` / `UserAuthEventData`: `data.user_session.session_id`) follow Scalekit's
 //! OpenAPI specification, section `webhooks:`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -343,10 +343,21 @@ enum DeliveryState {
 
 #[derive(Debug, Default)]
 struct DeliveryLog {
-    /// Delivery id: its state and when it may be forgotten.
+    /// Delivery id: its state and until when it is remembered. Nothing else is kept per
+    /// delivery, so replays of a delivery that keeps failing cost no memory.
     entries: HashMap<String, (DeliveryState, i64)>,
-    /// Ids in the order they arrived, with when they may be forgotten.
-    order: VecDeque<(i64, String)>,
+    /// When expired entries are next swept out.
+    next_sweep: i64,
+    /// The last time a sweep ran (a full log sweeps at most once a second).
+    last_sweep: i64,
+}
+
+impl DeliveryLog {
+    fn sweep(&mut self, now: i64) {
+        self.entries.retain(|_, (_, until)| *until > now);
+        self.last_sweep = now;
+        self.next_sweep = now.saturating_add(REMEMBER_SECS);
+    }
 }
 
 /// Whether a delivery is new.
@@ -365,33 +376,26 @@ struct Deliveries(Mutex<DeliveryLog>);
 impl Deliveries {
     fn begin(&self, id: &str, now: i64) -> Begin {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some((until, _)) = log.order.front() {
-            // An entry may outlive its slot when the clock moves back; keep order by expiry.
-            if *until > now {
-                break;
-            }
-            let Some((until, old)) = log.order.pop_front() else {
-                break;
-            };
-            if log.entries.get(&old).is_some_and(|(_, u)| *u == until) {
-                log.entries.remove(&old);
-            }
+        let full = log.entries.len() >= MAX_DELIVERIES;
+        if now >= log.next_sweep || (full && now != log.last_sweep) {
+            log.sweep(now);
         }
         match log.entries.get(id) {
-            Some((DeliveryState::Done, _)) => return Begin::Duplicate,
-            Some((DeliveryState::InFlight, _)) => return Begin::InFlight,
-            None => {}
+            Some((DeliveryState::Done, until)) if *until > now => return Begin::Duplicate,
+            Some((DeliveryState::InFlight, until)) if *until > now => return Begin::InFlight,
+            _ => {}
         }
-        if log.entries.len() >= MAX_DELIVERIES {
+        if !log.entries.contains_key(id) && log.entries.len() >= MAX_DELIVERIES {
             return Begin::Full;
         }
         let until = now.saturating_add(REMEMBER_SECS);
         log.entries
             .insert(id.to_owned(), (DeliveryState::InFlight, until));
-        log.order.push_back((until, id.to_owned()));
         Begin::New
     }
 
+    /// Ends a delivery begun with [`begin`](Self::begin): remembered as done, or forgotten so
+    /// that its retry runs again.
     fn finish(&self, id: &str, done: bool) {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if done {
@@ -401,6 +405,20 @@ impl Deliveries {
         } else {
             log.entries.remove(id);
         }
+    }
+}
+
+/// Ends a delivery whatever happens to the request: a handler that panics, or a route future
+/// dropped by a timeout, forgets the delivery, so that its retry is not refused as in flight.
+struct InFlight<'a> {
+    deliveries: &'a Deliveries,
+    id: &'a str,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.deliveries.finish(self.id, self.done);
     }
 }
 
@@ -489,8 +507,14 @@ pub(crate) async fn webhook(shared: Arc<Shared>, headers: HeaderMap, body: Optio
             return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
         }
     }
+    let mut in_flight = InFlight {
+        deliveries: &hooks.deliveries,
+        id: &event.webhook_id,
+        done: false,
+    };
     let outcome = handle(&shared, hooks, event.clone(), now).await;
-    hooks.deliveries.finish(&event.webhook_id, outcome.is_ok());
+    in_flight.done = outcome.is_ok();
+    drop(in_flight);
     match outcome {
         Ok(()) => answer(StatusCode::OK, serde_json::json!({"ok": true})),
         Err((status, code)) => refuse(status, code),
@@ -507,8 +531,12 @@ async fn handle(
         end_session(shared, &event, now).await?;
     }
     for handler in &hooks.handlers {
-        let run = AssertUnwindSafe((handler.0)(event.clone())).catch_unwind();
-        match run.await {
+        // A panic may come from the handler's closure or from the future it returns.
+        let run = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler.0)(event.clone()))) {
+            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        match run {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::warn!(kind = %event.kind, %error, "webhook handler failed");
