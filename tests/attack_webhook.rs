@@ -118,19 +118,6 @@ async fn status(s: &Setup, req: Request<Body>) -> StatusCode {
     s.app.clone().oneshot(req).await.unwrap().status()
 }
 
-/// Logs in (a fresh provider session each time); returns the jar and the session's `sid`.
-async fn session(s: &Setup) -> (Jar, String) {
-    let mut jar = Jar::default();
-    assert_eq!(
-        login(s, &mut jar, "/auth/login").await.status(),
-        StatusCode::FOUND
-    );
-    let resp = send(&s.app, &mut jar, get_json("/me")).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let claims: Value = serde_json::from_str(&body_string(resp).await).unwrap();
-    (jar, claims["sid"].as_str().expect("sid").to_owned())
-}
-
 async fn me(s: &Setup, jar: &mut Jar) -> StatusCode {
     send(&s.app, jar, get_json("/me")).await.status()
 }
@@ -295,7 +282,7 @@ async fn a_cancelled_delivery_does_not_block_its_retries() {
 #[ignore = "known finding, fixed by issue 14 part B (revocations kept in an exact map, never evicted); run with --ignored"]
 async fn a_webhook_logout_is_not_evicted_from_a_full_store() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
-    let (mut stolen, sid) = session(&s).await;
+    let (mut stolen, sid) = session_with_sid(&s).await;
     let now = s.clock.now();
     let store = s.auth.revocation_store().clone();
     for i in 0..100_000 {
@@ -332,7 +319,7 @@ async fn a_webhook_logout_is_not_evicted_from_a_full_store() {
 #[tokio::test]
 async fn no_secret_no_webhook_route() {
     let s = setup().await;
-    let (mut jar, sid) = session(&s).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
     let now = s.clock.now();
     let resp = s
         .app
@@ -357,7 +344,7 @@ async fn forged_and_mangled_deliveries_are_refused() {
             })
     })
     .await;
-    let (mut jar, sid) = session(&s).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
     let body = user_logout(&sid);
     let now = s.clock.now();
     let ts = now.to_string();
@@ -634,8 +621,8 @@ async fn an_async_handler_panic_is_caught_and_retried() {
 #[tokio::test]
 async fn odd_json_never_ends_more_than_one_session() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
-    let (mut a, sid_a) = session(&s).await;
-    let (mut b, sid_b) = session(&s).await;
+    let (mut a, sid_a) = session_with_sid(&s).await;
+    let (mut b, sid_b) = session_with_sid(&s).await;
     let now = s.clock.now();
     let dup_sid = format!(
         r#"{{"id":"evt_1","type":"user.logout","data":{{"user_session":{{"session_id":"{sid_a}","session_id":"{sid_b}"}}}}}}"#
@@ -682,11 +669,11 @@ async fn odd_json_never_ends_more_than_one_session() {
 #[tokio::test]
 async fn user_logout_ends_exactly_one_session() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
-    let (mut a1, sid) = session(&s).await;
-    let (mut a2, _) = session(&s).await;
+    let (mut a1, sid) = session_with_sid(&s).await;
+    let (mut a2, _) = session_with_sid(&s).await;
     s.provider
         .set_user(Some(tower_oidc_auth::testing::TestUser::new("usr_other")));
-    let (mut b, _) = session(&s).await;
+    let (mut b, _) = session_with_sid(&s).await;
     let now = s.clock.now();
 
     let crafted: Vec<Value> = vec![
@@ -770,8 +757,8 @@ async fn user_logout_ends_exactly_one_session() {
 #[tokio::test]
 async fn occurred_at_does_not_shorten_the_revocation() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
-    let (mut old, old_sid) = session(&s).await;
-    let (mut future, future_sid) = session(&s).await;
+    let (mut old, old_sid) = session_with_sid(&s).await;
+    let (mut future, future_sid) = session_with_sid(&s).await;
     let now = s.clock.now();
     for (i, (sid, at)) in [
         (&old_sid, "1970-01-01T00:00:00Z"),
@@ -792,7 +779,7 @@ async fn occurred_at_does_not_shorten_the_revocation() {
     assert_eq!(me(&s, &mut old).await, StatusCode::UNAUTHORIZED);
     assert_eq!(me(&s, &mut future).await, StatusCode::UNAUTHORIZED);
     // A new sign-in (new provider session) works.
-    let (mut fresh, _) = session(&s).await;
+    let (mut fresh, _) = session_with_sid(&s).await;
     assert_eq!(me(&s, &mut fresh).await, StatusCode::OK);
 }
 

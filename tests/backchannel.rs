@@ -52,24 +52,11 @@ fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// Logs in; returns the jar and the session's provider `sid`.
-async fn session(s: &Setup) -> (Jar, String) {
-    let mut jar = Jar::default();
-    assert_eq!(
-        login(s, &mut jar, "/auth/login").await.status(),
-        StatusCode::FOUND
-    );
-    let resp = send(&s.app, &mut jar, get_json("/me")).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let claims: Value = serde_json::from_str(&body_string(resp).await).unwrap();
-    (jar, claims["sid"].as_str().expect("sid").to_owned())
-}
-
 #[tokio::test]
 async fn valid_logout_token_ends_the_session() {
     let s = setup().await;
-    let (mut jar, sid) = session(&s).await;
-    let (mut other, _) = session(&s).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
+    let (mut other, _) = session_with_sid(&s).await;
     let resp = post_logout_token(&s.app, &logout_token(&s, json!({"sid": sid}))).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
@@ -86,7 +73,7 @@ async fn valid_logout_token_ends_the_session() {
 #[tokio::test]
 async fn every_logout_token_defect_is_rejected() {
     let s = setup().await;
-    let (mut jar, sid) = session(&s).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
     let now = s.clock.now();
     let valid = logout_token(&s, json!({"sid": sid}));
     let mut parts: Vec<&str> = valid.split('.').collect();
@@ -215,7 +202,7 @@ async fn every_logout_token_defect_is_rejected() {
 #[tokio::test]
 async fn sub_revocation_ends_earlier_sessions_only() {
     let s = setup().await;
-    let (mut before, _) = session(&s).await;
+    let (mut before, _) = session_with_sid(&s).await;
     s.clock.advance(Duration::from_secs(1));
     let resp = post_logout_token(
         &s.app,
@@ -229,7 +216,7 @@ async fn sub_revocation_ends_earlier_sessions_only() {
     );
     // Logging in again afterwards works.
     s.clock.advance(Duration::from_secs(1));
-    let (mut after, _) = session(&s).await;
+    let (mut after, _) = session_with_sid(&s).await;
     assert_eq!(
         send(&s.app, &mut after, get_json("/me")).await.status(),
         StatusCode::OK
@@ -239,7 +226,7 @@ async fn sub_revocation_ends_earlier_sessions_only() {
 #[tokio::test]
 async fn revocation_survives_a_refresh_attempt() {
     let s = setup().await;
-    let (mut jar, sid) = session(&s).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
     assert_eq!(
         post_logout_token(&s.app, &logout_token(&s, json!({"sid": sid})))
             .await
@@ -259,7 +246,7 @@ async fn revocation_survives_a_refresh_attempt() {
 #[tokio::test]
 async fn logout_ends_the_session_even_for_a_kept_cookie() {
     let s = setup().await;
-    let (mut jar, _) = session(&s).await;
+    let (mut jar, _) = session_with_sid(&s).await;
     let kept = jar.header_for("/me");
     send(&s.app, &mut jar, logout_link()).await;
     let req = Request::get("/me")
@@ -276,7 +263,7 @@ async fn logout_ends_the_session_even_for_a_kept_cookie() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_racing_a_refresh_does_not_resurrect_the_session() {
     let s = setup().await;
-    let (mut jar, _) = session(&s).await;
+    let (mut jar, _) = session_with_sid(&s).await;
     let cookie = jar.header_for("/me");
     s.clock.advance(Duration::from_secs(301));
     s.provider

@@ -228,3 +228,17 @@ pub async fn login(s: &Setup, jar: &mut Jar, login_uri: &str) -> Response<Body> 
     let callback = authorize(&location(&resp)).await;
     send(&s.app, jar, get_html(&callback)).await
 }
+
+/// Logs in through the whole flow (a fresh provider session each time); returns the jar and the
+/// session's provider `sid`.
+pub async fn session_with_sid(s: &Setup) -> (Jar, String) {
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let claims: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
+    (jar, claims["sid"].as_str().expect("sid").to_owned())
+}

@@ -69,19 +69,6 @@ async fn status(s: &Setup, req: Request<Body>) -> StatusCode {
     s.app.clone().oneshot(req).await.unwrap().status()
 }
 
-/// Logs in (a fresh provider session each time); returns the jar and the session's `sid`.
-async fn session(s: &Setup) -> (Jar, String) {
-    let mut jar = Jar::default();
-    assert_eq!(
-        login(s, &mut jar, "/auth/login").await.status(),
-        StatusCode::FOUND
-    );
-    let resp = send(&s.app, &mut jar, get_json("/me")).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let claims: Value = serde_json::from_str(&body_string(resp).await).unwrap();
-    (jar, claims["sid"].as_str().expect("sid").to_owned())
-}
-
 async fn me(s: &Setup, jar: &mut Jar) -> StatusCode {
     send(&s.app, jar, get_json("/me")).await.status()
 }
@@ -91,8 +78,8 @@ async fn me(s: &Setup, jar: &mut Jar) -> StatusCode {
 #[tokio::test]
 async fn user_logout_ends_exactly_that_session() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
-    let (mut first, sid) = session(&s).await;
-    let (mut second, other_sid) = session(&s).await;
+    let (mut first, sid) = session_with_sid(&s).await;
+    let (mut second, other_sid) = session_with_sid(&s).await;
     assert_ne!(sid, other_sid);
 
     let now = s.clock.now();
@@ -122,7 +109,7 @@ async fn user_logout_ends_exactly_that_session() {
 #[tokio::test]
 async fn invented_shapes_end_nothing() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
-    let (mut jar, sid) = session(&s).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
     let now = s.clock.now();
     let invented = [
         r#"{"type":"user.logout","data":{"user_id":"usr_42"}}"#.to_owned(),
@@ -238,7 +225,7 @@ async fn revoked_as_of_occurred_at_and_only_the_session() {
     let store = Recording::default();
     let log = store.log.clone();
     let s = setup_with(move |c| c.webhook_secret(SECRET).revocation_store(store)).await;
-    let (_jar, sid) = session(&s).await;
+    let (_jar, sid) = session_with_sid(&s).await;
     // The delivery arrives (a retry) two minutes after the event occurred.
     let occurred = 1_765_286_075; // the example's occurred_at
     s.clock.set(occurred + 120);
@@ -329,7 +316,7 @@ async fn a_failed_handler_is_retried() {
 #[tokio::test]
 async fn forged_and_stale_deliveries_end_nothing() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
-    let (mut jar, sid) = session(&s).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
     let body = user_logout(&sid);
     let now = s.clock.now();
     let good = sign_webhook(SECRET, "msg_f", now, body.as_bytes()).unwrap();
