@@ -13,6 +13,9 @@
 //!
 //! - `APP_URL` (default `http://127.0.0.1:3000`): the app binds this host:port.
 //! - `AUTH_COOKIE_KEY` (optional): base64, at least 64 bytes; random per run when unset.
+//! - `AUTH_SESSION_MAX_AGE` (optional, default `7d`): the absolute session lifetime, such as
+//!   `25s`, `8h` or `7d`; a refresh does not extend it.
+//! - `AUTH_SESSION_IDLE_TIMEOUT` (optional, default off): end sessions unused for this long.
 
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -58,7 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _embedded = Some(provider);
         cfg
     };
-    let mut config = config.post_logout_redirect_url(format!("{app_url}/"));
+    // AUTH_SESSION_MAX_AGE, AUTH_SESSION_IDLE_TIMEOUT: `25s`, `8h`, `7d` (optional).
+    let mut config = config
+        .post_logout_redirect_url(format!("{app_url}/"))
+        .session_lifetime_from_env()?;
     // Scalekit's webhooks (the dashboard's signing secret): `user.logout` ends that session.
     if let Some(secret) = std::env::var("SCALEKIT_WEBHOOK_SECRET")
         .ok()

@@ -241,6 +241,8 @@ fn fuzz_shared() -> &'static Arc<Shared> {
             max_login_attempts: 5,
             login_timeout: 600,
             session_max_age: 7 * 24 * 3600,
+            session_idle_timeout: None,
+            token_revocation_timeout: Duration::from_secs(2),
             default_return: "/".into(),
             refresh_margin: 30,
             backchannel_path: "/auth/backchannel-logout".into(),

@@ -141,6 +141,8 @@ pub struct AuthConfig {
     pub(crate) max_login_attempts: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) session_max_age: Duration,
+    pub(crate) session_idle_timeout: Option<Duration>,
+    pub(crate) token_revocation_timeout: Duration,
     pub(crate) refresh_margin: Duration,
     pub(crate) refresh_grace: Duration,
     pub(crate) refresh_timeout: Duration,
@@ -221,6 +223,8 @@ impl AuthConfig {
             max_login_attempts: 5,
             login_timeout: Duration::from_secs(600),
             session_max_age: Duration::from_secs(7 * 24 * 3600),
+            session_idle_timeout: None,
+            token_revocation_timeout: Duration::from_secs(2),
             refresh_margin: Duration::from_secs(30),
             refresh_grace: Duration::from_secs(60),
             refresh_timeout: Duration::from_secs(10),
@@ -250,6 +254,8 @@ impl AuthConfig {
     ///   [`webhook_secret`](Self::webhook_secret).
     /// - `SCALEKIT_API_AUDIENCE` (optional): access-token audiences accepted besides the client
     ///   id, separated by commas (see [`audience`](Self::audience)).
+    /// - `AUTH_SESSION_MAX_AGE`, `AUTH_SESSION_IDLE_TIMEOUT` (optional): see
+    ///   [`session_lifetime_from_env`](Self::session_lifetime_from_env).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -309,7 +315,48 @@ impl AuthConfig {
                 cfg = cfg.audience(aud);
             }
         }
-        Ok(cfg)
+        cfg.lifetime_from_lookup(get)
+    }
+
+    /// Reads the session lifetime from the environment, as [`from_env`](Self::from_env) does;
+    /// for apps that build the rest of their configuration in code. Each variable is optional
+    /// and, when set, a duration such as `25s`, `90m`, `8h`, `7d` or `1d12h` (units `s`, `m`,
+    /// `h`, `d`, largest first, whole numbers only):
+    ///
+    /// - `AUTH_SESSION_MAX_AGE`: [`session_max_age`](Self::session_max_age).
+    /// - `AUTH_SESSION_IDLE_TIMEOUT`: [`session_idle_timeout`](Self::session_idle_timeout).
+    ///
+    /// A value that is not such a duration, or is zero, is a [`ConfigError::Env`] naming the
+    /// variable.
+    ///
+    /// ```
+    /// # fn f() -> Result<(), tower_oidc_auth::ConfigError> {
+    /// let config = tower_oidc_auth::AuthLayer::builder().session_lifetime_from_env()?;
+    /// # let _ = config; Ok(()) }
+    /// ```
+    pub fn session_lifetime_from_env(self) -> Result<Self, ConfigError> {
+        self.lifetime_from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub(crate) fn lifetime_from_lookup(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let duration = |var: &'static str| -> Result<Option<Duration>, ConfigError> {
+            match get(var).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(v) => parse_duration(&v)
+                    .map(Some)
+                    .map_err(|reason| ConfigError::Env { var, reason }),
+            }
+        };
+        if let Some(age) = duration("AUTH_SESSION_MAX_AGE")? {
+            self = self.session_max_age(age);
+        }
+        if let Some(idle) = duration("AUTH_SESSION_IDLE_TIMEOUT")? {
+            self = self.session_idle_timeout(idle);
+        }
+        Ok(self)
     }
 
     /// The provider.
@@ -525,9 +572,50 @@ impl AuthConfig {
         self
     }
 
-    /// Lifetime of the session cookies (default 7 days).
+    /// The absolute lifetime of a session, counted from login (default 7 days).
+    ///
+    /// The server enforces it: the login time sealed in the session is checked on every request
+    /// and before every refresh, and past it the session is unauthenticated, its cookies are
+    /// cleared and no refresh is attempted. Refreshes do not extend it: re-issued cookies carry
+    /// the remaining lifetime as `Max-Age`, which is only a hint to the browser. At least one
+    /// second; `from_env` reads `AUTH_SESSION_MAX_AGE`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = tower_oidc_auth::AuthLayer::builder()
+    ///     .session_max_age(Duration::from_secs(8 * 3600));
+    /// # let _ = config;
+    /// ```
     pub fn session_max_age(mut self, age: Duration) -> Self {
         self.session_max_age = age;
+        self
+    }
+
+    /// Ends a session that has not been used for this long (default: off).
+    ///
+    /// The time of the last request is sealed in the session cookie. To keep `Set-Cookie`
+    /// churn bounded it is rewritten at most once per tenth of the timeout (at most every
+    /// 5 minutes), so a session may end up to that much earlier than the timeout after its last
+    /// request. Past it, the session is unauthenticated, its cookies are cleared and no refresh
+    /// is attempted. At least one second; `from_env` reads `AUTH_SESSION_IDLE_TIMEOUT`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = tower_oidc_auth::AuthLayer::builder()
+    ///     .session_idle_timeout(Duration::from_secs(30 * 60));
+    /// # let _ = config;
+    /// ```
+    pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.session_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// How long logout waits for the provider to revoke the refresh token (RFC 7009), when its
+    /// discovery document lists a `revocation_endpoint` (default 2 s). The revocation is best
+    /// effort: a failure or timeout is logged, and the logout redirect is never delayed by more
+    /// than this.
+    pub fn token_revocation_timeout(mut self, timeout: Duration) -> Self {
+        self.token_revocation_timeout = timeout;
         self
     }
 
@@ -729,6 +817,59 @@ pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Parses a human-friendly duration: one or more `<whole number><unit>` groups with units
+/// `d`, `h`, `m`, `s`, each at most once and largest first (`25s`, `8h`, `7d`, `1h30m`).
+/// Surrounding whitespace is ignored; anything else (signs, fractions, spaces inside, a bare
+/// number, an unknown unit, zero, overflow) is refused with the reason.
+///
+/// Written here rather than taken from `humantime`, which also accepts sub-second units,
+/// months and years of average length, and spaces between groups: a lifetime is whole seconds,
+/// and an unexpected reading of a security setting should be an error, not a guess.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+    let explain = |why: &str| {
+        format!("{why}; expected a duration such as 25s, 90m, 8h, 7d or 1h30m (got {text:?})")
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(explain("empty"));
+    }
+    let mut total: u64 = 0;
+    // Units must come largest first, each once: index of the next allowed unit.
+    let mut next_unit = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(explain("a number is expected before each unit"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| explain("number too large"))?;
+        let mut chars = rest[digits..].chars();
+        let unit = chars
+            .next()
+            .ok_or_else(|| explain("a unit (s, m, h or d) is missing"))?;
+        let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(explain("unknown unit"));
+        };
+        if index < next_unit {
+            return Err(explain("units must be given largest first, each once"));
+        }
+        next_unit = index + 1;
+        total = number
+            .checked_mul(UNITS[index].1)
+            .and_then(|secs| total.checked_add(secs))
+            .filter(|secs| i64::try_from(*secs).is_ok())
+            .ok_or_else(|| explain("too large"))?;
+        rest = chars.as_str();
+    }
+    if total == 0 {
+        return Err(explain("must be at least one second"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
 /// `http://` on 127.0.0.0/8, `localhost` or `[::1]`.
 pub(crate) fn is_loopback_http(url: &url::Url) -> bool {
     if url.scheme() != "http" {
@@ -896,6 +1037,109 @@ mod tests {
             ("https://127.0.0.1/cb", false),
         ] {
             assert_eq!(is_loopback_http(&url::Url::parse(u).unwrap()), ok, "{u}");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        for (text, secs) in [
+            ("25s", 25),
+            ("8h", 8 * 3600),
+            ("7d", 7 * 86_400),
+            ("90m", 5400),
+            ("1h30m", 5400),
+            ("1d2h3m4s", 86_400 + 7200 + 180 + 4),
+            (" 7d\n", 7 * 86_400),
+            ("0h5m", 300),
+            ("007s", 7),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_refused() {
+        for text in [
+            "",
+            " ",
+            "25",
+            "s",
+            "-5s",
+            "+5s",
+            "5",
+            "5 s",
+            "1h 30m",
+            "1.5h",
+            "5S",
+            "5ms",
+            "5sec",
+            "5w",
+            "5y",
+            "0s",
+            "0d0h",
+            "30m1h",
+            "1h1h",
+            "1hh",
+            "h1",
+            "5s,",
+            "1_000s",
+            "٣s",
+            "18446744073709551616s",
+            "18446744073709551615s",
+            "9223372036854775808s",
+            "106751991167301d",
+            "213503982334602d",
+        ] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(err.contains("expected a duration"), "{text:?}: {err}");
+        }
+        // The largest accepted value fits an i64 of seconds.
+        assert_eq!(
+            parse_duration("9223372036854775807s"),
+            Ok(Duration::from_secs(i64::MAX as u64))
+        );
+    }
+
+    #[test]
+    fn from_env_reads_the_session_lifetime() {
+        let key = STANDARD.encode([1u8; 64]);
+        let base = [
+            ("OIDC_ISSUER", "https://id"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+            ("AUTH_REDIRECT_URL", "https://app/cb"),
+            ("AUTH_COOKIE_KEY", key.as_str()),
+        ];
+        let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+        assert_eq!(cfg.session_max_age, Duration::from_secs(7 * 86_400));
+        assert_eq!(cfg.session_idle_timeout, None);
+        let mut vars = base.to_vec();
+        vars.push(("AUTH_SESSION_MAX_AGE", "25s"));
+        vars.push(("AUTH_SESSION_IDLE_TIMEOUT", "8h"));
+        let cfg = AuthConfig::from_lookup(env(&vars)).unwrap();
+        assert_eq!(cfg.session_max_age, Duration::from_secs(25));
+        assert_eq!(
+            cfg.session_idle_timeout,
+            Some(Duration::from_secs(8 * 3600))
+        );
+        for (var, value) in [
+            ("AUTH_SESSION_MAX_AGE", "7 days"),
+            ("AUTH_SESSION_MAX_AGE", "0s"),
+            ("AUTH_SESSION_IDLE_TIMEOUT", "-1h"),
+            ("AUTH_SESSION_IDLE_TIMEOUT", "3600"),
+        ] {
+            let mut vars = base.to_vec();
+            vars.push((var, value));
+            let err = AuthConfig::from_lookup(env(&vars)).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Env { var: v, .. } if *v == var),
+                "{var}={value}: {err}"
+            );
+            assert!(err.to_string().contains(var), "{err}");
         }
     }
 

@@ -61,6 +61,10 @@ pub(crate) struct Settings {
     pub(crate) max_login_attempts: usize,
     pub(crate) login_timeout: i64,
     pub(crate) session_max_age: i64,
+    /// Seconds without a request after which a session ends (`None`: off).
+    pub(crate) session_idle_timeout: Option<i64>,
+    /// How long logout waits for the provider's token revocation.
+    pub(crate) token_revocation_timeout: std::time::Duration,
     /// The path browsers return to by default after login.
     pub(crate) default_return: String,
     pub(crate) refresh_margin: i64,
@@ -411,6 +415,18 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
     if let Some(clients) = &cfg.m2m_clients {
         clients.validate()?;
     }
+    if cfg.session_max_age.as_secs() == 0 {
+        return Err(ConfigError::Invalid {
+            what: "session_max_age",
+            reason: "must be at least one second".into(),
+        });
+    }
+    if cfg.session_idle_timeout.is_some_and(|d| d.as_secs() == 0) {
+        return Err(ConfigError::Invalid {
+            what: "session_idle_timeout",
+            reason: "must be at least one second".into(),
+        });
+    }
     if cfg.max_login_attempts == 0 {
         return Err(ConfigError::Invalid {
             what: "max_login_attempts",
@@ -466,6 +482,8 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         max_login_attempts: cfg.max_login_attempts,
         login_timeout: secs(cfg.login_timeout),
         session_max_age: secs(cfg.session_max_age),
+        session_idle_timeout: cfg.session_idle_timeout.map(secs),
+        token_revocation_timeout: cfg.token_revocation_timeout,
         default_return: session_path.clone(),
         refresh_margin: secs(cfg.refresh_margin),
         backchannel_path,

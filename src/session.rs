@@ -9,14 +9,14 @@ use serde_json::{Map, Value};
 
 use crate::claims::Claims;
 use crate::cookies::RequestCookies;
-use crate::layer::Shared;
+use crate::layer::{Settings, Shared};
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::responses::{error_page, grpc_status, json, Client, Page};
 use crate::revocation::RevocationKey;
 use crate::verify::{Attempt, Purpose, VerifyError};
 
 /// What the session cookie holds (sealed).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 pub(crate) struct SessionData {
     /// Access token.
     pub(crate) at: String,
@@ -32,11 +32,86 @@ pub(crate) struct SessionData {
     /// When these tokens were obtained (seconds since the epoch; 0 if unknown).
     #[serde(default)]
     pub(crate) ts: i64,
+    /// When the session was last used, as far as the idle timeout needs to know (seconds since
+    /// the epoch; 0: not recorded since `ts`). Written only with an idle timeout configured.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) seen: i64,
     /// The ID token's identity claims, verified at login.
     pub(crate) idc: Box<RawValue>,
     /// Identity of the session, kept across refreshes: for revocation checks.
     #[serde(flatten)]
     pub(crate) ids: SessionIds,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// Seconds of the session's absolute lifetime left at `now` (0 or less: over), never more than
+/// the lifetime itself. A session without a login time (sealed by a version that did not
+/// record it) has none left.
+pub(crate) fn lifetime_left(settings: &Settings, ids: &SessionIds, now: i64) -> i64 {
+    if ids.login <= 0 {
+        return 0;
+    }
+    ids.login
+        .saturating_add(settings.session_max_age)
+        .saturating_sub(now)
+        .min(settings.session_max_age)
+}
+
+/// When the session was last seen: the last recorded use, refresh or login.
+fn last_seen(data: &SessionData) -> i64 {
+    data.seen.max(data.ts).max(data.ids.login)
+}
+
+/// How often the last-seen time is rewritten: a tenth of the idle timeout, at least a second,
+/// at most 5 minutes.
+fn touch_interval(idle: i64) -> i64 {
+    (idle / 10).clamp(1, 300)
+}
+
+/// Why the session is over on the server's clock, if it is: past its absolute lifetime, or
+/// idle for longer than the idle timeout. Checked on every request and before every refresh.
+pub(crate) fn ended(settings: &Settings, data: &SessionData, now: i64) -> Option<&'static str> {
+    if lifetime_left(settings, &data.ids, now) <= 0 {
+        return Some("absolute lifetime over");
+    }
+    match settings.session_idle_timeout {
+        Some(idle) if now.saturating_sub(last_seen(data)) >= idle => Some("idle timeout"),
+        _ => None,
+    }
+}
+
+/// With an idle timeout, rewrites the session cookie with a new last-seen time when the one it
+/// carries is older than the rewrite interval (only for a request that is signed in).
+fn touch(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    data: &SessionData,
+    now: i64,
+    outcome: &mut Outcome,
+) {
+    let settings = &shared.settings;
+    let Some(idle) = settings.session_idle_timeout else {
+        return;
+    };
+    if outcome.claims.is_none()
+        || outcome.reject.is_some()
+        || now.saturating_sub(last_seen(data)) < touch_interval(idle)
+    {
+        return;
+    }
+    let mut touched = data.clone();
+    touched.seen = now;
+    let codec = &shared.cookies;
+    codec.write_json(
+        &codec.session,
+        &touched,
+        lifetime_left(settings, &data.ids, now),
+        cookies.chunk_count(&codec.session.name),
+        &mut outcome.set_cookies,
+    );
 }
 
 /// What identifies a session for revocation; the same before and after refreshes.
@@ -183,12 +258,18 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         return Some(Outcome::cleared(shared, &cookies, true));
     }
     let now = shared.clock.now();
+    if let Some(why) = ended(&shared.settings, data, now) {
+        tracing::debug!(why, "session over; clearing");
+        return Some(Outcome::cleared(shared, &cookies, true));
+    }
     if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
         return None;
     }
-    check(shared, &cookies, data, now, |_| {
+    let mut outcome = check(shared, &cookies, data, now, |_| {
         verify_session(shared, &open)
-    })
+    })?;
+    touch(shared, &cookies, data, now, &mut outcome);
+    Some(outcome)
 }
 
 /// The token of an `Authorization: Bearer` header, if the request has exactly one such header.
@@ -292,6 +373,11 @@ pub(crate) async fn resolve(
         return Outcome::cleared(&shared, &cookies, true);
     }
     let now = shared.clock.now();
+    // Nor is one past its lifetime or idle timeout.
+    if let Some(why) = ended(&shared.settings, data, now) {
+        tracing::debug!(why, "session over; clearing");
+        return Outcome::cleared(&shared, &cookies, true);
+    }
     let mut verified = None;
     if let (Some(rt), true) = (
         &data.rt,
@@ -341,10 +427,12 @@ pub(crate) async fn resolve(
             shared.verifier.access(&data.at, Purpose::Session).await,
         ));
     }
-    check(&shared, &cookies, data, now, |t| {
+    let mut outcome = check(&shared, &cookies, data, now, |t| {
         verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t, Purpose::Session))
     })
-    .unwrap_or_default()
+    .unwrap_or_default();
+    touch(&shared, &cookies, data, now, &mut outcome);
+    outcome
 }
 
 async fn verify_async(
@@ -428,8 +516,11 @@ impl RevocationKeys {
 /// tokens are not checked: a session that merely expired still belongs to someone).
 pub(crate) fn has_session(shared: &Shared, headers: &HeaderMap) -> bool {
     let cookies = shared.cookies.read(headers);
-    read_session(shared, &cookies)
-        .is_ok_and(|open| !open.revocation.revoked(shared.revocations.as_ref()))
+    let now = shared.clock.now();
+    read_session(shared, &cookies).is_ok_and(|open| {
+        !open.revocation.revoked(shared.revocations.as_ref())
+            && ended(&shared.settings, &open.data, now).is_none()
+    })
 }
 
 fn read_session(
@@ -584,8 +675,13 @@ async fn refreshed_outcome(
             }
         }
     };
+    // A refresh does not extend the session: the cookies get the lifetime that is left.
+    let age = lifetime_left(&shared.settings, &data.ids, shared.clock.now());
+    if age <= 0 {
+        tracing::debug!("session lifetime ended during refresh; clearing");
+        return Outcome::cleared(shared, cookies, true);
+    }
     let mut set_cookies = Vec::new();
-    let age = shared.settings.session_max_age;
     codec.write_json(
         &codec.session,
         &data,
@@ -691,6 +787,7 @@ async fn refresh_once(
             rt: tokens.refresh_token.or(Some(rt)),
             exp,
             ts: now,
+            seen: 0,
             opaque,
             idc,
             ids,
@@ -789,6 +886,7 @@ pub(crate) fn session_cookie_header(
         exp,
         opaque: false,
         ts: now,
+        seen: 0,
         ids: SessionIds::at_login(&id_claims, now),
         idc,
     };

@@ -115,6 +115,31 @@ impl HttpClient {
         form: &[(&str, &str)],
         basic_auth: Option<(&str, &str)>,
     ) -> Result<T, ProviderError> {
+        let (status, _, body) = self.send(self.form_request(url, form, basic_auth)).await?;
+        form_answer(status, &body)
+    }
+
+    /// POST a form whose answer has no content to read (RFC 7009 revocation): success is any
+    /// 2xx status; an error status is mapped like [`form_answer`]'s.
+    pub(crate) async fn post_form_status(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+    ) -> Result<(), ProviderError> {
+        let (status, _, body) = self.send(self.form_request(url, form, basic_auth)).await?;
+        if status.is_success() {
+            return Ok(());
+        }
+        form_answer::<serde::de::IgnoredAny>(status, &body).map(|_| ())
+    }
+
+    fn form_request(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic_auth: Option<(&str, &str)>,
+    ) -> reqwest::RequestBuilder {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
@@ -133,8 +158,7 @@ impl HttpClient {
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             req = req.basic_auth(enc(user), Some(enc(pass)));
         }
-        let (status, _, body) = self.send(req).await?;
-        form_answer(status, &body)
+        req
     }
 
     async fn send(

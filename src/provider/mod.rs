@@ -77,6 +77,14 @@ impl Provider {
         &self,
         mut meta: ProviderMetadata,
     ) -> Result<ProviderMetadata, ConfigError> {
+        // Optional, and only ever used best effort: an unusable one is dropped, not fatal.
+        meta.revocation_endpoint = meta.revocation_endpoint.take().filter(|e| {
+            let usable = check_url("revocation_endpoint", e).is_ok();
+            if !usable {
+                tracing::warn!(endpoint = %e, "ignoring the provider's revocation_endpoint: not https");
+            }
+            usable
+        });
         match &self.kind {
             ProviderKind::Discover { issuer } => {
                 // Exactly as configured, trailing slash and all (Discovery 1.0, section 4.3):
@@ -164,6 +172,11 @@ pub struct ProviderMetadata {
     /// RP-initiated logout endpoint, if the provider has one.
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+    /// OAuth 2.0 token revocation endpoint (RFC 7009), if the provider has one: logout revokes
+    /// the session's refresh token there. An endpoint that is not https (http only on loopback
+    /// hosts) is ignored, with a warning, rather than sent a refresh token.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
     /// Supported client authentication methods at the token endpoint.
     #[serde(default)]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
@@ -305,9 +318,28 @@ impl TokenClient {
         .await
     }
 
-    async fn call(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
-        let mut form: Vec<(&str, &str)> = params.to_vec();
-        let basic = match self.method {
+    /// Revokes a refresh token at the provider's revocation endpoint (RFC 7009), with the same
+    /// client authentication as the token endpoint.
+    pub(crate) async fn revoke_refresh_token(
+        &self,
+        endpoint: &str,
+        refresh_token: &str,
+    ) -> Result<(), ProviderError> {
+        let mut form = vec![
+            ("token", refresh_token),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let basic = self.authenticate(&mut form);
+        self.http.post_form_status(endpoint, &form, basic).await
+    }
+
+    /// Adds the client's credentials to `form` (`client_secret_post`), or returns them for
+    /// HTTP Basic authentication.
+    fn authenticate<'a>(
+        &'a self,
+        form: &mut Vec<(&'a str, &'a str)>,
+    ) -> Option<(&'a str, &'a str)> {
+        match self.method {
             ClientAuthMethod::ClientSecretPost => {
                 form.push(("client_id", &self.client_id));
                 form.push(("client_secret", self.client_secret.expose()));
@@ -316,7 +348,12 @@ impl TokenClient {
             ClientAuthMethod::ClientSecretBasic => {
                 Some((self.client_id.as_str(), self.client_secret.expose()))
             }
-        };
+        }
+    }
+
+    async fn call(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        let basic = self.authenticate(&mut form);
         let resp: TokenResponse = self.http.post_form(&self.endpoint, &form, basic).await?;
         resp.checked()
     }

@@ -252,6 +252,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         exp,
         opaque,
         ts: now,
+        seen: 0,
         ids: SessionIds::at_login(&id_claims, now),
         idc: raw_json(&serde_json::Value::Object(identity)),
     };

@@ -56,6 +56,9 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
             }
         }
     }
+    if let Some(rt) = session.as_ref().and_then(|s| s.rt.as_deref()) {
+        revoke_refresh_token(&shared, rt).await;
+    }
     // Read the ID token before clearing anything: it is the provider's logout hint. It must be
     // this session's: the ID token cookie is not a `__Host-` cookie (it lives on the auth path),
     // so a sibling subdomain could toss in its own user's, and the victim's logout would then
@@ -101,6 +104,24 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     };
     tracing::debug!("signed out");
     redirect(&location, set_cookies)
+}
+
+/// Best effort: revokes the session's refresh token at the provider (RFC 7009), when its
+/// discovery lists a revocation endpoint, waiting at most the configured timeout.
+async fn revoke_refresh_token(shared: &Shared, refresh_token: &str) {
+    let Some(endpoint) = shared.meta.revocation_endpoint.as_deref() else {
+        return;
+    };
+    let timeout = shared.settings.token_revocation_timeout;
+    let revoke = shared.token.revoke_refresh_token(endpoint, refresh_token);
+    match tokio::time::timeout(timeout, revoke).await {
+        Ok(Ok(())) => tracing::debug!("refresh token revoked at the provider"),
+        Ok(Err(error)) => tracing::warn!(%error, "the provider did not revoke the refresh token"),
+        Err(_) => tracing::warn!(
+            ?timeout,
+            "revoking the refresh token at the provider timed out"
+        ),
+    }
 }
 
 /// Whether an ID token (sealed by this layer, so verified at a login) names the same user and

@@ -210,6 +210,10 @@ pub struct Counts {
     pub backchannel_deliveries: u64,
     /// Back-channel logout deliveries that failed.
     pub backchannel_failures: u64,
+    /// Requests that reached the revocation endpoint (RFC 7009; counted on arrival).
+    pub revocation_requests: u64,
+    /// Refresh tokens revoked there (by an authenticated client, for a token of that client).
+    pub refresh_tokens_revoked: u64,
 }
 
 pub(crate) struct SigningKey {
@@ -333,6 +337,11 @@ pub(crate) struct State {
     pub(crate) discovery_fetches: AtomicU64,
     pub(crate) logouts: AtomicU64,
     pub(crate) token_requests: AtomicU64,
+    /// Whether discovery lists the revocation endpoint.
+    pub(crate) revocation_listed: bool,
+    pub(crate) revocation_failure: Mutex<Option<Failure>>,
+    pub(crate) revocation_requests: AtomicU64,
+    pub(crate) refresh_tokens_revoked: AtomicU64,
     next_kid: AtomicU64,
 }
 
@@ -699,6 +708,7 @@ pub struct TestProviderBuilder {
     backchannel_uri: Option<String>,
     clock: SharedClock,
     port: u16,
+    revocation_endpoint: bool,
 }
 
 impl std::fmt::Debug for TestProviderBuilder {
@@ -793,6 +803,13 @@ impl TestProviderBuilder {
         self
     }
 
+    /// Whether discovery lists a `revocation_endpoint` (RFC 7009, served at `/oauth/revoke`;
+    /// default `true`). The endpoint is served either way.
+    pub fn revocation_endpoint(mut self, on: bool) -> Self {
+        self.revocation_endpoint = on;
+        self
+    }
+
     /// Issue opaque (non-JWT) access tokens, as some providers do (default off).
     pub fn opaque_access_tokens(mut self, on: bool) -> Self {
         self.opaque_access = on;
@@ -884,6 +901,10 @@ impl TestProviderBuilder {
             discovery_fetches: AtomicU64::new(0),
             logouts: AtomicU64::new(0),
             token_requests: AtomicU64::new(0),
+            revocation_listed: self.revocation_endpoint,
+            revocation_failure: Mutex::new(None),
+            revocation_requests: AtomicU64::new(0),
+            refresh_tokens_revoked: AtomicU64::new(0),
             next_kid: AtomicU64::new(2),
         });
         let router = server::router(state.clone());
@@ -934,6 +955,7 @@ impl TestProvider {
             backchannel_uri: None,
             clock: Arc::new(SystemClock),
             port: 0,
+            revocation_endpoint: true,
         }
     }
 
@@ -1008,6 +1030,11 @@ impl TestProvider {
     /// Makes the token endpoint misbehave (or, with `None`, behave).
     pub fn set_token_failure(&self, failure: Option<Failure>) {
         *self.state.token_failure.lock().expect("failure lock") = failure;
+    }
+
+    /// Makes the revocation endpoint misbehave (or, with `None`, behave).
+    pub fn set_revocation_failure(&self, failure: Option<Failure>) {
+        *self.state.revocation_failure.lock().expect("failure lock") = failure;
     }
 
     /// Puts this defect into every ID token issued from now on (or, with `None`, none).
@@ -1128,6 +1155,8 @@ impl TestProvider {
             token_requests: s.token_requests.load(Ordering::Relaxed),
             backchannel_deliveries: s.backchannel_deliveries.load(Ordering::Relaxed),
             backchannel_failures: s.backchannel_failures.load(Ordering::Relaxed),
+            revocation_requests: s.revocation_requests.load(Ordering::Relaxed),
+            refresh_tokens_revoked: s.refresh_tokens_revoked.load(Ordering::Relaxed),
         }
     }
 

@@ -25,6 +25,7 @@ pub(super) fn router(state: Arc<State>) -> Router {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oauth/authorize", get(authorize).post(login_form_post))
         .route("/oauth/token", axum::routing::post(token))
+        .route("/oauth/revoke", axum::routing::post(revoke))
         .route("/keys", get(keys))
         .route("/oidc/logout", get(end_session))
         .with_state(state)
@@ -33,7 +34,7 @@ pub(super) fn router(state: Arc<State>) -> Router {
 async fn discovery(AxState(s): AxState<Arc<State>>) -> Json<serde_json::Value> {
     s.discovery_fetches.fetch_add(1, Ordering::Relaxed);
     let i = &s.base;
-    Json(json!({
+    let mut doc = json!({
         "issuer": s.issuer,
         "authorization_endpoint": format!("{i}/oauth/authorize"),
         "token_endpoint": format!("{i}/oauth/token"),
@@ -47,7 +48,12 @@ async fn discovery(AxState(s): AxState<Arc<State>>) -> Json<serde_json::Value> {
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "authorization_response_iss_parameter_supported": s.iss_param,
-    }))
+    });
+    if s.revocation_listed {
+        doc["revocation_endpoint"] = format!("{i}/oauth/revoke").into();
+        doc["revocation_endpoint_auth_methods_supported"] = json!(s.auth_methods);
+    }
+    Json(doc)
 }
 
 async fn keys(AxState(s): AxState<Arc<State>>) -> Response {
@@ -371,6 +377,41 @@ async fn token(
             "code or refresh",
         ),
     }
+}
+
+/// RFC 7009 token revocation: the client authenticates as at the token endpoint; a refresh
+/// token of that client is revoked (with its rotation family). Unknown tokens get 200 too
+/// (section 2.2).
+async fn revoke(
+    AxState(s): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Form(p): Form<Params>,
+) -> Response {
+    s.revocation_requests.fetch_add(1, Ordering::Relaxed);
+    let failure = s.revocation_failure.lock().expect("lock").clone();
+    if let Some(resp) = fail(failure).await {
+        return resp;
+    }
+    let Some(client) = authenticate(&s, &headers, &p) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
+    };
+    let Some(token) = p.get("token").filter(|t| !t.is_empty()) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token");
+    };
+    let mut store = s.refresh.lock().expect("refresh lock");
+    if let Some(family) = store
+        .get(token)
+        .filter(|g| g.client == client)
+        .map(|g| g.family.clone())
+    {
+        store.retain(|_, g| g.family != family);
+        s.refresh_tokens_revoked.fetch_add(1, Ordering::Relaxed);
+    }
+    StatusCode::OK.into_response()
 }
 
 fn code_grant(s: &State, client: &str, p: &Params) -> Response {
