@@ -257,6 +257,10 @@ fn fuzz_shared() -> &'static Arc<Shared> {
             bearer: true,
             origin: "https://app.example".into(),
             approve_param: None,
+            session_claims: crate::config::DEFAULT_SESSION_CLAIMS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
         };
         Arc::new(Shared {
             token: TokenClient {

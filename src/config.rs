@@ -97,6 +97,32 @@ pub(crate) const PASS_THROUGH: &[&str] = &[
     "provider",
 ];
 
+/// The ID-token claims a session keeps unless [`AuthConfig::session_claims`] says otherwise
+/// (`sub`, `iss` and `sid` are always kept): the standard profile claims of OpenID Connect
+/// Core 5.1 and Scalekit's organization, roles and permissions. Anything else the provider puts
+/// in the ID token (group lists, custom attributes) is left out, so the session stays small.
+pub const DEFAULT_SESSION_CLAIMS: &[&str] = &[
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "preferred_username",
+    "picture",
+    "locale",
+    "zoneinfo",
+    "auth_time",
+    "acr",
+    "amr",
+    "oid",
+    "roles",
+    "permissions",
+    "xoid",
+    "xuid",
+];
+
 /// Everything the layer needs, with secure defaults. Made by [`AuthLayer::builder`] or
 /// [`AuthConfig::from_env`], finished by [`AuthConfig::build`].
 ///
@@ -157,6 +183,7 @@ pub struct AuthConfig {
     pub(crate) access_token_typ: Option<String>,
     pub(crate) approve_param: Option<ApproveParam>,
     pub(crate) clock: SharedClock,
+    pub(crate) session_claims: Vec<String>,
 }
 
 /// The app's approval of a pass-through authorization parameter: `(name, value) -> allowed`.
@@ -239,6 +266,10 @@ impl AuthConfig {
             access_token_typ: None,
             approve_param: None,
             clock: Arc::new(SystemClock),
+            session_claims: DEFAULT_SESSION_CLAIMS
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect(),
         }
     }
 
@@ -557,6 +588,30 @@ impl AuthConfig {
         approve: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.approve_param = Some(ApproveParam(Arc::new(approve)));
+        self
+    }
+
+    /// The ID-token claims the session keeps, besides `sub`, `iss` and `sid` (always kept):
+    /// they fill the gaps of the access token's claims in [`Claims`](crate::Claims), and are
+    /// all there is when the access token is opaque. Replaces the default,
+    /// [`DEFAULT_SESSION_CLAIMS`] (the standard profile claims and Scalekit's organization,
+    /// roles and permissions).
+    ///
+    /// The session lives in cookies, which browsers limit: keep only what the app reads. A
+    /// session that would still exceed what the layer reads back (8 cookies of about 3.8 KB)
+    /// is refused at login with an error page and a log line naming its size.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new()
+    ///     .session_claims(["email", "name", "department"]);
+    /// # let _ = config;
+    /// ```
+    pub fn session_claims<I, T>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.session_claims = claims.into_iter().map(Into::into).collect();
         self
     }
 

@@ -14,8 +14,37 @@ use sha2::{Digest, Sha256};
 /// The most bytes of sealed value per cookie; the rest of the 4096-byte budget is name and
 /// attributes.
 const CHUNK: usize = 3800;
-/// At most this many chunks are read: a bound on work per request.
+/// At most this many chunks are read: a bound on work per request. No more are ever written.
 pub(crate) const MAX_CHUNKS: usize = 8;
+/// The largest sealed value that is written: what [`MAX_CHUNKS`] cookies can carry back.
+pub(crate) const MAX_SEALED: usize = CHUNK * MAX_CHUNKS;
+
+/// A value too large for the cookies the layer reads back: it was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    /// Bytes of the sealed value.
+    pub(crate) sealed: usize,
+    /// Bytes of the value before sealing.
+    pub(crate) plain: usize,
+}
+
+impl TooLarge {
+    /// The most sealed bytes that are written.
+    pub(crate) const LIMIT: usize = MAX_SEALED;
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes sealed ({} bytes of JSON), more than the {} bytes ({MAX_CHUNKS} cookies) \
+             read back",
+            self.sealed,
+            self.plain,
+            Self::LIMIT
+        )
+    }
+}
 
 /// How many of our cookies are kept without allocating (a session is usually one).
 const INLINE: usize = 8;
@@ -313,6 +342,10 @@ impl CookieCodec {
     }
 
     /// Set-Cookie headers that store `value` in `slot`, chunked, deleting leftover chunks.
+    ///
+    /// Only what can be read back is written: a value that needs more than [`MAX_CHUNKS`]
+    /// cookies writes nothing and says how large it is (a session written in more chunks than
+    /// are read would never be read: an endless login loop).
     pub(crate) fn write_json<T: Serialize>(
         &self,
         slot: &Slot,
@@ -320,15 +353,17 @@ impl CookieCodec {
         max_age: i64,
         present_chunks: usize,
         out: &mut Vec<HeaderValue>,
-    ) {
+    ) -> Result<(), TooLarge> {
         let plain = serde_json::to_string(value).unwrap_or_default();
-        self.write_sealed(
-            slot,
-            &self.seal(&slot.name, &plain),
-            max_age,
-            present_chunks,
-            out,
-        );
+        let sealed = self.seal(&slot.name, &plain);
+        if sealed.len() > MAX_SEALED {
+            return Err(TooLarge {
+                sealed: sealed.len(),
+                plain: plain.len(),
+            });
+        }
+        self.write_sealed(slot, &sealed, max_age, present_chunks, out);
+        Ok(())
     }
 
     fn write_sealed(
@@ -447,12 +482,44 @@ mod tests {
         assert_eq!(old.open("a", &new.seal("a", "w")), None);
     }
 
+    /// Found by issue 14: a session larger than the read limit was written in 18 chunks and
+    /// read from at most 8. What fits is written and reads back; what does not writes nothing.
+    #[test]
+    fn only_what_can_be_read_is_written() {
+        let c = codec(false);
+        let mut out = Vec::new();
+        let fits = "x".repeat(MAX_SEALED * 3 / 4 - 100);
+        c.write_json(&c.session, &fits, 60, 0, &mut out).unwrap();
+        assert_eq!(out.len(), MAX_CHUNKS);
+        let header = out
+            .iter()
+            .map(|h| h.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::COOKIE, header.parse().unwrap());
+        let read: String = c
+            .read_json(&c.read(&headers), &c.session.name)
+            .unwrap()
+            .unwrap();
+        assert_eq!(read, fits);
+
+        let mut out = Vec::new();
+        let too_large = "x".repeat(MAX_SEALED);
+        let error = c
+            .write_json(&c.session, &too_large, 60, 0, &mut out)
+            .unwrap_err();
+        assert!(out.is_empty(), "nothing written");
+        assert!(error.sealed > MAX_SEALED);
+        assert!(error.to_string().contains(&error.sealed.to_string()));
+    }
+
     #[test]
     fn chunking_round_trip_and_leftovers() {
         let c = codec(false);
         let big = "x".repeat(9000);
         let mut out = Vec::new();
-        c.write_json(&c.session, &big, 60, 5, &mut out);
+        c.write_json(&c.session, &big, 60, 5, &mut out).unwrap();
         // 9000 chars of JSON seal to ~12 KB: 4 chunks set, chunk 4 deleted.
         let sets: Vec<String> = out.iter().map(|h| h.to_str().unwrap().to_owned()).collect();
         assert_eq!(sets.len(), 5);

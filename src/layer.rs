@@ -80,6 +80,8 @@ pub(crate) struct Settings {
     pub(crate) origin: String,
     /// The app's approval of pass-through authorization parameters.
     pub(crate) approve_param: Option<crate::config::ApproveParam>,
+    /// The ID-token claims the session keeps (besides `sub`, `iss`, `sid`).
+    pub(crate) session_claims: Vec<String>,
 }
 
 /// Everything shared by clones of the layer and its services.
@@ -495,6 +497,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
         refresh_timeout: cfg.refresh_timeout,
         origin: origin.clone(),
         approve_param: cfg.approve_param.clone(),
+        session_claims: cfg.session_claims.clone(),
     };
     let coordinator = match cfg.refresh_coordinator {
         Some(c) => c,

@@ -169,7 +169,7 @@ pub mod __private;
 pub use body::AuthBody;
 pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{AuthConfig, ConfigError, M2mClients};
+pub use config::{AuthConfig, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
 #[cfg(feature = "axum")]
 pub use extract::{ClaimsRejection, PermissionName, RequirePermission, RequireRole, RoleName};
 pub use future::ResponseFuture;

@@ -17,8 +17,9 @@ use crate::revocation::{RevocationError, RevocationKey, RevocationStore};
 ///
 /// Within an instance, a [`LocalRefreshCoordinator`] lets racing requests share one attempt.
 /// Across instances, the instance that wins a short lock (`SET NX PX`) on the refresh token's
-/// hash refreshes and publishes the result, sealed with the cookie key, under that hash for the
-/// grace window; the others wait for it. Redis never sees a token. If Redis is unreachable, the
+/// hash refreshes and publishes the result (the token endpoint's answer, sealed with the cookie
+/// key and that hash as associated data) under that hash for the grace window; the others wait
+/// for it and verify the tokens themselves. Redis never sees a token. If Redis is unreachable, the
 /// instance refreshes on its own (and says so at warn level) rather than failing the request.
 ///
 /// ```no_run

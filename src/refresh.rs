@@ -4,7 +4,9 @@
 //! through a [`RefreshCoordinator`]. The coordinator runs one refresh per refresh token (keyed by
 //! its SHA-256, never the raw token) and keeps the result for a grace window, so requests that
 //! arrive later with the old, now rotated, refresh token get the same new tokens instead of
-//! replaying it. The refresh itself runs in its own task, so a client that disconnects cannot
+//! replaying it. The result is the grant as the token endpoint answered it: each request
+//! verifies it, so a verification that fails for now (a key not fetched yet) is retried by the
+//! next request without another grant. The refresh itself runs in its own task, so a client that disconnects cannot
 //! cancel a refresh that other requests wait for.
 
 use std::collections::HashMap;
@@ -40,8 +42,11 @@ impl fmt::Debug for RefreshKey {
     }
 }
 
-/// The result of a refresh, sealed with the layer's cookie key: coordinators may store and
-/// publish it without learning the tokens.
+/// The result of a refresh grant (the token endpoint's answer, not yet verified), sealed with
+/// the layer's cookie key and bound to its [`RefreshKey`]: coordinators may store and publish
+/// it without learning the tokens, and a result stored under another key never opens. Each
+/// request that receives it verifies the tokens; a verification that fails for now is retried
+/// from the same result, never with another grant.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SealedTokens(pub String);
 
@@ -61,7 +66,7 @@ pub enum RefreshError {
     /// The provider is unreachable, failing, or did not answer in time: try again later.
     #[error("provider unavailable: {0}")]
     Unavailable(String),
-    /// The provider's answer could not be verified.
+    /// The provider's answer was unusable (malformed, or refused for another reason).
     #[error("refreshed tokens refused: {0}")]
     Invalid(String),
 }

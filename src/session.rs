@@ -105,13 +105,17 @@ fn touch(
     let mut touched = data.clone();
     touched.seen = now;
     let codec = &shared.cookies;
-    codec.write_json(
+    if let Err(too_large) = codec.write_json(
         &codec.session,
         &touched,
         lifetime_left(settings, &data.ids, now),
         cookies.chunk_count(&codec.session.name),
         &mut outcome.set_cookies,
-    );
+    ) {
+        // The session was read from its cookies, so it fits; a last-seen time cannot make it
+        // unreadable. Should it ever, the old cookies stay and the idle clock is not moved.
+        tracing::warn!(size = too_large.sealed, "session too large to touch ({too_large})");
+    }
 }
 
 /// What identifies a session for revocation; the same before and after refreshes.
@@ -173,14 +177,23 @@ pub(crate) fn is_revoked(shared: &Shared, ids: &SessionIds) -> bool {
     false
 }
 
-/// The claims of the ID token kept in the session: identity, not token bookkeeping.
-pub(crate) fn identity_claims(id_claims: &Map<String, Value>) -> Map<String, Value> {
-    const DROP: &[&str] = &[
+/// The claims of the ID token kept in the session: `sub`, `iss` and `sid`, and those the app
+/// asked for (`keep`, [`AuthConfig::session_claims`](crate::AuthConfig::session_claims)).
+/// Token bookkeeping (`aud`, `exp`, `nonce`, ...) is never kept, even when asked for.
+pub(crate) fn identity_claims(
+    id_claims: &Map<String, Value>,
+    keep: &[String],
+) -> Map<String, Value> {
+    const ALWAYS: &[&str] = &["sub", "iss", "sid"];
+    const NEVER: &[&str] = &[
         "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "s_hash", "azp", "jti",
     ];
     id_claims
         .iter()
-        .filter(|(k, _)| !DROP.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            ALWAYS.contains(&k.as_str())
+                || (keep.iter().any(|c| c == *k) && !NEVER.contains(&k.as_str()))
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -384,22 +397,43 @@ pub(crate) async fn resolve(
         refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now),
     ) {
         let key = RefreshKey::of(rt);
-        let task = refresh_task(
-            shared.clone(),
-            rt.clone(),
-            data.idc.get().to_owned(),
-            data.ids.clone(),
-        );
+        let task = refresh_task(shared.clone(), rt.clone(), key);
         tracing::debug!(?key, "access token due for refresh");
         match shared.coordinator.coordinate(key, task).await {
             Ok(sealed) => {
-                let refreshed = codec
-                    .open(REFRESH_AAD, &sealed.0)
-                    .and_then(|plain| serde_json::from_str::<Refreshed>(&plain).ok());
-                if let Some(refreshed) = refreshed {
-                    return refreshed_outcome(&shared, &cookies, refreshed).await;
+                let grant = codec
+                    .open(&refresh_aad(key), &sealed.0)
+                    .and_then(|plain| serde_json::from_str::<Grant>(&plain).ok());
+                match grant {
+                    // Verified here, by every request that gets the grant: a verification that
+                    // fails for now (a key not fetched yet, the JWKS slow or down) is retried by
+                    // the next request from the grant the coordinator keeps, never by another
+                    // grant (the provider has rotated the refresh token already).
+                    Some(grant) => {
+                        let timeout = shared.settings.refresh_timeout;
+                        let checked =
+                            tokio::time::timeout(timeout, check_grant(&shared, grant, rt, data))
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(format!("tokens not verified within {timeout:?}"))
+                                });
+                        match checked {
+                            Ok(refreshed) => {
+                                return refreshed_outcome(&shared, &cookies, data, refreshed);
+                            }
+                            Err(error) => tracing::warn!(
+                                %error,
+                                "refreshed tokens not verified; keeping the session, the next \
+                                 request verifies them again"
+                            ),
+                        }
+                    }
+                    // Sealed with other keys, or for another refresh key: never used.
+                    None => tracing::warn!(
+                        "refresh result could not be opened for this refresh token (cookie keys \
+                         differ, or a result stored under another key)"
+                    ),
                 }
-                tracing::warn!("refreshed tokens could not be opened (cookie keys differ?)");
             }
             Err(RefreshError::InvalidGrant) => {
                 tracing::debug!("refresh token rejected; session over");
@@ -642,19 +676,38 @@ fn unavailable(client: Client, here: &str) -> Page {
     page
 }
 
-/// Associated data for sealed refresh results (not a cookie name, so never confused with one).
-const REFRESH_AAD: &str = "tower-oidc-auth refresh";
+/// Associated data for a sealed refresh result: bound to its refresh key (not a cookie name, so
+/// never confused with one), so a result stored under another key never opens.
+fn refresh_aad(key: RefreshKey) -> String {
+    format!("tower-oidc-auth refresh {}", key.to_hex())
+}
 
-/// What a refresh produced, sealed for the coordinator.
+/// What the token endpoint answered to a refresh grant, as it came: kept sealed by the
+/// coordinator, and verified by each request that uses it. A verification that fails for now
+/// is retried from this, never with another grant.
 #[derive(Serialize, Deserialize)]
+struct Grant {
+    at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_in: Option<i64>,
+}
+
+/// A verified refresh: the new session, and the new logout hint if any.
 struct Refreshed {
     session: SessionData,
     id_token: Option<String>,
+    /// The verified access token (`None`: opaque).
+    verified: Option<Arc<crate::verify::Verified>>,
 }
 
-async fn refreshed_outcome(
+fn refreshed_outcome(
     shared: &Shared,
     cookies: &RequestCookies<'_>,
+    old: &SessionData,
     refreshed: Refreshed,
 ) -> Outcome {
     let codec = &shared.cookies;
@@ -664,16 +717,9 @@ async fn refreshed_outcome(
         tracing::debug!("session revoked during refresh; clearing");
         return Outcome::cleared(shared, cookies, true);
     }
-    let claims = if data.opaque {
-        opaque_claims(shared, &data)
-    } else {
-        match shared.verifier.access(&data.at, Purpose::Session).await {
-            Ok(v) => v.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
-            Err(error) => {
-                tracing::warn!(%error, "refreshed access token refused");
-                return Outcome::cleared(shared, cookies, false);
-            }
-        }
+    let claims = match &refreshed.verified {
+        Some(v) => v.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
+        None => opaque_claims(shared, &data),
     };
     // A refresh does not extend the session: the cookies get the lifetime that is left.
     let age = lifetime_left(&shared.settings, &data.ids, shared.clock.now());
@@ -682,22 +728,37 @@ async fn refreshed_outcome(
         return Outcome::cleared(shared, cookies, true);
     }
     let mut set_cookies = Vec::new();
-    codec.write_json(
+    if let Err(too_large) = codec.write_json(
         &codec.session,
         &data,
         age,
         cookies.chunk_count(&codec.session.name),
         &mut set_cookies,
-    );
+    ) {
+        // Never write what cannot be read: the user signs in again (and is told why there).
+        tracing::error!(
+            size = too_large.sealed,
+            limit = crate::cookies::TooLarge::LIMIT,
+            "refreshed session too large for its cookies ({too_large}); signing out"
+        );
+        return Outcome::cleared(shared, cookies, true);
+    }
     if let Some(id) = &refreshed.id_token {
-        codec.write_json(
+        if let Err(too_large) = codec.write_json(
             &codec.id_token,
             id,
             age,
             cookies.chunk_count(&codec.id_token.name),
             &mut set_cookies,
-        );
+        ) {
+            // The hint from login stays.
+            tracing::warn!(
+                size = too_large.sealed,
+                "refreshed ID token too large ({too_large}); kept the old one"
+            );
+        }
     }
+    debug_assert_eq!(data.ids.lid, old.ids.lid);
     tracing::debug!("session refreshed");
     Outcome {
         claims,
@@ -706,36 +767,52 @@ async fn refreshed_outcome(
     }
 }
 
-/// One refresh: the token call, verification of what comes back, and the new session, sealed.
-fn refresh_task(shared: Arc<Shared>, rt: String, old_idc: String, ids: SessionIds) -> RefreshTask {
+/// One refresh grant, sealed for the coordinator as the token endpoint answered it. Its tokens
+/// are verified by [`check_grant`], outside: a verification failure must not lose the grant.
+fn refresh_task(shared: Arc<Shared>, rt: String, key: RefreshKey) -> RefreshTask {
     Box::pin(async move {
         let timeout = shared.settings.refresh_timeout;
-        match tokio::time::timeout(timeout, refresh_once(&shared, rt, old_idc, ids)).await {
-            Ok(result) => result,
-            Err(_) => Err(RefreshError::Unavailable(format!(
-                "no answer within {timeout:?}"
-            ))),
-        }
+        let tokens = match tokio::time::timeout(timeout, shared.token.refresh(&rt)).await {
+            Ok(Ok(tokens)) => tokens,
+            Ok(Err(e)) if e.is_invalid_grant() => return Err(RefreshError::InvalidGrant),
+            Ok(Err(e)) if e.is_transient() => return Err(RefreshError::Unavailable(e.to_string())),
+            Ok(Err(e)) => return Err(RefreshError::Invalid(e.to_string())),
+            Err(_) => {
+                return Err(RefreshError::Unavailable(format!(
+                    "no answer within {timeout:?}"
+                )))
+            }
+        };
+        let grant = Grant {
+            expires_in: tokens.expires_in(),
+            at: tokens.access_token,
+            rt: tokens.refresh_token,
+            id: tokens.id_token,
+        };
+        let plain =
+            serde_json::to_string(&grant).map_err(|e| RefreshError::Invalid(e.to_string()))?;
+        Ok(SealedTokens(shared.cookies.seal(&refresh_aad(key), &plain)))
     })
 }
 
-async fn refresh_once(
+/// Verifies a refresh grant for the session `old` that asked for it, and builds the new
+/// session. The new tokens must name the same user; the session keeps its own ids (its local
+/// id, its login time). Keys are fetched for these tokens regardless of the refetch rate limit:
+/// they came straight from the token endpoint.
+async fn check_grant(
     shared: &Shared,
-    rt: String,
-    old_idc: String,
-    mut ids: SessionIds,
-) -> Result<SealedTokens, RefreshError> {
-    let tokens = shared.token.refresh(&rt).await.map_err(|e| {
-        if e.is_invalid_grant() {
-            RefreshError::InvalidGrant
-        } else if e.is_transient() {
-            RefreshError::Unavailable(e.to_string())
-        } else {
-            RefreshError::Invalid(e.to_string())
-        }
-    })?;
+    grant: Grant,
+    rt: &str,
+    old: &SessionData,
+) -> Result<Refreshed, String> {
     let now = shared.clock.now();
-    let old: Map<String, Value> = serde_json::from_str(&old_idc).unwrap_or_default();
+    let mut ids = old.ids.clone();
+    let old_idc: Map<String, Value> = serde_json::from_str(old.idc.get()).unwrap_or_default();
+    let same_user = |sub: Option<&Value>| match (sub, &ids.sub) {
+        (Some(new), Some(ours)) => new.as_str() == Some(ours.as_str()),
+        (new, None) => new == old_idc.get("sub"),
+        (None, Some(_)) => false,
+    };
     // A new ID token is verified like at login, without a nonce (Core 12.2), and must name the
     // same user.
     let mut identity = None;
@@ -744,16 +821,14 @@ async fn refresh_once(
     // otherwise the hint stays the one from login (which carries our nonce): providers accept
     // an expired ID token as a hint (RP-Initiated Logout 1.0, section 2).
     let mut hint = None;
-    if let Some(id) = &tokens.id_token {
+    if let Some(id) = &grant.id {
         let claims = shared
             .verifier
-            .id_token(id, None, Some(&tokens.access_token))
+            .id_token(id, None, Some(&grant.at))
             .await
-            .map_err(|e| RefreshError::Invalid(format!("ID token: {e}")))?;
-        if claims.get("sub") != old.get("sub") {
-            return Err(RefreshError::Invalid(
-                "ID token names another subject".into(),
-            ));
+            .map_err(|e| format!("ID token: {e}"))?;
+        if !same_user(claims.get("sub")) {
+            return Err("ID token names another subject".into());
         }
         if let Some(sid) = claims.get("sid").and_then(Value::as_str) {
             ids.sid = Some(sid.to_owned());
@@ -761,30 +836,37 @@ async fn refresh_once(
         if crate::verify::looks_like_id_token(&claims) {
             hint = Some(id.clone());
         }
-        identity = Some(identity_claims(&claims));
+        identity = Some(identity_claims(&claims, &shared.settings.session_claims));
     }
     let id_exp = identity
         .as_ref()
         .and_then(|c| c.get("exp"))
         .and_then(Value::as_i64);
-    let (exp, opaque) = classify_access(
-        shared,
-        &tokens.access_token,
-        tokens.expires_in(),
-        id_exp,
-        now,
-    )
-    .await
-    .map_err(|e| RefreshError::Invalid(format!("access token: {e}")))?;
+    let (exp, opaque) = classify_access(shared, &grant.at, grant.expires_in, id_exp, now)
+        .await
+        .map_err(|e| format!("access token: {e}"))?;
+    let mut verified = None;
+    if !opaque {
+        // Verified by `classify_access` just now: a cache hit.
+        let v = shared
+            .verifier
+            .access(&grant.at, Purpose::Session)
+            .await
+            .map_err(|e| format!("access token: {e}"))?;
+        if v.claims.get("sub").is_some_and(|sub| !same_user(Some(sub))) {
+            return Err("access token names another subject".into());
+        }
+        verified = Some(v);
+    }
     let idc = match identity {
         Some(map) => raw_json(&Value::Object(map)),
-        None => raw_json(&Value::Object(old)),
+        None => raw_json(&Value::Object(old_idc)),
     };
-    let refreshed = Refreshed {
+    Ok(Refreshed {
         session: SessionData {
-            at: tokens.access_token,
+            at: grant.at,
             // Providers that do not rotate may omit it: keep the one we have.
-            rt: tokens.refresh_token.or(Some(rt)),
+            rt: grant.rt.or_else(|| Some(rt.to_owned())),
             exp,
             ts: now,
             seen: 0,
@@ -793,10 +875,8 @@ async fn refresh_once(
             ids,
         },
         id_token: hint,
-    };
-    let plain =
-        serde_json::to_string(&refreshed).map_err(|e| RefreshError::Invalid(e.to_string()))?;
-    Ok(SealedTokens(shared.cookies.seal(REFRESH_AAD, &plain)))
+        verified,
+    })
 }
 
 /// Decides how the session rests on an access token from our own token endpoint. A token shaped
@@ -816,7 +896,7 @@ pub(crate) async fn classify_access(
     if crate::verify::is_jwt_shaped(access_token) {
         return shared
             .verifier
-            .access(access_token, Purpose::Session)
+            .access_from_token_endpoint(access_token, Purpose::Session)
             .await
             .map(|v| (v.exp, false));
     }
@@ -877,8 +957,10 @@ pub(crate) fn session_cookie_header(
         .ok()
         .and_then(|d| d.claims.get("exp").and_then(Value::as_i64))
         .unwrap_or_default();
-    let idc = RawValue::from_string(Value::Object(identity_claims(&id_claims)).to_string())
-        .expect("valid JSON");
+    let idc = RawValue::from_string(
+        Value::Object(identity_claims(&id_claims, &shared.settings.session_claims)).to_string(),
+    )
+    .expect("valid JSON");
     let now = shared.clock.now();
     let data = SessionData {
         at,
@@ -893,8 +975,8 @@ pub(crate) fn session_cookie_header(
     let codec = &shared.cookies;
     let mut set = Vec::new();
     let age = shared.settings.session_max_age;
-    codec.write_json(&codec.session, &data, age, 0, &mut set);
-    codec.write_json(&codec.id_token, &id_token, age, 0, &mut set);
+    let _ = codec.write_json(&codec.session, &data, age, 0, &mut set);
+    let _ = codec.write_json(&codec.id_token, &id_token, age, 0, &mut set);
     set.iter()
         .filter_map(|h| h.to_str().ok())
         .filter_map(|s| s.split(';').next())

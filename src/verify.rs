@@ -412,17 +412,36 @@ impl Verifier {
         token: &str,
         purpose: Purpose,
     ) -> Result<Arc<Verified>, VerifyError> {
+        self.access_with(token, purpose, false).await
+    }
+
+    /// Like [`access`](Self::access), for a token that came straight from the token endpoint:
+    /// its key is fetched regardless of the refetch rate limit.
+    pub(crate) async fn access_from_token_endpoint(
+        &self,
+        token: &str,
+        purpose: Purpose,
+    ) -> Result<Arc<Verified>, VerifyError> {
+        self.access_with(token, purpose, true).await
+    }
+
+    async fn access_with(
+        &self,
+        token: &str,
+        purpose: Purpose,
+        fresh: bool,
+    ) -> Result<Arc<Verified>, VerifyError> {
         match self.access_now(token, purpose) {
             Attempt::Valid(v) => Ok(v),
             Attempt::Invalid(e) => Err(e),
             Attempt::NeedKeys(kid, alg, why) => {
                 match why {
                     Refetch::Missing => {
-                        self.jwks.refetch_for(kid.as_deref(), alg).await;
+                        self.jwks.refetch_for(kid.as_deref(), alg, fresh).await;
                     }
                     // No new key set (rate-limited, or the fetch failed): the signature stays
                     // bad, without verifying it again.
-                    Refetch::Replaced if !self.jwks.refetch_replaced().await => {
+                    Refetch::Replaced if !self.jwks.refetch_replaced(fresh).await => {
                         return Err(VerifyError::Signature);
                     }
                     Refetch::Replaced => {}
@@ -449,7 +468,7 @@ impl Verifier {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
-        let claims = self.signed_claims(token, &header).await?;
+        let claims = self.signed_claims(token, &header, false).await?;
         self.check_logout_claims(&claims, max_age, self.clock.now())?;
         Ok(claims)
     }
@@ -484,7 +503,7 @@ impl Verifier {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
-        let claims = self.signed_claims(token, &header).await?;
+        let claims = self.signed_claims(token, &header, false).await?;
         self.check_idp_login_claims(&claims, self.clock.now())
     }
 
@@ -613,7 +632,8 @@ impl Verifier {
                 return Err(VerifyError::Type(typ.clone()));
             }
         }
-        let claims = self.signed_claims(token, &header).await?;
+        // ID tokens come straight from the token endpoint (at the callback or a refresh).
+        let claims = self.signed_claims(token, &header, true).await?;
         let now = self.clock.now();
         if claims.get("iss").and_then(Value::as_str) != Some(&self.issuer) {
             return Err(VerifyError::Issuer);
@@ -656,21 +676,23 @@ impl Verifier {
     /// unknown key waits for a (rate-limited, shared) refetch; keys past the provider's max-age
     /// serve while a background refetch revalidates them; a known key that does not verify the
     /// signature has the key set fetched again, since the provider may have replaced the key
-    /// material under that kid.
+    /// material under that kid. `fresh`: the token came straight from the token endpoint, and
+    /// the refetch rate limit does not apply.
     async fn signed_claims(
         &self,
         token: &str,
         header: &jsonwebtoken::Header,
+        fresh: bool,
     ) -> Result<Map<String, Value>, VerifyError> {
         let (kid, alg) = (header.kid.as_deref(), header.alg);
-        let key = match self.jwks.refetch_for(kid, alg).await {
+        let key = match self.jwks.refetch_for(kid, alg, fresh).await {
             KeyLookup::Found(k) => k,
             KeyLookup::Unknown => return Err(VerifyError::UnknownKey),
             KeyLookup::WrongAlgorithm => return Err(VerifyError::Algorithm(alg)),
             KeyLookup::Ambiguous => return Err(VerifyError::AmbiguousKey),
         };
         match self.decode(token, &key.key, alg) {
-            Err(VerifyError::Signature) if self.jwks.refetch_replaced().await => {
+            Err(VerifyError::Signature) if self.jwks.refetch_replaced(fresh).await => {
                 match self.jwks.lookup(kid, alg) {
                     KeyLookup::Found(k) if k.thumbprint != key.thumbprint => {
                         self.decode(token, &k.key, alg)

@@ -226,3 +226,88 @@ async fn back_channel_logout_on_one_instance_ends_the_session_on_the_other() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A refresh result is sealed for its own refresh key: a result copied in Redis to another
+/// session's key (a shared Redis written by someone else, a mixed-up key) never signs that
+/// session in as the first one's user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+async fn a_result_moved_to_another_refresh_key_is_refused() {
+    use sha2::{Digest, Sha256};
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    let prefix = format!("test-aad-{}", provider.addr().port());
+    let a = instance(&provider, &clock, &prefix).await;
+    let s = Setup {
+        auth: provider.layer_builder(REDIRECT).build().await.unwrap(),
+        app: a.clone(),
+        provider,
+        clock: clock.clone(),
+    };
+    // Ada signs in, then Mallory.
+    let mut ada = Jar::default();
+    assert_eq!(
+        login(&s, &mut ada, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let issued_before = s.provider.issued_secrets().len();
+    s.provider.set_user(Some(
+        tower_oidc_auth::testing::TestUser::new("usr_mallory").email("m@example.com"),
+    ));
+    let mut mallory = Jar::default();
+    assert_eq!(
+        login(&s, &mut mallory, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    let mallory_secrets: Vec<String> = s.provider.issued_secrets()[issued_before..].to_vec();
+
+    // Ada's session refreshes through Redis.
+    clock.advance(Duration::from_secs(301));
+    let resp = send(&a, &mut ada.clone(), get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let url = std::env::var("REDIS_URL").unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:refresh:result:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ada_result: String = redis::cmd("GET")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Copy it under every key Mallory's refresh token could have.
+    for secret in &mallory_secrets {
+        let hex: String = Sha256::digest(secret.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let _: () = redis::cmd("SET")
+            .arg(format!("{prefix}:refresh:result:{hex}"))
+            .arg(&ada_result)
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // Mallory's session refreshes: it must not become Ada's.
+    let resp = send(&a, &mut mallory, get_json("/me")).await;
+    let status = resp.status();
+    let body = body_string(resp).await;
+    assert!(!body.contains("usr_42"), "{status}: {body}");
+    assert!(!body.contains("ada@example.com"), "{status}: {body}");
+}

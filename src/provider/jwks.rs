@@ -189,16 +189,19 @@ impl Jwks {
         if last != i64::MIN && now.saturating_sub(last) < inner.min_interval {
             return;
         }
-        drop(inner.start_refetch());
+        drop(inner.start_refetch(false));
     }
 
     /// Refetches because the key we have for `kid` (or the only kid-less key) did not verify a
     /// signature: the provider may have replaced the key material under that kid. Waits for the
     /// fetch (the one in flight, or a new one within the rate limit). `false` when no new key
     /// set arrived, so a bad signature stays a bad signature without more work.
-    pub(crate) async fn refetch_replaced(&self) -> bool {
+    ///
+    /// `fresh`: the token came straight from the token endpoint (in exchange for our code or
+    /// refresh token), so the rate limit does not apply (see [`refetch_for`](Self::refetch_for)).
+    pub(crate) async fn refetch_replaced(&self, fresh: bool) -> bool {
         let before = self.generation();
-        match self.inner.start_refetch() {
+        match self.inner.start_refetch(fresh) {
             Some(flight) => {
                 let _ = flight.await;
                 self.generation() != before
@@ -214,18 +217,28 @@ impl Jwks {
     /// max-age, a token without kid, which cannot tell a stale key from its own) waits for a
     /// refetch: the one in flight if there is one, else a new one, at most one per
     /// `min_interval` counted from the end of the last. A failed fetch keeps the keys we had.
-    pub(crate) async fn refetch_for(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
+    ///
+    /// `fresh`: the token came straight from the token endpoint, in exchange for our own code or
+    /// refresh token. Its key is fetched regardless of the rate limit (still one fetch at a
+    /// time): such a token cannot be made up by a client, and refusing it for want of a fetch
+    /// would throw away a grant the provider has already made (a rotated refresh token).
+    pub(crate) async fn refetch_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        fresh: bool,
+    ) -> KeyLookup {
         let found = self.lookup(kid, alg);
         let stale = self.is_stale();
         let must_wait = matches!(found, KeyLookup::Unknown) || (stale && kid.is_none());
         if !must_wait {
             if stale {
                 // Revalidate in the background; nobody waits for it.
-                drop(self.inner.start_refetch());
+                drop(self.inner.start_refetch(false));
             }
             return found;
         }
-        match self.inner.start_refetch() {
+        match self.inner.start_refetch(fresh) {
             Some(flight) => {
                 // Its outcome is read from the key set; an error was logged by the fetch.
                 let _ = flight.await;
@@ -287,16 +300,19 @@ impl Inner {
     }
 
     /// The refetch in flight, or a new one started in the background (a spawned task, so it
-    /// runs to its end even if every waiter goes away). `None` when rate-limited, or outside a
-    /// tokio runtime.
-    fn start_refetch(self: &Arc<Self>) -> Option<Flight> {
+    /// runs to its end even if every waiter goes away). `None` when rate-limited (unless
+    /// `fresh`), or outside a tokio runtime.
+    fn start_refetch(self: &Arc<Self>, fresh: bool) -> Option<Flight> {
         let (flight, landing, runtime) = {
             let mut slot = lock(&self.flight);
             if let Some(flight) = slot.as_ref() {
                 return Some(flight.clone());
             }
             let last = self.last_attempt.load(Ordering::Acquire);
-            if last != i64::MIN && self.clock.now().saturating_sub(last) < self.min_interval {
+            if !fresh
+                && last != i64::MIN
+                && self.clock.now().saturating_sub(last) < self.min_interval
+            {
                 return None;
             }
             let runtime = tokio::runtime::Handle::try_current().ok()?;

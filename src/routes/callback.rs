@@ -48,7 +48,8 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             if index.0.is_empty() {
                 codec.clear_slot(&codec.tx_index, present, &mut set_cookies);
             } else {
-                codec.write_json(
+                // A few ids: always within the limit.
+                let _ = codec.write_json(
                     &codec.tx_index,
                     &index,
                     settings.login_timeout,
@@ -245,7 +246,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             return token_defect(set_cookies);
         }
     };
-    let identity = identity_claims(&id_claims);
+    let identity = identity_claims(&id_claims, &settings.session_claims);
     let session = SessionData {
         at: tokens.access_token,
         rt: tokens.refresh_token,
@@ -271,21 +272,56 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         );
     }
     let max_age = settings.session_max_age;
-    codec.write_json(
+    // Only what can be read back is written: a session too large for the cookies the layer
+    // reads would send the user back to login on every request.
+    if let Err(too_large) = codec.write_json(
         &codec.session,
         &session,
         max_age,
         cookies.chunk_count(&codec.session.name),
         &mut set_cookies,
-    );
+    ) {
+        tracing::error!(
+            size = too_large.sealed,
+            limit = crate::cookies::TooLarge::LIMIT,
+            "session too large for its cookies ({too_large}); not signed in. Keep fewer \
+             ID-token claims (`session_claims`) or ask the provider for smaller tokens"
+        );
+        return error_page(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in failed",
+            &format!(
+                "Your session is too large to be stored in this browser: {} bytes, more \
+                 than the {} bytes the application can read back. The identity provider's \
+                 tokens carry too much (for example, very many groups); please tell the \
+                 application's administrator.",
+                too_large.sealed,
+                crate::cookies::TooLarge::LIMIT
+            ),
+            None,
+            set_cookies,
+        );
+    }
     let id_slot: &Slot = &codec.id_token;
-    codec.write_json(
+    if let Err(too_large) = codec.write_json(
         id_slot,
         &id_token,
         max_age,
         cookies.chunk_count(&id_slot.name),
         &mut set_cookies,
-    );
+    ) {
+        // The ID token is only the logout hint: sign in without it (logout then asks the
+        // provider without a hint).
+        tracing::warn!(
+            size = too_large.sealed,
+            "ID token too large for its cookies ({too_large}); logout will send no hint"
+        );
+        codec.clear_slot(
+            id_slot,
+            cookies.chunk_count(&id_slot.name),
+            &mut set_cookies,
+        );
+    }
     tracing::debug!(sub = ?id_claims.get("sub"), "signed in");
     redirect(&tx.return_to, set_cookies)
 }

@@ -313,6 +313,8 @@ pub(crate) struct State {
     pub(crate) iss_param: bool,
     pub(crate) auth_methods: Vec<String>,
     pub(crate) opaque_access: bool,
+    /// Refresh grants answer with tokens for this user instead of the grant's.
+    pub(crate) refresh_user: Mutex<Option<TestUser>>,
     /// Where discovery and the endpoints live (the issuer without a trailing slash).
     pub(crate) base: String,
     pub(crate) token_failure: Mutex<Option<Failure>>,
@@ -883,6 +885,7 @@ impl TestProviderBuilder {
             iss_param: self.iss_param,
             auth_methods: self.auth_methods,
             opaque_access: self.opaque_access,
+            refresh_user: Mutex::new(None),
             token_failure: Mutex::new(None),
             id_token_defect: Mutex::new(None),
             access_token_defect: Mutex::new(None),
@@ -1068,6 +1071,12 @@ impl TestProvider {
     /// some providers leave it out, notably in ID tokens issued at a refresh).
     pub fn set_id_token_at_hash(&self, on: bool) {
         self.state.id_at_hash.store(on, Ordering::Relaxed);
+    }
+
+    /// Answers refresh grants with tokens for this user instead of the one who signed in (a
+    /// broken or hostile provider), or, with `None`, for the grant's user again.
+    pub fn set_refresh_user(&self, user: Option<TestUser>) {
+        *self.state.refresh_user.lock().expect("refresh user lock") = user;
     }
 
     /// Sends this `expires_in` in token responses instead of the access-token lifetime

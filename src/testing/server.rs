@@ -496,8 +496,14 @@ fn refresh_grant(s: &State, client: &str, p: &Params) -> Response {
             "refresh token reused",
         );
     }
-    let at = s.access_token(client, &grant.user, &grant.scope, &grant.sid);
-    let id = s.id_token(client, &grant.user, None, &grant.sid, &at);
+    let user = s
+        .refresh_user
+        .lock()
+        .expect("refresh user lock")
+        .clone()
+        .unwrap_or_else(|| grant.user.clone());
+    let at = s.access_token(client, &user, &grant.scope, &grant.sid);
+    let id = s.id_token(client, &user, None, &grant.sid, &at);
     let mut body = json!({
         "access_token": at, "token_type": "Bearer", "id_token": id,
         "expires_in": s.expires_in(), "scope": grant.scope,
