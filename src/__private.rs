@@ -285,10 +285,7 @@ fn fuzz_shared() -> &'static Arc<Shared> {
                 64,
                 clock.clone(),
             )),
-            revocations: Arc::new(crate::MemoryRevocationStore::with_clock(
-                1024,
-                clock.clone(),
-            )),
+            revocations: Arc::new(crate::MemoryRevocationStore::with_clock(clock.clone())),
             seen_jti: quick_cache::sync::Cache::new(64),
             sessions: quick_cache::sync::Cache::new(64),
             clock,

@@ -709,8 +709,12 @@ impl AuthConfig {
         self
     }
 
-    /// How long a revocation is remembered: at least the refresh token's lifetime (default
-    /// 30 days).
+    /// The least time a revocation is remembered (default 30 days).
+    ///
+    /// A revocation is remembered until every session it ends has reached its absolute
+    /// lifetime (the session's login time plus [`session_max_age`](Self::session_max_age), and
+    /// a few minutes' margin for clock skew), so a revoked session never outlives its record;
+    /// and at least this long. Keep it at least the refresh token's lifetime.
     pub fn revocation_ttl(mut self, ttl: Duration) -> Self {
         self.revocation_ttl = ttl;
         self

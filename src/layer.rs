@@ -84,6 +84,23 @@ pub(crate) struct Settings {
     pub(crate) session_claims: Vec<String>,
 }
 
+impl Settings {
+    /// How long to remember a revocation that ends sessions which began no later than `begun`:
+    /// until the last of them reaches its absolute lifetime (`begun + session_max_age`, plus a
+    /// margin for clock skew), so a revoked session never outlives its record; and at least the
+    /// configured `revocation_ttl`.
+    pub(crate) fn revocation_lifetime(&self, begun: i64, now: i64) -> std::time::Duration {
+        /// Seconds beyond the session's end, for clocks that disagree by a little.
+        const MARGIN: i64 = 300;
+        let remaining = begun
+            .saturating_add(self.session_max_age)
+            .saturating_add(MARGIN)
+            .saturating_sub(now);
+        let seconds = remaining.max(secs(self.revocation_ttl)).max(1);
+        std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX))
+    }
+}
+
 /// Everything shared by clones of the layer and its services.
 pub(crate) struct Shared {
     pub(crate) settings: Settings,
@@ -518,10 +535,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
             coordinator,
             revocations: match cfg.revocation_store {
                 Some(store) => store,
-                None => Arc::new(MemoryRevocationStore::with_clock(
-                    100_000,
-                    cfg.clock.clone(),
-                )),
+                None => Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone())),
             },
             seen_jti: quick_cache::sync::Cache::new(10_000),
             sessions: quick_cache::sync::Cache::new(cfg.cache_capacity.max(1)),

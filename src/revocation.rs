@@ -2,14 +2,15 @@
 //! in another tab or instance, a webhook) are refused on their next request, since a server
 //! cannot delete a browser's cookies.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::{Clock, SharedClock, SystemClock};
 
 /// What a revocation applies to.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -59,12 +60,14 @@ pub struct RevocationError(pub String);
 
 /// Where revoked sessions are remembered.
 ///
-/// [`revoked_at`](Self::revoked_at) is on the hot path of every request: it must answer from
-/// memory, without I/O. Stores shared between instances keep a local mirror (see
-/// `RedisRevocationStore`).
+/// Revocations are security state: a store must keep each record for its whole TTL, never evict
+/// it to make room. [`revoked_at`](Self::revoked_at) is on the hot path of every request: it
+/// must answer from memory, without I/O. Stores shared between instances keep a local mirror
+/// (see `RedisRevocationStore`).
 pub trait RevocationStore: Send + Sync + 'static {
     /// Records that sessions matching `key` ended at `at` (seconds since the epoch), to be
-    /// remembered for `ttl` from now (not from `at`, which may lie in the past).
+    /// remembered for `ttl` from now (not from `at`, which may lie in the past). A record for
+    /// the same key is merged: the later `at` and the longer remaining lifetime win.
     fn revoke(
         &self,
         key: RevocationKey,
@@ -75,7 +78,14 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// When `key` was revoked, if it was and the record has not expired. No I/O.
     fn revoked_at(&self, key: &RevocationKey) -> Option<i64>;
 
-    /// True when nothing was ever revoked: lets the hot path skip the lookups.
+    /// Fail-closed floor: every session that began at or before this time (seconds since the
+    /// epoch) is treated as revoked. Set by a store that had to drop records (a configured hard
+    /// cap reached); `None` (the default) when every record is held. No I/O.
+    fn revoked_before(&self) -> Option<i64> {
+        None
+    }
+
+    /// True when nothing is revoked: lets the hot path skip the lookups.
     fn is_empty(&self) -> bool {
         false
     }
@@ -87,75 +97,243 @@ struct Record {
     until: i64,
 }
 
-/// The default store: in memory, bounded (least recently used records go first when full) and
-/// expiring. Enough for one instance; several instances need a shared store.
+/// Width of the expiry buckets of [`MemoryRevocationStore`], in seconds.
+const BUCKET: i64 = 60;
+
+/// The default store: in memory, exact and expiring. Enough for one instance; several instances
+/// need a shared store.
+///
+/// Every record is held until its TTL has passed: nothing is ever evicted to make room, so the
+/// memory used is bounded by the number of revocations within their TTLs (about 150 bytes each).
+/// Expired records are swept by expiry time buckets on each insert (and by
+/// [`sweep`](Self::sweep)).
+///
+/// An optional hard cap ([`max_records`](Self::max_records)) bounds the memory against a flood
+/// of revocations. When it is reached, the records revoked earliest are dropped, and the store
+/// *fails closed*: every session that began no later than the last dropped record is treated as
+/// revoked ([`RevocationStore::revoked_before`]), so those users sign in again. This is logged at
+/// error level.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_oidc_auth::{MemoryRevocationStore, RevocationKey, RevocationStore};
+/// let store = MemoryRevocationStore::new().max_records(1_000_000);
+/// let key = RevocationKey::session("https://yourenv.scalekit.com", "ses_1");
+/// store.insert(&key, 1_700_000_000, Duration::from_secs(3600));
+/// assert_eq!(store.revoked_at(&key), Some(1_700_000_000));
+/// ```
 #[derive(Clone)]
 pub struct MemoryRevocationStore {
     inner: Arc<MemoryInner>,
 }
 
 struct MemoryInner {
-    records: quick_cache::sync::Cache<String, Record>,
-    used: AtomicBool,
+    records: RwLock<HashMap<Arc<str>, Record>>,
+    /// Writers only (inserts and sweeps): expiry buckets and the cap's order.
+    index: Mutex<Index>,
+    /// Records held (including expired ones not swept yet).
+    len: AtomicUsize,
+    /// The fail-closed floor; `i64::MIN` when none.
+    floor: AtomicI64,
+    max_records: Option<usize>,
     clock: SharedClock,
+}
+
+#[derive(Default)]
+struct Index {
+    /// Keys by the end of the bucket their record expires in. A key whose record was extended
+    /// is listed again in its new bucket; the stale entry is skipped when swept.
+    expiry: BTreeMap<i64, Vec<Arc<str>>>,
+    /// With a hard cap only: keys by revocation time, earliest first.
+    by_at: BTreeSet<(i64, Arc<str>)>,
 }
 
 impl fmt::Debug for MemoryRevocationStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryRevocationStore")
-            .field("records", &self.inner.records.len())
+            .field("records", &self.len())
+            .field("max_records", &self.inner.max_records)
+            .field("revoked_before", &self.floor())
             .finish()
     }
 }
 
 impl Default for MemoryRevocationStore {
     fn default() -> Self {
-        Self::new(100_000)
+        Self::new()
     }
 }
 
 impl MemoryRevocationStore {
-    /// A store keeping at most `capacity` records.
+    /// An empty store without a hard cap, on the system clock.
     #[must_use]
-    pub fn new(capacity: usize) -> Self {
-        Self::with_clock(capacity, Arc::new(SystemClock))
+    pub fn new() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
     }
 
-    pub(crate) fn with_clock(capacity: usize, clock: SharedClock) -> Self {
+    pub(crate) fn with_clock(clock: SharedClock) -> Self {
         Self {
             inner: Arc::new(MemoryInner {
-                records: quick_cache::sync::Cache::new(capacity.max(1)),
-                used: AtomicBool::new(false),
+                records: RwLock::new(HashMap::new()),
+                index: Mutex::new(Index::default()),
+                len: AtomicUsize::new(0),
+                floor: AtomicI64::new(i64::MIN),
+                max_records: None,
                 clock,
             }),
         }
     }
 
+    fn configure(mut self, f: impl FnOnce(&mut MemoryInner)) -> Self {
+        let inner = Arc::get_mut(&mut self.inner)
+            .filter(|inner| inner.len.load(Ordering::Relaxed) == 0)
+            .expect("configure a MemoryRevocationStore before cloning or using it");
+        f(inner);
+        self
+    }
+
+    /// A hard cap on the records held. Reaching it drops the records revoked earliest and
+    /// fails closed for every session that began no later than them (see the type's docs).
+    /// Default: no cap, the store is bounded by the records' TTLs only.
+    ///
+    /// # Panics
+    ///
+    /// If the store was already cloned or holds records.
+    #[must_use]
+    pub fn max_records(self, max: usize) -> Self {
+        self.configure(|inner| inner.max_records = Some(max.max(1)))
+    }
+
+    /// The clock the store reads (default: the system clock), for tests with a
+    /// [`ManualClock`](crate::ManualClock).
+    ///
+    /// # Panics
+    ///
+    /// If the store was already cloned or holds records.
+    #[must_use]
+    pub fn clock(self, clock: impl Clock) -> Self {
+        self.configure(|inner| inner.clock = Arc::new(clock))
+    }
+
     /// Records a revocation at once (the trait's `revoke` does this and returns a ready future).
+    /// A record for the same key keeps the later `at` and the later expiry.
     pub fn insert(&self, key: &RevocationKey, at: i64, ttl: Duration) {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
         // Remembered for `ttl` from now (as Redis's `EX`), whatever `at` says: a revocation
         // recorded late, with the event's own time, must not expire early.
-        let until = self
-            .inner
-            .clock
-            .now()
-            .saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
-        let record = match self.inner.records.get(key.as_str()) {
-            // Keep the latest revocation time for a key.
-            Some(old) if old.at > at => Record {
-                at: old.at,
+        let until = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let mut index = inner.index.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sweep_locked(&mut index, now);
+        let mut records = inner
+            .records
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (key, old) = match records.get_key_value(key.as_str()) {
+            Some((k, old)) => (k.clone(), Some(*old)),
+            None => (Arc::<str>::from(key.as_str()), None),
+        };
+        let record = match old {
+            // An expired record not swept yet counts as absent.
+            Some(old) if old.until > now => Record {
+                at: old.at.max(at),
                 until: old.until.max(until),
             },
             _ => Record { at, until },
         };
-        self.inner.records.insert(key.as_str().to_owned(), record);
-        self.inner.used.store(true, Ordering::Release);
+        if old.is_none_or(|old| bucket(old.until) != bucket(record.until)) {
+            index
+                .expiry
+                .entry(bucket(record.until))
+                .or_default()
+                .push(key.clone());
+        }
+        if inner.max_records.is_some() {
+            if let Some(old) = old {
+                index.by_at.remove(&(old.at, key.clone()));
+            }
+            index.by_at.insert((record.at, key.clone()));
+        }
+        if records.insert(key, record).is_none() {
+            inner.len.fetch_add(1, Ordering::Release);
+        }
+        if let Some(max) = inner.max_records {
+            let mut dropped = 0usize;
+            let mut floor = None;
+            while records.len() > max {
+                let Some((at, victim)) = index.by_at.pop_first() else {
+                    break;
+                };
+                records.remove(&victim);
+                inner.len.fetch_sub(1, Ordering::Release);
+                floor = Some(at);
+                dropped += 1;
+            }
+            if let Some(floor) = floor {
+                inner.floor.fetch_max(floor, Ordering::AcqRel);
+                tracing::error!(
+                    max_records = max,
+                    dropped,
+                    revoked_before = inner.floor.load(Ordering::Acquire),
+                    "revocation store full: records dropped; failing closed for every session \
+                     that began before the oldest record still held (those users sign in again). \
+                     Raise max_records or shorten revocation lifetimes"
+                );
+            }
+        }
     }
 
-    /// Records currently held.
+    /// Removes the records whose TTL has passed. Inserts do this too; call it to release
+    /// memory in a store that receives no new revocations.
+    pub fn sweep(&self) {
+        let now = self.inner.clock.now();
+        let mut index = self
+            .inner
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.sweep_locked(&mut index, now);
+    }
+
+    fn sweep_locked(&self, index: &mut Index, now: i64) {
+        let inner = &*self.inner;
+        // Buckets whose end has passed: every record still listed there either expired or was
+        // extended (and is listed again in a later bucket).
+        while let Some(entry) = index.expiry.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            let keys = entry.remove();
+            let mut records = inner
+                .records
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for key in keys {
+                if let Some(record) = records.get(&key) {
+                    if record.until <= now {
+                        let at = record.at;
+                        records.remove(&key);
+                        inner.len.fetch_sub(1, Ordering::Release);
+                        if inner.max_records.is_some() {
+                            index.by_at.remove(&(at, key));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn floor(&self) -> Option<i64> {
+        match self.inner.floor.load(Ordering::Acquire) {
+            i64::MIN => None,
+            floor => Some(floor),
+        }
+    }
+
+    /// Records currently held (expired ones are counted until swept).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.records.len()
+        self.inner.len.load(Ordering::Acquire)
     }
 
     /// Whether no record is held.
@@ -163,6 +341,14 @@ impl MemoryRevocationStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The end of the expiry bucket of a record that expires at `until`.
+fn bucket(until: i64) -> i64 {
+    until
+        .div_euclid(BUCKET)
+        .saturating_add(1)
+        .saturating_mul(BUCKET)
 }
 
 impl RevocationStore for MemoryRevocationStore {
@@ -177,16 +363,21 @@ impl RevocationStore for MemoryRevocationStore {
     }
 
     fn revoked_at(&self, key: &RevocationKey) -> Option<i64> {
-        let record = self.inner.records.get(key.as_str())?;
-        if self.inner.clock.now() >= record.until {
-            self.inner.records.remove(key.as_str());
-            return None;
-        }
-        Some(record.at)
+        let record = *self
+            .inner
+            .records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key.as_str())?;
+        (self.inner.clock.now() < record.until).then_some(record.at)
+    }
+
+    fn revoked_before(&self) -> Option<i64> {
+        self.floor()
     }
 
     fn is_empty(&self) -> bool {
-        !self.inner.used.load(Ordering::Acquire)
+        self.inner.len.load(Ordering::Acquire) == 0 && self.floor().is_none()
     }
 }
 
@@ -198,7 +389,7 @@ mod tests {
     #[tokio::test]
     async fn records_expire_and_keep_the_latest_time() {
         let clock = ManualClock::new(1000);
-        let store = MemoryRevocationStore::with_clock(10, Arc::new(clock.clone()));
+        let store = MemoryRevocationStore::new().clock(clock.clone());
         assert!(RevocationStore::is_empty(&store));
         let key = RevocationKey::session("https://iss", "sid-1");
         store
@@ -227,7 +418,7 @@ mod tests {
     #[tokio::test]
     async fn remembered_for_the_ttl_from_when_it_is_recorded() {
         let clock = ManualClock::new(1_000_000);
-        let store = MemoryRevocationStore::with_clock(10, Arc::new(clock.clone()));
+        let store = MemoryRevocationStore::new().clock(clock.clone());
         let key = RevocationKey::session("https://iss", "sid-1");
         store
             .revoke(key.clone(), 1_000, Duration::from_secs(3600))
@@ -245,16 +436,23 @@ mod tests {
     }
 
     #[test]
-    fn bounded() {
-        let store = MemoryRevocationStore::new(100);
-        for i in 0..1000 {
-            store.insert(
-                &RevocationKey::subject("i", &i.to_string()),
-                1,
-                Duration::from_secs(60),
-            );
-        }
-        assert!(store.len() <= 100 + 16, "{}", store.len());
+    fn a_record_extended_is_not_swept_with_its_old_bucket() {
+        let clock = ManualClock::new(1_000);
+        let store = MemoryRevocationStore::new().clock(clock.clone());
+        let key = RevocationKey::subject("i", "u");
+        store.insert(&key, 1_000, Duration::from_secs(60));
+        store.insert(&key, 1_000, Duration::from_secs(3600));
+        clock.advance(Duration::from_secs(600));
+        store.sweep();
+        assert_eq!(store.revoked_at(&key), Some(1_000));
+        assert_eq!(store.len(), 1);
+        clock.advance(Duration::from_secs(3000));
+        assert_eq!(store.revoked_at(&key), None, "expired");
+        // Swept once its expiry bucket (a minute wide) has passed.
+        clock.advance(Duration::from_secs(BUCKET as u64));
+        store.sweep();
+        assert_eq!(store.len(), 0);
+        assert!(RevocationStore::is_empty(&store));
     }
 
     #[test]

@@ -148,33 +148,11 @@ impl SessionIds {
     }
 }
 
-/// Whether the session was ended elsewhere: its local id or provider session revoked, or its
+/// Whether the session was ended elsewhere: its local id revoked, or its provider session or
 /// user revoked after it began.
 pub(crate) fn is_revoked(shared: &Shared, ids: &SessionIds) -> bool {
-    let store = &shared.revocations;
-    if store.is_empty() {
-        return false;
-    }
-    let issuer = &shared.meta.issuer;
-    if let Some(lid) = &ids.lid {
-        if store.revoked_at(&RevocationKey::local(lid)).is_some() {
-            return true;
-        }
-    }
-    if let Some(sid) = &ids.sid {
-        if store
-            .revoked_at(&RevocationKey::session(issuer, sid))
-            .is_some()
-        {
-            return true;
-        }
-    }
-    if let Some(sub) = &ids.sub {
-        if let Some(at) = store.revoked_at(&RevocationKey::subject(issuer, sub)) {
-            return ids.login <= at;
-        }
-    }
-    false
+    let store = shared.revocations.as_ref();
+    !store.is_empty() && RevocationKeys::new(&shared.meta.issuer, ids).revoked(store)
 }
 
 /// The claims of the ID token kept in the session: `sub`, `iss` and `sid`, and those the app
@@ -524,6 +502,10 @@ impl RevocationKeys {
         }
     }
 
+    /// Whether the session was ended: its own local id revoked (at any time: the id is never
+    /// reused), or its provider session (`sid`) or user (`sub`) revoked no earlier than it began
+    /// (a later sign-in, even with the provider's same `sid`, is a new session), or it began
+    /// before a store's fail-closed floor.
     pub(crate) fn revoked(&self, store: &dyn crate::revocation::RevocationStore) -> bool {
         if store.is_empty() {
             return false;
@@ -532,17 +514,21 @@ impl RevocationKeys {
             .local
             .as_ref()
             .is_some_and(|k| store.revoked_at(k).is_some())
-            || self
-                .session
-                .as_ref()
-                .is_some_and(|k| store.revoked_at(k).is_some())
         {
             return true;
         }
-        self.subject
-            .as_ref()
-            .and_then(|k| store.revoked_at(k))
-            .is_some_and(|at| self.login <= at)
+        let began_by = |at: i64| self.login <= at;
+        store.revoked_before().is_some_and(began_by)
+            || self
+                .session
+                .as_ref()
+                .and_then(|k| store.revoked_at(k))
+                .is_some_and(began_by)
+            || self
+                .subject
+                .as_ref()
+                .and_then(|k| store.revoked_at(k))
+                .is_some_and(began_by)
     }
 }
 

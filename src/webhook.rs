@@ -552,8 +552,8 @@ async fn handle(
 }
 
 /// `user.logout` (`UserLogoutEvent` / `UserAuthEventData`): revoke the one session named by
-/// `data.user_session.session_id` (the `sid` of its tokens), as of `occurred_at`. Never the
-/// user's other sessions.
+/// `data.user_session.session_id` (the `sid` of its tokens), as of the delivery's arrival. Never
+/// the user's other sessions.
 async fn end_session(
     shared: &Shared,
     event: &WebhookEvent,
@@ -569,14 +569,16 @@ async fn end_session(
         tracing::warn!("user.logout without data.user_session.session_id; nothing ended");
         return Err((StatusCode::UNPROCESSABLE_ENTITY, "no_session_in_event"));
     };
-    // The event's own time: a retry arrives minutes later. Never later than now.
-    let at = event.occurred_at().map_or(now, |t| t.min(now));
+    // As of now, not `occurred_at`: a `sid` revocation ends the sessions that began no later
+    // than it, and a session of this provider session may have begun after the event (a code
+    // exchange racing the provider's logout) and before this delivery (a retry arrives minutes
+    // later). Any session with this sid began before now.
+    let at = now;
+    tracing::debug!(occurred_at = ?event.occurred_at_str(), "user.logout");
     let key = RevocationKey::session(&shared.meta.issuer, sid);
-    if let Err(error) = shared
-        .revocations
-        .revoke(key, at, shared.settings.revocation_ttl)
-        .await
-    {
+    // Ends the sessions that began by `at`: remembered until the last of them could end.
+    let ttl = shared.settings.revocation_lifetime(at, now);
+    if let Err(error) = shared.revocations.revoke(key, at, ttl).await {
         tracing::warn!(%error, "could not record the webhook logout");
         return Err((StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
     }

@@ -277,9 +277,9 @@ async fn a_cancelled_delivery_does_not_block_its_retries() {
 /// Scalekit then refuses its refresh (the provider session is gone).
 ///
 /// Secure: a recorded revocation is honoured until its TTL (or the store refuses new records
-/// and the delivery is retried, as the delivery log does).
+/// and the delivery is retried, as the delivery log does). Fixed in issue 14 part B: the store
+/// is an exact map with expiry, never evicting.
 #[tokio::test]
-#[ignore = "known finding, fixed by issue 14 part B (revocations kept in an exact map, never evicted); run with --ignored"]
 async fn a_webhook_logout_is_not_evicted_from_a_full_store() {
     let s = setup_with(|c| c.webhook_secret(SECRET)).await;
     let (mut stolen, sid) = session_with_sid(&s).await;

@@ -311,3 +311,104 @@ async fn a_result_moved_to_another_refresh_key_is_refused() {
     assert!(!body.contains("usr_42"), "{status}: {body}");
     assert!(!body.contains("ada@example.com"), "{status}: {body}");
 }
+
+fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("test-{name}-{}-{nanos}", std::process::id())
+}
+
+/// `SET ... EX` overwrote a record: a later write with an older time or a shorter TTL (a
+/// delayed webhook retry, a second instance's logout) moved the revocation time back and
+/// shortened its life. Writes merge: the later time and the longer lifetime win.
+#[tokio::test]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+async fn a_write_never_shortens_a_record_or_moves_its_time_back() {
+    use tower_oidc_auth::{RedisRevocationStore, RevocationKey, RevocationStore};
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let prefix = unique_prefix("merge");
+    let a = RedisRevocationStore::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap();
+    let key = RevocationKey::session("https://iss", "ses_merge");
+    a.revoke(key.clone(), 2_000, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    a.revoke(key.clone(), 1_000, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let redis_key = format!("{prefix}:revoked:{}", key.as_str());
+    let at: i64 = redis::cmd("GET")
+        .arg(&redis_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&redis_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(at, 2_000, "the revocation time never moves back");
+    assert!(
+        ttl_ms > 3_500_000,
+        "the record was shortened to {ttl_ms} ms"
+    );
+    // An instance started later loads the merged record.
+    let b = RedisRevocationStore::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap();
+    assert_eq!(b.revoked_at(&key), Some(2_000));
+}
+
+/// A lost announcement (a failed `PUBLISH`, a half-open subscription) must not leave an
+/// instance without the revocation: every instance reloads the whole set periodically.
+#[tokio::test]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+async fn a_revocation_never_announced_is_loaded_by_the_periodic_reload() {
+    use tower_oidc_auth::{RedisRevocationStore, RevocationKey, RevocationStore};
+    let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let prefix = unique_prefix("reload");
+    let b = RedisRevocationStore::connect_with_prefix(&url, &prefix)
+        .await
+        .unwrap()
+        .reload_interval(Duration::from_millis(100));
+    let mut changes = b.changes();
+    let key = RevocationKey::session("https://iss", "ses_unannounced");
+    // Stored as another instance would, but never published.
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:revoked:{}", key.as_str()))
+        .arg(1_234)
+        .arg("EX")
+        .arg(3600)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Bounded wait on the change notification (no sleep); the next reload is at most 100 ms
+    // plus the pending keepalive away.
+    tokio::time::timeout(Duration::from_secs(40), async {
+        while b.revoked_at(&key).is_none() {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the periodic reload picked up the record");
+    assert_eq!(b.revoked_at(&key), Some(1_234));
+}

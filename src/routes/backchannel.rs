@@ -83,7 +83,6 @@ pub(crate) async fn backchannel_logout(
             return bad("replayed logout token");
         }
     }
-    shared.seen_jti.insert(jti_key, now);
 
     let key = match (
         claims.get("sid").and_then(Value::as_str),
@@ -93,11 +92,9 @@ pub(crate) async fn backchannel_logout(
         (None, Some(sub)) => RevocationKey::subject(issuer, sub),
         (None, None) => return bad("neither sid nor sub"),
     };
-    if let Err(error) = shared
-        .revocations
-        .revoke(key, now, settings.revocation_ttl)
-        .await
-    {
+    // Ends the sessions that began by now: remembered until the last of them could end.
+    let ttl = settings.revocation_lifetime(now, now);
+    if let Err(error) = shared.revocations.revoke(key, now, ttl).await {
         tracing::warn!(%error, "could not record the revocation");
         let mut page = json(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -109,6 +106,9 @@ pub(crate) async fn backchannel_logout(
         );
         return page;
     }
+    // The jti is remembered only once the revocation is stored: after a store failure (503),
+    // the provider's retry of the same token must be accepted, not refused as a replay.
+    shared.seen_jti.insert(jti_key, now);
     tracing::debug!("back-channel logout recorded");
     let mut page = Page::new(http_body_util::Full::new(Bytes::new()));
     page.headers_mut().insert(

@@ -258,9 +258,16 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         idc: raw_json(&serde_json::Value::Object(identity)),
     };
     // A provider session ended here (back-channel logout, a webhook) may still answer a silent
-    // sign-in with the same `sid`. Such a session would be refused on its first request and sent
-    // back to login: a loop. Say so once, and offer a sign-in that asks for credentials.
-    if crate::session::is_revoked(&shared, &session.ids) {
+    // sign-in with the same `sid`: a `sid` revocation ends the sessions that began no later than
+    // it, and here the session begins when the provider issued its ID token, so a code obtained
+    // before the provider's logout and exchanged after it does not start a session. Such a
+    // session would be refused and sent back to login: a loop. Say so once, and offer a sign-in
+    // that asks for credentials. A later sign-in (a new ID token) is a new session.
+    let mut began = session.ids.clone();
+    if let Some(iat) = id_claims.get("iat").and_then(serde_json::Value::as_i64) {
+        began.login = began.login.min(iat);
+    }
+    if crate::session::is_revoked(&shared, &began) {
         tracing::warn!("sign-in into a provider session that was ended; not signed in");
         let fresh = format!("{}?prompt=login", settings.login_path);
         return error_page(

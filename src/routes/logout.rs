@@ -39,15 +39,23 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     };
     if let Some(session) = &session {
         let now = shared.clock.now();
-        let ttl = Duration::from_secs(settings.session_max_age.max(0) as u64);
-        let mut keys = Vec::new();
-        if let Some(lid) = &session.ids.lid {
-            keys.push(RevocationKey::local(lid));
-        }
-        if let Some(sid) = &session.ids.sid {
-            keys.push(RevocationKey::session(&shared.meta.issuer, sid));
-        }
-        for key in keys {
+        // This session only, by its own id: the provider's `sid` is not revoked here. The
+        // provider's session may survive this logout (the user cancels its sign-out prompt, or
+        // end_session fails), and a later single sign-on with the same `sid` is a new session.
+        // A session sealed before local ids existed has only its `sid`; a `sid` revocation ends
+        // only sessions that began no later than it, never later sign-ins.
+        let key = match (&session.ids.lid, &session.ids.sid) {
+            (Some(lid), _) => Some(RevocationKey::local(lid)),
+            (None, Some(sid)) => Some(RevocationKey::session(&shared.meta.issuer, sid)),
+            (None, None) => None,
+        };
+        if let Some(key) = key {
+            let begun = if session.ids.login > 0 {
+                session.ids.login
+            } else {
+                now
+            };
+            let ttl = settings.revocation_lifetime(begun, now);
             let revoke = shared.revocations.revoke(key, now, ttl);
             match tokio::time::timeout(Duration::from_secs(2), revoke).await {
                 Ok(Ok(())) => {}

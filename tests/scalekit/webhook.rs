@@ -218,10 +218,12 @@ impl RevocationStore for Recording {
     }
 }
 
-/// The session is revoked as of the event's `occurred_at`, not the moment the delivery arrived
-/// (a retry may arrive minutes later), and only the session: never the user's `sub`.
+/// The session is revoked as of the moment the delivery arrived, not the event's `occurred_at`
+/// (a retry may arrive minutes later; a `sid` revocation ends the sessions that began no later
+/// than it, and one of this provider session may have begun in between), and only the session:
+/// never the user's `sub`.
 #[tokio::test]
-async fn revoked_as_of_occurred_at_and_only_the_session() {
+async fn revoked_as_of_arrival_and_only_the_session() {
     let store = Recording::default();
     let log = store.log.clone();
     let s = setup_with(move |c| c.webhook_secret(SECRET).revocation_store(store)).await;
@@ -234,7 +236,7 @@ async fn revoked_as_of_occurred_at_and_only_the_session() {
     let log = log.lock().unwrap();
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].0.ends_with(&format!("|sid|{sid}")), "{log:?}");
-    assert_eq!(log[0].1, occurred);
+    assert_eq!(log[0].1, occurred + 120);
 }
 
 /// A delivery replayed within the tolerance window (same `webhook-id`, validly signed) is
