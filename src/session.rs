@@ -114,7 +114,10 @@ fn touch(
     ) {
         // The session was read from its cookies, so it fits; a last-seen time cannot make it
         // unreadable. Should it ever, the old cookies stay and the idle clock is not moved.
-        tracing::warn!(size = too_large.sealed, "session too large to touch ({too_large})");
+        tracing::warn!(
+            size = too_large.sealed,
+            "session too large to touch ({too_large})"
+        );
     }
 }
 

@@ -460,6 +460,11 @@ fn refuse(status: StatusCode, error: &str) -> Page {
     answer(status, serde_json::json!({ "error": error }))
 }
 
+/// The oldest `occurred_at` taken as a `user.logout`'s time: Scalekit retries a delivery for
+/// about 22 minutes (developer-docs `authenticate/implement-workflows/implement-webhooks.mdx`,
+/// "Retry schedule"); a day leaves room for a delivery replayed from Scalekit's dashboard.
+const MAX_EVENT_AGE_SECS: i64 = 24 * 3600;
+
 /// The longest `user_session.session_id` taken from a `user.logout` event.
 const MAX_SESSION_ID: usize = 512;
 
@@ -552,7 +557,7 @@ async fn handle(
 }
 
 /// `user.logout` (`UserLogoutEvent` / `UserAuthEventData`): revoke the one session named by
-/// `data.user_session.session_id` (the `sid` of its tokens), as of the delivery's arrival. Never
+/// `data.user_session.session_id` (the `sid` of its tokens), as of the event's `occurred_at`. Never
 /// the user's other sessions.
 async fn end_session(
     shared: &Shared,
@@ -569,12 +574,16 @@ async fn end_session(
         tracing::warn!("user.logout without data.user_session.session_id; nothing ended");
         return Err((StatusCode::UNPROCESSABLE_ENTITY, "no_session_in_event"));
     };
-    // As of now, not `occurred_at`: a `sid` revocation ends the sessions that began no later
-    // than it, and a session of this provider session may have begun after the event (a code
-    // exchange racing the provider's logout) and before this delivery (a retry arrives minutes
-    // later). Any session with this sid began before now.
-    let at = now;
-    tracing::debug!(occurred_at = ?event.occurred_at_str(), "user.logout");
+    // As of the event's `occurred_at`, not the delivery's arrival (a retry arrives up to ~22
+    // minutes later): a `sid` revocation ends the sessions of that provider session that began
+    // no later than it. Sessions' login times are their ID tokens' `iat`, Scalekit's clock like
+    // `occurred_at`. A time that cannot be the event's (absent, unreadable, in the future, or
+    // older than Scalekit's retries could deliver) falls back to the arrival.
+    let at = event
+        .occurred_at()
+        .filter(|t| *t <= now && now.saturating_sub(*t) <= MAX_EVENT_AGE_SECS)
+        .unwrap_or(now);
+    tracing::debug!(occurred_at = ?event.occurred_at_str(), at, "user.logout");
     let key = RevocationKey::session(&shared.meta.issuer, sid);
     // Ends the sessions that began by `at`: remembered until the last of them could end.
     let ttl = shared.settings.revocation_lifetime(at, now);

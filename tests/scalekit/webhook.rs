@@ -218,25 +218,42 @@ impl RevocationStore for Recording {
     }
 }
 
-/// The session is revoked as of the moment the delivery arrived, not the event's `occurred_at`
-/// (a retry may arrive minutes later; a `sid` revocation ends the sessions that began no later
-/// than it, and one of this provider session may have begun in between), and only the session:
-/// never the user's `sub`.
+/// The session is revoked as of the event's `occurred_at`, not the moment the delivery arrived
+/// (a retry may arrive minutes later), and only the session: never the user's `sub`. A time
+/// that cannot be the event's (1970, the future) falls back to the arrival.
 #[tokio::test]
-async fn revoked_as_of_arrival_and_only_the_session() {
+async fn revoked_as_of_occurred_at_and_only_the_session() {
     let store = Recording::default();
     let log = store.log.clone();
     let s = setup_with(move |c| c.webhook_secret(SECRET).revocation_store(store)).await;
     let (_jar, sid) = session_with_sid(&s).await;
     // The delivery arrives (a retry) two minutes after the event occurred.
-    let occurred = 1_765_286_075; // the example's occurred_at
+    let occurred = 1_765_286_075; // the example's occurred_at, 2025-12-09T13:14:35.72Z
     s.clock.set(occurred + 120);
     let st = status(&s, signed("msg_when", occurred + 120, &user_logout(&sid))).await;
     assert!(st.is_success(), "{st}");
+    // An event dated far in the past or in the future is taken as of its arrival.
+    for (i, date) in ["1970-01-01T00:00:00Z", "9999-01-01T00:00:00Z", "soon"]
+        .iter()
+        .enumerate()
+    {
+        let mut event: Value = serde_json::from_str(&user_logout(&sid)).unwrap();
+        event["occurred_at"] = Value::from(*date);
+        let body = serde_json::to_string(&event).unwrap();
+        let st = status(&s, signed(&format!("msg_date_{i}"), occurred + 120, &body)).await;
+        assert!(st.is_success(), "{date}: {st}");
+    }
     let log = log.lock().unwrap();
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert!(log[0].0.ends_with(&format!("|sid|{sid}")), "{log:?}");
-    assert_eq!(log[0].1, occurred + 120);
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert!(
+        log.iter().all(|(k, _)| k.ends_with(&format!("|sid|{sid}"))),
+        "{log:?}"
+    );
+    let times: Vec<i64> = log.iter().map(|(_, at)| *at).collect();
+    assert_eq!(
+        times,
+        [occurred, occurred + 120, occurred + 120, occurred + 120]
+    );
 }
 
 /// A delivery replayed within the tolerance window (same `webhook-id`, validly signed) is
