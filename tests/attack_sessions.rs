@@ -1,0 +1,410 @@
+//! Attacks on the server-enforced session lifetime, the revocation store and its time
+//! semantics, and the refresh path (issue 14).
+//!
+//! Every test asserts the SECURE behaviour: a failing test is a finding. Tests under GUARDS
+//! pass today and pin down attacks that held.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use common::*;
+use http::{header, Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+use tower_oidc_auth::testing::TestProvider;
+use tower_oidc_auth::{sign_webhook, Clock, ManualClock, MemoryRevocationStore};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn request(uri: &str, cookie: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// RFC 3339 (UTC) for whole seconds since the epoch (civil-from-days, H. Hinnant).
+fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+fn user_logout_event(sid: &str, occurred_at: i64) -> String {
+    let text = include_str!("fixtures/scalekit-webhook-examples.json");
+    let all: Value = serde_json::from_str(text).unwrap();
+    let mut event = all["user.logout"].clone();
+    event["data"]["user_session"]["session_id"] = Value::from(sid);
+    event["occurred_at"] = Value::from(rfc3339(occurred_at));
+    serde_json::to_string(&event).unwrap()
+}
+
+fn signed_webhook(id: &str, ts: i64, body: &str) -> Request<Body> {
+    let sig = sign_webhook(SECRET, id, ts, body.as_bytes()).unwrap();
+    Request::post("/auth/webhook")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(Body::from(body.to_owned()))
+        .unwrap()
+}
+
+async fn post_logout_token(app: &axum::Router, token: &str) -> http::Response<Body> {
+    let enc: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    let req = Request::post("/auth/backchannel-logout")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("logout_token={enc}")))
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap()
+}
+
+/// A setup where the provider's clock runs `behind` seconds behind the application's (a
+/// skew well inside what any verifier tolerates for `iat`).
+async fn skewed_setup(
+    behind: i64,
+    tweak: impl FnOnce(tower_oidc_auth::AuthConfig) -> tower_oidc_auth::AuthConfig,
+) -> Setup {
+    let app_clock = ManualClock::starting_now();
+    let provider_clock = ManualClock::new(app_clock.now() - behind);
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(provider_clock)
+        .start()
+        .await;
+    let auth = tweak(provider.layer_builder(REDIRECT).clock(app_clock.clone()))
+        .build()
+        .await
+        .expect("build");
+    let app = app(&auth);
+    Setup {
+        provider,
+        auth,
+        app,
+        clock: app_clock,
+    }
+}
+
+// =============================================================================================
+// FINDINGS (these fail while the weakness exists)
+// =============================================================================================
+
+/// `user.logout` webhooks revoke the provider session "as of the event's `occurred_at`", on the
+/// stated premise (src/webhook.rs) that "sessions' login times are their ID tokens' `iat`,
+/// Scalekit's clock like `occurred_at`". The callback does compute `min(now, iat)`, but only
+/// for its own one-off revocation check: the session it seals carries `login = now` on the
+/// application's clock (`SessionIds::at_login(&id_claims, now)`). With the provider's clock
+/// 30 s behind the application's, a user who signs in and then logs out at the provider within
+/// those 30 s keeps a working session here: `occurred_at` (provider clock) is earlier than the
+/// sealed login (app clock), so the `sid` revocation never applies to it, and the session
+/// lives on (and refreshes) for the whole `session_max_age`. The same facts, with the webhook
+/// arriving before the code exchange, would have been refused by the callback.
+///
+/// Secure: a provider session that ended after its ID token was issued is ended here, whatever
+/// the order in which the sign-in and the event arrive.
+#[tokio::test]
+async fn webhook_logout_after_the_id_token_ends_the_session_despite_clock_skew() {
+    let s = skewed_setup(30, |c| c.webhook_secret(SECRET)).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
+    let provider_now = s.clock.now() - 30; // the ID token's iat
+                                           // The user logs out at the provider 10 s (provider clock) after signing in; the webhook
+                                           // arrives at once.
+    s.clock.advance(Duration::from_secs(10));
+    let body = user_logout_event(&sid, provider_now + 10);
+    let resp = s
+        .app
+        .clone()
+        .oneshot(signed_webhook(
+            "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+            s.clock.now(),
+            &body,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "webhook accepted");
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "a session whose provider session ended after its ID token was issued still works"
+    );
+}
+
+/// Same root cause through the public store API: `RevocationKey::subject` is documented as
+/// "every session of the user `sub` at `issuer` that began before the revocation", and a
+/// session begins when its ID token was issued (`iat`). A revocation recorded as of a time
+/// after the ID token (an app's own "sign this user out everywhere" with the provider's event
+/// time) misses the session when the provider's clock is behind: its sealed login is the
+/// application's arrival time.
+#[tokio::test]
+async fn subject_revocation_after_the_id_token_ends_the_session_despite_clock_skew() {
+    let store = MemoryRevocationStore::new();
+    let handle = store.clone();
+    let s = skewed_setup(30, move |c| c.revocation_store(store)).await;
+    let (mut jar, _sid) = session_with_sid(&s).await;
+    let iat = s.clock.now() - 30;
+    handle.insert(
+        &tower_oidc_auth::RevocationKey::subject(s.provider.issuer(), "usr_42"),
+        iat + 10,
+        Duration::from_secs(8 * 24 * 3600),
+    );
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "the user was revoked after this session's ID token was issued"
+    );
+}
+
+/// The revocation store's optional hard cap "fails closed": once full, every session that
+/// began no later than the earliest dropped record is treated as revoked. Every local logout
+/// adds a record (`local|<lid>`) that lives for the whole session lifetime, so any ordinary
+/// user can fill the cap by signing in and out in a loop, and the floor then signs out every
+/// other user whose session began before the attacker's loop: a lockout of everyone by anyone
+/// with an account (and, repeated, a continuous one).
+///
+/// Secure: a user's own logouts never end other users' sessions.
+#[tokio::test]
+async fn one_user_logging_in_and_out_cannot_sign_out_everyone_else() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryRevocationStore::new()
+        .clock(clock.clone())
+        .max_records(3);
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    let auth = provider
+        .layer_builder(REDIRECT)
+        .revocation_store(store)
+        .build()
+        .await
+        .unwrap();
+    let app = app(&auth);
+    let s = Setup {
+        provider,
+        auth,
+        app,
+        clock,
+    };
+    // The victim signs in.
+    let (mut victim, _) = session_with_sid(&s).await;
+    s.clock.advance(Duration::from_secs(1));
+    // The attacker (any account; the test provider has one user) signs in and out repeatedly.
+    for _ in 0..4 {
+        let (mut attacker, _) = session_with_sid(&s).await;
+        let resp = send(&s.app, &mut attacker, logout_link()).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        s.clock.advance(Duration::from_secs(1));
+    }
+    let resp = send(&s.app, &mut victim, get_json("/me")).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "another user's logouts signed the victim out"
+    );
+}
+
+/// "Only verification is retried" holds only within the coordinator's grace window (60 s by
+/// default): the sealed grant is dropped with the window. When the provider rotates its keys
+/// and its JWKS endpoint is down for longer than that right after a successful rotating grant,
+/// the next request sends the OLD refresh token again: the provider sees a rotated refresh
+/// token replayed (reuse detection at real providers revokes the whole token family) and
+/// answers `invalid_grant`, and the user is signed out although nothing was wrong with the
+/// session.
+///
+/// Secure: a rotated refresh token is never presented again; the user is asked to retry until
+/// the keys can be fetched, and the grant already obtained is used then.
+#[tokio::test]
+async fn a_jwks_outage_longer_than_the_grace_window_replays_the_rotated_refresh_token() {
+    let s = setup().await;
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    s.clock.advance(Duration::from_secs(400));
+    s.provider.rotate_keys(false);
+    s.provider
+        .set_jwks_failure(Some(tower_oidc_auth::testing::Failure::Status(503)));
+    let resp = send(&s.app, &mut jar, get_json("/jti")).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.provider.counts().refresh_grants, 1);
+
+    // Still down a minute later (a retry after the grace window).
+    s.clock.advance(Duration::from_secs(61));
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    let status = resp.status();
+    assert_eq!(
+        s.provider.counts().refresh_failures,
+        0,
+        "the rotated refresh token was presented again (status {status})"
+    );
+
+    // The JWKS is back: the grant already obtained is used.
+    s.provider.set_jwks_failure(None);
+    s.clock.advance(Duration::from_secs(2));
+    let resp = send(&s.app, &mut jar, get_json("/me")).await;
+    assert_eq!(resp.status(), StatusCode::OK, "the user was signed out");
+}
+
+// =============================================================================================
+// GUARDS (attacks that held)
+// =============================================================================================
+
+/// A copy of a session cookie taken before logout, presented with its access token due while
+/// the coordinator still holds the refresh result of the legitimate tab (grace window): never
+/// refreshed back to life, no grant at the provider.
+#[tokio::test]
+async fn stale_copy_after_logout_is_not_refreshed_from_the_grace_cache() {
+    let s = setup().await;
+    s.provider.set_access_token_ttl(Duration::from_secs(60));
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    let stale = jar.header_for("/me");
+    s.clock.advance(Duration::from_secs(50));
+    // The legitimate tab refreshes (result kept for the grace window), then logs out.
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(s.provider.counts().refresh_grants, 1);
+    assert_eq!(
+        send(&s.app, &mut jar, logout_link()).await.status(),
+        StatusCode::FOUND
+    );
+    let resp = s.app.clone().oneshot(request("/me", &stale)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.provider.counts().refresh_grants, 1, "no new grant");
+}
+
+/// A back-channel logout token replayed after the user signed in again (same provider `sid`,
+/// a new session) is refused as a replay and does not end the new session.
+#[tokio::test]
+async fn replayed_logout_token_does_not_end_a_later_session() {
+    let s = setup().await;
+    let (mut jar, sid) = session_with_sid(&s).await;
+    let token = s.provider.logout_token("test-client", "usr_42", &sid);
+    assert_eq!(
+        post_logout_token(&s.app, &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    s.clock.advance(Duration::from_secs(5));
+    let (mut again, _) = session_with_sid(&s).await;
+    s.clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        post_logout_token(&s.app, &token).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        send(&s.app, &mut again, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+}
+
+/// A stolen copy of a session is dead past the idle timeout even when the access token is due
+/// and the refresh token is still good: no grant is made for it.
+#[tokio::test]
+async fn idle_copy_is_not_refreshed() {
+    let s = setup_with(|c| c.session_idle_timeout(Duration::from_secs(120))).await;
+    s.provider.set_access_token_ttl(Duration::from_secs(60));
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    let copy = jar.header_for("/me");
+    s.clock.advance(Duration::from_secs(120));
+    let resp = s.app.clone().oneshot(request("/me", &copy)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.provider.counts().refresh_grants, 0);
+    assert_eq!(s.provider.counts().token_requests, 1, "only the login's");
+}
+
+/// A refresh that returns another user's tokens never turns the session into theirs.
+#[tokio::test]
+async fn refresh_never_mixes_users() {
+    let s = setup().await;
+    s.provider.set_access_token_ttl(Duration::from_secs(60));
+    let mut jar = Jar::default();
+    login(&s, &mut jar, "/auth/login").await;
+    s.provider
+        .set_refresh_user(Some(tower_oidc_auth::testing::TestUser::new("usr_evil")));
+    s.clock.advance(Duration::from_secs(61));
+    let resp = send(&s.app, &mut jar, get_json("/extract")).await;
+    let status = resp.status();
+    let body = body_string(resp).await;
+    assert!(
+        !body.contains("usr_evil"),
+        "refresh mixed users: {status} {body}"
+    );
+}
+
+/// Control for `one_user_logging_in_and_out_cannot_sign_out_everyone_else`: without the cap,
+/// the same logouts leave the victim signed in (the lockout is the cap's floor).
+#[tokio::test]
+async fn without_the_cap_other_users_logouts_do_not_touch_the_victim() {
+    let s = setup().await;
+    let (mut victim, _) = session_with_sid(&s).await;
+    s.clock.advance(Duration::from_secs(1));
+    for _ in 0..4 {
+        let (mut attacker, _) = session_with_sid(&s).await;
+        assert_eq!(
+            send(&s.app, &mut attacker, logout_link()).await.status(),
+            StatusCode::FOUND
+        );
+        assert_eq!(
+            send(&s.app, &mut attacker, get_json("/me")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        s.clock.advance(Duration::from_secs(1));
+    }
+    assert_eq!(
+        send(&s.app, &mut victim, get_json("/me")).await.status(),
+        StatusCode::OK
+    );
+}
+
+/// Control for the clock-skew findings: with the provider's clock in step, the same
+/// `user.logout` webhook ends the session (the finding is the sealed login time, not the
+/// webhook).
+#[tokio::test]
+async fn webhook_logout_ends_the_session_without_skew() {
+    let s = skewed_setup(0, |c| c.webhook_secret(SECRET)).await;
+    let (mut jar, sid) = session_with_sid(&s).await;
+    let iat = s.clock.now();
+    s.clock.advance(Duration::from_secs(10));
+    let body = user_logout_event(&sid, iat + 10);
+    let resp = s
+        .app
+        .clone()
+        .oneshot(signed_webhook(
+            "msg_2KWPBgLlAfxdpx2AI54pPJ85f4X",
+            s.clock.now(),
+            &body,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        send(&s.app, &mut jar, get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
