@@ -408,3 +408,75 @@ async fn webhook_logout_ends_the_session_without_skew() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A back-channel logout ends the sessions that began "by now", the token's ARRIVAL, and its
+/// replay protection (`jti`) lives in process memory only (`Shared::seen_jti`, a bounded
+/// cache), while revocations are meant to be shared between instances (a shared
+/// `RevocationStore`, e.g. Redis). A logout token captured once (a log line, a proxy) can be
+/// replayed to another instance, or to this one after a restart, within
+/// `logout_token_max_age`: it is accepted again and revokes the user as of the replay, ending
+/// every session the user began since the real logout. With a `sub`-only token (the provider
+/// ending all of a user's sessions), the user cannot keep a session for the whole window.
+///
+/// Secure: a replayed logout token ends nothing that began after the logout it reports (for
+/// instance: revoke as of the token's `iat`, or share the `jti` memory with the store).
+#[tokio::test]
+async fn a_logout_token_replayed_to_another_instance_ends_a_later_session() {
+    let clock = ManualClock::starting_now();
+    let store = MemoryRevocationStore::new().clock(clock.clone());
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    let auth_a = provider
+        .layer_builder(REDIRECT)
+        .revocation_store(store.clone())
+        .build()
+        .await
+        .unwrap();
+    let auth_b = provider
+        .layer_builder(REDIRECT)
+        .revocation_store(store)
+        .build()
+        .await
+        .unwrap();
+    let app_b = app(&auth_b);
+    let app_a = app(&auth_a);
+    let s = Setup {
+        provider,
+        auth: auth_a,
+        app: app_a,
+        clock,
+    };
+    let (mut first, _) = session_with_sid(&s).await;
+    // The provider ends all of the user's sessions (a `sub`-only logout token).
+    let now = s.clock.now();
+    let token = s.provider.sign_with_header(
+        &serde_json::json!({"alg": "RS256", "typ": "logout+jwt", "kid": s.provider.current_kid()}),
+        &serde_json::json!({
+            "iss": s.provider.issuer(), "aud": s.provider.client_id(), "iat": now,
+            "jti": "jti-replayed-once", "sub": "usr_42",
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        }),
+    );
+    assert_eq!(
+        post_logout_token(&s.app, &token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&s.app, &mut first, get_json("/me")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The user signs in again.
+    s.clock.advance(Duration::from_secs(30));
+    let (mut again, _) = session_with_sid(&s).await;
+    // The captured token is replayed to the other instance two minutes later.
+    s.clock.advance(Duration::from_secs(90));
+    let replay = post_logout_token(&app_b, &token).await.status();
+    assert_eq!(
+        send(&s.app, &mut again, get_json("/me")).await.status(),
+        StatusCode::OK,
+        "the replayed logout token (answered {replay}) ended a session begun after the logout"
+    );
+}
