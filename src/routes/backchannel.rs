@@ -92,9 +92,17 @@ pub(crate) async fn backchannel_logout(
         (None, Some(sub)) => RevocationKey::subject(issuer, sub),
         (None, None) => return bad("neither sid nor sub"),
     };
-    // Ends the sessions that began by now: remembered until the last of them could end.
-    let ttl = settings.revocation_lifetime(now, now);
-    if let Err(error) = shared.revocations.revoke(key, now, ttl).await {
+    // Ends the sessions that began by the token's `iat` (verified: within the acceptance
+    // window, not in the future), the provider's clock like the sessions' own login times. Not
+    // by its arrival: a token replayed to another instance, or after a restart, must not end a
+    // session begun after the real logout.
+    let at = claims
+        .get("iat")
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
+        .map_or(now, |iat| iat.min(now));
+    // Remembered until the last of those sessions could end.
+    let ttl = settings.revocation_lifetime(at, now);
+    if let Err(error) = shared.revocations.revoke(key, at, ttl).await {
         tracing::warn!(%error, "could not record the revocation");
         let mut page = json(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -254,20 +254,19 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         opaque,
         ts: now,
         seen: 0,
-        ids: SessionIds::at_login(&id_claims, now),
+        // The session begins when the provider issued its ID token (never later than now): the
+        // provider's clock, like the times of its logouts (`occurred_at`, a logout token's
+        // `iat`), so a logout right after sign-in ends it whatever the skew between the clocks.
+        ids: SessionIds::at_login(&id_claims, began_at(&id_claims, now)),
         idc: raw_json(&serde_json::Value::Object(identity)),
     };
     // A provider session ended here (back-channel logout, a webhook) may still answer a silent
     // sign-in with the same `sid`: a `sid` revocation ends the sessions that began no later than
-    // it, and here the session begins when the provider issued its ID token, so a code obtained
+    // it, and the session begins when the provider issued its ID token, so a code obtained
     // before the provider's logout and exchanged after it does not start a session. Such a
     // session would be refused and sent back to login: a loop. Say so once, and offer a sign-in
     // that asks for credentials. A later sign-in (a new ID token) is a new session.
-    let mut began = session.ids.clone();
-    if let Some(iat) = id_claims.get("iat").and_then(serde_json::Value::as_i64) {
-        began.login = began.login.min(iat);
-    }
-    if crate::session::is_revoked(&shared, &began) {
+    if crate::session::is_revoked(&shared, &session.ids) {
         tracing::warn!("sign-in into a provider session that was ended; not signed in");
         let fresh = format!("{}?prompt=login", settings.login_path);
         return error_page(
@@ -331,4 +330,13 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     }
     tracing::debug!(sub = ?id_claims.get("sub"), "signed in");
     redirect(&tx.return_to, set_cookies)
+}
+
+/// When a session begins: its ID token's `iat` (the provider's clock), or now if that is later
+/// or missing.
+fn began_at(id_claims: &serde_json::Map<String, serde_json::Value>, now: i64) -> i64 {
+    id_claims
+        .get("iat")
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
+        .map_or(now, |iat| iat.min(now))
 }
