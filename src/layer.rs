@@ -45,6 +45,9 @@ pub struct CacheStats {
     pub sessions: usize,
     /// Logout-token `jti`s remembered against replay (capacity 10,000).
     pub logout_token_ids: usize,
+    /// Access tokens whose signature check is memoized (a 16-byte digest and the verifying
+    /// key's thumbprint each; capacity: ten times `verified_cache_capacity`).
+    pub signature_memo: usize,
 }
 
 /// Resolved settings.
@@ -220,6 +223,7 @@ impl AuthLayer {
             verified_tokens: s.verifier.cache_len(),
             sessions: s.sessions.len(),
             logout_token_ids: s.seen_jti.len(),
+            signature_memo: s.verifier.memo_len(),
         }
     }
 
