@@ -6,6 +6,8 @@
 # 0 and wrk to core 1, interleaved rounds; ratios against bare measured in the same round.
 #
 #   bash bench/load.sh     # DURATION=10s CONNECTIONS=64 ROUNDS=2 SESSIONS_LIST="1 1000 30000"
+#   BEFORE_BIN=/path/to/older/load_server bash bench/load.sh   # also runs an older build's
+#                                                              # layer ("before") in each round
 #
 # Prints requests/s, p50, p99, the server's CPU time per request (from /proc/PID/stat) and its
 # resident memory growth from READY to the end of the run (VmRSS, MB; the sessions are minted
@@ -32,9 +34,10 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 run_mode() { # mode sessions -> prints "rps p50 p99 cpu_us_per_req rss_growth_mb"
-  local mode="$1" sessions="$2" out
+  local mode="$1" sessions="$2" out bin="$BIN"
+  [ "$mode" = before ] && { bin="$BEFORE_BIN"; mode=session; }
   out="$(mktemp)"
-  SESSIONS="$sessions" taskset -c 0 "$BIN" "$mode" "$PORT" >"$out" 2>/dev/null &
+  SESSIONS="$sessions" taskset -c 0 "$bin" "$mode" "$PORT" >"$out" 2>/dev/null &
   SERVER_PID=$!
   for _ in $(seq 1 6000); do grep -q READY "$out" && break; sleep 0.05; done
   grep -q READY "$out" || { echo "server did not start" >&2; exit 1; }
@@ -66,11 +69,11 @@ for round in $(seq 1 "$ROUNDS"); do
   for n in $SESSIONS_LIST; do
     declare -A rps cpu p50 p99 rss
     # The session server writes the cookies; bare then receives the same ones.
-    for mode in session bare; do
+    for mode in session ${BEFORE_BIN:+before} bare; do
       read -r r a b c m <<<"$(run_mode "$mode" "$n")"
       rps[$mode]=$r; p50[$mode]=$a; p99[$mode]=$b; cpu[$mode]=$c; rss[$mode]=$m
     done
-    for mode in bare session; do
+    for mode in bare session ${BEFORE_BIN:+before}; do
       ratio="$(python3 -c "print(f'{${rps[$mode]}/${rps[bare]}:.3f}')")"
       cratio="$(python3 -c "print(f'{${cpu[bare]}/${cpu[$mode]}:.3f}')")"
       printf '%-6s %-9s %-8s %12s %10s %10s %11s %9s %10s %10s\n' "$round" "$n" "$mode" "${rps[$mode]}" "${p50[$mode]}" "${p99[$mode]}" "${cpu[$mode]}" "${rss[$mode]}" "$ratio" "$cratio"

@@ -394,13 +394,20 @@ impl Verifier {
     /// Verifies an access token without waiting: a cache hit costs no cryptography. A token
     /// that verifies but may not be used for `purpose` (see [`Reach`]) is invalid.
     pub(crate) fn access_now(&self, token: &str, purpose: Purpose) -> Attempt {
-        self.attempt(token, false).for_purpose(purpose)
+        self.attempt(token, false, purpose).for_purpose(purpose)
     }
 
     /// `allow_stale`: use keys past the provider's max-age (after a refetch was tried).
-    fn attempt(&self, token: &str, allow_stale: bool) -> Attempt {
+    ///
+    /// Only bearer tokens use the verified-token cache: a session's verified token is kept with
+    /// its opened cookie (`session::OpenSession`), and a second copy keyed by the token (about
+    /// 1 KB of key alone) would only double the memory of every session and the churn once
+    /// there are more sessions than the caches hold. Beyond the caches, the signature memo
+    /// serves both.
+    fn attempt(&self, token: &str, allow_stale: bool, purpose: Purpose) -> Attempt {
         let now = self.clock.now();
-        if let Some(hit) = self.cache.get(token) {
+        let use_cache = purpose == Purpose::Bearer;
+        if let Some(hit) = use_cache.then(|| self.cache.get(token)).flatten() {
             if let Err(e) = self.check_times(hit.exp, hit.nbf, now) {
                 self.cache.remove(token);
                 return Attempt::Invalid(e);
@@ -456,7 +463,9 @@ impl Verifier {
                             session_claims: OnceLock::new(),
                             bearer_claims: OnceLock::new(),
                         });
-                        self.cache.insert(token.to_owned(), verified.clone());
+                        if use_cache {
+                            self.cache.insert(token.to_owned(), verified.clone());
+                        }
                         Attempt::Valid(verified)
                     }
                     Err(e) => Attempt::Invalid(e),
@@ -494,7 +503,7 @@ impl Verifier {
                     }
                     Refetch::Replaced => {}
                 }
-                match self.attempt(token, true).for_purpose(purpose) {
+                match self.attempt(token, true, purpose).for_purpose(purpose) {
                     Attempt::Valid(v) => Ok(v),
                     Attempt::Invalid(e) => Err(e),
                     Attempt::NeedKeys(..) => Err(VerifyError::UnknownKey),
@@ -659,7 +668,7 @@ impl Verifier {
 
     /// After a refetch attempt: stale keys are used, and an unknown key is final.
     pub(crate) fn access_after_refetch(&self, token: &str, purpose: Purpose) -> Attempt {
-        match self.attempt(token, true).for_purpose(purpose) {
+        match self.attempt(token, true, purpose).for_purpose(purpose) {
             Attempt::NeedKeys(..) => Attempt::Invalid(VerifyError::UnknownKey),
             other => other,
         }
