@@ -39,7 +39,8 @@ impl fmt::Debug for AuthLayer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// Verified access tokens (capacity: `verified_cache_capacity`).
+    /// Verified bearer access tokens (capacity: `verified_cache_capacity`; a cookie session keeps
+    /// its verified token with its opened session instead).
     pub verified_tokens: usize,
     /// Opened session cookies (capacity: `verified_cache_capacity`).
     pub sessions: usize,
