@@ -2,7 +2,11 @@
 //! `cargo bench --bench profile --no-run`, then run the binary with a scenario and a count:
 //! `valgrind --tool=callgrind target/release/deps/profile-* warm 20000`.
 //! Scenarios: `bare`, `warm` (valid cookie session, caches warm), `chunked` (8 KB session),
-//! `bearer`, `cold` (a new token each time; mints tokens outside the measured loop first).
+//! `bearer`, `cold` (a new token each time; mints tokens outside the measured loop first),
+//! `many` (300 distinct cookie sessions round robin against caches of 100: the regime of 30,000
+//! sessions against the default 10,000, at a size valgrind can mint) and `bearer_many` (the
+//! same with 300 distinct bearer tokens). Both make one warm-up pass over every session outside
+//! the measured loop, so the loop sees only sessions it has seen before.
 
 use axum::body::Body;
 use axum::routing::get;
@@ -38,6 +42,11 @@ fn main() {
         let provider = TestProvider::start().await;
         let auth = provider
             .layer_builder("https://app.example.com/auth/callback")
+            .verified_cache_capacity(if scenario.ends_with("many") {
+                MANY_CACHE
+            } else {
+                10_000
+            })
             .build()
             .await
             .unwrap();
@@ -67,22 +76,63 @@ fn main() {
             "Bearer {}",
             provider.access_token(&TestUser::new("usr_api"))
         );
-        let cold: Vec<String> = if scenario == "cold" {
-            (0..n)
+        let cold: Vec<String> = match scenario.as_str() {
+            "cold" => (0..n)
                 .map(|i| {
                     app_cookies(provider.session_cookie(&auth, &TestUser::new(format!("u{i}"))))
                 })
-                .collect()
-        } else {
-            Vec::new()
+                .collect(),
+            "many" => (0..MANY_SESSIONS)
+                .map(|i| {
+                    app_cookies(provider.session_cookie(
+                        &auth,
+                        &TestUser::new(format!("usr_{i}")).email(format!("u{i}@b.c")),
+                    ))
+                })
+                .collect(),
+            "bearer_many" => (0..MANY_SESSIONS)
+                .map(|i| {
+                    format!(
+                        "Bearer {}",
+                        provider.access_token(&TestUser::new(format!("usr_api_{i}")))
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         let router = if scenario == "bare" { bare } else { app };
+        if scenario.ends_with("many") {
+            // One pass over every session: each token has been seen (and verified) once.
+            for i in 0..MANY_SESSIONS {
+                let req = request(&scenario, i, &cookie, &bearer, &cold);
+                let resp = router.clone().oneshot(req).await.unwrap();
+                assert!(resp.status().is_success());
+            }
+        }
         // A runtime of its own, so the profiled function contains the whole loop.
         std::thread::spawn(move || measured(&router, &scenario, n, &cookie, &bearer, &cold))
             .join()
             .unwrap();
         drop(provider);
     });
+}
+
+/// Distinct sessions of the `many` scenarios, and the capacity of the layer's caches there.
+const MANY_SESSIONS: usize = 300;
+const MANY_CACHE: usize = 100;
+
+/// The `i`-th request of a scenario.
+fn request(scenario: &str, i: usize, cookie: &str, bearer: &str, many: &[String]) -> Request<Body> {
+    let r = Request::get("/");
+    let r = match scenario {
+        "bare" => r,
+        "bearer" => r.header(header::AUTHORIZATION, bearer),
+        "cold" => r.header(header::COOKIE, many.get(i).map_or("", String::as_str)),
+        "many" => r.header(header::COOKIE, many[i % many.len()].as_str()),
+        "bearer_many" => r.header(header::AUTHORIZATION, many[i % many.len()].as_str()),
+        _ => r.header(header::COOKIE, cookie),
+    };
+    r.body(Body::empty()).unwrap()
 }
 
 /// The loop profilers look at: `--collect-atstart=no --toggle-collect='profile::measured'`.
@@ -102,14 +152,7 @@ fn measured(
         .unwrap();
     rt.block_on(async {
         for i in 0..n {
-            let mut r = Request::get("/");
-            r = match scenario {
-                "bare" => r,
-                "bearer" => r.header(header::AUTHORIZATION, bearer),
-                "cold" => r.header(header::COOKIE, cold.get(i).map_or("", String::as_str)),
-                _ => r.header(header::COOKIE, cookie),
-            };
-            let req = r.body(Body::empty()).unwrap();
+            let req = request(scenario, i, cookie, bearer, cold);
             let resp = router.clone().oneshot(req).await.unwrap();
             assert!(resp.status().is_success());
         }

@@ -9,6 +9,11 @@
 //!   (from the embedded test provider) that the load generator sends on every request.
 //! - `public`: the layer on a public route, requests without a session.
 //!
+//! With `COOKIES_FILE=path` (and `SESSIONS=N`, default 1), `session` mints N distinct signed-in
+//! sessions and writes their `Cookie` headers to that file, one a line, before `READY`; the load
+//! script cycles through them (`bench/many.lua`) for this server and for `bare` alike, so both
+//! receive the same bytes.
+//!
 //! It prints `READY` when it accepts connections. Single-threaded runtime, so the load script
 //! can pin it to one core.
 
@@ -33,6 +38,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .layer_builder(format!("http://127.0.0.1:{port}/auth/callback"))
                     .build()
                     .await?;
+                let sessions: usize = std::env::var("SESSIONS")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
+                if let (true, Ok(path)) = (mode == "session", std::env::var("COOKIES_FILE")) {
+                    let mut out = String::new();
+                    for i in 0..sessions {
+                        let user =
+                            TestUser::new(format!("usr_{i}")).email(format!("u{i}@example.com"));
+                        let cookie = provider.session_cookie(&auth, &user);
+                        let app_cookie: Vec<&str> = cookie
+                            .split("; ")
+                            .filter(|c| !c.split('=').next().unwrap_or("").contains("_id"))
+                            .collect();
+                        out.push_str(&app_cookie.join("; "));
+                        out.push('\n');
+                    }
+                    std::fs::write(&path, out)?;
+                    println!("COOKIES_FILE {path}");
+                }
                 if mode == "session" {
                     let cookie = provider.session_cookie(&auth, &TestUser::new("usr_load"));
                     // Only what a browser sends on app paths: the session, not the ID token.

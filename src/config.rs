@@ -496,7 +496,9 @@ impl AuthConfig {
         self
     }
 
-    /// Entries in the verified-token cache (default 10,000).
+    /// Entries in the verified-token cache (bearer tokens) and in the opened-session cache, each
+    /// (default 10,000). The signature memo holds ten times as many tokens, at about 50 bytes
+    /// each.
     pub fn verified_cache_capacity(mut self, entries: usize) -> Self {
         self.cache_capacity = entries;
         self

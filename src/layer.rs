@@ -39,12 +39,16 @@ impl fmt::Debug for AuthLayer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// Verified access tokens (capacity: `verified_cache_capacity`).
+    /// Verified bearer access tokens (capacity: `verified_cache_capacity`; a cookie session keeps
+    /// its verified token with its opened session instead).
     pub verified_tokens: usize,
     /// Opened session cookies (capacity: `verified_cache_capacity`).
     pub sessions: usize,
     /// Logout-token `jti`s remembered against replay (capacity 10,000).
     pub logout_token_ids: usize,
+    /// Access tokens whose signature check is memoized (a 16-byte digest and the verifying
+    /// key's thumbprint each; capacity: ten times `verified_cache_capacity`).
+    pub signature_memo: usize,
 }
 
 /// Resolved settings.
@@ -243,6 +247,7 @@ impl AuthLayer {
             verified_tokens: s.verifier.cache_len(),
             sessions: s.sessions.len(),
             logout_token_ids: s.seen_jti.len(),
+            signature_memo: s.verifier.memo_len(),
         }
     }
 

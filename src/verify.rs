@@ -169,6 +169,64 @@ impl Verified {
     }
 }
 
+/// Signature-memo entries per verified-token cache entry: the memo costs about 50 bytes an
+/// entry where the cache costs kilobytes, so it covers ten times as many tokens (100,000 by
+/// default, about 5 MB when full).
+const MEMO_PER_CACHE_ENTRY: usize = 10;
+
+/// A token's identity in the signature memo: SHA-256 of the whole compact token, truncated to
+/// 128 bits. A second preimage (another token with the same digest) costs about 2^128 work, so a
+/// digest stands for exactly one token; a 64-bit hash would not (collisions can be forged).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TokenDigest([u8; 16]);
+
+impl TokenDigest {
+    pub(crate) fn of(token: &str) -> Self {
+        use sha2::Digest;
+        let full = sha2::Sha256::digest(token.as_bytes());
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&full[..16]);
+        Self(digest)
+    }
+}
+
+/// Which published key (RFC 7638 thumbprint) verified the signature of which access token: a
+/// bounded table of a few dozen bytes per token, so that tokens beyond the verified-token cache
+/// (more sessions or bearer tokens than it holds) cost no signature work when seen again.
+///
+/// An entry is made only after a signature verified, by the verifier itself; nothing a client
+/// sends can create one. It remembers the signature and nothing else: every use still parses
+/// the token and checks every claim (expiry, issuer, audience, type) against the clock, and is
+/// honoured only while the key set still picks, for the token's own `kid` and `alg`, the key
+/// with that thumbprint (a withdrawn or replaced key makes it worthless).
+pub(crate) struct SignatureMemo {
+    table: quick_cache::sync::Cache<TokenDigest, Arc<str>>,
+}
+
+impl SignatureMemo {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            table: quick_cache::sync::Cache::new(capacity.max(1)),
+        }
+    }
+
+    /// Whether the key with `thumbprint` verified the token with this digest.
+    pub(crate) fn verified_by(&self, digest: &TokenDigest, thumbprint: &str) -> bool {
+        self.table
+            .get(digest)
+            .is_some_and(|t| t.as_ref() == thumbprint)
+    }
+
+    /// Records a verification (the thumbprint is shared with the key set's, not copied).
+    pub(crate) fn insert(&self, digest: TokenDigest, thumbprint: Arc<str>) {
+        self.table.insert(digest, thumbprint);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
 /// What a synchronous verification attempt found.
 #[must_use]
 pub(crate) enum Attempt {
@@ -233,6 +291,9 @@ pub(crate) struct Verifier {
     id_token_max_age: i64,
     clock: SharedClock,
     cache: quick_cache::sync::Cache<String, Arc<Verified>>,
+    /// Which key verified which token, for tokens beyond the verified-token cache (see
+    /// [`SignatureMemo`]).
+    memo: SignatureMemo,
     /// The header `typ` access tokens must have, normalized (`None`: any of JWT's usual ones).
     access_typ: Option<String>,
     /// The identity of the layer this verifier serves; claims it makes carry it.
@@ -272,6 +333,7 @@ impl Verifier {
             id_token_max_age,
             clock,
             cache: quick_cache::sync::Cache::new(cache_capacity.max(1)),
+            memo: SignatureMemo::new(cache_capacity.max(1).saturating_mul(MEMO_PER_CACHE_ENTRY)),
             access_typ: None,
             layer: LayerId::next(),
         }
@@ -298,6 +360,11 @@ impl Verifier {
 
     pub(crate) fn cache_len(&self) -> usize {
         self.cache.len()
+    }
+
+    /// How many tokens the signature memo holds.
+    pub(crate) fn memo_len(&self) -> usize {
+        self.memo.len()
     }
 
     /// Whether an earlier verification still holds: not expired (with leeway), and the key that
@@ -327,13 +394,20 @@ impl Verifier {
     /// Verifies an access token without waiting: a cache hit costs no cryptography. A token
     /// that verifies but may not be used for `purpose` (see [`Reach`]) is invalid.
     pub(crate) fn access_now(&self, token: &str, purpose: Purpose) -> Attempt {
-        self.attempt(token, false).for_purpose(purpose)
+        self.attempt(token, false, purpose).for_purpose(purpose)
     }
 
     /// `allow_stale`: use keys past the provider's max-age (after a refetch was tried).
-    fn attempt(&self, token: &str, allow_stale: bool) -> Attempt {
+    ///
+    /// Only bearer tokens use the verified-token cache: a session's verified token is kept with
+    /// its opened cookie (`session::OpenSession`), and a second copy keyed by the token (about
+    /// 1 KB of key alone) would only double the memory of every session and the churn once
+    /// there are more sessions than the caches hold. Beyond the caches, the signature memo
+    /// serves both.
+    fn attempt(&self, token: &str, allow_stale: bool, purpose: Purpose) -> Attempt {
         let now = self.clock.now();
-        if let Some(hit) = self.cache.get(token) {
+        let use_cache = purpose == Purpose::Bearer;
+        if let Some(hit) = use_cache.then(|| self.cache.get(token)).flatten() {
             if let Err(e) = self.check_times(hit.exp, hit.nbf, now) {
                 self.cache.remove(token);
                 return Attempt::Invalid(e);
@@ -373,7 +447,7 @@ impl Verifier {
         // Read before the lookup: a verification never claims a newer key set than it used.
         let generation = self.jwks.generation();
         match self.jwks.lookup(header.kid.as_deref(), header.alg) {
-            KeyLookup::Found(key) => match self.decode(token, &key.key, header.alg) {
+            KeyLookup::Found(key) => match self.decode_memoized(token, &key, header.alg) {
                 Ok(claims) => match self.check_access(&claims, now) {
                     Ok((exp, nbf, reach)) => {
                         let verified = Arc::new(Verified {
@@ -389,7 +463,9 @@ impl Verifier {
                             session_claims: OnceLock::new(),
                             bearer_claims: OnceLock::new(),
                         });
-                        self.cache.insert(token.to_owned(), verified.clone());
+                        if use_cache {
+                            self.cache.insert(token.to_owned(), verified.clone());
+                        }
                         Attempt::Valid(verified)
                     }
                     Err(e) => Attempt::Invalid(e),
@@ -446,7 +522,7 @@ impl Verifier {
                     }
                     Refetch::Replaced => {}
                 }
-                match self.attempt(token, true).for_purpose(purpose) {
+                match self.attempt(token, true, purpose).for_purpose(purpose) {
                     Attempt::Valid(v) => Ok(v),
                     Attempt::Invalid(e) => Err(e),
                     Attempt::NeedKeys(..) => Err(VerifyError::UnknownKey),
@@ -611,7 +687,7 @@ impl Verifier {
 
     /// After a refetch attempt: stale keys are used, and an unknown key is final.
     pub(crate) fn access_after_refetch(&self, token: &str, purpose: Purpose) -> Attempt {
-        match self.attempt(token, true).for_purpose(purpose) {
+        match self.attempt(token, true, purpose).for_purpose(purpose) {
             Attempt::NeedKeys(..) => Attempt::Invalid(VerifyError::UnknownKey),
             other => other,
         }
@@ -702,6 +778,26 @@ impl Verifier {
             }
             other => other,
         }
+    }
+
+    /// The claims of an access token signed by `key`: without signature work when the memo
+    /// says this very token was verified by this very key (same thumbprint) before; otherwise
+    /// verified, and memoized on success. Every claim check still follows, by the caller.
+    fn decode_memoized(
+        &self,
+        token: &str,
+        key: &crate::provider::KeyEntry,
+        alg: Algorithm,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let digest = TokenDigest::of(token);
+        if self.memo.verified_by(&digest, &key.thumbprint) {
+            return jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
+                .map(|data| data.claims)
+                .map_err(|_| VerifyError::Malformed);
+        }
+        let claims = self.decode(token, &key.key, alg)?;
+        self.memo.insert(digest, key.thumbprint.clone());
+        Ok(claims)
     }
 
     fn decode(
@@ -955,10 +1051,71 @@ fn audiences(claims: &Map<String, Value>) -> Vec<&str> {
 
 #[cfg(all(test, feature = "testing"))]
 mod tests {
-    use super::{Purpose, VerifyError};
+    use super::{Attempt, Purpose, TokenDigest, VerifyError};
     use crate::testing::TestProvider;
     use crate::Clock;
     use serde_json::json;
+
+    /// A token whose signature part is replaced: it would never verify.
+    fn with_bad_signature(token: &str) -> String {
+        let (signed, _) = token.rsplit_once('.').unwrap();
+        format!("{signed}.AAAA")
+    }
+
+    #[tokio::test]
+    async fn signature_memo_is_written_only_by_a_verification_and_read_only_for_its_key() {
+        let clock = crate::ManualClock::starting_now();
+        let p = TestProvider::builder().clock(clock.clone()).start().await;
+        let auth = p
+            .layer_builder("http://127.0.0.1:1/auth/callback")
+            .verified_cache_capacity(1)
+            .build()
+            .await
+            .unwrap();
+        let v = &auth.shared.verifier;
+        let now = clock.now();
+        let claims = json!({"iss": p.issuer(), "aud": "test-client", "sub": "s", "iat": now,
+                            "exp": now + 300});
+        let good = p.sign(&claims);
+        let forged = with_bad_signature(&good);
+
+        // A token that does not verify leaves no entry, however often it is sent.
+        for _ in 0..2 {
+            assert!(matches!(
+                v.access(&forged, Purpose::Bearer).await,
+                Err(VerifyError::Signature)
+            ));
+        }
+        assert_eq!(v.memo_len(), 0);
+        // One that verifies leaves one; pushed out of the verified-token cache (capacity 1), it
+        // is still valid through the memo.
+        assert!(v.access(&good, Purpose::Bearer).await.is_ok());
+        assert_eq!(v.memo_len(), 1);
+        let other = p.sign(&json!({"iss": p.issuer(), "aud": "test-client", "sub": "t",
+                                   "iat": now, "exp": now + 300}));
+        assert!(v.access(&other, Purpose::Bearer).await.is_ok());
+        assert!(matches!(
+            v.access_now(&good, Purpose::Bearer),
+            Attempt::Valid(_)
+        ));
+
+        // The memo is read only for the key the JWKS picks now: an entry naming another key
+        // (thumbprint) is ignored, and the forged token's signature is checked and refused.
+        v.memo
+            .insert(TokenDigest::of(&forged), "another-key".into());
+        assert!(matches!(
+            v.access_now(&forged, Purpose::Bearer),
+            Attempt::NeedKeys(..) | Attempt::Invalid(VerifyError::Signature)
+        ));
+
+        // A memo hit skips only the signature: an expired token is refused all the same.
+        clock.advance(std::time::Duration::from_secs(300 + 61));
+        v.cache.clear();
+        assert!(matches!(
+            v.access_now(&good, Purpose::Bearer),
+            Attempt::Invalid(VerifyError::Expired)
+        ));
+    }
 
     #[tokio::test]
     async fn id_token_checks() {

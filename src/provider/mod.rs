@@ -5,7 +5,7 @@ mod jwks;
 
 pub use self::http::ProviderError;
 pub(crate) use self::http::{form_answer, json_answer, parse_max_age, HttpClient};
-pub(crate) use self::jwks::{Jwks, KeyLookup};
+pub(crate) use self::jwks::{Jwks, KeyEntry, KeyLookup};
 
 use serde::{Deserialize, Serialize};
 
