@@ -51,7 +51,8 @@ fn session_of(s: &Setup, sub: &str) -> String {
     let user = TestUser::new(sub);
     let at = s.provider.access_token(&user);
     let id = s.provider.id_token(&user, None);
-    s.provider.session_cookie_with_tokens(&s.auth, &at, None, &id)
+    s.provider
+        .session_cookie_with_tokens(&s.auth, &at, None, &id)
 }
 
 /// Verifies every bearer token twice (the second round from the memo) and checks the memo holds
@@ -234,7 +235,11 @@ async fn variants_of_a_memoized_token_do_not_ride_on_its_entry() {
     ];
     let before = memo_len(&s.auth);
     for v in &variants {
-        assert_eq!(with_bearer(&s.app, v).await, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!(
+            with_bearer(&s.app, v).await,
+            StatusCode::UNAUTHORIZED,
+            "{v}"
+        );
     }
     assert_eq!(memo_len(&s.auth), before, "refused variants write no entry");
 }
@@ -276,7 +281,11 @@ async fn authorization_header_forms_with_junk_are_refused() {
         format!("Bearer {t},{t}"),
         format!("Basic {t}"),
     ] {
-        assert_eq!(with_auth_header(&s.app, &v).await, StatusCode::UNAUTHORIZED, "{v}");
+        assert_eq!(
+            with_auth_header(&s.app, &v).await,
+            StatusCode::UNAUTHORIZED,
+            "{v}"
+        );
     }
 }
 
@@ -382,7 +391,82 @@ async fn same_kid_at_another_provider_does_not_reuse_the_memo() {
     }
     // A token of B with A's issuer/audience cannot pass A either.
     let now = b.clock.now();
-    let forged = b.provider.sign(&json!({"iss": a.provider.issuer(), "aud": "test-client",
+    let forged = b
+        .provider
+        .sign(&json!({"iss": a.provider.issuer(), "aud": "test-client",
         "sub": "api0", "iat": now, "exp": now + 600}));
     assert_eq!(with_bearer(&a.app, &forged).await, StatusCode::UNAUTHORIZED);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Purpose and M2M rules on memo hits.
+// ---------------------------------------------------------------------------------------------
+
+/// A token naming no audience and no client is trusted only inside a session. Memoized there,
+/// it must still be refused as a bearer token (memo hit or not).
+#[tokio::test]
+async fn session_only_token_memoized_by_a_session_is_refused_as_bearer() {
+    let s = tiny_caches().await;
+    let now = s.clock.now();
+    let id = s.provider.id_token(&TestUser::new("u0"), None);
+    let mut ats = Vec::new();
+    let mut cookies = Vec::new();
+    for i in 0..4 {
+        let at = s
+            .provider
+            .sign(&json!({"iss": s.provider.issuer(), "sub": "u0",
+            "iat": now, "exp": now + 600, "jti": format!("j{i}")}));
+        cookies.push(
+            s.provider
+                .session_cookie_with_tokens(&s.auth, &at, None, &id),
+        );
+        ats.push(at);
+    }
+    for _ in 0..2 {
+        for c in &cookies {
+            assert_eq!(with_cookie(&s.app, c).await, StatusCode::OK);
+        }
+    }
+    assert!(memo_len(&s.auth) >= 4);
+    for _ in 0..2 {
+        for at in &ats {
+            assert_eq!(with_bearer(&s.app, at).await, StatusCode::UNAUTHORIZED);
+        }
+    }
+}
+
+/// An M2M token accepted (and memoized) by a layer that accepts its client must not pass a
+/// layer that does not, nor become a session anywhere.
+#[tokio::test]
+async fn m2m_token_memoized_by_one_layer_is_refused_by_another() {
+    let s = setup_with(|c| {
+        c.verified_cache_capacity(1)
+            .accept_m2m_clients(tower_oidc_auth::M2mClients::only(["m2m_1"]))
+    })
+    .await;
+    let plain = s
+        .provider
+        .layer_builder(REDIRECT)
+        .verified_cache_capacity(1)
+        .clock(s.clock.clone())
+        .build()
+        .await
+        .unwrap();
+    let plain_app = app(&plain);
+    let tokens: Vec<String> = (0..4)
+        .map(|_| s.provider.m2m_access_token("m2m_1", "org_1", &["x"]))
+        .collect();
+    memoize(&s, &tokens).await;
+    for t in &tokens {
+        assert_eq!(with_bearer(&plain_app, t).await, StatusCode::UNAUTHORIZED);
+    }
+    // Another M2M client of the environment, never accepted: refused by both, memo or not.
+    let other: Vec<String> = (0..4)
+        .map(|_| s.provider.m2m_access_token("m2m_2", "org_1", &["x"]))
+        .collect();
+    for _ in 0..2 {
+        for t in &other {
+            assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
+        }
+    }
 }
