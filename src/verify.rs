@@ -1020,7 +1020,7 @@ impl Times {
 
 /// A NumericDate (RFC 7519, section 2): seconds since the epoch, possibly with a fraction,
 /// which is dropped. Anything else is malformed.
-fn numeric_date(v: &Value) -> Result<i64, VerifyError> {
+pub(crate) fn numeric_date(v: &Value) -> Result<i64, VerifyError> {
     if let Some(n) = v.as_i64() {
         return Ok(n);
     }

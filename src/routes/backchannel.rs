@@ -98,7 +98,7 @@ pub(crate) async fn backchannel_logout(
     // session begun after the real logout.
     let at = claims
         .get("iat")
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
+        .and_then(|v| crate::verify::numeric_date(v).ok())
         .map_or(now, |iat| iat.min(now));
     // Remembered until the last of those sessions could end.
     let ttl = settings.revocation_lifetime(at, now);

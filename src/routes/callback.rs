@@ -337,6 +337,6 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
 fn began_at(id_claims: &serde_json::Map<String, serde_json::Value>, now: i64) -> i64 {
     id_claims
         .get("iat")
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f.floor() as i64)))
+        .and_then(|v| crate::verify::numeric_date(v).ok())
         .map_or(now, |iat| iat.min(now))
 }
