@@ -11,7 +11,8 @@
 //
 // Test hooks (under /__e2e/, loopback only, for the scenario runner):
 //   GET  /__e2e/health       200 once listening
-//   GET  /__e2e/stats        counters: refresh grants, back-channel deliveries, JWKS fetches...
+//   GET  /__e2e/stats        counters: refresh grants (also by client), back-channel deliveries,
+//                            JWKS fetches...
 //   POST /__e2e/rotate-keys  new RS256 signing key; the old one stays published for verification
 //
 // Key rotation builds a new Provider instance with the new key first in its JWKS. All
@@ -138,6 +139,7 @@ async function findAccount(_ctx, sub) {
 const stats = {
   authorizationCodeGrants: 0,
   refreshGrants: 0,
+  refreshGrantsByClient: {}, // client_id -> successful refresh grants
   refreshGrantErrors: 0,
   grantErrors: [],
   backchannel: [], // { client_id, sid, ok, error }
@@ -284,7 +286,11 @@ function build() {
   const provider = new Provider(ISSUER, configuration());
   provider.on('grant.success', (ctx) => {
     const gty = ctx.oidc.params.grant_type;
-    if (gty === 'refresh_token') stats.refreshGrants += 1;
+    if (gty === 'refresh_token') {
+      stats.refreshGrants += 1;
+      const clientId = ctx.oidc.client?.clientId;
+      stats.refreshGrantsByClient[clientId] = (stats.refreshGrantsByClient[clientId] || 0) + 1;
+    }
     if (gty === 'authorization_code') stats.authorizationCodeGrants += 1;
     log('grant.success', gty, ctx.oidc.client?.clientId);
   });

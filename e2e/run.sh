@@ -19,9 +19,13 @@ STARTED_AT=$SECONDS
 # Addresses and clients (override through the environment if a port is taken).
 export PROVIDER_URL="${PROVIDER_URL:-http://127.0.0.1:4400}"
 export QUICKSTART_URL="${QUICKSTART_URL:-http://127.0.0.1:3100}"
+# A second quickstart whose sessions live 25 s (scenario "lifetime").
+export LIFETIME_URL="${LIFETIME_URL:-http://127.0.0.1:3101}"
 export APP_A_URL="${APP_A_URL:-http://127.0.0.1:3201}"
 export APP_B_URL="${APP_B_URL:-http://127.0.0.1:3202}"
 export QUICKSTART_CLIENT_ID="${QUICKSTART_CLIENT_ID:-quickstart}"
+export LIFETIME_CLIENT_ID="${LIFETIME_CLIENT_ID:-quickstart-lifetime}"
+export LIFETIME_SESSION_MAX_AGE="${LIFETIME_SESSION_MAX_AGE:-25}"
 export APP_A_CLIENT_ID="${APP_A_CLIENT_ID:-app-a}"
 export APP_B_CLIENT_ID="${APP_B_CLIENT_ID:-app-b}"
 export ACCESS_TOKEN_TTL="${ACCESS_TOKEN_TTL:-15}"
@@ -29,10 +33,12 @@ export CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
 export E2E_ARTIFACTS="$ARTIFACTS"
 export E2E_SUMMARY_FILE="$ARTIFACTS/summary.txt"
 QUICKSTART_CLIENT_SECRET="e2e-quickstart-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+LIFETIME_CLIENT_SECRET="e2e-lifetime-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 APP_A_CLIENT_SECRET="e2e-app-a-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 APP_B_CLIENT_SECRET="e2e-app-b-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 export E2E_CLIENTS="[
   {\"client_id\":\"$QUICKSTART_CLIENT_ID\",\"client_secret\":\"$QUICKSTART_CLIENT_SECRET\",\"app_url\":\"$QUICKSTART_URL\"},
+  {\"client_id\":\"$LIFETIME_CLIENT_ID\",\"client_secret\":\"$LIFETIME_CLIENT_SECRET\",\"app_url\":\"$LIFETIME_URL\"},
   {\"client_id\":\"$APP_A_CLIENT_ID\",\"client_secret\":\"$APP_A_CLIENT_SECRET\",\"app_url\":\"$APP_A_URL\"},
   {\"client_id\":\"$APP_B_CLIENT_ID\",\"client_secret\":\"$APP_B_CLIENT_SECRET\",\"app_url\":\"$APP_B_URL\"}
 ]"
@@ -108,7 +114,7 @@ wait_ready() {
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/*.png "$ARTIFACTS"/*.log "$ARTIFACTS"/*.error.txt "$E2E_SUMMARY_FILE"
 
-for url in "$PROVIDER_URL" "$QUICKSTART_URL" "$APP_A_URL" "$APP_B_URL"; do
+for url in "$PROVIDER_URL" "$QUICKSTART_URL" "$LIFETIME_URL" "$APP_A_URL" "$APP_B_URL"; do
   if port_open "$url"; then
     log "port of $url is already in use; stop what listens there or set another address"
     exit 1
@@ -161,6 +167,17 @@ start quickstart env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
   "$EXAMPLES/quickstart"
 export QUICKSTART_PID=$LAST_PID
 
+# The same example, sessions limited to LIFETIME_SESSION_MAX_AGE seconds from login.
+start quickstart_lifetime env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
+  -u SCALEKIT_WEBHOOK_SECRET -u AUTH_SESSION_IDLE_TIMEOUT \
+  AUTH_SESSION_MAX_AGE="${LIFETIME_SESSION_MAX_AGE}s" \
+  OIDC_ISSUER="$PROVIDER_URL" \
+  OIDC_CLIENT_ID="$LIFETIME_CLIENT_ID" \
+  OIDC_CLIENT_SECRET="$LIFETIME_CLIENT_SECRET" \
+  APP_URL="$LIFETIME_URL" \
+  "$EXAMPLES/quickstart"
+LIFETIME_PID=$LAST_PID
+
 start multi_app env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
   OIDC_ISSUER="$PROVIDER_URL" \
   APP_A_URL="$APP_A_URL" \
@@ -173,6 +190,7 @@ start multi_app env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
 MULTI_PID=$LAST_PID
 
 wait_ready quickstart "$QUICKSTART_URL" "$QUICKSTART_PID"
+wait_ready quickstart_lifetime "$LIFETIME_URL" "$LIFETIME_PID"
 wait_ready multi_app "$APP_A_URL" "$MULTI_PID"
 wait_ready multi_app "$APP_B_URL" "$MULTI_PID"
 
@@ -186,9 +204,10 @@ wait "$RUNNER_PID"
 status=$?
 set -e
 
-for name in provider quickstart multi_app; do
+for name in provider quickstart quickstart_lifetime multi_app; do
   pid_var=PROVIDER_PID
   [ "$name" = quickstart ] && pid_var=QUICKSTART_PID
+  [ "$name" = quickstart_lifetime ] && pid_var=LIFETIME_PID
   [ "$name" = multi_app ] && pid_var=MULTI_PID
   if ! kill -0 "${!pid_var}" 2>/dev/null; then
     log "$name exited during the run; see $ARTIFACTS/$name.log"

@@ -21,6 +21,10 @@ const env = (name, fallback) => {
 
 const PROVIDER = env('PROVIDER_URL', 'http://127.0.0.1:4400');
 const QUICKSTART = env('QUICKSTART_URL', 'http://127.0.0.1:3100');
+const LIFETIME = env('LIFETIME_URL', 'http://127.0.0.1:3101');
+const LIFETIME_CLIENT_ID = env('LIFETIME_CLIENT_ID', 'quickstart-lifetime');
+const LIFETIME_MAX_AGE = Number(env('LIFETIME_SESSION_MAX_AGE', '25'));
+const ACCESS_TOKEN_TTL = Number(env('ACCESS_TOKEN_TTL', '15'));
 const APP_A = env('APP_A_URL', 'http://127.0.0.1:3201');
 const APP_B = env('APP_B_URL', 'http://127.0.0.1:3202');
 const QUICKSTART_PID = Number(process.env.QUICKSTART_PID || 0);
@@ -548,6 +552,104 @@ async function scenarioWebhook({ browser, context, page }) {
   return 'the spec\'s user.logout, signed, ended that session only; a redelivery was a no-op';
 }
 
+/** Waits until `ms` milliseconds after the instant `from` (a Date.now() value). */
+async function sleepUntil(from, ms) {
+  const left = from + ms - Date.now();
+  if (left > 0) await sleep(left);
+}
+
+/** The `Set-Cookie` headers of a response that clear `name`: Max-Age=0 or an expiry past. */
+function clearsCookie(setCookies, name) {
+  return setCookies.some((line) => {
+    const [pair, ...attrs] = line.split(';').map((p) => p.trim());
+    if (!pair.startsWith(`${name}=`)) return false;
+    return attrs.some((a) => /^max-age=0$/i.test(a)
+      || (/^expires=/i.test(a) && Date.parse(a.slice(8)) <= Date.now()));
+  });
+}
+
+/**
+ * The absolute session lifetime holds for a copy of a refreshed session cookie: a second
+ * quickstart (LIFETIME_URL) runs with AUTH_SESSION_MAX_AGE=25s. Sign in; at +12 s a request
+ * refreshes the access token (15 s tokens, refreshed within half their lifetime of expiry) and
+ * renews the cookie, which is copied; at +28 s, past the 25 s from login, an API request with
+ * the copy gets 401, its cookies cleared, and no refresh grant reaches the provider, although
+ * the copy's access token is then past its expiry with a live refresh token inside.
+ */
+async function scenarioLifetime({ context, page }) {
+  const email = uniqueEmail('lifetime');
+  const host = new URL(LIFETIME).hostname;
+  const refreshesOf = (stats) => stats.refreshGrantsByClient[LIFETIME_CLIENT_ID] || 0;
+  await page.goto(`${LIFETIME}/me`);
+  await signIn(page, email, `${LIFETIME}/me`);
+  // The app's login time is no later than this instant: waits count from it.
+  const loggedIn = Date.now();
+  const first = await pageJson(page);
+  assert.equal(first.email, email, 'signed into the short-lived quickstart');
+  assert.equal(first.aud, LIFETIME_CLIENT_ID, 'the access token is for the lifetime client');
+  assert.equal(first.exp - first.iat, ACCESS_TOKEN_TTL, `access tokens live ${ACCESS_TOKEN_TTL} s`);
+  const prefix = cookiePrefix(appCookies(await context.cookies(), host).all);
+  const sessionAtLogin = appCookies(await context.cookies(), host).s.map((c) => c.value).join('');
+  assert.ok(sessionAtLogin, 'session cookie set at login');
+
+  // +12 s: within the refresh margin (15 s tokens: half their lifetime, 7 s, before expiry).
+  await sleepUntil(loggedIn, 12_000);
+  const statsBefore = await providerStats();
+  const response = await page.goto(`${LIFETIME}/me`);
+  assert.equal(response.status(), 200, '/me at +12 s');
+  assert.equal(page.url(), `${LIFETIME}/me`, 'no login round trip at +12 s');
+  const refreshed = await pageJson(page);
+  assert.equal(refreshed.sub, first.sub, 'same subject after the refresh');
+  assert.ok(refreshed.exp > first.exp, `the access token was refreshed at +12 s (exp ${first.exp} -> ${refreshed.exp})`);
+  const statsRefreshed = await providerStats();
+  assert.equal(refreshesOf(statsRefreshed) - refreshesOf(statsBefore), 1, 'exactly one refresh grant at +12 s');
+  const renewed = (await response.headersArray())
+    .filter((h) => h.name.toLowerCase() === 'set-cookie')
+    .map((h) => h.value);
+  assert.ok(renewed.some((v) => v.startsWith(`${prefix}s=`) || v.startsWith(`${prefix}s.`)),
+    `the +12 s response renews the session cookie: ${renewed.map((v) => v.split('=')[0]).join(', ')}`);
+  const jar = appCookies(await context.cookies(`${LIFETIME}/me`), host);
+  const sessionRefreshed = jar.s.map((c) => c.value).join('');
+  assert.ok(sessionRefreshed && sessionRefreshed !== sessionAtLogin, 'the browser holds the renewed session cookie');
+  // The renewed cookie's Max-Age is what is left of the lifetime (a hint to the browser): the
+  // browser would drop it at +25 s; a copy keeps it.
+  for (const c of jar.s) {
+    assert.ok(c.expires > 0 && c.expires <= loggedIn / 1000 + LIFETIME_MAX_AGE + 2,
+      `${c.name} expires within the session's lifetime (at ${c.expires}, login ${Math.floor(loggedIn / 1000)})`);
+  }
+  // The copy: what the browser sends to /me (the session cookie, in chunks if large).
+  const copied = jar.all.filter((c) => c.path === '/');
+  const cookieHeader = copied.map((c) => `${c.name}=${c.value}`).join('; ');
+  const sessionNames = jar.s.map((c) => c.name);
+
+  // +28 s: past the absolute lifetime (25 s from login), and past the copy's access token
+  // expiry (about +27 s) with its refresh token still valid at the provider.
+  await sleepUntil(loggedIn, (LIFETIME_MAX_AGE + 3) * 1000);
+  assert.ok(Date.now() / 1000 > refreshed.exp, 'the copied session\'s access token has expired');
+  const statsAt28 = await providerStats();
+  const api = await fetch(`${LIFETIME}/me`, {
+    headers: { accept: 'application/json', cookie: cookieHeader },
+    redirect: 'manual',
+  });
+  const body = await api.text();
+  const setCookies = api.headers.getSetCookie();
+  assert.equal(api.status, 401, `/me with the copied cookie at +28 s: HTTP ${api.status} ${body.slice(0, 200)}`);
+  for (const name of sessionNames) {
+    assert.ok(clearsCookie(setCookies, name), `the 401 clears ${name}: ${JSON.stringify(setCookies)}`);
+  }
+  const statsAfter = await providerStats();
+  assert.equal(refreshesOf(statsAfter), refreshesOf(statsAt28),
+    `no refresh grant for the expired session (${refreshesOf(statsAt28)} -> ${refreshesOf(statsAfter)})`);
+  assert.equal(statsAfter.refreshGrantErrors, statsAt28.refreshGrantErrors, 'no refresh attempt either');
+
+  // The browser, too, is signed out of this app (its cookie expired, or is refused).
+  await page.goto(`${LIFETIME}/`);
+  await page.locator('h1', { hasText: 'Welcome' }).waitFor();
+  const secs = ((Date.now() - loggedIn) / 1000).toFixed(1);
+  return `refreshed at +12 s (exp ${first.exp} -> ${refreshed.exp}); the copy at +28 s: 401, `
+    + `${sessionNames.length} session cookie(s) cleared, 0 refresh grants (done at +${secs} s)`;
+}
+
 const SCENARIOS = [
   ['1', 'login', scenarioLogin],
   ['2', 'refresh', scenarioRefresh],
@@ -557,6 +659,7 @@ const SCENARIOS = [
   ['6', 'key-rotation', scenarioKeyRotation],
   ['7', 'deep-link', scenarioDeepLink],
   ['8', 'webhook', scenarioWebhook],
+  ['9', 'lifetime', scenarioLifetime],
 ];
 
 // ---------------------------------------------------------------------------------------------
