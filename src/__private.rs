@@ -287,7 +287,7 @@ fn fuzz_shared() -> &'static Arc<Shared> {
             )),
             revocations: Arc::new(crate::MemoryRevocationStore::with_clock(clock.clone())),
             seen_jti: quick_cache::sync::Cache::new(64),
-            sessions: quick_cache::sync::Cache::new(64),
+            sessions: crate::session_cache::SessionCache::new(64),
             clock,
         })
     })

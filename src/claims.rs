@@ -27,7 +27,14 @@ pub struct Claims(Arc<Inner>);
 
 struct Inner {
     standard: StandardClaims,
-    raw: Map<String, Value>,
+    /// The whole claim set as compact JSON: claims live in caches for as long as their session,
+    /// and a parsed map costs several times its text.
+    json: Box<str>,
+    /// The claim set parsed, on the first call that needs it ([`Claims::raw`], [`Claims::get`],
+    /// serialization).
+    raw: std::sync::OnceLock<Map<String, Value>>,
+    /// [`Claims::is_machine`], decided when built.
+    machine: bool,
     /// The layer that verified these claims ([`LayerId`]): its guards accept only its own.
     layer: LayerId,
 }
@@ -134,9 +141,16 @@ impl Claims {
             xoid: s("xoid"),
             xuid: s("xuid"),
         };
+        let machine = is_machine_token(&raw);
+        // Serializing a map of JSON values cannot fail.
+        let json = serde_json::to_string(&raw)
+            .unwrap_or_default()
+            .into_boxed_str();
         Some(Self(Arc::new(Inner {
             standard,
-            raw,
+            json,
+            raw: std::sync::OnceLock::new(),
+            machine,
             layer,
         })))
     }
@@ -149,13 +163,16 @@ impl Claims {
     /// Any claim, deserialized into `T`; `None` when absent or of another shape.
     #[must_use]
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
-        self.0.raw.get(name).and_then(|v| T::deserialize(v).ok())
+        self.raw().get(name).and_then(|v| T::deserialize(v).ok())
     }
 
-    /// All claims as JSON.
+    /// All claims as JSON. Parsed on the first call (and by [`get`](Self::get)), then kept
+    /// with the claims.
     #[must_use]
     pub fn raw(&self) -> &Map<String, Value> {
-        &self.0.raw
+        self.0
+            .raw
+            .get_or_init(|| serde_json::from_str(&self.0.json).unwrap_or_default())
     }
 
     /// Whether the user has this role.
@@ -192,7 +209,7 @@ impl Claims {
     /// ```
     #[must_use]
     pub fn is_machine(&self) -> bool {
-        is_machine_token(&self.0.raw)
+        self.0.machine
     }
 
     /// Whether the access token carries this scope (in the `scopes` array or the `scope`
@@ -284,7 +301,14 @@ impl fmt::Debug for Claims {
 
 impl Serialize for Claims {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.raw.serialize(serializer)
+        // From the parsed map when something has parsed it already, else from a temporary one:
+        // serializing does not make the claims keep a parsed copy.
+        match self.0.raw.get() {
+            Some(raw) => raw.serialize(serializer),
+            None => serde_json::from_str::<Map<String, Value>>(&self.0.json)
+                .unwrap_or_default()
+                .serialize(serializer),
+        }
     }
 }
 

@@ -88,6 +88,9 @@ pub enum ConfigError {
 /// The login parameters a caller may pass through `/auth/login?...` to the provider. A
 /// `domain_hint` is also sent as `domain` (as Scalekit's SDKs do); `domain` is not accepted on
 /// its own.
+/// Default capacity of the verified-session cache (see [`AuthConfig::session_cache_capacity`]).
+const DEFAULT_SESSION_CACHE: usize = 100_000;
+
 pub(crate) const PASS_THROUGH: &[&str] = &[
     "prompt",
     "login_hint",
@@ -161,6 +164,7 @@ pub struct AuthConfig {
     pub(crate) max_response_bytes: usize,
     pub(crate) jwks_refetch_interval: Duration,
     pub(crate) cache_capacity: usize,
+    pub(crate) session_cache_capacity: usize,
     pub(crate) algorithms: Vec<Algorithm>,
     pub(crate) audiences: Vec<String>,
     pub(crate) m2m_clients: Option<M2mClients>,
@@ -244,6 +248,7 @@ impl AuthConfig {
             max_response_bytes: 1024 * 1024,
             jwks_refetch_interval: Duration::from_secs(10),
             cache_capacity: 10_000,
+            session_cache_capacity: DEFAULT_SESSION_CACHE,
             algorithms: vec![Algorithm::RS256, Algorithm::ES256],
             audiences: Vec::new(),
             m2m_clients: None,
@@ -496,11 +501,22 @@ impl AuthConfig {
         self
     }
 
-    /// Entries in the verified-token cache (bearer tokens) and in the opened-session cache, each
-    /// (default 10,000). The signature memo holds ten times as many tokens, at about 50 bytes
-    /// each.
+    /// Entries in the verified-token cache of bearer tokens (default 10,000, a few KB each). The
+    /// signature memo holds ten times as many tokens, at about 50 bytes each, so bearer tokens
+    /// beyond this cache cost no signature check when seen again.
     pub fn verified_cache_capacity(mut self, entries: usize) -> Self {
         self.cache_capacity = entries;
+        self
+    }
+
+    /// Entries in the verified-session cache (default 100,000): signed-in sessions whose next
+    /// request costs a digest of the cookie and a lookup instead of opening the cookie and
+    /// verifying its token. An entry holds the session's claims and a few times, never a token:
+    /// about 1 KB for a session with typical claims (more with many roles or permissions), so
+    /// the default bounds it near 100 MB; the memory is used only as sessions arrive. Every hit
+    /// still checks expiry, revocation, the session's lifetime and the verifying key.
+    pub fn session_cache_capacity(mut self, entries: usize) -> Self {
+        self.session_cache_capacity = entries;
         self
     }
 

@@ -600,37 +600,3 @@ mod tests {
         assert_eq!(c.get("oidc_y"), None);
     }
 }
-
-/// A sealed cookie value as a cache key. Equality compares the whole value; the hash covers
-/// only the length and the last 32 bytes (the AES-GCM tag and the end of the ciphertext), so a
-/// lookup does not hash kilobytes. Only values that opened with our key are ever stored, and an
-/// attacker cannot make such values, so the shortened hash cannot be used to flood a bucket.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct SealedKey(pub(crate) String);
-
-/// A borrowed [`SealedKey`], for lookups without allocating.
-pub(crate) struct SealedRef<'a>(pub(crate) &'a str);
-
-fn hash_sealed<H: std::hash::Hasher>(s: &str, state: &mut H) {
-    let bytes = s.as_bytes();
-    state.write_usize(bytes.len());
-    state.write(&bytes[bytes.len().saturating_sub(32)..]);
-}
-
-impl std::hash::Hash for SealedKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        hash_sealed(&self.0, state);
-    }
-}
-
-impl std::hash::Hash for SealedRef<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        hash_sealed(self.0, state);
-    }
-}
-
-impl quick_cache::Equivalent<SealedKey> for SealedRef<'_> {
-    fn equivalent(&self, key: &SealedKey) -> bool {
-        self.0 == key.0
-    }
-}

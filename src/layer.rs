@@ -39,10 +39,10 @@ impl fmt::Debug for AuthLayer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// Verified bearer access tokens (capacity: `verified_cache_capacity`; a cookie session keeps
-    /// its verified token with its opened session instead).
+    /// Verified bearer access tokens (capacity: `verified_cache_capacity`; a cookie session is
+    /// remembered in the verified-session cache instead).
     pub verified_tokens: usize,
-    /// Opened session cookies (capacity: `verified_cache_capacity`).
+    /// Verified sessions (capacity: `session_cache_capacity`).
     pub sessions: usize,
     /// Logout-token `jti`s remembered against replay (capacity 10,000).
     pub logout_token_ids: usize,
@@ -116,9 +116,8 @@ pub(crate) struct Shared {
     pub(crate) revocations: Arc<dyn RevocationStore>,
     /// Logout-token `jti`s seen, with when: replays are refused.
     pub(crate) seen_jti: quick_cache::sync::Cache<String, i64>,
-    /// Opened session cookies, by their exact sealed value.
-    pub(crate) sessions:
-        quick_cache::sync::Cache<crate::cookies::SealedKey, Arc<crate::session::OpenSession>>,
+    /// Verified sessions, by a digest of their sealed cookie (see `session_cache`).
+    pub(crate) sessions: crate::session_cache::SessionCache,
     pub(crate) clock: SharedClock,
 }
 
@@ -543,7 +542,7 @@ pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
                 None => Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone())),
             },
             seen_jti: quick_cache::sync::Cache::new(10_000),
-            sessions: quick_cache::sync::Cache::new(cfg.cache_capacity.max(1)),
+            sessions: crate::session_cache::SessionCache::new(cfg.session_cache_capacity),
             clock: cfg.clock,
         }),
     })

@@ -157,6 +157,7 @@ mod same_origin;
 mod secret;
 mod service;
 mod session;
+mod session_cache;
 mod verify;
 mod webhook;
 

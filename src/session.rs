@@ -13,6 +13,7 @@ use crate::layer::{Settings, Shared};
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::responses::{error_page, grpc_status, json, Client, Page};
 use crate::revocation::RevocationKey;
+use crate::session_cache::CachedSession;
 use crate::verify::{Attempt, Purpose, VerifyError};
 
 /// What the session cookie holds (sealed).
@@ -51,10 +52,15 @@ fn is_zero(n: &i64) -> bool {
 /// the lifetime itself. A session without a login time (sealed by a version that did not
 /// record it) has none left.
 pub(crate) fn lifetime_left(settings: &Settings, ids: &SessionIds, now: i64) -> i64 {
-    if ids.login <= 0 {
+    lifetime_left_from(settings, ids.login, now)
+}
+
+/// [`lifetime_left`] of a session that began at `login`.
+fn lifetime_left_from(settings: &Settings, login: i64, now: i64) -> i64 {
+    if login <= 0 {
         return 0;
     }
-    ids.login
+    login
         .saturating_add(settings.session_max_age)
         .saturating_sub(now)
         .min(settings.session_max_age)
@@ -74,13 +80,25 @@ fn touch_interval(idle: i64) -> i64 {
 /// Why the session is over on the server's clock, if it is: past its absolute lifetime, or
 /// idle for longer than the idle timeout. Checked on every request and before every refresh.
 pub(crate) fn ended(settings: &Settings, data: &SessionData, now: i64) -> Option<&'static str> {
-    if lifetime_left(settings, &data.ids, now) <= 0 {
+    ended_at(settings, data.ids.login, last_seen(data), now)
+}
+
+/// [`ended`], from the session's login time and last-seen time.
+fn ended_at(settings: &Settings, login: i64, last_seen: i64, now: i64) -> Option<&'static str> {
+    if lifetime_left_from(settings, login, now) <= 0 {
         return Some("absolute lifetime over");
     }
     match settings.session_idle_timeout {
-        Some(idle) if now.saturating_sub(last_seen(data)) >= idle => Some("idle timeout"),
+        Some(idle) if now.saturating_sub(last_seen) >= idle => Some("idle timeout"),
         _ => None,
     }
+}
+
+/// Whether the last-seen time is due to be rewritten (with an idle timeout configured).
+fn touch_due(settings: &Settings, last_seen: i64, now: i64) -> bool {
+    settings
+        .session_idle_timeout
+        .is_some_and(|idle| now.saturating_sub(last_seen) >= touch_interval(idle))
 }
 
 /// With an idle timeout, rewrites the session cookie with a new last-seen time when the one it
@@ -242,7 +260,23 @@ pub(crate) fn refresh_due(exp: i64, ts: i64, margin: i64, now: i64) -> bool {
 pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcome> {
     let codec = &shared.cookies;
     let cookies = codec.read(headers);
-    let open = match read_session(shared, &cookies) {
+    let Some(sealed) = cookies.sealed(&codec.session.name) else {
+        return Some(Outcome::anonymous());
+    };
+    let now = shared.clock.now();
+    let digest = shared.sessions.fingerprint(&sealed);
+    if let Some(hit) = shared.sessions.get(&digest) {
+        match from_cache(shared, &cookies, &hit, now) {
+            FromCache::Answer(outcome) => return Some(outcome),
+            FromCache::Async => return None,
+            FromCache::Open { stale } => {
+                if stale {
+                    shared.sessions.remove(&digest);
+                }
+            }
+        }
+    }
+    let open = match open_session(shared, &cookies, &sealed) {
         Err(outcome) => return Some(outcome),
         Ok(open) => open,
     };
@@ -251,7 +285,6 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         tracing::debug!("session was revoked; clearing");
         return Some(Outcome::cleared(shared, &cookies, true));
     }
-    let now = shared.clock.now();
     if let Some(why) = ended(&shared.settings, data, now) {
         tracing::debug!(why, "session over; clearing");
         return Some(Outcome::cleared(shared, &cookies, true));
@@ -259,11 +292,70 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
     if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
         return None;
     }
-    let mut outcome = check(shared, &cookies, data, now, |_| {
-        verify_session(shared, &open)
+    let mut validity = None;
+    let mut outcome = check(shared, &cookies, data, now, |at| {
+        let attempt = shared.verifier.access_now(at, Purpose::Session);
+        if let Attempt::Valid(v) = &attempt {
+            validity = Some(v.validity());
+        }
+        attempt
     })?;
     touch(shared, &cookies, data, now, &mut outcome);
+    // Signed in, nothing to rewrite: remembered for the next request with this cookie.
+    if let (Some(claims), None, true) = (
+        &outcome.claims,
+        &outcome.reject,
+        outcome.set_cookies.is_empty() && (data.opaque || validity.is_some()),
+    ) {
+        let entry = CachedSession::new(data, open.revocation, claims.clone(), validity);
+        shared.sessions.insert(digest, Arc::new(entry));
+    }
     Some(outcome)
+}
+
+/// What a verified-session cache hit allows.
+enum FromCache {
+    /// The answer, without opening the cookie.
+    Answer(Outcome),
+    /// A refresh is due: the async path.
+    Async,
+    /// Open the cookie and take the full way (an idle-timeout rewrite is due, or, `stale`, the
+    /// access token is no longer good as remembered: expired, or its key withdrawn).
+    Open { stale: bool },
+}
+
+/// Every check of the full path that depends on time or on state outside the cookie, from the
+/// cache entry (see `session_cache`).
+fn from_cache(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    hit: &CachedSession,
+    now: i64,
+) -> FromCache {
+    let settings = &shared.settings;
+    if hit.revocation.revoked(shared.revocations.as_ref()) {
+        tracing::debug!("session was revoked; clearing");
+        return FromCache::Answer(Outcome::cleared(shared, cookies, true));
+    }
+    if let Some(why) = ended_at(settings, hit.login(), hit.last_seen(), now) {
+        tracing::debug!(why, "session over; clearing");
+        return FromCache::Answer(Outcome::cleared(shared, cookies, true));
+    }
+    if hit.refreshable && refresh_due(hit.exp, hit.ts, settings.refresh_margin, now) {
+        return FromCache::Async;
+    }
+    if touch_due(settings, hit.last_seen(), now) {
+        return FromCache::Open { stale: false };
+    }
+    let good = match &hit.validity {
+        Some(validity) => shared.verifier.still_good(validity, now),
+        None => now < hit.exp,
+    };
+    if good {
+        FromCache::Answer(Outcome::with_claims(Some(hit.claims.clone())))
+    } else {
+        FromCache::Open { stale: true }
+    }
 }
 
 /// The token of an `Authorization: Bearer` header, if the request has exactly one such header.
@@ -471,14 +563,10 @@ async fn verify_async(
         .map(|_| ())
 }
 
-/// A session cookie opened once: its data, its revocation keys, and its verified access token.
-/// Cached by the exact sealed cookie value, so a repeat request costs one hash lookup instead of
-/// base64 + AES-GCM + JSON. Entries exist only for values that opened (authenticated) with our
-/// key, and the key is compared in full: a forged or altered cookie can never hit an entry.
+/// A session cookie, opened: its data and its revocation keys.
 pub(crate) struct OpenSession {
     pub(crate) data: SessionData,
     revocation: RevocationKeys,
-    verified: std::sync::OnceLock<Arc<crate::verify::Verified>>,
 }
 
 /// The revocation keys of a session, built once.
@@ -503,6 +591,11 @@ impl RevocationKeys {
                 .map(|sub| RevocationKey::subject(issuer, sub)),
             login: ids.login,
         }
+    }
+
+    /// When the session began.
+    pub(crate) fn login(&self) -> i64 {
+        self.login
     }
 
     /// Whether the session was ended: its own local id revoked (at any time: the id is never
@@ -546,38 +639,32 @@ pub(crate) fn has_session(shared: &Shared, headers: &HeaderMap) -> bool {
     })
 }
 
-fn read_session(
-    shared: &Shared,
-    cookies: &RequestCookies<'_>,
-) -> Result<Arc<OpenSession>, Outcome> {
-    let codec = &shared.cookies;
-    let name = &codec.session.name;
-    let Some(sealed) = cookies.sealed(name) else {
+fn read_session(shared: &Shared, cookies: &RequestCookies<'_>) -> Result<OpenSession, Outcome> {
+    let Some(sealed) = cookies.sealed(&shared.cookies.session.name) else {
         return Err(Outcome::anonymous());
     };
-    if let Some(open) = shared
-        .sessions
-        .get(&crate::cookies::SealedRef(sealed.as_ref()))
-    {
-        return Ok(open);
-    }
+    open_session(shared, cookies, &sealed)
+}
+
+/// Opens the session cookie's sealed value (base64, AES-GCM, JSON).
+fn open_session(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    sealed: &str,
+) -> Result<OpenSession, Outcome> {
+    let codec = &shared.cookies;
     let data = codec
-        .open(name, &sealed)
+        .open(&codec.session.name, sealed)
         .and_then(|plain| serde_json::from_str::<SessionData>(&plain).ok());
     match data {
         Some(mut data) => {
             // Sessions sealed before JWT-shaped tokens had to verify may say `opaque` for one:
             // such a token is verified like any other.
             data.opaque = data.opaque && !crate::verify::is_jwt_shaped(&data.at);
-            let open = Arc::new(OpenSession {
+            Ok(OpenSession {
                 revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
                 data,
-                verified: std::sync::OnceLock::new(),
-            });
-            shared
-                .sessions
-                .insert(crate::cookies::SealedKey(sealed.into_owned()), open.clone());
-            Ok(open)
+            })
         }
         None => {
             tracing::debug!(
@@ -586,21 +673,6 @@ fn read_session(
             Err(Outcome::cleared(shared, cookies, false))
         }
     }
-}
-
-/// The session's access token, verified: from the session's own memo when still valid, else
-/// through the verifier (and memoized).
-fn verify_session(shared: &Shared, open: &OpenSession) -> Attempt {
-    if let Some(v) = open.verified.get() {
-        if shared.verifier.still_valid(v) {
-            return Attempt::Valid(v.clone());
-        }
-    }
-    let attempt = shared.verifier.access_now(&open.data.at, Purpose::Session);
-    if let Attempt::Valid(v) = &attempt {
-        let _ = open.verified.set(v.clone());
-    }
-    attempt
 }
 
 /// Verifies the session's access token (or, for opaque ones, its expiry).

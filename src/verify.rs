@@ -126,14 +126,8 @@ pub(crate) struct Verified {
     /// Where the token may be used (see [`Verifier::access`]).
     reach: Reach,
     nbf: Option<i64>,
-    /// How the token names its key (header `kid` and `alg`), and which key verified it (RFC 7638
-    /// thumbprint): a hit is served only while the JWKS still picks that very key for it.
-    kid: Option<String>,
-    alg: Algorithm,
-    thumbprint: Arc<str>,
-    /// A JWKS generation at which that key was the one picked (read before looking): while it
-    /// is current, one comparison says the key is still published.
-    generation: AtomicU64,
+    /// Which published key verified it.
+    binding: KeyBinding,
     /// Claims merged with the session's identity claims, built once per token.
     session_claims: OnceLock<Option<Claims>>,
     /// Claims of the token alone, for bearer use, built once per token.
@@ -142,7 +136,34 @@ pub(crate) struct Verified {
     layer: LayerId,
 }
 
+/// How a token names its key (header `kid` and `alg`), and which key verified it (RFC 7638
+/// thumbprint): a verification is relied on only while the JWKS still picks that very key for
+/// the token.
+pub(crate) struct KeyBinding {
+    kid: Option<Box<str>>,
+    alg: Algorithm,
+    thumbprint: Arc<str>,
+    /// A JWKS generation at which that key was the one picked (read before looking): while it
+    /// is current, one comparison says the key is still published.
+    generation: AtomicU64,
+}
+
 impl Verified {
+    /// Expiry, not-before and the verifying key of the token, for remembering this
+    /// verification elsewhere (the session cache) without the token or its claims.
+    pub(crate) fn validity(&self) -> Validity {
+        Validity {
+            exp: self.exp,
+            nbf: self.nbf,
+            binding: KeyBinding {
+                kid: self.binding.kid.clone(),
+                alg: self.binding.alg,
+                thumbprint: self.binding.thumbprint.clone(),
+                generation: AtomicU64::new(self.binding.generation.load(Ordering::Relaxed)),
+            },
+        }
+    }
+
     /// The claims for a cookie session: the access token's, with the ID token's identity claims
     /// filling the gaps. The identity claims are bound to this access token in the same encrypted
     /// cookie, so building this once per token is exact.
@@ -167,6 +188,14 @@ impl Verified {
             .get_or_init(|| Claims::from_map((*self.claims).clone(), self.layer))
             .clone()
     }
+}
+
+/// What makes a verified access token still good: its times and its verifying key. A few dozen
+/// bytes, checked by [`Verifier::still_good`].
+pub(crate) struct Validity {
+    pub(crate) exp: i64,
+    nbf: Option<i64>,
+    binding: KeyBinding,
 }
 
 /// Signature-memo entries per verified-token cache entry: the memo costs about 50 bytes an
@@ -369,23 +398,22 @@ impl Verifier {
 
     /// Whether an earlier verification still holds: not expired (with leeway), and the key that
     /// verified it is still published.
-    pub(crate) fn still_valid(&self, v: &Verified) -> bool {
-        let now = self.clock.now();
+    pub(crate) fn still_good(&self, v: &Validity, now: i64) -> bool {
         self.jwks.revalidate_if_stale(now);
-        self.check_times(v.exp, v.nbf, now).is_ok() && self.key_still_published(v)
+        self.check_times(v.exp, v.nbf, now).is_ok() && self.key_still_published(&v.binding)
     }
 
-    /// Whether the JWKS still picks, for `v`'s token, the key that verified it: not just a key
+    /// Whether the JWKS still picks, for the token, the key that verified it: not just a key
     /// with its kid (or, without kid, any key), but the same key material. While the key set
     /// is unchanged this is one comparison; after a change, one lookup, remembered.
-    fn key_still_published(&self, v: &Verified) -> bool {
+    fn key_still_published(&self, b: &KeyBinding) -> bool {
         // Read before the lookup, so the key set looked at is at least this generation.
         let generation = self.jwks.generation();
-        if v.generation.load(Ordering::Relaxed) == generation {
+        if b.generation.load(Ordering::Relaxed) == generation {
             return true;
         }
-        if self.jwks.selects(v.kid.as_deref(), v.alg, &v.thumbprint) {
-            v.generation.store(generation, Ordering::Relaxed);
+        if self.jwks.selects(b.kid.as_deref(), b.alg, &b.thumbprint) {
+            b.generation.store(generation, Ordering::Relaxed);
             return true;
         }
         false
@@ -399,11 +427,10 @@ impl Verifier {
 
     /// `allow_stale`: use keys past the provider's max-age (after a refetch was tried).
     ///
-    /// Only bearer tokens use the verified-token cache: a session's verified token is kept with
-    /// its opened cookie (`session::OpenSession`), and a second copy keyed by the token (about
-    /// 1 KB of key alone) would only double the memory of every session and the churn once
-    /// there are more sessions than the caches hold. Beyond the caches, the signature memo
-    /// serves both.
+    /// Only bearer tokens use the verified-token cache: a session's verification is remembered,
+    /// in a few dozen bytes, by the verified-session cache (`session_cache`), and a second copy
+    /// keyed by the token (about 1 KB of key alone) would only double the memory of every
+    /// session. Beyond the caches, the signature memo serves both.
     fn attempt(&self, token: &str, allow_stale: bool, purpose: Purpose) -> Attempt {
         let now = self.clock.now();
         let use_cache = purpose == Purpose::Bearer;
@@ -415,7 +442,7 @@ impl Verifier {
             // Past the provider's max-age, a hit still serves, and the keys are revalidated in
             // the background: a withdrawn key is noticed without waiting for a new token.
             self.jwks.revalidate_if_stale(now);
-            if self.key_still_published(&hit) {
+            if self.key_still_published(&hit.binding) {
                 return Attempt::Valid(hit);
             }
             // The key that verified it was withdrawn or replaced: verify it afresh, against the
@@ -456,10 +483,12 @@ impl Verifier {
                             reach,
                             layer: self.layer,
                             nbf,
-                            kid: header.kid,
-                            alg: header.alg,
-                            thumbprint: key.thumbprint.clone(),
-                            generation: AtomicU64::new(generation),
+                            binding: KeyBinding {
+                                kid: header.kid.map(String::into_boxed_str),
+                                alg: header.alg,
+                                thumbprint: key.thumbprint.clone(),
+                                generation: AtomicU64::new(generation),
+                            },
                             session_claims: OnceLock::new(),
                             bearer_claims: OnceLock::new(),
                         });

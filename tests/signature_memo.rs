@@ -34,6 +34,12 @@ async fn with_bearer(app: &axum::Router, token: &str) -> StatusCode {
 
 /// A layer whose caches hold one entry each.
 async fn tiny_caches() -> Setup {
+    setup_with(|c| c.verified_cache_capacity(1).session_cache_capacity(1)).await
+}
+
+/// A layer whose bearer-token cache holds one entry, and whose verified-session cache has its
+/// default size: sessions are served from that cache.
+async fn session_cache() -> Setup {
     setup_with(|c| c.verified_cache_capacity(1)).await
 }
 
@@ -60,6 +66,55 @@ fn memo_len(auth: &AuthLayer) -> usize {
 }
 
 #[tokio::test]
+async fn sessions_are_remembered_beyond_the_token_cache() {
+    let s = session_cache().await;
+    let cookies: Vec<String> = (0..5).map(|i| session_of(&s, &format!("u{i}"))).collect();
+    serve_all(&s, &cookies).await;
+    let stats = s.auth.cache_stats();
+    assert_eq!(stats.sessions, 5, "{stats:?}");
+    assert!(stats.verified_tokens <= 1, "{stats:?}");
+}
+
+/// The verified-session cache is keyed by a digest of the whole sealed value: a cookie that
+/// differs from a cached one in any position is opened (and refused) on its own.
+#[tokio::test]
+async fn an_altered_cookie_never_hits_the_session_cache() {
+    let s = session_cache().await;
+    let good = session_of(&s, "victim");
+    assert_eq!(with_cookie(&s.app, &good).await, StatusCode::OK);
+    assert_eq!(with_cookie(&s.app, &good).await, StatusCode::OK);
+    assert_eq!(s.auth.cache_stats().sessions, 1);
+    // The session cookie comes first; the rest (the ID token's) is kept as it is.
+    let (session, rest) = good.split_once("; ").unwrap_or((&good, ""));
+    let rest = if rest.is_empty() {
+        String::new()
+    } else {
+        format!("; {rest}")
+    };
+    let (name, value) = session.split_once('=').unwrap();
+    let len = value.len();
+    let swap = |c: u8| if c == b'A' { 'B' } else { 'A' };
+    for at in [0, 1, len / 2, len - 30, len - 2, len - 1] {
+        let mut altered = value.as_bytes().to_vec();
+        altered[at] = swap(altered[at]) as u8;
+        let altered = format!("{name}={}{rest}", String::from_utf8(altered).unwrap());
+        assert_eq!(
+            with_cookie(&s.app, &altered).await,
+            StatusCode::UNAUTHORIZED,
+            "byte {at} of {len} altered"
+        );
+    }
+    for cut in [1, 16, len / 2] {
+        let cut = format!("{name}={}{rest}", &value[..len - cut]);
+        assert_eq!(with_cookie(&s.app, &cut).await, StatusCode::UNAUTHORIZED);
+        let longer = format!("{name}={value}{}{rest}", &value[..cut.len().min(4)]);
+        assert_eq!(with_cookie(&s.app, &longer).await, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(s.auth.cache_stats().sessions, 1, "nothing new remembered");
+    assert_eq!(with_cookie(&s.app, &good).await, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn sessions_beyond_the_cache_are_served_from_the_memo() {
     let s = tiny_caches().await;
     let cookies: Vec<String> = (0..5).map(|i| session_of(&s, &format!("u{i}"))).collect();
@@ -74,7 +129,16 @@ async fn sessions_beyond_the_cache_are_served_from_the_memo() {
 
 #[tokio::test]
 async fn a_memoized_token_whose_key_was_withdrawn_is_refused() {
-    let s = tiny_caches().await;
+    a_memoized_token_whose_key_was_withdrawn_is_refused_with(tiny_caches().await).await;
+}
+
+/// The same, served from the verified-session cache (sessions) instead of the memo.
+#[tokio::test]
+async fn a_cached_session_whose_key_was_withdrawn_is_refused_in_the_session_cache() {
+    a_memoized_token_whose_key_was_withdrawn_is_refused_with(session_cache().await).await;
+}
+
+async fn a_memoized_token_whose_key_was_withdrawn_is_refused_with(s: Setup) {
     let cookies: Vec<String> = (0..3).map(|i| session_of(&s, &format!("u{i}"))).collect();
     let bearers: Vec<String> = (0..3)
         .map(|i| s.provider.access_token(&TestUser::new(format!("api{i}"))))
@@ -101,7 +165,16 @@ async fn a_memoized_token_whose_key_was_withdrawn_is_refused() {
 
 #[tokio::test]
 async fn a_memoized_token_whose_key_material_was_replaced_is_refused() {
-    let s = tiny_caches().await;
+    a_memoized_token_whose_key_material_was_replaced_is_refused_with(tiny_caches().await).await;
+}
+
+/// The same, served from the verified-session cache (sessions) instead of the memo.
+#[tokio::test]
+async fn a_cached_session_whose_key_material_was_replaced_is_refused_in_the_session_cache() {
+    a_memoized_token_whose_key_material_was_replaced_is_refused_with(session_cache().await).await;
+}
+
+async fn a_memoized_token_whose_key_material_was_replaced_is_refused_with(s: Setup) {
     let cookies: Vec<String> = (0..3).map(|i| session_of(&s, &format!("u{i}"))).collect();
     serve_all(&s, &cookies).await;
 
@@ -121,7 +194,16 @@ async fn a_memoized_token_whose_key_material_was_replaced_is_refused() {
 
 #[tokio::test]
 async fn a_memoized_token_that_expired_is_refused() {
-    let s = tiny_caches().await;
+    a_memoized_token_that_expired_is_refused_with(tiny_caches().await).await;
+}
+
+/// The same, served from the verified-session cache (sessions) instead of the memo.
+#[tokio::test]
+async fn a_cached_session_that_expired_is_refused_in_the_session_cache() {
+    a_memoized_token_that_expired_is_refused_with(session_cache().await).await;
+}
+
+async fn a_memoized_token_that_expired_is_refused_with(s: Setup) {
     let cookies: Vec<String> = (0..3).map(|i| session_of(&s, &format!("u{i}"))).collect();
     let bearers: Vec<String> = (0..3)
         .map(|i| s.provider.access_token(&TestUser::new(format!("api{i}"))))
@@ -142,7 +224,16 @@ async fn a_memoized_token_that_expired_is_refused() {
 
 #[tokio::test]
 async fn revocation_applies_to_memoized_sessions_and_bearer_tokens() {
-    let s = tiny_caches().await;
+    revocation_applies_to_memoized_sessions_and_bearer_tokens_with(tiny_caches().await).await;
+}
+
+/// The same, served from the verified-session cache (sessions) instead of the memo.
+#[tokio::test]
+async fn revocation_applies_to_cached_sessions_and_bearer_tokens_in_the_session_cache() {
+    revocation_applies_to_memoized_sessions_and_bearer_tokens_with(session_cache().await).await;
+}
+
+async fn revocation_applies_to_memoized_sessions_and_bearer_tokens_with(s: Setup) {
     let cookies: Vec<String> = (0..3).map(|i| session_of(&s, &format!("u{i}"))).collect();
     let bearer = s.provider.access_token(&TestUser::new("u0"));
     serve_all(&s, &cookies).await;
