@@ -650,6 +650,132 @@ async function scenarioLifetime({ context, page }) {
     + `${sessionNames.length} session cookie(s) cleared, 0 refresh grants (done at +${secs} s)`;
 }
 
+/**
+ * After an app-only logout, signing in again through the provider's live session works. The
+ * app's logout ends its own session (revoking that session's local id, not the provider's
+ * `sid`) and then sends the browser to the provider's end-session endpoint; here that step never
+ * happens (as when end-session fails, or the user cancels the provider's sign-out prompt): the
+ * browser's navigation to it is aborted, so the provider's session stays. /me then signs in
+ * again by single sign-on, without a form, into a new session with the same `sid`, which keeps
+ * working; a copy of the old session cookie stays refused.
+ */
+async function scenarioRelogin({ context, page }) {
+  const email = uniqueEmail('relogin');
+  const host = new URL(QUICKSTART).hostname;
+  /** /me as an API client with the given Cookie header: status and claims (if any). */
+  const apiMe = async (cookie) => {
+    const res = await fetch(`${QUICKSTART}/me`, {
+      headers: { accept: 'application/json', ...(cookie ? { cookie } : {}) },
+      redirect: 'manual',
+    });
+    const text = await res.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, sub: json?.sub, sid: json?.sid, text: text.slice(0, 200) };
+  };
+  /** The Cookie header the browser sends to /me (the app's cookies on `/`). */
+  const browserCookieHeader = async () => (await context.cookies(`${QUICKSTART}/me`))
+    .map((c) => `${c.name}=${c.value}`).join('; ');
+  const sessionValue = async () => appCookies(await context.cookies(), host).s.map((c) => c.value).join('');
+  const hasProviderSession = async () => (await context.cookies()).some((c) => c.name === 'op_session');
+
+  // First login, with the provider's form.
+  await page.goto(`${QUICKSTART}/me`);
+  await signIn(page, email, `${QUICKSTART}/me`);
+  const first = await pageJson(page);
+  assert.equal(first.email, email, 'signed in');
+  assert.ok(first.sid, `the session has the provider's sid: ${JSON.stringify(first)}`);
+  const oldSession = await sessionValue();
+  assert.ok(oldSession, 'session cookie set at the first login');
+  const oldCopy = appCookies(await context.cookies(`${QUICKSTART}/me`), host).all
+    .map((c) => `${c.name}=${c.value}`).join('; ');
+  const copyBefore = await apiMe(oldCopy);
+  assert.equal(`${copyBefore.status} ${copyBefore.sub}`, `200 ${first.sub}`, 'the copied session cookie works before logout');
+
+  // App-only logout: the app's Logout button (a same-origin POST) clears the app's session and
+  // redirects to the provider's end-session endpoint; that navigation is aborted (as when
+  // end-session fails), so the provider's session stays. Playwright's routes do not see redirect
+  // hops; Chromium's Fetch domain (through a CDP session) does.
+  await page.goto(`${QUICKSTART}/`);
+  await page.getByText(`Hello, ${email}`).waitFor();
+  const statsBefore = await providerStats();
+  const aborted = [];
+  const cdp = await context.newCDPSession(page);
+  cdp.on('Fetch.requestPaused', (e) => {
+    aborted.push(e.request.url);
+    cdp.send('Fetch.failRequest', { requestId: e.requestId, errorReason: 'Aborted' }).catch(() => {});
+  });
+  await cdp.send('Fetch.enable', { patterns: [{ urlPattern: `${PROVIDER}/oidc/logout*`, requestStage: 'Request' }] });
+  const failed = page.waitForEvent('requestfailed', (r) => r.url().startsWith(`${PROVIDER}/oidc/logout`));
+  await page.click('form[action="/auth/logout"] button', { noWaitAfter: true });
+  await failed;
+  await cdp.send('Fetch.disable');
+  await cdp.detach();
+  assert.equal(aborted.length, 1, `one end-session navigation, aborted: ${aborted.join(', ')}`);
+  const endSession = new URL(aborted[0]);
+  assert.equal(endSession.pathname, '/oidc/logout', `the provider's end-session endpoint: ${endSession}`);
+  assert.equal(endSession.searchParams.get('post_logout_redirect_uri'), `${QUICKSTART}/`, `an RP-initiated logout request: ${endSession}`);
+  assert.ok(endSession.searchParams.get('id_token_hint'), 'with id_token_hint');
+  assert.equal((await providerStats()).endSessions, statsBefore.endSessions, 'the provider ended no session');
+  assert.ok(await hasProviderSession(), "the provider's session cookie is still in the browser");
+
+  // 1. The app's session is over: cookies cleared, /me answers an API client with no claims.
+  assert.equal(await sessionValue(), '', 'the logout cleared the session cookie');
+  const afterLogout = await apiMe(await browserCookieHeader());
+  assert.equal(afterLogout.status, 401, `/me after logout, with the browser's cookies: HTTP ${afterLogout.status} ${afterLogout.text}`);
+  assert.equal(afterLogout.sub, undefined, '/me after logout shows no claims');
+  const copyAfterLogout = await apiMe(oldCopy);
+  assert.equal(copyAfterLogout.status, 401, `the old session cookie after logout: HTTP ${copyAfterLogout.status} ${copyAfterLogout.text}`);
+
+  // 2. Sign in again: single sign-on through the provider's live session, no page of the
+  // provider shown (so no sign-in form, no password field), back on /me as the same user.
+  const navigations = recordNavigations(page);
+  const providerPages = [];
+  page.on('response', (r) => {
+    if (r.request().isNavigationRequest() && r.url().startsWith(PROVIDER)) providerPages.push(`${r.status()} ${r.url().split('?')[0]}`);
+  });
+  const relogin = await page.goto(`${QUICKSTART}/me`);
+  await page.waitForURL(`${QUICKSTART}/me`, { waitUntil: 'load' });
+  assert.ok(!navigations.some(isLoginForm), `no sign-in form: ${navigations.join(' -> ')}`);
+  assert.ok(navigations.some((u) => u.startsWith(`${PROVIDER}/oauth/authorize`)), `went through the provider: ${navigations.join(' -> ')}`);
+  assert.ok(navigations.some((u) => u.startsWith(`${QUICKSTART}/auth/callback?`)), 'came back through the callback');
+  assert.ok(providerPages.length > 0 && providerPages.every((r) => /^30\d /.test(r)),
+    `the provider only redirected, it showed no page: ${providerPages.join(', ')}`);
+  assert.equal(await page.locator('input[type="password"], form').count(), 0, 'no form or password field on the page');
+  assert.equal(relogin.status(), 200, '/me after the re-login');
+  const second = await pageJson(page);
+  assert.equal(second.sub, first.sub, 'the same subject as the first login');
+  assert.equal(second.email, email, 'the same e-mail');
+  assert.equal(second.sid, first.sid, "the provider's same session (sid)");
+  const newSession = await sessionValue();
+  assert.ok(newSession && newSession !== oldSession, 'a new session cookie');
+
+  // 3. The new session keeps working: a reload, and an API request about 2 s later.
+  const reloaded = await page.reload();
+  assert.equal(reloaded.status(), 200, '/me reloaded');
+  assert.equal(page.url(), `${QUICKSTART}/me`, 'no login round trip on reload');
+  assert.equal((await pageJson(page)).sub, first.sub, 'still signed in on reload');
+  await sleep(2000);
+  const later = await apiMe(await browserCookieHeader());
+  assert.equal(`${later.status} ${later.sub}`, `200 ${first.sub}`, `/me 2 s later: ${later.text}`);
+  const inPage = await page.evaluate(async () => {
+    const res = await fetch('/me', { headers: { accept: 'application/json' } });
+    return { status: res.status, sub: res.ok ? (await res.json()).sub : undefined };
+  });
+  assert.equal(`${inPage.status} ${inPage.sub}`, `200 ${first.sub}`, "/me fetched from the page 2 s later");
+
+  // 4. The old session stays ended: its copied cookie is still refused.
+  const copyAfterRelogin = await apiMe(oldCopy);
+  assert.equal(copyAfterRelogin.status, 401, `the old session cookie after the re-login: HTTP ${copyAfterRelogin.status} ${copyAfterRelogin.text}`);
+  assert.equal(copyAfterRelogin.sub, undefined, 'the old session cookie shows no claims');
+  return `app-only logout (end-session aborted), SSO back without a form, same sub and sid; `
+    + `the new session works on reload and 2 s later, the old cookie stays refused`;
+}
+
 const SCENARIOS = [
   ['1', 'login', scenarioLogin],
   ['2', 'refresh', scenarioRefresh],
@@ -660,6 +786,7 @@ const SCENARIOS = [
   ['7', 'deep-link', scenarioDeepLink],
   ['8', 'webhook', scenarioWebhook],
   ['9', 'lifetime', scenarioLifetime],
+  ['10', 'relogin', scenarioRelogin],
 ];
 
 // ---------------------------------------------------------------------------------------------
