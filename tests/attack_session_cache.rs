@@ -38,7 +38,15 @@ async fn status(app: &Router, cookie: &str) -> StatusCode {
 }
 
 async fn text(resp: Response<Body>) -> String {
-    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
 }
 
 fn set_cookies(resp: &Response<Body>) -> Vec<String> {
@@ -129,6 +137,12 @@ async fn kidless_setup() -> Setup {
 /// same situation with a cookie the cache has not seen). The cache path (`from_cache` ->
 /// `Verifier::still_good`) only starts a background revalidation and, the JWKS generation being
 /// unchanged, serves the session with the withdrawn key.
+///
+/// Impact: only for providers that sign without `kid`, during the background refetch (later
+/// requests are refused once it lands); the full path itself serves stale keys when the refetch
+/// is rate-limited. Not new with this change: the same test fails at HEAD~1, where the opened-
+/// session memo (`OpenSession::verified` + `Verifier::still_valid`) did the same; the cache
+/// carries it over.
 ///
 /// Expected: 401 (as the full path answers). Actual: 200.
 #[tokio::test]
@@ -469,7 +483,10 @@ fn claims_app(auth: &tower_oidc_auth::AuthLayer) -> Router {
         .route(
             "/get",
             get(|c: Claims| async move {
-                let keys = ["f", "big", "neg", "uni", "nested", "arr", "tiny", "neg0"];
+                let keys = [
+                    "f", "big", "neg", "uni", "nested", "arr", "tiny", "neg0", "x1", "x2", "x3",
+                    "x4",
+                ];
                 let map: serde_json::Map<String, Value> = keys
                     .iter()
                     .map(|k| (k.to_string(), c.get::<Value>(k).unwrap_or(Value::Null)))
@@ -493,6 +510,19 @@ fn nested(depth: usize) -> Value {
     v
 }
 
+/// NOTE (production-only divergence, not observable here): `Claims` now keeps `serde_json`
+/// text and parses it again on first use, so a float claim goes token text -> f64 -> shortest
+/// text -> f64. serde_json's default float parser (without the `float_roundtrip` feature) is
+/// not correctly rounded, and the second parse can land one ULP away from the first. This
+/// crate does not enable `float_roundtrip`; only the dev-dependency `jsonschema` does, so every
+/// test build (feature unification) parses exactly and this guard passes, while a production
+/// build returns different values from `get::<f64>()`, `raw()` and serialization than before
+/// the change. Measured with serde_json 1.0.154 alone (no `float_roundtrip`): 381,450 of
+/// 2,000,000 random finite f64 claims drift, e.g. 1.0715660391465825e-75 ->
+/// 1.0715660391465823e-75, -1.603964615428183e143 -> -1.6039646154281832e143; ordinary values
+/// (6-decimal coordinates, moderate magnitudes) did not drift. The values x1..x4 below are such
+/// drifting values: this test would fail in a build without `float_roundtrip`.
+///
 /// GUARD: lazily parsed claims: serialization before and after parsing, `raw()` and `get()`
 /// give the token's values exactly (floats, integers at the extremes, unicode and escapes,
 /// deep nesting), on the full path and from the cache.
@@ -508,6 +538,12 @@ async fn guard_lazy_claims_round_trip() {
         "uni": "ü😀\u{0}\u{1f}\"\\\n\u{2028}\u{fffd}",
         "nested": nested(100),
         "arr": [1, 2.5, null, true, {"k": []}, 1.7976931348623157e308],
+        // Values whose lazy re-parse drifts by one ULP when serde_json is built WITHOUT its
+        // `float_roundtrip` feature (see the note above this test).
+        "x1": 1.0715660391465825e-75,
+        "x2": -1.603964615428183e143,
+        "x3": 3.0261999441573207e-52,
+        "x4": 6.4660538264326985e-236,
     });
     let mut u = TestUser::new("claims");
     for (k, v) in values.as_object().unwrap() {
@@ -523,11 +559,17 @@ async fn guard_lazy_claims_round_trip() {
     };
     // Serialized before anything parsed the claims: full path, then cache hits.
     for i in 0..2 {
-        check(text(call(&app, "/ser", &cookie).await).await, &format!("ser {i}"));
+        check(
+            text(call(&app, "/ser", &cookie).await).await,
+            &format!("ser {i}"),
+        );
     }
     check(text(call(&app, "/raw", &cookie).await).await, "raw");
     // Serialized after the cached claims were parsed.
-    check(text(call(&app, "/ser", &cookie).await).await, "ser after raw");
+    check(
+        text(call(&app, "/ser", &cookie).await).await,
+        "ser after raw",
+    );
     let got: Value = serde_json::from_str(&text(call(&app, "/get", &cookie).await).await).unwrap();
     for (k, want) in values.as_object().unwrap() {
         assert_eq!(&got["got"][k], want, "get {k}");
@@ -565,4 +607,108 @@ async fn guard_attacker_cookies_make_no_entries() {
     warm(&s, &format!("{name}=\"{value}\"")).await;
     warm(&s, &format!("{name}={value}")).await;
     assert_eq!(s.auth.cache_stats().sessions, 1);
+}
+
+/// DEFECT (memory / eviction): one signed-in user with one refresh token makes the layer hold as
+/// many verified-session entries as he likes.
+///
+/// The module docs say entries "are made only from cookies that opened with the layer's key and
+/// whose access token verified; a client cannot make one". But a client can make the layer seal
+/// new valid cookies on demand: replaying the pre-refresh cookie inside the refresh grace window
+/// (60 s by default) gets the coordinator's kept grant, and every such request answers with a
+/// freshly sealed session cookie (random AES-GCM nonce, so a new sealed value and a new
+/// fingerprint) without any new grant at the provider. Each of those cookies, sent once more,
+/// is verified and remembered as a separate entry of the same session. Over time (the newest
+/// cookie's next refresh opens the next window) one account fills the cache (default 100,000
+/// entries), evicting every other user's entry, and, since capacity counts entries not bytes, at
+/// the size of the attacker's own claims (a session cookie may carry 8 chunks), far above the
+/// "about 1 KB" per entry the capacity documentation assumes.
+///
+/// Bounded by `session_cache_capacity` (100,000 by default; the opened-session cache it replaces
+/// had the same weakness at 10,000 entries: this test fails at HEAD~1 too).
+///
+/// Expected: the entries one session can occupy stay bounded (a couple: the cookie before and
+/// after a refresh). Actual: one entry per replayed request.
+#[tokio::test]
+async fn defect_one_session_mints_unbounded_cache_entries() {
+    let s = setup().await;
+    s.provider.set_access_token_ttl(Duration::from_secs(300));
+    let old = s.provider.session_cookie(&s.auth, &user());
+    warm(&s, &old).await;
+    s.clock.advance(Duration::from_secs(280));
+    let mut minted = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let resp = call(&s.app, "/me", &old).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        if let Some(c) = set_cookies(&resp)
+            .iter()
+            .find(|c| c.contains("_s=") && !c.contains("Max-Age=0"))
+        {
+            minted.insert(c.split(';').next().unwrap().to_owned());
+        }
+    }
+    for c in &minted {
+        warm(&s, c).await;
+    }
+    let grants = s.provider.counts().refresh_grants;
+    let entries = s.auth.cache_stats().sessions;
+    assert!(
+        entries <= 3,
+        "one session, {grants} refresh grant(s), {} distinct fresh cookies minted by replaying \
+         the old one: {entries} cache entries",
+        minted.len()
+    );
+}
+
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// GUARD: a Scalekit `user.logout` webhook naming the session ends it even when it is served
+/// from the cache (a copy of the cookie kept from before).
+#[tokio::test]
+async fn guard_scalekit_user_logout_webhook_ends_cached_session() {
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
+    let (jar, sid) = session_with_sid(&s).await;
+    let copy = jar.header_for("/me");
+    warm(&s, &copy).await;
+    let examples: Value =
+        serde_json::from_str(include_str!("fixtures/scalekit-webhook-examples.json")).unwrap();
+    let mut event = examples["user.logout"].clone();
+    event["data"]["user_session"]["session_id"] = Value::from(sid);
+    let body = serde_json::to_string(&event).unwrap();
+    let now = s.clock.now();
+    let id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
+    let sig = tower_oidc_auth::sign_webhook(WEBHOOK_SECRET, id, now, body.as_bytes()).unwrap();
+    let req = Request::post("/auth/webhook")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", sig)
+        .body(Body::from(body))
+        .unwrap();
+    let st = s.app.clone().oneshot(req).await.unwrap().status();
+    assert!(st.is_success(), "{st}");
+    let resp = call(&s.app, "/me", &copy).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(clears_session(&set_cookies(&resp)));
+}
+
+/// GUARD: many sessions through a cache of two entries, in a shuffled order and repeated: every
+/// answer carries the subject of the cookie sent (no entry answers for another cookie).
+#[tokio::test]
+async fn guard_no_claims_cross_over_under_eviction() {
+    let s = setup_with(|c| c.session_cache_capacity(2)).await;
+    let cookies: Vec<(String, String)> = (0..24)
+        .map(|i| {
+            let sub = format!("user{i}");
+            (session_no_rt(&s, &TestUser::new(sub.clone())), sub)
+        })
+        .collect();
+    let mut x: usize = 7;
+    for _ in 0..150 {
+        x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
+        let (cookie, sub) = &cookies[x % cookies.len()];
+        let resp = call(&s.app, "/", cookie).await;
+        assert_eq!(text(resp).await, format!("hello {sub}"));
+    }
+    assert!(s.auth.cache_stats().sessions <= 2);
 }
