@@ -512,8 +512,9 @@ impl AuthConfig {
     /// Entries in the verified-session cache (default 100,000): signed-in sessions whose next
     /// request costs a digest of the cookie and a lookup instead of opening the cookie and
     /// verifying its token. An entry holds the session's claims and a few times, never a token:
-    /// about 1 KB for a session with typical claims (more with many roles or permissions), so
-    /// the default bounds it near 100 MB; the memory is used only as sessions arrive. Every hit
+    /// about 1.7 KB for a session with typical claims (more with many roles or permissions), so
+    /// the default bounds it near 170 MB; the memory is used only as sessions arrive, and a
+    /// session has one entry at most. Every hit
     /// still checks expiry, revocation, the session's lifetime and the verifying key.
     pub fn session_cache_capacity(mut self, entries: usize) -> Self {
         self.session_cache_capacity = entries;

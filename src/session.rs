@@ -308,7 +308,9 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         outcome.set_cookies.is_empty() && (data.opaque || validity.is_some()),
     ) {
         let entry = CachedSession::new(data, open.revocation, claims.clone(), validity);
-        shared.sessions.insert(digest, Arc::new(entry));
+        shared
+            .sessions
+            .insert(digest, data.ids.lid.as_deref(), Arc::new(entry));
     }
     Some(outcome)
 }

@@ -1,13 +1,14 @@
 //! The verified-session cache: what a signed-in request needs from its session, remembered
-//! per session cookie in about a kilobyte, so that a session seen before costs a keyed
+//! per session cookie in under 2 KB, so that a session seen before costs a keyed
 //! fingerprint of the cookie and a lookup instead of base64, AES-GCM, JSON and a signature check.
 //!
 //! An entry is keyed by a 128-bit keyed fingerprint of the session's sealed cookie value (every
 //! chunk; see [`SessionCache::fingerprint`]), and holds neither the cookie nor any token: the
 //! claims handed to the handler, the times that bound the session and its access token, its
 //! revocation keys, and which published key verified its access token. Entries are made only
-//! from cookies that opened with the layer's key and whose access token verified; a client
-//! cannot make one, nor, without the fingerprint key, another value that finds it.
+//! from cookies that opened with the layer's key and whose access token verified: a client
+//! cannot make one from a cookie of its own, nor, without the fingerprint key, find an entry
+//! with another value. A session has at most one entry, its latest cookie's.
 //!
 //! A hit is not a verdict. Every request still checks, against the clock and the current state:
 //! revocation, the absolute lifetime and idle timeout, whether a refresh is due, the access
@@ -79,6 +80,11 @@ pub(crate) struct SessionCache {
     /// A random key made when the layer is built, never stored or sent anywhere.
     key: LessSafeKey,
     entries: quick_cache::sync::Cache<CookieDigest, Arc<CachedSession>>,
+    /// The entry of each session (by the fingerprint of its local id): a session has one
+    /// entry, its latest cookie's. Without it, one signed-in user could fill the cache with
+    /// entries of one session (every refresh, idle-timeout rewrite or refresh-grace answer seals
+    /// the session anew) and push everyone else's out.
+    by_session: quick_cache::sync::Cache<CookieDigest, CookieDigest>,
 }
 
 impl SessionCache {
@@ -91,6 +97,7 @@ impl SessionCache {
         Self {
             key: LessSafeKey::new(key),
             entries: quick_cache::sync::Cache::new(capacity.max(1)),
+            by_session: quick_cache::sync::Cache::new(capacity.max(1)),
         }
     }
 
@@ -120,7 +127,23 @@ impl SessionCache {
         self.entries.get(digest)
     }
 
-    pub(crate) fn insert(&self, digest: CookieDigest, entry: Arc<CachedSession>) {
+    /// Remembers the session of the cookie with this fingerprint, replacing any entry of the
+    /// same session (`session`: its local id) under another cookie.
+    pub(crate) fn insert(
+        &self,
+        digest: CookieDigest,
+        session: Option<&str>,
+        entry: Arc<CachedSession>,
+    ) {
+        if let Some(session) = session {
+            let id = self.fingerprint(session);
+            if let Some(previous) = self.by_session.get(&id) {
+                if previous != digest {
+                    self.entries.remove(&previous);
+                }
+            }
+            self.by_session.insert(id, digest);
+        }
         self.entries.insert(digest, entry);
     }
 

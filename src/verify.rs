@@ -399,8 +399,20 @@ impl Verifier {
     /// Whether an earlier verification still holds: not expired (with leeway), and the key that
     /// verified it is still published.
     pub(crate) fn still_good(&self, v: &Validity, now: i64) -> bool {
+        self.check_times(v.exp, v.nbf, now).is_ok() && self.binding_holds(&v.binding, now, false)
+    }
+
+    /// Whether a remembered verification's key may still be relied on, by the rules of a first
+    /// verification: past the provider's max-age, a token without `kid` cannot tell a stale key
+    /// from a new one, so it waits for the keys (unless they were just refetched:
+    /// `allow_stale`); any other is served while the keys are revalidated in the background.
+    /// Then the key must still be the one the key set picks for the token.
+    fn binding_holds(&self, b: &KeyBinding, now: i64, allow_stale: bool) -> bool {
+        if !allow_stale && b.kid.is_none() && self.jwks.is_stale() {
+            return false;
+        }
         self.jwks.revalidate_if_stale(now);
-        self.check_times(v.exp, v.nbf, now).is_ok() && self.key_still_published(&v.binding)
+        self.key_still_published(b)
     }
 
     /// Whether the JWKS still picks, for the token, the key that verified it: not just a key
@@ -439,14 +451,14 @@ impl Verifier {
                 self.cache.remove(token);
                 return Attempt::Invalid(e);
             }
-            // Past the provider's max-age, a hit still serves, and the keys are revalidated in
-            // the background: a withdrawn key is noticed without waiting for a new token.
-            self.jwks.revalidate_if_stale(now);
-            if self.key_still_published(&hit.binding) {
+            // Past the provider's max-age, a hit with a `kid` still serves, and the keys are
+            // revalidated in the background: a withdrawn key is noticed without waiting for a
+            // new token.
+            if self.binding_holds(&hit.binding, now, allow_stale) {
                 return Attempt::Valid(hit);
             }
-            // The key that verified it was withdrawn or replaced: verify it afresh, against the
-            // keys published now.
+            // The key that verified it was withdrawn or replaced, or cannot be told apart from
+            // a new one yet: verify it afresh, as a first verification would.
             self.cache.remove(token);
         }
         let header = match parse_header(token) {

@@ -3,8 +3,8 @@
 //!
 //! The question every test asks: can a request be served from a cache entry when the full path
 //! (open the cookie, verify its access token) would refuse it or answer differently? Tests named
-//! `defect_*` FAIL on the code under attack and show a divergence; tests named `guard_*` pass and
-//! record attacks that held.
+//! `fixed_*` failed on the code under attack (0f739c6) and showed a divergence, now fixed; tests
+//! named `guard_*` record attacks that held.
 
 mod common;
 
@@ -144,9 +144,11 @@ async fn kidless_setup() -> Setup {
 /// session memo (`OpenSession::verified` + `Verifier::still_valid`) did the same; the cache
 /// carries it over.
 ///
-/// Expected: 401 (as the full path answers). Actual: 200.
+/// Expected: 401 (as the full path answers). Was: 200. Fixed in `Verifier::binding_holds`, shared
+/// by the session cache and the bearer-token cache: a kid-less token's remembered key is not
+/// relied on past the keys' max-age, as a first verification would not.
 #[tokio::test]
-async fn defect_kidless_token_served_from_cache_with_stale_withdrawn_key() {
+async fn fixed_kidless_token_served_from_cache_with_stale_withdrawn_key() {
     let s = kidless_setup().await;
     let (cached, _) = twin_sessions(&s, &TestUser::new("kidless"));
     warm(&s, &cached).await;
@@ -169,7 +171,7 @@ async fn defect_kidless_token_served_from_cache_with_stale_withdrawn_key() {
 // Guards: attacks that held
 // ---------------------------------------------------------------------------------------------
 
-/// GUARD (reference for the defect above): the full path, for a cookie the cache has not seen,
+/// GUARD (reference for the fixed defect above): the full path, for a cookie the cache has not seen,
 /// waits for the keys and refuses the kid-less token whose key was withdrawn.
 #[tokio::test]
 async fn guard_kidless_token_full_path_waits_for_keys_and_refuses_withdrawn_key() {
@@ -628,9 +630,10 @@ async fn guard_attacker_cookies_make_no_entries() {
 /// had the same weakness at 10,000 entries: this test fails at HEAD~1 too).
 ///
 /// Expected: the entries one session can occupy stay bounded (a couple: the cookie before and
-/// after a refresh). Actual: one entry per replayed request.
+/// after a refresh). Was: one entry per replayed request. Fixed in `SessionCache::insert`: a
+/// session (by its local id) has one entry, its latest cookie's.
 #[tokio::test]
-async fn defect_one_session_mints_unbounded_cache_entries() {
+async fn fixed_one_session_mints_unbounded_cache_entries() {
     let s = setup().await;
     s.provider.set_access_token_ttl(Duration::from_secs(300));
     let old = s.provider.session_cookie(&s.auth, &user());
