@@ -9,10 +9,11 @@
 //!   (from the embedded test provider) that the load generator sends on every request.
 //! - `public`: the layer on a public route, requests without a session.
 //!
-//! With `COOKIES_FILE=path` (and `SESSIONS=N`, default 1), `session` mints N distinct signed-in
-//! sessions and writes their `Cookie` headers to that file, one a line, before `READY`; the load
-//! script cycles through them (`bench/many.lua`) for this server and for `bare` alike, so both
-//! receive the same bytes.
+//! With `COOKIES_FILE=path` (and `SESSIONS=N`, default 1), `session` (and `public`) mint N
+//! distinct signed-in sessions and write their `Cookie` headers to that file, one a line, before
+//! `READY`; the load script cycles through them (`bench/many.lua`) for this server and for `bare`
+//! alike, so both receive the same bytes. `public` with its own sessions' cookies separates the
+//! session's cost from the `require()` guard's and the handler's.
 //!
 //! It prints `READY` when it accepts connections. Single-threaded runtime, so the load script
 //! can pin it to one core.
@@ -42,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .ok()
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(1);
-                if let (true, Ok(path)) = (mode == "session", std::env::var("COOKIES_FILE")) {
+                if let (true, Ok(path)) = (mode != "bare", std::env::var("COOKIES_FILE")) {
                     let mut out = String::new();
                     for i in 0..sessions {
                         let user =
