@@ -15,7 +15,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::*;
 use http::{header, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
@@ -35,18 +34,6 @@ async fn call(app: &Router, uri: &str, cookie: &str) -> Response<Body> {
 
 async fn status(app: &Router, cookie: &str) -> StatusCode {
     call(app, "/me", cookie).await.status()
-}
-
-async fn text(resp: Response<Body>) -> String {
-    String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap()
 }
 
 fn set_cookies(resp: &Response<Body>) -> Vec<String> {
@@ -361,7 +348,7 @@ async fn guard_duplicate_names_and_rechunking() {
     for _ in 0..3 {
         for (cookie, want) in &pairs {
             let resp = call(&s.app, "/", cookie).await;
-            assert_eq!(text(resp).await, *want, "{cookie:.40}");
+            assert_eq!(body_string(resp).await, *want, "{cookie:.40}");
         }
     }
     let before = s.auth.cache_stats().sessions;
@@ -370,7 +357,7 @@ async fn guard_duplicate_names_and_rechunking() {
     for chunk in ["1", "01"] {
         let split = format!("{name}={}; {name}.{chunk}={}", &a[..half], &a[half..]);
         let resp = call(&s.app, "/", &split).await;
-        assert_eq!(text(resp).await, "hello alice");
+        assert_eq!(body_string(resp).await, "hello alice");
     }
     assert_eq!(s.auth.cache_stats().sessions, before);
     // Alice's first half with Bob's second: refused, no entry.
@@ -562,17 +549,18 @@ async fn guard_lazy_claims_round_trip() {
     // Serialized before anything parsed the claims: full path, then cache hits.
     for i in 0..2 {
         check(
-            text(call(&app, "/ser", &cookie).await).await,
+            body_string(call(&app, "/ser", &cookie).await).await,
             &format!("ser {i}"),
         );
     }
-    check(text(call(&app, "/raw", &cookie).await).await, "raw");
+    check(body_string(call(&app, "/raw", &cookie).await).await, "raw");
     // Serialized after the cached claims were parsed.
     check(
-        text(call(&app, "/ser", &cookie).await).await,
+        body_string(call(&app, "/ser", &cookie).await).await,
         "ser after raw",
     );
-    let got: Value = serde_json::from_str(&text(call(&app, "/get", &cookie).await).await).unwrap();
+    let got: Value =
+        serde_json::from_str(&body_string(call(&app, "/get", &cookie).await).await).unwrap();
     for (k, want) in values.as_object().unwrap() {
         assert_eq!(&got["got"][k], want, "get {k}");
     }
@@ -711,7 +699,7 @@ async fn guard_no_claims_cross_over_under_eviction() {
         x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
         let (cookie, sub) = &cookies[x % cookies.len()];
         let resp = call(&s.app, "/", cookie).await;
-        assert_eq!(text(resp).await, format!("hello {sub}"));
+        assert_eq!(body_string(resp).await, format!("hello {sub}"));
     }
     assert!(s.auth.cache_stats().sessions <= 2);
 }
