@@ -10,6 +10,11 @@
 # over iterations is reported with its range: this machine's speed drifts by up to 2x over
 # minutes (shared host), which sequential long runs mistook for the layer's cost.
 #
+# Modes: `bare` (the handler alone), `session` (the layer; the handler takes the `Claims`
+# extractor, which refuses requests without a session, and answers the same bytes as bare),
+# `require` (as `session`, plus `route_layer(auth.require())`: the cost of axum's extra route
+# layer; REQUIRE=0 skips it), `before` (BEFORE_BIN's `session` mode) and `peer`.
+#
 # Peer comparison (mode `peer`, on by default; PEER=0 skips it): the same handler behind
 # jwt-authorizer (bench/peer, a standalone package outside the crate's build), which validates
 # `Authorization: Bearer` access tokens (RS256 against the JWKS URL, iss, aud, exp) of the same
@@ -42,8 +47,10 @@ if [ "$PEER" = 1 ]; then
   CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q --manifest-path bench/peer/Cargo.toml \
     || { echo "bench/peer did not build: running without the peer" >&2; PEER=0; }
 fi
-MODES="session ${BEFORE_BIN:+before} bare"
-[ "$PEER" = 1 ] && MODES="session ${BEFORE_BIN:+before} peer bare"
+REQUIRE="${REQUIRE:-1}"
+[ "$REQUIRE" = 1 ] && WITH_REQUIRE=require || WITH_REQUIRE=
+MODES="session $WITH_REQUIRE ${BEFORE_BIN:+before} bare"
+[ "$PEER" = 1 ] && MODES="session $WITH_REQUIRE ${BEFORE_BIN:+before} peer bare"
 TICKS="$(getconf CLK_TCK)"
 WORK="$(mktemp -d)"
 declare -A PID PORT_OF VALUES HEADER RSS0
@@ -64,6 +71,11 @@ start_servers() { # sessions
         COOKIES_FILE="$WORK/cookies" SESSIONS="$n" taskset -c 0 "$BIN" session "$port" \
           >"$WORK/$mode.out" 2>/dev/null &
         VALUES[$mode]="$WORK/cookies" ;;
+      require)
+        # Its own sessions (another layer, other keys).
+        COOKIES_FILE="$WORK/cookies-require" SESSIONS="$n" taskset -c 0 "$BIN" require "$port" \
+          >"$WORK/$mode.out" 2>/dev/null &
+        VALUES[$mode]="$WORK/cookies-require" ;;
       before)
         # An older build seals with keys of its own: it gets its own sessions.
         COOKIES_FILE="$WORK/cookies-before" SESSIONS="$n" taskset -c 0 "$BEFORE_BIN" session \

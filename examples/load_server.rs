@@ -4,10 +4,14 @@
 //! cargo run --release --example load_server -- bare|session|public PORT
 //! ```
 //!
-//! - `bare`: the handler alone, no layer.
-//! - `session`: the layer with `require()`; prints `COOKIE <header>` for a signed-in session
-//!   (from the embedded test provider) that the load generator sends on every request.
-//! - `public`: the layer on a public route, requests without a session.
+//! - `bare`: the handler alone, no layer. It answers `hello`.
+//! - `session`: the layer; the handler takes the `Claims` extractor (which refuses a request
+//!   without a session, as `require()` does) and answers the same `hello`. Prints
+//!   `COOKIE <header>` for a signed-in session (from the embedded test provider) that the load
+//!   generator sends on every request.
+//! - `require`: as `session`, with `route_layer(auth.require())` as well: what the extra axum
+//!   route layer costs.
+//! - `public`: the layer on a public route (`Option<Claims>`), requests without a session.
 //!
 //! With `COOKIES_FILE=path` (and `SESSIONS=N`, default 1), `session` (and `public`) mint N
 //! distinct signed-in sessions and write their `Cookie` headers to that file, one a line, before
@@ -34,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let provider = TestProvider::start().await;
         let app = match mode.as_str() {
             "bare" => Router::new().route("/", get(|| async { "hello" })),
-            "session" | "public" => {
+            "session" | "require" | "public" => {
                 let auth = provider
                     .layer_builder(format!("http://127.0.0.1:{port}/auth/callback"))
                     .build()
@@ -59,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     std::fs::write(&path, out)?;
                     println!("COOKIES_FILE {path}");
                 }
-                if mode == "session" {
+                if mode == "session" || mode == "require" {
                     let cookie = provider.session_cookie(&auth, &TestUser::new("usr_load"));
                     // Only what a browser sends on app paths: the session, not the ID token.
                     let app_cookie: Vec<&str> = cookie
@@ -67,13 +71,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .filter(|c| !c.split('=').next().unwrap_or("").contains("_id"))
                         .collect();
                     println!("COOKIE {}", app_cookie.join("; "));
-                    Router::new()
-                        .route(
-                            "/",
-                            get(|c: Claims| async move { format!("hello {}", c.sub) }),
-                        )
-                        .route_layer(auth.require())
-                        .layer(auth)
+                    // The same answer as `bare`: the difference is the layer's work alone.
+                    let app = Router::new().route("/", get(|_: Claims| async { "hello" }));
+                    if mode == "require" {
+                        app.route_layer(auth.require()).layer(auth)
+                    } else {
+                        app.layer(auth)
+                    }
                 } else {
                     Router::new()
                         .route(

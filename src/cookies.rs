@@ -52,21 +52,23 @@ const INLINE: usize = 8;
 const MAX_KEPT: usize = 64;
 
 /// The cookies this layer owns, as one request presented them. The first few are kept inline,
-/// so the common request allocates nothing here.
+/// so the common request allocates nothing here. Names are text; values are kept as the bytes
+/// the request sent and checked to be text only when read as text ([`get`](Self::get)): a
+/// session seen before is found by the fingerprint of its bytes without a pass over them.
 pub(crate) struct RequestCookies<'a> {
-    inline: [(&'a str, &'a str); INLINE],
+    inline: [(&'a str, &'a [u8]); INLINE],
     len: usize,
-    spill: Vec<(&'a str, &'a str)>,
+    spill: Vec<(&'a str, &'a [u8])>,
 }
 
 /// The byte ranges between the `;` separators of a Cookie header (SIMD search: a session cookie
 /// is kilobytes long, and a byte-at-a-time split was a visible part of a request's cost).
-fn separated(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+fn separated(bytes: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
     let mut start = 0;
     memchr::memchr_iter(b';', bytes)
         .chain(std::iter::once(bytes.len()))
         .map(move |end| {
-            let part = (start, end);
+            let part = &bytes[start..end];
             start = end + 1;
             part
         })
@@ -81,47 +83,32 @@ impl<'a> RequestCookies<'a> {
     /// [`MAX_CHUNKS`] more. Cookies a sibling subdomain tosses in (any name, even ours with a
     /// `__Secure-` prefix) can therefore never crowd out the session.
     ///
-    /// `std::str::from_utf8` (a fast ASCII check) instead of `HeaderValue::to_str` (a slow
-    /// per-byte one), then splitting with the `memchr` crate: other apps' cookies cost little.
+    /// The header is split with the `memchr` crate and only names are checked to be text
+    /// (values when they are read): other apps' cookies cost little, and a cookie that is not
+    /// UTF-8 (a sibling subdomain can toss one in) hides nothing but itself.
     pub(crate) fn parse(headers: &'a HeaderMap, app: &str, priority: &str) -> Self {
         let mut pairs = Self {
-            inline: [("", ""); INLINE],
+            inline: [("", b""); INLINE],
             len: 0,
             spill: Vec::new(),
         };
         let mut extra = 0;
         for value in headers.get_all(http::header::COOKIE) {
-            let bytes = value.as_bytes();
-            match std::str::from_utf8(bytes) {
-                // The usual case: one fast check of the whole header, then memchr splitting.
-                Ok(value) => {
-                    for (start, end) in separated(bytes) {
-                        // `;` is ASCII: every part of valid UTF-8 is valid UTF-8.
-                        if let Some(part) = value.get(start..end) {
-                            pairs.consider(part, app, priority, &mut extra);
-                        }
-                    }
-                }
-                // A cookie that is not UTF-8 (a sibling subdomain can toss one in) hides
-                // nothing but itself.
-                Err(_) => {
-                    for (start, end) in separated(bytes) {
-                        if let Ok(part) = std::str::from_utf8(&bytes[start..end]) {
-                            pairs.consider(part, app, priority, &mut extra);
-                        }
-                    }
-                }
+            for part in separated(value.as_bytes()) {
+                pairs.consider(part, app, priority, &mut extra);
             }
         }
         pairs
     }
 
     /// Keeps one `name=value` pair if it is this app's (see [`parse`](Self::parse)).
-    fn consider(&mut self, part: &'a str, app: &str, priority: &str, extra: &mut usize) {
-        let Some((name, v)) = part.split_once('=') else {
+    fn consider(&mut self, part: &'a [u8], app: &str, priority: &str, extra: &mut usize) {
+        let Some(eq) = part.iter().position(|b| *b == b'=') else {
             return;
         };
-        let name = name.trim();
+        let Ok(name) = std::str::from_utf8(part[..eq].trim_ascii()) else {
+            return;
+        };
         let bare = name
             .strip_prefix("__Host-")
             .or_else(|| name.strip_prefix("__Secure-"))
@@ -135,15 +122,15 @@ impl<'a> RequestCookies<'a> {
             }
             *extra += 1;
         }
-        let v = v.trim();
+        let v = part[eq + 1..].trim_ascii();
         let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
             .unwrap_or(v);
         self.push((name, v));
     }
 
-    fn push(&mut self, pair: (&'a str, &'a str)) {
+    fn push(&mut self, pair: (&'a str, &'a [u8])) {
         if self.len < INLINE {
             self.inline[self.len] = pair;
             self.len += 1;
@@ -152,11 +139,19 @@ impl<'a> RequestCookies<'a> {
         }
     }
 
-    fn pairs(&self) -> impl Iterator<Item = &(&'a str, &'a str)> {
+    fn pairs(&self) -> impl Iterator<Item = &(&'a str, &'a [u8])> {
         self.inline[..self.len].iter().chain(self.spill.iter())
     }
 
+    /// The value of the first cookie named `name` whose value is text.
     pub(crate) fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs()
+            .filter(|(n, _)| *n == name)
+            .find_map(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The bytes of the first cookie named `name`, text or not.
+    fn get_bytes(&self, name: &str) -> Option<&'a [u8]> {
         self.pairs().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 
@@ -175,14 +170,42 @@ impl<'a> RequestCookies<'a> {
         if index == 0 {
             return self.get(name);
         }
+        self.chunk_pairs(name, index)
+            .find_map(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The values of chunk `index` of `name` (`name.<index>`), as bytes.
+    fn chunk_pairs<'s>(
+        &'s self,
+        name: &'s str,
+        index: usize,
+    ) -> impl Iterator<Item = &'a [u8]> + 's {
         self.pairs()
-            .find(|(n, _)| {
+            .filter(move |(n, _)| {
                 n.strip_prefix(name)
                     .and_then(|rest| rest.strip_prefix('.'))
                     .and_then(|digits| digits.parse::<usize>().ok())
                     == Some(index)
             })
             .map(|(_, v)| *v)
+    }
+
+    /// The bytes of a session-like cookie (every chunk joined), text or not: what
+    /// [`sealed`](Self::sealed) reads, without checking it is text. Used to find a cookie seen
+    /// before by its fingerprint; a value that is not text never made an entry.
+    pub(crate) fn sealed_bytes(&self, name: &str) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let first = self.get_bytes(name)?;
+        if self.chunk_pairs(name, 1).next().is_none() {
+            return Some(std::borrow::Cow::Borrowed(first));
+        }
+        let mut value = first.to_vec();
+        for index in 1..MAX_CHUNKS {
+            match self.chunk_pairs(name, index).next() {
+                Some(part) => value.extend_from_slice(part),
+                None => break,
+            }
+        }
+        Some(std::borrow::Cow::Owned(value))
     }
 
     /// Joins `name`, `name.1`, ... Returns the value and how many chunks were present.

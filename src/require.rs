@@ -40,13 +40,21 @@ impl Guard {
 /// unauthenticated answer; sessions that fail the guard get 403.
 #[derive(Clone)]
 pub struct RequireAuthLayer {
+    state: Arc<RequireState>,
+}
+
+/// What a [`RequireAuth`] needs, behind one pointer: axum clones a route's service for every
+/// request.
+struct RequireState {
     shared: Arc<Shared>,
     guard: Option<Guard>,
 }
 
 impl RequireAuthLayer {
     pub(crate) fn new(shared: Arc<Shared>, guard: Option<Guard>) -> Self {
-        Self { shared, guard }
+        Self {
+            state: Arc::new(RequireState { shared, guard }),
+        }
     }
 }
 
@@ -61,8 +69,7 @@ impl<S> Layer<S> for RequireAuthLayer {
     fn layer(&self, inner: S) -> RequireAuth<S> {
         RequireAuth {
             inner,
-            shared: self.shared.clone(),
-            guard: self.guard.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -71,8 +78,7 @@ impl<S> Layer<S> for RequireAuthLayer {
 #[derive(Clone)]
 pub struct RequireAuth<S> {
     inner: S,
-    shared: Arc<Shared>,
-    guard: Option<Guard>,
+    state: Arc<RequireState>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for RequireAuth<S> {
@@ -111,12 +117,13 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // Only this layer's claims count: claims of another layer (an outer one, when this
         // guard is mounted where its own layer does not run) are no session here.
+        let RequireState { shared, guard } = &*self.state;
         let own = req
             .extensions()
             .get::<Claims>()
-            .filter(|c| c.layer() == self.shared.verifier.layer());
+            .filter(|c| c.layer() == shared.verifier.layer());
         if let Some(claims) = own {
-            match &self.guard {
+            match guard {
                 Some(guard) if !(guard.check)(claims) => {
                     tracing::debug!(sub = %claims.sub, what = %guard.what, "guard refused");
                     let client = Client::of(req.method(), req.headers());
@@ -139,7 +146,7 @@ where
         tracing::debug!(path = parts.uri.path(), "unauthenticated request refused");
         RequireFuture {
             kind: Kind::Ready {
-                page: Some(reject_parts(&self.shared, &parts)),
+                page: Some(reject_parts(shared, &parts)),
             },
         }
     }

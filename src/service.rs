@@ -118,10 +118,6 @@ where
         // removed here, and replaced by this layer's own, if it finds a session.
         req.extensions_mut().remove::<crate::Claims>();
 
-        // The inner service that was polled ready moves into the future; the clone stays.
-        // See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         if settings.bearer {
             if let Some(token) = session::bearer_token(req.headers()) {
                 let client = Client::of(req.method(), req.headers());
@@ -131,12 +127,12 @@ where
                             return ResponseFuture::ready(*page);
                         }
                         attach(&mut req, outcome.claims, shared);
-                        ResponseFuture::inner(inner.call(req), Vec::new())
+                        ResponseFuture::inner(self.inner.call(req), Vec::new())
                     }
                     None => {
                         let fut = session::bearer(shared.clone(), token.to_owned(), client);
                         req.extensions_mut().insert(AuthContext(shared.clone()));
-                        ResponseFuture::resolving(Box::pin(fut), inner, req)
+                        ResponseFuture::resolving(Box::pin(fut), self.take_ready(), req)
                     }
                 };
             }
@@ -144,7 +140,7 @@ where
         match session::resolve_now(shared, req.headers()) {
             Some(outcome) => {
                 attach(&mut req, outcome.claims, shared);
-                ResponseFuture::inner(inner.call(req), outcome.set_cookies)
+                ResponseFuture::inner(self.inner.call(req), outcome.set_cookies)
             }
             None => {
                 let client = Client::of(req.method(), req.headers());
@@ -157,9 +153,20 @@ where
                     .to_owned();
                 let fut = session::resolve(shared.clone(), req.headers().clone(), client, here);
                 req.extensions_mut().insert(AuthContext(shared.clone()));
-                ResponseFuture::resolving(Box::pin(fut), inner, req)
+                ResponseFuture::resolving(Box::pin(fut), self.take_ready(), req)
             }
         }
+    }
+}
+
+impl<S: Clone> AuthService<S> {
+    /// The inner service that was polled ready, for a future that calls it later; a clone
+    /// stays (the next call polls it ready again). Only the asynchronous paths pay for the
+    /// clone: the common one calls the ready service at once.
+    /// See https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
     }
 }
 

@@ -260,11 +260,11 @@ pub(crate) fn refresh_due(exp: i64, ts: i64, margin: i64, now: i64) -> bool {
 pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcome> {
     let codec = &shared.cookies;
     let cookies = codec.read(headers);
-    let Some(sealed) = cookies.sealed(&codec.session.name) else {
+    let Some(bytes) = cookies.sealed_bytes(&codec.session.name) else {
         return Some(Outcome::anonymous());
     };
     let now = shared.clock.now();
-    let digest = shared.sessions.fingerprint(&sealed);
+    let mut digest = shared.sessions.fingerprint(&bytes);
     if let Some(hit) = shared.sessions.get(&digest) {
         match from_cache(shared, &cookies, &hit, now) {
             FromCache::Answer(outcome) => return Some(outcome),
@@ -275,6 +275,14 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
                 }
             }
         }
+    }
+    let Some(sealed) = cookies.sealed(&codec.session.name) else {
+        return Some(Outcome::anonymous());
+    };
+    // An entry is keyed by exactly the value that opened: when the bytes found first are not
+    // text (a tossed cookie of the same name), the session read is another cookie's.
+    if sealed.as_bytes() != &*bytes {
+        digest = shared.sessions.fingerprint(sealed.as_bytes());
     }
     let open = match open_session(shared, &cookies, &sealed) {
         Err(outcome) => return Some(outcome),

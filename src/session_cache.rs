@@ -108,13 +108,13 @@ impl SessionCache {
     /// the process, nobody can find another value with the same fingerprint, and the
     /// fingerprints themselves are never shown. It costs a fraction of a SHA-256 of the same
     /// bytes (AES-NI and carry-less multiplication).
-    pub(crate) fn fingerprint(&self, sealed: &str) -> CookieDigest {
+    pub(crate) fn fingerprint(&self, sealed: &[u8]) -> CookieDigest {
         let mut empty: [u8; 0] = [];
         let tag = self
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key([0; 12]),
-                Aad::from(sealed.as_bytes()),
+                Aad::from(sealed),
                 &mut empty,
             )
             .expect("AES-GCM-SIV accepts associated data of any cookie's size");
@@ -136,7 +136,7 @@ impl SessionCache {
         entry: Arc<CachedSession>,
     ) {
         if let Some(session) = session {
-            let id = self.fingerprint(session);
+            let id = self.fingerprint(session.as_bytes());
             if let Some(previous) = self.by_session.get(&id) {
                 if previous != digest {
                     self.entries.remove(&previous);
@@ -167,14 +167,17 @@ mod tests {
         for at in [0, 1, 1500, 2999] {
             let mut b = a.clone();
             b.replace_range(at..=at, "y");
-            assert!(cache.fingerprint(&a) != cache.fingerprint(&b), "byte {at}");
+            assert!(
+                cache.fingerprint(a.as_bytes()) != cache.fingerprint(b.as_bytes()),
+                "byte {at}"
+            );
         }
-        assert!(cache.fingerprint(&a) == cache.fingerprint(&a.clone()));
-        assert!(cache.fingerprint("ab") != cache.fingerprint("abc"));
-        assert!(cache.fingerprint("") != cache.fingerprint("a"));
+        assert!(cache.fingerprint(a.as_bytes()) == cache.fingerprint(a.clone().as_bytes()));
+        assert!(cache.fingerprint(b"ab") != cache.fingerprint(b"abc"));
+        assert!(cache.fingerprint(b"") != cache.fingerprint(b"a"));
         let other = SessionCache::new(1);
         assert!(
-            cache.fingerprint(&a) != other.fingerprint(&a),
+            cache.fingerprint(a.as_bytes()) != other.fingerprint(a.as_bytes()),
             "a key of its own"
         );
     }

@@ -703,3 +703,62 @@ async fn guard_no_claims_cross_over_under_eviction() {
     }
     assert!(s.auth.cache_stats().sessions <= 2);
 }
+
+/// A request whose Cookie header is raw bytes (a value that is not UTF-8 is allowed on the wire).
+async fn call_bytes(app: &Router, cookie: &[u8]) -> Response<Body> {
+    let req = Request::get("/")
+        .header(header::ACCEPT, "application/json")
+        .header(
+            header::COOKIE,
+            http::HeaderValue::from_bytes(cookie).unwrap(),
+        )
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap()
+}
+
+/// GUARD: a cached session is found by the fingerprint of the cookie's bytes, before they are
+/// checked to be text; the full path reads the first *text* value of the name. A cookie of the
+/// session's name that is not UTF-8, tossed in front of the victim's (a sibling subdomain can),
+/// must not become a key to the victim's entry: the entry is keyed by the value that opened.
+#[tokio::test]
+async fn guard_non_utf8_tossed_cookie_is_not_a_key_to_the_victims_entry() {
+    let s = setup().await;
+    let alice = session_no_rt(&s, &TestUser::new("alice"));
+    let bob = session_no_rt(&s, &TestUser::new("bob"));
+    let (name, a, _) = split_session(&alice);
+    let (_, b, _) = split_session(&bob);
+    let tossed = |rest: &str| {
+        let mut v = format!("{name}=").into_bytes();
+        v.extend_from_slice(b"\xff\xfe\x80");
+        v.extend_from_slice(rest.as_bytes());
+        v
+    };
+    // The victim's browser sends the tossed cookie first, then her own: she is signed in.
+    let victim = tossed(&format!("; {name}={a}"));
+    for _ in 0..3 {
+        let resp = call_bytes(&s.app, &victim).await;
+        assert_eq!(body_string(resp).await, "hello alice");
+    }
+    // The tossed bytes alone, or with the attacker's own session: never Alice.
+    for _ in 0..2 {
+        let alone = call_bytes(&s.app, &tossed("")).await;
+        assert_eq!(body_string(alone).await, "anonymous");
+        let resp = call_bytes(&s.app, &tossed(&format!("; {name}={b}"))).await;
+        assert_eq!(body_string(resp).await, "hello bob");
+    }
+    // Likewise in a chunk: a non-text second chunk before the real one.
+    let half = a.len() / 2;
+    let mut chunked = format!("{name}={}; {name}.1=", &a[..half]).into_bytes();
+    chunked.extend_from_slice(b"\xff");
+    chunked.extend_from_slice(format!("; {name}.1={}", &a[half..]).as_bytes());
+    for _ in 0..2 {
+        let resp = call_bytes(&s.app, &chunked).await;
+        assert_eq!(body_string(resp).await, "hello alice");
+    }
+    // Half of her cookie and the junk byte (what was found first) is not her session.
+    let mut forged = format!("{name}={}; {name}.1=", &a[..half]).into_bytes();
+    forged.extend_from_slice(b"\xff");
+    let resp = call_bytes(&s.app, &forged).await;
+    assert_eq!(body_string(resp).await, "anonymous");
+}
