@@ -133,6 +133,7 @@
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod bearer;
 mod body;
 mod claims;
 mod clock;

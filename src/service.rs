@@ -11,7 +11,7 @@ use crate::body::AuthBody;
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
 use crate::responses::{method_not_allowed, Client};
-use crate::{routes, session};
+use crate::{bearer, routes, session};
 
 /// The service made by [`AuthLayer`](crate::AuthLayer).
 #[derive(Clone)]
@@ -119,9 +119,9 @@ where
         req.extensions_mut().remove::<crate::Claims>();
 
         if settings.bearer {
-            if let Some(token) = session::bearer_token(req.headers()) {
+            if let Some(token) = bearer::bearer_token(req.headers()) {
                 let client = Client::of(req.method(), req.headers());
-                return match session::bearer_now(shared, token, client) {
+                return match bearer::bearer_now(shared, token, client) {
                     Some(outcome) => {
                         if let Some(page) = outcome.reject {
                             return ResponseFuture::ready(*page);
@@ -130,7 +130,7 @@ where
                         ResponseFuture::inner(self.inner.call(req), Vec::new())
                     }
                     None => {
-                        let fut = session::bearer(shared.clone(), token.to_owned(), client);
+                        let fut = bearer::bearer(shared.clone(), token.to_owned(), client);
                         req.extensions_mut().insert(AuthContext(shared.clone()));
                         ResponseFuture::resolving(Box::pin(fut), self.take_ready(), req)
                     }

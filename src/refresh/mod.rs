@@ -9,6 +9,8 @@
 //! next request without another grant. The refresh itself runs in its own task, so a client that disconnects cannot
 //! cancel a refresh that other requests wait for.
 
+pub(crate) mod grant;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};

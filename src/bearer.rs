@@ -1,0 +1,92 @@
+//! `Authorization: Bearer` requests: the token is verified like a session's access token, never
+//! refreshed, and sets no cookies.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::layer::Shared;
+use crate::responses::{grpc_status, json, Client, Page};
+use crate::session::{is_revoked, Outcome, SessionIds};
+use crate::verify::{Attempt, Purpose};
+
+/// The token of an `Authorization: Bearer` header, if the request has exactly one such header.
+/// `Some("")` for a Bearer header without a token (refused as invalid).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return Some("");
+    }
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Checks a bearer token without waiting. `None`: a JWKS refetch is needed (async).
+/// A bearer token never refreshes and never sets cookies.
+pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Option<Outcome> {
+    bearer_outcome(
+        shared,
+        shared.verifier.access_now(token, Purpose::Bearer),
+        client,
+    )
+}
+
+/// Checks a bearer token, refetching the JWKS for an unknown key.
+pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -> Outcome {
+    let attempt = Attempt::from(shared.verifier.access(&token, Purpose::Bearer).await);
+    bearer_outcome(&shared, attempt, client).unwrap_or_default()
+}
+
+fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Option<Outcome> {
+    let invalid = |why: &dyn std::fmt::Display| {
+        tracing::debug!(reason = %why, "bearer token refused");
+        Some(Outcome {
+            reject: Some(Box::new(invalid_token(client))),
+            ..Outcome::default()
+        })
+    };
+    match attempt {
+        Attempt::Valid(verified) => {
+            // Whether the token may be a bearer token at all (a token naming no audience only
+            // in a cookie session; a machine token only of an accepted client) was decided by
+            // the verifier.
+            let claims = verified.bearer_claims();
+            let Some(claims) = claims else {
+                return invalid(&"claims unusable");
+            };
+            let ids = SessionIds {
+                sid: claims.sid.clone(),
+                sub: Some(claims.sub.clone()),
+                lid: None,
+                login: claims.iat.unwrap_or(0),
+            };
+            if is_revoked(shared, &ids) {
+                return invalid(&"session revoked");
+            }
+            Some(Outcome::with_claims(Some(claims)))
+        }
+        Attempt::NeedKeys(..) => None,
+        Attempt::Invalid(error) => invalid(&error),
+    }
+}
+
+/// RFC 6750 section 3.1: 401 with `error="invalid_token"` (gRPC: UNAUTHENTICATED).
+pub(crate) fn invalid_token(client: Client) -> Page {
+    match client {
+        Client::Grpc => grpc_status(16, "invalid bearer token"),
+        _ => {
+            let mut page = json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": "invalid_token",
+                                   "message": "the access token is invalid or expired"}),
+            );
+            page.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            page
+        }
+    }
+}

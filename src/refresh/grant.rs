@@ -1,0 +1,219 @@
+//! The refresh grant: one token-endpoint call per session (through the coordinator), its
+//! result sealed as it came, verified by each request that uses it.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::cookies::RequestCookies;
+use crate::layer::Shared;
+use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
+use crate::session::resolve::opaque_claims;
+use crate::session::{
+    classify_access, identity_claims, is_revoked, lifetime_left, raw_json, Outcome, SessionData,
+};
+use crate::verify::Purpose;
+
+/// Associated data for a sealed refresh result: bound to its refresh key (not a cookie name, so
+/// never confused with one), so a result stored under another key never opens.
+pub(crate) fn refresh_aad(key: RefreshKey) -> String {
+    format!("tower-oidc-auth refresh {}", key.to_hex())
+}
+
+/// What the token endpoint answered to a refresh grant, as it came: kept sealed by the
+/// coordinator, and verified by each request that uses it. A verification that fails for now
+/// is retried from this, never with another grant.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Grant {
+    at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_in: Option<i64>,
+}
+
+/// A verified refresh: the new session, and the new logout hint if any.
+pub(crate) struct Refreshed {
+    session: SessionData,
+    id_token: Option<String>,
+    /// The verified access token (`None`: opaque).
+    verified: Option<Arc<crate::verify::Verified>>,
+}
+
+pub(crate) fn refreshed_outcome(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    old: &SessionData,
+    refreshed: Refreshed,
+) -> Outcome {
+    let codec = &shared.cookies;
+    let data = refreshed.session;
+    // Revoked while the refresh was in flight (a logout racing this request): do not resurrect.
+    if is_revoked(shared, &data.ids) {
+        tracing::debug!("session revoked during refresh; clearing");
+        return Outcome::cleared(shared, cookies, true);
+    }
+    let claims = match &refreshed.verified {
+        Some(v) => v.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
+        None => opaque_claims(shared, &data),
+    };
+    // A refresh does not extend the session: the cookies get the lifetime that is left.
+    let age = lifetime_left(&shared.settings, &data.ids, shared.clock.now());
+    if age <= 0 {
+        tracing::debug!("session lifetime ended during refresh; clearing");
+        return Outcome::cleared(shared, cookies, true);
+    }
+    let mut set_cookies = Vec::new();
+    if let Err(too_large) = codec.write_json(
+        &codec.session,
+        &data,
+        age,
+        cookies.chunk_count(&codec.session.name),
+        &mut set_cookies,
+    ) {
+        // Never write what cannot be read: the user signs in again (and is told why there).
+        tracing::error!(
+            size = too_large.sealed,
+            limit = crate::cookies::TooLarge::LIMIT,
+            "refreshed session too large for its cookies ({too_large}); signing out"
+        );
+        return Outcome::cleared(shared, cookies, true);
+    }
+    if let Some(id) = &refreshed.id_token {
+        if let Err(too_large) = codec.write_json(
+            &codec.id_token,
+            id,
+            age,
+            cookies.chunk_count(&codec.id_token.name),
+            &mut set_cookies,
+        ) {
+            // The hint from login stays.
+            tracing::warn!(
+                size = too_large.sealed,
+                "refreshed ID token too large ({too_large}); kept the old one"
+            );
+        }
+    }
+    debug_assert_eq!(data.ids.lid, old.ids.lid);
+    tracing::debug!("session refreshed");
+    Outcome {
+        claims,
+        set_cookies,
+        reject: None,
+    }
+}
+
+/// One refresh grant, sealed for the coordinator as the token endpoint answered it. Its tokens
+/// are verified by [`check_grant`], outside: a verification failure must not lose the grant.
+pub(crate) fn refresh_task(shared: Arc<Shared>, rt: String, key: RefreshKey) -> RefreshTask {
+    Box::pin(async move {
+        let timeout = shared.settings.refresh_timeout;
+        let tokens = match tokio::time::timeout(timeout, shared.token.refresh(&rt)).await {
+            Ok(Ok(tokens)) => tokens,
+            Ok(Err(e)) if e.is_invalid_grant() => return Err(RefreshError::InvalidGrant),
+            Ok(Err(e)) if e.is_transient() => return Err(RefreshError::Unavailable(e.to_string())),
+            Ok(Err(e)) => return Err(RefreshError::Invalid(e.to_string())),
+            Err(_) => {
+                return Err(RefreshError::Unavailable(format!(
+                    "no answer within {timeout:?}"
+                )))
+            }
+        };
+        let grant = Grant {
+            expires_in: tokens.expires_in(),
+            at: tokens.access_token,
+            rt: tokens.refresh_token,
+            id: tokens.id_token,
+        };
+        let plain =
+            serde_json::to_string(&grant).map_err(|e| RefreshError::Invalid(e.to_string()))?;
+        Ok(SealedTokens(shared.cookies.seal(&refresh_aad(key), &plain)))
+    })
+}
+
+/// Verifies a refresh grant for the session `old` that asked for it, and builds the new
+/// session. The new tokens must name the same user; the session keeps its own ids (its local
+/// id, its login time). Keys are fetched for these tokens regardless of the refetch rate limit:
+/// they came straight from the token endpoint.
+pub(crate) async fn check_grant(
+    shared: &Shared,
+    grant: Grant,
+    rt: &str,
+    old: &SessionData,
+) -> Result<Refreshed, String> {
+    let now = shared.clock.now();
+    let mut ids = old.ids.clone();
+    let old_idc: Map<String, Value> = serde_json::from_str(old.idc.get()).unwrap_or_default();
+    let same_user = |sub: Option<&Value>| match (sub, &ids.sub) {
+        (Some(new), Some(ours)) => new.as_str() == Some(ours.as_str()),
+        (new, None) => new == old_idc.get("sub"),
+        (None, Some(_)) => false,
+    };
+    // A new ID token is verified like at login, without a nonce (Core 12.2), and must name the
+    // same user.
+    let mut identity = None;
+    // The ID token cookie is the logout hint, which travels in a front-channel URL. A refreshed
+    // ID token replaces it only when the access path would refuse it as a bearer token;
+    // otherwise the hint stays the one from login (which carries our nonce): providers accept
+    // an expired ID token as a hint (RP-Initiated Logout 1.0, section 2).
+    let mut hint = None;
+    if let Some(id) = &grant.id {
+        let claims = shared
+            .verifier
+            .id_token(id, None, Some(&grant.at))
+            .await
+            .map_err(|e| format!("ID token: {e}"))?;
+        if !same_user(claims.get("sub")) {
+            return Err("ID token names another subject".into());
+        }
+        if let Some(sid) = claims.get("sid").and_then(Value::as_str) {
+            ids.sid = Some(sid.to_owned());
+        }
+        if crate::verify::looks_like_id_token(&claims) {
+            hint = Some(id.clone());
+        }
+        identity = Some(identity_claims(&claims, &shared.settings.session_claims));
+    }
+    let id_exp = identity
+        .as_ref()
+        .and_then(|c| c.get("exp"))
+        .and_then(Value::as_i64);
+    let (exp, opaque) = classify_access(shared, &grant.at, grant.expires_in, id_exp, now)
+        .await
+        .map_err(|e| format!("access token: {e}"))?;
+    let mut verified = None;
+    if !opaque {
+        // Verified by `classify_access` just now: a cache hit.
+        let v = shared
+            .verifier
+            .access(&grant.at, Purpose::Session)
+            .await
+            .map_err(|e| format!("access token: {e}"))?;
+        if v.claims.get("sub").is_some_and(|sub| !same_user(Some(sub))) {
+            return Err("access token names another subject".into());
+        }
+        verified = Some(v);
+    }
+    let idc = match identity {
+        Some(map) => raw_json(&Value::Object(map)),
+        None => raw_json(&Value::Object(old_idc)),
+    };
+    Ok(Refreshed {
+        session: SessionData {
+            at: grant.at,
+            // Providers that do not rotate may omit it: keep the one we have.
+            rt: grant.rt.or_else(|| Some(rt.to_owned())),
+            exp,
+            ts: now,
+            seen: 0,
+            opaque,
+            idc,
+            ids,
+        },
+        id_token: hint,
+        verified,
+    })
+}

@@ -1,0 +1,504 @@
+//! The session: what its cookie holds, its lifetime, its identity for revocation, and the
+//! outcome of reading it. Resolution per request is in [`resolve`].
+
+pub(crate) mod resolve;
+
+pub(crate) use resolve::{has_session, resolve, resolve_now};
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::claims::Claims;
+use crate::cookies::RequestCookies;
+use crate::layer::{Settings, Shared};
+use crate::responses::Page;
+use crate::revocation::RevocationKey;
+use crate::verify::{Purpose, VerifyError};
+
+/// What the session cookie holds (sealed).
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct SessionData {
+    /// Access token.
+    pub(crate) at: String,
+    /// Refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rt: Option<String>,
+    /// When the access token expires (seconds since the epoch).
+    pub(crate) exp: i64,
+    /// True when the access token is not a JWT this client can verify: the session then rests
+    /// on the ID token verified at login, until `exp`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) opaque: bool,
+    /// When these tokens were obtained (seconds since the epoch; 0 if unknown).
+    #[serde(default)]
+    pub(crate) ts: i64,
+    /// When the session was last used, as far as the idle timeout needs to know (seconds since
+    /// the epoch; 0: not recorded since `ts`). Written only with an idle timeout configured.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) seen: i64,
+    /// The ID token's identity claims, verified at login.
+    pub(crate) idc: Box<RawValue>,
+    /// Identity of the session, kept across refreshes: for revocation checks.
+    #[serde(flatten)]
+    pub(crate) ids: SessionIds,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// Seconds of the session's absolute lifetime left at `now` (0 or less: over), never more than
+/// the lifetime itself. A session without a login time (sealed by a version that did not
+/// record it) has none left.
+pub(crate) fn lifetime_left(settings: &Settings, ids: &SessionIds, now: i64) -> i64 {
+    lifetime_left_from(settings, ids.login, now)
+}
+
+/// [`lifetime_left`] of a session that began at `login`.
+fn lifetime_left_from(settings: &Settings, login: i64, now: i64) -> i64 {
+    if login <= 0 {
+        return 0;
+    }
+    login
+        .saturating_add(settings.session_max_age)
+        .saturating_sub(now)
+        .min(settings.session_max_age)
+}
+
+/// When the session was last seen: the last recorded use, refresh or login.
+pub(crate) fn last_seen(data: &SessionData) -> i64 {
+    data.seen.max(data.ts).max(data.ids.login)
+}
+
+/// How often the last-seen time is rewritten: a tenth of the idle timeout, at least a second,
+/// at most 5 minutes.
+fn touch_interval(idle: i64) -> i64 {
+    (idle / 10).clamp(1, 300)
+}
+
+/// Why the session is over on the server's clock, if it is: past its absolute lifetime, or
+/// idle for longer than the idle timeout. Checked on every request and before every refresh.
+pub(crate) fn ended(settings: &Settings, data: &SessionData, now: i64) -> Option<&'static str> {
+    ended_at(settings, data.ids.login, last_seen(data), now)
+}
+
+/// [`ended`], from the session's login time and last-seen time.
+pub(crate) fn ended_at(
+    settings: &Settings,
+    login: i64,
+    last_seen: i64,
+    now: i64,
+) -> Option<&'static str> {
+    if lifetime_left_from(settings, login, now) <= 0 {
+        return Some("absolute lifetime over");
+    }
+    match settings.session_idle_timeout {
+        Some(idle) if now.saturating_sub(last_seen) >= idle => Some("idle timeout"),
+        _ => None,
+    }
+}
+
+/// Whether the last-seen time is due to be rewritten (with an idle timeout configured).
+pub(crate) fn touch_due(settings: &Settings, last_seen: i64, now: i64) -> bool {
+    settings
+        .session_idle_timeout
+        .is_some_and(|idle| now.saturating_sub(last_seen) >= touch_interval(idle))
+}
+
+/// With an idle timeout, rewrites the session cookie with a new last-seen time when the one it
+/// carries is older than the rewrite interval (only for a request that is signed in).
+pub(crate) fn touch(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    data: &SessionData,
+    now: i64,
+    outcome: &mut Outcome,
+) {
+    let settings = &shared.settings;
+    let Some(idle) = settings.session_idle_timeout else {
+        return;
+    };
+    if outcome.claims.is_none()
+        || outcome.reject.is_some()
+        || now.saturating_sub(last_seen(data)) < touch_interval(idle)
+    {
+        return;
+    }
+    let mut touched = data.clone();
+    touched.seen = now;
+    let codec = &shared.cookies;
+    if let Err(too_large) = codec.write_json(
+        &codec.session,
+        &touched,
+        lifetime_left(settings, &data.ids, now),
+        cookies.chunk_count(&codec.session.name),
+        &mut outcome.set_cookies,
+    ) {
+        // The session was read from its cookies, so it fits; a last-seen time cannot make it
+        // unreadable. Should it ever, the old cookies stay and the idle clock is not moved.
+        tracing::warn!(
+            size = too_large.sealed,
+            "session too large to touch ({too_large})"
+        );
+    }
+}
+
+/// What identifies a session for revocation; the same before and after refreshes.
+#[derive(Serialize, Deserialize, Clone, Default, Debug)]
+pub(crate) struct SessionIds {
+    /// The provider's session id (`sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sid: Option<String>,
+    /// The subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sub: Option<String>,
+    /// This layer's own id for the session (random, made at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lid: Option<String>,
+    /// When the user logged in (seconds since the epoch).
+    #[serde(default)]
+    pub(crate) login: i64,
+}
+
+impl SessionIds {
+    /// From the verified ID token claims at login.
+    pub(crate) fn at_login(id_claims: &Map<String, Value>, now: i64) -> Self {
+        let s = |k: &str| id_claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            sid: s("sid"),
+            sub: s("sub"),
+            lid: Some(crate::routes::random_token()),
+            login: now,
+        }
+    }
+}
+
+/// Whether the session was ended elsewhere: its local id revoked, or its provider session or
+/// user revoked after it began.
+pub(crate) fn is_revoked(shared: &Shared, ids: &SessionIds) -> bool {
+    let store = shared.revocations.as_ref();
+    !store.is_empty() && RevocationKeys::new(&shared.meta.issuer, ids).revoked(store)
+}
+
+/// The claims of the ID token kept in the session: `sub`, `iss` and `sid`, and those the app
+/// asked for (`keep`, [`AuthConfig::session_claims`](crate::AuthConfig::session_claims)).
+/// Token bookkeeping (`aud`, `exp`, `nonce`, ...) is never kept, even when asked for.
+pub(crate) fn identity_claims(
+    id_claims: &Map<String, Value>,
+    keep: &[String],
+) -> Map<String, Value> {
+    const ALWAYS: &[&str] = &["sub", "iss", "sid"];
+    const NEVER: &[&str] = &[
+        "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "s_hash", "azp", "jti",
+    ];
+    id_claims
+        .iter()
+        .filter(|(k, _)| {
+            ALWAYS.contains(&k.as_str())
+                || (keep.iter().any(|c| c == *k) && !NEVER.contains(&k.as_str()))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The result of reading a request's session.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub(crate) claims: Option<Claims>,
+    pub(crate) set_cookies: Vec<HeaderValue>,
+    /// Answer with this instead of calling the inner service (refresh impossible right now).
+    pub(crate) reject: Option<Box<Page>>,
+}
+
+impl Outcome {
+    pub(crate) fn anonymous() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn with_claims(claims: Option<Claims>) -> Self {
+        Self {
+            claims,
+            ..Self::default()
+        }
+    }
+
+    /// Unauthenticated, and the session cookies are cleared (`id_token` too when asked).
+    pub(crate) fn cleared(shared: &Shared, cookies: &RequestCookies<'_>, id_token: bool) -> Self {
+        let codec = &shared.cookies;
+        let mut set_cookies = Vec::new();
+        codec.clear_slot(
+            &codec.session,
+            cookies.chunk_count(&codec.session.name),
+            &mut set_cookies,
+        );
+        if id_token {
+            // The ID token cookie lives on the auth path, so this request may not carry it;
+            // clear its first chunk anyway, plus any chunks we can see.
+            codec.clear_slot(
+                &codec.id_token,
+                cookies.chunk_count(&codec.id_token.name),
+                &mut set_cookies,
+            );
+        }
+        Self {
+            set_cookies,
+            ..Self::default()
+        }
+    }
+}
+
+/// Whether the access token should be refreshed now: expired, or within the margin (at most
+/// half its lifetime, so short-lived tokens are not refreshed on every request).
+pub(crate) fn refresh_due(exp: i64, ts: i64, margin: i64, now: i64) -> bool {
+    let lifetime = if ts > 0 {
+        exp.saturating_sub(ts).max(0)
+    } else {
+        i64::MAX
+    };
+    let margin = margin.min(lifetime / 2);
+    now >= exp.saturating_sub(margin)
+}
+
+/// Reads the session without waiting. `None`: the request needs the async path (a refresh, or
+/// A session cookie, opened: its data and its revocation keys.
+pub(crate) struct OpenSession {
+    pub(crate) data: SessionData,
+    revocation: RevocationKeys,
+}
+
+/// The revocation keys of a session, built once.
+pub(crate) struct RevocationKeys {
+    local: Option<RevocationKey>,
+    session: Option<RevocationKey>,
+    subject: Option<RevocationKey>,
+    login: i64,
+}
+
+impl RevocationKeys {
+    pub(crate) fn new(issuer: &str, ids: &SessionIds) -> Self {
+        Self {
+            local: ids.lid.as_deref().map(RevocationKey::local),
+            session: ids
+                .sid
+                .as_deref()
+                .map(|sid| RevocationKey::session(issuer, sid)),
+            subject: ids
+                .sub
+                .as_deref()
+                .map(|sub| RevocationKey::subject(issuer, sub)),
+            login: ids.login,
+        }
+    }
+
+    /// When the session began.
+    pub(crate) fn login(&self) -> i64 {
+        self.login
+    }
+
+    /// Whether the session was ended: its own local id revoked (at any time: the id is never
+    /// reused), or its provider session (`sid`) or user (`sub`) revoked no earlier than it began
+    /// (a later sign-in, even with the provider's same `sid`, is a new session), or it began
+    /// before a store's fail-closed floor.
+    pub(crate) fn revoked(&self, store: &dyn crate::revocation::RevocationStore) -> bool {
+        if store.is_empty() {
+            return false;
+        }
+        if self
+            .local
+            .as_ref()
+            .is_some_and(|k| store.revoked_at(k).is_some())
+        {
+            return true;
+        }
+        let began_by = |at: i64| self.login <= at;
+        store.revoked_before().is_some_and(began_by)
+            || self
+                .session
+                .as_ref()
+                .and_then(|k| store.revoked_at(k))
+                .is_some_and(began_by)
+            || self
+                .subject
+                .as_ref()
+                .and_then(|k| store.revoked_at(k))
+                .is_some_and(began_by)
+    }
+}
+
+/// Decides how the session rests on an access token from our own token endpoint. A token shaped
+/// like a JWT must verify: signature by a published key and allowed algorithm, `iss`, `exp`, and
+/// an audience this client accepts (a token without `aud` is accepted: it came straight from the
+/// token endpoint in exchange for our own code or refresh token; a machine token never is: a
+/// session is a user's). Only a token that is not
+/// JWT-shaped is opaque (`true`): the session then lasts until `expires_in`, on the strength of
+/// the ID token verified with it, and never longer than the session's lifetime.
+pub(crate) async fn classify_access(
+    shared: &Shared,
+    access_token: &str,
+    expires_in: Option<i64>,
+    id_exp: Option<i64>,
+    now: i64,
+) -> Result<(i64, bool), VerifyError> {
+    if crate::verify::is_jwt_shaped(access_token) {
+        return shared
+            .verifier
+            .access_from_token_endpoint(access_token, Purpose::Session)
+            .await
+            .map(|v| (v.exp, false));
+    }
+    tracing::debug!("access token is not a JWT; the session rests on the ID token");
+    let max = shared.settings.session_max_age;
+    Ok((opaque_expiry(expires_in, id_exp, now, max), true))
+}
+
+/// The words of the login error page and log for an access token whose audience this client
+/// does not accept: the audience, and the builder call that accepts it.
+pub(crate) fn audience_help(access_token: &str) -> String {
+    let auds = crate::verify::unverified_audiences(access_token);
+    match auds.first() {
+        Some(aud) => format!(
+            "The identity provider issued an access token for the audience \"{aud}\", which \
+             this application does not accept. If it should, configure the layer with \
+             `.audience(\"{aud}\")`."
+        ),
+        None => "The identity provider issued an access token for another client.".to_owned(),
+    }
+}
+
+/// When a session on an opaque access token ends: after the token endpoint's `expires_in`, else
+/// at the ID token's `exp`, else in five minutes; never more than `max` (the session's lifetime)
+/// from now. `expires_in` is the provider's number (`now + expires_in` overflowed for huge
+/// values): no overflow, and a value that is not positive counts as absent.
+pub(crate) fn opaque_expiry(
+    expires_in: Option<i64>,
+    id_exp: Option<i64>,
+    now: i64,
+    max: i64,
+) -> i64 {
+    let max = max.max(0);
+    let lifetime = match expires_in.filter(|s| *s > 0) {
+        Some(s) => s.min(max),
+        None => id_exp.map_or(300, |e| e.saturating_sub(now)).clamp(0, max),
+    };
+    now.saturating_add(lifetime)
+}
+
+pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
+    RawValue::from_string(value.to_string())
+        .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid JSON"))
+}
+
+/// A `Cookie` header value for a session with these tokens (for the testing helpers).
+#[cfg(feature = "testing")]
+pub(crate) fn session_cookie_header(
+    shared: &Shared,
+    at: String,
+    rt: Option<String>,
+    id_token: &str,
+) -> String {
+    let id_claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(id_token)
+        .map(|d| d.claims)
+        .unwrap_or_default();
+    let exp = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(&at)
+        .ok()
+        .and_then(|d| d.claims.get("exp").and_then(Value::as_i64))
+        .unwrap_or_default();
+    let idc = RawValue::from_string(
+        Value::Object(identity_claims(&id_claims, &shared.settings.session_claims)).to_string(),
+    )
+    .expect("valid JSON");
+    let now = shared.clock.now();
+    let data = SessionData {
+        at,
+        rt,
+        exp,
+        opaque: false,
+        ts: now,
+        seen: 0,
+        ids: SessionIds::at_login(&id_claims, now),
+        idc,
+    };
+    let codec = &shared.cookies;
+    let mut set = Vec::new();
+    let age = shared.settings.session_max_age;
+    let _ = codec.write_json(&codec.session, &data, age, 0, &mut set);
+    let _ = codec.write_json(&codec.id_token, &id_token, age, 0, &mut set);
+    set.iter()
+        .filter_map(|h| h.to_str().ok())
+        .filter_map(|s| s.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{opaque_expiry, refresh_due};
+
+    /// Found by the `provider_json` fuzz target: `"expires_in": 9223372036854775807` in a token
+    /// response overflowed `now + expires_in` (a panic in debug builds, a session expired long
+    /// ago in release builds).
+    #[test]
+    fn opaque_expiry_saturates() {
+        let now = 1_700_000_000;
+        let week = 7 * 24 * 3600;
+        assert_eq!(opaque_expiry(Some(3600), Some(5), now, week), now + 3600);
+        assert_eq!(opaque_expiry(None, Some(now + 60), now, week), now + 60);
+        assert_eq!(
+            opaque_expiry(None, Some(5), now, week),
+            now,
+            "ID token expired"
+        );
+        assert_eq!(opaque_expiry(None, None, now, week), now + 300);
+        assert_eq!(opaque_expiry(Some(i64::MAX), None, now, week), now + week);
+        assert_eq!(opaque_expiry(Some(i64::MIN), None, now, week), now + 300);
+        assert_eq!(opaque_expiry(Some(-1), Some(now + 60), now, week), now + 60);
+        assert_eq!(opaque_expiry(Some(5), None, i64::MAX, week), i64::MAX);
+        assert_eq!(opaque_expiry(Some(5), None, now, i64::MIN), now);
+    }
+
+    /// An M2M token from the token endpoint (at the callback or a refresh) never becomes a
+    /// session, even with every M2M client accepted on the bearer path. Shape: developer-docs
+    /// `authenticate/m2m/api-auth-quickstart.mdx`, step 6 "Example decoded access token".
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_machine_token_is_never_classified_for_a_session() {
+        use crate::Clock;
+        let clock = crate::ManualClock::starting_now();
+        let p = crate::testing::TestProvider::builder()
+            .clock(clock.clone())
+            .start()
+            .await;
+        let auth = p
+            .layer_builder("http://127.0.0.1:1/auth/callback")
+            .accept_m2m_clients(crate::M2mClients::Any)
+            .build()
+            .await
+            .unwrap();
+        let now = clock.now();
+        let token = p.m2m_access_token("m2morg_69038819013296423", "org_1", &["a:b"]);
+        assert_eq!(
+            super::classify_access(&auth.shared, &token, Some(3600), None, now)
+                .await
+                .unwrap_err(),
+            super::VerifyError::MachineSession
+        );
+    }
+
+    #[test]
+    fn refresh_margin_rules() {
+        // 300 s token obtained at 1000: margin 30 s.
+        assert!(!refresh_due(1300, 1000, 30, 1269));
+        assert!(refresh_due(1300, 1000, 30, 1270));
+        assert!(refresh_due(1300, 1000, 30, 5000));
+        // 40 s token: margin capped at 20 s.
+        assert!(!refresh_due(1040, 1000, 30, 1019));
+        assert!(refresh_due(1040, 1000, 30, 1020));
+        // Unknown issue time: the configured margin.
+        assert!(refresh_due(1300, 0, 30, 1270));
+        // Zero margin: only when expired.
+        assert!(!refresh_due(1300, 1000, 0, 1299));
+        assert!(refresh_due(1300, 1000, 0, 1300));
+    }
+}

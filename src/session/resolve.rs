@@ -1,0 +1,368 @@
+//! Per-request session resolution: read the cookie, answer from the verified-session cache or
+//! open it, check revocation and lifetime, refresh when due, verify the access token.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{Map, Value};
+
+use super::{
+    ended, ended_at, refresh_due, touch, touch_due, OpenSession, Outcome, RevocationKeys,
+    SessionData,
+};
+use crate::claims::Claims;
+use crate::cookies::RequestCookies;
+use crate::layer::Shared;
+use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
+use crate::refresh::{RefreshError, RefreshKey};
+use crate::responses::{error_page, grpc_status, json, Client, Page};
+use crate::session_cache::CachedSession;
+use crate::verify::{Attempt, Purpose, VerifyError};
+
+/// a JWKS refetch for an unknown key).
+pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcome> {
+    let codec = &shared.cookies;
+    let cookies = codec.read(headers);
+    let Some(bytes) = cookies.sealed_bytes(&codec.session.name) else {
+        return Some(Outcome::anonymous());
+    };
+    let now = shared.clock.now();
+    let mut digest = shared.sessions.fingerprint(&bytes);
+    if let Some(hit) = shared.sessions.get(&digest) {
+        match from_cache(shared, &cookies, &hit, now) {
+            FromCache::Answer(outcome) => return Some(outcome),
+            FromCache::Async => return None,
+            FromCache::Open { stale } => {
+                if stale {
+                    shared.sessions.remove(&digest);
+                }
+            }
+        }
+    }
+    let Some(sealed) = cookies.sealed(&codec.session.name) else {
+        return Some(Outcome::anonymous());
+    };
+    // An entry is keyed by exactly the value that opened: when the bytes found first are not
+    // text (a tossed cookie of the same name), the session read is another cookie's.
+    if sealed.as_bytes() != &*bytes {
+        digest = shared.sessions.fingerprint(sealed.as_bytes());
+    }
+    let open = match open_session(shared, &cookies, &sealed) {
+        Err(outcome) => return Some(outcome),
+        Ok(open) => open,
+    };
+    let data = &open.data;
+    if open.revocation.revoked(shared.revocations.as_ref()) {
+        tracing::debug!("session was revoked; clearing");
+        return Some(Outcome::cleared(shared, &cookies, true));
+    }
+    if let Some(why) = ended(&shared.settings, data, now) {
+        tracing::debug!(why, "session over; clearing");
+        return Some(Outcome::cleared(shared, &cookies, true));
+    }
+    if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
+        return None;
+    }
+    let mut validity = None;
+    let mut outcome = check(shared, &cookies, data, now, |at| {
+        let attempt = shared.verifier.access_now(at, Purpose::Session);
+        if let Attempt::Valid(v) = &attempt {
+            validity = Some(v.validity());
+        }
+        attempt
+    })?;
+    touch(shared, &cookies, data, now, &mut outcome);
+    // Signed in, nothing to rewrite: remembered for the next request with this cookie.
+    if let (Some(claims), None, true) = (
+        &outcome.claims,
+        &outcome.reject,
+        outcome.set_cookies.is_empty() && (data.opaque || validity.is_some()),
+    ) {
+        let entry = CachedSession::new(data, open.revocation, claims.clone(), validity);
+        shared
+            .sessions
+            .insert(digest, data.ids.lid.as_deref(), Arc::new(entry));
+    }
+    Some(outcome)
+}
+
+/// What a verified-session cache hit allows.
+enum FromCache {
+    /// The answer, without opening the cookie.
+    Answer(Outcome),
+    /// A refresh is due: the async path.
+    Async,
+    /// Open the cookie and take the full way (an idle-timeout rewrite is due, or, `stale`, the
+    /// access token is no longer good as remembered: expired, or its key withdrawn).
+    Open { stale: bool },
+}
+
+/// Every check of the full path that depends on time or on state outside the cookie, from the
+/// cache entry (see `session_cache`).
+fn from_cache(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    hit: &CachedSession,
+    now: i64,
+) -> FromCache {
+    let settings = &shared.settings;
+    if hit.revocation.revoked(shared.revocations.as_ref()) {
+        tracing::debug!("session was revoked; clearing");
+        return FromCache::Answer(Outcome::cleared(shared, cookies, true));
+    }
+    if let Some(why) = ended_at(settings, hit.login(), hit.last_seen(), now) {
+        tracing::debug!(why, "session over; clearing");
+        return FromCache::Answer(Outcome::cleared(shared, cookies, true));
+    }
+    if hit.refreshable && refresh_due(hit.exp, hit.ts, settings.refresh_margin, now) {
+        return FromCache::Async;
+    }
+    if touch_due(settings, hit.last_seen(), now) {
+        return FromCache::Open { stale: false };
+    }
+    let good = match &hit.validity {
+        Some(validity) => shared.verifier.still_good(validity, now),
+        None => now < hit.exp,
+    };
+    if good {
+        FromCache::Answer(Outcome::with_claims(Some(hit.claims.clone())))
+    } else {
+        FromCache::Open { stale: true }
+    }
+}
+
+/// Reads the session, refreshing or refetching keys as needed.
+pub(crate) async fn resolve(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    client: Client,
+    here: String,
+) -> Outcome {
+    let codec = &shared.cookies;
+    let cookies = codec.read(&headers);
+    let open = match read_session(&shared, &cookies) {
+        Err(outcome) => return outcome,
+        Ok(open) => open,
+    };
+    let data = &open.data;
+    // Before any refresh: a revoked session is never refreshed back to life.
+    if open.revocation.revoked(shared.revocations.as_ref()) {
+        tracing::debug!("session was revoked; clearing");
+        return Outcome::cleared(&shared, &cookies, true);
+    }
+    let now = shared.clock.now();
+    // Nor is one past its lifetime or idle timeout.
+    if let Some(why) = ended(&shared.settings, data, now) {
+        tracing::debug!(why, "session over; clearing");
+        return Outcome::cleared(&shared, &cookies, true);
+    }
+    let mut verified = None;
+    if let (Some(rt), true) = (
+        &data.rt,
+        refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now),
+    ) {
+        let key = RefreshKey::of(rt);
+        let task = refresh_task(shared.clone(), rt.clone(), key);
+        tracing::debug!(?key, "access token due for refresh");
+        match shared.coordinator.coordinate(key, task).await {
+            Ok(sealed) => {
+                let grant = codec
+                    .open(&refresh_aad(key), &sealed.0)
+                    .and_then(|plain| serde_json::from_str::<Grant>(&plain).ok());
+                match grant {
+                    // Verified here, by every request that gets the grant: a verification that
+                    // fails for now (a key not fetched yet, the JWKS slow or down) is retried by
+                    // the next request from the grant the coordinator keeps, never by another
+                    // grant (the provider has rotated the refresh token already).
+                    Some(grant) => {
+                        let timeout = shared.settings.refresh_timeout;
+                        let checked =
+                            tokio::time::timeout(timeout, check_grant(&shared, grant, rt, data))
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(format!("tokens not verified within {timeout:?}"))
+                                });
+                        match checked {
+                            Ok(refreshed) => {
+                                return refreshed_outcome(&shared, &cookies, data, refreshed);
+                            }
+                            Err(error) => tracing::warn!(
+                                %error,
+                                "refreshed tokens not verified; keeping the session, the next \
+                                 request verifies them again"
+                            ),
+                        }
+                    }
+                    // Sealed with other keys, or for another refresh key: never used.
+                    None => tracing::warn!(
+                        "refresh result could not be opened for this refresh token (cookie keys \
+                         differ, or a result stored under another key)"
+                    ),
+                }
+            }
+            Err(RefreshError::InvalidGrant) => {
+                tracing::debug!("refresh token rejected; session over");
+                return Outcome::cleared(&shared, &cookies, true);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "refresh failed; keeping the session for a retry");
+            }
+        }
+        // The refresh failed for now. A token still valid is used; otherwise the client is told
+        // to come back later, and its cookies are kept.
+        let still_valid = match verify_async(&shared, &data.at, data.opaque, data.exp, now).await {
+            Ok(()) => true,
+            Err(_) => false,
+        };
+        if !still_valid {
+            return Outcome {
+                reject: Some(Box::new(unavailable(client, &here))),
+                ..Outcome::default()
+            };
+        }
+    } else if !data.opaque && !data.at.is_empty() {
+        // Verified with a JWKS refetch (rate-limited) where one may help; used below.
+        verified = Some(Attempt::from(
+            shared.verifier.access(&data.at, Purpose::Session).await,
+        ));
+    }
+    let mut outcome = check(&shared, &cookies, data, now, |t| {
+        verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t, Purpose::Session))
+    })
+    .unwrap_or_default();
+    touch(&shared, &cookies, data, now, &mut outcome);
+    outcome
+}
+
+async fn verify_async(
+    shared: &Shared,
+    at: &str,
+    opaque: bool,
+    exp: i64,
+    now: i64,
+) -> Result<(), VerifyError> {
+    if opaque {
+        return if now < exp {
+            Ok(())
+        } else {
+            Err(VerifyError::Expired)
+        };
+    }
+    shared
+        .verifier
+        .access(at, Purpose::Session)
+        .await
+        .map(|_| ())
+}
+
+/// Whether the request carries a session of this layer that opens and was not revoked (its
+/// tokens are not checked: a session that merely expired still belongs to someone).
+pub(crate) fn has_session(shared: &Shared, headers: &HeaderMap) -> bool {
+    let cookies = shared.cookies.read(headers);
+    let now = shared.clock.now();
+    read_session(shared, &cookies).is_ok_and(|open| {
+        !open.revocation.revoked(shared.revocations.as_ref())
+            && ended(&shared.settings, &open.data, now).is_none()
+    })
+}
+
+fn read_session(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+) -> Result<OpenSession, Outcome> {
+    let Some(sealed) = cookies.sealed(&shared.cookies.session.name) else {
+        return Err(Outcome::anonymous());
+    };
+    open_session(shared, cookies, &sealed)
+}
+
+/// Opens the session cookie's sealed value (base64, AES-GCM, JSON).
+pub(crate) fn open_session(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    sealed: &str,
+) -> Result<OpenSession, Outcome> {
+    let codec = &shared.cookies;
+    let data = codec
+        .open(&codec.session.name, sealed)
+        .and_then(|plain| serde_json::from_str::<SessionData>(&plain).ok());
+    match data {
+        Some(mut data) => {
+            // Sessions sealed before JWT-shaped tokens had to verify may say `opaque` for one:
+            // such a token is verified like any other.
+            data.opaque = data.opaque && !crate::verify::is_jwt_shaped(&data.at);
+            Ok(OpenSession {
+                revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
+                data,
+            })
+        }
+        None => {
+            tracing::debug!(
+                "session cookie unreadable (tampered, truncated or foreign key); clearing"
+            );
+            Err(Outcome::cleared(shared, cookies, false))
+        }
+    }
+}
+
+/// Verifies the session's access token (or, for opaque ones, its expiry).
+pub(crate) fn check(
+    shared: &Shared,
+    cookies: &RequestCookies<'_>,
+    data: &SessionData,
+    now: i64,
+    verify: impl FnOnce(&str) -> Attempt,
+) -> Option<Outcome> {
+    if data.opaque {
+        if now >= data.exp {
+            return Some(Outcome::cleared(shared, cookies, false));
+        }
+        return Some(Outcome::with_claims(opaque_claims(shared, data)));
+    }
+    match verify(&data.at) {
+        Attempt::Valid(verified) => {
+            Some(Outcome::with_claims(verified.session_claims(|| {
+                serde_json::from_str(data.idc.get()).ok()
+            })))
+        }
+        Attempt::NeedKeys(..) => None,
+        Attempt::Invalid(VerifyError::UnknownKey) => {
+            // Perhaps the provider rotated keys and the refetch is rate-limited: keep the cookie.
+            tracing::debug!("session access token signed by an unknown key");
+            Some(Outcome::anonymous())
+        }
+        Attempt::Invalid(error) => {
+            tracing::debug!(%error, "session access token refused; clearing");
+            Some(Outcome::cleared(shared, cookies, false))
+        }
+    }
+}
+
+pub(crate) fn opaque_claims(shared: &Shared, data: &SessionData) -> Option<Claims> {
+    let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
+    map.insert("exp".into(), data.exp.into());
+    Claims::from_map(map, shared.verifier.layer())
+}
+
+/// The answer when a refresh is needed and the provider cannot do it now. Cookies are kept.
+pub(crate) fn unavailable(client: Client, here: &str) -> Page {
+    let mut page = match client {
+        Client::Browser => error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "Your session could not be renewed because the identity provider is not reachable. \
+             You are still signed in; please try again in a moment.",
+            Some(here),
+            Vec::new(),
+        ),
+        Client::Grpc => grpc_status(14, "identity provider unavailable; retry later"),
+        Client::Api => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"error": "temporarily_unavailable",
+                               "message": "session renewal failed; retry later"}),
+        ),
+    };
+    page.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+    page
+}
