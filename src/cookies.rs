@@ -80,8 +80,11 @@ impl<'a> RequestCookies<'a> {
     ///
     /// At most [`MAX_KEPT`] names are kept, a bound on work per request; past it, names that
     /// start with `priority` (the session cookie and its chunks) are still kept, up to
-    /// [`MAX_CHUNKS`] more. Cookies a sibling subdomain tosses in (any name, even ours with a
-    /// `__Secure-` prefix) can therefore never crowd out the session.
+    /// [`MAX_CHUNKS`] more. Cookies a sibling subdomain tosses in therefore never crowd out a
+    /// `__Host-` session cookie (it cannot plant names that start with it). A `__Secure-` or
+    /// unprefixed session cookie (a session path narrower than `/`, or plain http) can be
+    /// hidden by a sibling that plants the session's own name in front: that signs the user
+    /// out of the request, it never signs anyone in.
     ///
     /// The header is split with the `memchr` crate and only names are checked to be text
     /// (values when they are read): other apps' cookies cost little, and a cookie that is not

@@ -12,11 +12,11 @@ use super::{
 };
 use crate::claims::Claims;
 use crate::cookies::RequestCookies;
-use crate::layer::Shared;
 use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
 use crate::refresh::{RefreshError, RefreshKey};
 use crate::responses::{error_page, grpc_status, json, Client, Page};
 use crate::session_cache::CachedSession;
+use crate::state::Shared;
 use crate::verify::{Attempt, Purpose, VerifyError};
 
 /// a JWKS refetch for an unknown key).
@@ -27,8 +27,25 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         return Some(Outcome::anonymous());
     };
     let now = shared.clock.now();
+    let name = &codec.session.name;
+    // The entry is found by the fingerprint of the bytes (no pass to check they are text). The
+    // full path reads the first *text* values of the name: when those differ (a cookie of the
+    // same name that is not UTF-8, tossed in front), the entry is looked up, and made, under
+    // the fingerprint of exactly the value that opens, never under the bytes found first.
     let mut digest = shared.sessions.fingerprint(&bytes);
-    if let Some(hit) = shared.sessions.get(&digest) {
+    let mut hit = shared.sessions.get(&digest);
+    let mut text = None;
+    if hit.is_none() {
+        let Some(sealed) = cookies.sealed(name) else {
+            return Some(Outcome::anonymous());
+        };
+        if sealed.as_bytes() != &*bytes {
+            digest = shared.sessions.fingerprint(sealed.as_bytes());
+            hit = shared.sessions.get(&digest);
+        }
+        text = Some(sealed);
+    }
+    if let Some(hit) = hit {
         match from_cache(shared, &cookies, &hit, now) {
             FromCache::Answer(outcome) => return Some(outcome),
             FromCache::Async => return None,
@@ -39,14 +56,20 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
             }
         }
     }
-    let Some(sealed) = cookies.sealed(&codec.session.name) else {
-        return Some(Outcome::anonymous());
+    let sealed = match text {
+        Some(sealed) => sealed,
+        None => {
+            // A hit on the bytes: only a value that opened makes an entry, so these bytes are
+            // that text; re-keyed all the same if they were not.
+            let Some(sealed) = cookies.sealed(name) else {
+                return Some(Outcome::anonymous());
+            };
+            if sealed.as_bytes() != &*bytes {
+                digest = shared.sessions.fingerprint(sealed.as_bytes());
+            }
+            sealed
+        }
     };
-    // An entry is keyed by exactly the value that opened: when the bytes found first are not
-    // text (a tossed cookie of the same name), the session read is another cookie's.
-    if sealed.as_bytes() != &*bytes {
-        digest = shared.sessions.fingerprint(sealed.as_bytes());
-    }
     let open = match open_session(shared, &cookies, &sealed) {
         Err(outcome) => return Some(outcome),
         Ok(open) => open,
@@ -266,10 +289,7 @@ pub(crate) fn has_session(shared: &Shared, headers: &HeaderMap) -> bool {
     })
 }
 
-fn read_session(
-    shared: &Shared,
-    cookies: &RequestCookies<'_>,
-) -> Result<OpenSession, Outcome> {
+fn read_session(shared: &Shared, cookies: &RequestCookies<'_>) -> Result<OpenSession, Outcome> {
     let Some(sealed) = cookies.sealed(&shared.cookies.session.name) else {
         return Err(Outcome::anonymous());
     };
