@@ -175,8 +175,8 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
-use crate::layer::{Settings, Shared};
 use crate::provider::{ClientAuthMethod, ProviderMetadata, TokenClient};
+use crate::state::{Settings, Shared};
 
 /// The fixed time of the fuzzing layer, so seeds with timestamps stay valid.
 const FUZZ_NOW: i64 = 1_700_000_000;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::layer::Shared;
 use crate::responses::{grpc_status, json, Client, Page};
 use crate::session::{is_revoked, Outcome, SessionIds};
+use crate::state::Shared;
 use crate::verify::{Attempt, Purpose};
 
 /// The token of an `Authorization: Bearer` header, if the request has exactly one such header.

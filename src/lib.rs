@@ -159,6 +159,7 @@ mod secret;
 mod service;
 mod session;
 mod session_cache;
+mod state;
 mod verify;
 mod webhook;
 

@@ -13,8 +13,8 @@ use tower_service::Service;
 
 use crate::body::{own, AuthBody};
 use crate::claims::Claims;
-use crate::layer::Shared;
 use crate::responses::{forbidden, unauthenticated, Client, Page};
+use crate::state::Shared;
 
 /// A predicate over the claims, with a description for the 403 answer.
 #[derive(Clone)]

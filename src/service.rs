@@ -9,8 +9,8 @@ use tower_service::Service;
 
 use crate::body::AuthBody;
 use crate::future::ResponseFuture;
-use crate::layer::Shared;
 use crate::responses::{method_not_allowed, Client};
+use crate::state::Shared;
 use crate::{bearer, routes, session};
 
 /// The service made by [`AuthLayer`](crate::AuthLayer).

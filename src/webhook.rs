@@ -29,9 +29,9 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use crate::clock::{Clock, SystemClock};
-use crate::layer::Shared;
 use crate::responses::{json, Page};
 use crate::revocation::RevocationKey;
+use crate::state::Shared;
 
 /// How far a webhook's timestamp may be from now.
 pub const WEBHOOK_TOLERANCE_SECS: i64 = 300;

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::cookies::RequestCookies;
-use crate::layer::Shared;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::session::resolve::opaque_claims;
 use crate::session::{
     classify_access, identity_claims, is_revoked, lifetime_left, raw_json, Outcome, SessionData,
 };
+use crate::state::Shared;
 use crate::verify::Purpose;
 
 /// Associated data for a sealed refresh result: bound to its refresh key (not a cookie name, so

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
 
-use crate::layer::Shared;
 use crate::responses::{json, Page};
 use crate::revocation::RevocationKey;
+use crate::state::Shared;
 use crate::verify::VerifyError;
 
 /// The most body read from the provider's POST.

@@ -8,10 +8,10 @@ use http::{HeaderValue, StatusCode};
 
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::cookies::Slot;
-use crate::layer::Shared;
 use crate::provider::ProviderError;
 use crate::responses::{error_page, redirect, Page};
 use crate::session::{classify_access, identity_claims, raw_json, SessionData, SessionIds};
+use crate::state::Shared;
 
 pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;

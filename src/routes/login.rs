@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 
 use super::{param, query_params, random_token, read_index, Transaction, TX_ID_LEN};
 use crate::config::PASS_THROUGH;
-use crate::layer::Shared;
 use crate::responses::{error_page, redirect, Page};
 use crate::return_to;
 use crate::same_origin::is_same_origin;
+use crate::state::Shared;
 
 /// Options for a link to the login route, built by
 /// [`AuthLayer::login_url`](crate::AuthLayer::login_url). Each is sent to the provider as the

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use http::request::Parts;
 
-use crate::layer::Shared;
 use crate::responses::{confirm_logout, redirect, Page};
 use crate::revocation::RevocationKey;
 use crate::same_origin::{is_same_origin, is_same_origin_navigation};
 use crate::session::SessionData;
+use crate::state::Shared;
 
 pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     let codec = &shared.cookies;

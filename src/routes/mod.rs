@@ -16,7 +16,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::cookies::RequestCookies;
-use crate::layer::Shared;
+use crate::state::Shared;
 
 /// A login attempt in flight, sealed in its own cookie on the callback path.
 #[derive(Serialize, Deserialize)]

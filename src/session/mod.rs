@@ -12,9 +12,9 @@ use serde_json::{Map, Value};
 
 use crate::claims::Claims;
 use crate::cookies::RequestCookies;
-use crate::layer::{Settings, Shared};
 use crate::responses::Page;
 use crate::revocation::RevocationKey;
+use crate::state::{Settings, Shared};
 use crate::verify::{Purpose, VerifyError};
 
 /// What the session cookie holds (sealed).

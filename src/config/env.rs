@@ -1,0 +1,194 @@
+//! Loading the configuration from environment variables, and the parsers of their values.
+
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::provider::Provider;
+
+use super::*;
+
+impl AuthConfig {
+    /// Reads the configuration from the environment.
+    ///
+    /// - `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID`, `SCALEKIT_CLIENT_SECRET` select
+    ///   Scalekit; otherwise `OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` select any
+    ///   provider by discovery.
+    /// - `AUTH_REDIRECT_URL`: the callback URL registered at the provider.
+    /// - `AUTH_COOKIE_KEY`: base64, at least 64 bytes; several separated by commas rotate keys
+    ///   (the first encrypts, all decrypt).
+    /// - `SCALEKIT_WEBHOOK_SECRET` (optional): enables `POST <base_path>/webhook`; see
+    ///   [`webhook_secret`](Self::webhook_secret).
+    /// - `SCALEKIT_API_AUDIENCE` (optional): access-token audiences accepted besides the client
+    ///   id, separated by commas (see [`audience`](Self::audience)).
+    /// - `AUTH_SESSION_MAX_AGE`, `AUTH_SESSION_IDLE_TIMEOUT` (optional): see
+    ///   [`session_lifetime_from_env`](Self::session_lifetime_from_env).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| -> Result<String, ConfigError> {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Env {
+                    var: name,
+                    reason: "not set".into(),
+                })
+        };
+        let mut cfg = Self::new();
+        if get("SCALEKIT_ENVIRONMENT_URL").is_some_and(|v| !v.is_empty()) {
+            cfg = cfg
+                .provider(Provider::scalekit(var("SCALEKIT_ENVIRONMENT_URL")?))
+                .client_id(var("SCALEKIT_CLIENT_ID")?)
+                .client_secret(var("SCALEKIT_CLIENT_SECRET")?);
+        } else if get("OIDC_ISSUER").is_some_and(|v| !v.is_empty()) {
+            cfg = cfg
+                .provider(Provider::discover(var("OIDC_ISSUER")?))
+                .client_id(var("OIDC_CLIENT_ID")?)
+                .client_secret(var("OIDC_CLIENT_SECRET")?);
+        } else {
+            return Err(ConfigError::Env {
+                var: "SCALEKIT_ENVIRONMENT_URL",
+                reason: "set it (or OIDC_ISSUER) to choose a provider".into(),
+            });
+        }
+        cfg = cfg.redirect_url(var("AUTH_REDIRECT_URL")?);
+        let keys = var("AUTH_COOKIE_KEY")?;
+        for (i, part) in keys.split(',').map(str::trim).enumerate() {
+            let bytes = decode_key(part).map_err(|reason| ConfigError::Env {
+                var: "AUTH_COOKIE_KEY",
+                reason: format!("key {}: {reason}", i + 1),
+            })?;
+            cfg = cfg.cookie_key(bytes);
+        }
+        if let Some(secret) = get("SCALEKIT_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) {
+            if crate::webhook::WebhookSecret::parse(&secret).is_err() {
+                return Err(ConfigError::Env {
+                    var: "SCALEKIT_WEBHOOK_SECRET",
+                    reason: "expected whsec_ followed by base64 of at least 16 bytes, as the \
+                             Scalekit dashboard shows it"
+                        .into(),
+                });
+            }
+            cfg = cfg.webhook_secret(secret.trim());
+        }
+        if let Some(audiences) = get("SCALEKIT_API_AUDIENCE") {
+            for aud in audiences
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+            {
+                cfg = cfg.audience(aud);
+            }
+        }
+        cfg.lifetime_from_lookup(get)
+    }
+
+    /// Reads the session lifetime from the environment, as [`from_env`](Self::from_env) does;
+    /// for apps that build the rest of their configuration in code. Each variable is optional
+    /// and, when set, a duration such as `25s`, `90m`, `8h`, `7d` or `1d12h` (units `s`, `m`,
+    /// `h`, `d`, largest first, whole numbers only):
+    ///
+    /// - `AUTH_SESSION_MAX_AGE`: [`session_max_age`](Self::session_max_age).
+    /// - `AUTH_SESSION_IDLE_TIMEOUT`: [`session_idle_timeout`](Self::session_idle_timeout).
+    ///
+    /// A value that is not such a duration, or is zero, is a [`ConfigError::Env`] naming the
+    /// variable.
+    ///
+    /// ```
+    /// # fn f() -> Result<(), tower_oidc_auth::ConfigError> {
+    /// let config = tower_oidc_auth::AuthLayer::builder().session_lifetime_from_env()?;
+    /// # let _ = config; Ok(()) }
+    /// ```
+    pub fn session_lifetime_from_env(self) -> Result<Self, ConfigError> {
+        self.lifetime_from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub(crate) fn lifetime_from_lookup(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let duration = |var: &'static str| -> Result<Option<Duration>, ConfigError> {
+            match get(var).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(v) => parse_duration(&v)
+                    .map(Some)
+                    .map_err(|reason| ConfigError::Env { var, reason }),
+            }
+        };
+        if let Some(age) = duration("AUTH_SESSION_MAX_AGE")? {
+            self = self.session_max_age(age);
+        }
+        if let Some(idle) = duration("AUTH_SESSION_IDLE_TIMEOUT")? {
+            self = self.session_idle_timeout(idle);
+        }
+        Ok(self)
+    }
+}
+
+/// Decodes a base64 cookie key (standard or URL-safe alphabet) of at least 64 bytes.
+pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+        .ok_or_else(|| "not valid base64".to_owned())?;
+    if bytes.len() < 64 {
+        return Err(format!("{} bytes; at least 64 are needed", bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Parses a human-friendly duration: one or more `<whole number><unit>` groups with units
+/// `d`, `h`, `m`, `s`, each at most once and largest first (`25s`, `8h`, `7d`, `1h30m`).
+/// Surrounding whitespace is ignored; anything else (signs, fractions, spaces inside, a bare
+/// number, an unknown unit, zero, overflow) is refused with the reason.
+///
+/// Written here rather than taken from `humantime`, which also accepts sub-second units,
+/// months and years of average length, and spaces between groups: a lifetime is whole seconds,
+/// and an unexpected reading of a security setting should be an error, not a guess.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
+    let explain = |why: &str| {
+        format!("{why}; expected a duration such as 25s, 90m, 8h, 7d or 1h30m (got {text:?})")
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(explain("empty"));
+    }
+    let mut total: u64 = 0;
+    // Units must come largest first, each once: index of the next allowed unit.
+    let mut next_unit = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(explain("a number is expected before each unit"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| explain("number too large"))?;
+        let mut chars = rest[digits..].chars();
+        let unit = chars
+            .next()
+            .ok_or_else(|| explain("a unit (s, m, h or d) is missing"))?;
+        let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(explain("unknown unit"));
+        };
+        if index < next_unit {
+            return Err(explain("units must be given largest first, each once"));
+        }
+        next_unit = index + 1;
+        total = number
+            .checked_mul(UNITS[index].1)
+            .and_then(|secs| total.checked_add(secs))
+            .filter(|secs| i64::try_from(*secs).is_ok())
+            .ok_or_else(|| explain("too large"))?;
+        rest = chars.as_str();
+    }
+    if total == 0 {
+        return Err(explain("must be at least one second"));
+    }
+    Ok(Duration::from_secs(total))
+}

@@ -1,0 +1,287 @@
+//! From a builder to a layer: every setting checked (`ConfigError`), then discovery and the
+//! first key fetch.
+
+use std::sync::Arc;
+
+use cookie::Key;
+
+use crate::config::{normalize_path, AuthConfig, ConfigError};
+use crate::cookies::{app_part, CookieCodec};
+use crate::provider::{ClientAuthMethod, HttpClient, Jwks, TokenClient};
+use crate::refresh::LocalRefreshCoordinator;
+use crate::revocation::MemoryRevocationStore;
+use crate::verify::{Expectations, Verifier};
+
+use crate::layer::AuthLayer;
+use crate::state::{secs, Settings, Shared};
+
+pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
+    let provider = cfg
+        .provider
+        .clone()
+        .ok_or(ConfigError::Missing("provider"))?;
+    let client_id = cfg
+        .client_id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or(ConfigError::Missing("client_id"))?;
+    let client_secret = cfg
+        .client_secret
+        .clone()
+        .filter(|s| !s.expose().is_empty())
+        .ok_or(ConfigError::Missing("client_secret"))?;
+    let redirect_raw = cfg
+        .redirect_url
+        .clone()
+        .ok_or(ConfigError::Missing("redirect_url"))?;
+    let redirect = url::Url::parse(&redirect_raw).map_err(|e| ConfigError::InvalidUrl {
+        what: "redirect_url",
+        value: redirect_raw.clone(),
+        reason: e.to_string(),
+    })?;
+    let loopback_http = crate::config::is_loopback_http(&redirect);
+    if redirect.scheme() != "https" && !loopback_http {
+        return Err(ConfigError::InvalidUrl {
+            what: "redirect_url",
+            value: redirect_raw,
+            reason: "must be https (http is accepted only for 127.0.0.1, localhost and [::1])"
+                .into(),
+        });
+    }
+    if redirect.fragment().is_some() || redirect.query().is_some() {
+        return Err(ConfigError::InvalidUrl {
+            what: "redirect_url",
+            value: redirect_raw,
+            reason: "must not have a query or fragment".into(),
+        });
+    }
+    if loopback_http {
+        tracing::warn!(
+            redirect_url = %redirect,
+            "plain http on loopback: cookies are set without Secure and without __Host- prefixes; \
+             use https everywhere else"
+        );
+    }
+    if cfg.cookie_keys.is_empty() {
+        return Err(ConfigError::Missing("cookie_key"));
+    }
+    let mut keys = Vec::with_capacity(cfg.cookie_keys.len());
+    for (i, k) in cfg.cookie_keys.iter().enumerate() {
+        let key = Key::try_from(k.as_slice()).map_err(|_| {
+            ConfigError::CookieKey(format!(
+                "key {} has {} bytes; at least 64 random bytes are needed",
+                i + 1,
+                k.len()
+            ))
+        })?;
+        keys.push(key);
+    }
+    let webhooks = match (&cfg.webhook_secret, cfg.webhook_handlers.is_empty()) {
+        (Some(secret), _) => Some(crate::webhook::Webhooks::new(
+            crate::webhook::WebhookSecret::parse(secret.expose()).map_err(|_| {
+                ConfigError::Invalid {
+                    what: "webhook_secret",
+                    reason: "expected whsec_ followed by the base64 of at least 16 bytes, as the \
+                             Scalekit dashboard shows it (SCALEKIT_WEBHOOK_SECRET)"
+                        .into(),
+                }
+            })?,
+            cfg.webhook_handlers.clone(),
+        )),
+        (None, true) => None,
+        (None, false) => {
+            return Err(ConfigError::Invalid {
+                what: "webhook_secret",
+                reason: "on_webhook needs a webhook secret to verify deliveries".into(),
+            })
+        }
+    };
+    let base_path = normalize_path("base_path", &cfg.base_path)?;
+    let session_path = normalize_path("session_path", &cfg.session_path)?;
+    let callback_path = normalize_path("redirect_url path", redirect.path())?;
+    let join = |p: &str| {
+        if base_path == "/" {
+            format!("/{p}")
+        } else {
+            format!("{base_path}/{p}")
+        }
+    };
+    let login_path = join("login");
+    let logout_path = join("logout");
+    let backchannel_path = match &cfg.backchannel_path {
+        Some(p) => normalize_path("backchannel_logout_path", p)?,
+        None => join("backchannel-logout"),
+    };
+    let under = |path: &str| {
+        session_path == "/" || path == session_path || path.starts_with(&format!("{session_path}/"))
+    };
+    if !under(&base_path) || !under(&callback_path) {
+        return Err(ConfigError::Invalid {
+            what: "session_path",
+            reason: format!(
+                "the auth routes ({base_path}) and callback ({callback_path}) must be under the \
+                 session path {session_path}, so logout and refresh can see the session"
+            ),
+        });
+    }
+    let app_part = match &cfg.cookie_name {
+        Some(name) => {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::Invalid {
+                    what: "cookie_name",
+                    reason: format!("{name:?}: use letters, digits, '_' and '-'"),
+                });
+            }
+            name.clone()
+        }
+        None => app_part(&client_id),
+    };
+    let origin = redirect.origin().ascii_serialization();
+    let post_logout_url = match &cfg.post_logout_redirect_url {
+        Some(u) => {
+            url::Url::parse(u).map_err(|e| ConfigError::InvalidUrl {
+                what: "post_logout_redirect_url",
+                value: u.clone(),
+                reason: e.to_string(),
+            })?;
+            u.clone()
+        }
+        None => format!(
+            "{origin}{}",
+            if session_path == "/" {
+                "/"
+            } else {
+                &session_path
+            }
+        ),
+    };
+    let mut scopes = cfg.scopes.clone().unwrap_or_else(|| {
+        ["openid", "profile", "email", "offline_access"]
+            .map(String::from)
+            .to_vec()
+    });
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    if cfg.algorithms.is_empty() {
+        return Err(ConfigError::Invalid {
+            what: "algorithms",
+            reason: "at least one algorithm is needed".into(),
+        });
+    }
+    if let Some(clients) = &cfg.m2m_clients {
+        clients.validate()?;
+    }
+    if cfg.session_max_age.as_secs() == 0 {
+        return Err(ConfigError::Invalid {
+            what: "session_max_age",
+            reason: "must be at least one second".into(),
+        });
+    }
+    if cfg.session_idle_timeout.is_some_and(|d| d.as_secs() == 0) {
+        return Err(ConfigError::Invalid {
+            what: "session_idle_timeout",
+            reason: "must be at least one second".into(),
+        });
+    }
+    if cfg.max_login_attempts == 0 {
+        return Err(ConfigError::Invalid {
+            what: "max_login_attempts",
+            reason: "must be at least 1".into(),
+        });
+    }
+
+    let http = HttpClient::new(cfg.http_timeout, cfg.max_response_bytes);
+    let meta = provider.resolve(&http).await?;
+    let jwks = Jwks::new(
+        http.clone(),
+        meta.jwks_uri.clone(),
+        cfg.algorithms.clone(),
+        cfg.clock.clone(),
+        // At least a second: the rate limit counts whole seconds, and 0 would turn it off.
+        secs(cfg.jwks_refetch_interval).max(1),
+    );
+    jwks.fetch_now().await.map_err(|source| ConfigError::Jwks {
+        url: meta.jwks_uri.clone(),
+        source,
+    })?;
+    let verifier = Verifier::new(
+        jwks,
+        Expectations {
+            issuer: meta.issuer.clone(),
+            client_id: client_id.clone(),
+            audiences: cfg.audiences.clone(),
+            leeway: secs(cfg.leeway),
+            id_token_max_age: secs(cfg.id_token_max_age),
+        },
+        cfg.clock.clone(),
+        cfg.cache_capacity,
+    )
+    .with_access_typ(cfg.access_token_typ.as_deref())
+    .with_m2m_clients(cfg.m2m_clients.clone());
+    let token = TokenClient {
+        http,
+        endpoint: meta.token_endpoint.clone(),
+        client_id: client_id.clone(),
+        client_secret,
+        method: ClientAuthMethod::choose(&meta, provider.is_scalekit()),
+    };
+    let cookies = CookieCodec::new(keys, !loopback_http, &app_part, &session_path, &base_path);
+    let settings = Settings {
+        client_id,
+        redirect_url: redirect.to_string(),
+        login_path,
+        callback_path,
+        logout_path,
+        post_logout_url,
+        scope: scopes.join(" "),
+        authorize_params: cfg.authorize_params.clone(),
+        max_login_attempts: cfg.max_login_attempts,
+        login_timeout: secs(cfg.login_timeout),
+        session_max_age: secs(cfg.session_max_age),
+        session_idle_timeout: cfg.session_idle_timeout.map(secs),
+        token_revocation_timeout: cfg.token_revocation_timeout,
+        default_return: session_path.clone(),
+        refresh_margin: secs(cfg.refresh_margin),
+        backchannel_path,
+        revocation_ttl: cfg.revocation_ttl,
+        logout_token_max_age: secs(cfg.logout_token_max_age),
+        webhook_path: join("webhook"),
+        webhooks,
+        bearer: cfg.bearer,
+        refresh_timeout: cfg.refresh_timeout,
+        origin: origin.clone(),
+        approve_param: cfg.approve_param.clone(),
+        session_claims: cfg.session_claims.clone(),
+    };
+    let coordinator = match cfg.refresh_coordinator {
+        Some(c) => c,
+        None => Arc::new(LocalRefreshCoordinator::with_clock(
+            cfg.refresh_grace,
+            cfg.cache_capacity,
+            cfg.clock.clone(),
+        )),
+    };
+    tracing::debug!(issuer = %meta.issuer, "OpenID provider ready");
+    Ok(AuthLayer {
+        shared: Arc::new(Shared {
+            settings,
+            meta,
+            token,
+            verifier,
+            cookies,
+            coordinator,
+            revocations: match cfg.revocation_store {
+                Some(store) => store,
+                None => Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone())),
+            },
+            seen_jti: quick_cache::sync::Cache::new(10_000),
+            sessions: crate::session_cache::SessionCache::new(cfg.session_cache_capacity),
+            clock: cfg.clock,
+        }),
+    })
+}

@@ -1,0 +1,254 @@
+//! Unit tests of the configuration.
+
+use base64::Engine;
+
+use super::env::parse_duration;
+use super::*;
+use base64::engine::general_purpose::STANDARD;
+
+fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+#[test]
+fn from_env_scalekit_and_rotation() {
+    let k1 = STANDARD.encode([1u8; 64]);
+    let k2 = STANDARD.encode([2u8; 80]);
+    let keys = format!("{k1}, {k2}");
+    let cfg = AuthConfig::from_lookup(env(&[
+        ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+        ("SCALEKIT_CLIENT_ID", "skc_1"),
+        ("SCALEKIT_CLIENT_SECRET", "shh"),
+        ("AUTH_REDIRECT_URL", "https://app/cb"),
+        ("AUTH_COOKIE_KEY", &keys),
+    ]))
+    .unwrap();
+    assert!(cfg.provider.unwrap().is_scalekit());
+    assert_eq!(cfg.cookie_keys.len(), 2);
+    assert_eq!(cfg.cookie_keys[1].len(), 80);
+}
+
+/// `SCALEKIT_API_AUDIENCE`: optional, comma-separated, trimmed, empty parts ignored.
+#[test]
+fn from_env_reads_api_audiences() {
+    let key = STANDARD.encode([1u8; 64]);
+    let base = [
+        ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+        ("SCALEKIT_CLIENT_ID", "skc_1"),
+        ("SCALEKIT_CLIENT_SECRET", "shh"),
+        ("AUTH_REDIRECT_URL", "https://app/cb"),
+        ("AUTH_COOKIE_KEY", key.as_str()),
+    ];
+    let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+    assert!(cfg.audiences.is_empty());
+    for (value, expected) in [
+        ("https://api.example.com", vec!["https://api.example.com"]),
+        (
+            " https://api.example.com , ,deployment-api.acmecorp.com,",
+            vec!["https://api.example.com", "deployment-api.acmecorp.com"],
+        ),
+        (" , ", vec![]),
+        ("", vec![]),
+    ] {
+        let mut vars = base.to_vec();
+        vars.push(("SCALEKIT_API_AUDIENCE", value));
+        let cfg = AuthConfig::from_lookup(env(&vars)).unwrap();
+        assert_eq!(cfg.audiences, expected, "{value:?}");
+    }
+}
+
+#[test]
+fn from_env_errors_name_the_variable() {
+    let short = STANDARD.encode([1u8; 32]);
+    let err = AuthConfig::from_lookup(env(&[
+        ("OIDC_ISSUER", "https://id"),
+        ("OIDC_CLIENT_ID", "c"),
+        ("OIDC_CLIENT_SECRET", "s"),
+        ("AUTH_REDIRECT_URL", "https://app/cb"),
+        ("AUTH_COOKIE_KEY", &short),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("AUTH_COOKIE_KEY") && err.contains("32 bytes"),
+        "{err}"
+    );
+    let err = AuthConfig::from_lookup(env(&[("OIDC_ISSUER", "https://id")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("OIDC_CLIENT_ID"), "{err}");
+    let err = AuthConfig::from_lookup(env(&[])).unwrap_err().to_string();
+    assert!(err.contains("SCALEKIT_ENVIRONMENT_URL"), "{err}");
+}
+
+#[test]
+fn from_env_webhook_secret_enables_the_route() {
+    let keys = STANDARD.encode([1u8; 64]);
+    let base = [
+        ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+        ("SCALEKIT_CLIENT_ID", "skc_1"),
+        ("SCALEKIT_CLIENT_SECRET", "shh"),
+        ("AUTH_REDIRECT_URL", "https://app/cb"),
+        ("AUTH_COOKIE_KEY", keys.as_str()),
+    ];
+    let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+    assert!(cfg.webhook_secret.is_none());
+    let mut with = base.to_vec();
+    with.push((
+        "SCALEKIT_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ));
+    let cfg = AuthConfig::from_lookup(env(&with)).unwrap();
+    assert_eq!(
+        cfg.webhook_secret.as_ref().map(Secret::expose),
+        Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    );
+    with.pop();
+    with.push(("SCALEKIT_WEBHOOK_SECRET", "whsec_not-base64!"));
+    let err = AuthConfig::from_lookup(env(&with)).unwrap_err().to_string();
+    assert!(err.contains("SCALEKIT_WEBHOOK_SECRET"), "{err}");
+    assert!(
+        !err.contains("not-base64"),
+        "the secret is not echoed: {err}"
+    );
+}
+
+#[test]
+fn debug_redacts_secrets() {
+    let cfg = AuthConfig::new()
+        .client_secret("hunter2-secret")
+        .cookie_key([42u8; 64]);
+    let s = format!("{cfg:?}");
+    assert!(!s.contains("hunter2") && !s.contains("42, 42") && s.contains("REDACTED"));
+}
+
+#[test]
+fn loopback_detection() {
+    for (u, ok) in [
+        ("http://127.0.0.1:3000/cb", true),
+        ("http://127.1.2.3/cb", true),
+        ("http://localhost/cb", true),
+        ("http://[::1]:80/cb", true),
+        ("http://example.com/cb", false),
+        ("http://10.0.0.1/cb", false),
+        ("https://127.0.0.1/cb", false),
+    ] {
+        assert_eq!(is_loopback_http(&url::Url::parse(u).unwrap()), ok, "{u}");
+    }
+}
+
+#[test]
+fn durations_parse() {
+    for (text, secs) in [
+        ("25s", 25),
+        ("8h", 8 * 3600),
+        ("7d", 7 * 86_400),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("1d2h3m4s", 86_400 + 7200 + 180 + 4),
+        (" 7d\n", 7 * 86_400),
+        ("0h5m", 300),
+        ("007s", 7),
+    ] {
+        assert_eq!(
+            parse_duration(text),
+            Ok(Duration::from_secs(secs)),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn durations_refused() {
+    for text in [
+        "",
+        " ",
+        "25",
+        "s",
+        "-5s",
+        "+5s",
+        "5",
+        "5 s",
+        "1h 30m",
+        "1.5h",
+        "5S",
+        "5ms",
+        "5sec",
+        "5w",
+        "5y",
+        "0s",
+        "0d0h",
+        "30m1h",
+        "1h1h",
+        "1hh",
+        "h1",
+        "5s,",
+        "1_000s",
+        "٣s",
+        "18446744073709551616s",
+        "18446744073709551615s",
+        "9223372036854775808s",
+        "106751991167301d",
+        "213503982334602d",
+    ] {
+        let err = parse_duration(text).expect_err(text);
+        assert!(err.contains("expected a duration"), "{text:?}: {err}");
+    }
+    // The largest accepted value fits an i64 of seconds.
+    assert_eq!(
+        parse_duration("9223372036854775807s"),
+        Ok(Duration::from_secs(i64::MAX as u64))
+    );
+}
+
+#[test]
+fn from_env_reads_the_session_lifetime() {
+    let key = STANDARD.encode([1u8; 64]);
+    let base = [
+        ("OIDC_ISSUER", "https://id"),
+        ("OIDC_CLIENT_ID", "c"),
+        ("OIDC_CLIENT_SECRET", "s"),
+        ("AUTH_REDIRECT_URL", "https://app/cb"),
+        ("AUTH_COOKIE_KEY", key.as_str()),
+    ];
+    let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+    assert_eq!(cfg.session_max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(cfg.session_idle_timeout, None);
+    let mut vars = base.to_vec();
+    vars.push(("AUTH_SESSION_MAX_AGE", "25s"));
+    vars.push(("AUTH_SESSION_IDLE_TIMEOUT", "8h"));
+    let cfg = AuthConfig::from_lookup(env(&vars)).unwrap();
+    assert_eq!(cfg.session_max_age, Duration::from_secs(25));
+    assert_eq!(
+        cfg.session_idle_timeout,
+        Some(Duration::from_secs(8 * 3600))
+    );
+    for (var, value) in [
+        ("AUTH_SESSION_MAX_AGE", "7 days"),
+        ("AUTH_SESSION_MAX_AGE", "0s"),
+        ("AUTH_SESSION_IDLE_TIMEOUT", "-1h"),
+        ("AUTH_SESSION_IDLE_TIMEOUT", "3600"),
+    ] {
+        let mut vars = base.to_vec();
+        vars.push((var, value));
+        let err = AuthConfig::from_lookup(env(&vars)).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Env { var: v, .. } if *v == var),
+            "{var}={value}: {err}"
+        );
+        assert!(err.to_string().contains(var), "{err}");
+    }
+}
+
+#[test]
+fn paths_normalize() {
+    assert_eq!(normalize_path("p", "/auth/").unwrap(), "/auth");
+    assert_eq!(normalize_path("p", "/").unwrap(), "/");
+    assert!(normalize_path("p", "auth").is_err());
+    assert!(normalize_path("p", "//x").is_err());
+}

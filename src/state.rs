@@ -1,0 +1,86 @@
+//! The layer's state: its resolved settings and the components every request uses, shared by
+//! all clones of the layer and its services behind one `Arc`.
+
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::cookies::CookieCodec;
+use crate::provider::{ProviderMetadata, TokenClient};
+use crate::refresh::RefreshCoordinator;
+use crate::revocation::RevocationStore;
+use crate::verify::Verifier;
+
+/// Resolved settings.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) client_id: String,
+    pub(crate) redirect_url: String,
+    pub(crate) login_path: String,
+    pub(crate) callback_path: String,
+    pub(crate) logout_path: String,
+    pub(crate) post_logout_url: String,
+    pub(crate) scope: String,
+    pub(crate) authorize_params: Vec<(String, String)>,
+    pub(crate) max_login_attempts: usize,
+    pub(crate) login_timeout: i64,
+    pub(crate) session_max_age: i64,
+    /// Seconds without a request after which a session ends (`None`: off).
+    pub(crate) session_idle_timeout: Option<i64>,
+    /// How long logout waits for the provider's token revocation.
+    pub(crate) token_revocation_timeout: std::time::Duration,
+    /// The path browsers return to by default after login.
+    pub(crate) default_return: String,
+    pub(crate) refresh_margin: i64,
+    pub(crate) backchannel_path: String,
+    pub(crate) revocation_ttl: std::time::Duration,
+    pub(crate) logout_token_max_age: i64,
+    pub(crate) refresh_timeout: std::time::Duration,
+    pub(crate) webhook_path: String,
+    /// The webhook route's state, when a webhook secret is configured.
+    pub(crate) webhooks: Option<crate::webhook::Webhooks>,
+    pub(crate) bearer: bool,
+    /// The app's origin (from the redirect URL), for judging where requests come from.
+    pub(crate) origin: String,
+    /// The app's approval of pass-through authorization parameters.
+    pub(crate) approve_param: Option<crate::config::ApproveParam>,
+    /// The ID-token claims the session keeps (besides `sub`, `iss`, `sid`).
+    pub(crate) session_claims: Vec<String>,
+}
+
+impl Settings {
+    /// How long to remember a revocation that ends sessions which began no later than `begun`:
+    /// until the last of them reaches its absolute lifetime (`begun + session_max_age`, plus a
+    /// margin for clock skew), so a revoked session never outlives its record; and at least the
+    /// configured `revocation_ttl`.
+    pub(crate) fn revocation_lifetime(&self, begun: i64, now: i64) -> std::time::Duration {
+        /// Seconds beyond the session's end, for clocks that disagree by a little.
+        const MARGIN: i64 = 300;
+        let remaining = begun
+            .saturating_add(self.session_max_age)
+            .saturating_add(MARGIN)
+            .saturating_sub(now);
+        let seconds = remaining.max(secs(self.revocation_ttl)).max(1);
+        std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX))
+    }
+}
+
+/// Everything shared by clones of the layer and its services.
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) meta: ProviderMetadata,
+    pub(crate) token: TokenClient,
+    pub(crate) verifier: Verifier,
+    pub(crate) cookies: CookieCodec,
+    pub(crate) coordinator: Arc<dyn RefreshCoordinator>,
+    pub(crate) revocations: Arc<dyn RevocationStore>,
+    /// Logout-token `jti`s seen, with when: replays are refused.
+    pub(crate) seen_jti: quick_cache::sync::Cache<String, i64>,
+    /// Verified sessions, by a digest of their sealed cookie (see `session_cache`).
+    pub(crate) sessions: crate::session_cache::SessionCache,
+    pub(crate) clock: SharedClock,
+}
+
+/// A configured duration in whole seconds, saturating instead of wrapping.
+pub(crate) fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
