@@ -155,13 +155,17 @@ pub fn fuzz_claims(data: &[u8]) {
 /// The revocation check done on every request, against a store holding `records` revocations
 /// (none of them this session's).
 pub fn revocation_check(auth: &AuthLayer, ids_sid: &str, ids_sub: &str) -> bool {
-    let ids = crate::session::SessionIds {
+    let ids = crate::revocation::SessionIds {
         sid: Some(ids_sid.to_owned()),
         sub: Some(ids_sub.to_owned()),
         lid: Some("local-session-id".to_owned()),
         login: 1,
     };
-    crate::session::is_revoked(&auth.shared, &ids)
+    crate::revocation::is_revoked(
+        auth.shared.revocations.as_ref(),
+        &auth.shared.meta.issuer,
+        &ids,
+    )
 }
 
 // ---- Fuzz targets added for issue 12 (back-channel logout, webhook, provider JSON, Management

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::responses::{grpc_status, json, Client, Page};
-use crate::session::{is_revoked, Outcome, SessionIds};
+use crate::revocation::{is_revoked, SessionIds};
+use crate::session::Outcome;
 use crate::state::Shared;
 use crate::verify::{Attempt, Purpose};
 
@@ -62,7 +63,7 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Option<O
                 lid: None,
                 login: claims.iat.unwrap_or(0),
             };
-            if is_revoked(shared, &ids) {
+            if is_revoked(shared.revocations.as_ref(), &shared.meta.issuer, &ids) {
                 return invalid(&"session revoked");
             }
             Some(Outcome::with_claims(Some(claims)))

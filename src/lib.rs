@@ -160,6 +160,7 @@ mod service;
 mod session;
 mod session_cache;
 mod state;
+mod token;
 mod verify;
 mod webhook;
 

@@ -112,7 +112,7 @@ impl RedisRefreshCoordinator {
                 Ok(None) => {}
                 Err(error) => return self.without_redis(error, task.take()).await,
             }
-            let token = crate::routes::random_token();
+            let token = crate::token::random_token();
             let acquired: Result<Option<String>, _> = redis::cmd("SET")
                 .arg(&lock_key)
                 .arg(&token)

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
 use crate::clock::{Clock, SharedClock, SystemClock};
 
 /// What a revocation applies to.
@@ -379,6 +382,105 @@ impl RevocationStore for MemoryRevocationStore {
     fn is_empty(&self) -> bool {
         self.inner.len.load(Ordering::Acquire) == 0 && self.floor().is_none()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A session's identity for revocation, and the one check every path makes.
+// ---------------------------------------------------------------------------------------------
+
+/// What identifies a session for revocation; the same before and after refreshes.
+#[derive(Serialize, Deserialize, Clone, Default, Debug)]
+pub(crate) struct SessionIds {
+    /// The provider's session id (`sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sid: Option<String>,
+    /// The subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) sub: Option<String>,
+    /// This layer's own id for the session (random, made at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lid: Option<String>,
+    /// When the user logged in (seconds since the epoch).
+    #[serde(default)]
+    pub(crate) login: i64,
+}
+
+impl SessionIds {
+    /// From the verified ID token claims at login.
+    pub(crate) fn at_login(id_claims: &Map<String, Value>, now: i64) -> Self {
+        let s = |k: &str| id_claims.get(k).and_then(Value::as_str).map(str::to_owned);
+        Self {
+            sid: s("sid"),
+            sub: s("sub"),
+            lid: Some(crate::token::random_token()),
+            login: now,
+        }
+    }
+}
+
+/// The revocation keys of a session, built once.
+pub(crate) struct RevocationKeys {
+    local: Option<RevocationKey>,
+    session: Option<RevocationKey>,
+    subject: Option<RevocationKey>,
+    login: i64,
+}
+
+impl RevocationKeys {
+    pub(crate) fn new(issuer: &str, ids: &SessionIds) -> Self {
+        Self {
+            local: ids.lid.as_deref().map(RevocationKey::local),
+            session: ids
+                .sid
+                .as_deref()
+                .map(|sid| RevocationKey::session(issuer, sid)),
+            subject: ids
+                .sub
+                .as_deref()
+                .map(|sub| RevocationKey::subject(issuer, sub)),
+            login: ids.login,
+        }
+    }
+
+    /// When the session began.
+    pub(crate) fn login(&self) -> i64 {
+        self.login
+    }
+
+    /// Whether the session was ended: its own local id revoked (at any time: the id is never
+    /// reused), or its provider session (`sid`) or user (`sub`) revoked no earlier than it began
+    /// (a later sign-in, even with the provider's same `sid`, is a new session), or it began
+    /// before a store's fail-closed floor.
+    pub(crate) fn revoked(&self, store: &dyn RevocationStore) -> bool {
+        if store.is_empty() {
+            return false;
+        }
+        if self
+            .local
+            .as_ref()
+            .is_some_and(|k| store.revoked_at(k).is_some())
+        {
+            return true;
+        }
+        let began_by = |at: i64| self.login <= at;
+        store.revoked_before().is_some_and(began_by)
+            || self
+                .session
+                .as_ref()
+                .and_then(|k| store.revoked_at(k))
+                .is_some_and(began_by)
+            || self
+                .subject
+                .as_ref()
+                .and_then(|k| store.revoked_at(k))
+                .is_some_and(began_by)
+    }
+}
+
+/// Whether the session was ended elsewhere: its local id revoked, or its provider session or
+/// user revoked after it began.
+pub(crate) fn is_revoked(store: &dyn RevocationStore, issuer: &str, ids: &SessionIds) -> bool {
+    !store.is_empty() && RevocationKeys::new(issuer, ids).revoked(store)
 }
 
 #[cfg(test)]

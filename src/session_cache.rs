@@ -21,7 +21,8 @@ use std::sync::Arc;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
 
 use crate::claims::Claims;
-use crate::session::{RevocationKeys, SessionData};
+use crate::revocation::RevocationKeys;
+use crate::session::SessionData;
 use crate::verify::Validity;
 
 /// A session cookie's identity in the cache: a keyed fingerprint of its sealed value (see

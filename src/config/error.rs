@@ -2,7 +2,7 @@
 
 use crate::provider::ProviderError;
 
-/// A configuration problem, reported by [`AuthConfig::build`] or [`AuthConfig::from_env`].
+/// A configuration problem, reported by [`AuthConfig::build`](crate::AuthConfig::build) or [`AuthConfig::from_env`](crate::AuthConfig::from_env).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {

@@ -8,9 +8,10 @@ use serde_json::{Map, Value};
 
 use crate::cookies::RequestCookies;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
+use crate::revocation::is_revoked;
 use crate::session::resolve::opaque_claims;
 use crate::session::{
-    classify_access, identity_claims, is_revoked, lifetime_left, raw_json, Outcome, SessionData,
+    classify_access, identity_claims, lifetime_left, raw_json, Outcome, SessionData,
 };
 use crate::state::Shared;
 use crate::verify::Purpose;
@@ -52,7 +53,7 @@ pub(crate) fn refreshed_outcome(
     let codec = &shared.cookies;
     let data = refreshed.session;
     // Revoked while the refresh was in flight (a logout racing this request): do not resurrect.
-    if is_revoked(shared, &data.ids) {
+    if is_revoked(shared.revocations.as_ref(), &shared.meta.issuer, &data.ids) {
         tracing::debug!("session revoked during refresh; clearing");
         return Outcome::cleared(shared, cookies, true);
     }

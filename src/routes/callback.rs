@@ -10,7 +10,8 @@ use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::cookies::Slot;
 use crate::provider::ProviderError;
 use crate::responses::{error_page, redirect, Page};
-use crate::session::{classify_access, identity_claims, raw_json, SessionData, SessionIds};
+use crate::revocation::SessionIds;
+use crate::session::{classify_access, identity_claims, raw_json, SessionData};
 use crate::state::Shared;
 
 pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
@@ -266,7 +267,11 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     // before the provider's logout and exchanged after it does not start a session. Such a
     // session would be refused and sent back to login: a loop. Say so once, and offer a sign-in
     // that asks for credentials. A later sign-in (a new ID token) is a new session.
-    if crate::session::is_revoked(&shared, &session.ids) {
+    if crate::revocation::is_revoked(
+        shared.revocations.as_ref(),
+        &shared.meta.issuer,
+        &session.ids,
+    ) {
         tracing::warn!("sign-in into a provider session that was ended; not signed in");
         let fresh = format!("{}?prompt=login", settings.login_path);
         return error_page(

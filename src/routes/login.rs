@@ -14,12 +14,13 @@ use http::request::Parts;
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 
-use super::{param, query_params, random_token, read_index, Transaction, TX_ID_LEN};
+use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::config::PASS_THROUGH;
 use crate::responses::{error_page, redirect, Page};
 use crate::return_to;
 use crate::same_origin::is_same_origin;
 use crate::state::Shared;
+use crate::token::random_token;
 
 /// Options for a link to the login route, built by
 /// [`AuthLayer::login_url`](crate::AuthLayer::login_url). Each is sent to the provider as the

@@ -134,7 +134,7 @@ async fn revoke_refresh_token(shared: &Shared, refresh_token: &str) {
 
 /// Whether an ID token (sealed by this layer, so verified at a login) names the same user and
 /// provider session as the session cookie.
-fn hint_belongs_to(id_token: &str, ids: &crate::session::SessionIds) -> bool {
+fn hint_belongs_to(id_token: &str, ids: &crate::revocation::SessionIds) -> bool {
     let Ok(data) = jsonwebtoken::dangerous::insecure_decode::<
         serde_json::Map<String, serde_json::Value>,
     >(id_token) else {

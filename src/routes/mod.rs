@@ -11,8 +11,6 @@ pub(crate) use login::login;
 pub use login::LoginOptions;
 pub(crate) use logout::logout;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::cookies::RequestCookies;
@@ -35,13 +33,6 @@ pub(crate) struct TxIndex(pub(crate) Vec<(String, i64)>);
 
 /// Length of the state prefix that names a transaction cookie.
 pub(crate) const TX_ID_LEN: usize = 16;
-
-pub(crate) fn random_token() -> String {
-    let mut buf = [0u8; 32];
-    // The OS RNG failing means the machine cannot do cryptography at all.
-    getrandom::fill(&mut buf).expect("operating system random number generator failed");
-    URL_SAFE_NO_PAD.encode(buf)
-}
 
 pub(crate) fn read_index(shared: &Shared, cookies: &RequestCookies<'_>) -> TxIndex {
     let now = shared.clock.now();
@@ -102,15 +93,5 @@ mod tests {
         assert!(query_params(Some(&many.join("&"))).is_err());
         assert!(query_params(None).unwrap().is_empty());
         assert!(query_params(Some("%zz=%ff&&=")).is_ok());
-    }
-
-    #[test]
-    fn random_tokens_are_distinct_and_urlsafe() {
-        let a = random_token();
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, random_token());
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::claims::Claims;
 use crate::cookies::RequestCookies;
 use crate::responses::Page;
-use crate::revocation::RevocationKey;
+use crate::revocation::{RevocationKeys, SessionIds};
 use crate::state::{Settings, Shared};
 use crate::verify::{Purpose, VerifyError};
 
@@ -145,43 +145,6 @@ pub(crate) fn touch(
     }
 }
 
-/// What identifies a session for revocation; the same before and after refreshes.
-#[derive(Serialize, Deserialize, Clone, Default, Debug)]
-pub(crate) struct SessionIds {
-    /// The provider's session id (`sid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) sid: Option<String>,
-    /// The subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) sub: Option<String>,
-    /// This layer's own id for the session (random, made at login).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) lid: Option<String>,
-    /// When the user logged in (seconds since the epoch).
-    #[serde(default)]
-    pub(crate) login: i64,
-}
-
-impl SessionIds {
-    /// From the verified ID token claims at login.
-    pub(crate) fn at_login(id_claims: &Map<String, Value>, now: i64) -> Self {
-        let s = |k: &str| id_claims.get(k).and_then(Value::as_str).map(str::to_owned);
-        Self {
-            sid: s("sid"),
-            sub: s("sub"),
-            lid: Some(crate::routes::random_token()),
-            login: now,
-        }
-    }
-}
-
-/// Whether the session was ended elsewhere: its local id revoked, or its provider session or
-/// user revoked after it began.
-pub(crate) fn is_revoked(shared: &Shared, ids: &SessionIds) -> bool {
-    let store = shared.revocations.as_ref();
-    !store.is_empty() && RevocationKeys::new(&shared.meta.issuer, ids).revoked(store)
-}
-
 /// The claims of the ID token kept in the session: `sub`, `iss` and `sid`, and those the app
 /// asked for (`keep`, [`AuthConfig::session_claims`](crate::AuthConfig::session_claims)).
 /// Token bookkeeping (`aud`, `exp`, `nonce`, ...) is never kept, even when asked for.
@@ -266,65 +229,6 @@ pub(crate) fn refresh_due(exp: i64, ts: i64, margin: i64, now: i64) -> bool {
 pub(crate) struct OpenSession {
     pub(crate) data: SessionData,
     revocation: RevocationKeys,
-}
-
-/// The revocation keys of a session, built once.
-pub(crate) struct RevocationKeys {
-    local: Option<RevocationKey>,
-    session: Option<RevocationKey>,
-    subject: Option<RevocationKey>,
-    login: i64,
-}
-
-impl RevocationKeys {
-    pub(crate) fn new(issuer: &str, ids: &SessionIds) -> Self {
-        Self {
-            local: ids.lid.as_deref().map(RevocationKey::local),
-            session: ids
-                .sid
-                .as_deref()
-                .map(|sid| RevocationKey::session(issuer, sid)),
-            subject: ids
-                .sub
-                .as_deref()
-                .map(|sub| RevocationKey::subject(issuer, sub)),
-            login: ids.login,
-        }
-    }
-
-    /// When the session began.
-    pub(crate) fn login(&self) -> i64 {
-        self.login
-    }
-
-    /// Whether the session was ended: its own local id revoked (at any time: the id is never
-    /// reused), or its provider session (`sid`) or user (`sub`) revoked no earlier than it began
-    /// (a later sign-in, even with the provider's same `sid`, is a new session), or it began
-    /// before a store's fail-closed floor.
-    pub(crate) fn revoked(&self, store: &dyn crate::revocation::RevocationStore) -> bool {
-        if store.is_empty() {
-            return false;
-        }
-        if self
-            .local
-            .as_ref()
-            .is_some_and(|k| store.revoked_at(k).is_some())
-        {
-            return true;
-        }
-        let began_by = |at: i64| self.login <= at;
-        store.revoked_before().is_some_and(began_by)
-            || self
-                .session
-                .as_ref()
-                .and_then(|k| store.revoked_at(k))
-                .is_some_and(began_by)
-            || self
-                .subject
-                .as_ref()
-                .and_then(|k| store.revoked_at(k))
-                .is_some_and(began_by)
-    }
 }
 
 /// Decides how the session rests on an access token from our own token endpoint. A token shaped

@@ -6,15 +6,13 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
-use super::{
-    ended, ended_at, refresh_due, touch, touch_due, OpenSession, Outcome, RevocationKeys,
-    SessionData,
-};
+use super::{ended, ended_at, refresh_due, touch, touch_due, OpenSession, Outcome, SessionData};
 use crate::claims::Claims;
 use crate::cookies::RequestCookies;
 use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
 use crate::refresh::{RefreshError, RefreshKey};
 use crate::responses::{error_page, grpc_status, json, Client, Page};
+use crate::revocation::RevocationKeys;
 use crate::session_cache::CachedSession;
 use crate::state::Shared;
 use crate::verify::{Attempt, Purpose, VerifyError};

@@ -404,7 +404,7 @@ impl State {
         sid: &str,
     ) -> String {
         if self.opaque_access {
-            return format!("opaque.{}", crate::routes::random_token());
+            return format!("opaque.{}", crate::token::random_token());
         }
         let now = self.clock.now();
         let mut claims = Map::new();
@@ -414,7 +414,7 @@ impl State {
         let base = json!({
             "iss": self.issuer, "sub": user.sub, "aud": [client], "client_id": client,
             "iat": now, "nbf": now, "exp": now + self.access_ttl.load(Ordering::Relaxed),
-            "jti": crate::routes::random_token(), "sid": sid, "scope": scope,
+            "jti": crate::token::random_token(), "sid": sid, "scope": scope,
             "roles": user.roles, "permissions": user.permissions,
         });
         if let Value::Object(base) = base {
@@ -514,7 +514,7 @@ impl State {
             &self.header(&key, "logout+jwt"),
             &json!({
                 "iss": self.issuer, "aud": client, "iat": self.clock.now(),
-                "jti": crate::routes::random_token(), "sub": sub, "sid": sid,
+                "jti": crate::token::random_token(), "sub": sub, "sid": sid,
                 "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
             }),
         )
@@ -1352,7 +1352,7 @@ impl TestProvider {
             "exp": now + 3600,
             "iat": now,
             "iss": self.state.issuer,
-            "jti": format!("tkn_{}", crate::routes::random_token()),
+            "jti": format!("tkn_{}", crate::token::random_token()),
             "nbf": now,
             "oid": organization_id,
             "scopes": scopes,
@@ -1381,7 +1381,7 @@ impl TestProvider {
             "sid-test",
         );
         let id = self.state.id_token(&client, user, None, "sid-test", &at);
-        let refresh = crate::routes::random_token();
+        let refresh = crate::token::random_token();
         self.state.refresh.lock().expect("refresh lock").insert(
             refresh.clone(),
             RefreshGrant {

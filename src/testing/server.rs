@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use super::{CodeGrant, Failure, RefreshGrant, SsoSession, State, TestUser, SSO_COOKIE};
 use crate::responses::escape;
-use crate::routes::random_token;
+use crate::token::random_token;
 
 type Params = HashMap<String, String>;
 
