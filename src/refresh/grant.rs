@@ -11,7 +11,7 @@ use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::revocation::is_revoked;
 use crate::session::resolve::opaque_claims;
 use crate::session::{
-    classify_access, identity_claims, lifetime_left, raw_json, Outcome, SessionData,
+    classify_access, identity_claims, lifetime_left, raw_json, Outcome, SessionData, Tokens,
 };
 use crate::state::Shared;
 use crate::verify::Purpose;
@@ -203,17 +203,18 @@ pub(crate) async fn check_grant(
         None => raw_json(&Value::Object(old_idc)),
     };
     Ok(Refreshed {
-        session: SessionData {
-            at: grant.at,
-            // Providers that do not rotate may omit it: keep the one we have.
-            rt: grant.rt.or_else(|| Some(rt.to_owned())),
-            exp,
-            ts: now,
-            seen: 0,
-            opaque,
+        session: SessionData::from_tokens(
+            Tokens {
+                at: grant.at,
+                // Providers that do not rotate may omit it: keep the one we have.
+                rt: grant.rt.or_else(|| Some(rt.to_owned())),
+                exp,
+                opaque,
+            },
             idc,
             ids,
-        },
+            now,
+        ),
         id_token: hint,
         verified,
     })

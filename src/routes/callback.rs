@@ -11,7 +11,7 @@ use crate::cookies::Slot;
 use crate::provider::ProviderError;
 use crate::responses::{error_page, redirect, Page};
 use crate::revocation::SessionIds;
-use crate::session::{classify_access, identity_claims, raw_json, SessionData};
+use crate::session::{classify_access, identity_claims, raw_json, SessionData, Tokens};
 use crate::state::Shared;
 
 pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
@@ -248,19 +248,20 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         }
     };
     let identity = identity_claims(&id_claims, &settings.session_claims);
-    let session = SessionData {
-        at: tokens.access_token,
-        rt: tokens.refresh_token,
-        exp,
-        opaque,
-        ts: now,
-        seen: 0,
+    let session = SessionData::from_tokens(
+        Tokens {
+            at: tokens.access_token,
+            rt: tokens.refresh_token,
+            exp,
+            opaque,
+        },
+        raw_json(&serde_json::Value::Object(identity)),
         // The session begins when the provider issued its ID token (never later than now): the
         // provider's clock, like the times of its logouts (`occurred_at`, a logout token's
         // `iat`), so a logout right after sign-in ends it whatever the skew between the clocks.
-        ids: SessionIds::at_login(&id_claims, began_at(&id_claims, now)),
-        idc: raw_json(&serde_json::Value::Object(identity)),
-    };
+        SessionIds::at_login(&id_claims, began_at(&id_claims, now)),
+        now,
+    );
     // A provider session ended here (back-channel logout, a webhook) may still answer a silent
     // sign-in with the same `sid`: a `sid` revocation ends the sessions that began no later than
     // it, and the session begins when the provider issued its ID token, so a code obtained

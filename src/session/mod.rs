@@ -45,6 +45,42 @@ pub(crate) struct SessionData {
     pub(crate) ids: SessionIds,
 }
 
+/// The tokens of one token-endpoint answer, as a session keeps them.
+pub(crate) struct Tokens {
+    /// The access token.
+    pub(crate) at: String,
+    /// The refresh token, if any.
+    pub(crate) rt: Option<String>,
+    /// When the access token expires (seconds since the epoch).
+    pub(crate) exp: i64,
+    /// Whether the access token is opaque (see [`SessionData::opaque`]).
+    pub(crate) opaque: bool,
+}
+
+impl SessionData {
+    /// The one way a session is made from a token-endpoint answer (a login, a refresh, the
+    /// testing helpers): its tokens, obtained at `now`; the identity claims it keeps (`idc`,
+    /// already cut down by [`identity_claims`]); and its ids (new at login, the renewed
+    /// session's own at a refresh). A new session has not been seen since it was made.
+    pub(crate) fn from_tokens(
+        tokens: Tokens,
+        idc: Box<RawValue>,
+        ids: SessionIds,
+        now: i64,
+    ) -> Self {
+        Self {
+            at: tokens.at,
+            rt: tokens.rt,
+            exp: tokens.exp,
+            opaque: tokens.opaque,
+            ts: now,
+            seen: 0,
+            idc,
+            ids,
+        }
+    }
+}
+
 fn is_zero(n: &i64) -> bool {
     *n == 0
 }
@@ -314,16 +350,17 @@ pub(crate) fn session_cookie_header(
     )
     .expect("valid JSON");
     let now = shared.clock.now();
-    let data = SessionData {
-        at,
-        rt,
-        exp,
-        opaque: false,
-        ts: now,
-        seen: 0,
-        ids: SessionIds::at_login(&id_claims, now),
+    let data = SessionData::from_tokens(
+        Tokens {
+            at,
+            rt,
+            exp,
+            opaque: false,
+        },
         idc,
-    };
+        SessionIds::at_login(&id_claims, now),
+        now,
+    );
     let codec = &shared.cookies;
     let mut set = Vec::new();
     let age = shared.settings.session_max_age;
