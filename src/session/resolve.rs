@@ -30,8 +30,18 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
     // full path reads the first *text* values of the name: when those differ (a cookie of the
     // same name that is not UTF-8, tossed in front), the entry is looked up, and made, under
     // the fingerprint of exactly the value that opens, never under the bytes found first.
-    let mut digest = shared.sessions.fingerprint(&bytes);
-    let mut hit = shared.sessions.get(&digest);
+    // A cookie repeated recently is found by its bytes, without its fingerprint.
+    let (mut digest, mut hit) = match shared.sessions.get_recent(&bytes) {
+        Some((digest, entry)) => (digest, Some(entry)),
+        None => {
+            let digest = shared.sessions.fingerprint(&bytes);
+            let hit = shared.sessions.get(&digest);
+            if let Some(entry) = &hit {
+                shared.sessions.offer_recent(&bytes, digest, entry);
+            }
+            (digest, hit)
+        }
+    };
     let mut text = None;
     if hit.is_none() {
         let Some(sealed) = cookies.sealed(name) else {
@@ -49,7 +59,9 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
             FromCache::Async => return None,
             FromCache::Open { stale } => {
                 if stale {
-                    shared.sessions.remove(&digest);
+                    // The entry was found under the bytes, or under the text value.
+                    let keyed = text.as_deref().map_or(&*bytes, str::as_bytes);
+                    shared.sessions.remove(keyed, &digest);
                 }
             }
         }
