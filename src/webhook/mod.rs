@@ -1,0 +1,220 @@
+//! Scalekit's webhooks: Standard Webhooks signatures, delivery deduplication, the `user.logout`
+//! event, and the app's own handlers.
+//!
+//! Scalekit signs webhooks per the Standard Webhooks spec, as its Node SDK verifies them
+//! (`scalekit-inc/scalekit-sdk-node`, `src/scalekit.ts`, `verifyPayloadSignature`): headers
+//! `webhook-id`, `webhook-timestamp` and `webhook-signature` (space-separated `v1,<base64>`
+//! entries), HMAC-SHA256 over `<id>.<timestamp>.<body>` with the key that follows `whsec_` in the
+//! secret, and a tolerance of five minutes. The event envelope (`id`, `type`, `occurred_at`,
+//! `environment_id`, `organization_id`, `object`, `data`) and the `user.logout` payload
+//! (`UserLogoutEvent` / `UserAuthEventData`: `data.user_session.session_id`) follow Scalekit's
+//! OpenAPI specification, section `webhooks:`.
+
+mod deliveries;
+mod event;
+mod signature;
+#[cfg(test)]
+mod tests;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::Value;
+
+use crate::responses::{json, Page};
+use crate::revocation::RevocationKey;
+use crate::state::Shared;
+use deliveries::{Begin, Deliveries, DeliveryLog, InFlight};
+pub(crate) use event::WebhookHandler;
+pub use event::{WebhookEvent, WebhookHandlerError, WebhookOutcome};
+pub(crate) use signature::WebhookSecret;
+pub use signature::{sign_webhook, verify_webhook, verify_webhook_at, WebhookError};
+
+/// How far a webhook's timestamp may be from now.
+pub const WEBHOOK_TOLERANCE_SECS: i64 = 300;
+
+/// At most this many signatures are considered in `webhook-signature`; more is refused unread.
+/// Key rotation sends two or three.
+pub const MAX_WEBHOOK_SIGNATURES: usize = 16;
+
+/// The longest `webhook-signature` header accepted, in bytes (16 entries of 88 characters fit).
+pub const MAX_WEBHOOK_SIGNATURE_HEADER: usize = 16 * 96;
+
+/// The longest `webhook-id` accepted, in bytes: it is remembered for deduplication.
+pub const MAX_WEBHOOK_ID: usize = 256;
+
+/// The webhook route's state: the decoded secret, the app's handlers, deliveries seen.
+#[derive(Debug)]
+pub(crate) struct Webhooks {
+    secret: WebhookSecret,
+    handlers: Vec<WebhookHandler>,
+    deliveries: Deliveries,
+}
+
+impl Webhooks {
+    pub(crate) fn new(secret: WebhookSecret, handlers: Vec<WebhookHandler>) -> Self {
+        Self {
+            secret,
+            handlers,
+            deliveries: Deliveries::default(),
+        }
+    }
+
+    /// Forgets every delivery: the fuzz target runs millions of inputs at one fixed time, and
+    /// a full log would stop them short of the event handling.
+    pub(crate) fn forget_deliveries(&self) {
+        let mut log = self.deliveries.0.lock().unwrap_or_else(|e| e.into_inner());
+        *log = DeliveryLog::default();
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Page {
+    let mut page = json(status, body);
+    page.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    page
+}
+
+fn refuse(status: StatusCode, error: &str) -> Page {
+    answer(status, serde_json::json!({ "error": error }))
+}
+
+/// The oldest `occurred_at` taken as a `user.logout`'s time: Scalekit retries a delivery for
+/// about 22 minutes (developer-docs `authenticate/implement-workflows/implement-webhooks.mdx`,
+/// "Retry schedule"); a day leaves room for a delivery replayed from Scalekit's dashboard.
+const MAX_EVENT_AGE_SECS: i64 = 24 * 3600;
+
+/// The longest `user_session.session_id` taken from a `user.logout` event.
+const MAX_SESSION_ID: usize = 512;
+
+/// `POST /auth/webhook`: verify, deduplicate, end the session of a `user.logout`, then run the
+/// app's handlers.
+pub(crate) async fn webhook(shared: Arc<Shared>, headers: HeaderMap, body: Option<Bytes>) -> Page {
+    let Some(hooks) = shared.settings.webhooks.as_ref() else {
+        return refuse(StatusCode::NOT_FOUND, "not_found");
+    };
+    let Some(body) = body else {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    };
+    let now = shared.clock.now();
+    let delivery = match hooks.secret.verify(&headers, &body, now) {
+        Ok(id) => id.to_owned(),
+        Err(error) => {
+            tracing::warn!(%error, "webhook refused");
+            let code = match error.status() {
+                StatusCode::BAD_REQUEST => "invalid_request",
+                _ => "invalid_signature",
+            };
+            return refuse(error.status(), code);
+        }
+    };
+    let mut event = match WebhookEvent::parse(&body) {
+        Ok(event) => event,
+        Err(error) => {
+            tracing::warn!(%error, "signed webhook is not an event");
+            return refuse(StatusCode::BAD_REQUEST, "invalid_event");
+        }
+    };
+    event.webhook_id = delivery;
+    match hooks.deliveries.begin(&event.webhook_id, now) {
+        Begin::New => {}
+        Begin::Duplicate => {
+            tracing::debug!(kind = %event.kind, "webhook delivery seen before; acknowledged");
+            return answer(
+                StatusCode::OK,
+                serde_json::json!({"ok": true, "duplicate": true}),
+            );
+        }
+        Begin::InFlight => return refuse(StatusCode::CONFLICT, "delivery_in_progress"),
+        Begin::Full => {
+            tracing::warn!("too many webhook deliveries inside the tolerance window");
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+        }
+    }
+    let mut in_flight = InFlight {
+        deliveries: &hooks.deliveries,
+        id: &event.webhook_id,
+        done: false,
+    };
+    let outcome = handle(&shared, hooks, event.clone(), now).await;
+    in_flight.done = outcome.is_ok();
+    drop(in_flight);
+    match outcome {
+        Ok(()) => answer(StatusCode::OK, serde_json::json!({"ok": true})),
+        Err((status, code)) => refuse(status, code),
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    hooks: &Webhooks,
+    event: WebhookEvent,
+    now: i64,
+) -> Result<(), (StatusCode, &'static str)> {
+    if event.kind == "user.logout" {
+        end_session(shared, &event, now).await?;
+    }
+    for handler in &hooks.handlers {
+        // A panic may come from the handler's closure or from the future it returns.
+        let run = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler.0)(event.clone()))) {
+            Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+            Err(panic) => Err(panic),
+        };
+        match run {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(kind = %event.kind, %error, "webhook handler failed");
+                return Err((StatusCode::INTERNAL_SERVER_ERROR, "handler_failed"));
+            }
+            Err(_) => {
+                tracing::error!(kind = %event.kind, "webhook handler panicked");
+                return Err((StatusCode::INTERNAL_SERVER_ERROR, "handler_failed"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `user.logout` (`UserLogoutEvent` / `UserAuthEventData`): revoke the one session named by
+/// `data.user_session.session_id` (the `sid` of its tokens), as of the event's `occurred_at`. Never
+/// the user's other sessions.
+async fn end_session(
+    shared: &Shared,
+    event: &WebhookEvent,
+    now: i64,
+) -> Result<(), (StatusCode, &'static str)> {
+    let sid = event
+        .data
+        .get("user_session")
+        .and_then(|s| s.get("session_id"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SESSION_ID);
+    let Some(sid) = sid else {
+        tracing::warn!("user.logout without data.user_session.session_id; nothing ended");
+        return Err((StatusCode::UNPROCESSABLE_ENTITY, "no_session_in_event"));
+    };
+    // As of the event's `occurred_at`, not the delivery's arrival (a retry arrives up to ~22
+    // minutes later): a `sid` revocation ends the sessions of that provider session that began
+    // no later than it. Sessions' login times are their ID tokens' `iat`, Scalekit's clock like
+    // `occurred_at`. A time that cannot be the event's (absent, unreadable, in the future, or
+    // older than Scalekit's retries could deliver) falls back to the arrival.
+    let at = event
+        .occurred_at()
+        .filter(|t| *t <= now && now.saturating_sub(*t) <= MAX_EVENT_AGE_SECS)
+        .unwrap_or(now);
+    tracing::debug!(occurred_at = ?event.occurred_at_str(), at, "user.logout");
+    let key = RevocationKey::session(&shared.meta.issuer, sid);
+    // Ends the sessions that began by `at`: remembered until the last of them could end.
+    let ttl = shared.settings.revocation_lifetime(at, now);
+    if let Err(error) = shared.revocations.revoke(key, at, ttl).await {
+        tracing::warn!(%error, "could not record the webhook logout");
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
+    }
+    tracing::debug!("user.logout webhook recorded");
+    Ok(())
+}
