@@ -1,0 +1,182 @@
+//! Settings of token verification: algorithms, audiences, M2M clients, the session's claims.
+
+use std::sync::Arc;
+
+use jsonwebtoken::Algorithm;
+
+use super::{ApproveParam, AuthConfig, ConfigError};
+
+impl AuthConfig {
+    /// Signature algorithms accepted (default RS256 and ES256). `none` and HMAC are never
+    /// accepted, whatever this says.
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algs.into_iter().collect();
+        self
+    }
+
+    /// An extra audience accepted in access tokens, besides the client id (repeatable).
+    ///
+    /// Scalekit's access tokens may name an API audience in `aud` instead of the client id
+    /// (`"aud": ["https://api.example.com"]`). A login whose
+    /// access token names an audience not accepted here fails with an error page that names it
+    /// and this call. [`from_env`](Self::from_env) reads `SCALEKIT_API_AUDIENCE`.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new().audience("https://api.example.com");
+    /// # let _ = config;
+    /// ```
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+
+    /// Accepts machine-to-machine (M2M) tokens that name no audience as bearer tokens: tokens
+    /// an API client got from this provider with the client-credentials grant (`sub` =
+    /// `client_id`, see [`Claims::is_machine`](crate::Claims::is_machine)), from
+    /// [`M2mClients::Any`] client of the environment or [`M2mClients::only`] the listed ones.
+    /// Default: none.
+    ///
+    /// Scalekit issues M2M tokens without `aud` unless the API client was registered with an
+    /// audience, so no layer can tell on its own that such a token was meant for it: every
+    /// client of the environment can get one. This setting says which clients may call.
+    ///
+    /// - Everything else is still checked: signature by the provider's keys, algorithm, `iss`,
+    ///   `exp`/`nbf`/`iat`, no ID-token or logout-token markers.
+    /// - An M2M token that does name an audience must name the client id or one configured with
+    ///   [`audience`](Self::audience), like any token; this setting does not change that, and
+    ///   accepts such a token without it.
+    /// - An M2M token is never a user session: the layer refuses it at the callback and in a
+    ///   session cookie, whatever this says.
+    /// - Authorize each call as usual: `require_scope` reads Scalekit's `scopes` array, and
+    ///   `claims.sub` / `claims.client_id` name the client.
+    ///
+    /// ```
+    /// use tower_oidc_auth::{AuthConfig, M2mClients};
+    /// let config = AuthConfig::new()
+    ///     .accept_m2m_clients(M2mClients::only(["m2morg_68315758685323697"]));
+    /// # let _ = config;
+    /// ```
+    pub fn accept_m2m_clients(mut self, clients: M2mClients) -> Self {
+        self.m2m_clients = Some(clients);
+        self
+    }
+
+    /// Requires access tokens to carry this JOSE header `typ`, for providers that type their
+    /// access tokens (RFC 9068: `at+jwt`; `application/at+jwt` matches too). Off by default:
+    /// Scalekit's access tokens say `typ: JWT`.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new().access_token_typ("at+jwt");
+    /// # let _ = config;
+    /// ```
+    pub fn access_token_typ(mut self, typ: impl Into<String>) -> Self {
+        self.access_token_typ = Some(typ.into());
+        self
+    }
+
+    /// Approves each pass-through authorization parameter (`organization_id`, `connection_id`,
+    /// `domain_hint`, `provider`, `login_hint`, `prompt`) before it is sent to the provider:
+    /// `false` drops it, and the login goes ahead without it. Pass-through parameters are
+    /// honoured only on same-origin requests in any case (see the crate's security section);
+    /// this lets the app also limit which organizations or connections a login may name. It
+    /// also judges the `organization_id`, `connection_id` and `login_hint` of a Scalekit
+    /// IdP-initiated login token; `domain` follows the decision on `domain_hint`.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new().approve_authorize_param(|name, value| {
+    ///     name != "organization_id" || value == "org_123"
+    /// });
+    /// # let _ = config;
+    /// ```
+    pub fn approve_authorize_param(
+        mut self,
+        approve: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.approve_param = Some(ApproveParam(Arc::new(approve)));
+        self
+    }
+
+    /// The ID-token claims the session keeps, besides `sub`, `iss` and `sid` (always kept):
+    /// they fill the gaps of the access token's claims in [`Claims`](crate::Claims), and are
+    /// all there is when the access token is opaque. Replaces the default,
+    /// [`DEFAULT_SESSION_CLAIMS`](super::DEFAULT_SESSION_CLAIMS) (the standard profile claims
+    /// and Scalekit's organization, roles and permissions).
+    ///
+    /// The session lives in cookies, which browsers limit: keep only what the app reads. A
+    /// session that would still exceed what the layer reads back (8 cookies of about 3.8 KB)
+    /// is refused at login with an error page and a log line naming its size.
+    ///
+    /// ```
+    /// let config = tower_oidc_auth::AuthConfig::new()
+    ///     .session_claims(["email", "name", "department"]);
+    /// # let _ = config;
+    /// ```
+    pub fn session_claims<I, T>(mut self, claims: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.session_claims = claims.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Which machine-to-machine clients may call with tokens that name no audience: the argument of
+/// [`AuthConfig::accept_m2m_clients`].
+///
+/// One setting with two shapes, rather than two builder methods, so "any client" and "these
+/// clients" cannot be combined into something in between, and the choice reads as one value
+/// (for example loaded from configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum M2mClients {
+    /// Any client of the provider's environment (tokens of this issuer only).
+    Any,
+    /// Only these client ids (Scalekit: `m2morg_...`). Build it with [`M2mClients::only`]; an
+    /// empty list, or an empty id, is a [`ConfigError`] at `build()`.
+    Only(Vec<String>),
+}
+
+impl M2mClients {
+    /// Only these client ids.
+    ///
+    /// ```
+    /// let clients = tower_oidc_auth::M2mClients::only(["m2morg_68315758685323697"]);
+    /// # let _ = clients;
+    /// ```
+    pub fn only<I, T>(ids: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        Self::Only(ids.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether tokens of this client are accepted.
+    pub(crate) fn accepts(&self, client_id: &str) -> bool {
+        match self {
+            M2mClients::Any => true,
+            M2mClients::Only(ids) => ids.iter().any(|id| id == client_id),
+        }
+    }
+
+    /// A list with no client, or with an empty id, is a mistake (an unset variable, a stray
+    /// comma), not a way to say "none".
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            M2mClients::Only(ids) if ids.is_empty() => Err(ConfigError::Invalid {
+                what: "accept_m2m_clients",
+                reason: "the list of client ids is empty; leave the setting out to accept no \
+                         M2M client"
+                    .into(),
+            }),
+            M2mClients::Only(ids) if ids.iter().any(|id| id.trim().is_empty()) => {
+                Err(ConfigError::Invalid {
+                    what: "accept_m2m_clients",
+                    reason: "a client id is empty".into(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
