@@ -53,6 +53,7 @@ impl LayerId {
     }
 
     /// For claims that belong to no layer (fuzz targets, unit tests).
+    #[cfg(any(test, feature = "__private"))]
     pub(crate) const NONE: Self = Self(0);
 }
 

@@ -167,6 +167,7 @@ mod webhook;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "__private")]
 #[doc(hidden)]
 pub mod __private;
 

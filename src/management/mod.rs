@@ -35,9 +35,11 @@ mod model;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "__private")]
 pub(crate) use api::{api_answer, field, is_unauthenticated, page_items};
 pub use builder::ManagementClientBuilder;
 pub use client::ManagementClient;
+#[cfg(feature = "__private")]
 pub(crate) use credentials::{token_answer, token_expiry};
 pub use credentials::{ClientCredentials, Sleeper, TokioSleeper};
 pub use error::ManagementError;

@@ -253,6 +253,7 @@ impl Jwks {
 
     /// Loads a JWKS document without fetching (fuzz targets). It counts as a fetch attempt for
     /// the refetch rate limit, so with a `min_interval` of `i64::MAX` no fetch ever follows.
+    #[cfg(any(test, feature = "__private"))]
     pub(crate) fn load_json(&self, json: &str) {
         if let Ok(raw) = serde_json::from_str::<RawJwkSet>(json) {
             let set = Arc::new(self.inner.parse(raw));
@@ -265,6 +266,7 @@ impl Jwks {
 
     /// Parses a JWKS document as a fetch would, without storing it (fuzz targets). Returns how
     /// many keys are usable, and which of `lookups` find a key.
+    #[cfg(any(test, feature = "__private"))]
     pub(crate) fn parse_for_fuzzing(
         &self,
         body: &[u8],

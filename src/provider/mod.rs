@@ -4,7 +4,9 @@ mod http;
 mod jwks;
 
 pub use self::http::ProviderError;
-pub(crate) use self::http::{form_answer, json_answer, parse_max_age, HttpClient};
+#[cfg(any(test, feature = "__private"))]
+pub(crate) use self::http::{form_answer, json_answer, parse_max_age};
+pub(crate) use self::http::HttpClient;
 pub(crate) use self::jwks::{Jwks, KeyEntry, KeyLookup};
 
 use serde::{Deserialize, Serialize};

@@ -49,9 +49,16 @@ pub(super) enum Begin {
 
 /// Deliveries seen within the tolerance window, never evicted early.
 #[derive(Debug, Default)]
-pub(super) struct Deliveries(pub(super) Mutex<DeliveryLog>);
+pub(super) struct Deliveries(Mutex<DeliveryLog>);
 
 impl Deliveries {
+    /// Forgets every delivery (see `Webhooks::forget_deliveries`).
+    #[cfg(any(test, feature = "__private"))]
+    pub(super) fn forget(&self) {
+        let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *log = DeliveryLog::default();
+    }
+
     pub(super) fn begin(&self, id: &str, now: i64) -> Begin {
         let mut log = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let full = log.entries.len() >= MAX_DELIVERIES;
