@@ -226,8 +226,14 @@ impl SessionCache {
 
     /// The entry of a recently repeated cookie, found by its exact bytes, with its fingerprint
     /// (see [`Recent`]).
+    ///
+    /// A hit counts as a use of the cache's entry too: the cache evicts what is not used, and
+    /// a busy session answered from here would otherwise look idle there, and be the first to
+    /// go the full way once its slot is taken.
     pub(crate) fn get_recent(&self, bytes: &[u8]) -> Option<(CookieDigest, Arc<CachedSession>)> {
-        self.recent.get(bytes)
+        let (digest, entry) = self.recent.get(bytes)?;
+        let _ = self.entries.get(&digest);
+        Some((digest, entry))
     }
 
     /// Tells the table of recent cookies that `bytes`, whose fingerprint is `digest`, found

@@ -3,10 +3,10 @@
 mod http;
 mod jwks;
 
+pub(crate) use self::http::HttpClient;
 pub use self::http::ProviderError;
 #[cfg(any(test, feature = "__private"))]
 pub(crate) use self::http::{form_answer, json_answer, parse_max_age};
-pub(crate) use self::http::HttpClient;
 pub(crate) use self::jwks::{Jwks, KeyEntry, KeyLookup};
 
 use serde::{Deserialize, Serialize};
