@@ -313,7 +313,7 @@ async fn guard_concurrent_slot_mates() {
         let app = s.app.clone();
         let (cookie, want) = match i % 7 {
             0 => (forged.clone(), "anonymous".to_owned()),
-            1 | 2 | 3 => (a.clone(), format!("hello {sub_a}")),
+            1..=3 => (a.clone(), format!("hello {sub_a}")),
             _ => (b.clone(), format!("hello {sub_b}")),
         };
         tasks.push(tokio::spawn(async move {
