@@ -1,0 +1,204 @@
+//! The authorize endpoint: its checks, the login form and single sign-on.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+
+use super::{oauth_error, Params};
+use crate::responses::escape;
+use crate::testing::{CodeGrant, SsoSession, State, TestUser, SSO_COOKIE};
+use crate::token::random_token;
+
+/// Checks an authorization request; the error is shown, never redirected (as a real provider
+/// does for a bad client or redirect URI).
+pub(super) fn check_authorize(s: &State, p: &Params) -> Result<(), Box<Response>> {
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+    let bad = |error: &str, description: &str| {
+        Err(Box::new(oauth_error(
+            StatusCode::BAD_REQUEST,
+            error,
+            description,
+        )))
+    };
+    if !s
+        .clients
+        .lock()
+        .expect("clients lock")
+        .contains_key(get("client_id"))
+    {
+        return bad("invalid_client", "unknown client_id");
+    }
+    if get("redirect_uri").is_empty() || url::Url::parse(get("redirect_uri")).is_err() {
+        return bad("invalid_request", "redirect_uri");
+    }
+    if get("response_type") != "code" {
+        return bad("unsupported_response_type", "code only");
+    }
+    if get("code_challenge").is_empty() || get("code_challenge_method") != "S256" {
+        return bad("invalid_request", "PKCE S256 required");
+    }
+    Ok(())
+}
+
+/// The browser's single sign-on session at the provider, from its cookie.
+pub(super) fn sso_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SSO_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Starts a single sign-on session for `user`; returns its cookie id and `sid`.
+pub(super) fn start_sso(s: &State, user: TestUser) -> (String, String) {
+    let id = random_token();
+    let sid = format!("sid-{}", &random_token()[..16]);
+    s.sso.lock().expect("sso lock").insert(
+        id.clone(),
+        SsoSession {
+            user,
+            sid: sid.clone(),
+            clients: Default::default(),
+        },
+    );
+    (id, sid)
+}
+
+pub(super) fn issue_code(
+    s: &State,
+    p: &Params,
+    user: TestUser,
+    sid: String,
+    set_sso: Option<&str>,
+) -> Response {
+    let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+    let code = random_token();
+    s.issued.lock().expect("issued lock").push(code.clone());
+    s.codes.lock().expect("codes lock").insert(
+        code.clone(),
+        CodeGrant {
+            client: get("client_id"),
+            user,
+            redirect_uri: get("redirect_uri"),
+            nonce: p.get("nonce").cloned(),
+            challenge: get("code_challenge"),
+            scope: get("scope"),
+            sid,
+            created: s.clock.now(),
+        },
+    );
+    let mut target = match url::Url::parse(&get("redirect_uri")) {
+        Ok(u) => u,
+        Err(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri"),
+    };
+    {
+        let mut q = target.query_pairs_mut();
+        q.append_pair("code", &code);
+        if let Some(state) = p.get("state") {
+            q.append_pair("state", state);
+        }
+        if s.iss_param {
+            q.append_pair("iss", &s.issuer);
+        }
+    }
+    let mut resp = Redirect::to(target.as_str()).into_response();
+    if let Some(id) = set_sso {
+        let cookie = format!("{SSO_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax");
+        if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+pub(super) async fn authorize(
+    AxState(s): AxState<Arc<State>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
+    if let Err(resp) = check_authorize(&s, &p) {
+        return *resp;
+    }
+    let client = p.get("client_id").cloned().unwrap_or_default();
+    let force_login = p.get("prompt").map(String::as_str) == Some("login");
+    // Single sign-on: a browser signed in at the provider gets a code without a form.
+    if !force_login {
+        if let Some(id) = sso_cookie(&headers) {
+            let known = {
+                let mut sso = s.sso.lock().expect("sso lock");
+                sso.get_mut(&id).map(|session| {
+                    session.clients.insert(client.clone());
+                    (session.user.clone(), session.sid.clone())
+                })
+            };
+            if let Some((user, sid)) = known {
+                return issue_code(&s, &p, user, sid, None);
+            }
+        }
+    }
+    let user = s.user.lock().expect("user lock").clone();
+    if let Some(user) = user {
+        let (id, sid) = start_sso(&s, user.clone());
+        if let Some(session) = s.sso.lock().expect("sso lock").get_mut(&id) {
+            session.clients.insert(client);
+        }
+        return issue_code(&s, &p, user, sid, Some(&id));
+    }
+    let hidden: String = p
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\
+         <h1>Sign in to the test provider</h1>\
+         <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
+         <label>Login <input name=\"login\" autofocus></label>\
+         <label>Password <input name=\"password\" type=\"password\"></label>\
+         <button type=\"submit\">Sign in</button></form>\
+         <p>Any login and any non-empty password work.</p></body></html>"
+    ))
+    .into_response()
+}
+
+pub(super) async fn login_form_post(
+    AxState(s): AxState<Arc<State>>,
+    Form(p): Form<Params>,
+) -> Response {
+    if let Err(resp) = check_authorize(&s, &p) {
+        return *resp;
+    }
+    let login = p
+        .get("login")
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_default();
+    let password = p.get("password").cloned().unwrap_or_default();
+    if login.is_empty() || password.is_empty() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Html("<p>Login and password are required. Go back and try again.</p>"),
+        )
+            .into_response();
+    }
+    let user = TestUser::new(login.clone())
+        .email(login.clone())
+        .name(login);
+    let (id, sid) = start_sso(&s, user.clone());
+    if let Some(session) = s.sso.lock().expect("sso lock").get_mut(&id) {
+        session
+            .clients
+            .insert(p.get("client_id").cloned().unwrap_or_default());
+    }
+    issue_code(&s, &p, user, sid, Some(&id))
+}
