@@ -384,6 +384,27 @@ impl RevocationStore for MemoryRevocationStore {
     }
 }
 
+/// How long to remember a revocation that ends sessions which began no later than `begun`:
+/// until the last of them reaches its absolute lifetime (`begun + session_max_age`, plus a
+/// margin for clock skew), so a revoked session never outlives its record; and at least
+/// `revocation_ttl`.
+pub(crate) fn lifetime(
+    begun: i64,
+    now: i64,
+    session_max_age: i64,
+    revocation_ttl: Duration,
+) -> Duration {
+    /// Seconds beyond the session's end, for clocks that disagree by a little.
+    const MARGIN: i64 = 300;
+    let remaining = begun
+        .saturating_add(session_max_age)
+        .saturating_add(MARGIN)
+        .saturating_sub(now);
+    let floor = i64::try_from(revocation_ttl.as_secs()).unwrap_or(i64::MAX);
+    let seconds = remaining.max(floor).max(1);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX))
+}
+
 // ---------------------------------------------------------------------------------------------
 // A session's identity for revocation, and the one check every path makes.
 // ---------------------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ where
                     .await
                     .ok()
                     .map(|c| c.to_bytes());
-                crate::webhook::webhook(shared, parts.headers, body).await
+                crate::webhook::webhook(shared.webhook_context(), parts.headers, body).await
             }));
         }
         if path == settings.backchannel_path {

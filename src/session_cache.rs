@@ -29,7 +29,6 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM_SIV};
 
 use crate::claims::Claims;
 use crate::revocation::RevocationKeys;
-use crate::session::SessionData;
 use crate::verify::Validity;
 
 /// A session cookie's identity in the cache: a keyed fingerprint of its sealed value (see
@@ -46,7 +45,7 @@ pub(crate) struct CachedSession {
     pub(crate) validity: Option<Validity>,
     /// The access token's expiry (seconds since the epoch).
     pub(crate) exp: i64,
-    /// When the tokens were obtained, and when the session was last seen (see [`SessionData`]).
+    /// When the tokens were obtained, and when the session was last seen (see `SessionData`).
     pub(crate) ts: i64,
     pub(crate) seen: i64,
     /// Whether the session can refresh (it holds a refresh token).
@@ -55,23 +54,6 @@ pub(crate) struct CachedSession {
 }
 
 impl CachedSession {
-    pub(crate) fn new(
-        data: &SessionData,
-        revocation: RevocationKeys,
-        claims: Claims,
-        validity: Option<Validity>,
-    ) -> Self {
-        Self {
-            claims,
-            validity,
-            exp: data.exp,
-            ts: data.ts,
-            seen: data.seen,
-            refreshable: data.rt.is_some(),
-            revocation,
-        }
-    }
-
     /// When the session began (its login time).
     pub(crate) fn login(&self) -> i64 {
         self.revocation.login()

@@ -1,6 +1,7 @@
 //! The layer's state: its resolved settings and the components every request uses, shared by
 //! all clones of the layer and its services behind one `Arc`.
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
@@ -42,7 +43,7 @@ pub(crate) struct Settings {
     /// The app's origin (from the redirect URL), for judging where requests come from.
     pub(crate) origin: String,
     /// The app's approval of pass-through authorization parameters.
-    pub(crate) approve_param: Option<crate::config::ApproveParam>,
+    pub(crate) approve_param: Option<ApproveParam>,
     /// The ID-token claims the session keeps (besides `sub`, `iss`, `sid`).
     pub(crate) session_claims: Vec<String>,
 }
@@ -53,14 +54,21 @@ impl Settings {
     /// margin for clock skew), so a revoked session never outlives its record; and at least the
     /// configured `revocation_ttl`.
     pub(crate) fn revocation_lifetime(&self, begun: i64, now: i64) -> std::time::Duration {
-        /// Seconds beyond the session's end, for clocks that disagree by a little.
-        const MARGIN: i64 = 300;
-        let remaining = begun
-            .saturating_add(self.session_max_age)
-            .saturating_add(MARGIN)
-            .saturating_sub(now);
-        let seconds = remaining.max(secs(self.revocation_ttl)).max(1);
-        std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(u64::MAX))
+        crate::revocation::lifetime(begun, now, self.session_max_age, self.revocation_ttl)
+    }
+}
+
+impl Shared {
+    /// What the webhook route needs of the layer.
+    pub(crate) fn webhook_context(&self) -> crate::webhook::WebhookContext<'_> {
+        crate::webhook::WebhookContext {
+            hooks: self.settings.webhooks.as_ref(),
+            revocations: self.revocations.as_ref(),
+            issuer: &self.meta.issuer,
+            now: self.clock.now(),
+            session_max_age: self.settings.session_max_age,
+            revocation_ttl: self.settings.revocation_ttl,
+        }
     }
 }
 
@@ -83,4 +91,16 @@ pub(crate) struct Shared {
 /// A configured duration in whole seconds, saturating instead of wrapping.
 pub(crate) fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The app's approval of a pass-through authorization parameter: `(name, value) -> allowed`.
+#[derive(Clone)]
+pub(crate) struct ApproveParam(pub(crate) Arc<ApproveFn>);
+
+type ApproveFn = dyn Fn(&str, &str) -> bool + Send + Sync;
+
+impl fmt::Debug for ApproveParam {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApproveParam(..)")
+    }
 }

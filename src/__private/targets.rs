@@ -263,7 +263,7 @@ pub fn target_webhook(data: &[u8]) {
             }
         }
         let _ = complete(crate::webhook::webhook(
-            shared.clone(),
+            shared.webhook_context(),
             headers,
             Some(Bytes::copy_from_slice(body)),
         ));
@@ -297,7 +297,7 @@ pub fn target_webhook(data: &[u8]) {
             HeaderValue::from_str(&signature).expect("base64 is a header value"),
         );
         let page = complete(crate::webhook::webhook(
-            shared.clone(),
+            shared.webhook_context(),
             headers,
             Some(Bytes::copy_from_slice(body)),
         ));

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use super::*;
+use super::error::ConfigError;
 
 /// `http://` on 127.0.0.0/8, `localhost` or `[::1]`.
 pub(crate) fn is_loopback_http(url: &url::Url) -> bool {

@@ -1,6 +1,6 @@
 //! [`ConfigError`]: what is wrong with a configuration, and which setting to fix.
 
-use crate::provider::ProviderError;
+use crate::provider::http::ProviderError;
 
 /// A configuration problem, reported by [`AuthConfig::build`](crate::AuthConfig::build) or [`AuthConfig::from_env`](crate::AuthConfig::from_env).
 #[derive(Debug, thiserror::Error)]

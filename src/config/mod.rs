@@ -2,10 +2,11 @@
 //! environment is in `env`, the errors in `error`, the checks that turn a builder into the
 //! layer's settings in `resolve`.
 
-mod checks;
+pub(crate) mod checks;
 mod env;
-mod error;
+pub(crate) mod error;
 mod lifetime;
+pub(crate) mod m2m;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -13,7 +14,7 @@ mod tokens;
 
 pub(crate) use checks::{is_loopback_http, normalize_path};
 pub use error::ConfigError;
-pub use tokens::M2mClients;
+pub use m2m::M2mClients;
 
 use std::fmt;
 use std::sync::Arc;
@@ -26,21 +27,10 @@ use crate::provider::Provider;
 use crate::refresh::RefreshCoordinator;
 use crate::revocation::RevocationStore;
 use crate::secret::Secret;
+use crate::state::ApproveParam;
 
-/// The login parameters a caller may pass through `/auth/login?...` to the provider. A
-/// `domain_hint` is also sent as `domain` (as Scalekit's SDKs do); `domain` is not accepted on
-/// its own.
 /// Default capacity of the verified-session cache (see [`AuthConfig::session_cache_capacity`]).
 const DEFAULT_SESSION_CACHE: usize = 100_000;
-
-pub(crate) const PASS_THROUGH: &[&str] = &[
-    "prompt",
-    "login_hint",
-    "organization_id",
-    "connection_id",
-    "domain_hint",
-    "provider",
-];
 
 /// The ID-token claims a session keeps unless [`AuthConfig::session_claims`] says otherwise
 /// (`sub`, `iss` and `sid` are always kept): the standard profile claims of OpenID Connect
@@ -130,18 +120,6 @@ pub struct AuthConfig {
     pub(crate) approve_param: Option<ApproveParam>,
     pub(crate) clock: SharedClock,
     pub(crate) session_claims: Vec<String>,
-}
-
-/// The app's approval of a pass-through authorization parameter: `(name, value) -> allowed`.
-#[derive(Clone)]
-pub(crate) struct ApproveParam(pub(crate) Arc<ApproveFn>);
-
-type ApproveFn = dyn Fn(&str, &str) -> bool + Send + Sync;
-
-impl fmt::Debug for ApproveParam {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApproveParam(..)")
-    }
 }
 
 impl fmt::Debug for AuthConfig {

@@ -27,6 +27,13 @@ impl fmt::Debug for ManagementClientBuilder {
     }
 }
 
+impl ManagementClient {
+    /// A builder, to change timeouts, limits and retries.
+    pub fn builder(env_url: &str, credentials: ClientCredentials) -> ManagementClientBuilder {
+        ManagementClientBuilder::new(env_url, credentials)
+    }
+}
+
 impl ManagementClientBuilder {
     /// The defaults, for the environment at `env_url` (calls go to `<env_url>/api/v1`).
     pub(super) fn new(env_url: &str, credentials: ClientCredentials) -> Self {

@@ -14,7 +14,6 @@ use super::api::{
     api_answer, checked_id, field, is_unauthenticated, page_items, scalekit_user_id, ApiPath,
     ListEndpoint, LIST_ORGANIZATIONS, LIST_ORGANIZATION_USERS, LIST_USERS, LIST_USER_SESSIONS,
 };
-use super::builder::ManagementClientBuilder;
 use super::credentials::{read_limited, ClientCredentials, Sleeper};
 use super::error::ManagementError;
 use super::model::{
@@ -68,12 +67,7 @@ impl ManagementClient {
         Self::new(&shared.meta.issuer, credentials)
     }
 
-    /// A builder, to change timeouts, limits and retries.
-    pub fn builder(env_url: &str, credentials: ClientCredentials) -> ManagementClientBuilder {
-        ManagementClientBuilder::new(env_url, credentials)
-    }
-
-    /// A client of these settings (see [`ManagementClientBuilder::build`]).
+    /// A client of these settings (see [`ManagementClientBuilder::build`](super::ManagementClientBuilder::build)).
     pub(super) fn from_inner(inner: ClientInner) -> Self {
         Self {
             inner: Arc::new(inner),

@@ -1,6 +1,6 @@
 //! The OpenID provider: where its endpoints are, its keys, and calls to its token endpoint.
 
-mod http;
+pub(crate) mod http;
 mod jwks;
 
 pub(crate) use self::http::HttpClient;
@@ -11,7 +11,7 @@ pub(crate) use self::jwks::{Jwks, KeyEntry, KeyLookup};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 use crate::secret::Secret;
 
 /// Which provider to use and how to find its endpoints.
@@ -134,7 +134,7 @@ fn check_url(what: &'static str, value: &str) -> Result<(), ConfigError> {
         value: value.to_owned(),
         reason: e.to_string(),
     })?;
-    if url.scheme() != "https" && !crate::config::is_loopback_http(&url) {
+    if url.scheme() != "https" && !crate::config::checks::is_loopback_http(&url) {
         return Err(ConfigError::InvalidUrl {
             what,
             value: value.to_owned(),

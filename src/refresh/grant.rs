@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::cookies::RequestCookies;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::revocation::is_revoked;
-use crate::session::resolve::opaque_claims;
+use crate::session::opaque_claims;
 use crate::session::{
     classify_access, identity_claims, lifetime_left, raw_json, Outcome, SessionData, Tokens,
 };

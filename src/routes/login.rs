@@ -15,12 +15,23 @@ use http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
-use crate::config::PASS_THROUGH;
 use crate::responses::{error_page, redirect, Page};
 use crate::return_to;
 use crate::same_origin::is_same_origin;
 use crate::state::Shared;
 use crate::token::random_token;
+
+/// The login parameters a caller may pass through `/auth/login?...` to the provider. A
+/// `domain_hint` is also sent as `domain` (as Scalekit's SDKs do); `domain` is not accepted on
+/// its own.
+const PASS_THROUGH: &[&str] = &[
+    "prompt",
+    "login_hint",
+    "organization_id",
+    "connection_id",
+    "domain_hint",
+    "provider",
+];
 
 /// Options for a link to the login route, built by
 /// [`AuthLayer::login_url`](crate::AuthLayer::login_url). Each is sent to the provider as the

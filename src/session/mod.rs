@@ -373,6 +373,12 @@ pub(crate) fn session_cookie_header(
         .join("; ")
 }
 
+pub(crate) fn opaque_claims(shared: &Shared, data: &SessionData) -> Option<Claims> {
+    let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
+    map.insert("exp".into(), data.exp.into());
+    Claims::from_map(map, shared.verifier.layer())
+}
+
 #[cfg(test)]
 mod tests {
     use super::{opaque_expiry, refresh_due};

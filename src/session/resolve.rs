@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde_json::{Map, Value};
 
-use super::{ended, ended_at, refresh_due, touch, touch_due, OpenSession, Outcome, SessionData};
-use crate::claims::Claims;
+use super::{
+    ended, ended_at, opaque_claims, refresh_due, touch, touch_due, OpenSession, Outcome,
+    SessionData,
+};
 use crate::cookies::RequestCookies;
 use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
 use crate::refresh::{RefreshError, RefreshKey};
@@ -111,7 +112,15 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         &outcome.reject,
         outcome.set_cookies.is_empty() && (data.opaque || validity.is_some()),
     ) {
-        let entry = CachedSession::new(data, open.revocation, claims.clone(), validity);
+        let entry = CachedSession {
+            claims: claims.clone(),
+            validity,
+            exp: data.exp,
+            ts: data.ts,
+            seen: data.seen,
+            refreshable: data.rt.is_some(),
+            revocation: open.revocation,
+        };
         shared
             .sessions
             .insert(digest, data.ids.lid.as_deref(), Arc::new(entry));
@@ -366,12 +375,6 @@ pub(crate) fn check(
             Some(Outcome::cleared(shared, cookies, false))
         }
     }
-}
-
-pub(crate) fn opaque_claims(shared: &Shared, data: &SessionData) -> Option<Claims> {
-    let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
-    map.insert("exp".into(), data.exp.into());
-    Claims::from_map(map, shared.verifier.layer())
 }
 
 /// The answer when a refresh is needed and the provider cannot do it now. Cookies are kept.

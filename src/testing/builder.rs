@@ -38,6 +38,14 @@ impl std::fmt::Debug for TestProviderBuilder {
     }
 }
 
+impl TestProvider {
+    /// A builder with defaults: client `test-client` / `test-secret`, login form, 5-minute
+    /// access tokens, refresh rotation on.
+    pub fn builder() -> TestProviderBuilder {
+        TestProviderBuilder::new()
+    }
+}
+
 impl TestProviderBuilder {
     /// The defaults (see [`TestProvider::builder`]).
     pub(super) fn new() -> Self {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::builder::TestProviderBuilder;
 use super::faults::{AccessTokenDefect, Counts, Failure, IdTokenDefect};
 use super::state::{ClientReg, SigningKey, State};
 use super::user::TestUser;
@@ -37,12 +36,6 @@ impl Drop for TestProvider {
 }
 
 impl TestProvider {
-    /// A builder with defaults: client `test-client` / `test-secret`, login form, 5-minute
-    /// access tokens, refresh rotation on.
-    pub fn builder() -> TestProviderBuilder {
-        TestProviderBuilder::new()
-    }
-
     /// Starts a provider with the defaults, auto-approving `TestUser::new("test-user")`.
     pub async fn start() -> Self {
         Self::builder()
@@ -257,7 +250,7 @@ impl TestProvider {
         self.state.issued.lock().expect("issued lock").clone()
     }
 
-    /// Registers another client while running (see [`TestProviderBuilder::client`]).
+    /// Registers another client while running (see [`TestProviderBuilder::client`](super::TestProviderBuilder::client)).
     pub fn add_client(
         &self,
         id: impl Into<String>,

@@ -19,7 +19,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::claims::LayerId;
 use crate::clock::SharedClock;
-use crate::config::M2mClients;
+use crate::config::m2m::M2mClients;
 use crate::provider::{Jwks, KeyLookup};
 
 use checks::*;

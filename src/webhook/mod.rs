@@ -17,7 +17,6 @@ mod signature;
 mod tests;
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -26,7 +25,7 @@ use serde_json::Value;
 
 use crate::responses::{json, Page};
 use crate::revocation::RevocationKey;
-use crate::state::Shared;
+use crate::revocation::RevocationStore;
 use deliveries::{Begin, Deliveries, InFlight};
 pub(crate) use event::WebhookHandler;
 pub use event::{WebhookEvent, WebhookHandlerError, WebhookOutcome};
@@ -92,16 +91,33 @@ const MAX_EVENT_AGE_SECS: i64 = 24 * 3600;
 /// The longest `user_session.session_id` taken from a `user.logout` event.
 const MAX_SESSION_ID: usize = 512;
 
+/// What the webhook route needs of the layer (see `Shared::webhook_context`).
+pub(crate) struct WebhookContext<'a> {
+    /// The route's state, when a webhook secret is configured.
+    pub(crate) hooks: Option<&'a Webhooks>,
+    pub(crate) revocations: &'a dyn RevocationStore,
+    /// The provider's issuer, whose `sid`s a `user.logout` names.
+    pub(crate) issuer: &'a str,
+    pub(crate) now: i64,
+    /// The session's absolute lifetime (seconds) and the shortest a revocation is kept.
+    pub(crate) session_max_age: i64,
+    pub(crate) revocation_ttl: std::time::Duration,
+}
+
 /// `POST /auth/webhook`: verify, deduplicate, end the session of a `user.logout`, then run the
 /// app's handlers.
-pub(crate) async fn webhook(shared: Arc<Shared>, headers: HeaderMap, body: Option<Bytes>) -> Page {
-    let Some(hooks) = shared.settings.webhooks.as_ref() else {
+pub(crate) async fn webhook(
+    cx: WebhookContext<'_>,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+) -> Page {
+    let Some(hooks) = cx.hooks else {
         return refuse(StatusCode::NOT_FOUND, "not_found");
     };
     let Some(body) = body else {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
     };
-    let now = shared.clock.now();
+    let now = cx.now;
     let delivery = match hooks.secret.verify(&headers, &body, now) {
         Ok(id) => id.to_owned(),
         Err(error) => {
@@ -141,7 +157,7 @@ pub(crate) async fn webhook(shared: Arc<Shared>, headers: HeaderMap, body: Optio
         id: &event.webhook_id,
         done: false,
     };
-    let outcome = handle(&shared, hooks, event.clone(), now).await;
+    let outcome = handle(&cx, hooks, event.clone(), now).await;
     in_flight.done = outcome.is_ok();
     drop(in_flight);
     match outcome {
@@ -151,13 +167,13 @@ pub(crate) async fn webhook(shared: Arc<Shared>, headers: HeaderMap, body: Optio
 }
 
 async fn handle(
-    shared: &Shared,
+    cx: &WebhookContext<'_>,
     hooks: &Webhooks,
     event: WebhookEvent,
     now: i64,
 ) -> Result<(), (StatusCode, &'static str)> {
     if event.kind == "user.logout" {
-        end_session(shared, &event, now).await?;
+        end_session(cx, &event, now).await?;
     }
     for handler in &hooks.handlers {
         // A panic may come from the handler's closure or from the future it returns.
@@ -184,7 +200,7 @@ async fn handle(
 /// `data.user_session.session_id` (the `sid` of its tokens), as of the event's `occurred_at`. Never
 /// the user's other sessions.
 async fn end_session(
-    shared: &Shared,
+    cx: &WebhookContext<'_>,
     event: &WebhookEvent,
     now: i64,
 ) -> Result<(), (StatusCode, &'static str)> {
@@ -208,10 +224,10 @@ async fn end_session(
         .filter(|t| *t <= now && now.saturating_sub(*t) <= MAX_EVENT_AGE_SECS)
         .unwrap_or(now);
     tracing::debug!(occurred_at = ?event.occurred_at_str(), at, "user.logout");
-    let key = RevocationKey::session(&shared.meta.issuer, sid);
+    let key = RevocationKey::session(cx.issuer, sid);
     // Ends the sessions that began by `at`: remembered until the last of them could end.
-    let ttl = shared.settings.revocation_lifetime(at, now);
-    if let Err(error) = shared.revocations.revoke(key, at, ttl).await {
+    let ttl = crate::revocation::lifetime(at, now, cx.session_max_age, cx.revocation_ttl);
+    if let Err(error) = cx.revocations.revoke(key, at, ttl).await {
         tracing::warn!(%error, "could not record the webhook logout");
         return Err((StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
     }
