@@ -25,7 +25,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_oidc_auth::testing::TestProvider;
-use tower_oidc_auth::{AuthConfig, AuthLayer, Claims, Provider};
+use tower_oidc_auth::{AuthLayer, AuthLayerBuilder, Claims, Provider};
 
 struct AppSpec {
     name: &'static str,
@@ -116,7 +116,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn config(provider: &Provider, app: &AppSpec) -> Result<AuthConfig, Box<dyn std::error::Error>> {
+fn config(
+    provider: &Provider,
+    app: &AppSpec,
+) -> Result<AuthLayerBuilder, Box<dyn std::error::Error>> {
     let mut cfg = AuthLayer::builder()
         .provider(provider.clone())
         .client_id(app.client_id.clone())

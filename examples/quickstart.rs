@@ -21,7 +21,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_oidc_auth::testing::TestProvider;
-use tower_oidc_auth::{AuthConfig, AuthLayer, Claims, Provider};
+use tower_oidc_auth::{AuthLayer, AuthLayerBuilder, Claims, Provider};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -88,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `SCALEKIT_*` / `OIDC_*` from the environment; the redirect URL from `APP_URL`.
-fn provider_from_env(redirect_url: &str) -> Result<AuthConfig, Box<dyn std::error::Error>> {
+fn provider_from_env(redirect_url: &str) -> Result<AuthLayerBuilder, Box<dyn std::error::Error>> {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let (provider, id, secret) = if !var("SCALEKIT_ENVIRONMENT_URL").is_empty() {
         (

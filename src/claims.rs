@@ -195,7 +195,8 @@ impl Claims {
     /// `client_id`. RFC 9068, section 5, says the same of JWT access tokens in general.
     ///
     /// Machine tokens are accepted only as bearer tokens: for one without `aud`, see
-    /// [`AuthConfig::accept_m2m_clients`](crate::AuthConfig::accept_m2m_clients). A cookie
+    /// [`AuthLayerBuilder::accept_m2m_clients`](crate::AuthLayerBuilder::accept_m2m_clients). A
+    /// cookie
     /// session is always a user's, so this is `false` there.
     ///
     /// ```

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::config::AuthConfig;
+use crate::config::AuthLayerBuilder;
 use crate::provider::ProviderMetadata;
 use crate::require::{Guard, RequireAuthLayer};
 use crate::revocation::RevocationStore;
@@ -49,9 +49,9 @@ pub struct CacheStats {
 
 impl AuthLayer {
     /// A configuration builder with secure defaults; finish it with
-    /// [`build().await`](AuthConfig::build).
-    pub fn builder() -> AuthConfig {
-        AuthConfig::new()
+    /// [`build().await`](AuthLayerBuilder::build).
+    pub fn builder() -> AuthLayerBuilder {
+        AuthLayerBuilder::new()
     }
 
     /// A layer that refuses requests without a session: browsers are redirected to login,

@@ -112,7 +112,7 @@
 //!   (default 10 s); a failed fetch keeps the cached keys.
 //! - A bearer token must name this client or a configured audience; machine-to-machine tokens
 //!   without `aud` are accepted only from clients the app lists with
-//!   [`AuthConfig::accept_m2m_clients`], and a machine token is never a cookie session.
+//!   [`AuthLayerBuilder::accept_m2m_clients`], and a machine token is never a cookie session.
 //! - The verified-token cache is keyed by the whole token, never a short hash, and an entry is
 //!   never served after its `exp` or after its key left the JWKS.
 //! - `return_to` must be a same-origin path: `//host`, `/\host`, their encoded forms, control
@@ -174,7 +174,11 @@ pub mod __private;
 pub use body::AuthBody;
 pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{AuthConfig, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
+pub use config::{AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
+
+/// The builder's former name.
+#[deprecated(note = "renamed to `AuthLayerBuilder` (what `AuthLayer::builder()` returns)")]
+pub type AuthConfig = AuthLayerBuilder;
 #[cfg(feature = "axum")]
 pub use extract::{ClaimsRejection, PermissionName, RequirePermission, RequireRole, RoleName};
 pub use future::ResponseFuture;

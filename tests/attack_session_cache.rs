@@ -18,7 +18,7 @@ use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
-use tower_oidc_auth::{AuthConfig, Claims, Clock, ManualClock, Provider};
+use tower_oidc_auth::{AuthLayerBuilder, Claims, Clock, ManualClock, Provider};
 
 fn request(uri: &str, cookie: &str) -> Request<Body> {
     Request::get(uri)
@@ -401,7 +401,7 @@ async fn guard_two_layers_same_cookie_key_separate_caches() {
     provider.set_access_token_ttl(Duration::from_secs(24 * 3600));
     let key = [7u8; 64];
     let cfg = || {
-        AuthConfig::new()
+        AuthLayerBuilder::new()
             .provider(Provider::scalekit(provider.issuer()))
             .client_id(provider.client_id())
             .client_secret(provider.client_secret())

@@ -81,7 +81,7 @@ async fn post_logout_token(app: &axum::Router, token: &str) -> http::Response<Bo
 /// skew well inside what any verifier tolerates for `iat`).
 async fn skewed_setup(
     behind: i64,
-    tweak: impl FnOnce(tower_oidc_auth::AuthConfig) -> tower_oidc_auth::AuthConfig,
+    tweak: impl FnOnce(tower_oidc_auth::AuthLayerBuilder) -> tower_oidc_auth::AuthLayerBuilder,
 ) -> Setup {
     let app_clock = ManualClock::starting_now();
     let provider_clock = ManualClock::new(app_clock.now() - behind);

@@ -525,7 +525,7 @@ async fn wrong_methods_on_auth_routes() {
 
 async fn login_against(
     provider: tower_oidc_auth::testing::TestProvider,
-    cfg: tower_oidc_auth::AuthConfig,
+    cfg: tower_oidc_auth::AuthLayerBuilder,
 ) -> serde_json::Value {
     let auth = cfg.build().await.expect("build");
     let s = Setup {

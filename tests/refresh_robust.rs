@@ -10,9 +10,12 @@ use common::*;
 use http::{header, Request, StatusCode};
 use serde_json::json;
 use tower_oidc_auth::testing::{Failure, TestProvider, TestUser};
-use tower_oidc_auth::{AuthConfig, ManualClock};
+use tower_oidc_auth::{AuthLayerBuilder, ManualClock};
 
-async fn setup_user(user: TestUser, tweak: impl FnOnce(AuthConfig) -> AuthConfig) -> Setup {
+async fn setup_user(
+    user: TestUser,
+    tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerBuilder,
+) -> Setup {
     let clock = ManualClock::starting_now();
     let provider = TestProvider::builder()
         .user(user)

@@ -8,7 +8,7 @@ use crate::provider::Provider;
 
 use super::*;
 
-impl AuthConfig {
+impl AuthLayerBuilder {
     /// Reads the configuration from the environment.
     ///
     /// - `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID`, `SCALEKIT_CLIENT_SECRET` select

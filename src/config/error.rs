@@ -2,7 +2,8 @@
 
 use crate::provider::http::ProviderError;
 
-/// A configuration problem, reported by [`AuthConfig::build`](crate::AuthConfig::build) or [`AuthConfig::from_env`](crate::AuthConfig::from_env).
+/// A configuration problem, reported by [`AuthLayerBuilder::build`](crate::AuthLayerBuilder::build)
+/// or [`AuthLayerBuilder::from_env`](crate::AuthLayerBuilder::from_env).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {

@@ -8,9 +8,9 @@ use crate::refresh::RefreshCoordinator;
 use crate::revocation::RevocationStore;
 use crate::secret::Secret;
 
-use super::AuthConfig;
+use super::AuthLayerBuilder;
 
-impl AuthConfig {
+impl AuthLayerBuilder {
     /// Most login attempts kept in flight per browser (default 5; the oldest is dropped).
     pub fn max_login_attempts(mut self, n: usize) -> Self {
         self.max_login_attempts = n;

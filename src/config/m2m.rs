@@ -3,7 +3,7 @@
 use super::error::ConfigError;
 
 /// Which machine-to-machine clients may call with tokens that name no audience: the argument of
-/// [`AuthConfig::accept_m2m_clients`](crate::AuthConfig::accept_m2m_clients).
+/// [`AuthLayerBuilder::accept_m2m_clients`](crate::AuthLayerBuilder::accept_m2m_clients).
 ///
 /// One setting with two shapes, rather than two builder methods, so "any client" and "these
 /// clients" cannot be combined into something in between, and the choice reads as one value

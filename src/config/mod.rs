@@ -1,4 +1,4 @@
-//! Configuration: the builder ([`AuthConfig`]) and its secure defaults. Loading from the
+//! Configuration: the builder ([`AuthLayerBuilder`]) and its secure defaults. Loading from the
 //! environment is in `env`, the errors in `error`, the checks that turn a builder into the
 //! layer's settings in `resolve`.
 
@@ -29,10 +29,11 @@ use crate::revocation::RevocationStore;
 use crate::secret::Secret;
 use crate::state::ApproveParam;
 
-/// Default capacity of the verified-session cache (see [`AuthConfig::session_cache_capacity`]).
+/// Default capacity of the verified-session cache (see
+/// [`AuthLayerBuilder::session_cache_capacity`]).
 const DEFAULT_SESSION_CACHE: usize = 100_000;
 
-/// The ID-token claims a session keeps unless [`AuthConfig::session_claims`] says otherwise
+/// The ID-token claims a session keeps unless [`AuthLayerBuilder::session_claims`] says otherwise
 /// (`sub`, `iss` and `sid` are always kept): the standard profile claims of OpenID Connect
 /// Core 5.1 and Scalekit's organization, roles and permissions. Anything else the provider puts
 /// in the ID token (group lists, custom attributes) is left out, so the session stays small.
@@ -59,7 +60,7 @@ pub const DEFAULT_SESSION_CLAIMS: &[&str] = &[
 ];
 
 /// Everything the layer needs, with secure defaults. Made by [`AuthLayer::builder`] or
-/// [`AuthConfig::from_env`], finished by [`AuthConfig::build`].
+/// [`AuthLayerBuilder::from_env`], finished by [`AuthLayerBuilder::build`].
 ///
 /// [`AuthLayer::builder`]: crate::AuthLayer::builder
 ///
@@ -78,7 +79,7 @@ pub const DEFAULT_SESSION_CLAIMS: &[&str] = &[
 /// ```
 #[derive(Clone)]
 #[must_use]
-pub struct AuthConfig {
+pub struct AuthLayerBuilder {
     pub(crate) provider: Option<Provider>,
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<Secret>,
@@ -122,9 +123,9 @@ pub struct AuthConfig {
     pub(crate) session_claims: Vec<String>,
 }
 
-impl fmt::Debug for AuthConfig {
+impl fmt::Debug for AuthLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthConfig")
+        f.debug_struct("AuthLayerBuilder")
             .field("provider", &self.provider)
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
@@ -140,13 +141,13 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
-impl Default for AuthConfig {
+impl Default for AuthLayerBuilder {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl AuthConfig {
+impl AuthLayerBuilder {
     /// A configuration with the secure defaults: PKCE S256, nonce, HttpOnly + Secure +
     /// SameSite=Lax cookies, routes under `/auth`, 60 s clock leeway, RS256 and ES256 accepted.
     pub fn new() -> Self {

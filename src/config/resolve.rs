@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cookie::Key;
 
-use crate::config::{normalize_path, AuthConfig, ConfigError};
+use crate::config::{normalize_path, AuthLayerBuilder, ConfigError};
 use crate::cookies::{app_part, CookieCodec};
 use crate::provider::{ClientAuthMethod, HttpClient, Jwks, TokenClient};
 use crate::refresh::LocalRefreshCoordinator;
@@ -15,7 +15,7 @@ use crate::verify::{Expectations, Verifier};
 use crate::layer::AuthLayer;
 use crate::state::{secs, Settings, Shared};
 
-pub(crate) async fn build(cfg: AuthConfig) -> Result<AuthLayer, ConfigError> {
+pub(crate) async fn build(cfg: AuthLayerBuilder) -> Result<AuthLayer, ConfigError> {
     let provider = cfg
         .provider
         .clone()

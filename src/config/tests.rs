@@ -20,7 +20,7 @@ fn from_env_scalekit_and_rotation() {
     let k1 = STANDARD.encode([1u8; 64]);
     let k2 = STANDARD.encode([2u8; 80]);
     let keys = format!("{k1}, {k2}");
-    let cfg = AuthConfig::from_lookup(env(&[
+    let cfg = AuthLayerBuilder::from_lookup(env(&[
         ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
         ("SCALEKIT_CLIENT_ID", "skc_1"),
         ("SCALEKIT_CLIENT_SECRET", "shh"),
@@ -44,7 +44,7 @@ fn from_env_reads_api_audiences() {
         ("AUTH_REDIRECT_URL", "https://app/cb"),
         ("AUTH_COOKIE_KEY", key.as_str()),
     ];
-    let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+    let cfg = AuthLayerBuilder::from_lookup(env(&base)).unwrap();
     assert!(cfg.audiences.is_empty());
     for (value, expected) in [
         ("https://api.example.com", vec!["https://api.example.com"]),
@@ -57,7 +57,7 @@ fn from_env_reads_api_audiences() {
     ] {
         let mut vars = base.to_vec();
         vars.push(("SCALEKIT_API_AUDIENCE", value));
-        let cfg = AuthConfig::from_lookup(env(&vars)).unwrap();
+        let cfg = AuthLayerBuilder::from_lookup(env(&vars)).unwrap();
         assert_eq!(cfg.audiences, expected, "{value:?}");
     }
 }
@@ -65,7 +65,7 @@ fn from_env_reads_api_audiences() {
 #[test]
 fn from_env_errors_name_the_variable() {
     let short = STANDARD.encode([1u8; 32]);
-    let err = AuthConfig::from_lookup(env(&[
+    let err = AuthLayerBuilder::from_lookup(env(&[
         ("OIDC_ISSUER", "https://id"),
         ("OIDC_CLIENT_ID", "c"),
         ("OIDC_CLIENT_SECRET", "s"),
@@ -78,11 +78,13 @@ fn from_env_errors_name_the_variable() {
         err.contains("AUTH_COOKIE_KEY") && err.contains("32 bytes"),
         "{err}"
     );
-    let err = AuthConfig::from_lookup(env(&[("OIDC_ISSUER", "https://id")]))
+    let err = AuthLayerBuilder::from_lookup(env(&[("OIDC_ISSUER", "https://id")]))
         .unwrap_err()
         .to_string();
     assert!(err.contains("OIDC_CLIENT_ID"), "{err}");
-    let err = AuthConfig::from_lookup(env(&[])).unwrap_err().to_string();
+    let err = AuthLayerBuilder::from_lookup(env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("SCALEKIT_ENVIRONMENT_URL"), "{err}");
 }
 
@@ -96,21 +98,23 @@ fn from_env_webhook_secret_enables_the_route() {
         ("AUTH_REDIRECT_URL", "https://app/cb"),
         ("AUTH_COOKIE_KEY", keys.as_str()),
     ];
-    let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+    let cfg = AuthLayerBuilder::from_lookup(env(&base)).unwrap();
     assert!(cfg.webhook_secret.is_none());
     let mut with = base.to_vec();
     with.push((
         "SCALEKIT_WEBHOOK_SECRET",
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     ));
-    let cfg = AuthConfig::from_lookup(env(&with)).unwrap();
+    let cfg = AuthLayerBuilder::from_lookup(env(&with)).unwrap();
     assert_eq!(
         cfg.webhook_secret.as_ref().map(Secret::expose),
         Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
     );
     with.pop();
     with.push(("SCALEKIT_WEBHOOK_SECRET", "whsec_not-base64!"));
-    let err = AuthConfig::from_lookup(env(&with)).unwrap_err().to_string();
+    let err = AuthLayerBuilder::from_lookup(env(&with))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("SCALEKIT_WEBHOOK_SECRET"), "{err}");
     assert!(
         !err.contains("not-base64"),
@@ -120,7 +124,7 @@ fn from_env_webhook_secret_enables_the_route() {
 
 #[test]
 fn debug_redacts_secrets() {
-    let cfg = AuthConfig::new()
+    let cfg = AuthLayerBuilder::new()
         .client_secret("hunter2-secret")
         .cookie_key([42u8; 64]);
     let s = format!("{cfg:?}");
@@ -216,13 +220,13 @@ fn from_env_reads_the_session_lifetime() {
         ("AUTH_REDIRECT_URL", "https://app/cb"),
         ("AUTH_COOKIE_KEY", key.as_str()),
     ];
-    let cfg = AuthConfig::from_lookup(env(&base)).unwrap();
+    let cfg = AuthLayerBuilder::from_lookup(env(&base)).unwrap();
     assert_eq!(cfg.session_max_age, Duration::from_secs(7 * 86_400));
     assert_eq!(cfg.session_idle_timeout, None);
     let mut vars = base.to_vec();
     vars.push(("AUTH_SESSION_MAX_AGE", "25s"));
     vars.push(("AUTH_SESSION_IDLE_TIMEOUT", "8h"));
-    let cfg = AuthConfig::from_lookup(env(&vars)).unwrap();
+    let cfg = AuthLayerBuilder::from_lookup(env(&vars)).unwrap();
     assert_eq!(cfg.session_max_age, Duration::from_secs(25));
     assert_eq!(
         cfg.session_idle_timeout,
@@ -236,7 +240,7 @@ fn from_env_reads_the_session_lifetime() {
     ] {
         let mut vars = base.to_vec();
         vars.push((var, value));
-        let err = AuthConfig::from_lookup(env(&vars)).unwrap_err();
+        let err = AuthLayerBuilder::from_lookup(env(&vars)).unwrap_err();
         assert!(
             matches!(&err, ConfigError::Env { var: v, .. } if *v == var),
             "{var}={value}: {err}"
@@ -251,4 +255,12 @@ fn paths_normalize() {
     assert_eq!(normalize_path("p", "/").unwrap(), "/");
     assert!(normalize_path("p", "auth").is_err());
     assert!(normalize_path("p", "//x").is_err());
+}
+
+/// The builder's former name still compiles, as a deprecated alias of the same type.
+#[test]
+#[allow(deprecated)]
+fn former_name_is_an_alias() {
+    let builder: crate::AuthConfig = AuthLayerBuilder::new();
+    let _: AuthLayerBuilder = builder;
 }

@@ -7,9 +7,9 @@ use jsonwebtoken::Algorithm;
 use crate::state::ApproveParam;
 
 use super::m2m::M2mClients;
-use super::AuthConfig;
+use super::AuthLayerBuilder;
 
-impl AuthConfig {
+impl AuthLayerBuilder {
     /// Signature algorithms accepted (default RS256 and ES256). `none` and HMAC are never
     /// accepted, whatever this says.
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
@@ -25,7 +25,7 @@ impl AuthConfig {
     /// and this call. [`from_env`](Self::from_env) reads `SCALEKIT_API_AUDIENCE`.
     ///
     /// ```
-    /// let config = tower_oidc_auth::AuthConfig::new().audience("https://api.example.com");
+    /// let config = tower_oidc_auth::AuthLayerBuilder::new().audience("https://api.example.com");
     /// # let _ = config;
     /// ```
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
@@ -54,8 +54,8 @@ impl AuthConfig {
     ///   `claims.sub` / `claims.client_id` name the client.
     ///
     /// ```
-    /// use tower_oidc_auth::{AuthConfig, M2mClients};
-    /// let config = AuthConfig::new()
+    /// use tower_oidc_auth::{AuthLayerBuilder, M2mClients};
+    /// let config = AuthLayerBuilder::new()
     ///     .accept_m2m_clients(M2mClients::only(["m2morg_68315758685323697"]));
     /// # let _ = config;
     /// ```
@@ -69,7 +69,7 @@ impl AuthConfig {
     /// Scalekit's access tokens say `typ: JWT`.
     ///
     /// ```
-    /// let config = tower_oidc_auth::AuthConfig::new().access_token_typ("at+jwt");
+    /// let config = tower_oidc_auth::AuthLayerBuilder::new().access_token_typ("at+jwt");
     /// # let _ = config;
     /// ```
     pub fn access_token_typ(mut self, typ: impl Into<String>) -> Self {
@@ -86,7 +86,8 @@ impl AuthConfig {
     /// IdP-initiated login token; `domain` follows the decision on `domain_hint`.
     ///
     /// ```
-    /// let config = tower_oidc_auth::AuthConfig::new().approve_authorize_param(|name, value| {
+    /// use tower_oidc_auth::AuthLayerBuilder;
+    /// let config = AuthLayerBuilder::new().approve_authorize_param(|name, value| {
     ///     name != "organization_id" || value == "org_123"
     /// });
     /// # let _ = config;
@@ -110,7 +111,7 @@ impl AuthConfig {
     /// is refused at login with an error page and a log line naming its size.
     ///
     /// ```
-    /// let config = tower_oidc_auth::AuthConfig::new()
+    /// let config = tower_oidc_auth::AuthLayerBuilder::new()
     ///     .session_claims(["email", "name", "department"]);
     /// # let _ = config;
     /// ```

@@ -182,7 +182,8 @@ pub(crate) fn touch(
 }
 
 /// The claims of the ID token kept in the session: `sub`, `iss` and `sid`, and those the app
-/// asked for (`keep`, [`AuthConfig::session_claims`](crate::AuthConfig::session_claims)).
+/// asked for (`keep`,
+/// [`AuthLayerBuilder::session_claims`](crate::AuthLayerBuilder::session_claims)).
 /// Token bookkeeping (`aud`, `exp`, `nonce`, ...) is never kept, even when asked for.
 pub(crate) fn identity_claims(
     id_claims: &Map<String, Value>,

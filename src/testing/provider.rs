@@ -11,7 +11,7 @@ use super::faults::{AccessTokenDefect, Counts, Failure, IdTokenDefect};
 use super::state::{ClientReg, SigningKey, State};
 use super::user::TestUser;
 use super::ClockRef;
-use crate::config::AuthConfig;
+use crate::config::AuthLayerBuilder;
 use crate::provider::Provider;
 
 /// An OpenID provider running in this process on 127.0.0.1. Stops when dropped.
@@ -72,12 +72,12 @@ impl TestProvider {
         &self.state.client_secret
     }
 
-    /// An [`AuthConfig`] pointed at this provider (Scalekit layout), with this client's
+    /// An [`AuthLayerBuilder`] pointed at this provider (Scalekit layout), with this client's
     /// credentials, a random cookie key, and the given redirect URL.
-    pub fn layer_builder(&self, redirect_url: impl Into<String>) -> AuthConfig {
+    pub fn layer_builder(&self, redirect_url: impl Into<String>) -> AuthLayerBuilder {
         let mut key = [0u8; 64];
         getrandom::fill(&mut key).expect("random cookie key");
-        AuthConfig::new()
+        AuthLayerBuilder::new()
             .provider(Provider::scalekit(self.issuer()))
             .client_id(self.client_id())
             .client_secret(self.client_secret())
@@ -128,7 +128,7 @@ impl TestProvider {
     /// for the client again), as Scalekit does when an API audience is configured: `aud` names
     /// the API and there is no `client_id` (developer-docs
     /// `authenticate/fsa/session-token-claims.mdx`, "Default access token claims"). A layer
-    /// accepts them only with [`AuthConfig::audience`].
+    /// accepts them only with [`AuthLayerBuilder::audience`].
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

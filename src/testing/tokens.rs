@@ -138,7 +138,8 @@ impl TestProvider {
     /// `client_id`, the granted scopes in a `scopes` array, a one-hour lifetime (developer-docs
     /// `authenticate/m2m/api-auth-quickstart.mdx`, step 6 "Example decoded access token", and
     /// step 2: `expiry` defaults to 3600 s). Signed with the current key. A layer accepts it as a
-    /// bearer token only with [`AuthConfig::accept_m2m_clients`](crate::AuthConfig::accept_m2m_clients).
+    /// bearer token only with
+    /// [`AuthLayerBuilder::accept_m2m_clients`](crate::AuthLayerBuilder::accept_m2m_clients).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -147,7 +147,7 @@ impl Verifier {
     }
 
     /// Accepts, as bearer tokens, machine tokens without `aud` of these clients of the issuer
-    /// (see [`AuthConfig::accept_m2m_clients`](crate::AuthConfig::accept_m2m_clients)).
+    /// (see [`AuthLayerBuilder::accept_m2m_clients`](crate::AuthLayerBuilder::accept_m2m_clients)).
     pub(crate) fn with_m2m_clients(mut self, clients: Option<M2mClients>) -> Self {
         self.m2m_clients = clients;
         self

@@ -13,7 +13,8 @@ use serde_json::Value;
 /// The envelope follows Scalekit's OpenAPI specification (every event of its `webhooks:`
 /// section): `id` (`evt_...`), `type`, `occurred_at`, `environment_id`, `organization_id` (for
 /// events about an organization), `object` and `data`. Handlers registered with
-/// [`AuthConfig::on_webhook`](crate::AuthConfig::on_webhook) receive it after the signature,
+/// [`AuthLayerBuilder::on_webhook`](crate::AuthLayerBuilder::on_webhook) receive it after the
+/// signature,
 /// the timestamp window and deduplication were checked.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[non_exhaustive]

@@ -8,7 +8,7 @@ use http::{header, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
-use tower_oidc_auth::{AuthConfig, AuthLayer, Claims, ManualClock};
+use tower_oidc_auth::{AuthLayer, AuthLayerBuilder, Claims, ManualClock};
 
 pub const REDIRECT: &str = "http://127.0.0.1:3000/auth/callback";
 
@@ -32,7 +32,7 @@ pub async fn setup() -> Setup {
     setup_with(|c| c).await
 }
 
-pub async fn setup_with(tweak: impl FnOnce(AuthConfig) -> AuthConfig) -> Setup {
+pub async fn setup_with(tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerBuilder) -> Setup {
     let clock = ManualClock::starting_now();
     let provider = TestProvider::builder()
         .user(user())
