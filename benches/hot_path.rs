@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
         let cookie =
             app_cookies(provider.session_cookie(&auth, &TestUser::new("usr_1").email("a@b.c")));
         // A session whose cookie is about 8 KB, split into chunks.
-        let big = TestUser::new("usr_big").claim("profile", "p".repeat(2800));
+        let big = TestUser::new("usr_big").claim("picture", "p".repeat(2800));
         let big_cookie = app_cookies(provider.session_cookie(&auth, &big));
         let bearer = format!(
             "Bearer {}",
