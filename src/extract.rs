@@ -1,4 +1,6 @@
-//! axum extractors: `Claims` (rejects like `require()`) and `Option<Claims>`.
+//! axum extractors (feature `axum`): [`Claims`] (rejects like `require()`), `Option<Claims>`,
+//! and the guards [`RequireRole`] and [`RequirePermission`], with their matchable
+//! [`ClaimsRejection`].
 
 use std::convert::Infallible;
 
@@ -13,15 +15,114 @@ use crate::require::reject_parts;
 use crate::responses::Page;
 use crate::service::AuthContext;
 
-/// Rejection of the [`Claims`] extractor: the same response `require()` gives (a redirect to
-/// login for browsers, 401 for APIs, `UNAUTHENTICATED` for gRPC), or a 500 when the
-/// [`AuthLayer`](crate::AuthLayer) is not installed around the handler.
+/// Rejection of the [`Claims`] extractor and of the guard extractors ([`RequireRole`],
+/// [`RequirePermission`]). As a response it is what `require()` answers; as a value it says why,
+/// for a handler that takes `Result<Claims, ClaimsRejection>`:
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use tower_oidc_auth::extract::ClaimsRejection;
+/// use tower_oidc_auth::Claims;
+///
+/// async fn page(claims: Result<Claims, ClaimsRejection>) -> axum::response::Response {
+///     match claims {
+///         Ok(claims) => format!("hello {}", claims.sub).into_response(),
+///         Err(ClaimsRejection::Unauthenticated(_)) => "hello, guest".into_response(),
+///         Err(other) => other.into_response(),
+///     }
+/// }
+/// # let _ = page;
+/// ```
 #[derive(Debug)]
-pub struct ClaimsRejection(Page);
+#[non_exhaustive]
+pub enum ClaimsRejection {
+    /// No signed-in user: a redirect to login for browsers, 401 for APIs, `UNAUTHENTICATED`
+    /// for gRPC.
+    Unauthenticated(Unauthenticated),
+    /// Signed in, without the role or permission a guard extractor asks for: 403.
+    Forbidden(MissingGrant),
+    /// The [`AuthLayer`](crate::AuthLayer) is not installed around the handler: a 500 (a
+    /// mistake in the app, logged at error level).
+    LayerMissing(LayerMissing),
+}
+
+impl ClaimsRejection {
+    /// The status of the answer.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthenticated(u) => u.0.status(),
+            Self::Forbidden(m) => m.page.status(),
+            Self::LayerMissing(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for ClaimsRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unauthenticated(_) => f.write_str("not signed in"),
+            Self::Forbidden(m) => write!(f, "signed in without the {}", m.what),
+            Self::LayerMissing(_) => f.write_str("AuthLayer is not installed around the handler"),
+        }
+    }
+}
+
+impl std::error::Error for ClaimsRejection {}
 
 impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
+        match self {
+            Self::Unauthenticated(u) => u.into_response(),
+            Self::Forbidden(m) => m.into_response(),
+            Self::LayerMissing(l) => l.into_response(),
+        }
+    }
+}
+
+/// No signed-in user (see [`ClaimsRejection::Unauthenticated`]); its response is the layer's
+/// answer for the kind of client.
+#[derive(Debug)]
+pub struct Unauthenticated(Page);
+
+impl IntoResponse for Unauthenticated {
+    fn into_response(self) -> Response {
         self.0.map(Body::new)
+    }
+}
+
+/// A role or permission the signed-in user lacks (see [`ClaimsRejection::Forbidden`]).
+#[derive(Debug)]
+pub struct MissingGrant {
+    what: String,
+    page: Page,
+}
+
+impl MissingGrant {
+    /// What was missing, such as `role admin` or `permission deploy:write`.
+    #[must_use]
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}
+
+impl IntoResponse for MissingGrant {
+    fn into_response(self) -> Response {
+        self.page.map(Body::new)
+    }
+}
+
+/// The layer is not installed around the handler (see [`ClaimsRejection::LayerMissing`]).
+#[derive(Debug)]
+pub struct LayerMissing(());
+
+impl IntoResponse for LayerMissing {
+    fn into_response(self) -> Response {
+        crate::responses::json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::json!({"error": "AuthLayer is not installed"}),
+        )
+        .map(Body::new)
     }
 }
 
@@ -33,13 +134,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Claims {
             return Ok(claims.clone());
         }
         match parts.extensions.get::<AuthContext>() {
-            Some(ctx) => Err(ClaimsRejection(reject_parts(&ctx.0, parts))),
+            Some(ctx) => Err(ClaimsRejection::Unauthenticated(Unauthenticated(
+                reject_parts(&ctx.0, parts),
+            ))),
             None => {
                 tracing::error!("Claims extractor used without AuthLayer around the handler");
-                Err(ClaimsRejection(crate::responses::json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    serde_json::json!({"error": "AuthLayer is not installed"}),
-                )))
+                Err(ClaimsRejection::LayerMissing(LayerMissing(())))
             }
         }
     }
@@ -121,7 +221,8 @@ async fn guarded(
         Ok(claims)
     } else {
         let client = crate::responses::Client::of(&parts.method, &parts.headers);
-        Err(ClaimsRejection(crate::responses::forbidden(client, &what)))
+        let page = crate::responses::forbidden(client, &what);
+        Err(ClaimsRejection::Forbidden(MissingGrant { what, page }))
     }
 }
 

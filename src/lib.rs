@@ -140,7 +140,7 @@ mod clock;
 mod config;
 mod cookies;
 #[cfg(feature = "axum")]
-mod extract;
+pub mod extract;
 mod future;
 mod layer;
 #[cfg(feature = "management")]
