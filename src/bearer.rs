@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::responses::{grpc_status, json, Client, Page};
 use crate::revocation::{is_revoked, SessionIds};
-use crate::session::Outcome;
+use crate::session::{Outcome, Resolution};
 use crate::state::Shared;
 use crate::verify::{Attempt, Purpose};
 
@@ -24,9 +24,9 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Checks a bearer token without waiting. `None`: a JWKS refetch is needed (async).
+/// Checks a bearer token without waiting (`Pending`: a JWKS refetch is needed).
 /// A bearer token never refreshes and never sets cookies.
-pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Option<Outcome> {
+pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Resolution {
     bearer_outcome(
         shared,
         shared.verifier.access_now(token, Purpose::Bearer),
@@ -37,16 +37,17 @@ pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Option
 /// Checks a bearer token, refetching the JWKS for an unknown key.
 pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -> Outcome {
     let attempt = Attempt::from(shared.verifier.access(&token, Purpose::Bearer).await);
-    bearer_outcome(&shared, attempt, client).unwrap_or_default()
+    match bearer_outcome(&shared, attempt, client) {
+        Resolution::Ready(outcome) => outcome,
+        // Keys still missing after the refetch: anonymous.
+        Resolution::Pending => Outcome::anonymous(),
+    }
 }
 
-fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Option<Outcome> {
+fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resolution {
     let invalid = |why: &dyn std::fmt::Display| {
         tracing::debug!(reason = %why, "bearer token refused");
-        Some(Outcome {
-            reject: Some(Box::new(invalid_token(client))),
-            ..Outcome::default()
-        })
+        Resolution::Ready(Outcome::respond(invalid_token(client)))
     };
     match attempt {
         Attempt::Valid(verified) => {
@@ -66,9 +67,9 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Option<O
             if is_revoked(shared.revocations.as_ref(), &shared.meta.issuer, &ids) {
                 return invalid(&"session revoked");
             }
-            Some(Outcome::with_claims(Some(claims)))
+            Resolution::Ready(Outcome::with_claims(Some(claims)))
         }
-        Attempt::NeedKeys(..) => None,
+        Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(error) => invalid(&error),
     }
 }

@@ -33,16 +33,20 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        // The inner service's response is on its way; the layer's cookies go on it.
         Inner { #[pin] fut: S::Future, set_cookies: Vec<HeaderValue> },
-        Ready { page: Option<Page> },
+        // The layer answers at once.
+        Ready { page: Page },
+        // One of the layer's routes.
         Route { fut: BoxFuture<'static, Page> },
-        Resolving {
-            fut: BoxFuture<'static, Outcome>,
-            inner: Option<S>,
-            req: Option<Request<ReqBody>>,
-        },
+        // The session or bearer token needs waiting for (a refresh, a key fetch). The future
+        // owns the inner service and the request, and calls the service once it is decided.
+        Resolving { fut: BoxFuture<'static, Resolved<S::Future>> },
     }
 }
+
+/// What the asynchronous path ends with: the inner service called, or the layer's answer.
+type Resolved<F> = Result<(F, Vec<HeaderValue>), Page>;
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
@@ -56,7 +60,7 @@ where
 
     pub(crate) fn ready(page: Page) -> Self {
         Self {
-            state: State::Ready { page: Some(page) },
+            state: State::Ready { page },
         }
     }
 
@@ -66,17 +70,34 @@ where
         }
     }
 
+    /// Waits for `outcome`, then calls `inner` (polled ready) with the request and the claims,
+    /// or answers with the layer's page.
     pub(crate) fn resolving(
-        fut: BoxFuture<'static, Outcome>,
-        inner: S,
-        req: Request<ReqBody>,
-    ) -> Self {
+        outcome: impl Future<Output = Outcome> + Send + 'static,
+        mut inner: S,
+        mut req: Request<ReqBody>,
+    ) -> Self
+    where
+        S: Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+    {
+        let fut = async move {
+            match outcome.await {
+                Outcome::Respond(page) => Err(*page),
+                Outcome::Continue {
+                    claims,
+                    set_cookies,
+                } => {
+                    if let Some(claims) = claims {
+                        req.extensions_mut().insert(claims);
+                    }
+                    Ok((inner.call(req), set_cookies))
+                }
+            }
+        };
         Self {
-            state: State::Resolving {
-                fut,
-                inner: Some(inner),
-                req: Some(req),
-            },
+            state: State::Resolving { fut: Box::pin(fut) },
         }
     }
 }
@@ -97,30 +118,16 @@ where
                     return Poll::Ready(Ok(resp));
                 }
                 StateProj::Ready { page } => {
-                    let page = page.take().expect("ResponseFuture polled after completion");
-                    return Poll::Ready(Ok(own(page)));
+                    return Poll::Ready(Ok(own(std::mem::take(page))));
                 }
                 StateProj::Route { fut } => {
                     let page = ready!(fut.as_mut().poll(cx));
                     return Poll::Ready(Ok(own(page)));
                 }
-                StateProj::Resolving { fut, inner, req } => {
-                    let outcome = ready!(fut.as_mut().poll(cx));
-                    if let Some(page) = outcome.reject {
-                        return Poll::Ready(Ok(own(*page)));
-                    }
-                    let mut req = req.take().expect("ResponseFuture polled after completion");
-                    let mut inner = inner
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    if let Some(claims) = outcome.claims {
-                        req.extensions_mut().insert(claims);
-                    }
-                    State::Inner {
-                        fut: inner.call(req),
-                        set_cookies: outcome.set_cookies,
-                    }
-                }
+                StateProj::Resolving { fut } => match ready!(fut.as_mut().poll(cx)) {
+                    Ok((fut, set_cookies)) => State::Inner { fut, set_cookies },
+                    Err(page) => return Poll::Ready(Ok(own(page))),
+                },
             };
             self.as_mut().project().state.set(next);
         }

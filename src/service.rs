@@ -10,6 +10,7 @@ use tower_service::Service;
 use crate::body::AuthBody;
 use crate::future::ResponseFuture;
 use crate::responses::{method_not_allowed, Client};
+use crate::session::{Outcome, Resolution};
 use crate::state::Shared;
 use crate::{bearer, routes, session};
 
@@ -122,14 +123,8 @@ where
             if let Some(token) = bearer::bearer_token(req.headers()) {
                 let client = Client::of(req.method(), req.headers());
                 return match bearer::bearer_now(shared, token, client) {
-                    Some(outcome) => {
-                        if let Some(page) = outcome.reject {
-                            return ResponseFuture::ready(*page);
-                        }
-                        attach(&mut req, outcome.claims, shared);
-                        ResponseFuture::inner(self.inner.call(req), Vec::new())
-                    }
-                    None => {
+                    Resolution::Ready(outcome) => self.proceed(req, outcome),
+                    Resolution::Pending => {
                         let fut = bearer::bearer(shared.clone(), token.to_owned(), client);
                         req.extensions_mut().insert(AuthContext(shared.clone()));
                         ResponseFuture::resolving(Box::pin(fut), self.take_ready(), req)
@@ -138,11 +133,8 @@ where
             }
         }
         match session::resolve_now(shared, req.headers()) {
-            Some(outcome) => {
-                attach(&mut req, outcome.claims, shared);
-                ResponseFuture::inner(self.inner.call(req), outcome.set_cookies)
-            }
-            None => {
+            Resolution::Ready(outcome) => self.proceed(req, outcome),
+            Resolution::Pending => {
                 let client = Client::of(req.method(), req.headers());
                 let here = req
                     .uri()
@@ -155,6 +147,29 @@ where
                 req.extensions_mut().insert(AuthContext(shared.clone()));
                 ResponseFuture::resolving(Box::pin(fut), self.take_ready(), req)
             }
+        }
+    }
+}
+
+impl<S> AuthService<S> {
+    /// Calls the inner service with the outcome's claims and cookies, or answers for it.
+    fn proceed<ReqBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        outcome: Outcome,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        match outcome {
+            Outcome::Continue {
+                claims,
+                set_cookies,
+            } => {
+                attach(&mut req, claims, &self.shared);
+                ResponseFuture::inner(self.inner.call(req), set_cookies)
+            }
+            Outcome::Respond(page) => ResponseFuture::ready(*page),
         }
     }
 }

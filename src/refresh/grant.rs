@@ -100,10 +100,9 @@ pub(crate) fn refreshed_outcome(
     }
     debug_assert_eq!(data.ids.lid, old.ids.lid);
     tracing::debug!("session refreshed");
-    Outcome {
+    Outcome::Continue {
         claims,
         set_cookies,
-        reject: None,
     }
 }
 

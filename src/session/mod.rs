@@ -156,10 +156,14 @@ pub(crate) fn touch(
     let Some(idle) = settings.session_idle_timeout else {
         return;
     };
-    if outcome.claims.is_none()
-        || outcome.reject.is_some()
-        || now.saturating_sub(last_seen(data)) < touch_interval(idle)
-    {
+    let Outcome::Continue {
+        claims: Some(_),
+        set_cookies,
+    } = outcome
+    else {
+        return;
+    };
+    if now.saturating_sub(last_seen(data)) < touch_interval(idle) {
         return;
     }
     let mut touched = data.clone();
@@ -170,7 +174,7 @@ pub(crate) fn touch(
         &touched,
         lifetime_left(settings, &data.ids, now),
         cookies.chunk_count(&codec.session.name),
-        &mut outcome.set_cookies,
+        set_cookies,
     ) {
         // The session was read from its cookies, so it fits; a last-seen time cannot make it
         // unreadable. Should it ever, the old cookies stay and the idle clock is not moved.
@@ -203,25 +207,38 @@ pub(crate) fn identity_claims(
         .collect()
 }
 
-/// The result of reading a request's session.
-#[derive(Default)]
-pub(crate) struct Outcome {
-    pub(crate) claims: Option<Claims>,
-    pub(crate) set_cookies: Vec<HeaderValue>,
-    /// Answer with this instead of calling the inner service (refresh impossible right now).
-    pub(crate) reject: Option<Box<Page>>,
+/// What the layer decided for a request that is not one of its routes.
+pub(crate) enum Outcome {
+    /// Call the inner service with these claims (`None`: anonymous), and add these cookies to
+    /// its response.
+    Continue {
+        claims: Option<Claims>,
+        set_cookies: Vec<HeaderValue>,
+    },
+    /// Answer with this page instead of calling the inner service.
+    Respond(Box<Page>),
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self::anonymous()
+    }
 }
 
 impl Outcome {
     pub(crate) fn anonymous() -> Self {
-        Self::default()
+        Self::with_claims(None)
     }
 
     pub(crate) fn with_claims(claims: Option<Claims>) -> Self {
-        Self {
+        Self::Continue {
             claims,
-            ..Self::default()
+            set_cookies: Vec::new(),
         }
+    }
+
+    pub(crate) fn respond(page: Page) -> Self {
+        Self::Respond(Box::new(page))
     }
 
     /// Unauthenticated, and the session cookies are cleared (`id_token` too when asked).
@@ -242,11 +259,20 @@ impl Outcome {
                 &mut set_cookies,
             );
         }
-        Self {
+        Self::Continue {
+            claims: None,
             set_cookies,
-            ..Self::default()
         }
     }
+}
+
+/// Whether an outcome could be decided without waiting.
+pub(crate) enum Resolution {
+    /// Decided.
+    Ready(Outcome),
+    /// The request needs the asynchronous path: a refresh, or a JWKS refetch for a key not
+    /// seen yet.
+    Pending,
 }
 
 /// Whether the access token should be refreshed now: expired, or within the margin (at most

@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::{
     ended, ended_at, opaque_claims, refresh_due, touch, touch_due, OpenSession, Outcome,
-    SessionData,
+    Resolution, SessionData,
 };
 use crate::cookies::RequestCookies;
 use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
@@ -19,11 +19,11 @@ use crate::state::Shared;
 use crate::verify::{Attempt, Purpose, VerifyError};
 
 /// a JWKS refetch for an unknown key).
-pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcome> {
+pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Resolution {
     let codec = &shared.cookies;
     let cookies = codec.read(headers);
     let Some(bytes) = cookies.sealed_bytes(&codec.session.name) else {
-        return Some(Outcome::anonymous());
+        return Resolution::Ready(Outcome::anonymous());
     };
     let now = shared.clock.now();
     let name = &codec.session.name;
@@ -46,7 +46,7 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
     let mut text = None;
     if hit.is_none() {
         let Some(sealed) = cookies.sealed(name) else {
-            return Some(Outcome::anonymous());
+            return Resolution::Ready(Outcome::anonymous());
         };
         if sealed.as_bytes() != &*bytes {
             digest = shared.sessions.fingerprint(sealed.as_bytes());
@@ -56,8 +56,8 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
     }
     if let Some(hit) = hit {
         match from_cache(shared, &cookies, &hit, now) {
-            FromCache::Answer(outcome) => return Some(outcome),
-            FromCache::Async => return None,
+            FromCache::Answer(outcome) => return Resolution::Ready(outcome),
+            FromCache::Async => return Resolution::Pending,
             FromCache::Open { stale } => {
                 if stale {
                     // The entry was found under the bytes, or under the text value.
@@ -73,7 +73,7 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
             // A hit on the bytes: only a value that opened makes an entry, so these bytes are
             // that text; re-keyed all the same if they were not.
             let Some(sealed) = cookies.sealed(name) else {
-                return Some(Outcome::anonymous());
+                return Resolution::Ready(Outcome::anonymous());
             };
             if sealed.as_bytes() != &*bytes {
                 digest = shared.sessions.fingerprint(sealed.as_bytes());
@@ -82,36 +82,42 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
         }
     };
     let open = match open_session(shared, &cookies, &sealed) {
-        Err(outcome) => return Some(outcome),
+        Err(outcome) => return Resolution::Ready(outcome),
         Ok(open) => open,
     };
     let data = &open.data;
     if open.revocation.revoked(shared.revocations.as_ref()) {
         tracing::debug!("session was revoked; clearing");
-        return Some(Outcome::cleared(shared, &cookies, true));
+        return Resolution::Ready(Outcome::cleared(shared, &cookies, true));
     }
     if let Some(why) = ended(&shared.settings, data, now) {
         tracing::debug!(why, "session over; clearing");
-        return Some(Outcome::cleared(shared, &cookies, true));
+        return Resolution::Ready(Outcome::cleared(shared, &cookies, true));
     }
     if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
-        return None;
+        return Resolution::Pending;
     }
     let mut validity = None;
-    let mut outcome = check(shared, &cookies, data, now, |at| {
+    let mut outcome = match check(shared, &cookies, data, now, |at| {
         let attempt = shared.verifier.access_now(at, Purpose::Session);
         if let Attempt::Valid(v) = &attempt {
             validity = Some(v.validity());
         }
         attempt
-    })?;
+    }) {
+        Resolution::Ready(outcome) => outcome,
+        Resolution::Pending => return Resolution::Pending,
+    };
     touch(shared, &cookies, data, now, &mut outcome);
     // Signed in, nothing to rewrite: remembered for the next request with this cookie.
-    if let (Some(claims), None, true) = (
-        &outcome.claims,
-        &outcome.reject,
-        outcome.set_cookies.is_empty() && (data.opaque || validity.is_some()),
-    ) {
+    if let Outcome::Continue {
+        claims: Some(claims),
+        set_cookies,
+    } = &outcome
+    {
+        if !set_cookies.is_empty() || !(data.opaque || validity.is_some()) {
+            return Resolution::Ready(outcome);
+        }
         let entry = CachedSession {
             claims: claims.clone(),
             validity,
@@ -125,7 +131,7 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Option<Outcom
             .sessions
             .insert(digest, data.ids.lid.as_deref(), Arc::new(entry));
     }
-    Some(outcome)
+    Resolution::Ready(outcome)
 }
 
 /// What a verified-session cache hit allows.
@@ -257,10 +263,7 @@ pub(crate) async fn resolve(
             Err(_) => false,
         };
         if !still_valid {
-            return Outcome {
-                reject: Some(Box::new(unavailable(client, &here))),
-                ..Outcome::default()
-            };
+            return Outcome::respond(unavailable(client, &here));
         }
     } else if !data.opaque && !data.at.is_empty() {
         // Verified with a JWKS refetch (rate-limited) where one may help; used below.
@@ -268,10 +271,13 @@ pub(crate) async fn resolve(
             shared.verifier.access(&data.at, Purpose::Session).await,
         ));
     }
-    let mut outcome = check(&shared, &cookies, data, now, |t| {
+    let mut outcome = match check(&shared, &cookies, data, now, |t| {
         verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t, Purpose::Session))
-    })
-    .unwrap_or_default();
+    }) {
+        Resolution::Ready(outcome) => outcome,
+        // Keys still missing after the refetch: anonymous, the cookie kept.
+        Resolution::Pending => Outcome::anonymous(),
+    };
     touch(&shared, &cookies, data, now, &mut outcome);
     outcome
 }
@@ -351,28 +357,26 @@ pub(crate) fn check(
     data: &SessionData,
     now: i64,
     verify: impl FnOnce(&str) -> Attempt,
-) -> Option<Outcome> {
+) -> Resolution {
     if data.opaque {
         if now >= data.exp {
-            return Some(Outcome::cleared(shared, cookies, false));
+            return Resolution::Ready(Outcome::cleared(shared, cookies, false));
         }
-        return Some(Outcome::with_claims(opaque_claims(shared, data)));
+        return Resolution::Ready(Outcome::with_claims(opaque_claims(shared, data)));
     }
     match verify(&data.at) {
-        Attempt::Valid(verified) => {
-            Some(Outcome::with_claims(verified.session_claims(|| {
-                serde_json::from_str(data.idc.get()).ok()
-            })))
-        }
-        Attempt::NeedKeys(..) => None,
+        Attempt::Valid(verified) => Resolution::Ready(Outcome::with_claims(
+            verified.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
+        )),
+        Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(VerifyError::UnknownKey) => {
             // Perhaps the provider rotated keys and the refetch is rate-limited: keep the cookie.
             tracing::debug!("session access token signed by an unknown key");
-            Some(Outcome::anonymous())
+            Resolution::Ready(Outcome::anonymous())
         }
         Attempt::Invalid(error) => {
             tracing::debug!(%error, "session access token refused; clearing");
-            Some(Outcome::cleared(shared, cookies, false))
+            Resolution::Ready(Outcome::cleared(shared, cookies, false))
         }
     }
 }
