@@ -139,6 +139,7 @@ mod claims;
 mod clock;
 mod config;
 mod cookies;
+mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 mod future;

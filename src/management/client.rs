@@ -114,7 +114,11 @@ impl ManagementClient {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) if e.is_timeout() => return Err(ManagementError::Timeout),
-                Err(e) => return Err(ManagementError::Unreachable(e.to_string())),
+                Err(e) => {
+                    return Err(ManagementError::Unreachable {
+                        source: crate::error::cause(e),
+                    })
+                }
             };
             let status = response.status();
             let retry_after = response

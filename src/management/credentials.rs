@@ -236,7 +236,11 @@ pub(super) async fn read_limited(
             }
             Ok(None) => return Ok(body.freeze()),
             Err(e) if e.is_timeout() => return Err(ManagementError::Timeout),
-            Err(e) => return Err(ManagementError::Unreachable(e.to_string())),
+            Err(e) => {
+                return Err(ManagementError::Unreachable {
+                    source: crate::error::cause(e),
+                })
+            }
         }
     }
 }

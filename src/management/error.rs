@@ -21,9 +21,13 @@ pub enum ManagementError {
     /// The token endpoint refused or failed.
     #[error("management API token: {0}")]
     Token(String),
-    /// The API could not be reached.
-    #[error("management API unreachable: {0}")]
-    Unreachable(String),
+    /// The API could not be reached. What failed is the error's `source()`.
+    #[error("cannot reach the management API")]
+    Unreachable {
+        /// The underlying failure (the HTTP client's error, with its own sources).
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// No answer within the timeout.
     #[error("management API timed out")]
     Timeout,

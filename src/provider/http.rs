@@ -10,9 +10,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProviderError {
-    /// The provider could not be reached (connection refused, DNS, TLS).
-    #[error("provider unreachable: {0}")]
-    Unreachable(String),
+    /// The provider could not be reached (connection refused, DNS, TLS). What failed is the
+    /// error's `source()`.
+    #[error("cannot reach the provider")]
+    Unreachable {
+        /// The underlying failure (the HTTP client's error, with its own sources).
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// The provider did not answer in time.
     #[error("provider timed out after {0:?}")]
     Timeout(Duration),
@@ -48,9 +53,10 @@ impl ProviderError {
     #[must_use]
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable(_) | Self::Timeout(_) | Self::Malformed(_) | Self::TooLarge(_) => {
-                true
-            }
+            Self::Unreachable { .. }
+            | Self::Timeout(_)
+            | Self::Malformed(_)
+            | Self::TooLarge(_) => true,
             Self::Status(s) => *s >= 500 || *s == 429,
             Self::OAuth { status, error, .. } => {
                 *status >= 500 || error == "temporarily_unavailable" || error == "server_error"
@@ -220,7 +226,9 @@ fn map_reqwest(e: reqwest::Error) -> ProviderError {
     } else if e.is_body() || e.is_decode() {
         ProviderError::Malformed(e.to_string())
     } else {
-        ProviderError::Unreachable(e.to_string())
+        ProviderError::Unreachable {
+            source: crate::error::cause(e),
+        }
     }
 }
 
@@ -245,6 +253,31 @@ pub(crate) fn parse_max_age(value: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The HTTP client's failure is kept as the error's source, with its own chain down to the
+    /// operating system's answer; it used to be flattened into a string that dropped the chain.
+    #[tokio::test]
+    async fn unreachable_keeps_the_cause_chain() {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = HttpClient::new(Duration::from_secs(5), 1024);
+        let error = client
+            .get_json::<serde_json::Value>(&format!("http://127.0.0.1:{port}/"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Unreachable { .. }),
+            "{error:?}"
+        );
+        let chain = crate::error::Chain(&error).to_string();
+        assert!(chain.starts_with("cannot reach the provider: "), "{chain}");
+        assert!(chain.to_ascii_lowercase().contains("refused"), "{chain}");
+        assert!(error.is_transient());
+    }
 
     #[test]
     fn max_age_parsing() {

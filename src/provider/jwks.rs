@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{HttpClient, ProviderError};
 use crate::clock::SharedClock;
+use crate::error::Chain;
 
 /// One usable verification key.
 pub(crate) struct KeyEntry {
@@ -332,7 +333,7 @@ impl Inner {
         runtime.spawn(async move {
             let inner = &landing.inner;
             if let Err(error) = inner.fetch_and_store(false).await {
-                tracing::warn!(%error, url = %inner.url, "JWKS refetch failed; keeping cached keys");
+                tracing::warn!(error = %Chain(&error), url = %inner.url, "JWKS refetch failed; keeping cached keys");
             }
             drop(landing);
         });

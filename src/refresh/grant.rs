@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::cookies::RequestCookies;
+use crate::error::Chain;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::revocation::is_revoked;
 use crate::session::opaque_claims;
@@ -114,8 +115,10 @@ pub(crate) fn refresh_task(shared: Arc<Shared>, rt: String, key: RefreshKey) -> 
         let tokens = match tokio::time::timeout(timeout, shared.token.refresh(&rt)).await {
             Ok(Ok(tokens)) => tokens,
             Ok(Err(e)) if e.is_invalid_grant() => return Err(RefreshError::InvalidGrant),
-            Ok(Err(e)) if e.is_transient() => return Err(RefreshError::Unavailable(e.to_string())),
-            Ok(Err(e)) => return Err(RefreshError::Invalid(e.to_string())),
+            Ok(Err(e)) if e.is_transient() => {
+                return Err(RefreshError::Unavailable(Chain(&e).to_string()))
+            }
+            Ok(Err(e)) => return Err(RefreshError::Invalid(Chain(&e).to_string())),
             Err(_) => {
                 return Err(RefreshError::Unavailable(format!(
                     "no answer within {timeout:?}"

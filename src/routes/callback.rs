@@ -8,6 +8,7 @@ use http::{HeaderValue, StatusCode};
 
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::cookies::Slot;
+use crate::error::Chain;
 use crate::provider::ProviderError;
 use crate::responses::{error_page, redirect, Page};
 use crate::revocation::SessionIds;
@@ -170,7 +171,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     {
         Ok(t) => t,
         Err(error) => {
-            tracing::warn!(%error, "code exchange failed");
+            tracing::warn!(error = %Chain(&error), "code exchange failed");
             let (status, message) = match &error {
                 ProviderError::Timeout(_) => (
                     StatusCode::GATEWAY_TIMEOUT,

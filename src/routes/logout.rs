@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::request::Parts;
 
+use crate::error::Chain;
 use crate::responses::{confirm_logout, redirect, Page};
 use crate::revocation::RevocationKey;
 use crate::same_origin::{is_same_origin, is_same_origin_navigation};
@@ -124,7 +125,9 @@ async fn revoke_refresh_token(shared: &Shared, refresh_token: &str) {
     let revoke = shared.token.revoke_refresh_token(endpoint, refresh_token);
     match tokio::time::timeout(timeout, revoke).await {
         Ok(Ok(())) => tracing::debug!("refresh token revoked at the provider"),
-        Ok(Err(error)) => tracing::warn!(%error, "the provider did not revoke the refresh token"),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %Chain(&error), "the provider did not revoke the refresh token")
+        }
         Err(_) => tracing::warn!(
             ?timeout,
             "revoking the refresh token at the provider timed out"
