@@ -32,19 +32,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let app_url = std::env::var("APP_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
     let redirect = format!("{app_url}/auth/callback");
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut key = [0u8; 64];
     getrandom::fill(&mut key)?;
 
     let mut _embedded = None;
-    let (auth, management) = match var("SCALEKIT_ENVIRONMENT_URL") {
-        Some(env) => {
-            let id = var("SCALEKIT_CLIENT_ID").unwrap_or_default();
-            let secret = var("SCALEKIT_CLIENT_SECRET").unwrap_or_default();
+    let (auth, management) = match Provider::from_env() {
+        Some(provider) if provider.is_scalekit() => {
+            // SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET.
             let auth = AuthLayer::builder()
-                .provider(Provider::scalekit(&env))
-                .client_id(&id)
-                .client_secret(secret.as_str())
+                .provider_from_env()?
                 .redirect_url(redirect)
                 .cookie_key(key)
                 .build()
@@ -52,7 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // The layer's own client credentials serve the Management API too.
             (auth.clone(), ManagementClient::from_layer(&auth))
         }
-        None => {
+        _ => {
             let provider = TestProvider::builder().start().await;
             let auth = provider.layer_builder(redirect).build().await?;
             let stand_in = stand_in_management_api().await?;

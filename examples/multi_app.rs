@@ -64,11 +64,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     ];
 
-    let provider = if let Some(env) = var("SCALEKIT_ENVIRONMENT_URL") {
-        Some(Provider::scalekit(env))
-    } else {
-        var("OIDC_ISSUER").map(Provider::discover)
-    };
+    // SCALEKIT_ENVIRONMENT_URL or OIDC_ISSUER; each app's credentials are its own.
+    let provider = Provider::from_env();
     // Keep the embedded provider alive for the whole run.
     let mut _embedded = None;
     let provider = match provider {
@@ -126,14 +123,9 @@ fn config(
         .client_secret(app.client_secret.clone())
         .redirect_url(format!("{}/auth/callback", app.url))
         .post_logout_redirect_url(format!("{}/", app.url));
-    match std::env::var("AUTH_COOKIE_KEY") {
-        Ok(keys) => {
-            use base64::Engine;
-            for k in keys.split(',') {
-                cfg = cfg.cookie_key(base64::engine::general_purpose::STANDARD.decode(k.trim())?);
-            }
-        }
-        Err(_) => {
+    match std::env::var_os("AUTH_COOKIE_KEY") {
+        Some(_) => cfg = cfg.cookie_keys_from_env()?,
+        None => {
             let mut key = [0u8; 64];
             getrandom::fill(&mut key)?;
             cfg = cfg.cookie_key(key);

@@ -21,7 +21,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_oidc_auth::testing::TestProvider;
-use tower_oidc_auth::{AuthLayer, AuthLayerBuilder, Claims, Provider};
+use tower_oidc_auth::{AuthLayer, Claims, Provider};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,14 +42,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let redirect_url = format!("{app_url}/auth/callback");
 
-    let env_configured = ["SCALEKIT_ENVIRONMENT_URL", "OIDC_ISSUER"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty()));
-
     // Keep the embedded provider alive for the whole run.
     let mut _embedded = None;
-    let config = if env_configured {
-        provider_from_env(&redirect_url)?
+    let config = if Provider::from_env().is_some() {
+        // SCALEKIT_ENVIRONMENT_URL / _CLIENT_ID / _CLIENT_SECRET, or OIDC_ISSUER / _CLIENT_ID /
+        // _CLIENT_SECRET; SCALEKIT_API_AUDIENCE (optional).
+        let config = AuthLayer::builder()
+            .provider_from_env()?
+            .redirect_url(&redirect_url);
+        if std::env::var_os("AUTH_COOKIE_KEY").is_some() {
+            config.cookie_keys_from_env()?
+        } else {
+            // Sessions end when the demo restarts; set AUTH_COOKIE_KEY to keep them.
+            let mut key = [0u8; 64];
+            getrandom::fill(&mut key)?;
+            config.cookie_key(key)
+        }
     } else {
         let provider = TestProvider::builder().start().await;
         println!(
@@ -61,17 +69,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _embedded = Some(provider);
         cfg
     };
-    // AUTH_SESSION_MAX_AGE, AUTH_SESSION_IDLE_TIMEOUT: `25s`, `8h`, `7d` (optional).
-    let mut config = config
+    // AUTH_SESSION_MAX_AGE, AUTH_SESSION_IDLE_TIMEOUT: `25s`, `8h`, `7d` (optional), and
+    // Scalekit's webhook signing secret (optional): `user.logout` then ends that session.
+    let config = config
         .post_logout_redirect_url(format!("{app_url}/"))
-        .session_lifetime_from_env()?;
-    // Scalekit's webhooks (the dashboard's signing secret): `user.logout` ends that session.
-    if let Some(secret) = std::env::var("SCALEKIT_WEBHOOK_SECRET")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-    {
+        .session_lifetime_from_env()?
+        .webhook_secret_from_env()?;
+    if std::env::var_os("SCALEKIT_WEBHOOK_SECRET").is_some() {
         println!("Webhooks: POST {app_url}/auth/webhook");
-        config = config.webhook_secret(secret);
     }
     let auth = config.build().await?;
 
@@ -85,54 +90,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Open {app_url}/ in your browser.");
     axum::serve(listener, app).await?;
     Ok(())
-}
-
-/// `SCALEKIT_*` / `OIDC_*` from the environment; the redirect URL from `APP_URL`.
-fn provider_from_env(redirect_url: &str) -> Result<AuthLayerBuilder, Box<dyn std::error::Error>> {
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let (provider, id, secret) = if !var("SCALEKIT_ENVIRONMENT_URL").is_empty() {
-        (
-            Provider::scalekit(var("SCALEKIT_ENVIRONMENT_URL")),
-            var("SCALEKIT_CLIENT_ID"),
-            var("SCALEKIT_CLIENT_SECRET"),
-        )
-    } else {
-        (
-            Provider::discover(var("OIDC_ISSUER")),
-            var("OIDC_CLIENT_ID"),
-            var("OIDC_CLIENT_SECRET"),
-        )
-    };
-    let mut cfg = AuthLayer::builder()
-        .provider(provider)
-        .client_id(id)
-        .client_secret(secret)
-        .redirect_url(redirect_url);
-    // Access tokens for an API audience (Scalekit), comma-separated.
-    for aud in var("SCALEKIT_API_AUDIENCE").split(',').map(str::trim) {
-        if !aud.is_empty() {
-            cfg = cfg.audience(aud);
-        }
-    }
-    match std::env::var("AUTH_COOKIE_KEY") {
-        Ok(keys) => {
-            for k in keys.split(',') {
-                cfg = cfg.cookie_key(base64_decode(k.trim())?);
-            }
-        }
-        Err(_) => {
-            // Sessions end when the demo restarts; set AUTH_COOKIE_KEY to keep them.
-            let mut key = [0u8; 64];
-            getrandom::fill(&mut key)?;
-            cfg = cfg.cookie_key(key);
-        }
-    }
-    Ok(cfg)
-}
-
-fn base64_decode(s: &str) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    use base64::Engine;
-    Ok(base64::engine::general_purpose::STANDARD.decode(s)?)
 }
 
 async fn home(claims: Option<Claims>) -> impl IntoResponse {

@@ -42,35 +42,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,tower_oidc_auth=debug".into()),
         )
         .init();
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let redirect = format!("http://{addr}/auth/callback");
     let mut _embedded = None;
-    let auth = match (var("SCALEKIT_ENVIRONMENT_URL"), var("OIDC_ISSUER")) {
-        (scalekit, issuer) if scalekit.is_some() || issuer.is_some() => {
-            let provider = match scalekit {
-                Some(url) => Provider::scalekit(url),
-                None => Provider::discover(issuer.unwrap_or_default()),
-            };
+    let auth = match Provider::from_env() {
+        Some(_) => {
             let mut key = [0u8; 64];
             getrandom::fill(&mut key)?;
+            // SCALEKIT_* or OIDC_* (issuer, client id and secret).
             AuthLayer::builder()
-                .provider(provider)
-                .client_id(
-                    var("OIDC_CLIENT_ID")
-                        .or(var("SCALEKIT_CLIENT_ID"))
-                        .unwrap_or_default(),
-                )
-                .client_secret(
-                    var("OIDC_CLIENT_SECRET")
-                        .or(var("SCALEKIT_CLIENT_SECRET"))
-                        .unwrap_or_default(),
-                )
+                .provider_from_env()?
                 .redirect_url(redirect)
                 .cookie_key(key)
                 .build()
                 .await?
         }
-        _ => {
+        None => {
             let provider = TestProvider::builder().start().await;
             let auth = provider.layer_builder(redirect).build().await?;
             let user = provider.access_token(&TestUser::new("usr_ada").email("ada@example.com"));

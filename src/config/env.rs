@@ -23,66 +23,128 @@ impl AuthLayerBuilder {
     ///   id, separated by commas (see [`audience`](Self::audience)).
     /// - `AUTH_SESSION_MAX_AGE`, `AUTH_SESSION_IDLE_TIMEOUT` (optional): see
     ///   [`session_lifetime_from_env`](Self::session_lifetime_from_env).
+    ///
+    /// Each part can be read alone, for apps that set the rest in code:
+    /// [`provider_from_env`](Self::provider_from_env),
+    /// [`cookie_keys_from_env`](Self::cookie_keys_from_env),
+    /// [`webhook_secret_from_env`](Self::webhook_secret_from_env) and
+    /// [`session_lifetime_from_env`](Self::session_lifetime_from_env).
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
     pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &'static str| -> Result<String, ConfigError> {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Env {
-                    var: name,
-                    reason: "not set".into(),
-                })
-        };
-        let mut cfg = Self::new();
-        if get("SCALEKIT_ENVIRONMENT_URL").is_some_and(|v| !v.is_empty()) {
-            cfg = cfg
-                .provider(Provider::scalekit(var("SCALEKIT_ENVIRONMENT_URL")?))
-                .client_id(var("SCALEKIT_CLIENT_ID")?)
-                .client_secret(var("SCALEKIT_CLIENT_SECRET")?);
-        } else if get("OIDC_ISSUER").is_some_and(|v| !v.is_empty()) {
-            cfg = cfg
-                .provider(Provider::discover(var("OIDC_ISSUER")?))
-                .client_id(var("OIDC_CLIENT_ID")?)
-                .client_secret(var("OIDC_CLIENT_SECRET")?);
-        } else {
-            return Err(ConfigError::Env {
-                var: "SCALEKIT_ENVIRONMENT_URL",
-                reason: "set it (or OIDC_ISSUER) to choose a provider".into(),
-            });
-        }
-        cfg = cfg.redirect_url(var("AUTH_REDIRECT_URL")?);
-        let keys = var("AUTH_COOKIE_KEY")?;
-        for (i, part) in keys.split(',').map(str::trim).enumerate() {
-            let bytes = decode_key(part).map_err(|reason| ConfigError::Env {
-                var: "AUTH_COOKIE_KEY",
-                reason: format!("key {}: {reason}", i + 1),
-            })?;
-            cfg = cfg.cookie_key(bytes);
-        }
-        if let Some(secret) = get("SCALEKIT_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) {
-            if crate::webhook::WebhookSecret::parse(&secret).is_err() {
-                return Err(ConfigError::Env {
-                    var: "SCALEKIT_WEBHOOK_SECRET",
-                    reason: "expected whsec_ followed by base64 of at least 16 bytes, as the \
-                             Scalekit dashboard shows it"
-                        .into(),
-                });
+        let cfg = Self::new().provider_from_lookup(&get)?;
+        let redirect = required(&get, "AUTH_REDIRECT_URL")?;
+        cfg.redirect_url(redirect)
+            .cookie_keys_from_lookup(&get)?
+            .webhook_secret_from_lookup(&get)?
+            .lifetime_from_lookup(&get)
+    }
+
+    /// Reads the provider and this app's credentials from the environment, as
+    /// [`from_env`](Self::from_env) does:
+    ///
+    /// - `SCALEKIT_ENVIRONMENT_URL`, `SCALEKIT_CLIENT_ID`, `SCALEKIT_CLIENT_SECRET` select
+    ///   Scalekit; otherwise `OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET` select any
+    ///   provider by discovery ([`Provider::from_env`] tells whether either is set);
+    /// - `SCALEKIT_API_AUDIENCE` (optional): access-token audiences accepted besides the client
+    ///   id, separated by commas (see [`audience`](Self::audience)).
+    ///
+    /// A variable that is missing is a [`ConfigError::Env`] naming it.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tower_oidc_auth::ConfigError> {
+    /// let auth = tower_oidc_auth::AuthLayer::builder()
+    ///     .provider_from_env()?
+    ///     .redirect_url("https://app.example.com/auth/callback")
+    ///     .cookie_keys_from_env()?
+    ///     .build()
+    ///     .await?;
+    /// # let _ = auth; Ok(()) }
+    /// ```
+    pub fn provider_from_env(self) -> Result<Self, ConfigError> {
+        self.provider_from_lookup(&|k: &str| std::env::var(k).ok())
+    }
+
+    pub(crate) fn provider_from_lookup(
+        mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let (provider, id, secret) = match Provider::from_lookup(get) {
+            Some(provider) if is_set(get, "SCALEKIT_ENVIRONMENT_URL") => {
+                (provider, "SCALEKIT_CLIENT_ID", "SCALEKIT_CLIENT_SECRET")
             }
-            cfg = cfg.webhook_secret(secret.trim());
-        }
+            Some(provider) => (provider, "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"),
+            None => {
+                return Err(ConfigError::Env {
+                    var: "SCALEKIT_ENVIRONMENT_URL",
+                    reason: "set it (or OIDC_ISSUER) to choose a provider".into(),
+                })
+            }
+        };
+        self = self
+            .provider(provider)
+            .client_id(required(get, id)?)
+            .client_secret(required(get, secret)?);
         if let Some(audiences) = get("SCALEKIT_API_AUDIENCE") {
             for aud in audiences
                 .split(',')
                 .map(str::trim)
                 .filter(|a| !a.is_empty())
             {
-                cfg = cfg.audience(aud);
+                self = self.audience(aud);
             }
         }
-        cfg.lifetime_from_lookup(get)
+        Ok(self)
+    }
+
+    /// Reads the cookie keys from `AUTH_COOKIE_KEY`, as [`from_env`](Self::from_env) does:
+    /// base64, at least 64 bytes; several separated by commas rotate keys (the first encrypts,
+    /// all decrypt). Missing or unusable, it is a [`ConfigError::Env`].
+    pub fn cookie_keys_from_env(self) -> Result<Self, ConfigError> {
+        self.cookie_keys_from_lookup(&|k: &str| std::env::var(k).ok())
+    }
+
+    pub(crate) fn cookie_keys_from_lookup(
+        mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let keys = required(get, "AUTH_COOKIE_KEY")?;
+        for (i, part) in keys.split(',').map(str::trim).enumerate() {
+            let bytes = decode_key(part).map_err(|reason| ConfigError::Env {
+                var: "AUTH_COOKIE_KEY",
+                reason: format!("key {}: {reason}", i + 1),
+            })?;
+            self = self.cookie_key(bytes);
+        }
+        Ok(self)
+    }
+
+    /// Reads `SCALEKIT_WEBHOOK_SECRET` when it is set, as [`from_env`](Self::from_env) does:
+    /// the signing secret the Scalekit dashboard shows, which enables
+    /// `POST <base_path>/webhook` (see [`webhook_secret`](Self::webhook_secret)). Unset, the
+    /// builder is unchanged; malformed, it is a [`ConfigError::Env`].
+    pub fn webhook_secret_from_env(self) -> Result<Self, ConfigError> {
+        self.webhook_secret_from_lookup(&|k: &str| std::env::var(k).ok())
+    }
+
+    pub(crate) fn webhook_secret_from_lookup(
+        self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let Some(secret) = get("SCALEKIT_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) else {
+            return Ok(self);
+        };
+        if crate::webhook::WebhookSecret::parse(&secret).is_err() {
+            return Err(ConfigError::Env {
+                var: "SCALEKIT_WEBHOOK_SECRET",
+                reason: "expected whsec_ followed by base64 of at least 16 bytes, as the \
+                         Scalekit dashboard shows it"
+                    .into(),
+            });
+        }
+        Ok(self.webhook_secret(secret.trim()))
     }
 
     /// Reads the session lifetime from the environment, as [`from_env`](Self::from_env) does;
@@ -102,12 +164,12 @@ impl AuthLayerBuilder {
     /// # let _ = config; Ok(()) }
     /// ```
     pub fn session_lifetime_from_env(self) -> Result<Self, ConfigError> {
-        self.lifetime_from_lookup(|k| std::env::var(k).ok())
+        self.lifetime_from_lookup(&|k: &str| std::env::var(k).ok())
     }
 
     pub(crate) fn lifetime_from_lookup(
         mut self,
-        get: impl Fn(&str) -> Option<String>,
+        get: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let duration = |var: &'static str| -> Result<Option<Duration>, ConfigError> {
             match get(var).filter(|v| !v.trim().is_empty()) {
@@ -125,6 +187,49 @@ impl AuthLayerBuilder {
         }
         Ok(self)
     }
+}
+
+impl Provider {
+    /// The provider the environment names, as [`AuthLayerBuilder::from_env`] reads it:
+    /// Scalekit when `SCALEKIT_ENVIRONMENT_URL` is set, otherwise the issuer in `OIDC_ISSUER`
+    /// (by discovery); `None` when neither is set.
+    ///
+    /// ```
+    /// match tower_oidc_auth::Provider::from_env() {
+    ///     Some(provider) => println!("signing in with {}", provider.issuer()),
+    ///     None => println!("no provider configured"),
+    /// }
+    /// ```
+    #[must_use]
+    pub fn from_env() -> Option<Self> {
+        Self::from_lookup(&|k: &str| std::env::var(k).ok())
+    }
+
+    pub(crate) fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Option<Self> {
+        if let Some(url) = get("SCALEKIT_ENVIRONMENT_URL").filter(|v| !v.trim().is_empty()) {
+            return Some(Provider::scalekit(url.trim()));
+        }
+        get("OIDC_ISSUER")
+            .filter(|v| !v.trim().is_empty())
+            .map(|issuer| Provider::discover(issuer.trim()))
+    }
+}
+
+fn is_set(get: &impl Fn(&str) -> Option<String>, name: &str) -> bool {
+    get(name).is_some_and(|v| !v.trim().is_empty())
+}
+
+/// A variable that must be set (and not blank).
+fn required(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
+    get(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Env {
+            var: name,
+            reason: "not set".into(),
+        })
 }
 
 /// Decodes a base64 cookie key (standard or URL-safe alphabet) of at least 64 bytes.

@@ -264,3 +264,60 @@ fn former_name_is_an_alias() {
     let builder: crate::AuthConfig = AuthLayerBuilder::new();
     let _: AuthLayerBuilder = builder;
 }
+
+/// The parts of `from_env` read alone: an app that sets the redirect URL in code reads only the
+/// provider and the keys, and each part reads only its own variables.
+#[test]
+fn from_env_parts_compose() {
+    let keys = STANDARD.encode([3u8; 64]);
+    let vars = [
+        ("OIDC_ISSUER", " https://id.example.com "),
+        ("OIDC_CLIENT_ID", "app"),
+        ("OIDC_CLIENT_SECRET", "shh"),
+        ("SCALEKIT_API_AUDIENCE", "https://api, ,https://other"),
+        ("AUTH_COOKIE_KEY", &keys),
+    ];
+    let provider = Provider::from_lookup(&env(&vars)).unwrap();
+    assert_eq!(provider.issuer(), "https://id.example.com");
+    assert!(!provider.is_scalekit());
+
+    let cfg = AuthLayerBuilder::new()
+        .provider_from_lookup(&env(&vars))
+        .unwrap();
+    assert_eq!(cfg.client_id.as_deref(), Some("app"));
+    assert_eq!(cfg.audiences, ["https://api", "https://other"]);
+    assert!(
+        cfg.cookie_keys.is_empty(),
+        "the provider part reads no keys"
+    );
+    assert!(cfg.redirect_url.is_none());
+
+    let cfg = cfg
+        .redirect_url("https://app/cb")
+        .cookie_keys_from_lookup(&env(&vars))
+        .unwrap()
+        .webhook_secret_from_lookup(&env(&vars))
+        .unwrap();
+    assert_eq!(cfg.cookie_keys, [vec![3u8; 64]]);
+    assert!(cfg.webhook_secret.is_none(), "unset: unchanged");
+
+    // Scalekit wins over a generic issuer, and takes its own credentials.
+    let both = [
+        ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+        ("OIDC_ISSUER", "https://id.example.com"),
+        ("OIDC_CLIENT_ID", "app"),
+    ];
+    assert!(Provider::from_lookup(&env(&both)).unwrap().is_scalekit());
+    let err = AuthLayerBuilder::new()
+        .provider_from_lookup(&env(&both))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SCALEKIT_CLIENT_ID"), "{err}");
+    assert!(Provider::from_lookup(&env(&[("OIDC_ISSUER", "  ")])).is_none());
+
+    let err = AuthLayerBuilder::new()
+        .cookie_keys_from_lookup(&env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AUTH_COOKIE_KEY"), "{err}");
+}

@@ -57,7 +57,19 @@ impl Provider {
         }
     }
 
-    pub(crate) fn is_scalekit(&self) -> bool {
+    /// The issuer as configured: the environment URL for Scalekit. (The issuer the provider
+    /// publishes must match it; the build checks.)
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        match &self.kind {
+            ProviderKind::Discover { issuer } => issuer,
+            ProviderKind::Scalekit { env_url } => env_url,
+        }
+    }
+
+    /// Whether this is [`Provider::scalekit`].
+    #[must_use]
+    pub fn is_scalekit(&self) -> bool {
         matches!(self.kind, ProviderKind::Scalekit { .. })
     }
 
