@@ -1,4 +1,44 @@
 //! Time, injectable so tests can move it without sleeping.
+//!
+//! The layer reads the time only through a [`Clock`]: [`SystemClock`] by default, a
+//! [`ManualClock`] in tests, moved by hand, never by sleeping.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{header, Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_oidc_auth::clock::{Clock, ManualClock};
+//! use tower_oidc_auth::testing::{TestProvider, TestUser};
+//!
+//! let clock = ManualClock::starting_now();
+//! let provider = TestProvider::start().await;
+//! let auth = provider
+//!     .layer_builder("http://127.0.0.1:3000/auth/callback")
+//!     .session_max_age(Duration::from_secs(3600))
+//!     .clock(clock.clone()) // clones share one time
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! let app = Router::new()
+//!     .route("/me", get(|| async { "me" }))
+//!     .route_layer(auth.require())
+//!     .layer(auth.clone());
+//! let cookie = provider.session_cookie(&auth, &TestUser::new("usr_1"));
+//! let me = |cookie: &str| {
+//!     Request::get("/me").header(header::COOKIE, cookie).body(Body::empty()).unwrap()
+//! };
+//! assert_eq!(app.clone().oneshot(me(&cookie)).await.unwrap().status(), StatusCode::OK);
+//!
+//! // Two hours later the session is past its lifetime.
+//! let before = clock.now();
+//! clock.advance(Duration::from_secs(2 * 3600));
+//! assert_eq!(clock.now(), before + 7200);
+//! assert_eq!(app.oneshot(me(&cookie)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,6 +1,44 @@
 //! axum extractors (feature `axum`): [`Claims`] (rejects like `require()`), `Option<Claims>`,
 //! and the guards [`RequireRole`] and [`RequirePermission`], with their matchable
 //! [`ClaimsRejection`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{header, Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_oidc_auth::extract::{RequireRole, RoleName};
+//! use tower_oidc_auth::testing::{TestProvider, TestUser};
+//! use tower_oidc_auth::Claims;
+//!
+//! struct Admin;
+//! impl RoleName for Admin {
+//!     const NAME: &'static str = "admin";
+//! }
+//!
+//! let provider = TestProvider::start().await;
+//! let auth = provider
+//!     .layer_builder("http://127.0.0.1:3000/auth/callback")
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! let app = Router::new()
+//!     .route("/", get(|c: Option<Claims>| async move { c.map(|c| c.sub.clone()).unwrap_or_default() }))
+//!     .route("/admin", get(|RequireRole(c, ..): RequireRole<Admin>| async move { c.sub.clone() }))
+//!     .layer(auth.clone());
+//! let get = |path: &str, cookie: &str| {
+//!     Request::get(path).header(header::COOKIE, cookie).body(Body::empty()).unwrap()
+//! };
+//!
+//! let user = provider.session_cookie(&auth, &TestUser::new("usr_1"));
+//! assert_eq!(app.clone().oneshot(get("/", &user)).await.unwrap().status(), StatusCode::OK);
+//! let refused = app.clone().oneshot(get("/admin", &user)).await.unwrap();
+//! assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+//! let root = provider.session_cookie(&auth, &TestUser::new("usr_2").role("admin"));
+//! assert_eq!(app.oneshot(get("/admin", &root)).await.unwrap().status(), StatusCode::OK);
+//! # }
+//! ```
 
 use std::convert::Infallible;
 

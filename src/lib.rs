@@ -70,8 +70,8 @@
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `axum` | yes | `Claims` and `Option<Claims>` extractors ([`ClaimsRejection`]) |
-//! | `redis` | no | [`RedisRefreshCoordinator`] and [`RedisRevocationStore`]: one refresh per session, and logouts, across instances |
+//! | `axum` | yes | `Claims` and `Option<Claims>` extractors, and the guards of [`extract`] |
+//! | `redis` | no | [`redis`]: one refresh per session, and logouts, across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
 //! | `management` | no | [`management::ManagementClient`], a typed client for Scalekit's Management API |
 //! | `tonic` | no | [`ClaimsExt`] for `tonic::Request` (`request.claims()`) |
@@ -84,6 +84,21 @@
 //! | `GET /auth/login` | starts a login: state, nonce, PKCE; keeps `return_to`; passes `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint` (also as `domain`), `provider` to the provider only on same-origin requests ([`AuthLayer::login_url`] builds such links). It is also Scalekit's Initiate Login URL: a verified `idp_initiated_login` token starts a login with its organization, connection and login hint from any site, landing on its `relay_state`; `error` gets an error page |
 //! | `GET <redirect_url path>` | the callback: checks state and RFC 9207 `iss`, exchanges the code, verifies the ID token, sets the session |
 //! | `GET, POST /auth/logout` | from the app itself (same-origin POST, or the app's own link): clears every cookie, then RP-initiated logout with `id_token_hint`; from anywhere else: a confirmation page whose button POSTs |
+//! | `POST /auth/backchannel-logout` | OpenID Connect Back-Channel Logout: a verified logout token (form field `logout_token`) ends the sessions of its `sid` or `sub` on every request after, through the [`revocation`] store ([`AuthLayerBuilder::backchannel_logout_path`] moves it) |
+//! | `POST /auth/webhook` | only with [`AuthLayerBuilder::webhook_secret`]: Scalekit's signed webhooks; `user.logout` ends that user's sessions, and [`AuthLayerBuilder::on_webhook`] handlers see every event ([`webhook`]) |
+//!
+//! Every other request passes to the app: with a valid session or bearer token it carries
+//! [`Claims`]; without, it passes anonymous, and [`AuthLayer::require`] or the extractors decide.
+//! Other methods on the layer's routes get 405 with `Allow`. `/auth` is
+//! [`AuthLayerBuilder::base_path`]; the callback is the path of the redirect URL.
+//!
+//! # Modules
+//!
+//! The root holds the layer, its builder, the claims and the provider. The rest is grouped as
+//! in tower-http, one module per concern: [`require`] (guards on routes), [`extract`] (axum
+//! extractors and their rejection), [`refresh`] (one refresh per session), [`revocation`]
+//! (logouts remembered), [`webhook`] (Scalekit's webhooks), [`clock`] (time, injectable in
+//! tests), and behind features [`redis`], [`testing`] and [`management`].
 //!
 //! # Security model
 //!
@@ -136,7 +151,7 @@
 mod bearer;
 mod body;
 mod claims;
-mod clock;
+pub mod clock;
 mod config;
 mod cookies;
 mod error;
@@ -149,11 +164,11 @@ pub mod management;
 mod provider;
 #[cfg(feature = "redis")]
 mod redis_store;
-mod refresh;
-mod require;
+pub mod refresh;
+pub mod require;
 mod responses;
 mod return_to;
-mod revocation;
+pub mod revocation;
 mod routes;
 mod same_origin;
 mod secret;
@@ -163,7 +178,7 @@ mod session_cache;
 mod state;
 mod token;
 mod verify;
-mod webhook;
+pub mod webhook;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -172,31 +187,71 @@ pub mod testing;
 #[doc(hidden)]
 pub mod __private;
 
+/// Sharing refresh coordination and revocations between instances through Redis (feature
+/// `redis`).
+///
+/// Behind a load balancer, a refresh token must still be used once, and a logout on one
+/// instance must end the session on all of them. Both stores talk to Redis through one
+/// connection manager each; revocations are mirrored in memory, so the request path never
+/// waits for Redis.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_oidc_auth::redis::{RedisRefreshCoordinator, RedisRevocationStore};
+/// use tower_oidc_auth::{AuthLayer, Provider};
+///
+/// let url = "redis://127.0.0.1:6379";
+/// let auth = AuthLayer::builder()
+///     .provider(Provider::scalekit("https://yourenv.scalekit.com"))
+///     .client_id("skc_...")
+///     .client_secret("...")
+///     .redirect_url("https://app.example.com/auth/callback")
+///     .cookie_keys_from_env()?
+///     .refresh_coordinator(RedisRefreshCoordinator::connect(url).await?)
+///     .revocation_store(RedisRevocationStore::connect(url).await?)
+///     .build()
+///     .await?;
+/// # let _ = auth; Ok(()) }
+/// ```
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use crate::redis_store::{RedisRefreshCoordinator, RedisRevocationStore};
+}
+
 pub use body::AuthBody;
 pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
+pub use config::{Algorithm, AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
+pub use future::ResponseFuture;
+pub use layer::{AuthLayer, CacheStats};
+pub use provider::{ClientAuthMethod, Provider, ProviderError, ProviderMetadata};
+pub use routes::LoginOptions;
+pub use secret::Secret;
+pub use service::AuthService;
 
 /// The builder's former name.
 #[deprecated(note = "renamed to `AuthLayerBuilder` (what `AuthLayer::builder()` returns)")]
 pub type AuthConfig = AuthLayerBuilder;
+
+// The crate root's former names, now in their modules: kept so that code written against 0.1
+// compiles unchanged.
+#[doc(hidden)]
+pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "axum")]
+#[doc(hidden)]
 pub use extract::{ClaimsRejection, PermissionName, RequirePermission, RequireRole, RoleName};
-pub use future::ResponseFuture;
-pub use jsonwebtoken::Algorithm;
-pub use layer::{AuthLayer, CacheStats};
-pub use provider::{ClientAuthMethod, Provider, ProviderError, ProviderMetadata};
 #[cfg(feature = "redis")]
+#[doc(hidden)]
 pub use redis_store::{RedisRefreshCoordinator, RedisRevocationStore};
+#[doc(hidden)]
 pub use refresh::{
     LocalRefreshCoordinator, RefreshCoordinator, RefreshError, RefreshKey, RefreshTask,
     SealedTokens,
 };
+#[doc(hidden)]
 pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
+#[doc(hidden)]
 pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore};
-pub use routes::LoginOptions;
-pub use secret::Secret;
-pub use service::AuthService;
+#[doc(hidden)]
 pub use webhook::{
     sign_webhook, verify_webhook, verify_webhook_at, WebhookError, WebhookEvent,
     WebhookHandlerError, WebhookOutcome, MAX_WEBHOOK_ID, MAX_WEBHOOK_SIGNATURES,

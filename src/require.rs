@@ -1,4 +1,46 @@
-//! `require()`: refuse requests that carry no verified session.
+//! Guards for routes: refuse requests that carry no verified session, or lack a role, a
+//! permission, a scope or a claim.
+//!
+//! [`AuthLayer::require`](crate::AuthLayer::require) and its siblings make a
+//! [`RequireAuthLayer`], to put on routes inside the [`AuthLayer`](crate::AuthLayer). Without a
+//! session a browser is redirected to the login, an API gets 401 and gRPC `UNAUTHENTICATED`;
+//! without the role (or permission, ...) the answer is 403, or gRPC `PERMISSION_DENIED`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{header, Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_oidc_auth::testing::{TestProvider, TestUser};
+//!
+//! let provider = TestProvider::start().await;
+//! let auth = provider
+//!     .layer_builder("http://127.0.0.1:3000/auth/callback")
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! let app = Router::new()
+//!     .route("/admin", get(|| async { "admin" }))
+//!     .route_layer(auth.require_role("admin"))
+//!     .layer(auth.clone());
+//! let admin = |cookie: Option<String>| {
+//!     let mut req = Request::get("/admin");
+//!     if let Some(cookie) = cookie {
+//!         req = req.header(header::COOKIE, cookie);
+//!     }
+//!     req.body(Body::empty()).unwrap()
+//! };
+//!
+//! let anonymous = app.clone().oneshot(admin(None)).await.unwrap();
+//! assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+//! let user = provider.session_cookie(&auth, &TestUser::new("usr_1"));
+//! let forbidden = app.clone().oneshot(admin(Some(user))).await.unwrap();
+//! assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+//! let root = provider.session_cookie(&auth, &TestUser::new("usr_2").role("admin"));
+//! assert_eq!(app.oneshot(admin(Some(root))).await.unwrap().status(), StatusCode::OK);
+//! # }
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;

@@ -15,12 +15,13 @@ mod tokens;
 pub(crate) use checks::{is_loopback_http, normalize_path};
 pub use error::ConfigError;
 pub use m2m::M2mClients;
+pub use tokens::Algorithm;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::Algorithm as JwtAlgorithm;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::provider::Provider;
@@ -98,7 +99,7 @@ pub struct AuthLayerBuilder {
     pub(crate) jwks_refetch_interval: Duration,
     pub(crate) cache_capacity: usize,
     pub(crate) session_cache_capacity: usize,
-    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) algorithms: Vec<JwtAlgorithm>,
     pub(crate) audiences: Vec<String>,
     pub(crate) m2m_clients: Option<M2mClients>,
     pub(crate) max_login_attempts: usize,
@@ -170,7 +171,7 @@ impl AuthLayerBuilder {
             jwks_refetch_interval: Duration::from_secs(10),
             cache_capacity: 10_000,
             session_cache_capacity: DEFAULT_SESSION_CACHE,
-            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            algorithms: vec![JwtAlgorithm::RS256, JwtAlgorithm::ES256],
             audiences: Vec::new(),
             m2m_clients: None,
             max_login_attempts: 5,

@@ -2,18 +2,64 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::Algorithm;
-
 use crate::state::ApproveParam;
 
 use super::m2m::M2mClients;
 use super::AuthLayerBuilder;
 
+/// A signature algorithm tokens may be signed with. Only public-key algorithms exist here:
+/// `none` and HMAC (`HS256`, ...) cannot be named, so they can never be accepted.
+///
+/// ```
+/// use tower_oidc_auth::{Algorithm, AuthLayer};
+/// let builder = AuthLayer::builder().algorithms([Algorithm::RS256, Algorithm::PS256]);
+/// # let _ = builder;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// ECDSA on P-384 with SHA-384.
+    ES384,
+    /// EdDSA (Ed25519).
+    EdDSA,
+}
+
+impl Algorithm {
+    pub(crate) fn jwt(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as J;
+        match self {
+            Self::RS256 => J::RS256,
+            Self::RS384 => J::RS384,
+            Self::RS512 => J::RS512,
+            Self::PS256 => J::PS256,
+            Self::PS384 => J::PS384,
+            Self::PS512 => J::PS512,
+            Self::ES256 => J::ES256,
+            Self::ES384 => J::ES384,
+            Self::EdDSA => J::EdDSA,
+        }
+    }
+}
+
 impl AuthLayerBuilder {
     /// Signature algorithms accepted (default RS256 and ES256). `none` and HMAC are never
-    /// accepted, whatever this says.
+    /// accepted: [`Algorithm`] has no such variant.
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.algorithms = algs.into_iter().collect();
+        self.algorithms = algs.into_iter().map(Algorithm::jwt).collect();
         self
     }
 

@@ -6,8 +6,59 @@
 //! arrive later with the old, now rotated, refresh token get the same new tokens instead of
 //! replaying it. The result is the grant as the token endpoint answered it: each request
 //! verifies it, so a verification that fails for now (a key not fetched yet) is retried by the
-//! next request without another grant. The refresh itself runs in its own task, so a client that disconnects cannot
-//! cancel a refresh that other requests wait for.
+//! next request without another grant. The refresh itself runs in its own task, so a client
+//! that disconnects cannot cancel a refresh that other requests wait for.
+//!
+//! [`LocalRefreshCoordinator`] is the default; behind a load balancer, `RedisRefreshCoordinator`
+//! (feature `redis`) coordinates across instances.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{header, Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_oidc_auth::clock::ManualClock;
+//! use tower_oidc_auth::refresh::LocalRefreshCoordinator;
+//! use tower_oidc_auth::testing::{TestProvider, TestUser};
+//!
+//! let clock = ManualClock::starting_now();
+//! let provider = TestProvider::builder()
+//!     .access_token_ttl(Duration::from_secs(300))
+//!     .clock(clock.clone())
+//!     .start()
+//!     .await;
+//! let auth = provider
+//!     .layer_builder("http://127.0.0.1:3000/auth/callback")
+//!     .clock(clock.clone())
+//!     // A refresh result is handed to requests with the old refresh token for 30 seconds.
+//!     .refresh_coordinator(LocalRefreshCoordinator::new(Duration::from_secs(30), 10_000))
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! let app = Router::new()
+//!     .route("/me", get(|| async { "me" }))
+//!     .route_layer(auth.require())
+//!     .layer(auth.clone());
+//! let cookie = provider.session_cookie(&auth, &TestUser::new("usr_1"));
+//! let me = || Request::get("/me").header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
+//!
+//! // The access token expires; three requests race with the same session.
+//! clock.advance(Duration::from_secs(600));
+//! let (a, b, c) = tokio::join!(
+//!     app.clone().oneshot(me()),
+//!     app.clone().oneshot(me()),
+//!     app.clone().oneshot(me()),
+//! );
+//! for resp in [a, b, c] {
+//!     let resp = resp.unwrap();
+//!     assert_eq!(resp.status(), StatusCode::OK);
+//!     assert!(resp.headers().contains_key(header::SET_COOKIE)); // the refreshed session
+//! }
+//! assert_eq!(provider.counts().refresh_grants, 1);
+//! # }
+//! ```
 
 pub(crate) mod grant;
 

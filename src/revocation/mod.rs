@@ -1,6 +1,43 @@
 //! Revoked sessions: remembered so that sessions ended elsewhere (back-channel logout, a logout
 //! in another tab or instance, a webhook) are refused on their next request, since a server
 //! cannot delete a browser's cookies.
+//!
+//! The layer records revocations in a [`RevocationStore`]: [`MemoryRevocationStore`] by
+//! default, `RedisRevocationStore` (feature `redis`) across instances. An app may revoke too,
+//! for example when an administrator disables a user:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use axum::{body::Body, routing::get, Router};
+//! use http::{header, Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_oidc_auth::clock::{Clock, SystemClock};
+//! use tower_oidc_auth::revocation::RevocationKey;
+//! use tower_oidc_auth::testing::{TestProvider, TestUser};
+//!
+//! let provider = TestProvider::start().await;
+//! let auth = provider
+//!     .layer_builder("http://127.0.0.1:3000/auth/callback")
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! let app = Router::new()
+//!     .route("/me", get(|| async { "me" }))
+//!     .route_layer(auth.require())
+//!     .layer(auth.clone());
+//! let cookie = provider.session_cookie(&auth, &TestUser::new("usr_1"));
+//! let me = || Request::get("/me").header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
+//! assert_eq!(app.clone().oneshot(me()).await.unwrap().status(), StatusCode::OK);
+//!
+//! // Every session of usr_1 that began until now ends, on its next request.
+//! let key = RevocationKey::subject(provider.issuer(), "usr_1");
+//! let now = SystemClock.now();
+//! auth.revocation_store().revoke(key, now, Duration::from_secs(86_400)).await.unwrap();
+//! assert_eq!(app.oneshot(me()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
 
 use std::fmt;
 use std::time::Duration;

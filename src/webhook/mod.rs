@@ -9,6 +9,35 @@
 //! `environment_id`, `organization_id`, `object`, `data`) and the `user.logout` payload
 //! (`UserLogoutEvent` / `UserAuthEventData`: `data.user_session.session_id`) follow Scalekit's
 //! OpenAPI specification, section `webhooks:`.
+//!
+//! The layer serves `POST <base_path>/webhook` once
+//! [`webhook_secret`](crate::AuthLayerBuilder::webhook_secret) is set, and hands every verified
+//! event to the handlers of [`on_webhook`](crate::AuthLayerBuilder::on_webhook). An app that
+//! receives webhooks on its own route verifies them with [`verify_webhook`]:
+//!
+//! ```
+//! use http::{HeaderMap, HeaderValue};
+//! use tower_oidc_auth::webhook::{sign_webhook, verify_webhook_at, WebhookError};
+//!
+//! // The signing secret, as the Scalekit dashboard shows it.
+//! let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+//! let body = br#"{"id":"evt_1","type":"user.logout","data":{}}"#;
+//! let now = 1_750_000_000;
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("webhook-id", HeaderValue::from_static("msg_1"));
+//! headers.insert("webhook-timestamp", HeaderValue::from_str(&now.to_string()).unwrap());
+//! let signature = sign_webhook(secret, "msg_1", now, body).unwrap();
+//! headers.insert("webhook-signature", HeaderValue::from_str(&signature).unwrap());
+//!
+//! assert!(verify_webhook_at(secret, &headers, body, now).is_ok());
+//! // Another body, or the same one ten minutes late, is refused.
+//! assert!(verify_webhook_at(secret, &headers, b"{}", now).is_err());
+//! assert!(matches!(
+//!     verify_webhook_at(secret, &headers, body, now + 600),
+//!     Err(WebhookError::Timestamp)
+//! ));
+//! ```
 
 mod deliveries;
 mod event;
