@@ -223,7 +223,7 @@ pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
 pub use config::{Algorithm, AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
 pub use future::ResponseFuture;
 pub use layer::{AuthLayer, CacheStats};
-pub use provider::{ClientAuthMethod, Provider, ProviderError, ProviderMetadata};
+pub use provider::{Provider, ProviderError, ProviderMetadata};
 pub use routes::LoginOptions;
 pub use secret::Secret;
 pub use service::AuthService;
@@ -236,9 +236,12 @@ pub type AuthConfig = AuthLayerBuilder;
 // compiles unchanged.
 #[doc(hidden)]
 pub use clock::{Clock, ManualClock, SystemClock};
+// Nothing public takes or returns it (the method is chosen from the provider's metadata).
 #[cfg(feature = "axum")]
 #[doc(hidden)]
 pub use extract::{ClaimsRejection, PermissionName, RequirePermission, RequireRole, RoleName};
+#[doc(hidden)]
+pub use provider::ClientAuthMethod;
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use redis_store::{RedisRefreshCoordinator, RedisRevocationStore};

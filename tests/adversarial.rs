@@ -442,7 +442,7 @@ async fn build_fails_clearly() {
     assert!(matches!(e, ConfigError::Missing("provider")), "{e}");
     let e = provider
         .layer_builder(REDIRECT)
-        .cookie_name("bad name")
+        .cookie_name_prefix("bad name")
         .build()
         .await
         .unwrap_err();

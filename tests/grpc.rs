@@ -180,7 +180,7 @@ async fn bearer_never_redirects_refreshes_or_sets_cookies() {
 
 #[tokio::test]
 async fn bearer_can_be_switched_off_and_audiences_configured() {
-    let s = setup_with(|c| c.bearer(false)).await;
+    let s = setup_with(|c| c.accept_bearer_tokens(false)).await;
     let app = api(&s.auth);
     let token = s.provider.access_token(&user());
     let resp = app

@@ -418,7 +418,7 @@ pub fn target_provider_json(data: &[u8]) {
 pub fn target_management_json(data: &[u8]) {
     use crate::management::{
         api_answer, field, is_unauthenticated, page_items, token_answer, token_expiry,
-        Organization, Role, Session, User,
+        Organization, Role, User, UserSession,
     };
     let Some((&pick, body)) = data.split_first() else {
         return;
@@ -436,13 +436,13 @@ pub fn target_management_json(data: &[u8]) {
             let _ = field::<Vec<Role>>(v.clone(), "roles");
             let _ = page_items::<User>(&v, "users");
             let _ = page_items::<Organization>(&v, "organizations");
-            let _ = page_items::<Session>(&v, "sessions");
+            let _ = page_items::<UserSession>(&v, "sessions");
         }
         Err(error) => {
             let _ = (error.to_string(), error.status());
         }
     }
-    let _ = api_answer::<Session>(status, body);
+    let _ = api_answer::<UserSession>(status, body);
     if let Ok((_, expires_in)) = token_answer(status, body) {
         static BASE: OnceLock<tokio::time::Instant> = OnceLock::new();
         let _ = token_expiry(*BASE.get_or_init(tokio::time::Instant::now), expires_in);

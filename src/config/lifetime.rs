@@ -182,12 +182,18 @@ impl AuthLayerBuilder {
     /// Accept `Authorization: Bearer <jwt>` on any request, validated like the cookie access
     /// token (default on). A bearer request never redirects, refreshes or sets cookies; an
     /// invalid token gets 401 `invalid_token` (gRPC: UNAUTHENTICATED).
-    pub fn bearer(mut self, on: bool) -> Self {
+    pub fn accept_bearer_tokens(mut self, on: bool) -> Self {
         self.bearer = on;
         self
     }
 
-    /// The clock (default the system clock). Tests inject a [`ManualClock`](crate::ManualClock).
+    /// The former name of [`accept_bearer_tokens`](Self::accept_bearer_tokens).
+    #[deprecated(note = "renamed to `accept_bearer_tokens`")]
+    pub fn bearer(self, on: bool) -> Self {
+        self.accept_bearer_tokens(on)
+    }
+
+    /// The clock (default the system clock). Tests inject a [`ManualClock`](crate::clock::ManualClock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self

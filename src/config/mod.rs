@@ -282,10 +282,16 @@ impl AuthLayerBuilder {
     }
 
     /// The app-specific part of cookie names (default derived from the client id). Letters,
-    /// digits, `_` and `-` only.
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+    /// digits, `_` and `-` only. The layer adds the prefixes (`__Host-`, ...) and suffixes.
+    pub fn cookie_name_prefix(mut self, name: impl Into<String>) -> Self {
         self.cookie_name = Some(name.into());
         self
+    }
+
+    /// The former name of [`cookie_name_prefix`](Self::cookie_name_prefix).
+    #[deprecated(note = "renamed to `cookie_name_prefix`: it sets only a part of each name")]
+    pub fn cookie_name(self, name: impl Into<String>) -> Self {
+        self.cookie_name_prefix(name)
     }
 
     /// Timeout for each call to the provider (default 10 s).

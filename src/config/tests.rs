@@ -321,3 +321,17 @@ fn from_env_parts_compose() {
         .to_string();
     assert!(err.contains("AUTH_COOKIE_KEY"), "{err}");
 }
+
+/// The setters renamed in 0.2 keep their former names, deprecated, with the same effect.
+#[test]
+#[allow(deprecated)]
+fn former_setter_names_still_work() {
+    let builder = AuthLayerBuilder::new().bearer(false).cookie_name("app_1");
+    assert!(!builder.bearer);
+    assert_eq!(builder.cookie_name.as_deref(), Some("app_1"));
+    let builder = AuthLayerBuilder::new()
+        .accept_bearer_tokens(false)
+        .cookie_name_prefix("app_2");
+    assert!(!builder.bearer);
+    assert_eq!(builder.cookie_name.as_deref(), Some("app_2"));
+}

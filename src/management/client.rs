@@ -17,7 +17,7 @@ use super::api::{
 use super::credentials::{read_limited, ClientCredentials, Sleeper};
 use super::error::ManagementError;
 use super::model::{
-    Membership, MembershipRequest, Organization, Role, Session, UpdateMembershipBody, User,
+    Membership, MembershipRequest, Organization, Role, UpdateMembershipBody, User, UserSession,
 };
 use super::API_VERSION;
 use crate::claims::Claims;
@@ -361,7 +361,7 @@ impl ManagementClient {
     // ---- sessions ----
 
     /// `GET /sessions/{id}` (`SessionService_GetSession`).
-    pub async fn get_session(&self, session_id: &str) -> Result<Session, ManagementError> {
+    pub async fn get_session(&self, session_id: &str) -> Result<UserSession, ManagementError> {
         self.get(&ApiPath::new("/sessions").id("session_id", session_id)?)
             .await
     }
@@ -382,7 +382,7 @@ impl ManagementClient {
         &self,
         user_id: &str,
         page_size: u32,
-    ) -> impl Stream<Item = Result<Session, ManagementError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<UserSession, ManagementError>> + Send + 'static {
         let path = ApiPath::new("/users")
             .id("user_id", user_id)
             .map(|p| p.then("/sessions"));

@@ -130,10 +130,14 @@ pub struct Organization {
     pub extra: Map<String, Value>,
 }
 
+/// The former name of [`UserSession`].
+#[deprecated(note = "renamed to `UserSession` (a session at Scalekit, not the layer's)")]
+pub type Session = UserSession;
+
 /// A user session at Scalekit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct Session {
+pub struct UserSession {
     /// `ses_...`.
     #[serde(default)]
     pub session_id: String,

@@ -174,14 +174,14 @@ impl HttpClient {
         let timeout = self.timeout;
         let max = self.max_body;
         let fut = async move {
-            let mut resp = req.send().await.map_err(map_reqwest)?;
+            let mut resp = req.send().await.map_err(|e| map_reqwest(e, timeout))?;
             let status = resp.status();
             let headers = std::mem::take(resp.headers_mut());
             if resp.content_length().is_some_and(|len| len > max as u64) {
                 return Err(ProviderError::TooLarge(max));
             }
             let mut body = BytesMut::new();
-            while let Some(chunk) = resp.chunk().await.map_err(map_reqwest)? {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| map_reqwest(e, timeout))? {
                 if body.len() + chunk.len() > max {
                     return Err(ProviderError::TooLarge(max));
                 }
@@ -220,9 +220,9 @@ pub(crate) fn form_answer<T: DeserializeOwned>(
     serde_json::from_slice(body).map_err(|e| ProviderError::Malformed(e.to_string()))
 }
 
-fn map_reqwest(e: reqwest::Error) -> ProviderError {
+fn map_reqwest(e: reqwest::Error, timeout: Duration) -> ProviderError {
     if e.is_timeout() {
-        ProviderError::Timeout(Duration::ZERO)
+        ProviderError::Timeout(timeout)
     } else if e.is_body() || e.is_decode() {
         ProviderError::Malformed(e.to_string())
     } else {
