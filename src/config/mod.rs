@@ -332,7 +332,26 @@ impl AuthLayerBuilder {
         self
     }
 
-    /// Validates the configuration, fetches discovery (if used) and the provider's keys.
+    /// Checks every setting without contacting the provider: what [`build`](Self::build) does
+    /// first. An app can call it at start-up, or in a unit test of its configuration.
+    ///
+    /// ```
+    /// use tower_oidc_auth::{AuthLayer, ConfigError, Provider};
+    /// let builder = AuthLayer::builder()
+    ///     .provider(Provider::scalekit("https://yourenv.scalekit.com"))
+    ///     .client_id("skc_123")
+    ///     .client_secret("secret")
+    ///     .redirect_url("http://app.example.com/auth/callback") // http, not loopback
+    ///     .cookie_key([7u8; 64]);
+    /// let error = builder.validate().unwrap_err();
+    /// assert!(matches!(error, ConfigError::InvalidUrl { what: "redirect_url", .. }));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        resolve::validate(self.clone()).map(drop)
+    }
+
+    /// Checks every setting ([`validate`](Self::validate)), then fetches discovery (if used)
+    /// and the provider's keys.
     pub async fn build(self) -> Result<crate::AuthLayer, ConfigError> {
         resolve::build(self).await
     }

@@ -1,5 +1,5 @@
-//! From a builder to a layer: every setting checked (`ConfigError`), then discovery and the
-//! first key fetch.
+//! From a builder to a layer in two steps: [`validate`] checks every setting without I/O
+//! (`ConfigError`), then [`connect`] does discovery and the first key fetch.
 
 use std::sync::Arc;
 
@@ -15,7 +15,23 @@ use crate::verify::{Expectations, Verifier};
 use crate::layer::AuthLayer;
 use crate::state::{secs, Settings, Shared};
 
+/// A configuration whose every setting was checked: what the layer needs that does not come
+/// from the provider.
+pub(crate) struct Validated {
+    /// The builder, for the parts [`connect`] uses as they are.
+    cfg: AuthLayerBuilder,
+    provider: crate::provider::Provider,
+    client_secret: crate::Secret,
+    settings: Settings,
+    cookies: CookieCodec,
+}
+
 pub(crate) async fn build(cfg: AuthLayerBuilder) -> Result<AuthLayer, ConfigError> {
+    connect(validate(cfg)?).await
+}
+
+/// Checks every setting and derives the layer's settings, without I/O.
+pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> {
     let provider = cfg
         .provider
         .clone()
@@ -132,7 +148,7 @@ pub(crate) async fn build(cfg: AuthLayerBuilder) -> Result<AuthLayer, ConfigErro
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 return Err(ConfigError::Invalid {
-                    what: "cookie_name",
+                    what: "cookie_name_prefix",
                     reason: format!("{name:?}: use letters, digits, '_' and '-'"),
                 });
             }
@@ -195,6 +211,53 @@ pub(crate) async fn build(cfg: AuthLayerBuilder) -> Result<AuthLayer, ConfigErro
         });
     }
 
+    let cookies = CookieCodec::new(keys, !loopback_http, &app_part, &session_path, &base_path);
+    let settings = Settings {
+        client_id,
+        redirect_url: redirect.to_string(),
+        login_path,
+        callback_path,
+        logout_path,
+        post_logout_url,
+        scope: scopes.join(" "),
+        authorize_params: cfg.authorize_params.clone(),
+        max_login_attempts: cfg.max_login_attempts,
+        login_timeout: secs(cfg.login_timeout),
+        session_max_age: secs(cfg.session_max_age),
+        session_idle_timeout: cfg.session_idle_timeout.map(secs),
+        token_revocation_timeout: cfg.token_revocation_timeout,
+        default_return: session_path.clone(),
+        refresh_margin: secs(cfg.refresh_margin),
+        backchannel_path,
+        revocation_ttl: cfg.revocation_ttl,
+        logout_token_max_age: secs(cfg.logout_token_max_age),
+        webhook_path: join("webhook"),
+        webhooks,
+        bearer: cfg.bearer,
+        refresh_timeout: cfg.refresh_timeout,
+        origin: origin.clone(),
+        approve_param: cfg.approve_param.clone(),
+        session_claims: cfg.session_claims.clone(),
+    };
+    Ok(Validated {
+        cfg,
+        provider,
+        client_secret,
+        settings,
+        cookies,
+    })
+}
+
+/// Discovery and the first JWKS fetch: the layer, ready.
+pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigError> {
+    let Validated {
+        cfg,
+        provider,
+        client_secret,
+        settings,
+        cookies,
+    } = validated;
+    let client_id = settings.client_id.clone();
     let http = HttpClient::new(cfg.http_timeout, cfg.max_response_bytes);
     let meta = provider.resolve(&http).await?;
     let jwks = Jwks::new(
@@ -229,34 +292,6 @@ pub(crate) async fn build(cfg: AuthLayerBuilder) -> Result<AuthLayer, ConfigErro
         client_id: client_id.clone(),
         client_secret,
         method: ClientAuthMethod::choose(&meta, provider.is_scalekit()),
-    };
-    let cookies = CookieCodec::new(keys, !loopback_http, &app_part, &session_path, &base_path);
-    let settings = Settings {
-        client_id,
-        redirect_url: redirect.to_string(),
-        login_path,
-        callback_path,
-        logout_path,
-        post_logout_url,
-        scope: scopes.join(" "),
-        authorize_params: cfg.authorize_params.clone(),
-        max_login_attempts: cfg.max_login_attempts,
-        login_timeout: secs(cfg.login_timeout),
-        session_max_age: secs(cfg.session_max_age),
-        session_idle_timeout: cfg.session_idle_timeout.map(secs),
-        token_revocation_timeout: cfg.token_revocation_timeout,
-        default_return: session_path.clone(),
-        refresh_margin: secs(cfg.refresh_margin),
-        backchannel_path,
-        revocation_ttl: cfg.revocation_ttl,
-        logout_token_max_age: secs(cfg.logout_token_max_age),
-        webhook_path: join("webhook"),
-        webhooks,
-        bearer: cfg.bearer,
-        refresh_timeout: cfg.refresh_timeout,
-        origin: origin.clone(),
-        approve_param: cfg.approve_param.clone(),
-        session_claims: cfg.session_claims.clone(),
     };
     let coordinator = match cfg.refresh_coordinator {
         Some(c) => c,

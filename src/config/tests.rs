@@ -335,3 +335,58 @@ fn former_setter_names_still_work() {
     assert!(!builder.bearer);
     assert_eq!(builder.cookie_name.as_deref(), Some("app_2"));
 }
+
+/// Every setting is checked before any I/O: the provider here does not exist, and each broken
+/// setting is reported by name.
+#[test]
+fn validate_reports_each_setting_without_io() {
+    let good = || {
+        AuthLayerBuilder::new()
+            .provider(Provider::discover("https://idp.invalid"))
+            .client_id("app")
+            .client_secret("shh")
+            .redirect_url("https://app.example.com/auth/callback")
+            .cookie_key([5u8; 64])
+    };
+    good().validate().unwrap();
+    type Break = fn(AuthLayerBuilder) -> AuthLayerBuilder;
+    let cases: &[(&str, Break)] = &[
+        ("client_id", |b| b.client_id("")),
+        ("redirect_url", |b| {
+            b.redirect_url("http://app.example.com/cb")
+        }),
+        ("redirect_url", |b| {
+            b.redirect_url("https://app.example.com/cb?x=1")
+        }),
+        ("redirect_url", |b| b.redirect_url("not a url")),
+        ("session_path", |b| b.session_path("/app")),
+        ("cookie_name_prefix", |b| b.cookie_name_prefix("bad name")),
+        ("webhook_secret", |b| b.webhook_secret("whsec_!!")),
+        ("session_max_age", |b| b.session_max_age(Duration::ZERO)),
+        ("session_idle_timeout", |b| {
+            b.session_idle_timeout(Duration::ZERO)
+        }),
+        ("max_login_attempts", |b| b.max_login_attempts(0)),
+        ("algorithms", |b| b.algorithms([])),
+        ("post_logout_redirect_url", |b| {
+            b.post_logout_redirect_url("::nope")
+        }),
+    ];
+    for (setting, break_it) in cases {
+        let error = break_it(good()).validate().unwrap_err();
+        let what = match &error {
+            ConfigError::Invalid { what, .. } | ConfigError::InvalidUrl { what, .. } => *what,
+            ConfigError::Missing(what) => *what,
+            other => panic!("{setting}: unexpected {other:?}"),
+        };
+        assert_eq!(what, *setting, "{error}");
+    }
+    let no_key = AuthLayerBuilder {
+        cookie_keys: Vec::new(),
+        ..good()
+    };
+    assert!(matches!(
+        no_key.validate(),
+        Err(ConfigError::Missing("cookie_key"))
+    ));
+}
