@@ -91,14 +91,14 @@ impl AuthLayerBuilder {
     }
 
     /// Coordinates refreshes across instances (default: within this process, a
-    /// [`LocalRefreshCoordinator`](crate::LocalRefreshCoordinator) with the grace window above).
+    /// [`LocalRefreshCoordinator`](crate::refresh::LocalRefreshCoordinator) with the grace window above).
     pub fn refresh_coordinator(mut self, coordinator: impl RefreshCoordinator) -> Self {
         self.refresh_coordinator = Some(Arc::new(coordinator));
         self
     }
 
     /// Where revoked sessions are remembered (default: in memory, a
-    /// [`MemoryRevocationStore`](crate::MemoryRevocationStore)). Several instances need a
+    /// [`MemoryRevocationStore`](crate::revocation::MemoryRevocationStore)). Several instances need a
     /// shared store such as `RedisRevocationStore`.
     pub fn revocation_store(mut self, store: impl RevocationStore) -> Self {
         self.revocation_store = Some(Arc::new(store));

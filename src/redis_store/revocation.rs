@@ -18,7 +18,7 @@ use crate::revocation::{RevocationError, RevocationKey, RevocationStore};
 /// request never waits for Redis.
 ///
 /// Nothing is silently lost:
-/// - The mirror is an uncapped [`MemoryRevocationStore`](crate::MemoryRevocationStore): it holds
+/// - The mirror is an uncapped [`MemoryRevocationStore`](crate::revocation::MemoryRevocationStore): it holds
 ///   every record Redis holds, for its TTL, and never evicts.
 /// - A record is written with a small Lua script that merges: a write never shortens an existing
 ///   record's lifetime nor moves its revocation time back.
@@ -29,12 +29,8 @@ use crate::revocation::{RevocationError, RevocationKey, RevocationStore};
 ///   is reloaded. Independently, the whole set is reloaded every
 ///   [`reload_interval`](Self::reload_interval) (default 5 minutes).
 ///
-/// Decision and measurement: a Redis round trip per request costs p50 71 µs on loopback
-/// (`redis-benchmark -t get -c 1` on the 2-core CI machine), about ten times the whole layer's
-/// per-request cost; a local cache with a TTL would let a revoked session live until the TTL
-/// ran out. Pub/sub plus a mirror costs the hot path the same as the memory store (a hash
-/// lookup, see `cargo bench --bench hot_path -- revocation`) and propagates in one Redis round
-/// trip.
+/// The request path never waits for Redis: it reads the mirror, at the memory store's cost. Why a
+/// mirror and not a cache with a TTL is recorded in `BENCHMARKS.md` ("Redis revocations").
 #[derive(Clone)]
 pub struct RedisRevocationStore {
     conn: ConnectionManager,

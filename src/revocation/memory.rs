@@ -126,7 +126,7 @@ impl MemoryRevocationStore {
     }
 
     /// The clock the store reads (default: the system clock), for tests with a
-    /// [`ManualClock`](crate::ManualClock).
+    /// [`ManualClock`](crate::clock::ManualClock).
     ///
     /// # Panics
     ///
