@@ -2,12 +2,13 @@
 //! Without `REDIS_URL` at build time these tests are reported as ignored.
 #![cfg(feature = "redis")]
 
-mod common;
+#[path = "it/helpers/mod.rs"]
+mod helpers;
 
 use std::time::Duration;
 
 use axum::body::Body;
-use common::*;
+use helpers::*;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestProvider;

@@ -1,14 +1,15 @@
 //! Memory stays bounded: one simulated hour (a fake clock, no real hour) at 1,000 distinct
 //! sessions a minute, with logouts, through the whole layer.
 
-mod common;
+#[path = "it/helpers/mod.rs"]
+mod helpers;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use common::*;
+use helpers::*;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};

@@ -13,15 +13,11 @@
 //! - `access_token_fractional_or_string_nbf_is_not_ignored`: a non-integer or string `nbf`
 //!   (and a non-integer `iat`) is ignored on access tokens: not-yet-valid tokens pass.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use futures_util::TryStreamExt;
 use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -30,7 +26,7 @@ use tower_oidc_auth::management::{ClientCredentials, ManagementClient, Managemen
 use tower_oidc_auth::testing::{IdpInitiatedLogin, TestUser};
 use tower_oidc_auth::{AuthLayer, Claims, Clock, M2mClients};
 
-use common::*;
+use crate::helpers::*;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -53,26 +49,6 @@ fn idp_url(token: &str) -> String {
         .append_pair("idp_initiated_login", token)
         .finish();
     format!("/auth/login?{q}")
-}
-
-fn query_of(location: &str) -> Vec<(String, String)> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-fn values(pairs: &[(String, String)], name: &str) -> Vec<String> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .collect()
-}
-
-fn b64(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
 fn now(s: &Setup) -> i64 {
@@ -113,14 +89,6 @@ fn refused_by_login(resp: &Response<Body>) -> bool {
         && resp.headers().get(header::SET_COOKIE).is_none()
 }
 
-fn bearer_req(uri: &str, token: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
 /// An API behind `auth`: `/admin` needs scope `admin`, `/whoami` any caller.
 fn api(auth: &AuthLayer) -> Router {
     Router::new()
@@ -135,7 +103,7 @@ fn api(auth: &AuthLayer) -> Router {
 
 async fn bearer_status(auth: &AuthLayer, uri: &str, token: &str) -> StatusCode {
     api(auth)
-        .oneshot(bearer_req(uri, token))
+        .oneshot(bearer(uri, token))
         .await
         .unwrap()
         .status()
@@ -1156,7 +1124,7 @@ async fn current_user_refuses_non_user_subs() {
     }
     // An M2M bearer token.
     let t = s.provider.m2m_access_token("m2morg_1", "org_1", &["admin"]);
-    let resp = app.clone().oneshot(bearer_req("/me", &t)).await.unwrap();
+    let resp = app.clone().oneshot(bearer("/me", &t)).await.unwrap();
     assert_eq!(body_string(resp).await, "refused");
     assert!(
         seen.lock().unwrap().is_empty(),

@@ -1,9 +1,7 @@
 //! Property tests for the parsers of untrusted input. (Fuzz targets live in `fuzz/`.)
 
-mod common;
-
+use crate::helpers::*;
 use axum::body::Body;
-use common::*;
 use http::{header, HeaderValue, Request};
 use proptest::prelude::*;
 use tower::ServiceExt;

@@ -18,15 +18,13 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{IdpInitiatedLogin, TestUser};
 use tower_oidc_auth::LoginOptions;
 
-use crate::common::*;
+use crate::helpers::*;
 
 /// What a browser sends when Scalekit redirects it to the app's Initiate Login URL: a
 /// cross-site top-level navigation (Scalekit's domain is not the app's).
@@ -48,22 +46,6 @@ fn same_origin(uri: &str) -> Request<Body> {
         .header("sec-fetch-mode", "navigate")
         .body(Body::empty())
         .unwrap()
-}
-
-fn query_of(location: &str) -> Vec<(String, String)> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-fn values(pairs: &[(String, String)], name: &str) -> Vec<String> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .collect()
 }
 
 fn one(pairs: &[(String, String)], name: &str) -> String {
@@ -181,10 +163,6 @@ impl ClockNow for Setup {
         use tower_oidc_auth::Clock;
         self.clock.now()
     }
-}
-
-fn b64(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
 #[tokio::test]

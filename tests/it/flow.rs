@@ -1,9 +1,8 @@
 //! Full flows through the layer with `ServiceExt::oneshot`, against the in-process provider.
 
-mod common;
-
+use crate::helpers::*;
 use axum::body::Body;
-use common::*;
+use cookie::SameSite;
 use http::{header, Request, StatusCode};
 use std::time::Duration;
 use tower_oidc_auth::testing::{Failure, TestUser};
@@ -37,8 +36,16 @@ async fn login_callback_claims_logout() {
     let tx = jar.tx().expect("transaction cookie");
     // On `/`, so that over https it can be a `__Host-` cookie (no cookie tossing).
     assert_eq!(tx.path, "/");
-    assert!(tx.attrs.contains("HttpOnly") && tx.attrs.contains("SameSite=Lax"));
-    assert!(tx.attrs.contains("Max-Age=600"));
+    let set = tx.attrs();
+    assert!(
+        set.http_only() == Some(true) && set.same_site() == Some(SameSite::Lax),
+        "{set}"
+    );
+    assert_eq!(
+        set.max_age(),
+        Some(cookie::time::Duration::seconds(600)),
+        "{set}"
+    );
     // The transaction cookie is sealed: neither state nor verifier is visible.
     assert!(!tx.value.contains(&q["state"][..]));
 
@@ -54,7 +61,11 @@ async fn login_callback_claims_logout() {
     assert!(jar.tx().is_none(), "transaction cookie deleted");
     let session = jar.get("_s").expect("session cookie").clone();
     assert_eq!(session.path, "/");
-    assert!(session.attrs.contains("HttpOnly") && session.attrs.contains("SameSite=Lax"));
+    let set = session.attrs();
+    assert!(
+        set.http_only() == Some(true) && set.same_site() == Some(SameSite::Lax),
+        "{set}"
+    );
     let id = jar.get("_id").expect("id token cookie").clone();
     assert_eq!(id.path, "/auth");
     assert_eq!(s.provider.counts().code_grants, 1);
@@ -155,10 +166,6 @@ async fn provider_error_callbacks_show_a_page_with_retry() {
         assert!(!body.contains("<script>"));
     }
     assert_eq!(s.provider.counts().code_grants, 0);
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[tokio::test]

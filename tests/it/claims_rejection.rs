@@ -2,13 +2,11 @@
 //! guard extractor's result) can tell why there are no claims, and still answer as the layer
 //! would.
 
-mod common;
-
+use crate::helpers::*;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use common::*;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::extract::{ClaimsRejection, RequireRole, RoleName};
