@@ -68,11 +68,7 @@ async fn two_instances_twenty_requests_one_refresh() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let app = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let req = Request::get("/jti")
-            .header(header::ACCEPT, "application/json")
-            .header(header::COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap();
+        let req = request("/jti", &cookie);
         tasks.push(tokio::spawn(async move { app.oneshot(req).await.unwrap() }));
     }
     let mut jtis = Vec::new();

@@ -161,11 +161,7 @@ async fn one_hour_at_a_thousand_sessions_a_minute() {
             let rt = format!("rt-{minute}-{i}");
             let cookie = provider.session_cookie_with_tokens(&auth, at, Some(&rt), &id_token);
             let cookie = cookie.split("; ").next().unwrap().to_owned();
-            let req = Request::get("/me")
-                .header(header::ACCEPT, "application/json")
-                .header(header::COOKIE, cookie)
-                .body(Body::empty())
-                .unwrap();
+            let req = request("/me", &cookie);
             let resp = app.clone().oneshot(req).await.unwrap();
             assert_eq!(resp.status(), StatusCode::OK);
             // One in ten sessions is logged out elsewhere.

@@ -63,36 +63,39 @@ fn edit_keys(s: &Setup, f: impl Fn(&mut serde_json::Map<String, Value>)) {
 // Key set changes while the memo holds entries.
 // ---------------------------------------------------------------------------------------------
 
-/// The same key material is republished, now restricted to another algorithm (`alg: RS384`).
-/// RS256 tokens it verified before must no longer pass, memo or not.
-#[tokio::test]
-async fn memo_hit_refused_after_key_restricted_to_another_alg() {
+/// The body of the tests below that differ only in how the key is republished: four bearer
+/// tokens are memoized, the key set is republished with every key edited by `edit`, and the
+/// layer refetches it; every token is then refused, memo or not. (Each case stays a test of its
+/// own, so a failure names it.)
+async fn memo_hit_refused_after_key_edit(edit: impl Fn(&mut serde_json::Map<String, Value>)) {
     let s = tiny_verified_cache().await;
     let tokens = bearers(&s, 4);
     memoize(&s, &tokens).await;
-    edit_keys(&s, |k| {
-        k.insert("alg".into(), json!("RS384"));
-    });
+    edit_keys(&s, edit);
     force_refetch(&s).await;
     for t in &tokens {
         assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
     }
 }
 
+/// The same key material is republished, now restricted to another algorithm (`alg: RS384`).
+/// RS256 tokens it verified before must no longer pass, memo or not.
+#[tokio::test]
+async fn memo_hit_refused_after_key_restricted_to_another_alg() {
+    memo_hit_refused_after_key_edit(|k| {
+        k.insert("alg".into(), json!("RS384"));
+    })
+    .await;
+}
+
 /// The same key material is republished under another kid: tokens naming the old kid must no
 /// longer pass (the key set does not select a key for their kid).
 #[tokio::test]
 async fn memo_hit_refused_after_key_moved_to_another_kid() {
-    let s = tiny_verified_cache().await;
-    let tokens = bearers(&s, 4);
-    memoize(&s, &tokens).await;
-    edit_keys(&s, |k| {
+    memo_hit_refused_after_key_edit(|k| {
         k.insert("kid".into(), json!("moved"));
-    });
-    force_refetch(&s).await;
-    for t in &tokens {
-        assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
-    }
+    })
+    .await;
 }
 
 /// The same key material is republished as an encryption key (`use: enc`): not a verification
@@ -123,17 +126,11 @@ async fn memo_hit_refused_after_key_marked_for_encryption() {
 /// `key_ops` without `verify`: not a verification key any more.
 #[tokio::test]
 async fn memo_hit_refused_after_key_ops_exclude_verify() {
-    let s = tiny_verified_cache().await;
-    let tokens = bearers(&s, 4);
-    memoize(&s, &tokens).await;
-    edit_keys(&s, |k| {
+    memo_hit_refused_after_key_edit(|k| {
         k.remove("use");
         k.insert("key_ops".into(), json!(["encrypt"]));
-    });
-    force_refetch(&s).await;
-    for t in &tokens {
-        assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
-    }
+    })
+    .await;
 }
 
 /// The JWKS is emptied entirely (provider withdraws everything).

@@ -684,11 +684,7 @@ async fn m2m_token_is_never_a_cookie_session_with_opt_in() {
         .provider
         .session_cookie_with_tokens(&s.auth, &token, None, &id);
     let app = api(&s.auth);
-    let req = Request::get("/whoami")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
+    let req = request("/whoami", &cookie);
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // And the same token as bearer is fine (control).
@@ -703,11 +699,7 @@ async fn m2m_token_is_never_a_cookie_session_with_opt_in() {
     let cookie = s
         .provider
         .session_cookie_with_tokens(&s.auth, &named, None, &id);
-    let req = Request::get("/whoami")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
+    let req = request("/whoami", &cookie);
     assert_eq!(
         app.oneshot(req).await.unwrap().status(),
         StatusCode::UNAUTHORIZED

@@ -234,11 +234,7 @@ async fn logout_ends_the_session_even_for_a_kept_cookie() {
     let (mut jar, _) = session_with_sid(&s).await;
     let kept = jar.header_for("/me");
     send(&s.app, &mut jar, logout_link()).await;
-    let req = Request::get("/me")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, &kept)
-        .body(Body::empty())
-        .unwrap();
+    let req = request("/me", &kept);
     assert_eq!(
         s.app.clone().oneshot(req).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
@@ -256,11 +252,7 @@ async fn logout_racing_a_refresh_does_not_resurrect_the_session() {
     let before = s.provider.counts().token_requests;
     let app = s.app.clone();
     let in_flight = tokio::spawn(async move {
-        let req = Request::get("/me")
-            .header(header::ACCEPT, "application/json")
-            .header(header::COOKIE, cookie)
-            .body(Body::empty())
-            .unwrap();
+        let req = request("/me", &cookie);
         app.oneshot(req).await.unwrap()
     });
     // Wait until the refresh has reached the provider (bounded), then log out.

@@ -559,11 +559,13 @@ async fn login_against(
     serde_json::from_str(&body_string(resp).await).unwrap()
 }
 
-#[tokio::test]
-async fn discovery_with_client_secret_basic_only() {
+/// The body of the tests below that differ only in the one token endpoint authentication method
+/// the provider supports (its discovery document names it): the whole flow signs in. (Each case
+/// stays a test of its own, so a failure names it.)
+async fn login_with_the_only_token_auth_method(method: &str) {
     let provider = tower_oidc_auth::testing::TestProvider::builder()
         .user(user())
-        .token_auth_methods(["client_secret_basic"])
+        .token_auth_methods([method])
         .start()
         .await;
     let cfg = provider
@@ -574,17 +576,13 @@ async fn discovery_with_client_secret_basic_only() {
 }
 
 #[tokio::test]
+async fn discovery_with_client_secret_basic_only() {
+    login_with_the_only_token_auth_method("client_secret_basic").await;
+}
+
+#[tokio::test]
 async fn client_secret_post_only() {
-    let provider = tower_oidc_auth::testing::TestProvider::builder()
-        .user(user())
-        .token_auth_methods(["client_secret_post"])
-        .start()
-        .await;
-    let cfg = provider
-        .layer_builder(REDIRECT)
-        .provider(tower_oidc_auth::Provider::discover(provider.issuer()));
-    let claims = login_against(provider, cfg).await;
-    assert_eq!(claims["sub"], "usr_42");
+    login_with_the_only_token_auth_method("client_secret_post").await;
 }
 
 #[tokio::test]

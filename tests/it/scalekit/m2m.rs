@@ -28,8 +28,8 @@ use tower_oidc_auth::testing::TestProvider;
 use tower_oidc_auth::{AuthLayer, Claims, Clock, M2mClients};
 
 use crate::helpers::{
-    bearer, body_string, login, send, serve, set_cookies, setup, setup_with, user, Jar, Setup,
-    REDIRECT,
+    bearer, body_string, login, request, send, serve, set_cookies, setup, setup_with, user, Jar,
+    Setup, REDIRECT,
 };
 
 /// The client of the quickstart's "Example decoded access token".
@@ -307,15 +307,7 @@ async fn is_machine_is_false_for_users() {
     let app = api(&s.auth);
     // A cookie session.
     let cookie = s.provider.session_cookie(&s.auth, &user());
-    let resp = serve(
-        &app,
-        Request::get("/whoami")
-            .header(header::ACCEPT, "application/json")
-            .header(header::COOKIE, cookie)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let resp = serve(&app, request("/whoami", &cookie)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&body_string(resp).await).unwrap();
     assert_eq!(body["sub"], "usr_42");
