@@ -2542,27 +2542,6 @@ async fn cached_verification_ends_when_key_material_under_its_kid_is_replaced() 
 // cache of verified access tokens bound to their key's thumbprint. A test that fails shows a
 // vulnerability: it asserts the safe behaviour.
 
-/// A provider on a manual clock whose JWKS carries `max_age` (`None`: no Cache-Control), with
-/// or without key ids, and a layer built on it.
-async fn jwks_review_setup(max_age: Option<u64>, key_ids: bool) -> Setup {
-    let clock = tower_oidc_auth::ManualClock::starting_now();
-    let provider = TestProvider::builder()
-        .user(user())
-        .clock(clock.clone())
-        .start()
-        .await;
-    provider.set_jwks_max_age(max_age);
-    provider.set_key_ids(key_ids);
-    let auth = provider.layer_builder(REDIRECT).build().await.unwrap();
-    let app = app(&auth);
-    Setup {
-        provider,
-        auth,
-        app,
-        clock,
-    }
-}
-
 /// An access token signed now by the provider's current key and valid for a day: what an
 /// attacker holds who stole a token, or who can sign with a leaked key.
 fn day_long_token(s: &Setup, sub: &str) -> String {
@@ -2597,7 +2576,7 @@ async fn jwks_fetched_soon(provider: &TestProvider, n: u64) -> bool {
 /// cache hit never starts the revalidation that stale keys are promised.
 #[tokio::test]
 async fn stale_keys_behind_the_verified_cache_are_revalidated() {
-    let s = jwks_review_setup(Some(60), true).await;
+    let s = setup_with_jwks(Some(60), true).await;
     let stolen = day_long_token(&s, "attacker");
     assert_eq!(with_bearer_json(&s.app, &stolen).await, StatusCode::OK);
     let base = s.provider.counts().jwks_fetches;
@@ -2626,7 +2605,7 @@ async fn stale_keys_behind_the_verified_cache_are_revalidated() {
 /// whether the keys are stale.
 #[tokio::test]
 async fn stale_keys_behind_the_session_memo_are_revalidated() {
-    let s = jwks_review_setup(Some(60), true).await;
+    let s = setup_with_jwks(Some(60), true).await;
     let stolen = day_long_token(&s, "usr_42");
     let id = s.provider.id_token(&user(), None);
     let cookie = s
@@ -2680,7 +2659,7 @@ async fn a_key_set_without_usable_keys_withdraws_the_old_ones() {
     ];
     let mut accepted = Vec::new();
     for (what, withdraw) in cases {
-        let s = jwks_review_setup(None, true).await;
+        let s = setup_with_jwks(None, true).await;
         // Signed by the key about to be withdrawn, never shown to the layer before.
         let forged = day_long_token(&s, "attacker");
         let doc = withdraw(&s.provider);
@@ -2709,7 +2688,7 @@ async fn a_key_set_without_usable_keys_withdraws_the_old_ones() {
 async fn key_replaced_under_a_known_kid_is_picked_up() {
     let mut wrong = Vec::new();
     for key_ids in [true, false] {
-        let s = jwks_review_setup(None, key_ids).await;
+        let s = setup_with_jwks(None, key_ids).await;
         let stolen = day_long_token(&s, "attacker");
         assert_eq!(with_bearer_json(&s.app, &stolen).await, StatusCode::OK);
 
@@ -2762,7 +2741,7 @@ async fn duplicate_kids_and_changed_alg_or_use_end_cached_verifications() {
         }),
     ];
     for (what, republish) in cases {
-        let s = jwks_review_setup(None, true).await;
+        let s = setup_with_jwks(None, true).await;
         let (cookie, bearer) = cached_session_and_bearer(&s.provider, &s.auth, &s.app).await;
         let old = s.provider.jwks_document()["keys"][0].clone();
         s.provider.rotate_keys(true);
@@ -2792,7 +2771,7 @@ async fn duplicate_kids_and_changed_alg_or_use_end_cached_verifications() {
 /// entries) and documents that fail to parse neither panic the fetch nor unseat the good key.
 #[tokio::test]
 async fn hostile_jwks_documents_neither_panic_nor_unseat_the_good_key() {
-    let s = jwks_review_setup(None, true).await;
+    let s = setup_with_jwks(None, true).await;
     let good = s.provider.jwks_document()["keys"][0].clone();
     let x = "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4";
     let y = "4Etl6SRW2YilurN5XxqxLw_0cF-aCHfoN2hStaGSwd0";
@@ -2873,7 +2852,7 @@ async fn hostile_jwks_documents_neither_panic_nor_unseat_the_good_key() {
 /// the largest max-age neither overflows nor panics.
 #[tokio::test]
 async fn extreme_jwks_max_age_neither_overflows_nor_floods_the_provider() {
-    let s = jwks_review_setup(Some(u64::MAX), true).await;
+    let s = setup_with_jwks(Some(u64::MAX), true).await;
     let base = s.provider.counts().jwks_fetches;
     s.clock.advance(Duration::from_secs(100 * 365 * 86_400));
     for i in 0..5 {
@@ -2908,7 +2887,7 @@ async fn extreme_jwks_max_age_neither_overflows_nor_floods_the_provider() {
 /// requests waiting for it hanging, and the next request can fetch again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refetch_task_of_a_runtime_that_shuts_down_releases_its_waiters() {
-    let s = jwks_review_setup(None, true).await;
+    let s = setup_with_jwks(None, true).await;
     s.provider
         .set_jwks_failure(Some(Failure::Delay(Duration::from_secs(3600))));
     let base = s.provider.counts().jwks_fetches;

@@ -35,13 +35,7 @@ use crate::helpers::*;
 /// A cross-site top-level navigation, as when Scalekit (or an attacker's page) sends the browser
 /// to the login route.
 fn cross_site(uri: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "text/html")
-        .header("sec-fetch-site", "cross-site")
-        .header("sec-fetch-mode", "navigate")
-        .header(header::REFERER, "https://attacker.example/")
-        .body(Body::empty())
-        .unwrap()
+    cross_site_navigation(uri, "https://attacker.example/")
 }
 
 fn idp_url(token: &str) -> String {

@@ -39,26 +39,7 @@ fn twin_sessions(s: &Setup, user: &TestUser) -> (String, String) {
 
 /// A provider whose tokens and JWKS carry no `kid`, with keys going stale after 60 s.
 async fn kidless_setup() -> Setup {
-    let clock = ManualClock::starting_now();
-    let provider = TestProvider::builder()
-        .user(user())
-        .clock(clock.clone())
-        .start()
-        .await;
-    provider.set_key_ids(false);
-    provider.set_jwks_max_age(Some(60));
-    let auth = provider
-        .layer_builder(REDIRECT)
-        .build()
-        .await
-        .expect("build");
-    let app = app(&auth);
-    Setup {
-        provider,
-        auth,
-        app,
-        clock,
-    }
+    setup_with_jwks(Some(60), false).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -68,6 +68,31 @@ pub async fn setup_with(tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerBuilder
     }
 }
 
+/// A provider on a manual clock whose JWKS carries `max_age` (`None`: no Cache-Control), with
+/// or without key ids, and a layer built on it.
+pub async fn setup_with_jwks(max_age: Option<u64>, key_ids: bool) -> Setup {
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    provider.set_jwks_max_age(max_age);
+    provider.set_key_ids(key_ids);
+    let auth = provider
+        .layer_builder(REDIRECT)
+        .build()
+        .await
+        .expect("build");
+    let app = app(&auth);
+    Setup {
+        provider,
+        auth,
+        app,
+        clock,
+    }
+}
+
 pub fn app(auth: &AuthLayer) -> Router {
     Router::new()
         .route("/me", get(|c: Claims| async move { Json(c) }))
@@ -113,12 +138,7 @@ pub fn get_html(uri: &str) -> Request<Body> {
 
 /// What a browser sends when the user follows the app's own `<a href="/auth/logout">`.
 pub fn logout_link() -> Request<Body> {
-    Request::get("/auth/logout")
-        .header(header::ACCEPT, "text/html")
-        .header("sec-fetch-site", "same-origin")
-        .header("sec-fetch-mode", "navigate")
-        .body(Body::empty())
-        .unwrap()
+    same_origin_link("/auth/logout")
 }
 
 pub fn get_json(uri: &str) -> Request<Body> {

@@ -148,3 +148,25 @@ pub fn split_session(cookie: &str) -> (String, String, String) {
 pub async fn with_bearer_json(app: &Router, token: &str) -> StatusCode {
     serve(app, bearer("/me", token)).await.status()
 }
+
+/// A link on the app's own page, followed by the user (a same-origin top-level navigation).
+pub fn same_origin_link(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "same-origin")
+        .header("sec-fetch-mode", "navigate")
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// A cross-site top-level navigation from a page at `referer` (another site sends the browser
+/// to `uri`).
+pub fn cross_site_navigation(uri: &str, referer: &str) -> Request<Body> {
+    Request::get(uri)
+        .header(header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .header(header::REFERER, referer)
+        .body(Body::empty())
+        .unwrap()
+}
