@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use axum::body::Body;
 use http::{header, Request, StatusCode};
 use serde_json::json;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{Failure, TestProvider, TestUser};
 use tower_oidc_auth::{AuthLayer, Clock, ConfigError, Provider};
+
+use crate::helpers::*;
 
 async fn me_with_raw_cookie(app: &axum::Router, cookie: &str) -> http::Response<Body> {
     let req = Request::get("/me")

@@ -8,13 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::alloc::allocs;
-use crate::helpers::*;
 use axum::body::Body;
 use axum::Router;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestUser;
+
+use crate::alloc::allocs;
+use crate::helpers::*;
 
 // The allocation counter per thread is `crate::alloc::allocs` (the binary's global allocator).
 

@@ -2,13 +2,14 @@
 //! behaviour: a failing test is a finding. Caches of one entry, so every token but the last one
 //! seen is served from the memo (as in tests/signature_memo.rs).
 
-use crate::helpers::*;
 use axum::body::Body;
 use http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestUser;
 use tower_oidc_auth::{Algorithm, Clock};
+
+use crate::helpers::*;
 
 async fn with_auth_header(app: &axum::Router, value: &str) -> StatusCode {
     let req = Request::get("/me")

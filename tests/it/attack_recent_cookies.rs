@@ -14,13 +14,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::helpers::*;
 use axum::body::Body;
 use axum::Router;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestUser;
 use tower_oidc_auth::Clock;
+
+use crate::helpers::*;
 
 /// Requests before a cookie is answered from `Recent`, and more: the first opens the cookie, the
 /// second is a fingerprint hit (the slot's candidate), the third copies it into `Recent`, the rest

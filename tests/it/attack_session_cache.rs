@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -17,6 +16,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
 use tower_oidc_auth::{AuthLayerBuilder, Claims, Clock, ManualClock, Provider};
+
+use crate::helpers::*;
 
 /// Four requests ([`warm`]): the first opens the cookie and makes the cache entry, the second
 /// finds it by fingerprint, the third copies the cookie into the table of recently repeated

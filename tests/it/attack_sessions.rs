@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use http::StatusCode;
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestProvider;
 use tower_oidc_auth::{Clock, ManualClock, MemoryRevocationStore};
+
+use crate::helpers::*;
 
 /// RFC 3339 (UTC) for whole seconds since the epoch (civil-from-days, H. Hinnant).
 fn rfc3339(secs: i64) -> String {

@@ -21,7 +21,7 @@ use crate::helpers::*;
 // The live-bytes counter per thread is `crate::alloc::live_bytes` (the binary's global allocator).
 
 // ---------------------------------------------------------------------------------------------
-// Helpers (as in tests/scalekit/webhook.rs).
+// Helpers (the webhook fixtures and signing are in helpers/webhook.rs).
 
 fn counter() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let c = Arc::new(AtomicUsize::new(0));

@@ -2,13 +2,14 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use axum::body::Body;
 use http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::Failure;
 use tower_oidc_auth::Clock;
+
+use crate::helpers::*;
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 

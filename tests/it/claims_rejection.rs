@@ -2,7 +2,6 @@
 //! guard extractor's result) can tell why there are no claims, and still answer as the layer
 //! would.
 
-use crate::helpers::*;
 use axum::body::Body;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -12,6 +11,8 @@ use tower::ServiceExt;
 use tower_oidc_auth::extract::{ClaimsRejection, RequireRole, RoleName};
 use tower_oidc_auth::testing::TestUser;
 use tower_oidc_auth::Claims;
+
+use crate::helpers::*;
 
 struct Auditor;
 

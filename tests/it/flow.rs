@@ -1,11 +1,12 @@
 //! Full flows through the layer with `ServiceExt::oneshot`, against the in-process provider.
 
-use crate::helpers::*;
 use axum::body::Body;
 use cookie::SameSite;
 use http::{header, Request, StatusCode};
 use std::time::Duration;
 use tower_oidc_auth::testing::{Failure, TestUser};
+
+use crate::helpers::*;
 
 #[tokio::test]
 async fn login_callback_claims_logout() {

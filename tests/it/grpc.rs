@@ -3,7 +3,6 @@
 #[path = "../../examples/greeter/mod.rs"]
 mod greeter;
 
-use crate::helpers::*;
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,6 +12,8 @@ use tonic::Code;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
 use tower_oidc_auth::{Claims, Clock, Forbidden, RequireRole, RoleName};
+
+use crate::helpers::*;
 
 struct Admin;
 impl RoleName for Admin {

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use axum::body::Body;
 use http::StatusCode;
 use tower::ServiceExt;
+
+use crate::helpers::*;
 
 /// The `Max-Age` (whole seconds) of the session cookie (`..._s`, not a removal) among these
 /// parsed `Set-Cookie` values.

@@ -1,9 +1,10 @@
 //! Two apps (two client ids, two ports) sharing one provider session: single sign-on in, and
 //! back-channel logout out. One browser cookie jar for both, as browsers ignore ports.
 
-use crate::helpers::*;
 use http::{header, StatusCode};
 use tower_oidc_auth::testing::TestProvider;
+
+use crate::helpers::*;
 
 struct App {
     router: axum::Router,

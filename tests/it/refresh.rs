@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use axum::body::Body;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::Failure;
+
+use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_racing_requests_one_refresh() {

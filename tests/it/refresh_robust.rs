@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use http::{header, Request, StatusCode};
 use serde_json::json;
 use tower_oidc_auth::testing::{Failure, TestProvider, TestUser};
 use tower_oidc_auth::{AuthLayerBuilder, ManualClock};
+
+use crate::helpers::*;
 
 async fn setup_user(
     user: TestUser,

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::*;
 use futures_util::future::BoxFuture;
 use http::StatusCode;
 use tower_oidc_auth::{
     Clock, ManualClock, MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore,
 };
+
+use crate::helpers::*;
 
 const DAY: u64 = 24 * 3600;
 

@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use crate::helpers::*;
 use http::StatusCode;
 use serde_json::json;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
 use tower_oidc_auth::{Clock, RevocationKey};
+
+use crate::helpers::*;
 
 /// A layer whose bearer-token cache holds one entry, and whose verified-session cache has its
 /// default size: sessions are served from that cache.
