@@ -1,12 +1,13 @@
 //! No token, code, cookie value or secret ever appears in logs, error pages or Debug output.
 
-mod common;
+#[path = "it/helpers/mod.rs"]
+mod helpers;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use helpers::*;
 use http::StatusCode;
 use tower_oidc_auth::testing::Failure;
 

@@ -2,12 +2,13 @@
 //! Without `REDIS_URL` at build time these tests are reported as ignored.
 #![cfg(feature = "redis")]
 
-mod common;
+#[path = "it/helpers/mod.rs"]
+mod helpers;
 
 use std::time::Duration;
 
 use axum::body::Body;
-use common::*;
+use helpers::*;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestProvider;
@@ -67,11 +68,7 @@ async fn two_instances_twenty_requests_one_refresh() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let app = if i % 2 == 0 { a.clone() } else { b.clone() };
-        let req = Request::get("/jti")
-            .header(header::ACCEPT, "application/json")
-            .header(header::COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap();
+        let req = request("/jti", &cookie);
         tasks.push(tokio::spawn(async move { app.oneshot(req).await.unwrap() }));
     }
     let mut jtis = Vec::new();

@@ -1,14 +1,15 @@
 //! Memory stays bounded: one simulated hour (a fake clock, no real hour) at 1,000 distinct
 //! sessions a minute, with logouts, through the whole layer.
 
-mod common;
+#[path = "it/helpers/mod.rs"]
+mod helpers;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
-use common::*;
+use helpers::*;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
@@ -160,11 +161,7 @@ async fn one_hour_at_a_thousand_sessions_a_minute() {
             let rt = format!("rt-{minute}-{i}");
             let cookie = provider.session_cookie_with_tokens(&auth, at, Some(&rt), &id_token);
             let cookie = cookie.split("; ").next().unwrap().to_owned();
-            let req = Request::get("/me")
-                .header(header::ACCEPT, "application/json")
-                .header(header::COOKIE, cookie)
-                .body(Body::empty())
-                .unwrap();
+            let req = request("/me", &cookie);
             let resp = app.clone().oneshot(req).await.unwrap();
             assert_eq!(resp.status(), StatusCode::OK);
             // One in ten sessions is logged out elsewhere.

@@ -5,8 +5,6 @@
 //! beside the fixture by schema or `operationId`. The contract tests at the end read that file at
 //! test time: request bodies are validated against its request schemas, and the example of every
 //! response of every endpoint the client calls is parsed through the client.
-#![cfg(feature = "management")]
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -6,57 +6,24 @@
 //! `fixed_*` failed on the code under attack (0f739c6) and showed a divergence, now fixed; tests
 //! named `guard_*` record attacks that held.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::*;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
 use tower_oidc_auth::{AuthLayerBuilder, Claims, Clock, ManualClock, Provider};
 
-fn request(uri: &str, cookie: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap()
-}
+use crate::helpers::*;
 
-async fn call(app: &Router, uri: &str, cookie: &str) -> Response<Body> {
-    app.clone().oneshot(request(uri, cookie)).await.unwrap()
-}
-
-async fn status(app: &Router, cookie: &str) -> StatusCode {
-    call(app, "/me", cookie).await.status()
-}
-
-fn set_cookies(resp: &Response<Body>) -> Vec<String> {
-    resp.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
-
-fn clears_session(cookies: &[String]) -> bool {
-    cookies
-        .iter()
-        .any(|c| c.contains("_s=;") && c.contains("Max-Age=0"))
-}
-
-/// A session of `user` without a refresh token (an expired access token is not renewed).
-fn session_no_rt(s: &Setup, user: &TestUser) -> String {
-    let at = s.provider.access_token(user);
-    let id = s.provider.id_token(user, None);
-    s.provider
-        .session_cookie_with_tokens(&s.auth, &at, None, &id)
-}
+/// Four requests ([`warm`]): the first opens the cookie and makes the cache entry, the second
+/// finds it by fingerprint, the third copies the cookie into the table of recently repeated
+/// cookies, and the fourth is answered from there. Every guard below then runs against a cookie
+/// held in both.
+const WARM_ROUNDS: usize = 4;
 
 /// Two cookies holding the same tokens, sealed separately (so with different sealed values):
 /// one to be cached, one that only the full path ever sees.
@@ -71,47 +38,9 @@ fn twin_sessions(s: &Setup, user: &TestUser) -> (String, String) {
     )
 }
 
-/// `(name, value)` of the session cookie in a header made by `session_cookie*` (it comes
-/// first), and the rest of the header.
-fn split_session(cookie: &str) -> (String, String, String) {
-    let (session, rest) = cookie.split_once("; ").unwrap_or((cookie, ""));
-    let (name, value) = session.split_once('=').unwrap();
-    (name.to_owned(), value.to_owned(), rest.to_owned())
-}
-
-/// Requests a cookie twice: the first request goes the full way and fills the cache, the second
-/// is served from it.
-/// Four requests: the first opens the cookie and makes the cache entry, the second finds it by
-/// fingerprint, the third copies the cookie into the table of recently repeated cookies, and the
-/// fourth is answered from there. Every guard below then runs against a cookie held in both.
-async fn warm(s: &Setup, cookie: &str) {
-    for _ in 0..4 {
-        assert_eq!(status(&s.app, cookie).await, StatusCode::OK);
-    }
-}
-
 /// A provider whose tokens and JWKS carry no `kid`, with keys going stale after 60 s.
 async fn kidless_setup() -> Setup {
-    let clock = ManualClock::starting_now();
-    let provider = TestProvider::builder()
-        .user(user())
-        .clock(clock.clone())
-        .start()
-        .await;
-    provider.set_key_ids(false);
-    provider.set_jwks_max_age(Some(60));
-    let auth = provider
-        .layer_builder(REDIRECT)
-        .build()
-        .await
-        .expect("build");
-    let app = app(&auth);
-    Setup {
-        provider,
-        auth,
-        app,
-        clock,
-    }
+    setup_with_jwks(Some(60), false).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,7 +71,7 @@ async fn kidless_setup() -> Setup {
 async fn fixed_kidless_token_served_from_cache_with_stale_withdrawn_key() {
     let s = kidless_setup().await;
     let (cached, _) = twin_sessions(&s, &TestUser::new("kidless"));
-    warm(&s, &cached).await;
+    warm(&s, &cached, WARM_ROUNDS).await;
     assert_eq!(s.auth.cache_stats().sessions, 1);
 
     // The provider withdraws its key (signs with a new one, still without kid); the layer's keys
@@ -168,12 +97,12 @@ async fn fixed_kidless_token_served_from_cache_with_stale_withdrawn_key() {
 async fn guard_kidless_token_full_path_waits_for_keys_and_refuses_withdrawn_key() {
     let s = kidless_setup().await;
     let (cached, fresh) = twin_sessions(&s, &TestUser::new("kidless"));
-    warm(&s, &cached).await;
+    warm(&s, &cached, WARM_ROUNDS).await;
     s.provider.rotate_keys(true);
     s.clock.advance(Duration::from_secs(120));
     let resp = call(&s.app, "/me", &fresh).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert!(clears_session(&set_cookies(&resp)));
+    assert!(set_cookies(&resp).clears_session());
     // After that refetch, the cached copy is refused too.
     assert_eq!(status(&s.app, &cached).await, StatusCode::UNAUTHORIZED);
 }
@@ -190,7 +119,7 @@ async fn guard_expiry_boundary_cached_matches_full_path() {
     let cached = s
         .provider
         .session_cookie_with_tokens(&s.auth, &at, None, &id);
-    warm(&s, &cached).await;
+    warm(&s, &cached, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(95));
     for step in 95..110 {
         // Cached first (a hit), then a fresh seal of the same tokens (the full path).
@@ -212,13 +141,13 @@ async fn guard_absolute_lifetime_ends_cached_session() {
     s.provider
         .set_access_token_ttl(Duration::from_secs(24 * 3600));
     let cookie = session_no_rt(&s, &TestUser::new("life"));
-    warm(&s, &cookie).await;
+    warm(&s, &cookie, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(299));
     assert_eq!(status(&s.app, &cookie).await, StatusCode::OK);
     s.clock.advance(Duration::from_secs(1));
     let resp = call(&s.app, "/me", &cookie).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert!(clears_session(&set_cookies(&resp)));
+    assert!(set_cookies(&resp).clears_session());
 }
 
 /// GUARD: with an idle timeout, a cached session still gets its last-seen rewrite when due (the
@@ -229,7 +158,7 @@ async fn guard_idle_timeout_and_touch_with_cache() {
     s.provider
         .set_access_token_ttl(Duration::from_secs(24 * 3600));
     let old = session_no_rt(&s, &TestUser::new("idle"));
-    warm(&s, &old).await;
+    warm(&s, &old, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(59));
     let resp = call(&s.app, "/me", &old).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -243,7 +172,7 @@ async fn guard_idle_timeout_and_touch_with_cache() {
     let resp = call(&s.app, "/me", &old).await;
     assert_eq!(set_cookies(&resp).len(), 1);
     // The touched cookie is served, cached, without rewrite.
-    let new_value = touched[0].split(';').next().unwrap().to_owned();
+    let new_value = cookie_pair(&touched[0]);
     let (_, _, rest) = split_session(&old);
     let new_cookie = format!("{new_value}; {rest}");
     for _ in 0..2 {
@@ -255,7 +184,7 @@ async fn guard_idle_timeout_and_touch_with_cache() {
     s.clock.advance(Duration::from_secs(600 - 61));
     let resp = call(&s.app, "/me", &old).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert!(clears_session(&set_cookies(&resp)));
+    assert!(set_cookies(&resp).clears_session());
     assert_eq!(status(&s.app, &new_cookie).await, StatusCode::OK);
 }
 
@@ -266,21 +195,14 @@ async fn guard_refresh_due_on_cached_session() {
     let s = setup().await;
     s.provider.set_access_token_ttl(Duration::from_secs(300));
     let old = s.provider.session_cookie(&s.auth, &user());
-    warm(&s, &old).await;
+    warm(&s, &old, WARM_ROUNDS).await;
     assert_eq!(s.provider.counts().refresh_grants, 0);
     s.clock.advance(Duration::from_secs(280));
     let resp = call(&s.app, "/me", &old).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(s.provider.counts().refresh_grants, 1, "refreshed");
     let sc = set_cookies(&resp);
-    let new_session = sc
-        .iter()
-        .find(|c| c.contains("_s=") && !c.contains("Max-Age=0"))
-        .expect("a new session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let new_session = sc.session().map(cookie_pair).expect("a new session cookie");
     let new_cookie = new_session.to_string();
     for _ in 0..2 {
         let resp = call(&s.app, "/me", &new_cookie).await;
@@ -308,7 +230,7 @@ async fn guard_backchannel_and_local_logout_end_cached_sessions() {
     // Back-channel logout by sid.
     let (jar, sid) = session_with_sid(&s).await;
     let copy = jar.header_for("/me");
-    warm(&s, &copy).await;
+    warm(&s, &copy, WARM_ROUNDS).await;
     let token = s.provider.logout_token("test-client", "usr_42", &sid);
     let body = format!(
         "logout_token={}",
@@ -328,7 +250,7 @@ async fn guard_backchannel_and_local_logout_end_cached_sessions() {
     s.clock.advance(Duration::from_secs(1));
     let (mut jar, _) = session_with_sid(&s).await;
     let copy = jar.header_for("/me");
-    warm(&s, &copy).await;
+    warm(&s, &copy, WARM_ROUNDS).await;
     let resp = send(&s.app, &mut jar, logout_link()).await;
     assert!(resp.status().is_redirection() || resp.status().is_success());
     assert_eq!(status(&s.app, &copy).await, StatusCode::UNAUTHORIZED);
@@ -376,7 +298,7 @@ async fn guard_duplicate_names_and_rechunking() {
 async fn guard_id_token_slot_value_is_not_a_session() {
     let s = setup().await;
     let cookie = s.provider.session_cookie(&s.auth, &user());
-    warm(&s, &cookie).await;
+    warm(&s, &cookie, WARM_ROUNDS).await;
     let (name, value, rest) = split_session(&cookie);
     let (id_name, id_value) = rest.split_once('=').expect("id token cookie");
     let swapped = format!("{name}={id_value}");
@@ -452,7 +374,7 @@ async fn guard_key_material_replaced_noticed_through_stale_revalidation() {
         clock,
     };
     let cookie = session_no_rt(&s, &TestUser::new("k"));
-    warm(&s, &cookie).await;
+    warm(&s, &cookie, WARM_ROUNDS).await;
     let fetches = s.provider.counts().jwks_fetches;
     s.provider.replace_key_material();
     s.clock.advance(Duration::from_secs(120));
@@ -598,8 +520,8 @@ async fn guard_attacker_cookies_make_no_entries() {
     }
     assert_eq!(s.auth.cache_stats().sessions, 0);
     // Quoted: the same sealed value after unquoting, one entry.
-    warm(&s, &format!("{name}=\"{value}\"")).await;
-    warm(&s, &format!("{name}={value}")).await;
+    warm(&s, &format!("{name}=\"{value}\""), WARM_ROUNDS).await;
+    warm(&s, &format!("{name}={value}"), WARM_ROUNDS).await;
     assert_eq!(s.auth.cache_stats().sessions, 1);
 }
 
@@ -629,21 +551,18 @@ async fn fixed_one_session_mints_unbounded_cache_entries() {
     let s = setup().await;
     s.provider.set_access_token_ttl(Duration::from_secs(300));
     let old = s.provider.session_cookie(&s.auth, &user());
-    warm(&s, &old).await;
+    warm(&s, &old, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(280));
     let mut minted = std::collections::HashSet::new();
     for _ in 0..40 {
         let resp = call(&s.app, "/me", &old).await;
         assert_eq!(resp.status(), StatusCode::OK);
-        if let Some(c) = set_cookies(&resp)
-            .iter()
-            .find(|c| c.contains("_s=") && !c.contains("Max-Age=0"))
-        {
-            minted.insert(c.split(';').next().unwrap().to_owned());
+        if let Some(c) = set_cookies(&resp).session() {
+            minted.insert(cookie_pair(c));
         }
     }
     for c in &minted {
-        warm(&s, c).await;
+        warm(&s, c, WARM_ROUNDS).await;
     }
     let grants = s.provider.counts().refresh_grants;
     let entries = s.auth.cache_stats().sessions;
@@ -655,8 +574,6 @@ async fn fixed_one_session_mints_unbounded_cache_entries() {
     );
 }
 
-const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
 /// GUARD: a Scalekit `user.logout` webhook naming the session ends it even when it is served
 /// from the cache (a copy of the cookie kept from before).
 #[tokio::test]
@@ -664,27 +581,13 @@ async fn guard_scalekit_user_logout_webhook_ends_cached_session() {
     let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (jar, sid) = session_with_sid(&s).await;
     let copy = jar.header_for("/me");
-    warm(&s, &copy).await;
-    let examples: Value =
-        serde_json::from_str(include_str!("fixtures/scalekit-webhook-examples.json")).unwrap();
-    let mut event = examples["user.logout"].clone();
-    event["data"]["user_session"]["session_id"] = Value::from(sid);
-    let body = serde_json::to_string(&event).unwrap();
-    let now = s.clock.now();
-    let id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
-    let sig = tower_oidc_auth::sign_webhook(WEBHOOK_SECRET, id, now, body.as_bytes()).unwrap();
-    let req = Request::post("/auth/webhook")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", sig)
-        .body(Body::from(body))
-        .unwrap();
-    let st = s.app.clone().oneshot(req).await.unwrap().status();
+    warm(&s, &copy, WARM_ROUNDS).await;
+    let body = user_logout(&sid);
+    let st = serve_status(&s, signed_webhook(WEBHOOK_MSG, s.clock.now(), &body)).await;
     assert!(st.is_success(), "{st}");
     let resp = call(&s.app, "/me", &copy).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert!(clears_session(&set_cookies(&resp)));
+    assert!(set_cookies(&resp).clears_session());
 }
 
 /// GUARD: many sessions through a cache of two entries, in a shuffled order and repeated: every
@@ -706,19 +609,6 @@ async fn guard_no_claims_cross_over_under_eviction() {
         assert_eq!(body_string(resp).await, format!("hello {sub}"));
     }
     assert!(s.auth.cache_stats().sessions <= 2);
-}
-
-/// A request whose Cookie header is raw bytes (a value that is not UTF-8 is allowed on the wire).
-async fn call_bytes(app: &Router, cookie: &[u8]) -> Response<Body> {
-    let req = Request::get("/")
-        .header(header::ACCEPT, "application/json")
-        .header(
-            header::COOKIE,
-            http::HeaderValue::from_bytes(cookie).unwrap(),
-        )
-        .body(Body::empty())
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap()
 }
 
 /// GUARD: a cached session is found by the fingerprint of the cookie's bytes, before they are

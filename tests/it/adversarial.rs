@@ -1,18 +1,17 @@
 //! Hostile input: tampered cookies, forged tokens, key rotation, misconfiguration.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::body::Body;
-use common::*;
 use http::{header, Request, StatusCode};
 use serde_json::json;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{Failure, TestProvider, TestUser};
 use tower_oidc_auth::{AuthLayer, Clock, ConfigError, Provider};
 
-async fn with_cookie(app: &axum::Router, cookie: &str) -> http::Response<Body> {
+use crate::helpers::*;
+
+async fn me_with_raw_cookie(app: &axum::Router, cookie: &str) -> http::Response<Body> {
     let req = Request::get("/me")
         .header(header::ACCEPT, "application/json")
         .header(
@@ -24,18 +23,14 @@ async fn with_cookie(app: &axum::Router, cookie: &str) -> http::Response<Body> {
     app.clone().oneshot(req).await.unwrap()
 }
 
-fn clears_session(resp: &http::Response<Body>) -> bool {
-    resp.headers().get_all(header::SET_COOKIE).iter().any(|v| {
-        let v = v.to_str().unwrap();
-        v.contains("_s=;") && v.contains("Max-Age=0")
-    })
-}
-
 #[tokio::test]
 async fn tampered_truncated_and_foreign_cookies_count_as_absent_and_are_cleared() {
     let s = setup().await;
     let good = s.provider.session_cookie(&s.auth, &user());
-    assert_eq!(with_cookie(&s.app, &good).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &good).await.status(),
+        StatusCode::OK
+    );
     let (name, value) = good.split("; ").next().unwrap().split_once('=').unwrap();
 
     // Flip one character in the middle of the sealed value.
@@ -56,7 +51,7 @@ async fn tampered_truncated_and_foreign_cookies_count_as_absent_and_are_cleared(
     for cookie in [
         &tampered, &truncated, &short, &empty, &garbage, &huge, &foreign,
     ] {
-        let resp = with_cookie(&s.app, cookie).await;
+        let resp = me_with_raw_cookie(&s.app, cookie).await;
         assert_eq!(
             resp.status(),
             StatusCode::UNAUTHORIZED,
@@ -64,7 +59,7 @@ async fn tampered_truncated_and_foreign_cookies_count_as_absent_and_are_cleared(
             &cookie[..40.min(cookie.len())]
         );
         assert!(
-            clears_session(&resp),
+            set_cookies(&resp).clears_session(),
             "cleared: {}",
             &cookie[..40.min(cookie.len())]
         );
@@ -92,11 +87,11 @@ async fn another_apps_session_is_not_seen() {
         .cookie_key(key);
     let (a, b) = (a.build().await.unwrap(), b.build().await.unwrap());
     let cookie_a = s.provider.session_cookie(&a, &user());
-    let resp = with_cookie(&app(&b), &cookie_a).await;
+    let resp = me_with_raw_cookie(&app(&b), &cookie_a).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // Renamed to B's name, the value still does not open: it is bound to A's name.
     let b_cookie_name = {
-        let resp = with_cookie(&app(&b), &s.provider.session_cookie(&b, &user())).await;
+        let resp = me_with_raw_cookie(&app(&b), &s.provider.session_cookie(&b, &user())).await;
         drop(resp);
         s.provider
             .session_cookie(&b, &user())
@@ -113,7 +108,7 @@ async fn another_apps_session_is_not_seen() {
         .unwrap();
     assert_ne!(a_name, b_cookie_name);
     let renamed = format!("{b_cookie_name}={a_value}");
-    let resp = with_cookie(&app(&b), &renamed).await;
+    let resp = me_with_raw_cookie(&app(&b), &renamed).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -217,7 +212,7 @@ async fn random_kids_cause_only_rate_limited_fetches() {
             .session_cookie_with_tokens(&s.auth, &forged(i), None, &id);
         let app = s.app.clone();
         futures.push(tokio::spawn(async move {
-            with_cookie(&app, &cookie).await.status()
+            me_with_raw_cookie(&app, &cookie).await.status()
         }));
     }
     for f in futures {
@@ -233,7 +228,7 @@ async fn random_kids_cause_only_rate_limited_fetches() {
             .provider
             .session_cookie_with_tokens(&s.auth, &forged(i), None, &id);
         assert_eq!(
-            with_cookie(&s.app, &cookie).await.status(),
+            me_with_raw_cookie(&s.app, &cookie).await.status(),
             StatusCode::UNAUTHORIZED
         );
     }
@@ -244,7 +239,7 @@ async fn random_kids_cause_only_rate_limited_fetches() {
         .provider
         .session_cookie_with_tokens(&s.auth, &forged(99), None, &id);
     assert_eq!(
-        with_cookie(&s.app, &cookie).await.status(),
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(s.provider.counts().jwks_fetches, base + 2);
@@ -267,7 +262,7 @@ async fn jwks_failure_keeps_cached_keys() {
         .provider
         .session_cookie_with_tokens(&s.auth, &forged, None, &id);
     assert_eq!(
-        with_cookie(&s.app, &cookie).await.status(),
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
@@ -275,7 +270,10 @@ async fn jwks_failure_keeps_cached_keys() {
         StatusCode::OK
     );
     let fresh = s.provider.session_cookie(&s.auth, &TestUser::new("new"));
-    assert_eq!(with_cookie(&s.app, &fresh).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &fresh).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -359,14 +357,17 @@ async fn forged_and_invalid_access_tokens_are_refused() {
         let cookie = s
             .provider
             .session_cookie_with_tokens(&s.auth, &token, None, &id);
-        let resp = with_cookie(&s.app, &cookie).await;
+        let resp = me_with_raw_cookie(&s.app, &cookie).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
     }
     // And the control: the valid one passes.
     let cookie = s
         .provider
         .session_cookie_with_tokens(&s.auth, &valid, None, &id);
-    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
+        StatusCode::OK
+    );
     let ok_typ = s.provider.sign_with_header(
         &json!({"alg": "RS256", "typ": "at+jwt", "kid": "key-1"}),
         &claims,
@@ -374,7 +375,10 @@ async fn forged_and_invalid_access_tokens_are_refused() {
     let cookie = s
         .provider
         .session_cookie_with_tokens(&s.auth, &ok_typ, None, &id);
-    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -524,7 +528,10 @@ async fn missing_kid_is_refused_with_several_keys_and_accepted_with_one() {
     s.provider.rotate_keys(false);
     // Let the layer see the second key (a token with the new kid triggers the refetch).
     let fresh = s.provider.session_cookie(&s.auth, &user());
-    assert_eq!(with_cookie(&s.app, &fresh).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &fresh).await.status(),
+        StatusCode::OK
+    );
     refused_login(&s, StatusCode::BAD_REQUEST, "no kid, two keys").await;
 }
 
@@ -609,19 +616,28 @@ async fn jwks_cache_control_max_age_is_respected() {
     // A fetch that carries the max-age: a rotation picked up through an unknown kid.
     s.provider.rotate_keys(false);
     let cookie = s.provider.session_cookie(&s.auth, &user());
-    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
+        StatusCode::OK
+    );
     let after_rotation = s.provider.counts().jwks_fetches;
 
     // Within max-age, a new token with a known kid costs no fetch.
     let cookie = s.provider.session_cookie(&s.auth, &TestUser::new("b"));
-    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
+        StatusCode::OK
+    );
     assert_eq!(s.provider.counts().jwks_fetches, after_rotation);
 
     // Past max-age, the next verification is served at once with the stale keys and refreshes
     // them in the background (one fetch).
     s.clock.advance(Duration::from_secs(121));
     let cookie = s.provider.session_cookie(&s.auth, &TestUser::new("c"));
-    assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
+        StatusCode::OK
+    );
     wait_for_jwks_fetches(&s.provider, after_rotation + 1).await;
     assert_eq!(s.provider.counts().jwks_fetches, after_rotation + 1);
 }
@@ -636,22 +652,6 @@ use tower_oidc_auth::testing::AccessTokenDefect;
 use tower_oidc_auth::Claims;
 
 const ORIGIN: &str = "http://127.0.0.1:3000";
-
-fn api_get(uri: &str, cookie: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap()
-}
-
-fn bearer_get(uri: &str, token: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
-}
 
 /// A second layer (another client of the same provider) for an admin area under `/admin`.
 async fn staff_layer(provider: &TestProvider) -> AuthLayer {
@@ -692,7 +692,7 @@ async fn nested_layer_refuses_claims_attached_by_an_outer_layer() {
     let customer = s.provider.session_cookie(&customers, &user());
     assert_eq!(
         app.clone()
-            .oneshot(api_get("/me", &customer))
+            .oneshot(request("/me", &customer))
             .await
             .unwrap()
             .status(),
@@ -700,7 +700,7 @@ async fn nested_layer_refuses_claims_attached_by_an_outer_layer() {
         "the customer's own area"
     );
     for path in ["/admin", "/admin/extract"] {
-        let resp = app.clone().oneshot(api_get(path, &customer)).await.unwrap();
+        let resp = app.clone().oneshot(request(path, &customer)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
         let resp = app
             .clone()
@@ -712,7 +712,7 @@ async fn nested_layer_refuses_claims_attached_by_an_outer_layer() {
     }
     let resp = app
         .clone()
-        .oneshot(api_get("/admin/whoami", &customer))
+        .oneshot(request("/admin/whoami", &customer))
         .await
         .unwrap();
     assert_eq!(
@@ -726,7 +726,7 @@ async fn nested_layer_refuses_claims_attached_by_an_outer_layer() {
     for cookie in [staff_cookie.clone(), format!("{customer}; {staff_cookie}")] {
         let resp = app
             .clone()
-            .oneshot(api_get("/admin", &cookie))
+            .oneshot(request("/admin", &cookie))
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
@@ -747,7 +747,7 @@ async fn guard_of_one_layer_refuses_claims_of_another() {
         .layer(s.auth.clone());
     let customer = s.provider.session_cookie(&s.auth, &user());
     for path in ["/admin", "/staff-only"] {
-        let resp = app.clone().oneshot(api_get(path, &customer)).await.unwrap();
+        let resp = app.clone().oneshot(request(path, &customer)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
 }
@@ -773,17 +773,17 @@ async fn sibling_layers_on_different_paths_keep_working() {
     let ca = s.provider.session_cookie(&a, &TestUser::new("alice"));
     let cb = s.provider.session_cookie(&b, &TestUser::new("bob"));
     let both = format!("{ca}; {cb}");
-    let resp = app.clone().oneshot(api_get("/me", &both)).await.unwrap();
+    let resp = app.clone().oneshot(request("/me", &both)).await.unwrap();
     assert_eq!(body_string(resp).await, "alice");
     let resp = app
         .clone()
-        .oneshot(api_get("/admin/me", &both))
+        .oneshot(request("/admin/me", &both))
         .await
         .unwrap();
     assert_eq!(body_string(resp).await, "bob");
     let resp = app
         .clone()
-        .oneshot(api_get("/admin/me", &ca))
+        .oneshot(request("/admin/me", &ca))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -801,15 +801,6 @@ impl TapCookie for Request<Body> {
     }
 }
 
-/// A same-origin POST to logout (what the confirmation page's button sends).
-fn logout_post(origin: &str) -> Request<Body> {
-    Request::post("/auth/logout")
-        .header(header::ACCEPT, "text/html")
-        .header(header::ORIGIN, origin)
-        .body(Body::empty())
-        .unwrap()
-}
-
 /// Finding 2: the ID token travels in the front channel (`id_token_hint` on logout). Taken from
 /// the logout redirect and sent as a bearer token, it must be refused.
 #[tokio::test]
@@ -820,7 +811,7 @@ async fn id_token_hint_from_logout_redirect_is_refused_as_bearer() {
         login(&s, &mut jar, "/auth/login").await.status(),
         StatusCode::FOUND
     );
-    let resp = send(&s.app, &mut jar, logout_post(ORIGIN)).await;
+    let resp = send(&s.app, &mut jar, logout_post_from(ORIGIN)).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     let end = url::Url::parse(&location(&resp)).unwrap();
     let hint = end
@@ -831,7 +822,7 @@ async fn id_token_hint_from_logout_redirect_is_refused_as_bearer() {
     // Another instance of the app, which did not see this logout (no shared revocation store),
     // or any app of a provider that puts no `sid` in its tokens.
     let other = app(&s.provider.layer_builder(REDIRECT).build().await.unwrap());
-    let resp = other.oneshot(bearer_get("/me", &hint)).await.unwrap();
+    let resp = other.oneshot(bearer("/me", &hint)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(resp.headers()[header::WWW_AUTHENTICATE]
         .to_str()
@@ -861,24 +852,19 @@ async fn id_token_markers_are_refused_on_the_access_path() {
         ("c_hash", with(json!({"c_hash": "abc"}))),
         ("typ ID (Keycloak)", with(json!({"typ": "ID"}))),
     ] {
-        let resp = s
-            .app
-            .clone()
-            .oneshot(bearer_get("/me", &token))
-            .await
-            .unwrap();
+        let resp = s.app.clone().oneshot(bearer("/me", &token)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "bearer: {what}");
         let cookie = s
             .provider
             .session_cookie_with_tokens(&s.auth, &token, None, &id);
-        let resp = with_cookie(&s.app, &cookie).await;
+        let resp = me_with_raw_cookie(&s.app, &cookie).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "session: {what}");
     }
     let keycloak_like = with(json!({"auth_time": now - 10, "typ": "Bearer"}));
     let resp = s
         .app
         .clone()
-        .oneshot(bearer_get("/me", &keycloak_like))
+        .oneshot(bearer("/me", &keycloak_like))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "auth_time alone is fine");
@@ -913,12 +899,7 @@ async fn access_token_typ_is_enforced_when_configured() {
         (typed, StatusCode::OK),
         (long, StatusCode::OK),
     ] {
-        let resp = s
-            .app
-            .clone()
-            .oneshot(bearer_get("/me", &token))
-            .await
-            .unwrap();
+        let resp = s.app.clone().oneshot(bearer("/me", &token)).await.unwrap();
         assert_eq!(resp.status(), expected);
     }
 }
@@ -980,17 +961,10 @@ async fn configured_audience_and_audience_less_access_tokens_sign_in() {
     let resp = s
         .app
         .clone()
-        .oneshot(bearer_get("/me", &audless))
+        .oneshot(bearer("/me", &audless))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-}
-
-fn clears_cookies(resp: &http::Response<Body>) -> bool {
-    resp.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .any(|v| v.to_str().unwrap().contains("Max-Age=0"))
 }
 
 /// Finding 4: a cross-site GET to logout (`<a href>`, `window.open`) used to end the session and
@@ -1064,8 +1038,11 @@ async fn cross_site_get_to_logout_keeps_the_session() {
                 .body(Body::empty())
                 .unwrap(),
         ),
-        ("cross-site form POST", logout_post("https://evil.example")),
-        ("opaque origin POST", logout_post("null")),
+        (
+            "cross-site form POST",
+            logout_post_from("https://evil.example"),
+        ),
+        ("opaque origin POST", logout_post_from("null")),
         (
             "POST without Origin",
             Request::post("/auth/logout")
@@ -1077,7 +1054,10 @@ async fn cross_site_get_to_logout_keeps_the_session() {
     for (what, req) in attempts {
         let resp = send(&s.app, &mut jar, req).await;
         assert_eq!(resp.status(), StatusCode::OK, "{what}");
-        assert!(!logouts(&resp) && !clears_cookies(&resp), "{what}");
+        assert!(
+            !logouts(&resp) && !set_cookies(&resp).removes_any(),
+            "{what}"
+        );
         assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store", "{what}");
         let body = body_string(resp).await;
         assert!(
@@ -1106,7 +1086,7 @@ async fn cross_site_get_to_logout_keeps_the_session() {
                 .body(Body::empty())
                 .unwrap(),
         ),
-        ("the confirmation button", logout_post(ORIGIN)),
+        ("the confirmation button", logout_post_from(ORIGIN)),
     ];
     for (what, req) in same_origin {
         let mut jar = Jar::default();
@@ -1117,10 +1097,10 @@ async fn cross_site_get_to_logout_keeps_the_session() {
         let session = jar.header_for("/me");
         let resp = send(&s.app, &mut jar, req).await;
         assert_eq!(resp.status(), StatusCode::FOUND, "{what}");
-        assert!(logouts(&resp) && clears_cookies(&resp), "{what}");
+        assert!(logouts(&resp) && set_cookies(&resp).removes_any(), "{what}");
         assert!(location(&resp).contains("id_token_hint="), "{what}");
         // The old cookie no longer works either (revoked).
-        let resp = with_cookie(&s.app, &session).await;
+        let resp = me_with_raw_cookie(&s.app, &session).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
     }
 }
@@ -1272,7 +1252,7 @@ async fn layer_cookies_never_ride_on_publicly_cacheable_responses() {
     let tampered = good.replacen("=", "=A", 1);
     let resp = app
         .clone()
-        .oneshot(api_get("/public", &tampered))
+        .oneshot(request("/public", &tampered))
         .await
         .unwrap();
     check(&resp, "cleared");
@@ -1280,7 +1260,7 @@ async fn layer_cookies_never_ride_on_publicly_cacheable_responses() {
     s.clock.advance(Duration::from_secs(400));
     let resp = app
         .clone()
-        .oneshot(api_get("/public", &good))
+        .oneshot(request("/public", &good))
         .await
         .unwrap();
     check(&resp, "refreshed");
@@ -1304,7 +1284,7 @@ async fn the_layers_own_answers_are_no_store() {
         .header(header::CONTENT_TYPE, "application/grpc")
         .body(Body::empty())
         .unwrap();
-    let bad_bearer = bearer_get("/me", "not-a-token");
+    let bad_bearer = bearer("/me", "not-a-token");
     let reqs = vec![
         ("api 401", get_json("/me")),
         ("browser redirect", get_html("/me")),
@@ -1352,22 +1332,18 @@ async fn tossed_transaction_cookie_from_a_sibling_subdomain_is_ignored() {
         .to_owned();
     for tossed in [format!("__Secure-{bare}"), bare.clone()] {
         let mut victim = Jar::default();
-        victim.cookies.push(common::StoredCookie {
+        victim.cookies.push(crate::helpers::StoredCookie {
             name: tossed.clone(),
             value: tx.value.clone(),
             path: "/auth/callback".into(),
-            attrs: String::new(),
+            set_cookie: None,
         });
         let resp = send(&app, &mut victim, get_html(&callback)).await;
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{tossed}");
         assert!(victim.get("_s").is_none(), "{tossed}: {:?}", victim.names());
     }
     assert!(tx.name.starts_with("__Host-"), "{}", tx.name);
-    assert!(
-        tx.attrs.contains("Path=/;") || tx.attrs.ends_with("Path=/"),
-        "{}",
-        tx.attrs
-    );
+    assert_eq!(tx.attrs().path(), Some("/"), "{}", tx.attrs());
     // The attacker's own browser completes its own login.
     let resp = send(&app, &mut attacker, get_html(&callback)).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
@@ -1499,19 +1475,14 @@ async fn tokens_with_a_crit_header_are_refused() {
                 "https://example.com/must-understand": "yes"}),
         &claims,
     );
-    let resp = s
-        .app
-        .clone()
-        .oneshot(bearer_get("/me", &crit))
-        .await
-        .unwrap();
+    let resp = s.app.clone().oneshot(bearer("/me", &crit)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "bearer");
     let id = s.provider.id_token(&user(), None);
     let cookie = s
         .provider
         .session_cookie_with_tokens(&s.auth, &crit, None, &id);
     assert_eq!(
-        with_cookie(&s.app, &cookie).await.status(),
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
         StatusCode::UNAUTHORIZED,
         "session"
     );
@@ -1568,7 +1539,7 @@ async fn logout_link_opened_from_another_app_asks_first() {
         .map(|l| l.to_str().unwrap().to_owned())
         .unwrap_or_default();
     assert!(
-        !clears_cookies(&resp) && !to.contains("/oidc/logout"),
+        !set_cookies(&resp).removes_any() && !to.contains("/oidc/logout"),
         "an attacker's link ended the session and the provider's single sign-on: {to}"
     );
     assert_eq!(resp.status(), StatusCode::OK, "the confirmation page");
@@ -1620,7 +1591,7 @@ async fn refreshed_id_token_without_markers_is_refused_as_bearer() {
     let resp = send(&s.app, &mut jar, get_json("/me")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(s.provider.counts().refresh_grants, 1);
-    let resp = send(&s.app, &mut jar, logout_post(ORIGIN)).await;
+    let resp = send(&s.app, &mut jar, logout_post_from(ORIGIN)).await;
     let end = url::Url::parse(&location(&resp)).unwrap();
     let hint = end
         .query_pairs()
@@ -1634,7 +1605,7 @@ async fn refreshed_id_token_without_markers_is_refused_as_bearer() {
     // Another instance of the app (or this one after a restart: the default revocation store
     // is in memory) does not know of the logout.
     let other = s.provider.layer_builder(REDIRECT).build().await.unwrap();
-    let resp = app(&other).oneshot(bearer_get("/me", &hint)).await.unwrap();
+    let resp = app(&other).oneshot(bearer("/me", &hint)).await.unwrap();
     assert_eq!(
         resp.status(),
         StatusCode::UNAUTHORIZED,
@@ -1660,24 +1631,14 @@ async fn logout_token_is_refused_as_bearer() {
         &json!({"alg": "RS256", "typ": "logout+jwt", "kid": kid}),
         &claims,
     );
-    let resp = s
-        .app
-        .clone()
-        .oneshot(bearer_get("/me", &typed))
-        .await
-        .unwrap();
+    let resp = s.app.clone().oneshot(bearer("/me", &typed)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "typ logout+jwt");
     for (what, header) in [
         ("typ JWT", json!({"alg": "RS256", "typ": "JWT", "kid": kid})),
         ("no typ", json!({"alg": "RS256", "kid": kid})),
     ] {
         let token = s.provider.sign_with_header(&header, &claims);
-        let resp = s
-            .app
-            .clone()
-            .oneshot(bearer_get("/me", &token))
-            .await
-            .unwrap();
+        let resp = s.app.clone().oneshot(bearer("/me", &token)).await.unwrap();
         assert_eq!(
             resp.status(),
             StatusCode::UNAUTHORIZED,
@@ -1724,14 +1685,19 @@ async fn tossed_id_token_cookie_does_not_become_the_logout_hint() {
     // evil.example.com leaves in the victim's browser; longer paths are sent first.
     victim.cookies.insert(
         0,
-        common::StoredCookie {
+        crate::helpers::StoredCookie {
             name: id.name.clone(),
             value: id.value.clone(),
             path: "/auth/logout".into(),
-            attrs: String::new(),
+            set_cookie: None,
         },
     );
-    let resp = send(&app, &mut victim, logout_post("https://app.example.com")).await;
+    let resp = send(
+        &app,
+        &mut victim,
+        logout_post_from("https://app.example.com"),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     let end = url::Url::parse(&location(&resp)).unwrap();
     if let Some((_, hint)) = end.query_pairs().find(|(k, _)| k == "id_token_hint") {
@@ -1771,14 +1737,10 @@ async fn targeted_cdn_cache_headers_cannot_store_a_refreshed_session() {
         .layer(s.auth.clone());
     let good = s.provider.session_cookie(&s.auth, &user());
     s.clock.advance(Duration::from_secs(400));
-    let resp = app.oneshot(api_get("/page", &good)).await.unwrap();
+    let resp = app.oneshot(request("/page", &good)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
-        resp.headers().get_all(header::SET_COOKIE).iter().any(|v| v
-            .to_str()
-            .unwrap()
-            .contains("_s=")
-            && !v.to_str().unwrap().contains("Max-Age=0")),
+        set_cookies(&resp).session().is_some(),
         "a refreshed session cookie"
     );
     for name in TARGETED {
@@ -1810,11 +1772,11 @@ async fn cookie_flood_from_a_sibling_subdomain_does_not_hide_the_session() {
     let app = app(&https);
     let session = s.provider.session_cookie(&https, &user());
     assert!(session.starts_with("__Host-"), "{session}");
-    let resp = app.clone().oneshot(api_get("/me", &session)).await.unwrap();
+    let resp = app.clone().oneshot(request("/me", &session)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "control");
     let flood: Vec<String> = (0..64).map(|i| format!("__t{i}=1")).collect();
     let cookie = format!("{}; {session}", flood.join("; "));
-    let resp = app.oneshot(api_get("/me", &cookie)).await.unwrap();
+    let resp = app.oneshot(request("/me", &cookie)).await.unwrap();
     assert_eq!(
         resp.status(),
         StatusCode::OK,
@@ -1875,13 +1837,13 @@ async fn logout_path_and_method_variants_do_not_log_out() {
         "/auth/logout#x",
     ] {
         let resp = send(&s.app, &mut jar, cross("GET", uri)).await;
-        assert!(!clears_cookies(&resp), "{uri}");
+        assert!(!set_cookies(&resp).removes_any(), "{uri}");
         assert!(!resp.headers().contains_key(header::LOCATION), "{uri}");
     }
     for method in ["HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE"] {
         let resp = send(&s.app, &mut jar, cross(method, "/auth/logout")).await;
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
-        assert!(!clears_cookies(&resp), "{method}");
+        assert!(!set_cookies(&resp).removes_any(), "{method}");
         // Even claiming to be same-origin, only GET and POST log out.
         let req = Request::builder()
             .method(method)
@@ -1971,7 +1933,7 @@ async fn logout_with_odd_fetch_metadata_asks_first() {
     for (what, req) in attempts {
         let resp = send(&s.app, &mut jar, req).await;
         assert_eq!(resp.status(), StatusCode::OK, "{what}");
-        assert!(!clears_cookies(&resp), "{what}");
+        assert!(!set_cookies(&resp).removes_any(), "{what}");
     }
     let me = send(&s.app, &mut jar, get_json("/me")).await;
     assert_eq!(me.status(), StatusCode::OK, "still signed in");
@@ -2082,20 +2044,10 @@ async fn forged_and_foreign_bearer_tokens_are_refused() {
         ("whitespace inside", valid.replacen('.', ". ", 1)),
     ];
     for (what, token) in cases {
-        let resp = s
-            .app
-            .clone()
-            .oneshot(bearer_get("/me", &token))
-            .await
-            .unwrap();
+        let resp = s.app.clone().oneshot(bearer("/me", &token)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
     }
-    let resp = s
-        .app
-        .clone()
-        .oneshot(bearer_get("/me", &valid))
-        .await
-        .unwrap();
+    let resp = s.app.clone().oneshot(bearer("/me", &valid)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "control");
 }
 
@@ -2212,12 +2164,7 @@ async fn authorization_and_cookie_header_tricks() {
     }
     // A huge bearer token: refused cleanly.
     let huge = format!("{}.{}.{}", "a".repeat(20_000), "b".repeat(20_000), "c");
-    let resp = s
-        .app
-        .clone()
-        .oneshot(bearer_get("/me", &huge))
-        .await
-        .unwrap();
+    let resp = s.app.clone().oneshot(bearer("/me", &huge)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -2249,7 +2196,7 @@ async fn extreme_time_claims_neither_panic_nor_fail_with_500() {
             c[k] = v.clone();
         }
         let token = s.provider.sign(&c);
-        let resp = tokio::spawn(s.app.clone().oneshot(bearer_get("/me", &token)))
+        let resp = tokio::spawn(s.app.clone().oneshot(bearer("/me", &token)))
             .await
             .expect("no panic on the bearer path")
             .unwrap();
@@ -2262,7 +2209,7 @@ async fn extreme_time_claims_neither_panic_nor_fail_with_500() {
             let cookie = s
                 .provider
                 .session_cookie_with_tokens(&s.auth, &token, rt, &id);
-            let resp = tokio::spawn(s.app.clone().oneshot(api_get("/me", &cookie)))
+            let resp = tokio::spawn(s.app.clone().oneshot(request("/me", &cookie)))
                 .await
                 .expect("no panic on the session path")
                 .unwrap();
@@ -2379,15 +2326,6 @@ async fn slow_jwks_setup(max_age: Option<u64>) -> (TestProvider, axum::Router) {
     (provider, app)
 }
 
-async fn with_bearer(app: &axum::Router, token: &str) -> StatusCode {
-    let req = Request::get("/me")
-        .header(header::ACCEPT, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap().status()
-}
-
 /// A whole login (authorize at the provider, callback with its ID token): the callback's status.
 async fn login_status(app: &axum::Router) -> StatusCode {
     let mut jar = Jar::default();
@@ -2406,7 +2344,9 @@ async fn four_at_once(provider: &TestProvider, app: &axum::Router) -> (Vec<Statu
             app.clone(),
             provider.access_token(&TestUser::new(format!("api-{i}"))),
         );
-        tasks.push(tokio::spawn(async move { with_bearer(&app, &token).await }));
+        tasks.push(tokio::spawn(
+            async move { with_bearer_json(&app, &token).await },
+        ));
     }
     for _ in 0..2 {
         let app = app.clone();
@@ -2461,11 +2401,11 @@ async fn stale_jwks_with_hanging_provider_does_not_serialise_requests() {
     provider.set_jwks_failure(None);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let token = provider.access_token(&TestUser::new("later"));
-    assert_eq!(with_bearer(&app, &token).await, StatusCode::OK);
+    assert_eq!(with_bearer_json(&app, &token).await, StatusCode::OK);
     wait_for_jwks_fetches(&provider, base + 2).await;
     tokio::time::sleep(Duration::from_secs(11)).await;
     let token = provider.access_token(&TestUser::new("fresh"));
-    assert_eq!(with_bearer(&app, &token).await, StatusCode::OK);
+    assert_eq!(with_bearer_json(&app, &token).await, StatusCode::OK);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(provider.counts().jwks_fetches, base + 2, "keys fresh again");
 }
@@ -2499,7 +2439,10 @@ async fn unknown_kid_with_hanging_provider_does_not_serialise_requests() {
     // Right after the slow fetch ended, the rate limit holds: no fetch, no waiting.
     let start = tokio::time::Instant::now();
     let token = provider.access_token(&TestUser::new("again"));
-    assert_eq!(with_bearer(&app, &token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_bearer_json(&app, &token).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(start.elapsed() < HTTP_TIMEOUT, "{:?}", start.elapsed());
     assert_eq!(provider.counts().jwks_fetches, base + 1);
 }
@@ -2516,8 +2459,11 @@ async fn cached_session_and_bearer(
     let cookie =
         provider.session_cookie_with_tokens(auth, &provider.access_token(&user()), None, &id);
     for _ in 0..2 {
-        assert_eq!(with_bearer(app, &bearer).await, StatusCode::OK);
-        assert_eq!(with_cookie(app, &cookie).await.status(), StatusCode::OK);
+        assert_eq!(with_bearer_json(app, &bearer).await, StatusCode::OK);
+        assert_eq!(
+            me_with_raw_cookie(app, &cookie).await.status(),
+            StatusCode::OK
+        );
     }
     (cookie, bearer)
 }
@@ -2543,13 +2489,16 @@ async fn cached_verification_ends_when_the_only_kidless_key_is_replaced() {
     provider.rotate_keys(true);
     clock.advance(Duration::from_secs(61));
     let fresh = provider.access_token(&TestUser::new("new"));
-    assert_eq!(with_bearer(&app, &fresh).await, StatusCode::OK);
+    assert_eq!(with_bearer_json(&app, &fresh).await, StatusCode::OK);
     assert_eq!(provider.counts().jwks_fetches, base + 1);
 
     // The withdrawn key's tokens are refused, although their verification is cached.
-    assert_eq!(with_bearer(&app, &bearer).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        with_cookie(&app, &cookie).await.status(),
+        with_bearer_json(&app, &bearer).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        me_with_raw_cookie(&app, &cookie).await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -2569,15 +2518,21 @@ async fn cached_verification_ends_when_key_material_under_its_kid_is_replaced() 
         &json!({"iss": s.provider.issuer(), "aud": "test-client", "sub": "x", "iat": now,
                 "exp": now + 60}),
     );
-    assert_eq!(with_bearer(&s.app, &probe).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_bearer_json(&s.app, &probe).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(s.provider.counts().jwks_fetches, base + 1);
     let fresh = s.provider.access_token(&TestUser::new("new"));
-    assert_eq!(with_bearer(&s.app, &fresh).await, StatusCode::OK);
+    assert_eq!(with_bearer_json(&s.app, &fresh).await, StatusCode::OK);
 
     // Tokens signed by the old key material are refused, although their verification is cached.
-    assert_eq!(with_bearer(&s.app, &bearer).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        with_cookie(&s.app, &cookie).await.status(),
+        with_bearer_json(&s.app, &bearer).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -2587,27 +2542,6 @@ async fn cached_verification_ends_when_key_material_under_its_kid_is_replaced() 
 // Attacks on the JWKS cache (single-flight refetch, stale keys while revalidating) and on the
 // cache of verified access tokens bound to their key's thumbprint. A test that fails shows a
 // vulnerability: it asserts the safe behaviour.
-
-/// A provider on a manual clock whose JWKS carries `max_age` (`None`: no Cache-Control), with
-/// or without key ids, and a layer built on it.
-async fn jwks_review_setup(max_age: Option<u64>, key_ids: bool) -> Setup {
-    let clock = tower_oidc_auth::ManualClock::starting_now();
-    let provider = TestProvider::builder()
-        .user(user())
-        .clock(clock.clone())
-        .start()
-        .await;
-    provider.set_jwks_max_age(max_age);
-    provider.set_key_ids(key_ids);
-    let auth = provider.layer_builder(REDIRECT).build().await.unwrap();
-    let app = app(&auth);
-    Setup {
-        provider,
-        auth,
-        app,
-        clock,
-    }
-}
 
 /// An access token signed now by the provider's current key and valid for a day: what an
 /// attacker holds who stole a token, or who can sign with a leaked key.
@@ -2643,26 +2577,26 @@ async fn jwks_fetched_soon(provider: &TestProvider, n: u64) -> bool {
 /// cache hit never starts the revalidation that stale keys are promised.
 #[tokio::test]
 async fn stale_keys_behind_the_verified_cache_are_revalidated() {
-    let s = jwks_review_setup(Some(60), true).await;
+    let s = setup_with_jwks(Some(60), true).await;
     let stolen = day_long_token(&s, "attacker");
-    assert_eq!(with_bearer(&s.app, &stolen).await, StatusCode::OK);
+    assert_eq!(with_bearer_json(&s.app, &stolen).await, StatusCode::OK);
     let base = s.provider.counts().jwks_fetches;
 
     // The provider withdraws the key (say it leaked) and signs with a new one; the layer's
     // keys pass their max-age. Only the attacker calls the API.
     s.provider.rotate_keys(true);
     s.clock.advance(Duration::from_secs(61));
-    let _ = with_bearer(&s.app, &stolen).await;
+    let _ = with_bearer_json(&s.app, &stolen).await;
     assert!(
         jwks_fetched_soon(&s.provider, base + 1).await,
         "stale keys served from the verified cache, and no revalidation started"
     );
     assert_eq!(
-        with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+        with_bearer_json(&s.app, &unknown_kid_probe(&s)).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        with_bearer(&s.app, &stolen).await,
+        with_bearer_json(&s.app, &stolen).await,
         StatusCode::UNAUTHORIZED,
         "the withdrawn key's token is still accepted"
     );
@@ -2672,30 +2606,33 @@ async fn stale_keys_behind_the_verified_cache_are_revalidated() {
 /// whether the keys are stale.
 #[tokio::test]
 async fn stale_keys_behind_the_session_memo_are_revalidated() {
-    let s = jwks_review_setup(Some(60), true).await;
+    let s = setup_with_jwks(Some(60), true).await;
     let stolen = day_long_token(&s, "usr_42");
     let id = s.provider.id_token(&user(), None);
     let cookie = s
         .provider
         .session_cookie_with_tokens(&s.auth, &stolen, None, &id);
     for _ in 0..2 {
-        assert_eq!(with_cookie(&s.app, &cookie).await.status(), StatusCode::OK);
+        assert_eq!(
+            me_with_raw_cookie(&s.app, &cookie).await.status(),
+            StatusCode::OK
+        );
     }
     let base = s.provider.counts().jwks_fetches;
 
     s.provider.rotate_keys(true);
     s.clock.advance(Duration::from_secs(61));
-    let _ = with_cookie(&s.app, &cookie).await;
+    let _ = me_with_raw_cookie(&s.app, &cookie).await;
     assert!(
         jwks_fetched_soon(&s.provider, base + 1).await,
         "stale keys served from the session memo, and no revalidation started"
     );
     assert_eq!(
-        with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+        with_bearer_json(&s.app, &unknown_kid_probe(&s)).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        with_cookie(&s.app, &cookie).await.status(),
+        me_with_raw_cookie(&s.app, &cookie).await.status(),
         StatusCode::UNAUTHORIZED,
         "the withdrawn key's session is still accepted"
     );
@@ -2723,18 +2660,18 @@ async fn a_key_set_without_usable_keys_withdraws_the_old_ones() {
     ];
     let mut accepted = Vec::new();
     for (what, withdraw) in cases {
-        let s = jwks_review_setup(None, true).await;
+        let s = setup_with_jwks(None, true).await;
         // Signed by the key about to be withdrawn, never shown to the layer before.
         let forged = day_long_token(&s, "attacker");
         let doc = withdraw(&s.provider);
         s.provider.set_jwks_document(Some(doc));
         let base = s.provider.counts().jwks_fetches;
         assert_eq!(
-            with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+            with_bearer_json(&s.app, &unknown_kid_probe(&s)).await,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{what}");
-        if with_bearer(&s.app, &forged).await != StatusCode::UNAUTHORIZED {
+        if with_bearer_json(&s.app, &forged).await != StatusCode::UNAUTHORIZED {
             accepted.push(what);
         }
     }
@@ -2752,15 +2689,15 @@ async fn a_key_set_without_usable_keys_withdraws_the_old_ones() {
 async fn key_replaced_under_a_known_kid_is_picked_up() {
     let mut wrong = Vec::new();
     for key_ids in [true, false] {
-        let s = jwks_review_setup(None, key_ids).await;
+        let s = setup_with_jwks(None, key_ids).await;
         let stolen = day_long_token(&s, "attacker");
-        assert_eq!(with_bearer(&s.app, &stolen).await, StatusCode::OK);
+        assert_eq!(with_bearer_json(&s.app, &stolen).await, StatusCode::OK);
 
         s.provider.replace_key_material();
         let login = login_status(&s.app).await;
         let fresh = s.provider.access_token(&TestUser::new("new"));
-        let fresh = with_bearer(&s.app, &fresh).await;
-        let old = with_bearer(&s.app, &stolen).await;
+        let fresh = with_bearer_json(&s.app, &fresh).await;
+        let old = with_bearer_json(&s.app, &stolen).await;
         if (login, fresh, old) != (StatusCode::FOUND, StatusCode::OK, StatusCode::UNAUTHORIZED) {
             wrong.push(format!(
                 "kid {key_ids}: login {login}, new key's token {fresh}, replaced key's token {old}"
@@ -2805,7 +2742,7 @@ async fn duplicate_kids_and_changed_alg_or_use_end_cached_verifications() {
         }),
     ];
     for (what, republish) in cases {
-        let s = jwks_review_setup(None, true).await;
+        let s = setup_with_jwks(None, true).await;
         let (cookie, bearer) = cached_session_and_bearer(&s.provider, &s.auth, &s.app).await;
         let old = s.provider.jwks_document()["keys"][0].clone();
         s.provider.rotate_keys(true);
@@ -2813,17 +2750,17 @@ async fn duplicate_kids_and_changed_alg_or_use_end_cached_verifications() {
         s.provider.set_jwks_document(Some(republish(old, new)));
         let base = s.provider.counts().jwks_fetches;
         assert_eq!(
-            with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+            with_bearer_json(&s.app, &unknown_kid_probe(&s)).await,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{what}");
         assert_eq!(
-            with_bearer(&s.app, &bearer).await,
+            with_bearer_json(&s.app, &bearer).await,
             StatusCode::UNAUTHORIZED,
             "{what}"
         );
         assert_eq!(
-            with_cookie(&s.app, &cookie).await.status(),
+            me_with_raw_cookie(&s.app, &cookie).await.status(),
             StatusCode::UNAUTHORIZED,
             "{what}"
         );
@@ -2835,7 +2772,7 @@ async fn duplicate_kids_and_changed_alg_or_use_end_cached_verifications() {
 /// entries) and documents that fail to parse neither panic the fetch nor unseat the good key.
 #[tokio::test]
 async fn hostile_jwks_documents_neither_panic_nor_unseat_the_good_key() {
-    let s = jwks_review_setup(None, true).await;
+    let s = setup_with_jwks(None, true).await;
     let good = s.provider.jwks_document()["keys"][0].clone();
     let x = "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4";
     let y = "4Etl6SRW2YilurN5XxqxLw_0cF-aCHfoN2hStaGSwd0";
@@ -2881,16 +2818,12 @@ async fn hostile_jwks_documents_neither_panic_nor_unseat_the_good_key() {
         s.provider.set_jwks_document(Some(doc));
         s.clock.advance(Duration::from_secs(11));
         let base = s.provider.counts().jwks_fetches;
-        let probe = tokio::spawn(
-            s.app
-                .clone()
-                .oneshot(bearer_get("/me", &unknown_kid_probe(&s))),
-        );
+        let probe = tokio::spawn(s.app.clone().oneshot(bearer("/me", &unknown_kid_probe(&s))));
         let status = probe.await.expect("no panic").unwrap().status();
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}");
         assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{what}");
         assert_eq!(
-            with_bearer(&s.app, &fresh()).await,
+            with_bearer_json(&s.app, &fresh()).await,
             StatusCode::OK,
             "{what}"
         );
@@ -2905,11 +2838,11 @@ async fn hostile_jwks_documents_neither_panic_nor_unseat_the_good_key() {
         s.provider.set_jwks_failure(Some(failure.clone()));
         s.clock.advance(Duration::from_secs(11));
         let base = s.provider.counts().jwks_fetches;
-        let status = with_bearer(&s.app, &unknown_kid_probe(&s)).await;
+        let status = with_bearer_json(&s.app, &unknown_kid_probe(&s)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{failure:?}");
         assert_eq!(s.provider.counts().jwks_fetches, base + 1, "{failure:?}");
         assert_eq!(
-            with_bearer(&s.app, &fresh()).await,
+            with_bearer_json(&s.app, &fresh()).await,
             StatusCode::OK,
             "{failure:?}"
         );
@@ -2920,19 +2853,19 @@ async fn hostile_jwks_documents_neither_panic_nor_unseat_the_good_key() {
 /// the largest max-age neither overflows nor panics.
 #[tokio::test]
 async fn extreme_jwks_max_age_neither_overflows_nor_floods_the_provider() {
-    let s = jwks_review_setup(Some(u64::MAX), true).await;
+    let s = setup_with_jwks(Some(u64::MAX), true).await;
     let base = s.provider.counts().jwks_fetches;
     s.clock.advance(Duration::from_secs(100 * 365 * 86_400));
     for i in 0..5 {
         let token = s.provider.access_token(&TestUser::new(format!("u{i}")));
-        assert_eq!(with_bearer(&s.app, &token).await, StatusCode::OK);
+        assert_eq!(with_bearer_json(&s.app, &token).await, StatusCode::OK);
     }
     assert_eq!(s.provider.counts().jwks_fetches, base, "never stale");
 
     // Now every fetch says max-age 0, with and without kids: at most one fetch per interval.
     s.provider.set_jwks_max_age(Some(0));
     assert_eq!(
-        with_bearer(&s.app, &unknown_kid_probe(&s)).await,
+        with_bearer_json(&s.app, &unknown_kid_probe(&s)).await,
         StatusCode::UNAUTHORIZED
     );
     let after = s.provider.counts().jwks_fetches;
@@ -2942,7 +2875,7 @@ async fn extreme_jwks_max_age_neither_overflows_nor_floods_the_provider() {
             let token = s.provider.access_token(&TestUser::new(format!("v{i}")));
             // Kid-less tokens: the JWKS keeps its kid, but exactly one key fits.
             assert_eq!(
-                with_bearer(&s.app, &token).await,
+                with_bearer_json(&s.app, &token).await,
                 StatusCode::OK,
                 "kid {key_ids}"
             );
@@ -2955,7 +2888,7 @@ async fn extreme_jwks_max_age_neither_overflows_nor_floods_the_provider() {
 /// requests waiting for it hanging, and the next request can fetch again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refetch_task_of_a_runtime_that_shuts_down_releases_its_waiters() {
-    let s = jwks_review_setup(None, true).await;
+    let s = setup_with_jwks(None, true).await;
     s.provider
         .set_jwks_failure(Some(Failure::Delay(Duration::from_secs(3600))));
     let base = s.provider.counts().jwks_fetches;
@@ -2971,7 +2904,7 @@ async fn refetch_task_of_a_runtime_that_shuts_down_releases_its_waiters() {
                 rt.block_on(async {
                     let probe = unknown_kid_probe(&s);
                     tokio::select! {
-                        status = with_bearer(&s.app, &probe) => panic!("answered: {status}"),
+                        status = with_bearer_json(&s.app, &probe) => panic!("answered: {status}"),
                         () = s.provider.wait_for_jwks_fetches(base + 1) => {}
                     }
                 });
@@ -2983,7 +2916,7 @@ async fn refetch_task_of_a_runtime_that_shuts_down_releases_its_waiters() {
     // A request here joins that fetch.
     let app = s.app.clone();
     let probe = unknown_kid_probe(&s);
-    let waiter = tokio::spawn(async move { with_bearer(&app, &probe).await });
+    let waiter = tokio::spawn(async move { with_bearer_json(&app, &probe).await });
     tokio::task::yield_now().await;
     other.shutdown_background();
     let status = tokio::time::timeout(Duration::from_secs(5), waiter)
@@ -2996,5 +2929,5 @@ async fn refetch_task_of_a_runtime_that_shuts_down_releases_its_waiters() {
     s.provider.rotate_keys(false);
     s.clock.advance(Duration::from_secs(11));
     let token = s.provider.access_token(&TestUser::new("after"));
-    assert_eq!(with_bearer(&s.app, &token).await, StatusCode::OK);
+    assert_eq!(with_bearer_json(&s.app, &token).await, StatusCode::OK);
 }

@@ -13,15 +13,11 @@
 //! - `access_token_fractional_or_string_nbf_is_not_ignored`: a non-integer or string `nbf`
 //!   (and a non-integer `iat`) is ignored on access tokens: not-yet-valid tokens pass.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use futures_util::TryStreamExt;
 use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -30,7 +26,7 @@ use tower_oidc_auth::management::{ClientCredentials, ManagementClient, Managemen
 use tower_oidc_auth::testing::{IdpInitiatedLogin, TestUser};
 use tower_oidc_auth::{AuthLayer, Claims, Clock, M2mClients};
 
-use common::*;
+use crate::helpers::*;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -39,13 +35,7 @@ use common::*;
 /// A cross-site top-level navigation, as when Scalekit (or an attacker's page) sends the browser
 /// to the login route.
 fn cross_site(uri: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "text/html")
-        .header("sec-fetch-site", "cross-site")
-        .header("sec-fetch-mode", "navigate")
-        .header(header::REFERER, "https://attacker.example/")
-        .body(Body::empty())
-        .unwrap()
+    cross_site_navigation(uri, "https://attacker.example/")
 }
 
 fn idp_url(token: &str) -> String {
@@ -53,26 +43,6 @@ fn idp_url(token: &str) -> String {
         .append_pair("idp_initiated_login", token)
         .finish();
     format!("/auth/login?{q}")
-}
-
-fn query_of(location: &str) -> Vec<(String, String)> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-fn values(pairs: &[(String, String)], name: &str) -> Vec<String> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .collect()
-}
-
-fn b64(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
 fn now(s: &Setup) -> i64 {
@@ -113,14 +83,6 @@ fn refused_by_login(resp: &Response<Body>) -> bool {
         && resp.headers().get(header::SET_COOKIE).is_none()
 }
 
-fn bearer_req(uri: &str, token: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
 /// An API behind `auth`: `/admin` needs scope `admin`, `/whoami` any caller.
 fn api(auth: &AuthLayer) -> Router {
     Router::new()
@@ -135,7 +97,7 @@ fn api(auth: &AuthLayer) -> Router {
 
 async fn bearer_status(auth: &AuthLayer, uri: &str, token: &str) -> StatusCode {
     api(auth)
-        .oneshot(bearer_req(uri, token))
+        .oneshot(bearer(uri, token))
         .await
         .unwrap()
         .status()
@@ -716,11 +678,7 @@ async fn m2m_token_is_never_a_cookie_session_with_opt_in() {
         .provider
         .session_cookie_with_tokens(&s.auth, &token, None, &id);
     let app = api(&s.auth);
-    let req = Request::get("/whoami")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
+    let req = request("/whoami", &cookie);
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // And the same token as bearer is fine (control).
@@ -735,11 +693,7 @@ async fn m2m_token_is_never_a_cookie_session_with_opt_in() {
     let cookie = s
         .provider
         .session_cookie_with_tokens(&s.auth, &named, None, &id);
-    let req = Request::get("/whoami")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
+    let req = request("/whoami", &cookie);
     assert_eq!(
         app.oneshot(req).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
@@ -1156,7 +1110,7 @@ async fn current_user_refuses_non_user_subs() {
     }
     // An M2M bearer token.
     let t = s.provider.m2m_access_token("m2morg_1", "org_1", &["admin"]);
-    let resp = app.clone().oneshot(bearer_req("/me", &t)).await.unwrap();
+    let resp = app.clone().oneshot(bearer("/me", &t)).await.unwrap();
     assert_eq!(body_string(resp).await, "refused");
     assert!(
         seen.lock().unwrap().is_empty(),

@@ -5,10 +5,6 @@
 //! own examples (`tests/fixtures/scalekit-webhook-examples.json`, extracted verbatim from the
 //! `webhooks:` section of Scalekit's OpenAPI specification), with only ids changed.
 
-mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,108 +15,13 @@ use serde_json::Value;
 use tower::ServiceExt;
 use tower_oidc_auth::{sign_webhook, Clock, RevocationKey, WebhookEvent};
 
-use common::*;
+use crate::alloc::live_bytes;
+use crate::helpers::*;
+
+// The live-bytes counter per thread is `crate::alloc::live_bytes` (the binary's global allocator).
 
 // ---------------------------------------------------------------------------------------------
-// A per-thread allocation counter: `#[tokio::test]` runs on a current-thread runtime, so every
-// allocation made while a request is served is counted on the test's own thread, whatever the
-// other tests of this binary do at the same time.
-
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(n: isize) {
-    let _ = LIVE.try_with(|c| c.set(c.get() + n));
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            add(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            add(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        add(-(layout.size() as isize));
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            add(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn live_bytes() -> isize {
-    LIVE.with(Cell::get)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers (as in tests/scalekit/webhook.rs).
-
-/// Shaped like a Scalekit dashboard secret; not a real one.
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// A Standard Webhooks message id as Scalekit/Svix make them.
-const MSG: &str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
-
-fn examples() -> serde_json::Map<String, Value> {
-    let text = include_str!("fixtures/scalekit-webhook-examples.json");
-    match serde_json::from_str(text).unwrap() {
-        Value::Object(map) => map,
-        _ => panic!("fixture is a map of event type to example"),
-    }
-}
-
-fn example(kind: &str) -> Value {
-    examples()[kind].clone()
-}
-
-/// The spec's `user.logout` example with `data.user_session.session_id` set to `sid`.
-fn user_logout(sid: &str) -> String {
-    let mut event = example("user.logout");
-    event["data"]["user_session"]["session_id"] = Value::from(sid);
-    serde_json::to_string(&event).unwrap()
-}
-
-fn signed(id: &str, ts: i64, body: &str) -> Request<Body> {
-    let sig = sign_webhook(SECRET, id, ts, body.as_bytes()).unwrap();
-    raw(id, &ts.to_string(), &sig, body)
-}
-
-fn raw(id: &str, ts: &str, sig: &str, body: &str) -> Request<Body> {
-    Request::post("/auth/webhook")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts)
-        .header("webhook-signature", sig)
-        .body(Body::from(body.to_owned()))
-        .unwrap()
-}
-
-async fn status(s: &Setup, req: Request<Body>) -> StatusCode {
-    s.app.clone().oneshot(req).await.unwrap().status()
-}
-
-async fn me(s: &Setup, jar: &mut Jar) -> StatusCode {
-    send(&s.app, jar, get_json("/me")).await.status()
-}
+// Helpers (the webhook fixtures and signing are in helpers/webhook.rs).
 
 fn counter() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let c = Arc::new(AtomicUsize::new(0));
@@ -144,19 +45,19 @@ fn counter() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn replaying_a_failing_delivery_does_not_grow_memory() {
     let s = setup_with(|c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(|_e: WebhookEvent| async move { Err::<(), _>("database unavailable") })
     })
     .await;
-    let body = serde_json::to_string(&example("organization.created")).unwrap();
+    let body = serde_json::to_string(&webhook_example("organization.created")).unwrap();
     let now = s.clock.now();
-    let sig = sign_webhook(SECRET, MSG, now, body.as_bytes()).unwrap();
-    let replay = || raw(MSG, &now.to_string(), &sig, &body);
+    let sig = sign_webhook(WEBHOOK_SECRET, WEBHOOK_MSG, now, body.as_bytes()).unwrap();
+    let replay = || raw_webhook(WEBHOOK_MSG, &now.to_string(), &sig, &body);
 
     // Warm up: lazily built state, buffers at their working size.
     for _ in 0..500 {
         assert_eq!(
-            status(&s, replay()).await,
+            serve_status(&s, replay()).await,
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
@@ -164,7 +65,7 @@ async fn replaying_a_failing_delivery_does_not_grow_memory() {
     const REPLAYS: isize = 20_000;
     for _ in 0..REPLAYS {
         assert_eq!(
-            status(&s, replay()).await,
+            serve_status(&s, replay()).await,
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
@@ -190,26 +91,32 @@ async fn a_handler_panicking_before_its_future_is_caught_and_retried() {
     let f = Arc::new(AtomicBool::new(false));
     let (calls, seen) = counter();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET).on_webhook(move |e: WebhookEvent| {
-            seen.fetch_add(1, Ordering::SeqCst);
-            if e.kind == "organization.created" && !f.swap(true, Ordering::SeqCst) {
-                panic!("app bug in the synchronous part of a webhook handler");
-            }
-            async move {}
-        })
+        c.webhook_secret(WEBHOOK_SECRET)
+            .on_webhook(move |e: WebhookEvent| {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if e.kind == "organization.created" && !f.swap(true, Ordering::SeqCst) {
+                    panic!("app bug in the synchronous part of a webhook handler");
+                }
+                async move {}
+            })
     })
     .await;
-    let body = serde_json::to_string(&example("organization.created")).unwrap();
+    let body = serde_json::to_string(&webhook_example("organization.created")).unwrap();
     let now = s.clock.now();
 
-    let first = tokio::spawn(s.app.clone().oneshot(signed(MSG, now, &body))).await;
+    let first = tokio::spawn(
+        s.app
+            .clone()
+            .oneshot(signed_webhook(WEBHOOK_MSG, now, &body)),
+    )
+    .await;
     let first = match first {
         Ok(Ok(resp)) => Ok(resp.status()),
         Ok(Err(never)) => match never {},
         Err(join) => Err(format!("the route panicked: {join}")),
     };
     // Scalekit retries the same message id a few seconds later, re-signed.
-    let retry = status(&s, signed(MSG, now + 5, &body)).await;
+    let retry = serve_status(&s, signed_webhook(WEBHOOK_MSG, now + 5, &body)).await;
     assert!(
         first == Ok(StatusCode::INTERNAL_SERVER_ERROR) && retry.is_success(),
         "first delivery: {first:?} (want 500); retry 5 s later: {retry} (want 2xx); \
@@ -229,7 +136,7 @@ async fn a_handler_panicking_before_its_future_is_caught_and_retried() {
 async fn a_cancelled_delivery_does_not_block_its_retries() {
     let (calls, seen) = counter();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(move |_e: WebhookEvent| {
                 let n = seen.fetch_add(1, Ordering::SeqCst);
                 async move {
@@ -241,11 +148,13 @@ async fn a_cancelled_delivery_does_not_block_its_retries() {
             })
     })
     .await;
-    let body = serde_json::to_string(&example("user.signup")).unwrap();
+    let body = serde_json::to_string(&webhook_example("user.signup")).unwrap();
     let now = s.clock.now();
     let first = tokio::time::timeout(
         Duration::from_millis(300),
-        s.app.clone().oneshot(signed(MSG, now, &body)),
+        s.app
+            .clone()
+            .oneshot(signed_webhook(WEBHOOK_MSG, now, &body)),
     )
     .await;
     assert!(first.is_err(), "the first attempt is still running");
@@ -253,7 +162,7 @@ async fn a_cancelled_delivery_does_not_block_its_retries() {
     let mut answers = Vec::new();
     for delay in [5, 120, 290] {
         s.clock.advance(Duration::from_secs(delay));
-        answers.push(status(&s, signed(MSG, s.clock.now(), &body)).await);
+        answers.push(serve_status(&s, signed_webhook(WEBHOOK_MSG, s.clock.now(), &body)).await);
     }
     assert!(
         answers.iter().any(StatusCode::is_success),
@@ -281,7 +190,7 @@ async fn a_cancelled_delivery_does_not_block_its_retries() {
 /// is an exact map with expiry, never evicting.
 #[tokio::test]
 async fn a_webhook_logout_is_not_evicted_from_a_full_store() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut stolen, sid) = session_with_sid(&s).await;
     let now = s.clock.now();
     let store = s.auth.revocation_store().clone();
@@ -295,12 +204,14 @@ async fn a_webhook_logout_is_not_evicted_from_a_full_store() {
             .await
             .unwrap();
     }
-    assert!(status(&s, signed(MSG, now, &user_logout(&sid)))
-        .await
-        .is_success());
+    assert!(
+        serve_status(&s, signed_webhook(WEBHOOK_MSG, now, &user_logout(&sid)))
+            .await
+            .is_success()
+    );
     for i in 0..5_000 {
         let body = user_logout(&format!("ses_other_{i}"));
-        let st = status(&s, signed(&format!("msg_other_{i}"), now, &body)).await;
+        let st = serve_status(&s, signed_webhook(&format!("msg_other_{i}"), now, &body)).await;
         assert!(st.is_success(), "{st}");
     }
     assert_eq!(
@@ -324,7 +235,7 @@ async fn no_secret_no_webhook_route() {
     let resp = s
         .app
         .clone()
-        .oneshot(signed(MSG, now, &user_logout(&sid)))
+        .oneshot(signed_webhook(WEBHOOK_MSG, now, &user_logout(&sid)))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
@@ -337,7 +248,7 @@ async fn no_secret_no_webhook_route() {
 async fn forged_and_mangled_deliveries_are_refused() {
     let (calls, seen) = counter();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(move |_e: WebhookEvent| {
                 seen.fetch_add(1, Ordering::SeqCst);
                 async move {}
@@ -348,7 +259,7 @@ async fn forged_and_mangled_deliveries_are_refused() {
     let body = user_logout(&sid);
     let now = s.clock.now();
     let ts = now.to_string();
-    let good = sign_webhook(SECRET, MSG, now, body.as_bytes()).unwrap();
+    let good = sign_webhook(WEBHOOK_SECRET, WEBHOOK_MSG, now, body.as_bytes()).unwrap();
     let b64 = good.strip_prefix("v1,").unwrap().to_owned();
     let mac = {
         use base64::Engine;
@@ -366,7 +277,7 @@ async fn forged_and_mangled_deliveries_are_refused() {
         use base64::Engine;
         use hmac::{Hmac, Mac};
         let key = base64::engine::general_purpose::STANDARD
-            .decode(SECRET.strip_prefix("whsec_").unwrap())
+            .decode(WEBHOOK_SECRET.strip_prefix("whsec_").unwrap())
             .unwrap();
         let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&key).unwrap();
         m.update(format!("{id}.{ts}.{body}").as_bytes());
@@ -376,40 +287,40 @@ async fn forged_and_mangled_deliveries_are_refused() {
     let mut cases: Vec<(&str, Request<Body>)> = vec![
         (
             "body with a trailing space",
-            raw(MSG, &ts, &good, &format!("{body} ")),
+            raw_webhook(WEBHOOK_MSG, &ts, &good, &format!("{body} ")),
         ),
         (
             "id in other case",
-            raw(&MSG.to_uppercase(), &ts, &good, &body),
+            raw_webhook(&WEBHOOK_MSG.to_uppercase(), &ts, &good, &body),
         ),
         (
             "timestamp moved by one second",
-            raw(MSG, &(now + 1).to_string(), &good, &body),
+            raw_webhook(WEBHOOK_MSG, &(now + 1).to_string(), &good, &body),
         ),
         (
             "timestamp with a plus sign",
-            raw(MSG, &format!("+{now}"), &good, &body),
+            raw_webhook(WEBHOOK_MSG, &format!("+{now}"), &good, &body),
         ),
         (
             "timestamp with a leading zero",
-            raw(MSG, &format!("0{now}"), &good, &body),
+            raw_webhook(WEBHOOK_MSG, &format!("0{now}"), &good, &body),
         ),
         (
             "timestamp as a float",
-            raw(MSG, &format!("{now}.0"), &good, &body),
+            raw_webhook(WEBHOOK_MSG, &format!("{now}.0"), &good, &body),
         ),
         (
             "timestamp in milliseconds",
-            raw(MSG, &format!("{now}000"), &good, &body),
+            raw_webhook(WEBHOOK_MSG, &format!("{now}000"), &good, &body),
         ),
         (
             "MAC truncated to 16 bytes",
-            raw(MSG, &ts, &format!("v1,{}", enc(&mac[..16])), &body),
+            raw_webhook(WEBHOOK_MSG, &ts, &format!("v1,{}", enc(&mac[..16])), &body),
         ),
         (
             "MAC with a 33rd byte",
-            raw(
-                MSG,
+            raw_webhook(
+                WEBHOOK_MSG,
                 &ts,
                 &format!("v1,{}", enc(&[&mac[..], &[0]].concat())),
                 &body,
@@ -417,8 +328,8 @@ async fn forged_and_mangled_deliveries_are_refused() {
         ),
         (
             "MAC unpadded",
-            raw(
-                MSG,
+            raw_webhook(
+                WEBHOOK_MSG,
                 &ts,
                 &format!("v1,{}", b64.trim_end_matches('=')),
                 &body,
@@ -426,17 +337,20 @@ async fn forged_and_mangled_deliveries_are_refused() {
         ),
         (
             "v1 in upper case",
-            raw(MSG, &ts, &good.replace("v1,", "V1,"), &body),
+            raw_webhook(WEBHOOK_MSG, &ts, &good.replace("v1,", "V1,"), &body),
         ),
         (
             "all-zero MAC",
-            raw(MSG, &ts, &format!("v1,{}", enc(&[0; 32])), &body),
+            raw_webhook(WEBHOOK_MSG, &ts, &format!("v1,{}", enc(&[0; 32])), &body),
         ),
-        ("empty signature", raw(MSG, &ts, "v1,", &body)),
+        (
+            "empty signature",
+            raw_webhook(WEBHOOK_MSG, &ts, "v1,", &body),
+        ),
         (
             "17 candidates, the good one last",
-            raw(
-                MSG,
+            raw_webhook(
+                WEBHOOK_MSG,
                 &ts,
                 &format!("{} {good}", vec!["v1,AAAA"; 16].join(" ")),
                 &body,
@@ -444,40 +358,40 @@ async fn forged_and_mangled_deliveries_are_refused() {
         ),
         (
             "candidates separated by tabs",
-            raw(MSG, &ts, &format!("v1,AAAA\t{good}"), &body),
+            raw_webhook(WEBHOOK_MSG, &ts, &format!("v1,AAAA\t{good}"), &body),
         ),
         (
             "stale by 301 s, correctly signed",
-            signed(MSG, now - 301, &body),
+            signed_webhook(WEBHOOK_MSG, now - 301, &body),
         ),
         (
             "future by 301 s, correctly signed",
-            signed(MSG, now + 301, &body),
+            signed_webhook(WEBHOOK_MSG, now + 301, &body),
         ),
         (
             "float timestamp, correctly signed",
-            raw(
-                MSG,
+            raw_webhook(
+                WEBHOOK_MSG,
                 &format!("{now}.0"),
-                &signed_str(MSG, &format!("{now}.0"), &body),
+                &signed_str(WEBHOOK_MSG, &format!("{now}.0"), &body),
                 &body,
             ),
         ),
         (
             "timestamp with spaces, correctly signed",
-            raw(
-                MSG,
+            raw_webhook(
+                WEBHOOK_MSG,
                 &format!("{now} 1"),
-                &signed_str(MSG, &format!("{now} 1"), &body),
+                &signed_str(WEBHOOK_MSG, &format!("{now} 1"), &body),
                 &body,
             ),
         ),
         (
             "i64::MIN timestamp, correctly signed",
-            raw(
-                MSG,
+            raw_webhook(
+                WEBHOOK_MSG,
                 "-9223372036854775808",
-                &signed_str(MSG, "-9223372036854775808", &body),
+                &signed_str(WEBHOOK_MSG, "-9223372036854775808", &body),
                 &body,
             ),
         ),
@@ -487,27 +401,30 @@ async fn forged_and_mangled_deliveries_are_refused() {
                 &body[..body.len() - 1],
                 format_args!(",\"pad\":\"{}\"}}", "x".repeat(70_000))
             );
-            signed(MSG, now, &big)
+            signed_webhook(WEBHOOK_MSG, now, &big)
         }),
     ];
     if b64.contains(['+', '/']) {
         let url_safe = format!("v1,{}", b64.replace('+', "-").replace('/', "_"));
-        cases.push(("MAC url-safe alphabet", raw(MSG, &ts, &url_safe, &body)));
+        cases.push((
+            "MAC url-safe alphabet",
+            raw_webhook(WEBHOOK_MSG, &ts, &url_safe, &body),
+        ));
     }
     // Duplicate headers: the first value is the one verified and remembered.
-    let mut dup = raw("msg_attacker", &ts, "v1,AAAA", &body);
+    let mut dup = raw_webhook("msg_attacker", &ts, "v1,AAAA", &body);
     dup.headers_mut()
-        .append("webhook-id", HeaderValue::from_static(MSG));
+        .append("webhook-id", HeaderValue::from_static(WEBHOOK_MSG));
     dup.headers_mut()
         .append("webhook-signature", HeaderValue::from_str(&good).unwrap());
     cases.push(("duplicate headers, good values second", dup));
     // A non-UTF-8 id.
-    let mut bin = raw(MSG, &ts, &good, &body);
+    let mut bin = raw_webhook(WEBHOOK_MSG, &ts, &good, &body);
     bin.headers_mut()
         .insert("webhook-id", HeaderValue::from_bytes(b"msg_\xff").unwrap());
     cases.push(("non-UTF-8 webhook-id", bin));
     // No headers at all.
-    let mut bare = raw(MSG, &ts, &good, &body);
+    let mut bare = raw_webhook(WEBHOOK_MSG, &ts, &good, &body);
     bare.headers_mut().remove("webhook-signature");
     cases.push(("no webhook-signature", bare));
 
@@ -533,7 +450,7 @@ async fn replays_and_concurrent_duplicates_run_once() {
     let gate = Arc::new(tokio::sync::Notify::new());
     let g = gate.clone();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(move |_e: WebhookEvent| {
                 seen.fetch_add(1, Ordering::SeqCst);
                 let g = g.clone();
@@ -541,11 +458,11 @@ async fn replays_and_concurrent_duplicates_run_once() {
             })
     })
     .await;
-    let body = serde_json::to_string(&example("user.signup")).unwrap();
+    let body = serde_json::to_string(&webhook_example("user.signup")).unwrap();
     let now = s.clock.now();
     let ts = now + 300;
-    let sig = sign_webhook(SECRET, MSG, ts, body.as_bytes()).unwrap();
-    let replay = || raw(MSG, &ts.to_string(), &sig, &body);
+    let sig = sign_webhook(WEBHOOK_SECRET, WEBHOOK_MSG, ts, body.as_bytes()).unwrap();
+    let replay = || raw_webhook(WEBHOOK_MSG, &ts.to_string(), &sig, &body);
 
     let first = tokio::spawn(s.app.clone().oneshot(replay()));
     tokio::task::yield_now().await;
@@ -554,24 +471,24 @@ async fn replays_and_concurrent_duplicates_run_once() {
     }
     // While the first is running, copies are refused with 409 (Scalekit retries later).
     for _ in 0..5 {
-        assert_eq!(status(&s, replay()).await, StatusCode::CONFLICT);
+        assert_eq!(serve_status(&s, replay()).await, StatusCode::CONFLICT);
     }
     gate.notify_one();
     assert!(first.await.unwrap().unwrap().status().is_success());
     // Replays until the very end of the signature's validity are acknowledged and ignored.
     for at in [now, now + 300, now + 600] {
         s.clock.set(at);
-        let st = status(&s, replay()).await;
+        let st = serve_status(&s, replay()).await;
         assert!(st.is_success(), "at +{}: {st}", at - now);
     }
     s.clock.set(now + 601);
-    assert_eq!(status(&s, replay()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(serve_status(&s, replay()).await, StatusCode::UNAUTHORIZED);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     // The clock steps back after a delivery was handled: its replay is still a duplicate.
     let later = now + 1000;
     s.clock.set(later);
-    let other = signed("msg_clock", later, &body);
+    let other = signed_webhook("msg_clock", later, &body);
     let handled = tokio::spawn(s.app.clone().oneshot(other));
     while calls.load(Ordering::SeqCst) == 1 {
         tokio::task::yield_now().await;
@@ -579,7 +496,7 @@ async fn replays_and_concurrent_duplicates_run_once() {
     gate.notify_one();
     assert!(handled.await.unwrap().unwrap().status().is_success());
     s.clock.set(later - 250);
-    assert!(status(&s, signed("msg_clock", later, &body))
+    assert!(serve_status(&s, signed_webhook("msg_clock", later, &body))
         .await
         .is_success());
     assert_eq!(calls.load(Ordering::SeqCst), 2, "not run again");
@@ -590,7 +507,7 @@ async fn replays_and_concurrent_duplicates_run_once() {
 async fn an_async_handler_panic_is_caught_and_retried() {
     let (calls, seen) = counter();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(move |_e: WebhookEvent| {
                 let n = seen.fetch_add(1, Ordering::SeqCst);
                 async move {
@@ -601,17 +518,21 @@ async fn an_async_handler_panic_is_caught_and_retried() {
             })
     })
     .await;
-    let body = serde_json::to_string(&example("user.signup")).unwrap();
+    let body = serde_json::to_string(&webhook_example("user.signup")).unwrap();
     let now = s.clock.now();
     let resp = s
         .app
         .clone()
-        .oneshot(signed(MSG, now, &body))
+        .oneshot(signed_webhook(WEBHOOK_MSG, now, &body))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!body_string(resp).await.contains("app bug"));
-    assert!(status(&s, signed(MSG, now + 5, &body)).await.is_success());
+    assert!(
+        serve_status(&s, signed_webhook(WEBHOOK_MSG, now + 5, &body))
+            .await
+            .is_success()
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -620,7 +541,7 @@ async fn an_async_handler_panic_is_caught_and_retried() {
 /// one wins, the first session stays).
 #[tokio::test]
 async fn odd_json_never_ends_more_than_one_session() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut a, sid_a) = session_with_sid(&s).await;
     let (mut b, sid_b) = session_with_sid(&s).await;
     let now = s.clock.now();
@@ -651,7 +572,7 @@ async fn odd_json_never_ends_more_than_one_session() {
         String::new(),
     ];
     for (i, body) in bodies.iter().enumerate() {
-        let st = status(&s, signed(&format!("msg_j{i}"), now, body)).await;
+        let st = serve_status(&s, signed_webhook(&format!("msg_j{i}"), now, body)).await;
         assert!(!st.is_server_error(), "body {i}: {st}");
     }
     let ended = [me(&s, &mut a).await, me(&s, &mut b).await];
@@ -668,7 +589,7 @@ async fn odd_json_never_ends_more_than_one_session() {
 /// session nor another user's.
 #[tokio::test]
 async fn user_logout_ends_exactly_one_session() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut a1, sid) = session_with_sid(&s).await;
     let (mut a2, _) = session_with_sid(&s).await;
     s.provider
@@ -695,10 +616,10 @@ async fn user_logout_ends_exactly_one_session() {
         serde_json::json!({ "id": sid }),
     ];
     for (i, v) in crafted.into_iter().enumerate() {
-        let mut event = example("user.logout");
+        let mut event = webhook_example("user.logout");
         event["data"]["user_session"]["session_id"] = v.clone();
         let body = serde_json::to_string(&event).unwrap();
-        let st = status(&s, signed(&format!("msg_c{i}"), now, &body)).await;
+        let st = serve_status(&s, signed_webhook(&format!("msg_c{i}"), now, &body)).await;
         assert!(!st.is_server_error(), "{v}: {st}");
     }
     // The user's id, the org id, and `sid` in other places end nothing.
@@ -710,10 +631,10 @@ async fn user_logout_ends_exactly_one_session() {
     .into_iter()
     .enumerate()
     {
-        let mut event = example("user.logout");
+        let mut event = webhook_example("user.logout");
         event["data"] = patch;
         let body = serde_json::to_string(&event).unwrap();
-        let _ = status(&s, signed(&format!("msg_p{i}"), now, &body)).await;
+        let _ = serve_status(&s, signed_webhook(&format!("msg_p{i}"), now, &body)).await;
     }
     // Other event types naming the session end nothing.
     for (i, kind) in [
@@ -726,11 +647,11 @@ async fn user_logout_ends_exactly_one_session() {
     .into_iter()
     .enumerate()
     {
-        let mut event = example("user.logout");
+        let mut event = webhook_example("user.logout");
         event["type"] = Value::from(kind);
         event["data"]["user_session"]["session_id"] = Value::from(sid.clone());
         let body = serde_json::to_string(&event).unwrap();
-        let st = status(&s, signed(&format!("msg_t{i}"), now, &body)).await;
+        let st = serve_status(&s, signed_webhook(&format!("msg_t{i}"), now, &body)).await;
         assert!(st.is_success(), "{kind}: {st}");
     }
     assert_eq!(
@@ -740,7 +661,7 @@ async fn user_logout_ends_exactly_one_session() {
     );
 
     // The real event.
-    let st = status(&s, signed(MSG, now, &user_logout(&sid))).await;
+    let st = serve_status(&s, signed_webhook(WEBHOOK_MSG, now, &user_logout(&sid))).await;
     assert!(st.is_success(), "{st}");
     assert_eq!(me(&s, &mut a1).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -756,7 +677,7 @@ async fn user_logout_ends_exactly_one_session() {
 /// access token's lifetime, through a refresh); one dated 9999 too.
 #[tokio::test]
 async fn occurred_at_does_not_shorten_the_revocation() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut old, old_sid) = session_with_sid(&s).await;
     let (mut future, future_sid) = session_with_sid(&s).await;
     let now = s.clock.now();
@@ -767,13 +688,15 @@ async fn occurred_at_does_not_shorten_the_revocation() {
     .into_iter()
     .enumerate()
     {
-        let mut event = example("user.logout");
+        let mut event = webhook_example("user.logout");
         event["occurred_at"] = Value::from(at);
         event["data"]["user_session"]["session_id"] = Value::from(sid.clone());
         let body = serde_json::to_string(&event).unwrap();
-        assert!(status(&s, signed(&format!("msg_o{i}"), now, &body))
-            .await
-            .is_success());
+        assert!(
+            serve_status(&s, signed_webhook(&format!("msg_o{i}"), now, &body))
+                .await
+                .is_success()
+        );
     }
     s.clock.advance(Duration::from_secs(6 * 24 * 3600));
     assert_eq!(me(&s, &mut old).await, StatusCode::UNAUTHORIZED);
@@ -788,7 +711,7 @@ async fn occurred_at_does_not_shorten_the_revocation() {
 /// app's page) yields a new provider session and signs in.
 #[tokio::test]
 async fn a_refused_sign_in_into_an_ended_session_can_recover() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let mut jar = Jar::default();
     let resp = send(&s.app, &mut jar, get_html("/auth/login?return_to=%2Fme")).await;
     let (callback, sso) = authorize_with(&location(&resp), None).await;
@@ -801,9 +724,11 @@ async fn a_refused_sign_in_into_an_ended_session_can_recover() {
     let claims: Value = serde_json::from_str(&body_string(resp).await).unwrap();
     let sid = claims["sid"].as_str().unwrap().to_owned();
     let now = s.clock.now();
-    assert!(status(&s, signed(MSG, now, &user_logout(&sid)))
-        .await
-        .is_success());
+    assert!(
+        serve_status(&s, signed_webhook(WEBHOOK_MSG, now, &user_logout(&sid)))
+            .await
+            .is_success()
+    );
 
     // Silent sign-in with the same provider session: refused.
     let resp = send(&s.app, &mut jar, get_html("/auth/login")).await;
@@ -826,27 +751,4 @@ async fn a_refused_sign_in_into_an_ended_session_can_recover() {
         StatusCode::FOUND
     );
     assert_eq!(me(&s, &mut jar).await, StatusCode::OK);
-}
-
-/// Follows the authorize redirect at the provider with the browser's provider cookie; returns
-/// the callback URI and the provider's single sign-on cookie.
-async fn authorize_with(url: &str, sso: Option<&str>) -> (String, Option<String>) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut req = client.get(url);
-    if let Some(c) = sso {
-        req = req.header(header::COOKIE, c);
-    }
-    let resp = req.send().await.unwrap();
-    let cookie = resp
-        .headers()
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-    let loc = url::Url::parse(resp.headers()[header::LOCATION].to_str().unwrap()).unwrap();
-    (
-        format!("{}?{}", loc.path(), loc.query().unwrap_or("")),
-        cookie,
-    )
 }

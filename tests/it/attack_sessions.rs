@@ -4,27 +4,15 @@
 //! Every test asserts the SECURE behaviour: a failing test is a finding. Tests under GUARDS
 //! pass today and pin down attacks that held.
 
-mod common;
-
 use std::time::Duration;
 
-use axum::body::Body;
-use common::*;
-use http::{header, Request, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestProvider;
-use tower_oidc_auth::{sign_webhook, Clock, ManualClock, MemoryRevocationStore};
+use tower_oidc_auth::{Clock, ManualClock, MemoryRevocationStore};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn request(uri: &str, cookie: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap()
-}
+use crate::helpers::*;
 
 /// RFC 3339 (UTC) for whole seconds since the epoch (civil-from-days, H. Hinnant).
 fn rfc3339(secs: i64) -> String {
@@ -49,32 +37,10 @@ fn rfc3339(secs: i64) -> String {
 }
 
 fn user_logout_event(sid: &str, occurred_at: i64) -> String {
-    let text = include_str!("fixtures/scalekit-webhook-examples.json");
-    let all: Value = serde_json::from_str(text).unwrap();
-    let mut event = all["user.logout"].clone();
+    let mut event = webhook_example("user.logout");
     event["data"]["user_session"]["session_id"] = Value::from(sid);
     event["occurred_at"] = Value::from(rfc3339(occurred_at));
     serde_json::to_string(&event).unwrap()
-}
-
-fn signed_webhook(id: &str, ts: i64, body: &str) -> Request<Body> {
-    let sig = sign_webhook(SECRET, id, ts, body.as_bytes()).unwrap();
-    Request::post("/auth/webhook")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .body(Body::from(body.to_owned()))
-        .unwrap()
-}
-
-async fn post_logout_token(app: &axum::Router, token: &str) -> http::Response<Body> {
-    let enc: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
-    let req = Request::post("/auth/backchannel-logout")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(format!("logout_token={enc}")))
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap()
 }
 
 /// A setup where the provider's clock runs `behind` seconds behind the application's (a
@@ -122,7 +88,7 @@ async fn skewed_setup(
 /// the order in which the sign-in and the event arrive.
 #[tokio::test]
 async fn webhook_logout_after_the_id_token_ends_the_session_despite_clock_skew() {
-    let s = skewed_setup(30, |c| c.webhook_secret(SECRET)).await;
+    let s = skewed_setup(30, |c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut jar, sid) = session_with_sid(&s).await;
     let provider_now = s.clock.now() - 30; // the ID token's iat
                                            // The user logs out at the provider 10 s (provider clock) after signing in; the webhook
@@ -396,7 +362,7 @@ async fn without_the_cap_other_users_logouts_do_not_touch_the_victim() {
 /// webhook).
 #[tokio::test]
 async fn webhook_logout_ends_the_session_without_skew() {
-    let s = skewed_setup(0, |c| c.webhook_secret(SECRET)).await;
+    let s = skewed_setup(0, |c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut jar, sid) = session_with_sid(&s).await;
     let iat = s.clock.now();
     s.clock.advance(Duration::from_secs(10));

@@ -1,19 +1,19 @@
 //! APIs and gRPC: bearer tokens, guards, a real tonic client against a tonic server.
 
-mod common;
-#[path = "../examples/greeter/mod.rs"]
+#[path = "../../examples/greeter/mod.rs"]
 mod greeter;
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Json, Router};
-use common::*;
 use http::{header, Request, StatusCode};
 use serde_json::json;
 use tonic::Code;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
 use tower_oidc_auth::{Claims, Clock, Forbidden, RequireRole, RoleName};
+
+use crate::helpers::*;
 
 struct Admin;
 impl RoleName for Admin {
@@ -62,13 +62,6 @@ fn api(auth: &tower_oidc_auth::AuthLayer) -> Router {
         .layer(auth.clone())
 }
 
-fn bearer(uri: &str, token: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn bearer_api_routes() {
     let s = setup().await;
@@ -81,7 +74,11 @@ async fn bearer_api_routes() {
     assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
     // Bad tokens: 401 invalid_token, whatever the route.
     for bad in ["garbage", "", "a.b.c", &format!("{token}x")] {
-        let resp = app.clone().oneshot(bearer("/api/me", bad)).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(bearer_without_accept("/api/me", bad))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{bad}");
         assert_eq!(
             resp.headers()[header::WWW_AUTHENTICATE],
@@ -93,7 +90,7 @@ async fn bearer_api_routes() {
     // Good token: 200 with claims; no cookies ever set.
     let resp = app
         .clone()
-        .oneshot(bearer("/api/me", &token))
+        .oneshot(bearer_without_accept("/api/me", &token))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -103,7 +100,11 @@ async fn bearer_api_routes() {
 
     // Guards: the user has role admin and permission workspace_data:write, oid org_1.
     for ok in ["/api/admin", "/api/write", "/api/org", "/api/extract-admin"] {
-        let resp = app.clone().oneshot(bearer(ok, &token)).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(bearer_without_accept(ok, &token))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{ok}");
     }
     let plain = s.provider.access_token(&TestUser::new("usr_plain"));
@@ -115,7 +116,11 @@ async fn bearer_api_routes() {
         "/api/extract-admin",
         "/api/inline",
     ] {
-        let resp = app.clone().oneshot(bearer(denied, &plain)).await.unwrap();
+        let resp = app
+            .clone()
+            .oneshot(bearer_without_accept(denied, &plain))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{denied}");
         let body: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
         assert_eq!(body["error"], "forbidden", "{denied}");
@@ -128,7 +133,7 @@ async fn bearer_api_routes() {
         "sub": "svc", "iat": now, "exp": now + 60, "scope": "openid reports:read"}));
     assert_eq!(
         app.clone()
-            .oneshot(bearer("/api/scoped", &scoped))
+            .oneshot(bearer_without_accept("/api/scoped", &scoped))
             .await
             .unwrap()
             .status(),
@@ -140,7 +145,7 @@ async fn bearer_api_routes() {
         "sub": "svc", "iat": now, "exp": now + 60, "scopes": ["reports:read"]}));
     assert_eq!(
         app.clone()
-            .oneshot(bearer("/api/scoped", &scopes))
+            .oneshot(bearer_without_accept("/api/scoped", &scopes))
             .await
             .unwrap()
             .status(),
@@ -185,7 +190,7 @@ async fn bearer_can_be_switched_off_and_audiences_configured() {
     let token = s.provider.access_token(&user());
     let resp = app
         .clone()
-        .oneshot(bearer("/api/me", &token))
+        .oneshot(bearer_without_accept("/api/me", &token))
         .await
         .unwrap();
     assert_eq!(
@@ -202,7 +207,7 @@ async fn bearer_can_be_switched_off_and_audiences_configured() {
         "aud": ["https://api.example.com"], "sub": "svc", "iat": now, "exp": now + 60}));
     assert_eq!(
         app.clone()
-            .oneshot(bearer("/api/me", &for_api))
+            .oneshot(bearer_without_accept("/api/me", &for_api))
             .await
             .unwrap()
             .status(),
@@ -212,7 +217,7 @@ async fn bearer_can_be_switched_off_and_audiences_configured() {
         "aud": ["https://other.example.com"], "sub": "svc", "iat": now, "exp": now + 60}));
     assert_eq!(
         app.clone()
-            .oneshot(bearer("/api/me", &other))
+            .oneshot(bearer_without_accept("/api/me", &other))
             .await
             .unwrap()
             .status(),

@@ -3,39 +3,14 @@
 //! session was revoked. Nothing a client sends can write an entry. Caches of one entry, so every
 //! token but the last one seen is served from the memo.
 
-mod common;
-
 use std::time::Duration;
 
-use axum::body::Body;
-use common::*;
-use http::{header, Request, StatusCode};
+use http::StatusCode;
 use serde_json::json;
-use tower::ServiceExt;
 use tower_oidc_auth::testing::{TestProvider, TestUser};
-use tower_oidc_auth::{AuthLayer, Clock, RevocationKey};
+use tower_oidc_auth::{Clock, RevocationKey};
 
-async fn with_cookie(app: &axum::Router, cookie: &str) -> StatusCode {
-    let req = Request::get("/me")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap().status()
-}
-
-async fn with_bearer(app: &axum::Router, token: &str) -> StatusCode {
-    let req = Request::get("/me")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap().status()
-}
-
-/// A layer whose caches hold one entry each.
-async fn tiny_caches() -> Setup {
-    setup_with(|c| c.verified_cache_capacity(1).session_cache_capacity(1)).await
-}
+use crate::helpers::*;
 
 /// A layer whose bearer-token cache holds one entry, and whose verified-session cache has its
 /// default size: sessions are served from that cache.
@@ -43,26 +18,13 @@ async fn session_cache() -> Setup {
     setup_with(|c| c.verified_cache_capacity(1)).await
 }
 
-/// A session of `sub` without a refresh token (so an expired access token is not renewed).
-fn session_of(s: &Setup, sub: &str) -> String {
-    let user = TestUser::new(sub);
-    let at = s.provider.access_token(&user);
-    let id = s.provider.id_token(&user, None);
-    s.provider
-        .session_cookie_with_tokens(&s.auth, &at, None, &id)
-}
-
 /// Requests every session once, then once more (the second round is served from the memo).
 async fn serve_all(s: &Setup, cookies: &[String]) {
     for _ in 0..2 {
         for c in cookies {
-            assert_eq!(with_cookie(&s.app, c).await, StatusCode::OK);
+            assert_eq!(status(&s.app, c).await, StatusCode::OK);
         }
     }
-}
-
-fn memo_len(auth: &AuthLayer) -> usize {
-    auth.cache_stats().signature_memo
 }
 
 #[tokio::test]
@@ -81,8 +43,8 @@ async fn sessions_are_remembered_beyond_the_token_cache() {
 async fn an_altered_cookie_never_hits_the_session_cache() {
     let s = session_cache().await;
     let good = session_of(&s, "victim");
-    assert_eq!(with_cookie(&s.app, &good).await, StatusCode::OK);
-    assert_eq!(with_cookie(&s.app, &good).await, StatusCode::OK);
+    assert_eq!(status(&s.app, &good).await, StatusCode::OK);
+    assert_eq!(status(&s.app, &good).await, StatusCode::OK);
     assert_eq!(s.auth.cache_stats().sessions, 1);
     // The session cookie comes first; the rest (the ID token's) is kept as it is.
     let (session, rest) = good.split_once("; ").unwrap_or((&good, ""));
@@ -99,19 +61,19 @@ async fn an_altered_cookie_never_hits_the_session_cache() {
         altered[at] = swap(altered[at]) as u8;
         let altered = format!("{name}={}{rest}", String::from_utf8(altered).unwrap());
         assert_eq!(
-            with_cookie(&s.app, &altered).await,
+            status(&s.app, &altered).await,
             StatusCode::UNAUTHORIZED,
             "byte {at} of {len} altered"
         );
     }
     for cut in [1, 16, len / 2] {
         let cut = format!("{name}={}{rest}", &value[..len - cut]);
-        assert_eq!(with_cookie(&s.app, &cut).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(&s.app, &cut).await, StatusCode::UNAUTHORIZED);
         let longer = format!("{name}={value}{}{rest}", &value[..cut.len().min(4)]);
-        assert_eq!(with_cookie(&s.app, &longer).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(&s.app, &longer).await, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(s.auth.cache_stats().sessions, 1, "nothing new remembered");
-    assert_eq!(with_cookie(&s.app, &good).await, StatusCode::OK);
+    assert_eq!(status(&s.app, &good).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -156,7 +118,7 @@ async fn a_memoized_token_whose_key_was_withdrawn_is_refused_with(s: Setup) {
     assert_eq!(with_bearer(&s.app, &fresh).await, StatusCode::OK);
 
     for c in &cookies {
-        assert_eq!(with_cookie(&s.app, c).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(&s.app, c).await, StatusCode::UNAUTHORIZED);
     }
     for b in &bearers {
         assert_eq!(with_bearer(&s.app, b).await, StatusCode::UNAUTHORIZED);
@@ -188,7 +150,7 @@ async fn a_memoized_token_whose_key_material_was_replaced_is_refused_with(s: Set
     );
     assert_eq!(with_bearer(&s.app, &probe).await, StatusCode::UNAUTHORIZED);
     for c in &cookies {
-        assert_eq!(with_cookie(&s.app, c).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(&s.app, c).await, StatusCode::UNAUTHORIZED);
     }
 }
 
@@ -215,7 +177,7 @@ async fn a_memoized_token_that_expired_is_refused_with(s: Setup) {
     // Past the access tokens' lifetime (one hour) and the leeway.
     s.clock.advance(Duration::from_secs(3600 + 120));
     for c in &cookies {
-        assert_eq!(with_cookie(&s.app, c).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(&s.app, c).await, StatusCode::UNAUTHORIZED);
     }
     for b in &bearers {
         assert_eq!(with_bearer(&s.app, b).await, StatusCode::UNAUTHORIZED);
@@ -238,7 +200,7 @@ async fn revocation_applies_to_memoized_sessions_and_bearer_tokens_with(s: Setup
     let bearer = s.provider.access_token(&TestUser::new("u0"));
     serve_all(&s, &cookies).await;
     assert_eq!(with_bearer(&s.app, &bearer).await, StatusCode::OK);
-    assert_eq!(with_cookie(&s.app, &cookies[2]).await, StatusCode::OK);
+    assert_eq!(status(&s.app, &cookies[2]).await, StatusCode::OK);
 
     // The user u0 is revoked (say, by a back-channel logout naming the subject).
     s.clock.advance(Duration::from_secs(1));
@@ -251,12 +213,9 @@ async fn revocation_applies_to_memoized_sessions_and_bearer_tokens_with(s: Setup
         )
         .await
         .unwrap();
-    assert_eq!(
-        with_cookie(&s.app, &cookies[0]).await,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(status(&s.app, &cookies[0]).await, StatusCode::UNAUTHORIZED);
     assert_eq!(with_bearer(&s.app, &bearer).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(with_cookie(&s.app, &cookies[1]).await, StatusCode::OK);
+    assert_eq!(status(&s.app, &cookies[1]).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -279,8 +238,8 @@ async fn forged_cookies_and_tokens_write_no_memo_entry() {
         .provider
         .session_cookie_with_tokens(&s.auth, &forged, None, &id);
     for _ in 0..3 {
-        assert_ne!(with_cookie(&s.app, &foreign).await, StatusCode::OK);
-        assert_ne!(with_cookie(&s.app, &sealed_forgery).await, StatusCode::OK);
+        assert_ne!(status(&s.app, &foreign).await, StatusCode::OK);
+        assert_ne!(status(&s.app, &sealed_forgery).await, StatusCode::OK);
         assert_eq!(with_bearer(&s.app, &forged).await, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(memo_len(&s.auth), 0);
@@ -290,6 +249,6 @@ async fn forged_cookies_and_tokens_write_no_memo_entry() {
     assert_eq!(with_bearer(&s.app, &good).await, StatusCode::OK);
     assert_eq!(memo_len(&s.auth), 1);
     assert_eq!(with_bearer(&s.app, &forged).await, StatusCode::UNAUTHORIZED);
-    assert_ne!(with_cookie(&s.app, &sealed_forgery).await, StatusCode::OK);
+    assert_ne!(status(&s.app, &sealed_forgery).await, StatusCode::OK);
     assert_eq!(memo_len(&s.auth), 1);
 }

@@ -1,11 +1,10 @@
 //! Two apps (two client ids, two ports) sharing one provider session: single sign-on in, and
 //! back-channel logout out. One browser cookie jar for both, as browsers ignore ports.
 
-mod common;
-
-use common::*;
 use http::{header, StatusCode};
 use tower_oidc_auth::testing::TestProvider;
+
+use crate::helpers::*;
 
 struct App {
     router: axum::Router,
@@ -106,7 +105,7 @@ async fn single_sign_on_and_back_channel_logout_across_two_apps() {
     sso = resp
         .headers()
         .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+        .map(|v| cookie_pair(&parse_set_cookie(v.to_str().unwrap())));
     assert!(sso.as_deref().unwrap().starts_with("testprovider_sso="));
     let callback = path_and_query(resp.headers()[header::LOCATION].to_str().unwrap());
     let resp = send(&a.router, &mut jar, get_html(&callback)).await;

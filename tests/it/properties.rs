@@ -1,13 +1,12 @@
 //! Property tests for the parsers of untrusted input. (Fuzz targets live in `fuzz/`.)
 
-mod common;
-
 use axum::body::Body;
-use common::*;
 use http::{header, HeaderValue, Request};
 use proptest::prelude::*;
 use tower::ServiceExt;
 use tower_oidc_auth::__private::{fuzz_cookies, fuzz_query, fuzz_return_to};
+
+use crate::helpers::*;
 
 fn same_origin(accepted: &str) -> bool {
     let base = url::Url::parse("https://app.example/").unwrap();

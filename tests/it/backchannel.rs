@@ -1,16 +1,15 @@
 //! Back-channel logout, revocation, and the logout-in-flight race.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::body::Body;
-use common::*;
 use http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::Failure;
 use tower_oidc_auth::Clock;
+
+use crate::helpers::*;
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -37,19 +36,6 @@ fn rand_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed).to_string()
-}
-
-async fn post_logout_token(app: &axum::Router, token: &str) -> http::Response<Body> {
-    let body = format!("logout_token={}", urlencode(token));
-    let req = Request::post("/auth/backchannel-logout")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(body))
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap()
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[tokio::test]
@@ -249,11 +235,7 @@ async fn logout_ends_the_session_even_for_a_kept_cookie() {
     let (mut jar, _) = session_with_sid(&s).await;
     let kept = jar.header_for("/me");
     send(&s.app, &mut jar, logout_link()).await;
-    let req = Request::get("/me")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, &kept)
-        .body(Body::empty())
-        .unwrap();
+    let req = request("/me", &kept);
     assert_eq!(
         s.app.clone().oneshot(req).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
@@ -271,11 +253,7 @@ async fn logout_racing_a_refresh_does_not_resurrect_the_session() {
     let before = s.provider.counts().token_requests;
     let app = s.app.clone();
     let in_flight = tokio::spawn(async move {
-        let req = Request::get("/me")
-            .header(header::ACCEPT, "application/json")
-            .header(header::COOKIE, cookie)
-            .body(Body::empty())
-            .unwrap();
+        let req = request("/me", &cookie);
         app.oneshot(req).await.unwrap()
     });
     // Wait until the refresh has reached the provider (bounded), then log out.
@@ -293,14 +271,9 @@ async fn logout_racing_a_refresh_does_not_resurrect_the_session() {
     send(&s.app, &mut jar, logout_link()).await;
     let resp = in_flight.await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let set: Vec<String> = resp
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let set = set_cookies(&resp);
     assert!(
-        set.iter().all(|c| c.contains("Max-Age=0")),
+        set.all_removals(),
         "the late response only clears cookies: {set:?}"
     );
 }

@@ -11,81 +11,26 @@
 //! a cookie is computed here with the same formula as the layer ([`slot`]) to pick cookies that
 //! share one.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use common::*;
-use http::{header, Request, Response, StatusCode};
-use serde_json::Value;
+use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestUser;
 use tower_oidc_auth::Clock;
 
-fn request(uri: &str, cookie: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap()
-}
+use crate::helpers::*;
 
-async fn call(app: &Router, uri: &str, cookie: &str) -> Response<Body> {
-    app.clone().oneshot(request(uri, cookie)).await.unwrap()
-}
-
-async fn status(app: &Router, cookie: &str) -> StatusCode {
-    call(app, "/me", cookie).await.status()
-}
+/// Requests before a cookie is answered from `Recent`, and more: the first opens the cookie, the
+/// second is a fingerprint hit (the slot's candidate), the third copies it into `Recent`, the rest
+/// are answered from there ([`warm`]).
+const WARM_ROUNDS: usize = 6;
 
 /// The body of `/` (`hello <sub>` or `anonymous`).
 async fn hello(app: &Router, cookie: &str) -> String {
     body_string(call(app, "/", cookie).await).await
-}
-
-/// A request whose Cookie header is raw bytes.
-async fn call_bytes(app: &Router, cookie: &[u8]) -> Response<Body> {
-    let req = Request::get("/")
-        .header(header::ACCEPT, "application/json")
-        .header(
-            header::COOKIE,
-            http::HeaderValue::from_bytes(cookie).unwrap(),
-        )
-        .body(Body::empty())
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap()
-}
-
-fn set_cookies(resp: &Response<Body>) -> Vec<String> {
-    resp.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
-
-fn clears_session(cookies: &[String]) -> bool {
-    cookies
-        .iter()
-        .any(|c| c.contains("_s=;") && c.contains("Max-Age=0"))
-}
-
-/// A session of `user` without a refresh token.
-fn session_no_rt(s: &Setup, user: &TestUser) -> String {
-    let at = s.provider.access_token(user);
-    let id = s.provider.id_token(user, None);
-    s.provider
-        .session_cookie_with_tokens(&s.auth, &at, None, &id)
-}
-
-/// `(name, value, rest)` of a header made by `session_cookie*` (the session cookie first).
-fn split_session(cookie: &str) -> (String, String, String) {
-    let (session, rest) = cookie.split_once("; ").unwrap_or((cookie, ""));
-    let (name, value) = session.split_once('=').unwrap();
-    (name.to_owned(), value.to_owned(), rest.to_owned())
 }
 
 /// The slot `Recent` picks for a cookie's bytes (the same formula as `Recent::slot`).
@@ -95,14 +40,6 @@ fn slot(bytes: &[u8]) -> usize {
     tail[..n].copy_from_slice(&bytes[bytes.len() - n..]);
     let mixed = (u64::from_le_bytes(tail) ^ bytes.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (mixed >> 32) as usize & 127
-}
-
-/// Four requests and more: the first opens the cookie, the second is a fingerprint hit (the
-/// slot's candidate), the third copies it into `Recent`, the rest are answered from there.
-async fn warm(s: &Setup, cookie: &str) {
-    for _ in 0..6 {
-        assert_eq!(status(&s.app, cookie).await, StatusCode::OK);
-    }
 }
 
 /// Sessions of distinct users (`sub` = `{prefix}{i}`) until two of them share a slot of
@@ -149,7 +86,7 @@ async fn guard_slot_mates_never_answer_for_each_other() {
     let (_, va, _) = split_session(&a);
     let (_, vb, _) = split_session(&b);
     assert_eq!(slot(va.as_bytes()), slot(vb.as_bytes()));
-    warm(&s, &a).await;
+    warm(&s, &a, WARM_ROUNDS).await;
     let want = |sub: &str| format!("hello {sub}");
     // Bursts (each copies itself in, pushing the other out) and turns (neither gets in).
     for round in 0..3 {
@@ -186,7 +123,7 @@ async fn guard_slot_mates_never_answer_for_each_other() {
 async fn guard_held_cookie_prefix_extension_and_chunks() {
     let s = setup().await;
     let alice = session_no_rt(&s, &TestUser::new("alice"));
-    warm(&s, &alice).await;
+    warm(&s, &alice, WARM_ROUNDS).await;
     let (name, a, _) = split_session(&alice);
     let refused = [
         format!("{name}={}", &a[..a.len() - 1]),
@@ -219,7 +156,7 @@ async fn guard_odd_cookie_bytes_and_tossed_cookies() {
     let s = setup().await;
     let alice = session_no_rt(&s, &TestUser::new("alice"));
     let bob = session_no_rt(&s, &TestUser::new("bob"));
-    warm(&s, &alice).await;
+    warm(&s, &alice, WARM_ROUNDS).await;
     let (name, a, _) = split_session(&alice);
     let (_, b, _) = split_session(&bob);
     let with = |value: &[u8]| {
@@ -305,8 +242,8 @@ fn appended_value(name: &str, value: &str) -> Vec<u8> {
 async fn guard_concurrent_slot_mates() {
     let s = setup().await;
     let ((a, sub_a), (b, sub_b)) = same_slot_sessions(&s, "conc");
-    warm(&s, &a).await;
-    warm(&s, &b).await;
+    warm(&s, &a, WARM_ROUNDS).await;
+    warm(&s, &b, WARM_ROUNDS).await;
     let forged = flip(&a, 3);
     let mut tasks = Vec::new();
     for i in 0..300 {
@@ -337,7 +274,7 @@ async fn guard_logouts_end_recent_cookie() {
     let s = setup().await;
     let (jar, sid) = session_with_sid(&s).await;
     let copy = jar.header_for("/me");
-    warm(&s, &copy).await;
+    warm(&s, &copy, WARM_ROUNDS).await;
     let token = s.provider.logout_token("test-client", "usr_42", &sid);
     let body = format!(
         "logout_token={}",
@@ -354,13 +291,13 @@ async fn guard_logouts_end_recent_cookie() {
     for _ in 0..5 {
         let resp = call(&s.app, "/me", &copy).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert!(clears_session(&set_cookies(&resp)));
+        assert!(set_cookies(&resp).clears_session());
     }
 
     s.clock.advance(Duration::from_secs(1));
     let (mut jar, _) = session_with_sid(&s).await;
     let copy = jar.header_for("/me");
-    warm(&s, &copy).await;
+    warm(&s, &copy, WARM_ROUNDS).await;
     let resp = send(&s.app, &mut jar, logout_link()).await;
     assert!(resp.status().is_redirection() || resp.status().is_success());
     for _ in 0..5 {
@@ -380,7 +317,7 @@ async fn guard_expired_access_token_recent_cookie() {
     let held = s
         .provider
         .session_cookie_with_tokens(&s.auth, &at, None, &id);
-    warm(&s, &held).await;
+    warm(&s, &held, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(95));
     for step in 95..112 {
         let hit = status(&s.app, &held).await;
@@ -403,7 +340,7 @@ async fn guard_absolute_lifetime_recent_cookie() {
     s.provider
         .set_access_token_ttl(Duration::from_secs(24 * 3600));
     let cookie = session_no_rt(&s, &TestUser::new("life"));
-    warm(&s, &cookie).await;
+    warm(&s, &cookie, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(299));
     for _ in 0..4 {
         assert_eq!(status(&s.app, &cookie).await, StatusCode::OK);
@@ -412,7 +349,7 @@ async fn guard_absolute_lifetime_recent_cookie() {
     for _ in 0..4 {
         let resp = call(&s.app, "/me", &cookie).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert!(clears_session(&set_cookies(&resp)));
+        assert!(set_cookies(&resp).clears_session());
     }
 }
 
@@ -425,7 +362,7 @@ async fn guard_idle_timeout_rewrite_and_end_recent_cookie() {
     s.provider
         .set_access_token_ttl(Duration::from_secs(24 * 3600));
     let old = session_no_rt(&s, &TestUser::new("idle"));
-    warm(&s, &old).await;
+    warm(&s, &old, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(61));
     let mut new_cookie = None;
     for _ in 0..4 {
@@ -433,7 +370,7 @@ async fn guard_idle_timeout_rewrite_and_end_recent_cookie() {
         assert_eq!(resp.status(), StatusCode::OK);
         let touched = set_cookies(&resp);
         assert_eq!(touched.len(), 1, "last-seen rewrite: {touched:?}");
-        new_cookie = Some(touched[0].split(';').next().unwrap().to_owned());
+        new_cookie = Some(cookie_pair(&touched[0]));
     }
     let new_cookie = new_cookie.unwrap();
     for _ in 0..6 {
@@ -446,7 +383,7 @@ async fn guard_idle_timeout_rewrite_and_end_recent_cookie() {
     for _ in 0..3 {
         let resp = call(&s.app, "/me", &old).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert!(clears_session(&set_cookies(&resp)));
+        assert!(set_cookies(&resp).clears_session());
     }
     let resp = call(&s.app, "/me", &new_cookie).await;
     assert_eq!(resp.status(), StatusCode::OK);
@@ -460,19 +397,15 @@ async fn guard_refresh_replaced_cookie_held_in_recent() {
     let s = setup().await;
     s.provider.set_access_token_ttl(Duration::from_secs(300));
     let old = s.provider.session_cookie(&s.auth, &user());
-    warm(&s, &old).await;
+    warm(&s, &old, WARM_ROUNDS).await;
     s.clock.advance(Duration::from_secs(280));
     let resp = call(&s.app, "/me", &old).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(s.provider.counts().refresh_grants, 1, "refreshed");
     let new_cookie = set_cookies(&resp)
-        .iter()
-        .find(|c| c.contains("_s=") && !c.contains("Max-Age=0"))
-        .expect("a new session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+        .session()
+        .map(cookie_pair)
+        .expect("a new session cookie");
     for _ in 0..6 {
         let resp = call(&s.app, "/me", &new_cookie).await;
         assert_eq!(resp.status(), StatusCode::OK);
@@ -502,7 +435,7 @@ async fn guard_refresh_replaced_cookie_held_in_recent() {
 async fn guard_withdrawn_key_ends_recent_cookie() {
     let s = setup().await;
     let held = session_no_rt(&s, &TestUser::new("k"));
-    warm(&s, &held).await;
+    warm(&s, &held, WARM_ROUNDS).await;
     s.provider.rotate_keys(true);
     // A session signed with the new key: its unknown kid makes the layer refetch the keys.
     let fresh = session_no_rt(&s, &TestUser::new("k2"));
@@ -516,27 +449,12 @@ async fn guard_withdrawn_key_ends_recent_cookie() {
 /// GUARD: a Scalekit `user.logout` webhook naming the session ends a held cookie.
 #[tokio::test]
 async fn guard_webhook_user_logout_ends_recent_cookie() {
-    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (jar, sid) = session_with_sid(&s).await;
     let copy = jar.header_for("/me");
-    warm(&s, &copy).await;
-    let examples: Value =
-        serde_json::from_str(include_str!("fixtures/scalekit-webhook-examples.json")).unwrap();
-    let mut event = examples["user.logout"].clone();
-    event["data"]["user_session"]["session_id"] = Value::from(sid);
-    let body = serde_json::to_string(&event).unwrap();
-    let now = s.clock.now();
-    let id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W";
-    let sig = tower_oidc_auth::sign_webhook(SECRET, id, now, body.as_bytes()).unwrap();
-    let req = Request::post("/auth/webhook")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", sig)
-        .body(Body::from(body))
-        .unwrap();
-    let st = s.app.clone().oneshot(req).await.unwrap().status();
+    warm(&s, &copy, WARM_ROUNDS).await;
+    let body = user_logout(&sid);
+    let st = serve_status(&s, signed_webhook(WEBHOOK_MSG, s.clock.now(), &body)).await;
     assert!(st.is_success(), "{st}");
     for _ in 0..4 {
         assert_eq!(status(&s.app, &copy).await, StatusCode::UNAUTHORIZED);
@@ -554,7 +472,7 @@ async fn guard_webhook_user_logout_ends_recent_cookie() {
 async fn guard_forged_cookies_make_no_entries() {
     let s = setup().await;
     let alice = session_no_rt(&s, &TestUser::new("alice"));
-    warm(&s, &alice).await;
+    warm(&s, &alice, WARM_ROUNDS).await;
     let before = s.auth.cache_stats().sessions;
     for at in 0..40 {
         let forged = flip(&alice, at);

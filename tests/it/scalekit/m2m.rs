@@ -24,11 +24,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use tower_oidc_auth::testing::TestProvider;
 use tower_oidc_auth::{AuthLayer, Claims, Clock, M2mClients};
 
-use crate::common::{body_string, login, send, setup, setup_with, user, Jar, Setup, REDIRECT};
+use crate::helpers::{
+    bearer, body_string, login, request, send, serve, set_cookies, setup, setup_with, user, Jar,
+    Setup, REDIRECT,
+};
 
 /// The client of the quickstart's "Example decoded access token".
 const M2M_CLIENT: &str = "m2morg_69038819013296423";
@@ -95,20 +97,10 @@ fn api(auth: &AuthLayer) -> Router {
         .layer(auth.clone())
 }
 
-fn bearer(uri: &str, token: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
-async fn call(app: &Router, req: Request<Body>) -> Response<Body> {
-    app.clone().oneshot(req).await.unwrap()
-}
-
 async fn status_of(s: &Setup, token: &str) -> StatusCode {
-    call(&api(&s.auth), bearer("/whoami", token)).await.status()
+    serve(&api(&s.auth), bearer("/whoami", token))
+        .await
+        .status()
 }
 
 fn is_invalid_token(resp: &Response<Body>) -> bool {
@@ -122,7 +114,7 @@ fn is_invalid_token(resp: &Response<Body>) -> bool {
 async fn m2m_tokens_are_refused_by_default() {
     let s = setup().await;
     let token = s.provider.sign(&m2m_claims(&s, M2M_CLIENT, DEPLOY_SCOPES));
-    let resp = call(&api(&s.auth), bearer("/whoami", &token)).await;
+    let resp = serve(&api(&s.auth), bearer("/whoami", &token)).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert!(is_invalid_token(&resp), "{:?}", resp.headers());
 }
@@ -131,7 +123,7 @@ async fn m2m_tokens_are_refused_by_default() {
 async fn any_m2m_client_of_the_environment_is_accepted_when_asked() {
     let s = setup_with(|c| c.accept_m2m_clients(M2mClients::Any)).await;
     let token = s.provider.sign(&m2m_claims(&s, M2M_CLIENT, DEPLOY_SCOPES));
-    let resp = call(&api(&s.auth), bearer("/whoami", &token)).await;
+    let resp = serve(&api(&s.auth), bearer("/whoami", &token)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&body_string(resp).await).unwrap();
     assert_eq!(
@@ -208,7 +200,7 @@ async fn m2m_tokens_still_pass_every_other_check() {
         ("nonce", with_nonce),
         ("foreign audience", other_api),
     ] {
-        let resp = call(&api(&s.auth), bearer("/whoami", &s.provider.sign(&claims))).await;
+        let resp = serve(&api(&s.auth), bearer("/whoami", &s.provider.sign(&claims))).await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
         assert!(is_invalid_token(&resp), "{what}");
     }
@@ -243,7 +235,7 @@ async fn m2m_tokens_with_a_configured_audience_are_accepted() {
             m2m_claims(&s, M2M_CLIENT, DEPLOY_SCOPES),
             json!({"aud": [M2M_AUDIENCE]}),
         );
-        let resp = call(&api(&s.auth), bearer("/whoami", &s.provider.sign(&claims))).await;
+        let resp = serve(&api(&s.auth), bearer("/whoami", &s.provider.sign(&claims))).await;
         assert_eq!(resp.status(), StatusCode::OK, "opt-in {opt_in}");
         let body: Value = serde_json::from_str(&body_string(resp).await).unwrap();
         assert_eq!(body["machine"], true);
@@ -275,7 +267,7 @@ async fn user_shaped_audience_less_tokens_are_still_refused() {
             ("user token of the M2M client", users_via_client),
             ("no sub", no_sub),
         ] {
-            let resp = call(&api(&s.auth), bearer("/whoami", &s.provider.sign(&claims))).await;
+            let resp = serve(&api(&s.auth), bearer("/whoami", &s.provider.sign(&claims))).await;
             assert_eq!(
                 resp.status(),
                 StatusCode::UNAUTHORIZED,
@@ -292,19 +284,19 @@ async fn scope_guard_reads_the_scopes_array() {
     let s = setup_with(|c| c.accept_m2m_clients(M2mClients::Any)).await;
     let app = api(&s.auth);
     let both = s.provider.sign(&m2m_claims(&s, M2M_CLIENT, DEPLOY_SCOPES));
-    let resp = call(&app, bearer("/deploy", &both)).await;
+    let resp = serve(&app, bearer("/deploy", &both)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(body_string(resp).await, "deployed");
     let read_only = s
         .provider
         .sign(&m2m_claims(&s, M2M_CLIENT, &["read:deployments"]));
     assert_eq!(
-        call(&app, bearer("/deploy", &read_only)).await.status(),
+        serve(&app, bearer("/deploy", &read_only)).await.status(),
         StatusCode::FORBIDDEN
     );
     let none = s.provider.sign(&m2m_claims(&s, M2M_CLIENT, &[]));
     assert_eq!(
-        call(&app, bearer("/deploy", &none)).await.status(),
+        serve(&app, bearer("/deploy", &none)).await.status(),
         StatusCode::FORBIDDEN
     );
 }
@@ -315,21 +307,13 @@ async fn is_machine_is_false_for_users() {
     let app = api(&s.auth);
     // A cookie session.
     let cookie = s.provider.session_cookie(&s.auth, &user());
-    let resp = call(
-        &app,
-        Request::get("/whoami")
-            .header(header::ACCEPT, "application/json")
-            .header(header::COOKIE, cookie)
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let resp = serve(&app, request("/whoami", &cookie)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&body_string(resp).await).unwrap();
     assert_eq!(body["sub"], "usr_42");
     assert_eq!(body["machine"], false);
     // A user's bearer token for this client.
-    let resp = call(&app, bearer("/whoami", &s.provider.access_token(&user()))).await;
+    let resp = serve(&app, bearer("/whoami", &s.provider.access_token(&user()))).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = serde_json::from_str(&body_string(resp).await).unwrap();
     assert_eq!(body["machine"], false);
@@ -345,7 +329,7 @@ async fn an_m2m_token_is_never_a_cookie_session() {
     let cookie = s
         .provider
         .session_cookie_with_tokens(&s.auth, &token, None, &id_token);
-    let resp = call(
+    let resp = serve(
         &api(&s.auth),
         Request::get("/")
             .header(header::COOKIE, cookie)
@@ -354,11 +338,7 @@ async fn an_m2m_token_is_never_a_cookie_session() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let cleared = resp
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .any(|v| v.to_str().unwrap_or_default().contains("Max-Age=0"));
+    let cleared = set_cookies(&resp).removes_any();
     assert_eq!(body_string(resp).await, "anonymous");
     assert!(cleared, "the session cookie is cleared");
 }
@@ -413,7 +393,7 @@ async fn api_audience_login_needs_the_audience_configured() {
         login(&s, &mut jar, "/auth/login").await.status(),
         StatusCode::FOUND
     );
-    let resp = send(&s.app, &mut jar, crate::common::get_json("/me")).await;
+    let resp = send(&s.app, &mut jar, crate::helpers::get_json("/me")).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let me: Value = serde_json::from_str(&body_string(resp).await).unwrap();
     assert_eq!(me["aud"], json!([USER_API_AUDIENCE]));
@@ -435,7 +415,7 @@ async fn api_audience_login_needs_the_audience_configured() {
         "roles": ["admin"],
         "permissions": ["users:read", "users:write"]
     });
-    let resp = call(&s.app, bearer("/me", &s.provider.sign(&documented))).await;
+    let resp = serve(&s.app, bearer("/me", &s.provider.sign(&documented))).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let me: Value = serde_json::from_str(&body_string(resp).await).unwrap();
     assert_eq!(me["sub"], "usr_96194455173923084");

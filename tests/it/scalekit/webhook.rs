@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Body;
 use futures_util::future::BoxFuture;
-use http::{header, Request, StatusCode};
+use http::{header, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_oidc_auth::{
@@ -22,62 +21,26 @@ use tower_oidc_auth::{
     RevocationKey, RevocationStore, WebhookEvent,
 };
 
-use crate::common::*;
-
-/// A secret in the shape Scalekit's dashboard shows (`whsec_` + base64 of 24 bytes, as in the
-/// Node SDK's docs for `verifyWebhookPayload`). Not a real secret.
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-fn examples() -> serde_json::Map<String, Value> {
-    let text = include_str!("../fixtures/scalekit-webhook-examples.json");
-    match serde_json::from_str(text).unwrap() {
-        Value::Object(map) => map,
-        _ => panic!("fixture is a map of event type to example"),
-    }
-}
+use crate::helpers::*;
 
 /// The spec's `user.logout` example (`webhooks: user.logout`, schema `UserLogoutEvent` /
 /// `UserAuthEventData`), verbatim except `data.user_session.session_id`, which is set to the
 /// `sid` of a session of the test provider (Scalekit's `sid` claim is that session id: docs
 /// `authenticate/fsa/session-token-claims.mdx`, `"sid": "ses_..."`).
-fn user_logout(sid: &str) -> String {
-    let mut event = examples()["user.logout"].clone();
+fn spec_user_logout(sid: &str) -> String {
     assert_eq!(
-        event["data"]["user_session"]["session_id"], "ses_102701193356116233",
+        webhook_example("user.logout")["data"]["user_session"]["session_id"],
+        "ses_102701193356116233",
         "fixture is the spec's example"
     );
-    event["data"]["user_session"]["session_id"] = Value::from(sid);
-    serde_json::to_string(&event).unwrap()
-}
-
-fn signed(id: &str, ts: i64, body: &str) -> Request<Body> {
-    let sig = sign_webhook(SECRET, id, ts, body.as_bytes()).unwrap();
-    raw(id, &ts.to_string(), &sig, body)
-}
-
-fn raw(id: &str, ts: &str, sig: &str, body: &str) -> Request<Body> {
-    Request::post("/auth/webhook")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", ts)
-        .header("webhook-signature", sig)
-        .body(Body::from(body.to_owned()))
-        .unwrap()
-}
-
-async fn status(s: &Setup, req: Request<Body>) -> StatusCode {
-    s.app.clone().oneshot(req).await.unwrap().status()
-}
-
-async fn me(s: &Setup, jar: &mut Jar) -> StatusCode {
-    send(&s.app, jar, get_json("/me")).await.status()
+    user_logout(sid)
 }
 
 /// The issue's "done when": the spec's `user.logout` example, signed the Standard Webhooks way,
 /// ends exactly the session it names; the same user's other session stays.
 #[tokio::test]
 async fn user_logout_ends_exactly_that_session() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut first, sid) = session_with_sid(&s).await;
     let (mut second, other_sid) = session_with_sid(&s).await;
     assert_ne!(sid, other_sid);
@@ -86,10 +49,10 @@ async fn user_logout_ends_exactly_that_session() {
     let resp = s
         .app
         .clone()
-        .oneshot(signed(
+        .oneshot(signed_webhook(
             "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
             now,
-            &user_logout(&sid),
+            &spec_user_logout(&sid),
         ))
         .await
         .unwrap();
@@ -108,7 +71,7 @@ async fn user_logout_ends_exactly_that_session() {
 /// must not end anything: ending sessions on a guessed field is how one logout could end them all.
 #[tokio::test]
 async fn invented_shapes_end_nothing() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut jar, sid) = session_with_sid(&s).await;
     let now = s.clock.now();
     let invented = [
@@ -117,19 +80,19 @@ async fn invented_shapes_end_nothing() {
         format!(r#"{{"type":"user.logout","data":{{"user":{{"id":"usr_42"}},"sid":"{sid}"}}}}"#),
     ];
     for (i, body) in invented.iter().enumerate() {
-        let st = status(&s, signed(&format!("msg_inv_{i}"), now, body)).await;
+        let st = serve_status(&s, signed_webhook(&format!("msg_inv_{i}"), now, body)).await;
         assert!(st.is_client_error(), "{body}: {st}");
     }
     // The spec's own example without `data.user_session` (required by `UserAuthEventData`) is
     // refused as unprocessable, so the failed delivery shows in Scalekit's dashboard.
-    let mut example = examples()["user.logout"].clone();
+    let mut example = webhook_examples()["user.logout"].clone();
     example["data"]
         .as_object_mut()
         .unwrap()
         .remove("user_session");
     let body = serde_json::to_string(&example).unwrap();
     assert_eq!(
-        status(&s, signed("msg_inv_no_session", now, &body)).await,
+        serve_status(&s, signed_webhook("msg_inv_no_session", now, &body)).await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(me(&s, &mut jar).await, StatusCode::OK);
@@ -139,13 +102,13 @@ async fn invented_shapes_end_nothing() {
 /// leaves to the app. None is refused, so Scalekit never retries or marks a delivery failed.
 #[tokio::test]
 async fn every_event_in_the_spec_is_acknowledged() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let now = s.clock.now();
-    let all = examples();
+    let all = webhook_examples();
     assert!(all.len() >= 41, "the spec has 41 webhook events");
     for (i, (kind, example)) in all.iter().enumerate() {
         let body = serde_json::to_string(example).unwrap();
-        let st = status(&s, signed(&format!("msg_all_{i}"), now, &body)).await;
+        let st = serve_status(&s, signed_webhook(&format!("msg_all_{i}"), now, &body)).await;
         assert!(st.is_success(), "{kind}: {st}");
     }
 }
@@ -156,7 +119,7 @@ async fn app_handlers_get_every_event_typed() {
     let seen: Arc<Mutex<Vec<WebhookEvent>>> = Arc::default();
     let sink = seen.clone();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(move |event: WebhookEvent| {
                 let sink = sink.clone();
                 async move { sink.lock().unwrap().push(event) }
@@ -164,12 +127,14 @@ async fn app_handlers_get_every_event_typed() {
     })
     .await;
     let now = s.clock.now();
-    let all = examples();
+    let all = webhook_examples();
     for (i, example) in all.values().enumerate() {
         let body = serde_json::to_string(example).unwrap();
-        assert!(status(&s, signed(&format!("msg_t_{i}"), now, &body))
-            .await
-            .is_success());
+        assert!(
+            serve_status(&s, signed_webhook(&format!("msg_t_{i}"), now, &body))
+                .await
+                .is_success()
+        );
     }
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), all.len());
@@ -225,22 +190,30 @@ impl RevocationStore for Recording {
 async fn revoked_as_of_occurred_at_and_only_the_session() {
     let store = Recording::default();
     let log = store.log.clone();
-    let s = setup_with(move |c| c.webhook_secret(SECRET).revocation_store(store)).await;
+    let s = setup_with(move |c| c.webhook_secret(WEBHOOK_SECRET).revocation_store(store)).await;
     let (_jar, sid) = session_with_sid(&s).await;
     // The delivery arrives (a retry) two minutes after the event occurred.
     let occurred = 1_765_286_075; // the example's occurred_at, 2025-12-09T13:14:35.72Z
     s.clock.set(occurred + 120);
-    let st = status(&s, signed("msg_when", occurred + 120, &user_logout(&sid))).await;
+    let st = serve_status(
+        &s,
+        signed_webhook("msg_when", occurred + 120, &spec_user_logout(&sid)),
+    )
+    .await;
     assert!(st.is_success(), "{st}");
     // An event dated far in the past or in the future is taken as of its arrival.
     for (i, date) in ["1970-01-01T00:00:00Z", "9999-01-01T00:00:00Z", "soon"]
         .iter()
         .enumerate()
     {
-        let mut event: Value = serde_json::from_str(&user_logout(&sid)).unwrap();
+        let mut event: Value = serde_json::from_str(&spec_user_logout(&sid)).unwrap();
         event["occurred_at"] = Value::from(*date);
         let body = serde_json::to_string(&event).unwrap();
-        let st = status(&s, signed(&format!("msg_date_{i}"), occurred + 120, &body)).await;
+        let st = serve_status(
+            &s,
+            signed_webhook(&format!("msg_date_{i}"), occurred + 120, &body),
+        )
+        .await;
         assert!(st.is_success(), "{date}: {st}");
     }
     let log = log.lock().unwrap();
@@ -263,7 +236,7 @@ async fn replayed_deliveries_are_acknowledged_and_ignored() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(move |_e: WebhookEvent| {
                 let counter = counter.clone();
                 async move {
@@ -272,20 +245,24 @@ async fn replayed_deliveries_are_acknowledged_and_ignored() {
             })
     })
     .await;
-    let body = serde_json::to_string(&examples()["organization.created"]).unwrap();
+    let body = serde_json::to_string(&webhook_examples()["organization.created"]).unwrap();
     let now = s.clock.now();
-    assert!(status(&s, signed("msg_dup", now, &body)).await.is_success());
+    assert!(serve_status(&s, signed_webhook("msg_dup", now, &body))
+        .await
+        .is_success());
     // The same delivery again, and again re-signed a little later (Scalekit's retry of the same
     // message keeps its `webhook-id`).
-    assert!(status(&s, signed("msg_dup", now, &body)).await.is_success());
+    assert!(serve_status(&s, signed_webhook("msg_dup", now, &body))
+        .await
+        .is_success());
     s.clock.advance(Duration::from_secs(200));
     let later = s.clock.now();
-    assert!(status(&s, signed("msg_dup", later, &body))
+    assert!(serve_status(&s, signed_webhook("msg_dup", later, &body))
         .await
         .is_success());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // Another delivery id is another delivery.
-    assert!(status(&s, signed("msg_other", later, &body))
+    assert!(serve_status(&s, signed_webhook("msg_other", later, &body))
         .await
         .is_success());
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -298,7 +275,7 @@ async fn a_failed_handler_is_retried() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let s = setup_with(move |c| {
-        c.webhook_secret(SECRET)
+        c.webhook_secret(WEBHOOK_SECRET)
             .on_webhook(move |_e: WebhookEvent| {
                 let counter = counter.clone();
                 async move {
@@ -311,12 +288,12 @@ async fn a_failed_handler_is_retried() {
             })
     })
     .await;
-    let body = serde_json::to_string(&examples()["user.signup"]).unwrap();
+    let body = serde_json::to_string(&webhook_examples()["user.signup"]).unwrap();
     let now = s.clock.now();
     let resp = s
         .app
         .clone()
-        .oneshot(signed("msg_retry", now, &body))
+        .oneshot(signed_webhook("msg_retry", now, &body))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -325,20 +302,22 @@ async fn a_failed_handler_is_retried() {
         !text.contains("database"),
         "handler errors are not echoed: {text}"
     );
-    assert!(status(&s, signed("msg_retry", now + 5, &body))
-        .await
-        .is_success());
+    assert!(
+        serve_status(&s, signed_webhook("msg_retry", now + 5, &body))
+            .await
+            .is_success()
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 /// Forged, stale or unsigned deliveries are refused and end nothing.
 #[tokio::test]
 async fn forged_and_stale_deliveries_end_nothing() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let (mut jar, sid) = session_with_sid(&s).await;
-    let body = user_logout(&sid);
+    let body = spec_user_logout(&sid);
     let now = s.clock.now();
-    let good = sign_webhook(SECRET, "msg_f", now, body.as_bytes()).unwrap();
+    let good = sign_webhook(WEBHOOK_SECRET, "msg_f", now, body.as_bytes()).unwrap();
     let other = sign_webhook(
         "whsec_b3RoZXJvdGhlcm90aGVyb3RoZXI=",
         "msg_f",
@@ -349,15 +328,21 @@ async fn forged_and_stale_deliveries_end_nothing() {
     let cases = [
         (
             "other secret",
-            raw("msg_f", &now.to_string(), &other, &body),
+            raw_webhook("msg_f", &now.to_string(), &other, &body),
         ),
-        ("other id", raw("msg_g", &now.to_string(), &good, &body)),
-        ("stale", signed("msg_f", now - 301, &body)),
-        ("future", signed("msg_f", now + 301, &body)),
-        ("no signature", raw("msg_f", &now.to_string(), "", &body)),
+        (
+            "other id",
+            raw_webhook("msg_g", &now.to_string(), &good, &body),
+        ),
+        ("stale", signed_webhook("msg_f", now - 301, &body)),
+        ("future", signed_webhook("msg_f", now + 301, &body)),
+        (
+            "no signature",
+            raw_webhook("msg_f", &now.to_string(), "", &body),
+        ),
         (
             "v2 only",
-            raw(
+            raw_webhook(
                 "msg_f",
                 &now.to_string(),
                 &good.replace("v1,", "v2,"),
@@ -366,11 +351,11 @@ async fn forged_and_stale_deliveries_end_nothing() {
         ),
         (
             "i64::MIN",
-            raw("msg_f", "-9223372036854775808", &good, &body),
+            raw_webhook("msg_f", "-9223372036854775808", &good, &body),
         ),
     ];
     for (what, req) in cases {
-        let st = status(&s, req).await;
+        let st = serve_status(&s, req).await;
         assert!(st.is_client_error(), "{what}: {st}");
     }
     assert_eq!(me(&s, &mut jar).await, StatusCode::OK);
@@ -382,7 +367,7 @@ async fn forged_and_stale_deliveries_end_nothing() {
 /// refused as malformed (400), which the layer decides before it hashes the body.
 #[tokio::test]
 async fn forty_thousand_bogus_signatures_are_refused_before_any_hmac() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let now = s.clock.now();
     let body = format!(
         r#"{{"id":"evt_1","type":"organization.updated","pad":"{}"}}"#,
@@ -392,21 +377,23 @@ async fn forty_thousand_bogus_signatures_are_refused_before_any_hmac() {
     let resp = s
         .app
         .clone()
-        .oneshot(raw("msg_cpu", &now.to_string(), &bogus, &body))
+        .oneshot(raw_webhook("msg_cpu", &now.to_string(), &bogus, &body))
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 
     // Within the cap (16 candidates) a valid signature after bogus ones still verifies (key
     // rotation sends several); past the cap it is not looked at.
-    let good = sign_webhook(SECRET, "msg_cap", now, body.as_bytes()).unwrap();
+    let good = sign_webhook(WEBHOOK_SECRET, "msg_cap", now, body.as_bytes()).unwrap();
     let few = format!("{} {good}", vec!["v1,AAAA"; 15].join(" "));
-    assert!(status(&s, raw("msg_cap", &now.to_string(), &few, &body))
-        .await
-        .is_success());
+    assert!(
+        serve_status(&s, raw_webhook("msg_cap", &now.to_string(), &few, &body))
+            .await
+            .is_success()
+    );
     let many = format!("{} {good}", vec!["v1,AAAA"; 16].join(" "));
     assert_eq!(
-        status(&s, raw("msg_cap2", &now.to_string(), &many, &body)).await,
+        serve_status(&s, raw_webhook("msg_cap2", &now.to_string(), &many, &body)).await,
         StatusCode::BAD_REQUEST
     );
 }
@@ -414,11 +401,11 @@ async fn forty_thousand_bogus_signatures_are_refused_before_any_hmac() {
 /// `webhook-id` is remembered for deduplication, so its size is bounded.
 #[tokio::test]
 async fn oversized_webhook_ids_are_refused() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let now = s.clock.now();
     let id = "m".repeat(300);
     assert_eq!(
-        status(&s, signed(&id, now, r#"{"type":"x"}"#)).await,
+        serve_status(&s, signed_webhook(&id, now, r#"{"type":"x"}"#)).await,
         StatusCode::BAD_REQUEST
     );
 }
@@ -456,33 +443,10 @@ async fn malformed_secrets_are_refused_at_build() {
     }
     provider
         .layer_builder(REDIRECT)
-        .webhook_secret(SECRET)
+        .webhook_secret(WEBHOOK_SECRET)
         .build()
         .await
         .expect("a whsec_ secret of 24 bytes");
-}
-
-/// Follows the authorize redirect at the provider with the browser's provider cookie, as a
-/// browser does; returns the callback URI and the provider's single sign-on cookie.
-async fn authorize_with(url: &str, sso: Option<&str>) -> (String, Option<String>) {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut req = client.get(url);
-    if let Some(c) = sso {
-        req = req.header(header::COOKIE, c);
-    }
-    let resp = req.send().await.unwrap();
-    let cookie = resp
-        .headers()
-        .get(header::SET_COOKIE)
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-    let loc = url::Url::parse(resp.headers()[header::LOCATION].to_str().unwrap()).unwrap();
-    (
-        format!("{}?{}", loc.path(), loc.query().unwrap_or("")),
-        cookie,
-    )
 }
 
 /// After a webhook ends a session, the same browser may still hold the provider's single sign-on
@@ -491,7 +455,7 @@ async fn authorize_with(url: &str, sso: Option<&str>) -> (String, Option<String>
 /// says so instead, and offers a fresh sign-in (`prompt=login`).
 #[tokio::test]
 async fn a_sign_in_into_an_ended_session_is_refused_without_a_loop() {
-    let s = setup_with(|c| c.webhook_secret(SECRET)).await;
+    let s = setup_with(|c| c.webhook_secret(WEBHOOK_SECRET)).await;
     let mut jar = Jar::default();
     let resp = send(&s.app, &mut jar, get_html("/auth/login?return_to=%2Fme")).await;
     let (callback, sso) = authorize_with(&location(&resp), None).await;
@@ -505,9 +469,11 @@ async fn a_sign_in_into_an_ended_session_is_refused_without_a_loop() {
     let sid = claims["sid"].as_str().unwrap().to_owned();
 
     let now = s.clock.now();
-    assert!(status(&s, signed("msg_loop", now, &user_logout(&sid)))
-        .await
-        .is_success());
+    assert!(
+        serve_status(&s, signed_webhook("msg_loop", now, &spec_user_logout(&sid)))
+            .await
+            .is_success()
+    );
     assert_eq!(me(&s, &mut jar).await, StatusCode::UNAUTHORIZED);
 
     // The browser goes to sign in again; the provider answers from its session, same sid.

@@ -18,52 +18,18 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use http::{header, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::{IdpInitiatedLogin, TestUser};
 use tower_oidc_auth::LoginOptions;
 
-use crate::common::*;
+use crate::helpers::*;
 
 /// What a browser sends when Scalekit redirects it to the app's Initiate Login URL: a
 /// cross-site top-level navigation (Scalekit's domain is not the app's).
 fn from_scalekit(uri: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "text/html")
-        .header("sec-fetch-site", "cross-site")
-        .header("sec-fetch-mode", "navigate")
-        .header(header::REFERER, "https://yourenv.scalekit.com/")
-        .body(Body::empty())
-        .unwrap()
-}
-
-/// A link on the app's own page, followed by the user.
-fn same_origin(uri: &str) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "text/html")
-        .header("sec-fetch-site", "same-origin")
-        .header("sec-fetch-mode", "navigate")
-        .body(Body::empty())
-        .unwrap()
-}
-
-fn query_of(location: &str) -> Vec<(String, String)> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
-}
-
-fn values(pairs: &[(String, String)], name: &str) -> Vec<String> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-        .collect()
+    cross_site_navigation(uri, "https://yourenv.scalekit.com/")
 }
 
 fn one(pairs: &[(String, String)], name: &str) -> String {
@@ -181,10 +147,6 @@ impl ClockNow for Setup {
         use tower_oidc_auth::Clock;
         self.clock.now()
     }
-}
-
-fn b64(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
 #[tokio::test]
@@ -376,7 +338,7 @@ async fn only_the_signed_claims_choose_the_tenant() {
         "/auth/login?organization_id=org_attacker&domain_hint=evil.example&return_to=%2Fx",
         &login_claims(),
     );
-    for req in [from_scalekit(&url), same_origin(&url)] {
+    for req in [from_scalekit(&url), same_origin_link(&url)] {
         let resp = s.app.clone().oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::FOUND);
         let q = query_of(&location(&resp));
@@ -469,7 +431,7 @@ async fn a_domain_hint_sends_domain_too() {
     let resp = s
         .app
         .clone()
-        .oneshot(same_origin("/auth/login?domain_hint=example.com"))
+        .oneshot(same_origin_link("/auth/login?domain_hint=example.com"))
         .await
         .unwrap();
     let q = query_of(&location(&resp));
@@ -488,7 +450,7 @@ async fn a_domain_hint_sends_domain_too() {
     let resp = s
         .app
         .clone()
-        .oneshot(same_origin("/auth/login?domain=evil.example"))
+        .oneshot(same_origin_link("/auth/login?domain=evil.example"))
         .await
         .unwrap();
     assert!(values(&query_of(&location(&resp)), "domain").is_empty());
@@ -517,7 +479,7 @@ async fn login_url_builds_the_apps_own_links() {
 
     // Followed from the app's own page, every option reaches the provider.
     let mut jar = Jar::default();
-    let resp = send(&s.app, &mut jar, same_origin(&link)).await;
+    let resp = send(&s.app, &mut jar, same_origin_link(&link)).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     let to = location(&resp);
     let q = query_of(&to);
@@ -547,7 +509,12 @@ async fn login_url_switches_organization() {
         link,
         "/auth/login?organization_id=org_2&prompt=select_account"
     );
-    let resp = s.app.clone().oneshot(same_origin(&link)).await.unwrap();
+    let resp = s
+        .app
+        .clone()
+        .oneshot(same_origin_link(&link))
+        .await
+        .unwrap();
     let q = query_of(&location(&resp));
     assert_eq!(one(&q, "prompt"), "select_account");
     assert_eq!(one(&q, "organization_id"), "org_2");
@@ -560,7 +527,12 @@ async fn login_url_follows_the_configured_base_path() {
         .auth
         .login_url(LoginOptions::new().login_hint("a b@example.com"));
     assert_eq!(link, "/sso/login?login_hint=a+b%40example.com");
-    let resp = s.app.clone().oneshot(same_origin(&link)).await.unwrap();
+    let resp = s
+        .app
+        .clone()
+        .oneshot(same_origin_link(&link))
+        .await
+        .unwrap();
     assert_eq!(
         one(&query_of(&location(&resp)), "login_hint"),
         "a b@example.com"
@@ -605,7 +577,7 @@ async fn a_signed_in_user_is_asked_before_a_cross_site_idp_login_replaces_the_se
     );
 
     // Continue: the same URL from the app's own page goes to the provider.
-    let resp = send(&s.app, &mut jar, same_origin(&url)).await;
+    let resp = send(&s.app, &mut jar, same_origin_link(&url)).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     assert!(
         location(&resp).contains("/oauth/authorize?"),

@@ -2,18 +2,17 @@
 //! guard extractor's result) can tell why there are no claims, and still answer as the layer
 //! would.
 
-mod common;
-
 use axum::body::Body;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use common::*;
 use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::extract::{ClaimsRejection, RequireRole, RoleName};
 use tower_oidc_auth::testing::TestUser;
 use tower_oidc_auth::Claims;
+
+use crate::helpers::*;
 
 struct Auditor;
 

@@ -2,15 +2,14 @@
 //! successful refresh grant retries only the verification, never the grant; sessions are
 //! written only in sizes that can be read back.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use http::{header, Request, StatusCode};
 use serde_json::json;
 use tower_oidc_auth::testing::{Failure, TestProvider, TestUser};
 use tower_oidc_auth::{AuthLayerBuilder, ManualClock};
+
+use crate::helpers::*;
 
 async fn setup_user(
     user: TestUser,
@@ -35,15 +34,6 @@ async fn setup_user(
     }
 }
 
-async fn signed_in(s: &Setup) -> (Jar, String) {
-    let mut jar = Jar::default();
-    let resp = login(s, &mut jar, "/auth/login").await;
-    assert_eq!(resp.status(), StatusCode::FOUND);
-    let jti = body_string(send(&s.app, &mut jar, get_json("/jti")).await).await;
-    assert!(!jti.is_empty());
-    (jar, jti)
-}
-
 /// Starts the JWKS refetch rate limit now: a bearer token naming an unknown key makes the
 /// layer refetch once.
 async fn use_up_the_refetch(s: &Setup) {
@@ -60,11 +50,9 @@ async fn use_up_the_refetch(s: &Setup) {
     assert_eq!(s.provider.counts().jwks_fetches, before + 1);
 }
 
+/// Some cookie is removed (`Max-Age=0`); whichever it is.
 fn session_cleared(resp: &http::Response<axum::body::Body>) -> bool {
-    resp.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .any(|v| v.to_str().unwrap().contains("Max-Age=0"))
+    set_cookies(resp).removes_any()
 }
 
 /// The provider rotates its signing key right after the layer refetched its JWKS for another

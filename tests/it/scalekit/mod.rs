@@ -3,9 +3,6 @@
 //! (`../shared/reference/scalekit-openapi.yaml`, copied from `scalekit-inc/developer-docs`), its
 //! documentation pages and its official SDKs.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod idp_login;
 mod m2m;
 mod webhook;

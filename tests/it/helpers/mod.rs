@@ -1,5 +1,21 @@
-//! Shared test helpers: a provider, a layered axum app, and a tiny browser cookie jar.
+//! Shared test helpers: a provider, a layered axum app, a tiny browser cookie jar ([`Jar`]),
+//! request builders ([`requests`]), parsed `Set-Cookie` headers ([`set_cookie`]), signed
+//! webhooks ([`webhook`]) and small encoders ([`encoding`]).
+//!
+//! Used by every module of the `it` binary, and by `tests/soak.rs`, `tests/redis.rs` and
+//! `tests/no_leaks.rs` through `#[path]`; each uses a part, hence `dead_code`.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod encoding;
+pub mod jar;
+pub mod requests;
+pub mod set_cookie;
+pub mod webhook;
+
+// Re-exported for `use crate::helpers::*`; the binaries outside `it` (soak, redis, no_leaks) use
+// a part only.
+#[allow(unused_imports)]
+pub use {encoding::*, jar::*, requests::*, set_cookie::*, webhook::*};
 
 use axum::body::Body;
 use axum::routing::get;
@@ -52,6 +68,31 @@ pub async fn setup_with(tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerBuilder
     }
 }
 
+/// A provider on a manual clock whose JWKS carries `max_age` (`None`: no Cache-Control), with
+/// or without key ids, and a layer built on it.
+pub async fn setup_with_jwks(max_age: Option<u64>, key_ids: bool) -> Setup {
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    provider.set_jwks_max_age(max_age);
+    provider.set_key_ids(key_ids);
+    let auth = provider
+        .layer_builder(REDIRECT)
+        .build()
+        .await
+        .expect("build");
+    let app = app(&auth);
+    Setup {
+        provider,
+        auth,
+        app,
+        clock,
+    }
+}
+
 pub fn app(auth: &AuthLayer) -> Router {
     Router::new()
         .route("/me", get(|c: Claims| async move { Json(c) }))
@@ -73,73 +114,6 @@ pub fn app(auth: &AuthLayer) -> Router {
             }),
         )
         .layer(auth.clone())
-}
-
-/// A cookie jar that behaves like a browser for name, path and deletion.
-#[derive(Default, Clone, Debug)]
-pub struct Jar {
-    pub cookies: Vec<StoredCookie>,
-}
-
-#[derive(Clone, Debug)]
-pub struct StoredCookie {
-    pub name: String,
-    pub value: String,
-    pub path: String,
-    pub attrs: String,
-}
-
-impl Jar {
-    pub fn absorb(&mut self, resp: &Response<Body>) {
-        for v in resp.headers().get_all(header::SET_COOKIE) {
-            let s = v.to_str().unwrap().to_owned();
-            let mut parts = s.split(';');
-            let (name, value) = parts.next().unwrap().split_once('=').unwrap();
-            let mut path = "/".to_owned();
-            let mut delete = false;
-            for a in parts {
-                let a = a.trim();
-                if let Some(p) = a.strip_prefix("Path=") {
-                    path = p.to_owned();
-                }
-                if a == "Max-Age=0" {
-                    delete = true;
-                }
-            }
-            self.cookies.retain(|c| !(c.name == name && c.path == path));
-            if !delete {
-                self.cookies.push(StoredCookie {
-                    name: name.to_owned(),
-                    value: value.to_owned(),
-                    path,
-                    attrs: s.clone(),
-                });
-            }
-        }
-    }
-
-    pub fn header_for(&self, path: &str) -> String {
-        self.cookies
-            .iter()
-            .filter(|c| {
-                c.path == "/" || path == c.path || path.starts_with(&format!("{}/", c.path))
-            })
-            .map(|c| format!("{}={}", c.name, c.value))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    pub fn get(&self, name_suffix: &str) -> Option<&StoredCookie> {
-        self.cookies.iter().find(|c| c.name.ends_with(name_suffix))
-    }
-
-    pub fn tx(&self) -> Option<&StoredCookie> {
-        self.cookies.iter().find(|c| c.name.contains("_tx_"))
-    }
-
-    pub fn names(&self) -> Vec<String> {
-        self.cookies.iter().map(|c| c.name.clone()).collect()
-    }
 }
 
 pub async fn send(app: &Router, jar: &mut Jar, req: Request<Body>) -> Response<Body> {
@@ -164,12 +138,7 @@ pub fn get_html(uri: &str) -> Request<Body> {
 
 /// What a browser sends when the user follows the app's own `<a href="/auth/logout">`.
 pub fn logout_link() -> Request<Body> {
-    Request::get("/auth/logout")
-        .header(header::ACCEPT, "text/html")
-        .header("sec-fetch-site", "same-origin")
-        .header("sec-fetch-mode", "navigate")
-        .body(Body::empty())
-        .unwrap()
+    same_origin_link("/auth/logout")
 }
 
 pub fn get_json(uri: &str) -> Request<Body> {
@@ -241,4 +210,79 @@ pub async fn session_with_sid(s: &Setup) -> (Jar, String) {
     assert_eq!(resp.status(), StatusCode::OK);
     let claims: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
     (jar, claims["sid"].as_str().expect("sid").to_owned())
+}
+
+/// Follows the authorize redirect at the provider as a browser does, sending the provider's
+/// single sign-on cookie if given; returns the callback URI and the provider's single sign-on
+/// cookie (`name=value`), if it set one.
+pub async fn authorize_with(url: &str, sso: Option<&str>) -> (String, Option<String>) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut req = client.get(url);
+    if let Some(c) = sso {
+        req = req.header(header::COOKIE, c);
+    }
+    let resp = req.send().await.unwrap();
+    let cookie = resp.headers().get(header::SET_COOKIE).map(|v| {
+        let c = parse_set_cookie(v.to_str().unwrap());
+        format!("{}={}", c.name(), c.value())
+    });
+    let loc = url::Url::parse(resp.headers()[header::LOCATION].to_str().unwrap()).unwrap();
+    (
+        format!("{}?{}", loc.path(), loc.query().unwrap_or("")),
+        cookie,
+    )
+}
+
+/// Logs in through the whole flow; returns the jar plus the access token's `jti`.
+pub async fn signed_in(s: &Setup) -> (Jar, String) {
+    let mut jar = Jar::default();
+    let resp = login(s, &mut jar, "/auth/login").await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let jti = body_string(send(&s.app, &mut jar, get_json("/jti")).await).await;
+    assert!(!jti.is_empty());
+    (jar, jti)
+}
+
+/// The status of `GET /me` sent through the jar.
+pub async fn me(s: &Setup, jar: &mut Jar) -> StatusCode {
+    send(&s.app, jar, get_json("/me")).await.status()
+}
+
+/// `POST /auth/logout` from the app's own page (`Origin` the app's, `Sec-Fetch-Site:
+/// same-origin`).
+pub fn logout_post() -> Request<Body> {
+    Request::post("/auth/logout")
+        .header(header::ACCEPT, "text/html")
+        .header(header::ORIGIN, "http://127.0.0.1:3000")
+        .header("sec-fetch-site", "same-origin")
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// `POST /auth/logout` with this `Origin` and no `Sec-Fetch-*` headers (what the confirmation
+/// page's button sends from a browser that sends none).
+pub fn logout_post_from(origin: &str) -> Request<Body> {
+    Request::post("/auth/logout")
+        .header(header::ACCEPT, "text/html")
+        .header(header::ORIGIN, origin)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// A layer whose verified-token cache and verified-session cache hold one entry each.
+pub async fn tiny_caches() -> Setup {
+    setup_with(|c| c.verified_cache_capacity(1).session_cache_capacity(1)).await
+}
+
+/// A layer whose verified-token cache holds one entry (the session cache keeps its default).
+pub async fn tiny_verified_cache() -> Setup {
+    setup_with(|c| c.verified_cache_capacity(1)).await
+}
+
+/// Entries in the layer's signature memo.
+pub fn memo_len(auth: &AuthLayer) -> usize {
+    auth.cache_stats().signature_memo
 }

@@ -6,84 +6,22 @@
 //! Tests named `fixed_*` failed on the code under attack and showed a real defect, now fixed;
 //! tests named `guard_*` record attacks that held.
 
-mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::Router;
-use common::*;
-use http::{header, Request, Response, StatusCode};
+use http::{header, Request, StatusCode};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestUser;
 
-// ---------------------------------------------------------------------------------------------
-// An allocation counter per thread (a `#[tokio::test]` runs its requests on its own thread), to
-// tell a cache hit (a fingerprint and a lookup) from the full path (base64, AES-GCM, JSON, token
-// verification) without timing.
-// ---------------------------------------------------------------------------------------------
+use crate::alloc::allocs;
+use crate::helpers::*;
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+// The allocation counter per thread is `crate::alloc::allocs` (the binary's global allocator).
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn session_no_rt(s: &Setup, user: &TestUser) -> String {
-    let at = s.provider.access_token(user);
-    let id = s.provider.id_token(user, None);
-    s.provider
-        .session_cookie_with_tokens(&s.auth, &at, None, &id)
-}
-
-/// `(name, value, rest)` of the session cookie in a header made by `session_cookie*`.
-fn split_session(cookie: &str) -> (String, String, String) {
-    let (session, rest) = cookie.split_once("; ").unwrap_or((cookie, ""));
-    let (name, value) = session.split_once('=').unwrap();
-    (name.to_owned(), value.to_owned(), rest.to_owned())
-}
-
-fn req_bytes(uri: &str, cookie: &[u8]) -> Request<Body> {
-    Request::get(uri)
-        .header(header::ACCEPT, "application/json")
-        .header(
-            header::COOKIE,
-            http::HeaderValue::from_bytes(cookie).unwrap(),
-        )
-        .body(Body::empty())
-        .unwrap()
-}
-
-async fn call_bytes(app: &Router, cookie: &[u8]) -> Response<Body> {
-    app.clone().oneshot(req_bytes("/", cookie)).await.unwrap()
-}
 
 /// The answer of `/` (`hello <sub>` or `anonymous`) and its status.
 async fn who(app: &Router, cookie: &[u8]) -> (StatusCode, String) {
@@ -377,7 +315,7 @@ async fn guard_me_agrees_with_root_for_mixed_cookies() {
             let me =
                 t.s.app
                     .clone()
-                    .oneshot(req_bytes("/me", cookie))
+                    .oneshot(request_bytes("/me", cookie))
                     .await
                     .unwrap();
             let signed_in = root.starts_with("hello ");

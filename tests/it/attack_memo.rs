@@ -2,15 +2,14 @@
 //! behaviour: a failing test is a finding. Caches of one entry, so every token but the last one
 //! seen is served from the memo (as in tests/signature_memo.rs).
 
-mod common;
-
 use axum::body::Body;
-use common::*;
 use http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestUser;
-use tower_oidc_auth::{Algorithm, AuthLayer, Clock};
+use tower_oidc_auth::{Algorithm, Clock};
+
+use crate::helpers::*;
 
 async fn with_auth_header(app: &axum::Router, value: &str) -> StatusCode {
     let req = Request::get("/me")
@@ -20,39 +19,10 @@ async fn with_auth_header(app: &axum::Router, value: &str) -> StatusCode {
     app.clone().oneshot(req).await.unwrap().status()
 }
 
-async fn with_bearer(app: &axum::Router, token: &str) -> StatusCode {
-    with_auth_header(app, &format!("Bearer {token}")).await
-}
-
-async fn with_cookie(app: &axum::Router, cookie: &str) -> StatusCode {
-    let req = Request::get("/me")
-        .header(header::ACCEPT, "application/json")
-        .header(header::COOKIE, cookie)
-        .body(Body::empty())
-        .unwrap();
-    app.clone().oneshot(req).await.unwrap().status()
-}
-
-async fn tiny_caches() -> Setup {
-    setup_with(|c| c.verified_cache_capacity(1)).await
-}
-
-fn memo_len(auth: &AuthLayer) -> usize {
-    auth.cache_stats().signature_memo
-}
-
 fn bearers(s: &Setup, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| s.provider.access_token(&TestUser::new(format!("api{i}"))))
         .collect()
-}
-
-fn session_of(s: &Setup, sub: &str) -> String {
-    let user = TestUser::new(sub);
-    let at = s.provider.access_token(&user);
-    let id = s.provider.id_token(&user, None);
-    s.provider
-        .session_cookie_with_tokens(&s.auth, &at, None, &id)
 }
 
 /// Verifies every bearer token twice (the second round from the memo) and checks the memo holds
@@ -94,49 +64,52 @@ fn edit_keys(s: &Setup, f: impl Fn(&mut serde_json::Map<String, Value>)) {
 // Key set changes while the memo holds entries.
 // ---------------------------------------------------------------------------------------------
 
-/// The same key material is republished, now restricted to another algorithm (`alg: RS384`).
-/// RS256 tokens it verified before must no longer pass, memo or not.
-#[tokio::test]
-async fn memo_hit_refused_after_key_restricted_to_another_alg() {
-    let s = tiny_caches().await;
+/// The body of the tests below that differ only in how the key is republished: four bearer
+/// tokens are memoized, the key set is republished with every key edited by `edit`, and the
+/// layer refetches it; every token is then refused, memo or not. (Each case stays a test of its
+/// own, so a failure names it.)
+async fn memo_hit_refused_after_key_edit(edit: impl Fn(&mut serde_json::Map<String, Value>)) {
+    let s = tiny_verified_cache().await;
     let tokens = bearers(&s, 4);
     memoize(&s, &tokens).await;
-    edit_keys(&s, |k| {
-        k.insert("alg".into(), json!("RS384"));
-    });
+    edit_keys(&s, edit);
     force_refetch(&s).await;
     for t in &tokens {
         assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
     }
+}
+
+/// The same key material is republished, now restricted to another algorithm (`alg: RS384`).
+/// RS256 tokens it verified before must no longer pass, memo or not.
+#[tokio::test]
+async fn memo_hit_refused_after_key_restricted_to_another_alg() {
+    memo_hit_refused_after_key_edit(|k| {
+        k.insert("alg".into(), json!("RS384"));
+    })
+    .await;
 }
 
 /// The same key material is republished under another kid: tokens naming the old kid must no
 /// longer pass (the key set does not select a key for their kid).
 #[tokio::test]
 async fn memo_hit_refused_after_key_moved_to_another_kid() {
-    let s = tiny_caches().await;
-    let tokens = bearers(&s, 4);
-    memoize(&s, &tokens).await;
-    edit_keys(&s, |k| {
+    memo_hit_refused_after_key_edit(|k| {
         k.insert("kid".into(), json!("moved"));
-    });
-    force_refetch(&s).await;
-    for t in &tokens {
-        assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
-    }
+    })
+    .await;
 }
 
 /// The same key material is republished as an encryption key (`use: enc`): not a verification
 /// key any more.
 #[tokio::test]
 async fn memo_hit_refused_after_key_marked_for_encryption() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     let tokens = bearers(&s, 4);
     let cookies: Vec<String> = (0..3).map(|i| session_of(&s, &format!("u{i}"))).collect();
     memoize(&s, &tokens).await;
     for _ in 0..2 {
         for c in &cookies {
-            assert_eq!(with_cookie(&s.app, c).await, StatusCode::OK);
+            assert_eq!(status(&s.app, c).await, StatusCode::OK);
         }
     }
     edit_keys(&s, |k| {
@@ -147,30 +120,24 @@ async fn memo_hit_refused_after_key_marked_for_encryption() {
         assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
     }
     for c in &cookies {
-        assert_ne!(with_cookie(&s.app, c).await, StatusCode::OK);
+        assert_ne!(status(&s.app, c).await, StatusCode::OK);
     }
 }
 
 /// `key_ops` without `verify`: not a verification key any more.
 #[tokio::test]
 async fn memo_hit_refused_after_key_ops_exclude_verify() {
-    let s = tiny_caches().await;
-    let tokens = bearers(&s, 4);
-    memoize(&s, &tokens).await;
-    edit_keys(&s, |k| {
+    memo_hit_refused_after_key_edit(|k| {
         k.remove("use");
         k.insert("key_ops".into(), json!(["encrypt"]));
-    });
-    force_refetch(&s).await;
-    for t in &tokens {
-        assert_eq!(with_bearer(&s.app, t).await, StatusCode::UNAUTHORIZED);
-    }
+    })
+    .await;
 }
 
 /// The JWKS is emptied entirely (provider withdraws everything).
 #[tokio::test]
 async fn memo_hit_refused_after_all_keys_withdrawn() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     let tokens = bearers(&s, 4);
     memoize(&s, &tokens).await;
     s.provider.set_jwks_document(Some(json!({"keys": []})));
@@ -184,7 +151,7 @@ async fn memo_hit_refused_after_all_keys_withdrawn() {
 /// token is then ambiguous and must not be served from the memo.
 #[tokio::test]
 async fn kidless_memo_hit_refused_when_key_set_becomes_ambiguous() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     s.provider.set_key_ids(false);
     // The layer fetched keys with kids at build: a kid-less token refetches (kid-less keys).
     let first = s.provider.access_token(&TestUser::new("k0"));
@@ -219,7 +186,7 @@ async fn kidless_memo_hit_refused_when_key_set_becomes_ambiguous() {
 async fn variants_of_a_memoized_token_do_not_ride_on_its_entry() {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     let tokens = bearers(&s, 3);
     memoize(&s, &tokens).await;
     let t = &tokens[0];
@@ -249,7 +216,7 @@ async fn variants_of_a_memoized_token_do_not_ride_on_its_entry() {
 /// strict decoder refuses it. (Malleability: another memo/cache key for the same token.)
 #[tokio::test]
 async fn non_canonical_base64_signature_is_refused() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     let tokens = bearers(&s, 2);
     memoize(&s, &tokens).await;
     let t = &tokens[0];
@@ -270,7 +237,7 @@ async fn non_canonical_base64_signature_is_refused() {
 /// token.
 #[tokio::test]
 async fn authorization_header_forms_with_junk_are_refused() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     let tokens = bearers(&s, 3);
     memoize(&s, &tokens).await;
     let t = &tokens[0];
@@ -297,7 +264,7 @@ async fn authorization_header_forms_with_junk_are_refused() {
 /// may be memoized (its signature verified), but is refused again, memo hit or not.
 #[tokio::test]
 async fn claims_refused_tokens_stay_refused_on_memo_hits() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     let now = s.clock.now();
     let iss = s.provider.issuer().to_owned();
     let bad = [
@@ -342,7 +309,7 @@ async fn memo_is_bounded() {
 /// client. A token memoized by the first must not pass the second.
 #[tokio::test]
 async fn another_layers_memo_entry_does_not_help() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     // The key is published without `alg`, so an RSA key may verify PS256 for the strict layer.
     edit_keys(&s, |k| {
         k.remove("alg");
@@ -381,8 +348,8 @@ async fn another_layers_memo_entry_does_not_help() {
 /// layer A, must not pass layer B (B's key under that kid is another key).
 #[tokio::test]
 async fn same_kid_at_another_provider_does_not_reuse_the_memo() {
-    let a = tiny_caches().await;
-    let b = tiny_caches().await;
+    let a = tiny_verified_cache().await;
+    let b = tiny_verified_cache().await;
     assert_eq!(a.provider.current_kid(), b.provider.current_kid());
     let tokens = bearers(&a, 4);
     memoize(&a, &tokens).await;
@@ -406,7 +373,7 @@ async fn same_kid_at_another_provider_does_not_reuse_the_memo() {
 /// it must still be refused as a bearer token (memo hit or not).
 #[tokio::test]
 async fn session_only_token_memoized_by_a_session_is_refused_as_bearer() {
-    let s = tiny_caches().await;
+    let s = tiny_verified_cache().await;
     let now = s.clock.now();
     let id = s.provider.id_token(&TestUser::new("u0"), None);
     let mut ats = Vec::new();
@@ -424,7 +391,7 @@ async fn session_only_token_memoized_by_a_session_is_refused_as_bearer() {
     }
     for _ in 0..2 {
         for c in &cookies {
-            assert_eq!(with_cookie(&s.app, c).await, StatusCode::OK);
+            assert_eq!(status(&s.app, c).await, StatusCode::OK);
         }
     }
     assert!(memo_len(&s.auth) >= 4);

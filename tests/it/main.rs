@@ -1,0 +1,33 @@
+//! The integration tests, in one binary (`cargo test --test it`): one module per former test
+//! file, and the helpers they share in [`helpers`].
+//!
+//! Three suites stay binaries of their own: `tests/soak.rs` (long; counts live heap bytes over
+//! every thread), `tests/redis.rs` (needs a Redis server, `REDIS_URL`) and `tests/no_leaks.rs`
+//! (installs a global tracing subscriber). They share [`helpers`] through `#[path]`.
+
+mod alloc;
+mod helpers;
+
+mod adversarial;
+mod attack_cookie_bytes;
+mod attack_memo;
+mod attack_recent_cookies;
+mod attack_scalekit;
+mod attack_session_cache;
+mod attack_sessions;
+mod attack_webhook;
+mod backchannel;
+mod claims_rejection;
+mod flow;
+mod fuzz_corpus;
+mod grpc;
+mod lifetime;
+#[cfg(feature = "management")]
+mod management;
+mod multi_app;
+mod properties;
+mod refresh;
+mod refresh_robust;
+mod revocation;
+mod scalekit;
+mod signature_memo;
