@@ -151,7 +151,7 @@ mod provider;
 mod redis_store;
 mod refresh;
 mod require;
-mod responses;
+pub mod responses;
 mod return_to;
 mod revocation;
 mod routes;
