@@ -22,8 +22,9 @@ use super::render;
 ///   cookies;
 /// - makes the answer `Cache-Control: no-store` when the hook's `Cache-Control` does not say
 ///   `no-store` (every answer here is per request, some per user);
-/// - adds `WWW-Authenticate` to a 401 without one (RFC 9110 section 15.5.2), and `Retry-After`
-///   to the unavailable answer without one;
+/// - adds `WWW-Authenticate` to an unauthenticated or invalid-token answer that is a 401
+///   without one (RFC 9110 section 15.5.2), and `Retry-After` to an unavailable answer without
+///   one;
 /// - makes the confirmation pages unframeable (`X-Frame-Options: DENY`, and a
 ///   `Content-Security-Policy: frame-ancestors 'none'` added to any policy of the hook's), so
 ///   their buttons cannot be clickjacked;
