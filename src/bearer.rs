@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::HeaderMap;
 
-use crate::responses::{grpc_status, json, Client, Page};
+use crate::responses::{invalid_token, Client};
 use crate::revocation::{is_revoked, SessionIds};
 use crate::session::{Outcome, Resolution};
 use crate::state::Shared;
@@ -47,7 +47,7 @@ pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -
 fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resolution {
     let invalid = |why: &dyn std::fmt::Display| {
         tracing::debug!(reason = %why, "bearer token refused");
-        Resolution::Ready(Outcome::respond(invalid_token(client)))
+        Resolution::Ready(Outcome::respond(invalid_token(&*shared.responses, client)))
     };
     match attempt {
         Attempt::Valid(verified) => {
@@ -71,24 +71,5 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resoluti
         }
         Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(error) => invalid(&error),
-    }
-}
-
-/// RFC 6750 section 3.1: 401 with `error="invalid_token"` (gRPC: UNAUTHENTICATED).
-pub(crate) fn invalid_token(client: Client) -> Page {
-    match client {
-        Client::Grpc => grpc_status(16, "invalid bearer token"),
-        _ => {
-            let mut page = json(
-                StatusCode::UNAUTHORIZED,
-                serde_json::json!({"error": "invalid_token",
-                                   "message": "the access token is invalid or expired"}),
-            );
-            page.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            page
-        }
     }
 }

@@ -196,7 +196,13 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
 
 impl IntoResponse for crate::claims::Forbidden {
     fn into_response(self) -> Response {
-        crate::responses::forbidden(crate::responses::Client::Api, &self.0).map(Body::new)
+        // Made in a handler, without the request or the layer: the default API answer.
+        crate::responses::forbidden(
+            &crate::responses::DefaultResponses,
+            crate::responses::Client::Api,
+            &self.0,
+        )
+        .map(Body::new)
     }
 }
 
@@ -259,7 +265,11 @@ async fn guarded(
         Ok(claims)
     } else {
         let client = crate::responses::Client::of(&parts.method, &parts.headers);
-        let page = crate::responses::forbidden(client, &what);
+        // The layer's state is beside the claims when the app set its own responses.
+        let page = match parts.extensions.get::<AuthContext>() {
+            Some(ctx) => crate::responses::forbidden(&*ctx.0.responses, client, &what),
+            None => crate::responses::forbidden(&crate::responses::DefaultResponses, client, &what),
+        };
         Err(ClaimsRejection::Forbidden(MissingGrant { what, page }))
     }
 }

@@ -166,7 +166,7 @@ mod provider;
 mod redis_store;
 pub mod refresh;
 pub mod require;
-mod responses;
+pub mod responses;
 mod return_to;
 pub mod revocation;
 mod routes;

@@ -140,7 +140,12 @@ pub(crate) fn reject_parts(shared: &Shared, parts: &http::request::Parts) -> Pag
         .map(|pq| pq.as_str())
         .and_then(crate::return_to::sanitize)
         .unwrap_or(&shared.settings.default_return);
-    unauthenticated(client, &shared.settings.login_path, return_to, Vec::new())
+    unauthenticated(
+        &*shared.responses,
+        client,
+        &shared.settings.login_path,
+        return_to,
+    )
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireAuth<S>
@@ -171,7 +176,7 @@ where
                     let client = Client::of(req.method(), req.headers());
                     return RequireFuture {
                         kind: Kind::Ready {
-                            page: Some(forbidden(client, &guard.what)),
+                            page: Some(forbidden(&*shared.responses, client, &guard.what)),
                         },
                     };
                 }

@@ -191,6 +191,10 @@ fn attach<B>(req: &mut Request<B>, claims: Option<crate::Claims>, shared: &Arc<S
     match claims {
         Some(claims) => {
             req.extensions_mut().insert(claims);
+            // The guard extractors' 403 needs the app's responses (never the default's cost).
+            if shared.custom_responses {
+                req.extensions_mut().insert(AuthContext(shared.clone()));
+            }
         }
         None => {
             req.extensions_mut().insert(AuthContext(shared.clone()));

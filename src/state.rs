@@ -86,6 +86,11 @@ pub(crate) struct Shared {
     /// Verified sessions, by a digest of their sealed cookie (see `session_cache`).
     pub(crate) sessions: crate::session_cache::SessionCache,
     pub(crate) clock: SharedClock,
+    /// Renders the answers the layer makes itself ([`crate::responses`]).
+    pub(crate) responses: Arc<dyn crate::responses::Responses>,
+    /// Whether the app set its own `responses`: the guard extractors then need the layer's
+    /// state beside the claims to reach it.
+    pub(crate) custom_responses: bool,
 }
 
 /// A configured duration in whole seconds, saturating instead of wrapping.

@@ -127,6 +127,8 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             seen_jti: quick_cache::sync::Cache::new(64),
             sessions: crate::session_cache::SessionCache::new(64),
             clock,
+            responses: Arc::new(crate::responses::DefaultResponses),
+            custom_responses: false,
         })
     })
 }

@@ -122,6 +122,7 @@ pub struct AuthLayerBuilder {
     pub(crate) approve_param: Option<ApproveParam>,
     pub(crate) clock: SharedClock,
     pub(crate) session_claims: Vec<String>,
+    pub(crate) responses: Option<Arc<dyn crate::responses::Responses>>,
 }
 
 impl fmt::Debug for AuthLayerBuilder {
@@ -197,6 +198,7 @@ impl AuthLayerBuilder {
                 .iter()
                 .map(|c| (*c).to_owned())
                 .collect(),
+            responses: None,
         }
     }
 
@@ -354,5 +356,17 @@ impl AuthLayerBuilder {
     /// and the provider's keys.
     pub async fn build(self) -> Result<crate::AuthLayer, ConfigError> {
         resolve::build(self).await
+    }
+
+    /// Renders the answers the layer makes itself (the unauthenticated and forbidden answers,
+    /// the sign-in error pages, the unavailable answer, the invalid-token answer and the
+    /// confirmation pages), to restyle or translate them. Default:
+    /// [`DefaultResponses`](crate::responses::DefaultResponses). Whatever the hook returns, the
+    /// layer keeps its cookies, `no-store` and the other rules listed on
+    /// [`Responses`](crate::responses::Responses); see [`responses`](crate::responses) for an
+    /// example.
+    pub fn responses(mut self, responses: impl crate::responses::Responses) -> Self {
+        self.responses = Some(Arc::new(responses));
+        self
     }
 }

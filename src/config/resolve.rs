@@ -317,6 +317,10 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             seen_jti: quick_cache::sync::Cache::new(10_000),
             sessions: crate::session_cache::SessionCache::new(cfg.session_cache_capacity),
             clock: cfg.clock,
+            custom_responses: cfg.responses.is_some(),
+            responses: cfg
+                .responses
+                .unwrap_or_else(|| Arc::new(crate::responses::DefaultResponses)),
         }),
     })
 }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use serde_json::Value;
 
-use crate::responses::{json, Page};
+use crate::responses::{protocol_json, protocol_ok, Page};
 use crate::revocation::RevocationKey;
 use crate::state::Shared;
 use crate::verify::VerifyError;
@@ -22,15 +22,10 @@ pub(crate) async fn backchannel_logout(
 ) -> Page {
     let bad = |reason: &str| {
         tracing::warn!(reason, "back-channel logout refused");
-        let mut page = json(
+        protocol_json(
             StatusCode::BAD_REQUEST,
             serde_json::json!({"error": "invalid_request"}),
-        );
-        page.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        page
+        )
     };
     let Some(body) = body else {
         return bad("body missing, unreadable or too large");
@@ -104,24 +99,14 @@ pub(crate) async fn backchannel_logout(
     let ttl = settings.revocation_lifetime(at, now);
     if let Err(error) = shared.revocations.revoke(key, at, ttl).await {
         tracing::warn!(%error, "could not record the revocation");
-        let mut page = json(
+        return protocol_json(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"error": "temporarily_unavailable"}),
         );
-        page.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
-        return page;
     }
     // The jti is remembered only once the revocation is stored: after a store failure (503),
     // the provider's retry of the same token must be accepted, not refused as a replay.
     shared.seen_jti.insert(jti_key, now);
     tracing::debug!("back-channel logout recorded");
-    let mut page = Page::new(http_body_util::Full::new(Bytes::new()));
-    page.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    page
+    protocol_ok()
 }

@@ -10,7 +10,7 @@ use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::cookies::Slot;
 use crate::error::Chain;
 use crate::provider::ProviderError;
-use crate::responses::{error_page, redirect, Page};
+use crate::responses::{error_page, redirect, ErrorPage, ErrorReason, Page};
 use crate::revocation::SessionIds;
 use crate::session::{classify_access, identity_claims, raw_json, SessionData, Tokens};
 use crate::state::Shared;
@@ -18,19 +18,19 @@ use crate::state::Shared;
 pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
     let codec = &shared.cookies;
-    let retry = Some(settings.login_path.as_str());
-    let bad = |title: &str, message: &str, cookies: Vec<HeaderValue>| {
-        error_page(StatusCode::BAD_REQUEST, title, message, retry, cookies)
-    };
+    let responses = &*shared.responses;
     let params = match query_params(parts.uri.query()) {
         Ok(p) => p,
         Err(reason) => {
             tracing::warn!(reason, "callback refused: bad query string");
-            return bad(
+            let page = ErrorPage::new(
+                StatusCode::BAD_REQUEST,
+                ErrorReason::MalformedResponse,
                 "Sign-in failed",
                 "The sign-in response was malformed.",
-                Vec::new(),
+                Some(&settings.login_path),
             );
+            return error_page(responses, &page, Vec::new());
         }
     };
     let cookies = codec.read(&parts.headers);
@@ -77,8 +77,12 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         _ => settings.login_path.clone(),
     };
     let retry = Some(retry_url.as_str());
-    let bad = |title: &str, message: &str, cookies: Vec<HeaderValue>| {
-        error_page(StatusCode::BAD_REQUEST, title, message, retry, cookies)
+    let fail = |status, reason, title: &str, message: &str, cookies: Vec<HeaderValue>| {
+        let page = ErrorPage::new(status, reason, title, message, retry);
+        error_page(responses, &page, cookies)
+    };
+    let bad = |reason, title: &str, message: &str, cookies: Vec<HeaderValue>| {
+        fail(StatusCode::BAD_REQUEST, reason, title, message, cookies)
     };
 
     if let Some(error) = param(&params, "error") {
@@ -113,7 +117,18 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
                 "The identity provider refused the sign-in request.",
             ),
         };
-        return error_page(status, "Sign-in failed", message, retry, set_cookies);
+        let page = ErrorPage {
+            provider_error: Some(error),
+            provider_error_description: Some(description),
+            ..ErrorPage::new(
+                status,
+                ErrorReason::ProviderError,
+                "Sign-in failed",
+                message,
+                retry,
+            )
+        };
+        return error_page(responses, &page, set_cookies);
     }
 
     let Some(tx) = tx else {
@@ -122,6 +137,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             "callback refused: no matching login attempt (state mismatch, reused, or cookie missing)"
         );
         return bad(
+            ErrorReason::UnknownAttempt,
             "Sign-in expired",
             "This sign-in attempt is unknown, already used or expired. Please start again.",
             set_cookies,
@@ -131,6 +147,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     if now.saturating_sub(tx.created) >= settings.login_timeout {
         tracing::warn!("callback refused: login attempt expired");
         return bad(
+            ErrorReason::AttemptExpired,
             "Sign-in expired",
             "This sign-in attempt took too long. Please start again.",
             set_cookies,
@@ -141,6 +158,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         Some(iss) if iss != shared.meta.issuer => {
             tracing::warn!(iss, expected = %shared.meta.issuer, "callback refused: iss mismatch");
             return bad(
+                ErrorReason::IssuerMismatch,
                 "Sign-in failed",
                 "The response came from an unexpected issuer.",
                 set_cookies,
@@ -149,6 +167,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         None if shared.meta.authorization_response_iss_parameter_supported => {
             tracing::warn!("callback refused: iss parameter missing");
             return bad(
+                ErrorReason::IssuerMissing,
                 "Sign-in failed",
                 "The response did not name its issuer.",
                 set_cookies,
@@ -158,6 +177,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     }
     let Some(code) = param(&params, "code").filter(|c| !c.is_empty()) else {
         return bad(
+            ErrorReason::CodeMissing,
             "Sign-in failed",
             "The sign-in response had no authorization code.",
             set_cookies,
@@ -172,41 +192,43 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         Ok(t) => t,
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "code exchange failed");
-            let (status, message) = match &error {
+            let (status, reason, message) = match &error {
                 ProviderError::Timeout(_) => (
                     StatusCode::GATEWAY_TIMEOUT,
+                    ErrorReason::ExchangeTimeout,
                     "The identity provider did not answer in time.",
                 ),
                 ProviderError::OAuth { status, .. } if *status < 500 => (
                     StatusCode::BAD_REQUEST,
+                    ErrorReason::ExchangeRefused,
                     "The identity provider refused this sign-in. It may have expired or been used already.",
                 ),
                 _ => (
                     StatusCode::BAD_GATEWAY,
+                    ErrorReason::ExchangeFailed,
                     "The identity provider could not complete the sign-in.",
                 ),
             };
-            return error_page(status, "Sign-in failed", message, retry, set_cookies);
+            return fail(status, reason, "Sign-in failed", message, set_cookies);
         }
     };
     // A token that does not verify is a defect of the response (4xx); a token endpoint that
     // answers without an ID token is broken upstream (502).
     let token_defect = |set_cookies| {
-        error_page(
-            StatusCode::BAD_REQUEST,
+        bad(
+            ErrorReason::TokensInvalid,
             "Sign-in failed",
             "The identity provider's tokens could not be verified.",
-            retry,
             set_cookies,
         )
     };
     let Some(id_token) = tokens.id_token.as_deref() else {
         tracing::warn!("token response has no id_token");
-        return error_page(
+        return fail(
             StatusCode::BAD_GATEWAY,
+            ErrorReason::IdTokenMissing,
             "Sign-in failed",
             "The identity provider's response had no ID token.",
-            retry,
             set_cookies,
         );
     };
@@ -235,11 +257,10 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         Err(crate::verify::VerifyError::Audience) => {
             let help = crate::session::audience_help(&tokens.access_token);
             tracing::warn!(%help, "access token refused: audience not accepted");
-            return error_page(
-                StatusCode::BAD_REQUEST,
+            return bad(
+                ErrorReason::AudienceNotAccepted,
                 "Sign-in failed",
                 &help,
-                retry,
                 set_cookies,
             );
         }
@@ -276,13 +297,14 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     ) {
         tracing::warn!("sign-in into a provider session that was ended; not signed in");
         let fresh = format!("{}?prompt=login", settings.login_path);
-        return error_page(
+        let page = ErrorPage::new(
             StatusCode::UNAUTHORIZED,
+            ErrorReason::SessionEnded,
             "Signed out",
             "This sign-in belongs to a session that has been ended. Sign in again.",
             Some(&fresh),
-            set_cookies,
         );
+        return error_page(responses, &page, set_cookies);
     }
     let max_age = settings.session_max_age;
     // Only what can be read back is written: a session too large for the cookies the layer
@@ -300,20 +322,22 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             "session too large for its cookies ({too_large}); not signed in. Keep fewer \
              ID-token claims (`session_claims`) or ask the provider for smaller tokens"
         );
-        return error_page(
-            StatusCode::BAD_GATEWAY,
-            "Sign-in failed",
-            &format!(
-                "Your session is too large to be stored in this browser: {} bytes, more \
+        let message = format!(
+            "Your session is too large to be stored in this browser: {} bytes, more \
                  than the {} bytes the application can read back. The identity provider's \
                  tokens carry too much (for example, very many groups); please tell the \
                  application's administrator.",
-                too_large.sealed,
-                crate::cookies::TooLarge::LIMIT
-            ),
-            None,
-            set_cookies,
+            too_large.sealed,
+            crate::cookies::TooLarge::LIMIT
         );
+        let page = ErrorPage::new(
+            StatusCode::BAD_GATEWAY,
+            ErrorReason::SessionTooLarge,
+            "Sign-in failed",
+            &message,
+            None,
+        );
+        return error_page(responses, &page, set_cookies);
     }
     let id_slot: &Slot = &codec.id_token;
     if let Err(too_large) = codec.write_json(

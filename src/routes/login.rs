@@ -15,7 +15,7 @@ use http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
-use crate::responses::{error_page, redirect, Page};
+use crate::responses::{error_page, redirect, ErrorPage, ErrorReason, Page};
 use crate::return_to;
 use crate::same_origin::is_same_origin;
 use crate::state::Shared;
@@ -151,13 +151,14 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     let params = match query_params(parts.uri.query()) {
         Ok(p) => p,
         Err(reason) => {
-            return error_page(
+            let page = ErrorPage::new(
                 StatusCode::BAD_REQUEST,
+                ErrorReason::BadLoginRequest,
                 "Bad login request",
                 reason,
                 Some(&settings.login_path),
-                Vec::new(),
-            )
+            );
+            return error_page(&*shared.responses, &page, Vec::new());
         }
     };
     // The provider reports a failure here instead of starting a login (idp-init-sso.mdx,
@@ -180,13 +181,18 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 "The identity provider could not complete the sign-in.",
             ),
         };
-        return error_page(
-            status,
-            "Sign-in failed",
-            message,
-            Some(&settings.login_path),
-            Vec::new(),
-        );
+        let page = ErrorPage {
+            provider_error: Some(error),
+            provider_error_description: Some(description),
+            ..ErrorPage::new(
+                status,
+                ErrorReason::ProviderError,
+                "Sign-in failed",
+                message,
+                Some(&settings.login_path),
+            )
+        };
+        return error_page(&*shared.responses, &page, Vec::new());
     }
 
     // What the login asks the provider for: either the claims of a Scalekit IdP-initiated
@@ -202,14 +208,15 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 Ok(login) => login,
                 Err(error) => {
                     tracing::warn!(%error, "IdP-initiated login token refused");
-                    return error_page(
+                    let page = ErrorPage::new(
                         StatusCode::BAD_REQUEST,
+                        ErrorReason::InvalidIdpLogin,
                         "Sign-in link not valid",
                         "This sign-in link is not valid or has expired. Start again from your \
                          identity provider, or sign in here.",
                         Some(&settings.login_path),
-                        Vec::new(),
                     );
+                    return error_page(&*shared.responses, &page, Vec::new());
                 }
             };
             // Login CSRF: anyone can obtain such a token for an organization whose identity
@@ -220,7 +227,8 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 && crate::session::has_session(&shared, &parts.headers)
             {
                 tracing::debug!("cross-site IdP-initiated login over a session: asking first");
-                return crate::responses::confirm_idp_login(
+                return crate::responses::confirm_login(
+                    &*shared.responses,
                     &settings.login_path,
                     token,
                     &settings.default_return,
@@ -297,13 +305,14 @@ fn start(
     let mut authorize = match url::Url::parse(&shared.meta.authorization_endpoint) {
         Ok(u) => u,
         Err(_) => {
-            return error_page(
+            let page = ErrorPage::new(
                 StatusCode::BAD_GATEWAY,
+                ErrorReason::AuthorizationEndpointUnusable,
                 "Sign-in unavailable",
                 "The identity provider's login address is not usable.",
                 None,
-                Vec::new(),
-            )
+            );
+            return error_page(&*shared.responses, &page, Vec::new());
         }
     };
     {

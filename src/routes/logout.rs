@@ -29,7 +29,11 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     };
     if !from_the_app {
         tracing::debug!(method = %parts.method, "logout not from the app's origin: asking first");
-        return confirm_logout(&settings.logout_path, &settings.default_return);
+        return confirm_logout(
+            &*shared.responses,
+            &settings.logout_path,
+            &settings.default_return,
+        );
     }
     let cookies = codec.read(&parts.headers);
     // Revoke the session itself, so a request still in flight (a refresh racing this logout)

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::HeaderMap;
 
 use super::{
     ended, ended_at, opaque_claims, refresh_due, touch, touch_due, OpenSession, Outcome,
@@ -12,7 +12,7 @@ use super::{
 use crate::cookies::RequestCookies;
 use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
 use crate::refresh::{RefreshError, RefreshKey};
-use crate::responses::{error_page, grpc_status, json, Client, Page};
+use crate::responses::{unavailable, Client};
 use crate::revocation::RevocationKeys;
 use crate::session_cache::CachedSession;
 use crate::state::Shared;
@@ -263,7 +263,7 @@ pub(crate) async fn resolve(
             Err(_) => false,
         };
         if !still_valid {
-            return Outcome::respond(unavailable(client, &here));
+            return Outcome::respond(unavailable(&*shared.responses, client, &here));
         }
     } else if !data.opaque && !data.at.is_empty() {
         // Verified with a JWKS refetch (rate-limited) where one may help; used below.
@@ -379,27 +379,4 @@ pub(crate) fn check(
             Resolution::Ready(Outcome::cleared(shared, cookies, false))
         }
     }
-}
-
-/// The answer when a refresh is needed and the provider cannot do it now. Cookies are kept.
-pub(crate) fn unavailable(client: Client, here: &str) -> Page {
-    let mut page = match client {
-        Client::Browser => error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Temporarily unavailable",
-            "Your session could not be renewed because the identity provider is not reachable. \
-             You are still signed in; please try again in a moment.",
-            Some(here),
-            Vec::new(),
-        ),
-        Client::Grpc => grpc_status(14, "identity provider unavailable; retry later"),
-        Client::Api => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "temporarily_unavailable",
-                               "message": "session renewal failed; retry later"}),
-        ),
-    };
-    page.headers_mut()
-        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
-    page
 }

@@ -49,10 +49,10 @@ use std::panic::AssertUnwindSafe;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
-use crate::responses::{json, Page};
+use crate::responses::{protocol_json, Page};
 use crate::revocation::RevocationKey;
 use crate::revocation::RevocationStore;
 use deliveries::{Begin, Deliveries, InFlight};
@@ -100,12 +100,7 @@ impl Webhooks {
 }
 
 fn answer(status: StatusCode, body: Value) -> Page {
-    let mut page = json(status, body);
-    page.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    page
+    protocol_json(status, body)
 }
 
 fn refuse(status: StatusCode, error: &str) -> Page {

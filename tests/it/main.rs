@@ -28,6 +28,7 @@ mod multi_app;
 mod properties;
 mod refresh;
 mod refresh_robust;
+mod responses_hook;
 mod revocation;
 mod scalekit;
 mod signature_memo;

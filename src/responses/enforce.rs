@@ -1,0 +1,218 @@
+//! Calls the app's [`Responses`] and enforces, on whatever it returns, what the layer's answers
+//! must keep: the layer's cookies, `no-store`, the challenge of a 401, `Retry-After`, and
+//! unframeable confirmation pages.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::Full;
+
+use super::hook::{
+    Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, Responses,
+    UnauthenticatedContext, UnavailableContext,
+};
+use super::render::RETRY_AFTER_SECS;
+use super::{add_cookies, Page};
+
+/// RFC 6750 section 3.1.
+pub(crate) const INVALID_TOKEN_CHALLENGE: &str = "Bearer error=\"invalid_token\"";
+
+/// The response to a request that needs a session and has none. The cookies clearing a dead
+/// session are added by the layer's service around the app, like those of any response.
+pub(crate) fn unauthenticated(
+    hook: &dyn Responses,
+    client: Client,
+    login_path: &str,
+    return_to: &str,
+) -> Page {
+    let target = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .finish();
+    let login_url = format!("{login_path}?{target}");
+    let cx = UnauthenticatedContext {
+        client,
+        login_url: &login_url,
+        return_to,
+    };
+    let mut resp = hook.unauthenticated(&cx);
+    challenge(&mut resp, "Bearer");
+    finish(resp)
+}
+
+/// The response to a request whose session lacks what a guard requires.
+pub(crate) fn forbidden(hook: &dyn Responses, client: Client, what: &str) -> Page {
+    finish(hook.forbidden(&ForbiddenContext { client, what }))
+}
+
+/// A sign-in error page, with the layer's cookies (a used login attempt cleared).
+pub(crate) fn error_page(
+    hook: &dyn Responses,
+    page: &ErrorPage<'_>,
+    set_cookies: Vec<HeaderValue>,
+) -> Page {
+    let mut resp = finish(hook.error_page(page));
+    add_cookies(resp.headers_mut(), set_cookies);
+    resp
+}
+
+/// The answer when a refresh is needed and the provider cannot do it now. Cookies are kept.
+pub(crate) fn unavailable(hook: &dyn Responses, client: Client, retry: &str) -> Page {
+    let cx = UnavailableContext {
+        client,
+        retry,
+        retry_after: RETRY_AFTER_SECS,
+    };
+    let mut resp = hook.unavailable(&cx);
+    if !resp.headers().contains_key(header::RETRY_AFTER) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(cx.retry_after));
+    }
+    finish(resp)
+}
+
+/// RFC 6750 section 3.1: a refused bearer token.
+pub(crate) fn invalid_token(hook: &dyn Responses, client: Client) -> Page {
+    let mut resp = hook.invalid_token(&InvalidTokenContext { client });
+    challenge(&mut resp, INVALID_TOKEN_CHALLENGE);
+    finish(resp)
+}
+
+/// Asks before a logout that did not come from the app itself.
+pub(crate) fn confirm_logout(hook: &dyn Responses, logout_path: &str, cancel: &str) -> Page {
+    let cx = ConfirmContext {
+        action: logout_path,
+        method: Method::POST,
+        fields: &[],
+        cancel,
+    };
+    confirmation(hook.confirm_logout(&cx))
+}
+
+/// Asks a signed-in user before a cross-site IdP-initiated login replaces their session.
+pub(crate) fn confirm_login(
+    hook: &dyn Responses,
+    login_path: &str,
+    token: &str,
+    cancel: &str,
+) -> Page {
+    let fields = [("idp_initiated_login", token)];
+    let cx = ConfirmContext {
+        action: login_path,
+        method: Method::GET,
+        fields: &fields,
+        cancel,
+    };
+    confirmation(hook.confirm_login(&cx))
+}
+
+fn confirmation(resp: Response<Bytes>) -> Page {
+    let mut resp = finish(resp);
+    unframeable(resp.headers_mut());
+    resp
+}
+
+/// A 401 names its scheme (RFC 9110 section 15.5.2).
+fn challenge(resp: &mut Response<Bytes>, value: &'static str) {
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(value));
+    }
+}
+
+/// Every hooked answer is `no-store`, and becomes the layer's body type.
+fn finish(resp: Response<Bytes>) -> Page {
+    let mut resp = resp.map(Full::new);
+    no_store(resp.headers_mut());
+    resp
+}
+
+/// Keeps a `Cache-Control` that says `no-store` (`private, no-store` too), replaces any other.
+fn no_store(headers: &mut HeaderMap) {
+    let says_no_store = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-store"));
+    if !says_no_store {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// No framing: `X-Frame-Options: DENY`, and `frame-ancestors 'none'` as a policy of its own
+/// unless one already says so (every policy of a response is enforced, so the app's policy
+/// keeps its other directives).
+pub(super) fn unframeable(headers: &mut HeaderMap) {
+    let denied = headers
+        .get_all(header::CONTENT_SECURITY_POLICY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|d| {
+            d.split_ascii_whitespace()
+                .map(str::to_ascii_lowercase)
+                .eq(["frame-ancestors", "'none'"])
+        });
+    if !denied {
+        headers.append(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bare(status: StatusCode) -> Response<Bytes> {
+        let mut r = Response::new(Bytes::from_static(b"x"));
+        *r.status_mut() = status;
+        r
+    }
+
+    #[test]
+    fn no_store_is_kept_or_imposed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+        no_store(&mut h);
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, No-Store"),
+        );
+        no_store(&mut h);
+        assert_eq!(h[header::CACHE_CONTROL], "private, No-Store");
+    }
+
+    #[test]
+    fn frame_protection_is_added_once() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'"),
+        );
+        unframeable(&mut h);
+        unframeable(&mut h);
+        let policies: Vec<_> = h.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
+        assert_eq!(policies.len(), 2, "{policies:?}");
+        assert_eq!(policies[1], "frame-ancestors 'none'");
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+    }
+
+    #[test]
+    fn a_401_gets_its_challenge() {
+        let mut r = bare(StatusCode::UNAUTHORIZED);
+        challenge(&mut r, "Bearer");
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let mut r = bare(StatusCode::OK);
+        challenge(&mut r, "Bearer");
+        assert!(!r.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+}
