@@ -12,6 +12,7 @@ mod adversarial;
 mod attack_cookie_bytes;
 mod attack_memo;
 mod attack_recent_cookies;
+mod attack_restructure;
 mod attack_scalekit;
 mod attack_session_cache;
 mod attack_sessions;
