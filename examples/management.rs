@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     getrandom::fill(&mut key)?;
 
     let mut _embedded = None;
-    let (auth, management) = match Provider::from_env() {
+    let (auth, management) = match Provider::from_env()? {
         Some(provider) if provider.is_scalekit() => {
             // SCALEKIT_ENVIRONMENT_URL, SCALEKIT_CLIENT_ID, SCALEKIT_CLIENT_SECRET.
             let auth = AuthLayer::builder()

@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
 
     // SCALEKIT_ENVIRONMENT_URL or OIDC_ISSUER; each app's credentials are its own.
-    let provider = Provider::from_env();
+    let provider = Provider::from_env()?;
     // Keep the embedded provider alive for the whole run.
     let mut _embedded = None;
     let provider = match provider {

@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Keep the embedded provider alive for the whole run.
     let mut _embedded = None;
-    let config = if Provider::from_env().is_some() {
+    let config = if Provider::from_env()?.is_some() {
         // SCALEKIT_ENVIRONMENT_URL / _CLIENT_ID / _CLIENT_SECRET, or OIDC_ISSUER / _CLIENT_ID /
         // _CLIENT_SECRET; SCALEKIT_API_AUDIENCE (optional).
         let config = AuthLayer::builder()

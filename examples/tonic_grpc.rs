@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let redirect = format!("http://{addr}/auth/callback");
     let mut _embedded = None;
-    let auth = match Provider::from_env() {
+    let auth = match Provider::from_env()? {
         Some(_) => {
             let mut key = [0u8; 64];
             getrandom::fill(&mut key)?;

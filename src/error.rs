@@ -31,6 +31,35 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
+/// Displays the innermost cause of an error: what actually failed ("Connection refused"), for
+/// messages that name the cause without repeating the whole chain.
+pub(crate) struct Root<'a>(pub(crate) &'a (dyn Error + 'static));
+
+impl fmt::Display for Root<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut error = self.0;
+        while let Some(source) = error.source() {
+            error = source;
+        }
+        write!(f, "{error}")
+    }
+}
+
+/// The `Debug` of the crate's start-up errors: the message, then each cause on its own line,
+/// so `fn main() -> Result<..>` with `?` prints something a person can act on.
+pub(crate) fn report(error: &(dyn Error + 'static), f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{error}")?;
+    let mut source = error.source();
+    if source.is_some() {
+        write!(f, "\n\nCaused by:")?;
+    }
+    while let Some(cause) = source {
+        write!(f, "\n    {cause}")?;
+        source = cause.source();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,8 +71,8 @@ impl AuthLayerBuilder {
         mut self,
         get: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let (provider, id, secret) = match Provider::from_lookup(get) {
-            Some(provider) if is_set(get, "SCALEKIT_ENVIRONMENT_URL") => {
+        let (provider, id, secret) = match Provider::from_lookup(get)? {
+            Some(provider) if provider.is_scalekit() => {
                 (provider, "SCALEKIT_CLIENT_ID", "SCALEKIT_CLIENT_SECRET")
             }
             Some(provider) => (provider, "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"),
@@ -133,7 +133,7 @@ impl AuthLayerBuilder {
         self,
         get: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let Some(secret) = get("SCALEKIT_WEBHOOK_SECRET").filter(|v| !v.trim().is_empty()) else {
+        let Some(secret) = optional(get, "SCALEKIT_WEBHOOK_SECRET")? else {
             return Ok(self);
         };
         if crate::webhook::WebhookSecret::parse(&secret).is_err() {
@@ -172,7 +172,7 @@ impl AuthLayerBuilder {
         get: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let duration = |var: &'static str| -> Result<Option<Duration>, ConfigError> {
-            match get(var).filter(|v| !v.trim().is_empty()) {
+            match optional(get, var)? {
                 None => Ok(None),
                 Some(v) => parse_duration(&v)
                     .map(Some)
@@ -191,45 +191,66 @@ impl AuthLayerBuilder {
 
 impl Provider {
     /// The provider the environment names, as [`AuthLayerBuilder::from_env`] reads it:
-    /// Scalekit when `SCALEKIT_ENVIRONMENT_URL` is set, otherwise the issuer in `OIDC_ISSUER`
-    /// (by discovery); `None` when neither is set.
+    /// Scalekit when `SCALEKIT_ENVIRONMENT_URL` is set, the issuer in `OIDC_ISSUER` (by
+    /// discovery) when that is; `None` when neither is set. Both set, or one set but empty, is
+    /// a [`ConfigError::Env`]: the environment must say which provider it means.
     ///
     /// ```
-    /// match tower_oidc_auth::Provider::from_env() {
+    /// # fn f() -> Result<(), tower_oidc_auth::ConfigError> {
+    /// match tower_oidc_auth::Provider::from_env()? {
     ///     Some(provider) => println!("signing in with {}", provider.issuer()),
     ///     None => println!("no provider configured"),
     /// }
+    /// # Ok(()) }
     /// ```
-    #[must_use]
-    pub fn from_env() -> Option<Self> {
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
         Self::from_lookup(&|k: &str| std::env::var(k).ok())
     }
 
-    pub(crate) fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Option<Self> {
-        if let Some(url) = get("SCALEKIT_ENVIRONMENT_URL").filter(|v| !v.trim().is_empty()) {
-            return Some(Provider::scalekit(url.trim()));
+    pub(crate) fn from_lookup(
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let scalekit = optional(get, "SCALEKIT_ENVIRONMENT_URL")?;
+        let issuer = optional(get, "OIDC_ISSUER")?;
+        match (scalekit, issuer) {
+            (Some(_), Some(_)) => Err(ConfigError::Env {
+                var: "SCALEKIT_ENVIRONMENT_URL",
+                reason: "OIDC_ISSUER is set too; set only one of them, to say which provider \
+                         signs users in"
+                    .into(),
+            }),
+            (Some(url), None) => Ok(Some(Provider::scalekit(url))),
+            (None, Some(issuer)) => Ok(Some(Provider::discover(issuer))),
+            (None, None) => Ok(None),
         }
-        get("OIDC_ISSUER")
-            .filter(|v| !v.trim().is_empty())
-            .map(|issuer| Provider::discover(issuer.trim()))
     }
 }
 
-fn is_set(get: &impl Fn(&str) -> Option<String>, name: &str) -> bool {
-    get(name).is_some_and(|v| !v.trim().is_empty())
+/// A variable that may be unset; set, it must not be blank. Its value without surrounding
+/// whitespace (a trailing newline from a secrets file).
+fn optional(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match get(name) {
+        None => Ok(None),
+        Some(value) if value.trim().is_empty() => Err(ConfigError::Env {
+            var: name,
+            reason: "is set but empty; give it a value, or unset it".into(),
+        }),
+        Some(value) => Ok(Some(value.trim().to_owned())),
+    }
 }
 
-/// A variable that must be set (and not blank).
+/// A variable that must be set (and not blank), without surrounding whitespace.
 fn required(
     get: &impl Fn(&str) -> Option<String>,
     name: &'static str,
 ) -> Result<String, ConfigError> {
-    get(name)
-        .filter(|v| !v.trim().is_empty())
-        .ok_or(ConfigError::Env {
-            var: name,
-            reason: "not set".into(),
-        })
+    optional(get, name)?.ok_or(ConfigError::Env {
+        var: name,
+        reason: "is not set".into(),
+    })
 }
 
 /// Decodes a base64 cookie key (standard or URL-safe alphabet) of at least 64 bytes.

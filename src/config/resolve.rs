@@ -36,15 +36,23 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
         .provider
         .clone()
         .ok_or(ConfigError::Missing("provider"))?;
+    provider.check()?;
     let client_id = cfg
         .client_id
         .clone()
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.trim().is_empty())
         .ok_or(ConfigError::Missing("client_id"))?;
+    if client_id.trim() != client_id {
+        // Tokens would name the trimmed id, and every login would fail on `aud`.
+        return Err(ConfigError::Invalid {
+            what: "client_id",
+            reason: format!("{client_id:?} has spaces or a line break around it"),
+        });
+    }
     let client_secret = cfg
         .client_secret
         .clone()
-        .filter(|s| !s.expose().is_empty())
+        .filter(|s| !s.expose().trim().is_empty())
         .ok_or(ConfigError::Missing("client_secret"))?;
     let redirect_raw = cfg
         .redirect_url

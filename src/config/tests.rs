@@ -277,7 +277,7 @@ fn from_env_parts_compose() {
         ("SCALEKIT_API_AUDIENCE", "https://api, ,https://other"),
         ("AUTH_COOKIE_KEY", &keys),
     ];
-    let provider = Provider::from_lookup(&env(&vars)).unwrap();
+    let provider = Provider::from_lookup(&env(&vars)).unwrap().unwrap();
     assert_eq!(provider.issuer(), "https://id.example.com");
     assert!(!provider.is_scalekit());
 
@@ -301,19 +301,33 @@ fn from_env_parts_compose() {
     assert_eq!(cfg.cookie_keys, [vec![3u8; 64]]);
     assert!(cfg.webhook_secret.is_none(), "unset: unchanged");
 
-    // Scalekit wins over a generic issuer, and takes its own credentials.
-    let both = [
+    // Scalekit takes its own credentials.
+    let scalekit = [
         ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
-        ("OIDC_ISSUER", "https://id.example.com"),
         ("OIDC_CLIENT_ID", "app"),
     ];
-    assert!(Provider::from_lookup(&env(&both)).unwrap().is_scalekit());
+    let provider = Provider::from_lookup(&env(&scalekit)).unwrap().unwrap();
+    assert!(provider.is_scalekit());
     let err = AuthLayerBuilder::new()
-        .provider_from_lookup(&env(&both))
+        .provider_from_lookup(&env(&scalekit))
         .unwrap_err()
         .to_string();
     assert!(err.contains("SCALEKIT_CLIENT_ID"), "{err}");
-    assert!(Provider::from_lookup(&env(&[("OIDC_ISSUER", "  ")])).is_none());
+    // Both providers, or one set but empty: the environment does not say which it means.
+    let both = [
+        ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
+        ("OIDC_ISSUER", "https://id.example.com"),
+    ];
+    let err = Provider::from_lookup(&env(&both)).unwrap_err().to_string();
+    assert!(err.contains("OIDC_ISSUER is set too"), "{err}");
+    let err = Provider::from_lookup(&env(&[("OIDC_ISSUER", "  ")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("OIDC_ISSUER") && err.contains("empty"),
+        "{err}"
+    );
+    assert!(Provider::from_lookup(&env(&[])).unwrap().is_none());
 
     let err = AuthLayerBuilder::new()
         .cookie_keys_from_lookup(&env(&[]))

@@ -73,15 +73,25 @@ impl Provider {
         matches!(self.kind, ProviderKind::Scalekit { .. })
     }
 
+    /// Checks the configured issuer without I/O: an absolute https URL (http only on loopback).
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let (what, issuer) = self.what_and_issuer();
+        check_url(what, issuer)
+    }
+
+    fn what_and_issuer(&self) -> (&'static str, &str) {
+        match &self.kind {
+            ProviderKind::Discover { issuer } => ("issuer", issuer.trim_end_matches('/')),
+            ProviderKind::Scalekit { env_url } => {
+                ("Scalekit environment URL", env_url.trim_end_matches('/'))
+            }
+        }
+    }
+
     /// Fetches and validates the provider's metadata.
     pub(crate) async fn resolve(&self, http: &HttpClient) -> Result<ProviderMetadata, ConfigError> {
-        let (what, issuer) = match &self.kind {
-            ProviderKind::Discover { issuer } => ("issuer", issuer),
-            ProviderKind::Scalekit { env_url } => ("Scalekit environment URL", env_url),
-        };
-        let issuer = issuer.trim_end_matches('/');
-        check_url(what, issuer)?;
-        let meta = fetch_discovery(http, issuer).await?;
+        self.check()?;
+        let meta = fetch_discovery(http, self.what_and_issuer().1).await?;
         self.accept(meta)
     }
 
@@ -144,7 +154,12 @@ fn check_url(what: &'static str, value: &str) -> Result<(), ConfigError> {
     let url = url::Url::parse(value).map_err(|e| ConfigError::InvalidUrl {
         what,
         value: value.to_owned(),
-        reason: e.to_string(),
+        reason: match e {
+            url::ParseError::RelativeUrlWithoutBase => {
+                format!("it has no scheme; write it as https://{value}")
+            }
+            e => e.to_string(),
+        },
     })?;
     if url.scheme() != "https" && !crate::config::checks::is_loopback_http(&url) {
         return Err(ConfigError::InvalidUrl {

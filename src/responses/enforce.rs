@@ -12,7 +12,7 @@ use super::hook::{
     UnauthenticatedContext, UnavailableContext,
 };
 use super::render::RETRY_AFTER_SECS;
-use super::{add_cookies, Page};
+use super::{add_cookies, no_store_at_cdns, Page};
 
 /// RFC 6750 section 3.1.
 pub(crate) const INVALID_TOKEN_CHALLENGE: &str = "Bearer error=\"invalid_token\"";
@@ -130,37 +130,28 @@ fn finish(resp: Response<Bytes>) -> Page {
 
 /// Keeps a `Cache-Control` that says `no-store` (`private, no-store` too), replaces any other.
 fn no_store(headers: &mut HeaderMap) {
-    let says_no_store = headers
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-store"));
-    if !says_no_store {
+    // Exactly the layer's own values are kept; anything else a hook wrote (`public`, a
+    // `max-age`, a `no-store` hidden in a quoted field list) is replaced.
+    let mut values = headers.get_all(header::CACHE_CONTROL).iter();
+    let kept = match (values.next(), values.next()) {
+        (Some(value), None) => value == "no-store" || value == "private, no-store",
+        _ => false,
+    };
+    if !kept {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    no_store_at_cdns(headers);
 }
 
-/// No framing: `X-Frame-Options: DENY`, and `frame-ancestors 'none'` as a policy of its own
-/// unless one already says so (every policy of a response is enforced, so the app's policy
-/// keeps its other directives).
 pub(super) fn unframeable(headers: &mut HeaderMap) {
-    let denied = headers
-        .get_all(header::CONTENT_SECURITY_POLICY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|d| {
-            d.split_ascii_whitespace()
-                .map(str::to_ascii_lowercase)
-                .eq(["frame-ancestors", "'none'"])
-        });
-    if !denied {
-        headers.append(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'"),
-        );
-    }
+    // A policy of its own: every policy a response carries is enforced, so no directive a hook
+    // wrote in its policy (a `frame-ancestors` first, which a browser would keep over a second
+    // one in the same policy) can allow framing. Browsers that apply a CSP `frame-ancestors`
+    // ignore `X-Frame-Options`; the rest obey `DENY`.
+    headers.append(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
@@ -185,20 +176,28 @@ mod tests {
         assert_eq!(h[header::CACHE_CONTROL], "no-store");
         h.insert(
             header::CACHE_CONTROL,
-            HeaderValue::from_static("private, No-Store"),
+            HeaderValue::from_static("private, no-store"),
         );
         no_store(&mut h);
-        assert_eq!(h[header::CACHE_CONTROL], "private, No-Store");
+        assert_eq!(h[header::CACHE_CONTROL], "private, no-store");
+        // A `no-store` inside a quoted field list is not `no-store`.
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache=\"a,no-store\", public, max-age=60"),
+        );
+        h.insert("cdn-cache-control", HeaderValue::from_static("max-age=600"));
+        no_store(&mut h);
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(h["cdn-cache-control"], "no-store");
     }
 
     #[test]
-    fn frame_protection_is_added_once() {
+    fn frame_protection_is_a_policy_of_its_own() {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'self'; frame-ancestors 'self'"),
         );
-        unframeable(&mut h);
         unframeable(&mut h);
         let policies: Vec<_> = h.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(policies.len(), 2, "{policies:?}");

@@ -159,19 +159,7 @@ pub(crate) fn add_cookies(headers: &mut http::HeaderMap, set_cookies: Vec<Header
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-store"),
     );
-    // CDNs obey their targeted fields before Cache-Control (RFC 9213: `CDN-Cache-Control`,
-    // `<vendor>-CDN-Cache-Control`; Fastly's and Akamai's `Surrogate-Control`).
-    let targeted: Vec<header::HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            name.ends_with("cdn-cache-control") || name == "surrogate-control"
-        })
-        .cloned()
-        .collect();
-    for name in targeted {
-        headers.insert(name, HeaderValue::from_static("no-store"));
-    }
+    no_store_at_cdns(headers);
     let varies_on_cookie = headers
         .get_all(header::VARY)
         .iter()
@@ -183,6 +171,23 @@ pub(crate) fn add_cookies(headers: &mut http::HeaderMap, set_cookies: Vec<Header
     }
     for c in set_cookies {
         headers.append(header::SET_COOKIE, c);
+    }
+}
+
+/// CDNs obey their targeted fields before `Cache-Control` (RFC 9213: `CDN-Cache-Control`,
+/// `<vendor>-CDN-Cache-Control`; Fastly's and Akamai's `Surrogate-Control`): any the response
+/// carries say `no-store` too.
+pub(crate) fn no_store_at_cdns(headers: &mut http::HeaderMap) {
+    let targeted: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let name = name.as_str();
+            name.ends_with("cdn-cache-control") || name == "surrogate-control"
+        })
+        .cloned()
+        .collect();
+    for name in targeted {
+        headers.insert(name, HeaderValue::from_static("no-store"));
     }
 }
 
