@@ -7,15 +7,13 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::Full;
 
-use super::hook::{
-    Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, Responses,
+use super::context::{
+    Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext,
     UnauthenticatedContext, UnavailableContext,
 };
-use super::render::RETRY_AFTER_SECS;
+use super::hook::Responses;
+use super::render::{unframeable, INVALID_TOKEN_CHALLENGE, RETRY_AFTER_SECS};
 use super::{add_cookies, no_store_at_cdns, Page};
-
-/// RFC 6750 section 3.1.
-pub(crate) const INVALID_TOKEN_CHALLENGE: &str = "Bearer error=\"invalid_token\"";
 
 /// The response to a request that needs a session and has none. The cookies clearing a dead
 /// session are added by the layer's service around the app, like those of any response.
@@ -141,18 +139,6 @@ fn no_store(headers: &mut HeaderMap) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     no_store_at_cdns(headers);
-}
-
-pub(super) fn unframeable(headers: &mut HeaderMap) {
-    // A policy of its own: every policy a response carries is enforced, so no directive a hook
-    // wrote in its policy (a `frame-ancestors` first, which a browser would keep over a second
-    // one in the same policy) can allow framing. Browsers that apply a CSP `frame-ancestors`
-    // ignore `X-Frame-Options`; the rest obey `DENY`.
-    headers.append(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
 #[cfg(test)]

@@ -96,6 +96,7 @@
 //!   [`DefaultResponses`]' API 403: it is made without the request or the layer. A handler that
 //!   wants the app's own answer maps the error itself.
 
+mod context;
 mod enforce;
 mod hook;
 mod render;
@@ -105,14 +106,15 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
+pub use context::{
+    Client, ConfirmContext, ErrorPage, ErrorReason, ForbiddenContext, GrpcCode,
+    InvalidTokenContext, UnauthenticatedContext, UnavailableContext,
+};
 pub(crate) use enforce::{
     confirm_login, confirm_logout, error_page, forbidden, invalid_token, unauthenticated,
     unavailable,
 };
-pub use hook::{
-    Client, ConfirmContext, DefaultResponses, ErrorPage, ErrorReason, ForbiddenContext, GrpcCode,
-    InvalidTokenContext, Responses, UnauthenticatedContext, UnavailableContext,
-};
+pub use hook::{DefaultResponses, Responses};
 pub(crate) use render::escape_html as escape;
 pub use render::{escape_html, grpc_status};
 

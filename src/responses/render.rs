@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::hook::{
+use super::context::{
     Client, ConfirmContext, ErrorPage, ForbiddenContext, GrpcCode, InvalidTokenContext,
     UnauthenticatedContext, UnavailableContext,
 };
@@ -101,7 +101,7 @@ pub(crate) fn html_page(status: StatusCode, html: String) -> Response<Bytes> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    super::enforce::unframeable(headers);
+    unframeable(headers);
     resp
 }
 
@@ -199,7 +199,7 @@ pub(super) fn invalid_token(cx: &InvalidTokenContext) -> Response<Bytes> {
             );
             page.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(super::enforce::INVALID_TOKEN_CHALLENGE),
+                HeaderValue::from_static(INVALID_TOKEN_CHALLENGE),
             );
             page
         }
@@ -265,4 +265,19 @@ fn form_method(cx: &ConfirmContext<'_>) -> &'static str {
     } else {
         "post"
     }
+}
+
+/// RFC 6750 section 3.1.
+pub(crate) const INVALID_TOKEN_CHALLENGE: &str = "Bearer error=\"invalid_token\"";
+
+pub(super) fn unframeable(headers: &mut http::HeaderMap) {
+    // A policy of its own: every policy a response carries is enforced, so no directive a hook
+    // wrote in its policy (a `frame-ancestors` first, which a browser would keep over a second
+    // one in the same policy) can allow framing. Browsers that apply a CSP `frame-ancestors`
+    // ignore `X-Frame-Options`; the rest obey `DENY`.
+    headers.append(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
