@@ -23,23 +23,58 @@ use axum::{Json, Router};
 use tower_oidc_auth::testing::TestProvider;
 use tower_oidc_auth::{AuthLayer, Claims, Provider};
 
+/// Where the embedded provider listens, so that it is the same issuer after a restart.
+const EMBEDDED_PROVIDER_PORT: u16 = 3900;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_oidc_auth=debug".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The message, then what caused it, one line each: never a Debug dump.
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app_url = std::env::var("APP_URL").unwrap_or_else(|_| "http://127.0.0.1:3000".into());
-    let app_url = app_url.trim_end_matches('/').to_owned();
-    let parsed = url::Url::parse(&app_url)?;
-    let bind = format!(
-        "{}:{}",
-        parsed.host_str().unwrap_or("127.0.0.1"),
-        parsed.port_or_known_default().unwrap_or(3000)
-    );
+    let app_url = app_url.trim().trim_end_matches('/').to_owned();
+    let parsed = url::Url::parse(&app_url).map_err(|e| {
+        format!("APP_URL={app_url} is not a URL ({e}); write it like http://127.0.0.1:3000")
+    })?;
+    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    if parsed.scheme() != "https" && !loopback {
+        return Err(format!(
+            "APP_URL={app_url} is plain http on a host other than this machine, where browsers \
+             would send the session cookie in the clear; use https://{}/ (behind a TLS proxy, \
+             set BIND_ADDR to the local address), or http://127.0.0.1:3000 for a local demo",
+            parsed.host_str().unwrap_or("your-host")
+        )
+        .into());
+    }
+    // BIND_ADDR: where to listen, when it differs from APP_URL (behind a proxy, `0.0.0.0:3000`).
+    let bind = match std::env::var("BIND_ADDR") {
+        Ok(addr) if !addr.trim().is_empty() => addr.trim().to_owned(),
+        _ => format!(
+            "{}:{}",
+            parsed.host_str().unwrap_or("127.0.0.1"),
+            parsed.port_or_known_default().unwrap_or(3000)
+        ),
+    };
     let redirect_url = format!("{app_url}/auth/callback");
 
     // Keep the embedded provider alive for the whole run.
@@ -50,16 +85,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let config = AuthLayer::builder()
             .provider_from_env()?
             .redirect_url(&redirect_url);
-        if std::env::var_os("AUTH_COOKIE_KEY").is_some() {
-            config.cookie_keys_from_env()?
-        } else {
-            // Sessions end when the demo restarts; set AUTH_COOKIE_KEY to keep them.
-            let mut key = [0u8; 64];
-            getrandom::fill(&mut key)?;
-            config.cookie_key(key)
-        }
+        let mut key = [0u8; 64];
+        getrandom::fill(&mut key)?;
+        config.cookie_key(key)
     } else {
-        let provider = TestProvider::builder().start().await;
+        let provider = embedded_provider().await?;
         println!(
             "No provider configured: using the embedded test provider at {}",
             provider.issuer()
@@ -68,6 +98,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cfg = provider.layer_builder(&redirect_url);
         _embedded = Some(provider);
         cfg
+    };
+    // AUTH_COOKIE_KEY, in every mode: the same key keeps sessions across restarts. Without it,
+    // a random key per run.
+    let config = if std::env::var_os("AUTH_COOKIE_KEY").is_some() {
+        config.cookie_keys_from_env()?
+    } else {
+        println!("AUTH_COOKIE_KEY is not set: sessions end when the demo restarts.");
+        config
     };
     // AUTH_SESSION_MAX_AGE, AUTH_SESSION_IDLE_TIMEOUT: `25s`, `8h`, `7d` (optional), and
     // Scalekit's webhook signing secret (optional): `user.logout` then ends that session.
@@ -86,10 +124,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/", get(home))
         .layer(auth);
 
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    let listener = match tokio::net::TcpListener::bind(&bind).await {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let next = format!(
+                "http://127.0.0.1:{}",
+                parsed
+                    .port_or_known_default()
+                    .unwrap_or(3000)
+                    .saturating_add(1)
+            );
+            return Err(format!("{bind} is already in use: set APP_URL={next}").into());
+        }
+        Err(e) => return Err(format!("cannot listen on {bind}: {e}").into()),
+    };
     println!("Open {app_url}/ in your browser.");
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// The embedded provider, on a fixed port with its signing key in `target/`, so that a restart
+/// (with the same AUTH_COOKIE_KEY) keeps the session; on any free port if that one is taken.
+async fn embedded_provider() -> std::io::Result<TestProvider> {
+    let key_file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/quickstart/provider-key.pk8"
+    );
+    let fixed = TestProvider::builder()
+        .port(EMBEDDED_PROVIDER_PORT)
+        .key_file(key_file)
+        .try_start()
+        .await;
+    match fixed {
+        Ok(provider) => Ok(provider),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            println!(
+                "127.0.0.1:{EMBEDDED_PROVIDER_PORT} is taken: the embedded provider uses another \
+                 port, and sessions will not survive a restart."
+            );
+            TestProvider::builder().key_file(key_file).try_start().await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn home(claims: Option<Claims>) -> impl IntoResponse {

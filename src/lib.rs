@@ -21,7 +21,9 @@
 //!     .client_id("skc_...")
 //!     .client_secret("...")
 //!     .redirect_url("https://app.example.com/auth/callback")
-//!     .cookie_key(&[0u8; 64]) // 64 random bytes, the same on every instance
+//!     // AUTH_COOKIE_KEY: 64 random bytes in base64 (`openssl rand -base64 64`), the same on
+//!     // every instance
+//!     .cookie_keys_from_env()?
 //!     .build()
 //!     .await?; // discovery and the first JWKS fetch: a clear error if unreachable
 //!

@@ -101,7 +101,8 @@ impl AuthLayerBuilder {
 
     /// Reads the cookie keys from `AUTH_COOKIE_KEY`, as [`from_env`](Self::from_env) does:
     /// base64, at least 64 bytes; several separated by commas rotate keys (the first encrypts,
-    /// all decrypt). Missing or unusable, it is a [`ConfigError::Env`].
+    /// all decrypt). They replace any keys set before (the variable is the whole list).
+    /// Missing or unusable, it is a [`ConfigError::Env`].
     pub fn cookie_keys_from_env(self) -> Result<Self, ConfigError> {
         self.cookie_keys_from_lookup(&|k: &str| std::env::var(k).ok())
     }
@@ -111,6 +112,7 @@ impl AuthLayerBuilder {
         get: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let keys = required(get, "AUTH_COOKIE_KEY")?;
+        self.cookie_keys.clear();
         for (i, part) in keys.split(',').map(str::trim).enumerate() {
             let bytes = decode_key(part).map_err(|reason| ConfigError::Env {
                 var: "AUTH_COOKIE_KEY",

@@ -73,7 +73,7 @@ pub const DEFAULT_SESSION_CLAIMS: &[&str] = &[
 ///     .client_id("skc_123")
 ///     .client_secret("secret")
 ///     .redirect_url("https://app.example.com/auth/callback")
-///     .cookie_key([7u8; 64])
+///     .cookie_keys_from_env()? // AUTH_COOKIE_KEY: `openssl rand -base64 64`
 ///     .build()
 ///     .await?;
 /// # Ok(()) }
@@ -344,7 +344,7 @@ impl AuthLayerBuilder {
     ///     .client_id("skc_123")
     ///     .client_secret("secret")
     ///     .redirect_url("http://app.example.com/auth/callback") // http, not loopback
-    ///     .cookie_key([7u8; 64]);
+    ///     .cookie_key(tower_oidc_auth::testing::cookie_key(1)); // in tests only
     /// let error = builder.validate().unwrap_err();
     /// assert!(matches!(error, ConfigError::InvalidUrl { what: "redirect_url", .. }));
     /// ```

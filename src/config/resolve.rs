@@ -80,7 +80,7 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
         });
     }
     if loopback_http {
-        tracing::warn!(
+        tracing::info!(
             redirect_url = %redirect,
             "plain http on loopback: cookies are set without Secure and without __Host- prefixes; \
              use https everywhere else"
@@ -98,6 +98,20 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
                 k.len()
             ))
         })?;
+        // A key typed by hand, or copied from an example, repeats a few byte values; 64 random
+        // bytes have about 56 different ones, and fewer than 16 happens by chance never.
+        let mut seen = [false; 256];
+        let distinct = k
+            .iter()
+            .filter(|&&b| !std::mem::replace(&mut seen[usize::from(b)], true))
+            .count();
+        if distinct < 16 {
+            return Err(ConfigError::CookieKey(format!(
+                "key {} is not random: its {} bytes take only {distinct} different values",
+                i + 1,
+                k.len()
+            )));
+        }
         keys.push(key);
     }
     let webhooks = match (&cfg.webhook_secret, cfg.webhook_handlers.is_empty()) {

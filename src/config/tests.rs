@@ -126,7 +126,7 @@ fn from_env_webhook_secret_enables_the_route() {
 fn debug_redacts_secrets() {
     let cfg = AuthLayerBuilder::new()
         .client_secret("hunter2-secret")
-        .cookie_key([42u8; 64]);
+        .cookie_key(crate::testing::cookie_key(42));
     let s = format!("{cfg:?}");
     assert!(!s.contains("hunter2") && !s.contains("42, 42") && s.contains("REDACTED"));
 }
@@ -360,7 +360,7 @@ fn validate_reports_each_setting_without_io() {
             .client_id("app")
             .client_secret("shh")
             .redirect_url("https://app.example.com/auth/callback")
-            .cookie_key([5u8; 64])
+            .cookie_key(crate::testing::cookie_key(5))
     };
     good().validate().unwrap();
     type Break = fn(AuthLayerBuilder) -> AuthLayerBuilder;
@@ -403,4 +403,110 @@ fn validate_reports_each_setting_without_io() {
         no_key.validate(),
         Err(ConfigError::Missing("cookie_key"))
     ));
+}
+
+/// Each newcomer mistake is reported in a line or two that names the cause and the fix.
+#[test]
+fn messages_name_the_cause_and_the_fix() {
+    let good = || {
+        AuthLayerBuilder::new()
+            .provider(Provider::discover("https://id.example.com"))
+            .client_id("app")
+            .client_secret("shh")
+            .redirect_url("https://app.example.com/auth/callback")
+            .cookie_key(crate::testing::cookie_key(1))
+    };
+    let message = |b: AuthLayerBuilder| b.validate().unwrap_err().to_string();
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "no client id",
+            message(AuthLayerBuilder {
+                client_id: None,
+                ..good()
+            }),
+            &[
+                "missing client id",
+                "SCALEKIT_CLIENT_ID",
+                "OIDC_CLIENT_ID",
+                ".client_id()",
+            ],
+        ),
+        (
+            "a 32-byte key",
+            message(AuthLayerBuilder {
+                cookie_keys: vec![vec![7; 16].into_iter().chain(1..=16).collect()],
+                ..good()
+            }),
+            &["32 bytes", "at least 64", "openssl rand -base64 64"],
+        ),
+        (
+            "a constant key",
+            message(AuthLayerBuilder {
+                cookie_keys: vec![vec![0; 64]],
+                ..good()
+            }),
+            &["not random", "openssl rand -base64 64"],
+        ),
+        (
+            "an issuer without a scheme",
+            message(good().provider(Provider::discover("id.example.com"))),
+            &["no scheme", "https://id.example.com", "OIDC_ISSUER"],
+        ),
+        (
+            "a malformed cookie key",
+            AuthLayerBuilder::new()
+                .cookie_keys_from_lookup(&env(&[("AUTH_COOKIE_KEY", "not base64!")]))
+                .unwrap_err()
+                .to_string(),
+            &["AUTH_COOKIE_KEY", "base64", "openssl rand -base64 64"],
+        ),
+    ];
+    for (mistake, message, words) in cases {
+        assert!(message.lines().count() <= 2, "{mistake}: {message}");
+        for word in words {
+            assert!(
+                message.contains(word),
+                "{mistake}: {word:?} not in {message:?}"
+            );
+        }
+    }
+}
+
+/// An issuer nobody answers at: the message says which URL, what failed at the bottom of the
+/// chain, and what to check; the Debug that `fn main() -> Result<..>` prints lists the causes.
+#[tokio::test]
+async fn an_unreachable_issuer_names_the_url_and_the_cause() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = AuthLayerBuilder::new()
+        .provider(Provider::discover(format!("http://127.0.0.1:{port}")))
+        .client_id("app")
+        .client_secret("shh")
+        .redirect_url("http://127.0.0.1:3000/auth/callback")
+        .cookie_key(crate::testing::cookie_key(1))
+        .build()
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    for word in [
+        &format!("http://127.0.0.1:{port}/.well-known/openid-configuration") as &str,
+        "refused",
+        "Is the issuer URL right?",
+    ] {
+        assert!(
+            message
+                .to_ascii_lowercase()
+                .contains(&word.to_ascii_lowercase()),
+            "{word:?} not in {message}"
+        );
+    }
+    let debug = format!("{error:?}");
+    assert!(debug.starts_with(&message), "{debug}");
+    assert!(
+        debug.contains("Caused by:") && debug.contains("cannot reach the provider"),
+        "{debug}"
+    );
 }

@@ -27,6 +27,7 @@ pub struct TestProviderBuilder {
     backchannel_uri: Option<String>,
     clock: SharedClock,
     port: u16,
+    key_file: Option<std::path::PathBuf>,
     revocation_endpoint: bool,
 }
 
@@ -65,6 +66,7 @@ impl TestProviderBuilder {
             clock: Arc::new(SystemClock),
             port: 0,
             revocation_endpoint: true,
+            key_file: None,
         }
     }
 
@@ -176,15 +178,35 @@ impl TestProviderBuilder {
         self
     }
 
+    /// Keeps the signing key in this file: read from it when it exists, written to it (PKCS#8,
+    /// owner-only where the platform allows) when not. With a fixed [`port`](Self::port), the
+    /// provider is the same issuer with the same key after a restart, so a demo's sessions and
+    /// tokens stay valid across restarts (`cargo watch` loops). For demos and tests only.
+    pub fn key_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.key_file = Some(path.into());
+        self
+    }
+
     /// Binds 127.0.0.1 and starts serving.
     ///
     /// # Panics
-    /// If the port cannot be bound.
+    /// If the port cannot be bound, or the key file cannot be read or written; see
+    /// [`try_start`](Self::try_start).
     pub async fn start(self) -> TestProvider {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+        self.try_start()
             .await
-            .expect("bind 127.0.0.1 for TestProvider");
-        let addr = listener.local_addr().expect("local addr");
+            .expect("start the TestProvider on 127.0.0.1")
+    }
+
+    /// Binds 127.0.0.1 and starts serving; an error if the port is taken or the key file
+    /// cannot be read or written.
+    pub async fn try_start(self) -> std::io::Result<TestProvider> {
+        let key = match &self.key_file {
+            Some(path) => SigningKey::load_or_create("key-1".into(), path)?,
+            None => SigningKey::generate("key-1".into()),
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await?;
+        let addr = listener.local_addr()?;
         let mut clients = HashMap::new();
         clients.insert(
             self.client_id.clone(),
@@ -220,7 +242,7 @@ impl TestProviderBuilder {
             backchannel_deliveries: AtomicU64::new(0),
             backchannel_failures: AtomicU64::new(0),
             clock: self.clock,
-            keys: Mutex::new(vec![Arc::new(SigningKey::generate("key-1".into()))]),
+            keys: Mutex::new(vec![Arc::new(key)]),
             user: Mutex::new(self.user),
             codes: Mutex::default(),
             refresh: Mutex::default(),
@@ -260,6 +282,6 @@ impl TestProviderBuilder {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        TestProvider { state, addr, task }
+        Ok(TestProvider { state, addr, task })
     }
 }

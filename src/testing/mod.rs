@@ -37,6 +37,29 @@ pub use user::{IdpInitiatedLogin, TestUser};
 
 use crate::clock::{Clock, SharedClock};
 
+/// A fixed cookie key for tests, the same for the same `seed`: 64 bytes derived from it with
+/// SHA-256, so it passes the layer's check for made-up keys. Never use one outside tests:
+/// anyone who reads this function can open the cookies.
+///
+/// ```
+/// let key = tower_oidc_auth::testing::cookie_key(1);
+/// assert_eq!(key, tower_oidc_auth::testing::cookie_key(1));
+/// assert_ne!(key, tower_oidc_auth::testing::cookie_key(2));
+/// ```
+#[must_use]
+pub fn cookie_key(seed: u8) -> [u8; 64] {
+    use sha2::{Digest, Sha256};
+    let mut key = [0u8; 64];
+    for (half, chunk) in key.chunks_mut(32).enumerate() {
+        let digest = Sha256::new()
+            .chain_update(b"tower-oidc-auth test cookie key")
+            .chain_update([seed, half as u8])
+            .finalize();
+        chunk.copy_from_slice(&digest);
+    }
+    key
+}
+
 /// Lets the layer share the provider's clock.
 struct ClockRef(SharedClock);
 

@@ -23,7 +23,44 @@ pub(crate) struct SigningKey {
 
 impl SigningKey {
     pub(crate) fn generate(kid: String) -> Self {
-        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
+        Self::from_pair(
+            kid,
+            KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"),
+        )
+    }
+
+    /// The key kept in `path` (PKCS#8), made and written there first if the file is missing.
+    pub(crate) fn load_or_create(kid: String, path: &std::path::Path) -> std::io::Result<Self> {
+        use aws_lc_rs::encoding::AsDer;
+        let invalid = |e: &dyn std::fmt::Display| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        };
+        match std::fs::read(path) {
+            Ok(der) => {
+                let pair = KeyPair::from_pkcs8(&der).map_err(|e| invalid(&e))?;
+                Ok(Self::from_pair(kid, pair))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| invalid(&e))?;
+                let der = pair.as_der().map_err(|e| invalid(&e))?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                std::io::Write::write_all(&mut options.open(path)?, der.as_ref())?;
+                Ok(Self::from_pair(kid, pair))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn from_pair(kid: String, pair: KeyPair) -> Self {
         let public = pair.public_key();
         let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
         let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());

@@ -78,7 +78,7 @@ async fn tampered_truncated_and_foreign_cookies_count_as_absent_and_are_cleared(
 async fn another_apps_session_is_not_seen() {
     let s = setup().await;
     // Same provider, same cookie key, another client id: another cookie name and binding.
-    let key = [9u8; 64];
+    let key = tower_oidc_auth::testing::cookie_key(9);
     let a = s.provider.layer_builder(REDIRECT).cookie_key(key);
     let b = s
         .provider

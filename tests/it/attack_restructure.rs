@@ -1045,7 +1045,7 @@ fn from_env_in_child(vars: &[(&str, &str)]) -> Result<String, String> {
 }
 
 fn good_key() -> String {
-    STANDARD.encode([9u8; 64])
+    STANDARD.encode(tower_oidc_auth::testing::cookie_key(9))
 }
 
 /// A complete, valid OIDC environment, with `extra` added or overriding.
@@ -1214,7 +1214,7 @@ fn validate_refuses_blank_credentials() {
             .client_id("app")
             .client_secret("shh")
             .redirect_url("https://app.example.com/auth/callback")
-            .cookie_key([5u8; 64])
+            .cookie_key(tower_oidc_auth::testing::cookie_key(5))
     };
     assert!(good().validate().is_ok());
     assert!(

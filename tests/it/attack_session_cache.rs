@@ -321,7 +321,7 @@ async fn guard_two_layers_same_cookie_key_separate_caches() {
         .start()
         .await;
     provider.set_access_token_ttl(Duration::from_secs(24 * 3600));
-    let key = [7u8; 64];
+    let key = tower_oidc_auth::testing::cookie_key(7);
     let cfg = || {
         AuthLayerBuilder::new()
             .provider(Provider::scalekit(provider.issuer()))

@@ -27,6 +27,7 @@ mod lifetime;
 mod management;
 mod multi_app;
 mod properties;
+mod quickstart;
 mod refresh;
 mod refresh_robust;
 mod responses_hook;
