@@ -2,7 +2,14 @@
 //! process (`cargo test` builds it), and what it prints must name the cause and the fix in a
 //! line, never a Debug dump.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use base64::Engine;
+
+/// The quickstart's embedded provider listens on a fixed port: one quickstart at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The quickstart binary `cargo test` built beside this test binary.
 fn quickstart() -> Command {
@@ -51,6 +58,7 @@ fn fails_with(cmd: &mut Command) -> String {
 
 #[test]
 fn port_in_use_says_which_app_url_to_use() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let stderr = fails_with(quickstart().env("APP_URL", format!("http://127.0.0.1:{port}")));
@@ -87,5 +95,172 @@ fn an_issuer_without_a_scheme_is_named() {
     assert!(
         stderr.contains("OIDC_ISSUER") && stderr.contains("https://id.example.com"),
         "{stderr}"
+    );
+}
+
+/// A running quickstart, stopped when dropped (also when a test fails).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the quickstart and waits until it listens.
+fn started(cmd: &mut Command) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the quickstart");
+    let stdout = child.stdout.take().expect("stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("quickstart output");
+        if line.starts_with("Open ") {
+            return Running(child);
+        }
+    }
+    let _ = child.kill();
+    panic!("the quickstart stopped before listening");
+}
+
+/// The `name=value` of each Set-Cookie, for a Cookie header.
+fn cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter(|c| {
+            c.split_once('=')
+                .is_some_and(|(_, value)| !value.is_empty())
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Signs in through the embedded provider's form, as a browser would; the app's session cookie.
+async fn sign_in(app: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = http
+        .get(format!("{app}/auth/login?return_to=/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 302, "{:?}", login.headers());
+    let transaction = cookies(&login).join("; ");
+    let form = http.get(location(&login)).send().await.unwrap();
+    let html = form.text().await.unwrap();
+    let action = {
+        let at = html.find("action=\"").expect("form action") + 8;
+        html[at..at + html[at..].find('"').unwrap()].to_owned()
+    };
+    let mut fields: Vec<(String, String)> = html
+        .split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .map(|rest| {
+            let name = &rest[..rest.find('"').unwrap()];
+            let at = rest.find("value=\"").unwrap() + 7;
+            let value = &rest[at..at + rest[at..].find('"').unwrap()];
+            (
+                name.to_owned(),
+                value.replace("&amp;", "&").replace("&quot;", "\""),
+            )
+        })
+        .collect();
+    fields.push(("login".into(), "ada@example.com".into()));
+    fields.push(("password".into(), "pw".into()));
+    let issuer = reqwest::Url::parse(&location(&login)).unwrap();
+    let approved = http
+        .post(issuer.join(&action).unwrap())
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&fields)
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        approved.status().is_redirection(),
+        "{:?}",
+        approved.text().await
+    );
+    let callback = http
+        .get(location(&approved))
+        .header(reqwest::header::COOKIE, transaction)
+        .send()
+        .await
+        .unwrap();
+    if callback.status() != 302 {
+        panic!("callback refused: {:?}", callback.text().await);
+    }
+    cookies(&callback)
+        .into_iter()
+        .filter(|c| !c.contains("_id") && !c.contains("_tx"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn me_status(app: &str, session: &str) -> u16 {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{app}/me"))
+        .header(reqwest::header::COOKIE, session)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The embedded provider keeps its port and key, and the app its cookie key: a session made
+/// before a restart is still signed in after it.
+#[tokio::test]
+async fn a_restart_with_the_same_cookie_key_keeps_the_session() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = format!("http://127.0.0.1:{port}");
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(tower_oidc_auth::testing::cookie_key(3));
+    let run = || {
+        let mut cmd = quickstart();
+        cmd.env("APP_URL", &app).env("AUTH_COOKIE_KEY", &key);
+        started(&mut cmd)
+    };
+    let first = run();
+    let session = sign_in(&app).await;
+    assert!(!session.is_empty());
+    assert_eq!(me_status(&app, &session).await, 200);
+    drop(first);
+
+    let _second = run();
+    assert_eq!(
+        me_status(&app, &session).await,
+        200,
+        "the session did not survive the restart"
     );
 }
