@@ -131,6 +131,15 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         return error_page(responses, &page, set_cookies);
     }
 
+    // A stale or replayed callback (Back, then the same URL again) from someone who is signed
+    // in: their session stands, so they go on to the app rather than to an error.
+    let stale = tx
+        .as_ref()
+        .is_none_or(|tx| shared.clock.now().saturating_sub(tx.created) >= settings.login_timeout);
+    if stale && crate::session::has_session(&shared, &parts.headers) {
+        tracing::info!("stale or replayed callback from a signed-in browser: back to the app");
+        return redirect(&settings.default_return, set_cookies);
+    }
     let Some(tx) = tx else {
         tracing::warn!(
             has_state = !state.is_empty(),

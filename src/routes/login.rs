@@ -148,6 +148,9 @@ impl LoginOptions {
 
 pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
+    if let Some(there) = loopback_alias(&settings.origin, &parts) {
+        return redirect(&there, Vec::new());
+    }
     let params = match query_params(parts.uri.query()) {
         Ok(p) => p,
         Err(reason) => {
@@ -384,4 +387,39 @@ fn start(
         &mut set_cookies,
     );
     redirect(authorize.as_str(), set_cookies)
+}
+
+/// A login asked for on another loopback name than the redirect URL's (`localhost` against
+/// `127.0.0.1`, another port): the same path and query on the redirect URL's origin. Otherwise
+/// the transaction cookie would be set for one host and the callback come back to the other,
+/// and the first sign-in would fail as expired. Only between loopback origins: behind a proxy
+/// the `Host` header may name an inner host, and sending that browser anywhere would loop.
+fn loopback_alias(origin: &str, parts: &Parts) -> Option<String> {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
+    let ours = url::Url::parse(origin).ok()?;
+    let asked = url::Url::parse(&format!("{}://{host}", ours.scheme())).ok()?;
+    let loopback = |u: &url::Url| match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if !loopback(&ours) || !loopback(&asked) || asked.origin() == ours.origin() {
+        return None;
+    }
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        tracing::info!(
+            asked = %asked.origin().ascii_serialization(),
+            redirect_origin = %origin,
+            "login asked for on another loopback name than the redirect URL's: sending the \
+             browser there first, so the sign-in cookie and the callback share one host"
+        );
+    });
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    Some(format!("{origin}{path}"))
 }

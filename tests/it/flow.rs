@@ -250,9 +250,11 @@ async fn state_mismatch_missing_cookie_and_replay_are_refused() {
     let mut replay = before;
     replay.cookies.retain(|c| !c.name.ends_with("_s"));
     // A browser would not have the transaction cookie any more; even if an attacker kept it,
-    // the code is single-use at the provider.
+    // the code is single-use at the provider. The signed-in browser that replays it (Back,
+    // then the same URL) goes on to the app (issue 16), still without a token call.
     let resp = send(&s.app, &mut jar, get_html(&callback)).await;
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/");
     assert_eq!(s.provider.counts().code_grants, 1);
     let resp = send(&s.app, &mut replay, get_html(&callback)).await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);

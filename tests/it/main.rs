@@ -26,6 +26,7 @@ mod lifetime;
 #[cfg(feature = "management")]
 mod management;
 mod multi_app;
+mod newcomer;
 mod properties;
 mod quickstart;
 mod refresh;
