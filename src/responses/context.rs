@@ -169,6 +169,9 @@ pub enum ErrorReason {
     ExchangeTimeout,
     /// The token endpoint refused the code (expired or used).
     ExchangeRefused,
+    /// The token endpoint refused this app's own credentials (`invalid_client`,
+    /// `unauthorized_client`): a configuration error of the app, not of the user.
+    ClientRejected,
     /// The token endpoint failed (unreachable, a server error, a malformed answer).
     ExchangeFailed,
     /// The token endpoint answered without an ID token.
@@ -200,6 +203,7 @@ impl ErrorReason {
             Self::CodeMissing => "code_missing",
             Self::ExchangeTimeout => "exchange_timeout",
             Self::ExchangeRefused => "exchange_refused",
+            Self::ClientRejected => "client_rejected",
             Self::ExchangeFailed => "exchange_failed",
             Self::IdTokenMissing => "id_token_missing",
             Self::TokensInvalid => "tokens_invalid",

@@ -202,6 +202,24 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "code exchange failed");
             let (status, reason, message) = match &error {
+                ProviderError::OAuth { error: code, .. }
+                    if code == "invalid_client" || code == "unauthorized_client" =>
+                {
+                    tracing::error!(
+                        error = %code,
+                        "the identity provider refused this app's credentials: check the client \
+                         id and secret (SCALEKIT_CLIENT_ID and SCALEKIT_CLIENT_SECRET, or \
+                         OIDC_CLIENT_ID and OIDC_CLIENT_SECRET; `.client_id()`, \
+                         `.client_secret()`) and that the client may use the authorization code \
+                         grant"
+                    );
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        ErrorReason::ClientRejected,
+                        "The identity provider refused this app's credentials; details are in \
+                         the server log.",
+                    )
+                }
                 ProviderError::Timeout(_) => (
                     StatusCode::GATEWAY_TIMEOUT,
                     ErrorReason::ExchangeTimeout,

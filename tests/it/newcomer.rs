@@ -76,3 +76,19 @@ async fn a_replayed_callback_while_signed_in_goes_to_the_app() {
     let stranger = serve(&s.app, get_html(&callback)).await;
     assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A wrong client secret is the app's configuration, not an expired sign-in: the page says the
+/// provider refused the app's credentials and points at the server log.
+#[tokio::test]
+async fn a_wrong_client_secret_gets_its_own_page() {
+    let s = setup_with(|b| b.client_secret("not-the-secret")).await;
+    let mut jar = Jar::default();
+    let resp = login(&s, &mut jar, "/auth/login").await;
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    let page = body_string(resp).await;
+    assert!(
+        page.contains("refused this app&#39;s credentials") && page.contains("server log"),
+        "{page}"
+    );
+    assert!(!page.contains("expired"), "{page}");
+}
