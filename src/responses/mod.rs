@@ -115,6 +115,7 @@ pub(crate) use enforce::{
     unavailable,
 };
 pub use hook::{DefaultResponses, Responses};
+#[cfg(feature = "testing")]
 pub(crate) use render::escape_html as escape;
 pub use render::{escape_html, grpc_status};
 

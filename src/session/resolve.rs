@@ -343,7 +343,8 @@ pub(crate) fn open_session(
         }
         None => {
             tracing::debug!(
-                "session cookie unreadable (tampered, truncated or foreign key); clearing"
+                "session cookie sealed with another key (was the key changed, or the server \
+                 restarted without AUTH_COOKIE_KEY?), or cut short; clearing it"
             );
             Err(Outcome::cleared(shared, cookies, false))
         }
