@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::body::AuthBody;
 use crate::future::ResponseFuture;
@@ -67,21 +68,27 @@ where
             }
             let (parts, _) = req.into_parts();
             // Boxed: a Scalekit IdP-initiated login verifies a token, which may wait for keys.
-            return ResponseFuture::route(Box::pin(routes::login(shared.clone(), parts)));
+            return ResponseFuture::route(Box::pin(
+                routes::login(shared.clone(), parts).instrument(app_span(shared)),
+            ));
         }
         if path == settings.callback_path {
             if req.method() != Method::GET {
                 return ResponseFuture::ready(method_not_allowed("GET"));
             }
             let (parts, _) = req.into_parts();
-            return ResponseFuture::route(Box::pin(routes::callback(shared.clone(), parts)));
+            return ResponseFuture::route(Box::pin(
+                routes::callback(shared.clone(), parts).instrument(app_span(shared)),
+            ));
         }
         if path == settings.logout_path {
             if req.method() != Method::GET && req.method() != Method::POST {
                 return ResponseFuture::ready(method_not_allowed("GET, POST"));
             }
             let (parts, _) = req.into_parts();
-            return ResponseFuture::route(Box::pin(routes::logout(shared.clone(), parts)));
+            return ResponseFuture::route(Box::pin(
+                routes::logout(shared.clone(), parts).instrument(app_span(shared)),
+            ));
         }
         if path == settings.webhook_path && settings.webhooks.is_some() {
             if req.method() != Method::POST {
@@ -183,6 +190,12 @@ impl<S: Clone> AuthService<S> {
         let clone = self.inner.clone();
         std::mem::replace(&mut self.inner, clone)
     }
+}
+
+/// The span of the layer's own routes: which app (client id) a log line is about, for servers
+/// that run several layers. Not on the signed-in path: it would cost every request.
+fn app_span(shared: &Shared) -> tracing::Span {
+    tracing::info_span!("oidc", app = %shared.settings.client_id)
 }
 
 /// Puts the claims into the request, or, without a session, what the extractors need to build

@@ -87,11 +87,20 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
 
     if let Some(error) = param(&params, "error") {
         let description = param(&params, "error_description").unwrap_or("");
-        tracing::warn!(
-            error,
-            description,
-            "provider returned an error to the callback"
-        );
+        if error == "access_denied" {
+            // The user cancelled, or the provider's policy said no: not a fault of the app.
+            tracing::info!(
+                error,
+                description,
+                "sign-in cancelled or denied at the provider"
+            );
+        } else {
+            tracing::warn!(
+                error,
+                description,
+                "provider returned an error to the callback"
+            );
+        }
         let (status, message) = match error {
             "access_denied" => (
                 StatusCode::FORBIDDEN,
@@ -386,7 +395,10 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             &mut set_cookies,
         );
     }
-    tracing::debug!(sub = ?id_claims.get("sub"), "signed in");
+    tracing::info!(
+        sub = id_claims.get("sub").and_then(|s| s.as_str()).unwrap_or(""),
+        "signed in"
+    );
     redirect(&tx.return_to, set_cookies)
 }
 

@@ -115,7 +115,9 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
         }
         None => settings.post_logout_url.clone(),
     };
-    tracing::debug!("signed out");
+    if let Some(session) = &session {
+        tracing::info!(sub = session.ids.sub.as_deref().unwrap_or(""), "signed out");
+    }
     redirect(&location, set_cookies)
 }
 
