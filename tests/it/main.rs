@@ -26,6 +26,7 @@ mod lifetime;
 #[cfg(feature = "management")]
 mod management;
 mod multi_app;
+mod pages;
 mod properties;
 mod refresh;
 mod refresh_robust;
