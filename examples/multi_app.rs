@@ -111,7 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "\nWhat to try, in order:\n  \
          1. Open {a_url}/ and sign in to app A.\n  \
-         2. Open {b_url}/: single sign-on, app B signs you in without a form.\n  \
+         2. Open {b_url}/ and press Login: single sign-on, no form this time.\n  \
          3. On app A, press Logout.\n  \
          4. Reload {b_url}/: the provider told B through back-channel logout, and you are \
          signed out there too.\n",

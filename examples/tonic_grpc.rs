@@ -97,7 +97,12 @@ fn print_what_to_try(addr: &str, user: &str, admin: &str) -> std::io::Result<()>
     std::fs::write(&user_file, user)?;
     std::fs::write(&admin_file, admin)?;
     let (u, a) = (user_file.display(), admin_file.display());
-    let call = "cargo run --example tonic_grpc -- call";
+    // `call` reads GRPC_ADDR too: name it when it is not the default.
+    let call = if addr == "127.0.0.1:50051" {
+        "cargo run --example tonic_grpc -- call".to_owned()
+    } else {
+        format!("GRPC_ADDR={addr} cargo run --example tonic_grpc -- call")
+    };
     println!(
         "\nAccess tokens (valid 5 minutes), written to files:\n  \
          user  usr_ada, no role:     {u}\n  \

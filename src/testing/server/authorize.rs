@@ -232,7 +232,14 @@ pub(super) async fn login_form_post(
     if login.is_empty() || password.is_empty() {
         return (
             StatusCode::UNAUTHORIZED,
-            Html("<p>Login and password are required. Go back and try again.</p>"),
+            Html(format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+                 <title>Sign in \u{2013} test provider</title><style>{FORM_STYLE}</style>\
+                 </head><body><main><h1>Sign in to the test provider</h1>\
+                 <p>Login and password are required. Go back and try again.</p>\
+                 </main></body></html>"
+            )),
         )
             .into_response();
     }
