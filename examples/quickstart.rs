@@ -121,7 +121,7 @@ async fn home(claims: Option<Claims>, headers: axum::http::HeaderMap) -> axum::r
                  <form method=\"post\" action=\"/auth/logout\"><button type=\"submit\">Sign out\
                  </button></form>"
             );
-            let mut resp = page("quickstart", &body).into_response();
+            let mut resp = page("tower-oidc-auth quickstart", &body).into_response();
             set_marker(&mut resp, "1; Path=/; HttpOnly; SameSite=Lax");
             resp
         }
@@ -142,9 +142,10 @@ async fn home(claims: Option<Claims>, headers: axum::http::HeaderMap) -> axum::r
                  first, and comes back.</li>\
                  <li>Ask for <code>/me</code> as a program: <code>curl -i http://{host}/me</code> \
                  answers <code>401</code> with JSON.</li>\
-                 <li>Sign out again from this page.</li></ol>"
+                 <li>Signed in, press <em>Sign out</em> on this page: you come back here, signed \
+                 out.</li></ol>"
             );
-            let mut resp = page("quickstart", &body).into_response();
+            let mut resp = page("tower-oidc-auth quickstart", &body).into_response();
             if was_signed_in {
                 set_marker(&mut resp, "; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
             }
@@ -170,7 +171,7 @@ async fn me(claims: Claims, headers: axum::http::HeaderMap) -> axum::response::R
          <pre>{}</pre><p><a href=\"/\">Home</a></p>",
         escape_html(&json)
     );
-    let mut resp = page("Your claims \u{2013} quickstart", &body).into_response();
+    let mut resp = page("Your claims \u{2013} tower-oidc-auth quickstart", &body).into_response();
     set_marker(&mut resp, "1; Path=/; HttpOnly; SameSite=Lax");
     resp
 }
