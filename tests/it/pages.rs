@@ -262,3 +262,24 @@ async fn the_login_confirmation_keeps_its_form_and_token() {
     assert!(body.contains(">Continue</button>"), "{body}");
     assert!(body.contains("<a href=\"/\">Stay signed in</a>"), "{body}");
 }
+
+/// Guards: the unavailable page (a session the provider cannot renew now) has its title, style,
+/// a retry of the same page and a way back.
+#[tokio::test]
+async fn the_unavailable_page_has_a_title_style_retry_and_back_link() {
+    let s = setup().await;
+    let (mut jar, _) = signed_in(&s).await;
+    // Past the access token's expiry and the clock leeway, with the token endpoint down.
+    s.clock.advance(std::time::Duration::from_secs(400));
+    s.provider
+        .set_token_failure(Some(tower_oidc_auth::testing::Failure::Status(503)));
+    let resp = send(&s.app, &mut jar, get_html("/me")).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = body_string(resp).await;
+    assert_finished(&body, "Temporarily unavailable");
+    assert!(
+        body.contains("href=\"/me\">Try again</a>"),
+        "a retry of the same page: {body}"
+    );
+    assert_back_link(&body);
+}
