@@ -374,7 +374,9 @@ async function scenarioError({ page }) {
   assert.ok(response.status() >= 400 && response.status() < 500, `HTTP 4xx, got ${response.status()}`);
   await page.waitForLoadState('load');
   assert.ok(page.url().startsWith(`${QUICKSTART}/auth/callback`), `stays on the app's callback: ${page.url()}`);
-  await page.getByText('Sign-in failed').first().waitFor();
+  await page.locator('h1', { hasText: 'Sign-in was cancelled' }).waitFor();
+  assert.equal(await page.title(), 'Sign-in was cancelled', 'the page has a title');
+  assert.equal(await page.getByRole('link', { name: 'Back to the app' }).getAttribute('href'), '/', 'a way back to the app');
   const retry = page.getByRole('link', { name: 'Try again' });
   await retry.waitFor();
   const href = await retry.getAttribute('href');
@@ -387,7 +389,7 @@ async function scenarioError({ page }) {
   await retryTab.goto(new URL(href, page.url()).href);
   await expectLoginForm(retryTab);
   await retryTab.close();
-  return `HTTP ${response.status()} "Sign-in failed" with a retry link`;
+  return `HTTP ${response.status()} "Sign-in was cancelled" with a retry link`;
 }
 
 async function scenarioMultiApp({ context, page }) {

@@ -107,6 +107,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             async move { axum::serve(listener, router).await },
         ));
     }
+    let [a, b] = &apps;
+    println!(
+        "\nWhat to try, in order:\n  \
+         1. Open {a_url}/ and sign in to app A.\n  \
+         2. Open {b_url}/ and press Login: single sign-on, no form this time.\n  \
+         3. On app A, press Logout.\n  \
+         4. Reload {b_url}/: the provider told B through back-channel logout, and you are \
+         signed out there too.\n",
+        a_url = a.url,
+        b_url = b.url,
+    );
     for server in servers {
         server.await??;
     }

@@ -20,6 +20,7 @@
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_oidc_auth::responses::escape_html;
 use tower_oidc_auth::testing::TestProvider;
 use tower_oidc_auth::{AuthLayer, Claims, Provider};
 
@@ -168,29 +169,126 @@ async fn embedded_provider() -> std::io::Result<TestProvider> {
     }
 }
 
-async fn home(claims: Option<Claims>) -> impl IntoResponse {
+// The pages. A marker cookie (`demo_signed_in`, the demo's own, not the layer's) lets the home
+// page say "You are signed out" once after the session ends: the logout button is a plain POST
+// to the layer's logout route, and the provider sends the browser back to `/` with nothing
+// added.
+const SIGNED_IN_MARKER: &str = "demo_signed_in";
+
+async fn home(claims: Option<Claims>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    let host = escape_html(
+        headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1:3000"),
+    );
     match claims {
-        Some(c) => Html(format!(
-            "<h1>Hello, {}</h1><p><a href=\"/me\">Your claims</a></p>\
-             <form method=\"post\" action=\"/auth/logout\"><button>Logout</button></form>\
-             <p><a href=\"/auth/logout\">Logout</a></p>",
-            html_escape(c.email.as_deref().unwrap_or(&c.sub))
-        )),
-        None => Html(
-            "<h1>Welcome</h1><p><a href=\"/auth/login\">Login</a></p>\
-             <p><a href=\"/me\">/me</a> is protected.</p>"
-                .to_owned(),
-        ),
+        Some(c) => {
+            let who = escape_html(c.email.as_deref().unwrap_or(&c.sub));
+            let body = format!(
+                "<h1>Hello, {who}</h1>\
+                 <p>You are signed in. Things to try:</p><ol>\
+                 <li><a href=\"/me\">Your claims</a>: what the app knows about you, as a page.</li>\
+                 <li>The same route as a program sees it: <code>curl -i http://{host}/me</code>. \
+                 Without your browser's cookies it answers <code>401</code> with JSON, not a \
+                 redirect; with <code>Accept: application/json</code> your browser gets the JSON \
+                 itself.</li>\
+                 <li>Sign out: it ends the session here and at the identity provider.</li></ol>\
+                 <form method=\"post\" action=\"/auth/logout\"><button type=\"submit\">Sign out\
+                 </button></form>"
+            );
+            let mut resp = page("tower-oidc-auth quickstart", &body).into_response();
+            set_marker(&mut resp, "1; Path=/; HttpOnly; SameSite=Lax");
+            resp
+        }
+        None => {
+            let was_signed_in = cookie(&headers, SIGNED_IN_MARKER).is_some();
+            let notice = if was_signed_in {
+                "<p class=\"notice\" role=\"status\">You are signed out.</p>"
+            } else {
+                ""
+            };
+            let body = format!(
+                "<h1>Welcome</h1>{notice}\
+                 <p>This demo app signs you in with OpenID Connect. Things to try:</p><ol>\
+                 <li><a href=\"/auth/login\">Sign in</a>. With the embedded test provider any \
+                 login and any non-empty password work; its <em>Cancel</em> button shows the \
+                 app's error page.</li>\
+                 <li>Open <a href=\"/me\">/me</a>: it is protected, so it sends you to sign in \
+                 first, and comes back.</li>\
+                 <li>Ask for <code>/me</code> as a program: <code>curl -i http://{host}/me</code> \
+                 answers <code>401</code> with JSON.</li>\
+                 <li>Signed in, press <em>Sign out</em> on this page: you come back here, signed \
+                 out.</li></ol>"
+            );
+            let mut resp = page("tower-oidc-auth quickstart", &body).into_response();
+            if was_signed_in {
+                set_marker(&mut resp, "; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
+            }
+            resp
+        }
     }
 }
 
-async fn me(claims: Claims) -> Json<Claims> {
-    Json(claims)
+/// `/me`: the session's claims. JSON for programs (`curl`, `fetch` with
+/// `Accept: application/json`); for a browser, the same JSON in a page with a way home.
+async fn me(claims: Claims, headers: axum::http::HeaderMap) -> axum::response::Response {
+    let wants_page = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if !wants_page {
+        return Json(claims).into_response();
+    }
+    let json = serde_json::to_string_pretty(&claims).unwrap_or_default();
+    let body = format!(
+        "<h1>Your claims</h1>\
+         <p>What the layer verified and keeps in your session. Programs get this as JSON.</p>\
+         <pre>{}</pre><p><a href=\"/\">Home</a></p>",
+        escape_html(&json)
+    );
+    let mut resp = page("Your claims \u{2013} tower-oidc-auth quickstart", &body).into_response();
+    set_marker(&mut resp, "1; Path=/; HttpOnly; SameSite=Lax");
+    resp
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// A page of the demo: `title` (escaped here), a little CSS that follows the system's light or
+/// dark mode, and `body`, whose untrusted parts the caller escaped.
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        escape_html(title)
+    ))
+}
+
+const STYLE: &str = "\
+:root{color-scheme:light dark}*{box-sizing:border-box}\
+body{margin:0;padding:8vh 1rem 2rem;font:16px/1.6 system-ui,sans-serif}\
+main{max-width:40rem;margin:0 auto}\
+h1{font-size:1.6rem;margin:0 0 1rem}li{margin:.4rem 0}\
+code,pre{font:.9em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}\
+pre{padding:1rem;border:1px solid #8884;border-radius:8px;overflow:auto}\
+.notice{padding:.6rem 1rem;border-radius:8px;background:#1a7f3722;border:1px solid #1a7f3766}\
+button{font:inherit;font-weight:600;padding:.5rem 1.1rem;border-radius:8px;cursor:pointer;\
+border:1px solid #0969da;background:#0969da;color:#fff}";
+
+fn set_marker(resp: &mut axum::response::Response, rest: &str) {
+    let cookie = format!("{SIGNED_IN_MARKER}={rest}");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(axum::http::header::SET_COOKIE, v);
+    }
+}
+
+/// The value of the request's cookie `name`.
+fn cookie<'h>(headers: &'h axum::http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }

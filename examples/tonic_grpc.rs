@@ -63,18 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let admin =
                 provider.access_token(&TestUser::new("usr_root").role("admin").email("root@x.io"));
             println!("Embedded test provider at {}", provider.issuer());
-            println!("\nCall it (tokens valid 5 minutes):");
-            println!("  cargo run --example tonic_grpc -- call {user} SayHello");
-            println!(
-                "  cargo run --example tonic_grpc -- call {user} Stats     # PermissionDenied"
-            );
-            println!("  cargo run --example tonic_grpc -- call {admin} Stats");
-            println!("  cargo run --example tonic_grpc -- call '' SayHello      # Unauthenticated");
-            println!("or with grpcurl:");
-            println!(
-                "  grpcurl -plaintext -import-path examples/greeter -proto greeter.proto \\\n    \
-                 -H 'authorization: Bearer {user}' -d '{{\"name\":\"Ada\"}}' {addr} greeter.Greeter/SayHello\n"
-            );
+            print_what_to_try(&addr, &user, &admin)?;
             _embedded = Some(provider);
             auth
         }
@@ -95,5 +84,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .serve(addr.parse()?)
         .await?;
+    Ok(())
+}
+
+/// Writes the two tokens to files (each is about 900 characters) and prints labelled commands
+/// that read them.
+fn print_what_to_try(addr: &str, user: &str, admin: &str) -> std::io::Result<()> {
+    let dir = std::env::temp_dir().join("tower-oidc-auth-tonic");
+    std::fs::create_dir_all(&dir)?;
+    let user_file = dir.join("user.token");
+    let admin_file = dir.join("admin.token");
+    std::fs::write(&user_file, user)?;
+    std::fs::write(&admin_file, admin)?;
+    let (u, a) = (user_file.display(), admin_file.display());
+    // `call` reads GRPC_ADDR too: name it when it is not the default.
+    let call = if addr == "127.0.0.1:50051" {
+        "cargo run --example tonic_grpc -- call".to_owned()
+    } else {
+        format!("GRPC_ADDR={addr} cargo run --example tonic_grpc -- call")
+    };
+    println!(
+        "\nAccess tokens (valid 5 minutes), written to files:\n  \
+         user  usr_ada, no role:     {u}\n  \
+         admin usr_root, role admin: {a}\n\
+         \nTry, in another terminal (the server must be running):\n\
+         \n  1. A signed-in user says hello                      -> OK\n     \
+         {call} \"$(cat '{u}')\" SayHello\n\
+         \n  2. The same user asks for the admin stats           -> PermissionDenied\n     \
+         {call} \"$(cat '{u}')\" Stats\n\
+         \n  3. The admin asks for them                          -> OK\n     \
+         {call} \"$(cat '{a}')\" Stats\n\
+         \n  4. No token at all                                  -> Unauthenticated\n     \
+         {call} '' SayHello\n\
+         \n  5. The same as 1 with grpcurl\n     \
+         grpcurl -plaintext -import-path examples/greeter -proto greeter.proto \\\n       \
+         -H \"authorization: Bearer $(cat '{u}')\" -d '{{\"name\":\"Ada\"}}' \\\n       \
+         {addr} greeter.Greeter/SayHello\n"
+    );
     Ok(())
 }

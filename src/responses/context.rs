@@ -112,10 +112,12 @@ pub struct ErrorPage<'a> {
     /// cannot help.
     pub retry: Option<&'a str>,
     /// The OAuth `error` code the provider sent, for [`ErrorReason::ProviderError`].
-    /// Untrusted: anyone can put any text in a link to the layer's routes.
+    /// Untrusted: anyone can put any text in a link to the layer's routes. The default page
+    /// shows it, escaped, beside the description.
     pub provider_error: Option<&'a str>,
     /// The provider's `error_description`, for [`ErrorReason::ProviderError`]. Untrusted:
-    /// anyone can put any text in a link to the layer's routes. The default page never shows it.
+    /// anyone can put any text in a link to the layer's routes. The default page shows it,
+    /// escaped and shortened, as a detail under the message.
     pub provider_error_description: Option<&'a str>,
 }
 

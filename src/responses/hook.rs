@@ -83,9 +83,10 @@ pub trait Responses: Send + Sync + 'static {
 
     /// A sign-in failed or cannot start: the callback and login routes' error pages.
     ///
-    /// Default: a small HTML page with the title, the message and a "Try again" link to
-    /// [`retry`](ErrorPage::retry) when there is one, with the status in
-    /// [`status`](ErrorPage::status).
+    /// Default: a small HTML page with the title, the message, the provider's
+    /// [`error_description`](ErrorPage::provider_error_description) (escaped) as a detail, a
+    /// "Try again" link to [`retry`](ErrorPage::retry) when there is one and a "Back to the
+    /// app" link to `/`, with the status in [`status`](ErrorPage::status).
     fn error_page(&self, cx: &ErrorPage<'_>) -> Response<Bytes> {
         render::error_page(cx)
     }

@@ -117,6 +117,7 @@ pub(crate) use enforce::{
 pub use hook::{DefaultResponses, Responses};
 #[cfg(feature = "testing")]
 pub(crate) use render::escape_html as escape;
+pub(crate) use render::provider_error_title;
 pub use render::{escape_html, grpc_status};
 
 /// The body of responses the layer makes itself.

@@ -142,26 +142,121 @@ pub(super) fn forbidden(cx: &ForbiddenContext<'_>) -> Response<Bytes> {
 }
 
 pub(super) fn error_page(cx: &ErrorPage<'_>) -> Response<Bytes> {
-    simple_page(cx.status, cx.title, cx.message, cx.retry)
+    let detail = provider_detail(cx.provider_error, cx.provider_error_description);
+    let actions = retry_link(cx.retry);
+    let body = format!(
+        "<p>{m}</p>{detail}<p class=\"actions\">{actions}{BACK_LINK}</p>",
+        m = escape_html(cx.message),
+    );
+    html_page(cx.status, page(cx.title, &body))
 }
 
-/// A small HTML page naming the problem, with a retry link.
+/// The title of the error page for an OAuth `error` the provider sent: a cancelled sign-in
+/// (`access_denied`, also what a provider sends when the user presses Cancel) reads as one.
+pub(crate) fn provider_error_title(error: &str) -> &'static str {
+    if error == "access_denied" {
+        "Sign-in was cancelled"
+    } else {
+        "Sign-in failed"
+    }
+}
+
+/// The longest `error_description` the default error page shows, in characters.
+const DETAIL_MAX_CHARS: usize = 300;
+
+/// What the provider said, as a muted detail under the message: its `error_description`
+/// (shortened) and its `error` code. Both are untrusted and escaped.
+fn provider_detail(error: Option<&str>, description: Option<&str>) -> String {
+    let description = description.map(str::trim).filter(|d| !d.is_empty());
+    let error = error.map(str::trim).filter(|e| !e.is_empty());
+    let said = description.map(|d| {
+        let mut shown: String = d.chars().take(DETAIL_MAX_CHARS).collect();
+        if shown.len() < d.len() {
+            shown.push('\u{2026}');
+        }
+        format!(
+            "The identity provider said: \u{201c}{}\u{201d}",
+            escape_html(&shown)
+        )
+    });
+    let code = error.map(|e| {
+        let e: String = e.chars().take(64).collect();
+        format!("<code>{}</code>", escape_html(&e))
+    });
+    match (said, code) {
+        (Some(said), Some(code)) => format!("<p class=\"detail\">{said} ({code})</p>"),
+        (Some(said), None) => format!("<p class=\"detail\">{said}</p>"),
+        (None, Some(code)) => {
+            format!("<p class=\"detail\">Error code from the identity provider: {code}</p>")
+        }
+        (None, None) => String::new(),
+    }
+}
+
+/// The "Try again" link of a page, when retrying may help.
+fn retry_link(retry: Option<&str>) -> String {
+    retry
+        .map(|href| {
+            format!(
+                "<a class=\"button\" href=\"{}\">Try again</a>",
+                escape_html(href)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// The way back from every page of the layer's own: the app's root.
+const BACK_LINK: &str = "<a href=\"/\">Back to the app</a>";
+
+/// The look of the layer's own pages: readable, light or dark as the system prefers, no
+/// external assets, no scripts.
+const STYLE: &str = "\
+:root{color-scheme:light dark;--fg:#1f2328;--muted:#59636e;--bg:#f6f8fa;--card:#fff;\
+--line:#d1d9e0;--accent:#0969da;--on-accent:#fff}\
+@media (prefers-color-scheme:dark){:root{--fg:#e6edf3;--muted:#9198a1;--bg:#0d1117;\
+--card:#161b22;--line:#3d444d;--accent:#4493f8;--on-accent:#0d1117}}\
+*{box-sizing:border-box}\
+body{margin:0;padding:10vh 1rem 2rem;background:var(--bg);color:var(--fg);\
+font:16px/1.55 system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif}\
+main{max-width:34rem;margin:0 auto;padding:2rem;background:var(--card);\
+border:1px solid var(--line);border-radius:12px}\
+h1{font-size:1.5rem;line-height:1.25;margin:0 0 1rem}\
+p{margin:0 0 1rem}\
+.detail{color:var(--muted);font-size:.9rem;overflow-wrap:anywhere}\
+code{font:.85em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}\
+a{color:var(--accent)}\
+.actions{display:flex;flex-wrap:wrap;align-items:center;gap:.75rem 1.25rem;margin:1.5rem 0 0}\
+.button,button{display:inline-block;font:inherit;font-weight:600;padding:.5rem 1.1rem;\
+border:0;border-radius:8px;background:var(--accent);color:var(--on-accent);\
+text-decoration:none;cursor:pointer}\
+.button:focus-visible,button:focus-visible,a:focus-visible{outline:2px solid var(--accent);\
+outline-offset:2px}";
+
+/// A whole page of the layer's own: `title` (escaped here) as `<title>` and heading, then
+/// `body`, HTML the caller built with every untrusted string escaped.
+fn page(title: &str, body: &str) -> String {
+    let t = escape_html(title);
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t}</title><style>{STYLE}</style></head>\
+         <body><main><h1>{t}</h1>{body}</main></body></html>"
+    )
+}
+
+/// A small HTML page naming the problem, with a retry link and a way back to the app.
 fn simple_page(
     status: StatusCode,
     title: &str,
     message: &str,
     retry: Option<&str>,
 ) -> Response<Bytes> {
-    let retry = retry
-        .map(|href| format!(r#"<p><a href="{}">Try again</a></p>"#, escape_html(href)))
-        .unwrap_or_default();
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
-         <body><h1>{t}</h1><p>{m}</p>{retry}</body></html>",
-        t = escape_html(title),
+    let body = format!(
+        "<p>{m}</p><p class=\"actions\">{retry}{BACK_LINK}</p>",
         m = escape_html(message),
+        retry = retry_link(retry),
     );
-    html_page(status, html)
+    html_page(status, page(title, &body))
 }
 
 pub(super) fn unavailable(cx: &UnavailableContext<'_>) -> Response<Bytes> {
@@ -220,20 +315,30 @@ fn hidden_fields(cx: &ConfirmContext<'_>) -> String {
         .collect()
 }
 
-/// A page asking to confirm a logout that did not come from the app itself; its button POSTs
-/// from the app's origin.
-pub(super) fn confirm_logout(cx: &ConfirmContext<'_>) -> Response<Bytes> {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Sign out?</title></head><body><h1>Sign out?</h1>\
-         <p>Do you want to sign out?</p>\
-         <form method=\"{method}\" action=\"{action}\">{fields}<button type=\"submit\">Sign out</button> \
-         <a href=\"{cancel}\">Stay signed in</a></form></body></html>",
+/// A confirmation page: a question, and a form whose button submits `cx`'s fields, beside a
+/// link back to the app.
+fn confirm_page(cx: &ConfirmContext<'_>, title: &str, question: &str, submit: &str) -> String {
+    let body = format!(
+        "<p>{q}</p><form method=\"{method}\" action=\"{action}\" class=\"actions\">{fields}\
+         <button type=\"submit\">{s}</button> <a href=\"{cancel}\">Stay signed in</a></form>",
+        q = escape_html(question),
+        s = escape_html(submit),
         method = form_method(cx),
         action = escape_html(cx.action),
         fields = hidden_fields(cx),
         cancel = escape_html(cx.cancel),
+    );
+    page(title, &body)
+}
+
+/// A page asking to confirm a logout that did not come from the app itself; its button POSTs
+/// from the app's origin.
+pub(super) fn confirm_logout(cx: &ConfirmContext<'_>) -> Response<Bytes> {
+    let html = confirm_page(
+        cx,
+        "Sign out?",
+        "Do you want to sign out of this app?",
+        "Sign out",
     );
     html_page(StatusCode::OK, html)
 }
@@ -242,19 +347,12 @@ pub(super) fn confirm_logout(cx: &ConfirmContext<'_>) -> Response<Bytes> {
 /// "Continue" submits the same token from the app's own page (a same-origin request, which the
 /// login route honours); "Stay signed in" goes back to the app.
 pub(super) fn confirm_login(cx: &ConfirmContext<'_>) -> Response<Bytes> {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Switch account?</title></head><body><h1>Switch account?</h1>\
-         <p>You are already signed in. A sign-in started at your organization's identity \
-         provider would replace this session. Continue only if you started it.</p>\
-         <form method=\"{method}\" action=\"{action}\">{fields}\
-         <button type=\"submit\">Continue</button> \
-         <a href=\"{cancel}\">Stay signed in</a></form></body></html>",
-        method = form_method(cx),
-        action = escape_html(cx.action),
-        fields = hidden_fields(cx),
-        cancel = escape_html(cx.cancel),
+    let html = confirm_page(
+        cx,
+        "Switch account?",
+        "You are already signed in. A sign-in started at your organization's identity \
+         provider would replace this session. Continue only if you started it.",
+        "Continue",
     );
     html_page(StatusCode::OK, html)
 }

@@ -104,7 +104,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         let (status, message) = match error {
             "access_denied" => (
                 StatusCode::FORBIDDEN,
-                "Access was denied at the identity provider.",
+                "You cancelled the sign-in, or the identity provider did not allow it.",
             ),
             "server_error" => (
                 StatusCode::BAD_GATEWAY,
@@ -132,7 +132,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             ..ErrorPage::new(
                 status,
                 ErrorReason::ProviderError,
-                "Sign-in failed",
+                crate::responses::provider_error_title(error),
                 message,
                 retry,
             )

@@ -177,7 +177,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
         let (status, message) = match error {
             "access_denied" => (
                 StatusCode::FORBIDDEN,
-                "Access was denied at the identity provider.",
+                "You cancelled the sign-in, or the identity provider did not allow it.",
             ),
             _ => (
                 StatusCode::BAD_REQUEST,
@@ -190,7 +190,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
             ..ErrorPage::new(
                 status,
                 ErrorReason::ProviderError,
-                "Sign-in failed",
+                crate::responses::provider_error_title(error),
                 message,
                 Some(&settings.login_path),
             )

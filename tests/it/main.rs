@@ -27,6 +27,7 @@ mod lifetime;
 mod management;
 mod multi_app;
 mod newcomer;
+mod pages;
 mod properties;
 mod quickstart;
 mod refresh;

@@ -161,15 +161,57 @@ pub(super) async fn authorize(
         })
         .collect();
     Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Sign in \u{2013} test provider</title><style>{FORM_STYLE}</style></head><body><main>\
          <h1>Sign in to the test provider</h1>\
          <form method=\"post\" action=\"/oauth/authorize\">{hidden}\
-         <label>Login <input name=\"login\" autofocus></label>\
-         <label>Password <input name=\"password\" type=\"password\"></label>\
-         <button type=\"submit\">Sign in</button></form>\
-         <p>Any login and any non-empty password work.</p></body></html>"
+         <label>Login <input name=\"login\" autocomplete=\"username\" autofocus></label>\
+         <label>Password <input name=\"password\" type=\"password\" \
+         autocomplete=\"current-password\"></label>\
+         <p class=\"actions\"><button type=\"submit\">Sign in</button> \
+         <button type=\"submit\" name=\"cancel\" value=\"1\" class=\"secondary\" \
+         formnovalidate>Cancel</button></p></form>\
+         <p class=\"hint\">Any login and any non-empty password work. Cancel sends the app \
+         <code>error=access_denied</code>, as a real provider does.</p></main></body></html>"
     ))
     .into_response()
+}
+
+/// The look of the login form: plain, light or dark as the system prefers.
+const FORM_STYLE: &str = "\
+:root{color-scheme:light dark}*{box-sizing:border-box}\
+body{margin:0;padding:10vh 1rem 2rem;font:16px/1.55 system-ui,sans-serif}\
+main{max-width:27rem;margin:0 auto;padding:2rem;border:1px solid #8884;border-radius:12px}\
+h1{font-size:1.35rem;margin:0 0 1.25rem}\
+label{display:block;margin:0 0 1rem;font-weight:600}\
+input{display:block;width:100%;margin-top:.35rem;padding:.5rem;font:inherit;font-weight:400}\
+.actions{display:flex;gap:.75rem;margin:1.5rem 0 1rem}\
+button{font:inherit;font-weight:600;padding:.5rem 1.1rem;border-radius:8px;cursor:pointer;\
+border:1px solid #0969da;background:#0969da;color:#fff}\
+button.secondary{background:transparent;color:inherit;border-color:#8888}\
+.hint{font-size:.9rem;opacity:.75}";
+
+/// The user pressed Cancel on the login form: back to the app's redirect URI with
+/// `error=access_denied` and the request's `state` (RFC 6749 section 4.1.2.1), and `iss` when
+/// the provider sends it (RFC 9207).
+fn cancelled(s: &State, p: &Params) -> Response {
+    let mut target = match p.get("redirect_uri").map(|u| url::Url::parse(u)) {
+        Some(Ok(u)) => u,
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri"),
+    };
+    {
+        let mut q = target.query_pairs_mut();
+        q.append_pair("error", "access_denied")
+            .append_pair("error_description", "The user cancelled the sign-in.");
+        if let Some(state) = p.get("state") {
+            q.append_pair("state", state);
+        }
+        if s.iss_param {
+            q.append_pair("iss", &s.issuer);
+        }
+    }
+    Redirect::to(target.as_str()).into_response()
 }
 
 pub(super) async fn login_form_post(
@@ -179,6 +221,9 @@ pub(super) async fn login_form_post(
     if let Err(resp) = check_authorize(&s, &p) {
         return *resp;
     }
+    if p.contains_key("cancel") {
+        return cancelled(&s, &p);
+    }
     let login = p
         .get("login")
         .map(|l| l.trim().to_owned())
@@ -187,7 +232,14 @@ pub(super) async fn login_form_post(
     if login.is_empty() || password.is_empty() {
         return (
             StatusCode::UNAUTHORIZED,
-            Html("<p>Login and password are required. Go back and try again.</p>"),
+            Html(format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+                 <title>Sign in \u{2013} test provider</title><style>{FORM_STYLE}</style>\
+                 </head><body><main><h1>Sign in to the test provider</h1>\
+                 <p>Login and password are required. Go back and try again.</p>\
+                 </main></body></html>"
+            )),
         )
             .into_response();
     }
