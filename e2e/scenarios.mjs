@@ -488,6 +488,23 @@ async function scenarioDeepLink({ page }) {
 }
 
 /**
+ * A newcomer opens the demo as `http://localhost:<port>` while its redirect URL says
+ * `127.0.0.1`: the login first moves to the redirect URL's host, so the transaction cookie and
+ * the callback share one host and the very first sign-in completes (issue 16).
+ */
+async function scenarioLocalhost({ page }) {
+  const email = uniqueEmail('localhost');
+  const alias = QUICKSTART.replace('127.0.0.1', 'localhost');
+  assert.notEqual(alias, QUICKSTART, 'the quickstart runs on 127.0.0.1');
+  await page.goto(`${alias}/me`);
+  await expectLoginForm(page);
+  await signIn(page, email, `${QUICKSTART}/me`);
+  const claims = await pageJson(page);
+  assert.equal(claims.email, email);
+  return `started at ${alias}/me, signed in on the first try at ${new URL(page.url()).host}`;
+}
+
+/**
  * Scalekit's `user.logout` webhook ends exactly the session it names. The payload is the example
  * of Scalekit's OpenAPI specification (tests/fixtures/scalekit-webhook-examples.json, extracted
  * verbatim from the spec's `webhooks: user.logout`) with `data.user_session.session_id` set to the
@@ -789,6 +806,7 @@ const SCENARIOS = [
   ['8', 'webhook', scenarioWebhook],
   ['9', 'lifetime', scenarioLifetime],
   ['10', 'relogin', scenarioRelogin],
+  ['11', 'localhost', scenarioLocalhost],
 ];
 
 // ---------------------------------------------------------------------------------------------
