@@ -11,6 +11,7 @@ mod helpers;
 mod adversarial;
 mod attack_cookie_bytes;
 mod attack_memo;
+mod attack_newcomer;
 mod attack_recent_cookies;
 mod attack_restructure;
 mod attack_scalekit;
