@@ -112,6 +112,23 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
                 k.len()
             )));
         }
+        // Text (a typed sentence, hex or base64 passed undecoded): 64 random bytes are all
+        // printable by chance with odds below 1 in 10^28.
+        if k.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+            return Err(ConfigError::CookieKey(format!(
+                "key {} is text, not random bytes: pass the decoded bytes of a random key, or \
+                 set AUTH_COOKIE_KEY to its base64",
+                i + 1
+            )));
+        }
+        // A counting pattern (0, 1, 2, ... or any fixed step).
+        let step = k[1].wrapping_sub(k[0]);
+        if k.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step) {
+            return Err(ConfigError::CookieKey(format!(
+                "key {} is not random: its bytes count up in steps of {step}",
+                i + 1
+            )));
+        }
         keys.push(key);
     }
     let webhooks = match (&cfg.webhook_secret, cfg.webhook_handlers.is_empty()) {

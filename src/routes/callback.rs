@@ -128,7 +128,9 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         };
         let page = ErrorPage {
             provider_error: Some(error),
-            provider_error_description: Some(description),
+            // The provider's words only for this browser's own login attempt: on any link
+            // without one, the text would be whatever the link's author wrote.
+            provider_error_description: tx.is_some().then_some(description),
             ..ErrorPage::new(
                 status,
                 ErrorReason::ProviderError,

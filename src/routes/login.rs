@@ -186,7 +186,8 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
         };
         let page = ErrorPage {
             provider_error: Some(error),
-            provider_error_description: Some(description),
+            // Logged above, never shown: anyone can put any text in a link to this route.
+            provider_error_description: None,
             ..ErrorPage::new(
                 status,
                 ErrorReason::ProviderError,
@@ -395,6 +396,14 @@ fn start(
 /// and the first sign-in would fail as expired. Only between loopback origins: behind a proxy
 /// the `Host` header may name an inner host, and sending that browser anywhere would loop.
 fn loopback_alias(origin: &str, parts: &Parts) -> Option<String> {
+    // Through a proxy (a dev server forwarding to the app), the `Host` the app sees is not the
+    // one the browser used: moving the browser would send it through the proxy again, forever.
+    let proxied = ["x-forwarded-host", "forwarded", "x-forwarded-for", "via"]
+        .iter()
+        .any(|name| parts.headers.contains_key(*name));
+    if proxied {
+        return None;
+    }
     let host = parts
         .headers
         .get(http::header::HOST)

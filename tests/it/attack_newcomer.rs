@@ -548,7 +548,9 @@ async fn the_test_providers_cancel_is_not_an_open_redirect() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let mut form = form_params("https://evil.example/steal", provider.client_id());
+    // A name someone can own: the reserved names (`.example`, `.test`, RFC 2606) stay allowed
+    // for tests of https deployments, since nobody can serve them.
+    let mut form = form_params("https://evil.com/steal", provider.client_id());
     form.push(("cancel", "1".to_owned()));
     let resp = client
         .post(format!("{}/oauth/authorize", provider.issuer()))
@@ -563,7 +565,7 @@ async fn the_test_providers_cancel_is_not_an_open_redirect() {
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     assert!(
-        !loc.starts_with("https://evil.example"),
+        !loc.starts_with("https://evil.com"),
         "the test provider redirects anywhere: {} {loc}",
         resp.status()
     );

@@ -875,9 +875,7 @@ async fn logs_and_error_chains_never_carry_secrets() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let key: Vec<u8> = (0..64u8)
-        .map(|i| i.wrapping_mul(37).wrapping_add(11))
-        .collect();
+    let key: Vec<u8> = tower_oidc_auth::testing::cookie_key(37).to_vec();
     let key_for_layer = key.clone();
     let s = setup_with(move |b| {
         b.cookie_key(key_for_layer)

@@ -44,8 +44,9 @@ fn assert_back_link(body: &str) {
 async fn the_error_page_has_a_title_style_back_link_and_the_escaped_description() {
     let s = setup().await;
     let mut jar = Jar::default();
+    let state = login_attempt(&s.app, &mut jar).await;
     let uri = format!(
-        "/auth/callback?error=server_error&error_description={}",
+        "/auth/callback?state={state}&error=server_error&error_description={}",
         urlencode("<script>alert(1)</script> & \"more\"")
     );
     let resp = send(&s.app, &mut jar, get_html(&uri)).await;
@@ -76,8 +77,10 @@ async fn the_error_page_has_a_title_style_back_link_and_the_escaped_description(
 async fn a_long_error_description_is_shortened() {
     let s = setup().await;
     let mut jar = Jar::default();
+    let state = login_attempt(&s.app, &mut jar).await;
     let long = "x".repeat(5000);
-    let uri = format!("/auth/callback?error=invalid_request&error_description={long}");
+    let uri =
+        format!("/auth/callback?state={state}&error=invalid_request&error_description={long}");
     let body = body_string(send(&s.app, &mut jar, get_html(&uri)).await).await;
     assert!(body.contains(&"x".repeat(300)), "{body}");
     assert!(!body.contains(&"x".repeat(301)), "shortened");

@@ -351,8 +351,12 @@ async fn forbidden_is_the_hooks_for_guards_and_extractors() {
 #[tokio::test]
 async fn error_pages_are_the_hooks_with_their_reason() {
     let (s, seen) = restyled().await;
-    let uri = "/auth/callback?state=nope&error=access_denied&error_description=%3Cscript%3E";
-    let (status, headers, body) = call(&s.app, request("browser", uri, None)).await;
+    let mut jar = crate::helpers::Jar::default();
+    let state = crate::helpers::login_attempt(&s.app, &mut jar).await;
+    let uri =
+        format!("/auth/callback?state={state}&error=access_denied&error_description=%3Cscript%3E");
+    let cookie = jar.header_for("/auth/callback");
+    let (status, headers, body) = call(&s.app, request("browser", &uri, Some(&cookie))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(restyled_as(&headers), "error:provider_error");
     assert_eq!(

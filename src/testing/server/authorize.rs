@@ -31,7 +31,7 @@ pub(super) fn check_authorize(s: &State, p: &Params) -> Result<(), Box<Response>
     {
         return bad("invalid_client", "unknown client_id");
     }
-    if get("redirect_uri").is_empty() || url::Url::parse(get("redirect_uri")).is_err() {
+    if redirect_target(get("redirect_uri")).is_none() {
         return bad("invalid_request", "redirect_uri");
     }
     if get("response_type") != "code" {
@@ -93,9 +93,8 @@ pub(super) fn issue_code(
             created: s.clock.now(),
         },
     );
-    let mut target = match url::Url::parse(&get("redirect_uri")) {
-        Ok(u) => u,
-        Err(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri"),
+    let Some(mut target) = redirect_target(&get("redirect_uri")) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri");
     };
     {
         let mut q = target.query_pairs_mut();
@@ -196,9 +195,8 @@ button.secondary{background:transparent;color:inherit;border-color:#8888}\
 /// `error=access_denied` and the request's `state` (RFC 6749 section 4.1.2.1), and `iss` when
 /// the provider sends it (RFC 9207).
 fn cancelled(s: &State, p: &Params) -> Response {
-    let mut target = match p.get("redirect_uri").map(|u| url::Url::parse(u)) {
-        Some(Ok(u)) => u,
-        _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri"),
+    let Some(mut target) = p.get("redirect_uri").and_then(|u| redirect_target(u)) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri");
     };
     {
         let mut q = target.query_pairs_mut();
@@ -253,4 +251,27 @@ pub(super) async fn login_form_post(
             .insert(p.get("client_id").cloned().unwrap_or_default());
     }
     issue_code(&s, &p, user, sid, Some(&id))
+}
+
+/// A redirect URI the test provider sends browsers to. Clients register none, so only hosts no
+/// one else can serve are accepted: this machine (loopback), and the names reserved for tests
+/// and documentation (RFC 2606 and 6761: `example.com`, `*.example`, `*.test`, `*.invalid`,
+/// `*.localhost`), which tests of https deployments use. Never a site someone could own.
+fn redirect_target(uri: &str) -> Option<url::Url> {
+    let url = url::Url::parse(uri).ok()?;
+    let local = match url.host()? {
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            let under = |tld: &str| d == tld || d.ends_with(&format!(".{tld}"));
+            ["localhost", "example", "test", "invalid"]
+                .iter()
+                .any(|tld| under(tld))
+                || ["example.com", "example.net", "example.org"]
+                    .iter()
+                    .any(|name| under(name))
+        }
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (local && matches!(url.scheme(), "http" | "https")).then_some(url)
 }

@@ -286,3 +286,18 @@ pub async fn tiny_verified_cache() -> Setup {
 pub fn memo_len(auth: &AuthLayer) -> usize {
     auth.cache_stats().signature_memo
 }
+
+/// Starts a login in `jar` as a browser would and returns its `state`: a callback with this
+/// state (and the jar's cookies) is this browser's own attempt, the only one whose provider
+/// error text the layer shows.
+pub async fn login_attempt(app: &Router, jar: &mut Jar) -> String {
+    let resp = send(app, jar, get_html("/auth/login")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let location = location(&resp);
+    url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state in the authorize URL")
+}
