@@ -199,6 +199,7 @@ impl IntoResponse for crate::claims::Forbidden {
         // Made in a handler, without the request or the layer: the default API answer.
         crate::responses::forbidden(
             &crate::responses::DefaultResponses,
+            "/",
             crate::responses::Client::Api,
             &self.0,
         )
@@ -267,8 +268,15 @@ async fn guarded(
         let client = crate::responses::Client::of(&parts.method, &parts.headers);
         // The layer's state is beside the claims when the app set its own responses.
         let page = match parts.extensions.get::<AuthContext>() {
-            Some(ctx) => crate::responses::forbidden(&*ctx.0.responses, client, &what),
-            None => crate::responses::forbidden(&crate::responses::DefaultResponses, client, &what),
+            Some(ctx) => crate::responses::forbidden(
+                &*ctx.0.responses,
+                &ctx.0.settings.default_return,
+                client,
+                &what,
+            ),
+            None => {
+                crate::responses::forbidden(&crate::responses::DefaultResponses, "/", client, &what)
+            }
         };
         Err(ClaimsRejection::Forbidden(MissingGrant { what, page }))
     }

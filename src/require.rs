@@ -176,7 +176,12 @@ where
                     let client = Client::of(req.method(), req.headers());
                     return RequireFuture {
                         kind: Kind::Ready {
-                            page: Some(forbidden(&*shared.responses, client, &guard.what)),
+                            page: Some(forbidden(
+                                &*shared.responses,
+                                &shared.settings.default_return,
+                                client,
+                                &guard.what,
+                            )),
                         },
                     };
                 }

@@ -41,6 +41,9 @@ pub struct ForbiddenContext<'a> {
     /// What the user lacks, as the guard names it: `role admin`, `permission deploy:write`,
     /// `scope read`. Chosen by the app, not the request.
     pub what: &'a str,
+    /// The way back to the app: its default return path (where a user lands after login and
+    /// logout), or `/` when the answer is made without the layer.
+    pub home: &'a str,
 }
 
 /// What [`Responses::unavailable`](super::Responses::unavailable) is told.
@@ -55,6 +58,8 @@ pub struct UnavailableContext<'a> {
     /// The seconds to wait, sent as `Retry-After` (added by the layer if the hook's answer has
     /// none).
     pub retry_after: u32,
+    /// The way back to the app: its default return path.
+    pub home: &'a str,
 }
 
 /// What [`Responses::invalid_token`](super::Responses::invalid_token) is told. Why the token was refused is logged, never told:
@@ -119,6 +124,9 @@ pub struct ErrorPage<'a> {
     /// anyone can put any text in a link to the layer's routes. The default page shows it,
     /// escaped and shortened, as a detail under the message.
     pub provider_error_description: Option<&'a str>,
+    /// The way back to the app: its default return path (where a user lands after login and
+    /// logout), set by the layer.
+    pub home: &'a str,
 }
 
 impl<'a> ErrorPage<'a> {
@@ -137,6 +145,7 @@ impl<'a> ErrorPage<'a> {
             retry,
             provider_error: None,
             provider_error_description: None,
+            home: "/",
         }
     }
 }

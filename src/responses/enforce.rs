@@ -38,26 +38,32 @@ pub(crate) fn unauthenticated(
 }
 
 /// The response to a request whose session lacks what a guard requires.
-pub(crate) fn forbidden(hook: &dyn Responses, client: Client, what: &str) -> Page {
-    finish(hook.forbidden(&ForbiddenContext { client, what }))
+pub(crate) fn forbidden(hook: &dyn Responses, home: &str, client: Client, what: &str) -> Page {
+    finish(hook.forbidden(&ForbiddenContext { client, what, home }))
 }
 
 /// A sign-in error page, with the layer's cookies (a used login attempt cleared).
 pub(crate) fn error_page(
     hook: &dyn Responses,
+    home: &str,
     page: &ErrorPage<'_>,
     set_cookies: Vec<HeaderValue>,
 ) -> Page {
-    let mut resp = finish(hook.error_page(page));
+    let page = ErrorPage {
+        home,
+        ..page.clone()
+    };
+    let mut resp = finish(hook.error_page(&page));
     add_cookies(resp.headers_mut(), set_cookies);
     resp
 }
 
 /// The answer when a refresh is needed and the provider cannot do it now. Cookies are kept.
-pub(crate) fn unavailable(hook: &dyn Responses, client: Client, retry: &str) -> Page {
+pub(crate) fn unavailable(hook: &dyn Responses, home: &str, client: Client, retry: &str) -> Page {
     let cx = UnavailableContext {
         client,
         retry,
+        home,
         retry_after: RETRY_AFTER_SECS,
     };
     let mut resp = hook.unavailable(&cx);

@@ -260,6 +260,7 @@ mod tests {
     fn error_page_escapes() {
         let page = error_page(
             &DefaultResponses,
+            "/app?a=1&b=2",
             &ErrorPage::new(
                 StatusCode::BAD_REQUEST,
                 ErrorReason::MalformedResponse,
@@ -276,6 +277,10 @@ mod tests {
             .to_bytes();
         let s = String::from_utf8(body.to_vec()).unwrap();
         assert!(s.contains("&lt;x&gt;") && s.contains("a&quot;b") && s.contains("a=1&amp;b=2"));
+        assert!(
+            s.contains("<a href=\"/app?a=1&amp;b=2\">Back to the app</a>"),
+            "{s}"
+        );
         assert!(!s.contains("<x>"));
     }
 }

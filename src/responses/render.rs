@@ -129,6 +129,7 @@ pub(super) fn forbidden(cx: &ForbiddenContext<'_>) -> Response<Bytes> {
             "Access denied",
             &format!("You are signed in, but this page needs {what}."),
             None,
+            cx.home,
         ),
         Client::Grpc => grpc_status(
             GrpcCode::PermissionDenied,
@@ -145,8 +146,9 @@ pub(super) fn error_page(cx: &ErrorPage<'_>) -> Response<Bytes> {
     let detail = provider_detail(cx.provider_error, cx.provider_error_description);
     let actions = retry_link(cx.retry);
     let body = format!(
-        "<p>{m}</p>{detail}<p class=\"actions\">{actions}{BACK_LINK}</p>",
+        "<p>{m}</p>{detail}<p class=\"actions\">{actions}{back}</p>",
         m = escape_html(cx.message),
+        back = back_link(cx.home),
     );
     html_page(cx.status, page(cx.title, &body))
 }
@@ -205,8 +207,10 @@ fn retry_link(retry: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// The way back from every page of the layer's own: the app's root.
-const BACK_LINK: &str = "<a href=\"/\">Back to the app</a>";
+/// The way back from every page of the layer's own: the app's home (escaped).
+fn back_link(home: &str) -> String {
+    format!("<a href=\"{}\">Back to the app</a>", escape_html(home))
+}
 
 /// The look of the layer's own pages: readable, light or dark as the system prefers, no
 /// external assets, no scripts.
@@ -250,11 +254,13 @@ fn simple_page(
     title: &str,
     message: &str,
     retry: Option<&str>,
+    home: &str,
 ) -> Response<Bytes> {
     let body = format!(
-        "<p>{m}</p><p class=\"actions\">{retry}{BACK_LINK}</p>",
+        "<p>{m}</p><p class=\"actions\">{retry}{back}</p>",
         m = escape_html(message),
         retry = retry_link(retry),
+        back = back_link(home),
     );
     html_page(status, page(title, &body))
 }
@@ -267,6 +273,7 @@ pub(super) fn unavailable(cx: &UnavailableContext<'_>) -> Response<Bytes> {
             "Your session could not be renewed because the identity provider is not reachable. \
              You are still signed in; please try again in a moment.",
             Some(cx.retry),
+            cx.home,
         ),
         Client::Grpc => grpc_status(
             GrpcCode::Unavailable,

@@ -30,7 +30,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
                 "The sign-in response was malformed.",
                 Some(&settings.login_path),
             );
-            return error_page(responses, &page, Vec::new());
+            return error_page(responses, &settings.default_return, &page, Vec::new());
         }
     };
     let cookies = codec.read(&parts.headers);
@@ -79,7 +79,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     let retry = Some(retry_url.as_str());
     let fail = |status, reason, title: &str, message: &str, cookies: Vec<HeaderValue>| {
         let page = ErrorPage::new(status, reason, title, message, retry);
-        error_page(responses, &page, cookies)
+        error_page(responses, &settings.default_return, &page, cookies)
     };
     let bad = |reason, title: &str, message: &str, cookies: Vec<HeaderValue>| {
         fail(StatusCode::BAD_REQUEST, reason, title, message, cookies)
@@ -139,7 +139,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
                 retry,
             )
         };
-        return error_page(responses, &page, set_cookies);
+        return error_page(responses, &settings.default_return, &page, set_cookies);
     }
 
     // A stale or replayed callback (Back, then the same URL again) from someone who is signed
@@ -342,7 +342,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             "This sign-in belongs to a session that has been ended. Sign in again.",
             Some(&fresh),
         );
-        return error_page(responses, &page, set_cookies);
+        return error_page(responses, &settings.default_return, &page, set_cookies);
     }
     let max_age = settings.session_max_age;
     // Only what can be read back is written: a session too large for the cookies the layer
@@ -375,7 +375,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             &message,
             None,
         );
-        return error_page(responses, &page, set_cookies);
+        return error_page(responses, &settings.default_return, &page, set_cookies);
     }
     let id_slot: &Slot = &codec.id_token;
     if let Err(too_large) = codec.write_json(

@@ -161,7 +161,12 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 reason,
                 Some(&settings.login_path),
             );
-            return error_page(&*shared.responses, &page, Vec::new());
+            return error_page(
+                &*shared.responses,
+                &shared.settings.default_return,
+                &page,
+                Vec::new(),
+            );
         }
     };
     // The provider reports a failure here instead of starting a login (idp-init-sso.mdx,
@@ -196,7 +201,12 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 Some(&settings.login_path),
             )
         };
-        return error_page(&*shared.responses, &page, Vec::new());
+        return error_page(
+            &*shared.responses,
+            &shared.settings.default_return,
+            &page,
+            Vec::new(),
+        );
     }
 
     // What the login asks the provider for: either the claims of a Scalekit IdP-initiated
@@ -220,7 +230,12 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                          identity provider, or sign in here.",
                         Some(&settings.login_path),
                     );
-                    return error_page(&*shared.responses, &page, Vec::new());
+                    return error_page(
+                        &*shared.responses,
+                        &shared.settings.default_return,
+                        &page,
+                        Vec::new(),
+                    );
                 }
             };
             // Login CSRF: anyone can obtain such a token for an organization whose identity
@@ -316,7 +331,12 @@ fn start(
                 "The identity provider's login address is not usable.",
                 None,
             );
-            return error_page(&*shared.responses, &page, Vec::new());
+            return error_page(
+                &*shared.responses,
+                &shared.settings.default_return,
+                &page,
+                Vec::new(),
+            );
         }
     };
     {

@@ -263,7 +263,12 @@ pub(crate) async fn resolve(
             Err(_) => false,
         };
         if !still_valid {
-            return Outcome::respond(unavailable(&*shared.responses, client, &here));
+            return Outcome::respond(unavailable(
+                &*shared.responses,
+                &shared.settings.default_return,
+                client,
+                &here,
+            ));
         }
     } else if !data.opaque && !data.at.is_empty() {
         // Verified with a JWKS refetch (rate-limited) where one may help; used below.

@@ -286,3 +286,49 @@ async fn the_unavailable_page_has_a_title_style_retry_and_back_link() {
     );
     assert_back_link(&body);
 }
+
+/// Guards: "Back to the app" leads to the app's own home (its session path), not the host's
+/// root, which in a multi-app server is another app, on every page that has the link.
+#[tokio::test]
+async fn the_back_link_goes_to_the_apps_home() {
+    let provider = TestProvider::builder().user(user()).start().await;
+    let auth = provider
+        .layer_builder("http://127.0.0.1:3000/billing/auth/callback")
+        .base_path("/billing/auth")
+        .session_path("/billing")
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new()
+        .route("/billing/ops", get(|| async { "ops" }))
+        .route_layer(auth.require_role("operator"))
+        .layer(auth.clone());
+    // The forbidden page.
+    let session = provider.session_cookie(&auth, &user());
+    let req = Request::get("/billing/ops")
+        .header(header::ACCEPT, "text/html")
+        .header(header::COOKIE, session)
+        .body(Body::empty())
+        .unwrap();
+    let resp = serve(&app, req).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let body = body_string(resp).await;
+    assert!(
+        body.contains("<a href=\"/billing\">Back to the app</a>"),
+        "{body}"
+    );
+    // An error page of the callback.
+    let mut jar = Jar::default();
+    let resp = send(
+        &app,
+        &mut jar,
+        get_html("/billing/auth/callback?state=nope&code=x"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body = body_string(resp).await;
+    assert!(
+        body.contains("<a href=\"/billing\">Back to the app</a>"),
+        "{body}"
+    );
+}
