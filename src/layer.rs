@@ -129,26 +129,133 @@ impl AuthLayer {
         &self.shared.settings.login_path
     }
 
-    /// A link to the login route with these options: the `/auth/login?...` path (under the
-    /// configured base path), form-urlencoded, for an `<a href>` on the app's own pages.
+    /// A link to the login route with these options: `/auth/login?options=<sealed>` (under
+    /// the configured base path), for an `<a href>` on the app's pages, in an e-mail, or in
+    /// another app. Without options, the bare login path.
     ///
-    /// The route honours the options only when the link is followed from the app itself
-    /// (same-origin), so a link on another site cannot choose the organization or connection.
+    /// The options are sealed (encrypted and authenticated with the app's cookie keys), so the
+    /// login route honours them whichever site the link is followed from: they are the app's
+    /// own choice. A hand-made link with plain parameters (`?organization_id=...`) is honoured
+    /// only from the app's own pages, and a link whose sealed options were altered, or sealed
+    /// by another app, gets a 400 error page. Sealed links do not expire (a link in an e-mail
+    /// keeps working): they carry no identity or permission, only the sign-in the app asks
+    /// for, which the user still completes at the provider. They stop working when the cookie
+    /// key that sealed them is removed from the configured keys.
+    ///
+    /// ```no_run
+    /// # fn f(auth: tower_oidc_auth::AuthLayer) {
+    /// use std::time::Duration;
+    /// use tower_oidc_auth::LoginOptions;
+    /// // Sign in through an organization's SSO connection, then land on /settings.
+    /// let sso = auth.login_url(LoginOptions::new().organization_id("org_123").return_to("/settings"));
+    /// assert!(sso.starts_with("/auth/login?options="));
+    /// // Before a sensitive action: a sign-in no older than five minutes.
+    /// let fresh = auth.login_url(LoginOptions::new().max_age(Duration::from_secs(300)));
+    /// assert_eq!(auth.login_url(LoginOptions::new()), "/auth/login");
+    /// # let _ = fresh;
+    /// # }
+    /// ```
+    ///
+    /// # Organization switching
+    ///
+    /// A user who belongs to several organizations switches with
+    /// `login_url(LoginOptions::new().prompt("select_account"))`: Scalekit shows the list of
+    /// the user's organizations, even if they are already signed in, and signs them in to the
+    /// one they pick. With `organization_id` as well, Scalekit skips the list and signs the
+    /// user in to that organization (authenticating them first if needed); Scalekit notes that
+    /// `organization_id` has this effect only together with `prompt=select_account`. Source:
+    /// Scalekit developer-docs,
+    /// `src/content/docs/authenticate/manage-users-orgs/organization-switching.mdx`
+    /// ("Display organization switcher", "Switch users directly to a specific organization").
     ///
     /// ```no_run
     /// # fn f(auth: tower_oidc_auth::AuthLayer) {
     /// use tower_oidc_auth::LoginOptions;
-    /// // Sign in through an organization's SSO connection, then land on /settings.
-    /// let sso = auth.login_url(LoginOptions::new().organization_id("org_123").return_to("/settings"));
-    /// assert_eq!(sso, "/auth/login?organization_id=org_123&return_to=%2Fsettings");
-    /// // Organization switching: the provider lets the user pick another organization.
-    /// let switch = auth.login_url(LoginOptions::new().prompt("select_account"));
-    /// assert_eq!(switch, "/auth/login?prompt=select_account");
+    /// let pick = auth.login_url(LoginOptions::new().prompt("select_account"));
+    /// let acme = auth.login_url(
+    ///     LoginOptions::new().prompt("select_account").organization_id("org_1233434"),
+    /// );
+    /// # let _ = (pick, acme);
     /// # }
     /// ```
     #[must_use]
     pub fn login_url(&self, options: crate::LoginOptions) -> String {
-        options.to_path(&self.shared.settings.login_path)
+        options.to_sealed_path(&self.shared.cookies, &self.shared.settings.login_path)
+    }
+
+    /// Like [`require`](Self::require), and the user must have signed in at most `max_age`
+    /// ago (the `auth_time` claim, on the layer's clock, with its leeway). A session without
+    /// `auth_time` counts as not recent. Bearer requests are judged by the access token's
+    /// `auth_time`.
+    ///
+    /// Failing, a browser navigation is redirected to a login that asks the provider for
+    /// `max_age` and returns to the same page (the callback then refuses a sign-in whose
+    /// `auth_time` is older or missing); an API gets 401 with
+    /// `WWW-Authenticate: Bearer error="insufficient_user_authentication", error_description="...", max_age=N`
+    /// (RFC 9470); gRPC gets `UNAUTHENTICATED`. Without a session it answers as `require()`.
+    ///
+    /// ```no_run
+    /// # fn f(auth: tower_oidc_auth::AuthLayer) {
+    /// use std::time::Duration;
+    /// use axum::{routing::post, Router};
+    /// let billing: Router = Router::new()
+    ///     .route("/billing/card", post(|| async { "updated" }))
+    ///     .route_layer(auth.require_recent_login(Duration::from_secs(300)))
+    ///     .layer(auth);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn require_recent_login(&self, max_age: std::time::Duration) -> RequireAuthLayer {
+        RequireAuthLayer::step_up(
+            self.shared.clone(),
+            crate::routes::StepUp {
+                max_age: Some(max_age.as_secs()),
+                acr_values: None,
+            },
+        )
+    }
+
+    /// Like [`require`](Self::require), and the sign-in's `acr` claim must be one of
+    /// `acr_values` (space-separated, as the provider names its authentication context
+    /// classes). Bearer requests are judged by the access token's `acr`.
+    ///
+    /// Failing, a browser navigation is redirected to a login that asks the provider for these
+    /// `acr_values` and returns to the same page (the callback then refuses a sign-in whose
+    /// `acr` is not among them); an API gets 401 with
+    /// `WWW-Authenticate: Bearer error="insufficient_user_authentication", error_description="...", acr_values="..."`
+    /// (RFC 9470); gRPC gets `UNAUTHENTICATED`. Without a session it answers as `require()`.
+    ///
+    /// ```no_run
+    /// # fn f(auth: tower_oidc_auth::AuthLayer) {
+    /// use axum::{routing::get, Router};
+    /// let keys: Router = Router::new()
+    ///     .route("/api-keys", get(|| async { "keys" }))
+    ///     .route_layer(auth.require_acr("mfa"))
+    ///     .layer(auth);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `acr_values` is blank, longer than 512 bytes or has control characters: the login
+    /// could not ask for it, and the guard would send the user to sign in again and again.
+    #[must_use]
+    pub fn require_acr(&self, acr_values: impl Into<String>) -> RequireAuthLayer {
+        let acr_values = acr_values.into().trim().to_owned();
+        assert!(
+            !acr_values.is_empty()
+                && acr_values.len() <= 512
+                && !acr_values.chars().any(char::is_control),
+            "require_acr: acr_values must be non-blank, at most 512 bytes, without control \
+             characters"
+        );
+        RequireAuthLayer::step_up(
+            self.shared.clone(),
+            crate::routes::StepUp {
+                max_age: None,
+                acr_values: Some(acr_values),
+            },
+        )
     }
 
     /// The logout route (default `/auth/logout`).

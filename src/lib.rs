@@ -178,6 +178,7 @@ mod service;
 mod session;
 mod session_cache;
 mod state;
+mod step_up;
 mod token;
 mod verify;
 pub mod webhook;

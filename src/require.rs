@@ -1,10 +1,13 @@
 //! Guards for routes: refuse requests that carry no verified session, or lack a role, a
-//! permission, a scope or a claim.
+//! permission, a scope or a claim, or whose sign-in is not recent or strong enough.
 //!
 //! [`AuthLayer::require`](crate::AuthLayer::require) and its siblings make a
 //! [`RequireAuthLayer`], to put on routes inside the [`AuthLayer`](crate::AuthLayer). Without a
 //! session a browser is redirected to the login, an API gets 401 and gRPC `UNAUTHENTICATED`;
-//! without the role (or permission, ...) the answer is 403, or gRPC `PERMISSION_DENIED`.
+//! without the role (or permission, ...) the answer is 403, or gRPC `PERMISSION_DENIED`. The
+//! step-up guards ([`require_recent_login`](crate::AuthLayer::require_recent_login),
+//! [`require_acr`](crate::AuthLayer::require_acr)) send a browser to a login that asks for the
+//! step-up and returns to the same page, and answer APIs with 401 and the RFC 9470 challenge.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -55,7 +58,10 @@ use tower_service::Service;
 
 use crate::body::{own, AuthBody};
 use crate::claims::Claims;
-use crate::responses::{forbidden, unauthenticated, Client, Page};
+use crate::responses::{
+    forbidden, step_up as step_up_response, unauthenticated, Client, Page, StepUpContext,
+};
+use crate::routes::{LoginOptions, StepUp};
 use crate::state::Shared;
 
 /// A predicate over the claims, with a description for the 403 answer.
@@ -90,14 +96,76 @@ pub struct RequireAuthLayer {
 struct RequireState {
     shared: Arc<Shared>,
     guard: Option<Guard>,
+    step_up: Option<StepUp>,
 }
 
 impl RequireAuthLayer {
     pub(crate) fn new(shared: Arc<Shared>, guard: Option<Guard>) -> Self {
         Self {
-            state: Arc::new(RequireState { shared, guard }),
+            state: Arc::new(RequireState {
+                shared,
+                guard,
+                step_up: None,
+            }),
         }
     }
+
+    /// A guard that answers a sign-in not meeting `step_up` with a step-up login (browsers),
+    /// 401 `insufficient_user_authentication` (APIs) or `UNAUTHENTICATED` (gRPC).
+    pub(crate) fn step_up(shared: Arc<Shared>, step_up: StepUp) -> Self {
+        Self {
+            state: Arc::new(RequireState {
+                shared,
+                guard: None,
+                step_up: Some(step_up),
+            }),
+        }
+    }
+}
+
+/// Whether `claims` meet `step_up` at the layer's clock: an `auth_time` no older than
+/// `max_age` (plus the leeway; none is not recent), an `acr` among `acr_values`. The same test
+/// as the callback's, so a sign-in the callback accepts passes.
+fn meets(shared: &Shared, claims: &Claims, step_up: &StepUp) -> bool {
+    let raw = claims.raw();
+    let recent = step_up.max_age.is_none_or(|max_age| {
+        crate::step_up::is_recent(
+            raw.get("auth_time"),
+            max_age,
+            shared.verifier.leeway(),
+            shared.clock.now(),
+        )
+    });
+    let strong = step_up
+        .acr_values
+        .as_deref()
+        .is_none_or(|values| crate::step_up::acr_accepted(raw.get("acr"), values));
+    recent && strong
+}
+
+/// The answer to a signed-in request whose sign-in does not meet `step_up`.
+fn step_up_parts(shared: &Shared, parts: &http::request::Parts, step_up: &StepUp) -> Page {
+    let client = Client::of(&parts.method, &parts.headers);
+    let return_to = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .and_then(crate::return_to::sanitize)
+        .unwrap_or(&shared.settings.default_return);
+    let mut options = LoginOptions::new().return_to(return_to);
+    options.max_age = step_up.max_age.map(std::time::Duration::from_secs);
+    options.acr_values = step_up.acr_values.clone();
+    let login_url = options.to_sealed_path(&shared.cookies, &shared.settings.login_path);
+    step_up_response(
+        &*shared.responses,
+        &StepUpContext {
+            client,
+            login_url: &login_url,
+            return_to,
+            max_age: step_up.max_age,
+            acr_values: step_up.acr_values.as_deref(),
+        },
+    )
 }
 
 impl std::fmt::Debug for RequireAuthLayer {
@@ -164,12 +232,25 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // Only this layer's claims count: claims of another layer (an outer one, when this
         // guard is mounted where its own layer does not run) are no session here.
-        let RequireState { shared, guard } = &*self.state;
+        let RequireState {
+            shared,
+            guard,
+            step_up,
+        } = &*self.state;
         let own = req
             .extensions()
             .get::<Claims>()
             .filter(|c| c.layer() == shared.verifier.layer());
         if let Some(claims) = own {
+            if let Some(step_up) = step_up.as_ref().filter(|s| !meets(shared, claims, s)) {
+                tracing::debug!(sub = %claims.sub, ?step_up, "step-up required");
+                let (parts, _) = req.into_parts();
+                return RequireFuture {
+                    kind: Kind::Ready {
+                        page: Some(step_up_parts(shared, &parts, step_up)),
+                    },
+                };
+            }
             match guard {
                 Some(guard) if !(guard.check)(claims) => {
                     tracing::debug!(sub = %claims.sub, what = %guard.what, "guard refused");

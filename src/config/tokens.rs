@@ -146,7 +146,7 @@ impl AuthLayerBuilder {
         self
     }
 
-    /// The ID-token claims the session keeps, besides `sub`, `iss` and `sid` (always kept):
+    /// The ID-token claims the session keeps, besides `sub`, `iss`, `sid`, `auth_time` and `acr` (always kept):
     /// they fill the gaps of the access token's claims in [`Claims`](crate::Claims), and are
     /// all there is when the access token is opaque. Replaces the default,
     /// [`DEFAULT_SESSION_CLAIMS`](super::DEFAULT_SESSION_CLAIMS) (the standard profile claims

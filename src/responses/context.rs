@@ -32,6 +32,27 @@ pub struct UnauthenticatedContext<'a> {
     pub return_to: &'a str,
 }
 
+/// What [`Responses::step_up`](super::Responses::step_up) is told: the user is signed in, but
+/// not recently enough ([`require_recent_login`](crate::AuthLayer::require_recent_login)) or
+/// not strongly enough ([`require_acr`](crate::AuthLayer::require_acr)).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StepUpContext<'a> {
+    /// Who is asking.
+    pub client: Client,
+    /// A login link that asks the provider for the step-up and returns to this request's page:
+    /// a same-origin path with sealed options, safe in a `Location` header or an `href`
+    /// (escaped).
+    pub login_url: &'a str,
+    /// Where the user returns after the step-up: this request's path and query if it is a safe
+    /// same-origin target, else the app's default. From the request: escape it in HTML.
+    pub return_to: &'a str,
+    /// The `max_age` the guard asks for, in seconds.
+    pub max_age: Option<u64>,
+    /// The `acr_values` the guard asks for (space-separated). Chosen by the app.
+    pub acr_values: Option<&'a str>,
+}
+
 /// What [`Responses::forbidden`](super::Responses::forbidden) is told.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -195,6 +216,9 @@ pub enum ErrorReason {
     SessionEnded,
     /// The session is too large for the cookies the app reads back.
     SessionTooLarge,
+    /// The login asked for a step-up (`max_age`, `acr_values`) and the ID token does not show
+    /// it: `auth_time` missing or too old, or `acr` not among the values asked for.
+    StepUpNotMet,
 }
 
 impl ErrorReason {
@@ -221,6 +245,7 @@ impl ErrorReason {
             Self::AudienceNotAccepted => "audience_not_accepted",
             Self::SessionEnded => "session_ended",
             Self::SessionTooLarge => "session_too_large",
+            Self::StepUpNotMet => "step_up_not_met",
         }
     }
 }

@@ -8,7 +8,7 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::Full;
 
 use super::context::{
-    Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext,
+    Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, StepUpContext,
     UnauthenticatedContext, UnavailableContext,
 };
 use super::hook::Responses;
@@ -34,6 +34,21 @@ pub(crate) fn unauthenticated(
     };
     let mut resp = hook.unauthenticated(&cx);
     challenge(&mut resp, "Bearer");
+    finish(resp)
+}
+
+/// The response to a request whose sign-in is not recent or strong enough: a 401 of the hook's
+/// carries the RFC 9470 challenge.
+pub(crate) fn step_up(hook: &dyn Responses, cx: &StepUpContext<'_>) -> Page {
+    let mut resp = hook.step_up(cx);
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
+        let challenge = crate::step_up::challenge(cx.max_age, cx.acr_values);
+        let value = HeaderValue::from_str(&challenge)
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
     finish(resp)
 }
 

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http::Response;
 
 use super::context::{
-    ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, UnauthenticatedContext,
-    UnavailableContext,
+    ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, StepUpContext,
+    UnauthenticatedContext, UnavailableContext,
 };
 use super::render;
 
@@ -71,6 +71,20 @@ pub trait Responses: Send + Sync + 'static {
     /// away from the sign-in the layer would start.
     fn unauthenticated(&self, cx: &UnauthenticatedContext<'_>) -> Response<Bytes> {
         render::unauthenticated(cx)
+    }
+
+    /// A signed-in user's sign-in is not recent enough or not strong enough for a
+    /// [`require_recent_login`](crate::AuthLayer::require_recent_login) or
+    /// [`require_acr`](crate::AuthLayer::require_acr) guard.
+    ///
+    /// Default: browsers are redirected to [`login_url`](StepUpContext::login_url), a login
+    /// that asks the provider for the step-up and returns to the same page (302); APIs get 401
+    /// `{"error":"insufficient_user_authentication"}` with the RFC 9470 challenge
+    /// `WWW-Authenticate: Bearer error="insufficient_user_authentication",
+    /// error_description="...", max_age=N` (or `acr_values="..."`); gRPC gets
+    /// `UNAUTHENTICATED`. The layer adds that challenge to a 401 of the hook's without one.
+    fn step_up(&self, cx: &StepUpContext<'_>) -> Response<Bytes> {
+        render::step_up(cx)
     }
 
     /// A signed-in user lacks what a guard requires (a role, a permission, a scope).

@@ -2,7 +2,8 @@
 //! translates those answers.
 //!
 //! The layer answers some requests itself: a request without a session (a redirect to login,
-//! 401, gRPC `UNAUTHENTICATED`), a user without a required role (403), a failed sign-in (an error
+//! 401, gRPC `UNAUTHENTICATED`), a user without a required role (403), a sign-in that is not
+//! recent or strong enough (a step-up login, or 401 `insufficient_user_authentication`), a failed sign-in (an error
 //! page), a session the provider cannot renew now (503), a refused bearer token (401), and the
 //! pages that ask before a cross-site logout or IdP-initiated login. Each is a method of
 //! [`Responses`] with the layer's answer as its default; set your own with
@@ -108,10 +109,10 @@ use http_body_util::Full;
 
 pub use context::{
     Client, ConfirmContext, ErrorPage, ErrorReason, ForbiddenContext, GrpcCode,
-    InvalidTokenContext, UnauthenticatedContext, UnavailableContext,
+    InvalidTokenContext, StepUpContext, UnauthenticatedContext, UnavailableContext,
 };
 pub(crate) use enforce::{
-    confirm_login, confirm_logout, error_page, forbidden, invalid_token, unauthenticated,
+    confirm_login, confirm_logout, error_page, forbidden, invalid_token, step_up, unauthenticated,
     unavailable,
 };
 pub use hook::{DefaultResponses, Responses};

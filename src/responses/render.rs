@@ -7,7 +7,7 @@ use http::{Response, StatusCode};
 
 use super::context::{
     Client, ConfirmContext, ErrorPage, ForbiddenContext, GrpcCode, InvalidTokenContext,
-    UnauthenticatedContext, UnavailableContext,
+    StepUpContext, UnauthenticatedContext, UnavailableContext,
 };
 
 /// The seconds a client is asked to wait when the provider cannot renew a session.
@@ -116,6 +116,28 @@ pub(super) fn unauthenticated(cx: &UnauthenticatedContext<'_>) -> Response<Bytes
             );
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+pub(super) fn step_up(cx: &StepUpContext<'_>) -> Response<Bytes> {
+    match cx.client {
+        Client::Browser => redirect(cx.login_url),
+        Client::Grpc => grpc_status(
+            GrpcCode::Unauthenticated,
+            "a more recent or stronger sign-in is required",
+        ),
+        Client::Api => {
+            let mut r = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "insufficient_user_authentication",
+                                   "message": "a more recent or stronger sign-in is required"}),
+            );
+            let challenge = crate::step_up::challenge(cx.max_age, cx.acr_values);
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
             r
         }
     }

@@ -7,6 +7,7 @@
 //! `?error=...&error_description=...` ("Error callback format" in the same page).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -15,6 +16,7 @@ use http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
+use crate::cookies::CookieCodec;
 use crate::responses::{error_page, redirect, ErrorPage, ErrorReason, Page};
 use crate::return_to;
 use crate::same_origin::is_same_origin;
@@ -36,19 +38,33 @@ const PASS_THROUGH: &[&str] = &[
 /// Options for a link to the login route, built by
 /// [`AuthLayer::login_url`](crate::AuthLayer::login_url). Each is sent to the provider as the
 /// authorization parameter of the same name (`domain_hint` also as `domain`, as Scalekit's SDKs
-/// do); `return_to` is where the browser lands after sign-in (a same-origin path, or the
-/// default).
+/// do; `max_age` in seconds); `return_to` is where the browser lands after sign-in (a
+/// same-origin path, or the default).
 ///
-/// The login route honours these parameters only on requests from the app itself (a link on
-/// its own pages), so a link on another site cannot choose the user's organization.
+/// [`login_url`](crate::AuthLayer::login_url) seals the options with the app's cookie keys, so
+/// the login route honours such a link from any site (an e-mail, another app): the options are
+/// the app's own choice. The same parameters written as plain query parameters
+/// (`/auth/login?organization_id=...`) are honoured only on requests from the app itself, so a
+/// hand-made link on another site cannot choose the user's organization.
+///
+/// `max_age` and `acr_values` ask for a step-up: the callback then refuses an ID token whose
+/// `auth_time` is older than `max_age` (or missing), or whose `acr` is not one of `acr_values`
+/// (OpenID Connect Core 3.1.2.1). The [`require_recent_login`](crate::AuthLayer::require_recent_login)
+/// and [`require_acr`](crate::AuthLayer::require_acr) guards build such links themselves.
 ///
 /// ```
+/// use std::time::Duration;
 /// use tower_oidc_auth::LoginOptions;
 /// // Organization switching: let a signed-in user pick another organization.
 /// let switch = LoginOptions::new().organization_id("org_2").prompt("select_account");
+/// // Step-up before a sensitive action: a sign-in no older than five minutes, with MFA.
+/// let step_up = LoginOptions::new()
+///     .max_age(Duration::from_secs(300))
+///     .acr_values("mfa")
+///     .return_to("/billing");
 /// let mut sso = LoginOptions::default();
 /// sso.connection_id = Some("conn_123".into());
-/// # let _ = (switch, sso);
+/// # let _ = (switch, step_up, sso);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -70,6 +86,13 @@ pub struct LoginOptions {
     pub prompt: Option<String>,
     /// Where to land after sign-in: a same-origin path such as `/settings?tab=2`.
     pub return_to: Option<String>,
+    /// `max_age`: the sign-in must be no older than this (whole seconds, rounded down); the
+    /// provider asks the user to authenticate again if theirs is older. The ID token must then
+    /// carry `auth_time`.
+    pub max_age: Option<Duration>,
+    /// `acr_values`: space-separated authentication context classes, in order of preference;
+    /// the ID token's `acr` must be one of them.
+    pub acr_values: Option<String>,
 }
 
 impl LoginOptions {
@@ -120,30 +143,135 @@ impl LoginOptions {
         self
     }
 
-    /// `<login_path>?<options, form-urlencoded>`, or the bare path without options.
-    pub(crate) fn to_path(&self, login_path: &str) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        let mut any = false;
-        for (name, value) in [
-            ("organization_id", &self.organization_id),
-            ("connection_id", &self.connection_id),
-            ("login_hint", &self.login_hint),
-            ("domain_hint", &self.domain_hint),
-            ("provider", &self.provider),
-            ("prompt", &self.prompt),
-            ("return_to", &self.return_to),
-        ] {
-            if let Some(v) = value {
-                query.append_pair(name, v);
-                any = true;
-            }
+    /// Sets `max_age`: the sign-in must be no older than this.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_oidc_auth::LoginOptions;
+    /// let recent = LoginOptions::new().max_age(Duration::from_secs(300));
+    /// assert_eq!(recent.max_age, Some(Duration::from_secs(300)));
+    /// ```
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// Sets `acr_values` (space-separated; the ID token's `acr` must be one of them).
+    ///
+    /// ```
+    /// use tower_oidc_auth::LoginOptions;
+    /// let mfa = LoginOptions::new().acr_values("mfa");
+    /// assert_eq!(mfa.acr_values.as_deref(), Some("mfa"));
+    /// ```
+    pub fn acr_values(mut self, values: impl Into<String>) -> Self {
+        self.acr_values = Some(values.into());
+        self
+    }
+
+    /// `<login_path>?options=<sealed>`, or the bare path without options.
+    pub(crate) fn to_sealed_path(&self, codec: &CookieCodec, login_path: &str) -> String {
+        let sealed = SealedOptions::from(self);
+        if sealed == SealedOptions::default() {
+            return login_path.to_owned();
         }
-        if any {
-            format!("{login_path}?{}", query.finish())
-        } else {
-            login_path.to_owned()
+        let plain = serde_json::to_string(&sealed).unwrap_or_default();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair(SEALED_PARAM, &codec.seal(SEAL_NAME, &plain))
+            .finish();
+        format!("{login_path}?{query}")
+    }
+}
+
+/// The query parameter that carries sealed [`LoginOptions`].
+pub(crate) const SEALED_PARAM: &str = "options";
+
+/// The name sealed options are bound to (the AEAD's associated data). No cookie of the layer
+/// has this name (theirs all start with the `oidc_` prefix), so a sealed cookie value never
+/// opens as options, nor sealed options as a cookie.
+const SEAL_NAME: &str = "login-options";
+
+/// What a sealed login link carries.
+///
+/// No expiry: a link in an e-mail must keep working for as long as the e-mail is read. What it
+/// carries is only what the app itself chose (a tenant, a connection, a prompt, a step-up, a
+/// return path), never an identity or a permission: whoever follows it must still sign in at
+/// the provider as themselves, and replaying it only starts that same sign-in again. It stays
+/// valid as long as the cookie key that sealed it is configured; removing a key from the
+/// rotation retires its links.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SealedOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    organization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connection_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    login_hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    domain_hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    return_to: Option<String>,
+    /// Seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_age: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    acr_values: Option<String>,
+}
+
+impl From<&LoginOptions> for SealedOptions {
+    fn from(o: &LoginOptions) -> Self {
+        Self {
+            organization_id: o.organization_id.clone(),
+            connection_id: o.connection_id.clone(),
+            login_hint: o.login_hint.clone(),
+            domain_hint: o.domain_hint.clone(),
+            provider: o.provider.clone(),
+            prompt: o.prompt.clone(),
+            return_to: o.return_to.clone(),
+            max_age: o.max_age.map(|d| d.as_secs()),
+            acr_values: o.acr_values.clone(),
         }
     }
+}
+
+impl SealedOptions {
+    /// Opens the `options` parameter of a login link: `None` unless it was sealed by this app
+    /// (any of its cookie keys) as login options and holds them.
+    fn open(codec: &CookieCodec, sealed: &str) -> Option<Self> {
+        if sealed.is_empty() || sealed.len() > 4096 {
+            return None;
+        }
+        let plain = codec.open(SEAL_NAME, sealed)?;
+        serde_json::from_str(&plain).ok()
+    }
+
+    /// The pass-through parameters, in the order [`PASS_THROUGH`] names them.
+    fn pass_through(self) -> Vec<(&'static str, String)> {
+        [
+            ("prompt", self.prompt),
+            ("login_hint", self.login_hint),
+            ("organization_id", self.organization_id),
+            ("connection_id", self.connection_id),
+            ("domain_hint", self.domain_hint),
+            ("provider", self.provider),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| (name, v)))
+        .collect()
+    }
+}
+
+/// The step-up a login asks for: sent as `max_age` and `acr_values`, remembered in the
+/// transaction, checked at the callback.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct StepUp {
+    /// Seconds.
+    pub(crate) max_age: Option<u64>,
+    /// Space-separated.
+    pub(crate) acr_values: Option<String>,
 }
 
 pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
@@ -212,6 +340,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     // What the login asks the provider for: either the claims of a Scalekit IdP-initiated
     // login token, or plain parameters from the app's own pages.
     let mut requested: Vec<(&'static str, String)> = Vec::new();
+    let mut step_up = StepUp::default();
     let return_to;
     match param(&params, "idp_initiated_login").filter(|t| !t.is_empty()) {
         Some(token) => {
@@ -269,6 +398,40 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 }
             }
         }
+        None if param(&params, SEALED_PARAM).is_some() => {
+            // Sealed by `AuthLayer::login_url` with the app's keys: the app's own choice, so
+            // honoured from any site. Like the IdP-initiated token, it is the whole request:
+            // plain parameters beside it are ignored.
+            let sealed = param(&params, SEALED_PARAM).unwrap_or("");
+            let Some(options) = SealedOptions::open(&shared.cookies, sealed) else {
+                tracing::warn!("login link refused: its options are not sealed by this app");
+                let page = ErrorPage::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorReason::BadLoginRequest,
+                    "Sign-in link not valid",
+                    "This sign-in link is damaged or was not made by this application. Sign \
+                     in here, or ask for a new link.",
+                    Some(&settings.login_path),
+                );
+                return error_page(
+                    &*shared.responses,
+                    &shared.settings.default_return,
+                    &page,
+                    Vec::new(),
+                );
+            };
+            return_to = options
+                .return_to
+                .as_deref()
+                .and_then(return_to::sanitize)
+                .unwrap_or(&settings.default_return)
+                .to_owned();
+            step_up = StepUp {
+                max_age: options.max_age,
+                acr_values: options.acr_values.clone(),
+            };
+            requested = options.pass_through();
+        }
         None => {
             return_to = param(&params, "return_to")
                 .and_then(return_to::sanitize)
@@ -291,9 +454,15 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 }
                 requested.push((name, v.to_owned()));
             }
+            if same_origin {
+                step_up = StepUp {
+                    max_age: param(&params, "max_age").and_then(|v| v.parse().ok()),
+                    acr_values: param(&params, "acr_values").map(str::to_owned),
+                };
+            }
         }
     }
-    start(&shared, &parts, &requested, return_to)
+    start(&shared, &parts, &requested, &step_up, return_to)
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary (for logs).
@@ -305,12 +474,14 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Redirects to the provider's authorization endpoint with fresh state, nonce and PKCE, and the
-/// `requested` parameters the app approves; remembers the attempt in its transaction cookie.
+/// Redirects to the provider's authorization endpoint with fresh state, nonce and PKCE, the
+/// `requested` parameters the app approves and the step-up asked for; remembers the attempt
+/// (with the step-up it must check) in its transaction cookie.
 fn start(
     shared: &Shared,
     parts: &Parts,
     requested: &[(&'static str, String)],
+    step_up: &StepUp,
     return_to: String,
 ) -> Page {
     let settings = &shared.settings;
@@ -320,6 +491,15 @@ fn start(
     let verifier = random_token();
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let now = shared.clock.now();
+    // The step-up is not put to `approve_authorize_param`: a guard that asked for it would
+    // send the user back here for ever if it were dropped. Only a usable `acr_values` is sent,
+    // and only what is sent is checked at the callback.
+    let acr_values = step_up
+        .acr_values
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 512 && !v.chars().any(char::is_control))
+        .map(str::to_owned);
 
     let mut authorize = match url::Url::parse(&shared.meta.authorization_endpoint) {
         Ok(u) => u,
@@ -374,6 +554,12 @@ fn start(
                 q.append_pair("domain", v);
             }
         }
+        if let Some(max_age) = step_up.max_age {
+            q.append_pair("max_age", &max_age.to_string());
+        }
+        if let Some(acr) = &acr_values {
+            q.append_pair("acr_values", acr);
+        }
     }
 
     // One cookie per attempt, so logins started in several tabs all complete; the index lets
@@ -393,6 +579,8 @@ fn start(
         verifier,
         return_to,
         created: now,
+        max_age: step_up.max_age,
+        acr_values,
     };
     let tx_slot = crate::cookies::Slot {
         name: format!("{}{id}", codec.tx_prefix),
@@ -451,4 +639,113 @@ fn loopback_alias(origin: &str, parts: &Parts) -> Option<String> {
     });
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     Some(format!("{origin}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cookie::Key;
+
+    fn codec(key: u8) -> CookieCodec {
+        CookieCodec::new(vec![Key::from(&[key; 64])], true, "oidc_test", "/", "/auth")
+    }
+
+    /// The sealed value of a `login_url` link.
+    fn sealed_of(link: &str) -> String {
+        let query = link.split_once('?').expect("a query").1;
+        let params = query_params(Some(query)).unwrap();
+        param(&params, SEALED_PARAM).expect("options").to_owned()
+    }
+
+    #[test]
+    fn sealed_options_round_trip() {
+        let c = codec(1);
+        let options = LoginOptions::new()
+            .organization_id("org_1")
+            .connection_id("conn_1")
+            .login_hint("ada@example.com")
+            .domain_hint("example.com")
+            .provider("google")
+            .prompt("login")
+            .return_to("/a?b=c")
+            .max_age(Duration::from_millis(90_500))
+            .acr_values("mfa hwk");
+        let link = options.to_sealed_path(&c, "/auth/login");
+        assert!(link.starts_with("/auth/login?options="), "{link}");
+        let opened = SealedOptions::open(&c, &sealed_of(&link)).unwrap();
+        assert_eq!(opened, SealedOptions::from(&options));
+        assert_eq!(opened.max_age, Some(90), "whole seconds");
+        assert_eq!(
+            opened.pass_through(),
+            vec![
+                ("prompt", "login".to_owned()),
+                ("login_hint", "ada@example.com".to_owned()),
+                ("organization_id", "org_1".to_owned()),
+                ("connection_id", "conn_1".to_owned()),
+                ("domain_hint", "example.com".to_owned()),
+                ("provider", "google".to_owned()),
+            ]
+        );
+        assert_eq!(
+            LoginOptions::new().to_sealed_path(&c, "/auth/login"),
+            "/auth/login"
+        );
+    }
+
+    #[test]
+    fn the_sealed_parameter_refuses_what_this_app_did_not_seal_as_options() {
+        let c = codec(1);
+        let good = sealed_of(&LoginOptions::new().prompt("login").to_sealed_path(&c, "/l"));
+        assert!(SealedOptions::open(&c, &good).is_some());
+
+        let mut flipped = good.clone().into_bytes();
+        let last = flipped.len() - 3;
+        flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        let refused = [
+            String::new(),
+            "not base64 at all!".to_owned(),
+            "AAAA".to_owned(),
+            good[..good.len() / 2].to_owned(),
+            flipped,
+            format!("{good}AAAA"),
+            "A".repeat(5000),
+            // Sealed by another app's key.
+            sealed_of(
+                &LoginOptions::new()
+                    .prompt("login")
+                    .to_sealed_path(&codec(2), "/l"),
+            ),
+            // Sealed under another name (a cookie of the layer): never options.
+            c.seal(&c.session.name, r#"{"prompt":"login"}"#),
+            c.seal(&format!("{}abc", c.tx_prefix), r#"{"prompt":"login"}"#),
+            // Sealed as options, but not options.
+            c.seal(SEAL_NAME, "not json"),
+            c.seal(SEAL_NAME, "[1,2]"),
+            c.seal(SEAL_NAME, r#"{"max_age":"300"}"#),
+            c.seal(SEAL_NAME, r#"{"max_age":-1}"#),
+            c.seal(SEAL_NAME, r#"{"prompt":7}"#),
+        ];
+        for sealed in &refused {
+            assert!(SealedOptions::open(&c, sealed).is_none(), "{sealed:?}");
+        }
+        // And options never open as a cookie.
+        assert!(c.open(&c.session.name, &good).is_none());
+    }
+
+    #[test]
+    fn any_configured_key_opens_sealed_options() {
+        let old = codec(1);
+        let link = LoginOptions::new()
+            .prompt("login")
+            .to_sealed_path(&old, "/l");
+        let rotated = CookieCodec::new(
+            vec![Key::from(&[3u8; 64]), Key::from(&[1u8; 64])],
+            true,
+            "oidc_test",
+            "/",
+            "/auth",
+        );
+        assert!(SealedOptions::open(&rotated, &sealed_of(&link)).is_some());
+    }
 }

@@ -9,6 +9,7 @@ pub(crate) use backchannel::{backchannel_logout, MAX_BODY as BACKCHANNEL_MAX_BOD
 pub(crate) use callback::callback;
 pub(crate) use login::login;
 pub use login::LoginOptions;
+pub(crate) use login::StepUp;
 pub(crate) use logout::logout;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,13 @@ pub(crate) struct Transaction {
     pub(crate) verifier: String,
     pub(crate) return_to: String,
     pub(crate) created: i64,
+    /// The `max_age` (seconds) this login asked for: the callback requires an `auth_time` no
+    /// older. Absent in attempts started by versions without step-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_age: Option<u64>,
+    /// The `acr_values` this login asked for: the callback requires an `acr` among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) acr_values: Option<String>,
 }
 
 /// The login attempts in flight, oldest first: `(id, created)`. Sealed, on the common path of
@@ -93,5 +101,17 @@ mod tests {
         assert!(query_params(Some(&many.join("&"))).is_err());
         assert!(query_params(None).unwrap().is_empty());
         assert!(query_params(Some("%zz=%ff&&=")).is_ok());
+    }
+
+    #[test]
+    fn transactions_without_step_up_still_parse() {
+        let old = r#"{"state":"s","nonce":"n","verifier":"v","return_to":"/","created":1}"#;
+        let tx: Transaction = serde_json::from_str(old).unwrap();
+        assert_eq!((tx.max_age, tx.acr_values), (None, None));
+        let new = serde_json::to_string(&tx).unwrap();
+        assert!(
+            !new.contains("max_age") && !new.contains("acr_values"),
+            "{new}"
+        );
     }
 }

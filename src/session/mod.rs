@@ -193,7 +193,8 @@ pub(crate) fn identity_claims(
     id_claims: &Map<String, Value>,
     keep: &[String],
 ) -> Map<String, Value> {
-    const ALWAYS: &[&str] = &["sub", "iss", "sid"];
+    // `auth_time` and `acr`: the step-up guards read them.
+    const ALWAYS: &[&str] = &["sub", "iss", "sid", "auth_time", "acr"];
     const NEVER: &[&str] = &[
         "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "s_hash", "azp", "jti",
     ];

@@ -158,6 +158,11 @@ impl Verifier {
         self.layer
     }
 
+    /// Seconds of slack the time claims get.
+    pub(crate) fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
     pub(crate) fn cache_len(&self) -> usize {
         self.cache.len()
     }

@@ -37,3 +37,4 @@ mod responses_hook;
 mod revocation;
 mod scalekit;
 mod signature_memo;
+mod step_up;

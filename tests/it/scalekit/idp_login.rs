@@ -470,12 +470,9 @@ async fn login_url_builds_the_apps_own_links() {
             .prompt("select_account")
             .return_to("/docs?a=1&b=2#top"),
     );
-    assert_eq!(
-        link,
-        "/auth/login?organization_id=org_1&connection_id=conn_1\
-         &login_hint=ada%2B1%40example.com&domain_hint=example.com&provider=google\
-         &prompt=select_account&return_to=%2Fdocs%3Fa%3D1%26b%3D2%23top"
-    );
+    // Sealed with the app's keys (issue 17): one parameter, honoured from any site.
+    assert!(link.starts_with("/auth/login?options="), "{link}");
+    assert!(!link.contains("org_1"), "{link}");
 
     // Followed from the app's own page, every option reaches the provider.
     let mut jar = Jar::default();
@@ -505,10 +502,7 @@ async fn login_url_switches_organization() {
     options.organization_id = Some("org_2".into());
     options.prompt = Some("select_account".into());
     let link = s.auth.login_url(options);
-    assert_eq!(
-        link,
-        "/auth/login?organization_id=org_2&prompt=select_account"
-    );
+    assert!(link.starts_with("/auth/login?options="), "{link}");
     let resp = s
         .app
         .clone()
@@ -526,7 +520,7 @@ async fn login_url_follows_the_configured_base_path() {
     let link = s
         .auth
         .login_url(LoginOptions::new().login_hint("a b@example.com"));
-    assert_eq!(link, "/sso/login?login_hint=a+b%40example.com");
+    assert!(link.starts_with("/sso/login?options="), "{link}");
     let resp = s
         .app
         .clone()

@@ -1,0 +1,463 @@
+//! Step-up (issue 17, part 3): login links with sealed options, `max_age` / `acr_values`
+//! stored in the login attempt and checked at the callback, and the `require_recent_login` /
+//! `require_acr` guards (a step-up login for browsers, RFC 9470 for APIs, `UNAUTHENTICATED` for
+//! gRPC).
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http::{header, Request, StatusCode};
+use tower::ServiceExt;
+use tower_oidc_auth::testing::TestUser;
+use tower_oidc_auth::{AuthLayer, LoginOptions};
+
+use crate::helpers::*;
+
+const FIVE_MINUTES: Duration = Duration::from_secs(300);
+
+/// `/billing` needs a sign-in at most five minutes old; `/keys` needs `acr` `mfa` (or `hwk`).
+fn step_up_app(auth: &AuthLayer) -> Router {
+    let recent = Router::new()
+        .route("/billing", get(|| async { "billing" }))
+        .route_layer(auth.require_recent_login(FIVE_MINUTES));
+    let strong = Router::new()
+        .route("/keys", get(|| async { "keys" }))
+        .route_layer(auth.require_acr("mfa hwk"));
+    recent.merge(strong).layer(auth.clone())
+}
+
+/// A provider, a layer and [`step_up_app`].
+async fn step_up_setup() -> (Setup, Router) {
+    let s = setup().await;
+    let app = step_up_app(&s.auth);
+    (s, app)
+}
+
+/// The helpers' user, having signed in at `auth_time` (unix seconds) with `acr`.
+fn user_at(auth_time: Option<i64>, acr: Option<&str>) -> TestUser {
+    let mut u = user();
+    if let Some(t) = auth_time {
+        u = u.claim("auth_time", t);
+    }
+    if let Some(acr) = acr {
+        u = u.claim("acr", acr);
+    }
+    u
+}
+
+fn now(s: &Setup) -> i64 {
+    tower_oidc_auth::Clock::now(&s.clock)
+}
+
+/// Follows a login link through `app` and the provider; returns the authorize URL and the
+/// callback's response.
+async fn sign_in_via(
+    app: &Router,
+    jar: &mut Jar,
+    req: Request<Body>,
+) -> (String, http::Response<Body>) {
+    let resp = send(app, jar, req).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "login starts");
+    let authorize_url = location(&resp);
+    let callback = authorize(&authorize_url).await;
+    let resp = send(app, jar, get_html(&callback)).await;
+    (authorize_url, resp)
+}
+
+/// Whether a response sets the session cookie (a value, not a removal).
+fn sets_session(resp: &http::Response<Body>) -> bool {
+    set_cookies(resp)
+        .iter()
+        .any(|c| is_session(c) && !c.value().is_empty() && !is_removal(c))
+}
+
+fn grpc(uri: &str, cookie: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn require_recent_login_redirects_a_stale_session_to_a_login_with_max_age() {
+    let (s, app) = step_up_setup().await;
+    let t0 = now(&s);
+    s.provider.set_user(Some(user_at(Some(t0), None)));
+    let mut jar = Jar::default();
+    let (_, resp) = sign_in_via(&app, &mut jar, get_html("/auth/login")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        send(&app, &mut jar, get_html("/billing")).await.status(),
+        StatusCode::OK
+    );
+
+    // Ten minutes later the sign-in is too old for /billing.
+    s.clock.advance(Duration::from_secs(600));
+    let resp = send(&app, &mut jar, get_html("/billing?tab=card")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let step_up = location(&resp);
+    assert!(step_up.starts_with("/auth/login?options="), "{step_up}");
+
+    // The step-up login asks the provider for max_age=300, and the provider (ignoring it)
+    // answers with the old auth_time: refused, no session.
+    let (authorize_url, resp) = sign_in_via(&app, &mut jar, get_html(&step_up)).await;
+    let q = query_of(&authorize_url);
+    assert_eq!(values(&q, "max_age"), vec!["300".to_owned()]);
+    assert!(values(&q, "acr_values").is_empty());
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(!sets_session(&resp), "no session for a stale sign-in");
+    assert!(body_string(resp)
+        .await
+        .contains("Sign-in not strong enough"));
+
+    // The user signs in again at the provider: a fresh auth_time, back to the same page.
+    s.provider.set_user(Some(user_at(Some(now(&s)), None)));
+    let (_, resp) = sign_in_via(&app, &mut jar, get_html(&step_up)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/billing?tab=card");
+    assert!(sets_session(&resp));
+    assert_eq!(
+        send(&app, &mut jar, get_html("/billing")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_callback_refuses_an_auth_time_older_than_asked_and_accepts_one_within_leeway() {
+    let s = setup().await;
+    let link = s.auth.login_url(LoginOptions::new().max_age(FIVE_MINUTES));
+    // 301 seconds plus the leeway: too old.
+    let leeway = 60;
+    s.provider
+        .set_user(Some(user_at(Some(now(&s) - 300 - leeway - 1), None)));
+    let (_, resp) = sign_in_via(&s.app, &mut Jar::default(), get_html(&link)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(!sets_session(&resp));
+    // Just within max_age: accepted.
+    s.provider
+        .set_user(Some(user_at(Some(now(&s) - 299), None)));
+    let (_, resp) = sign_in_via(&s.app, &mut Jar::default(), get_html(&link)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(sets_session(&resp));
+}
+
+#[tokio::test]
+async fn a_missing_auth_time_is_refused_when_max_age_was_asked() {
+    let s = setup().await;
+    s.provider.set_user(Some(user_at(None, None)));
+    let link = s.auth.login_url(LoginOptions::new().max_age(FIVE_MINUTES));
+    let (authorize_url, resp) = sign_in_via(&s.app, &mut Jar::default(), get_html(&link)).await;
+    assert_eq!(
+        values(&query_of(&authorize_url), "max_age"),
+        vec!["300".to_owned()]
+    );
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(!sets_session(&resp));
+    // The same user without a step-up asked signs in.
+    let (_, resp) = sign_in_via(&s.app, &mut Jar::default(), get_html("/auth/login")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert!(sets_session(&resp));
+}
+
+#[tokio::test]
+async fn an_acr_not_among_the_values_asked_is_refused() {
+    let (s, app) = step_up_setup().await;
+    s.provider
+        .set_user(Some(user_at(Some(now(&s)), Some("pwd"))));
+    let mut jar = Jar::default();
+    let (_, resp) = sign_in_via(&app, &mut jar, get_html("/auth/login")).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::FOUND,
+        "a plain login needs no acr"
+    );
+
+    // /keys needs mfa or hwk: the browser is sent to a login asking for them ...
+    let resp = send(&app, &mut jar, get_html("/keys")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let step_up = location(&resp);
+    assert!(step_up.starts_with("/auth/login?options="), "{step_up}");
+    // ... and the provider answering with `pwd` again is refused.
+    let (authorize_url, resp) = sign_in_via(&app, &mut jar, get_html(&step_up)).await;
+    let q = query_of(&authorize_url);
+    assert_eq!(values(&q, "acr_values"), vec!["mfa hwk".to_owned()]);
+    assert!(values(&q, "max_age").is_empty());
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(!sets_session(&resp));
+
+    // With `hwk`, the step-up succeeds and /keys opens.
+    s.provider
+        .set_user(Some(user_at(Some(now(&s)), Some("hwk"))));
+    let (_, resp) = sign_in_via(&app, &mut jar, get_html(&step_up)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/keys");
+    assert_eq!(
+        send(&app, &mut jar, get_html("/keys")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn apis_get_the_rfc_9470_challenge_and_grpc_unauthenticated() {
+    let (s, app) = step_up_setup().await;
+    let stale = user_at(Some(now(&s) - 3600), Some("pwd"));
+    let cookie = s.provider.session_cookie(&s.auth, &stale);
+
+    let resp = app
+        .clone()
+        .oneshot(request("/billing", &cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()[header::WWW_AUTHENTICATE],
+        "Bearer error=\"insufficient_user_authentication\", \
+         error_description=\"A more recent authentication is required\", max_age=300"
+    );
+    assert!(body_string(resp)
+        .await
+        .contains("insufficient_user_authentication"));
+
+    let resp = app
+        .clone()
+        .oneshot(request("/keys", &cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()[header::WWW_AUTHENTICATE],
+        "Bearer error=\"insufficient_user_authentication\", \
+         error_description=\"A stronger authentication is required\", acr_values=\"mfa hwk\""
+    );
+
+    // Bearer requests are judged by the access token's claims, the same way.
+    let token = s.provider.access_token(&stale);
+    let resp = app
+        .clone()
+        .oneshot(bearer("/billing", &token))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(challenge.ends_with("max_age=300"), "{challenge}");
+    let fresh = s
+        .provider
+        .access_token(&user_at(Some(now(&s)), Some("mfa")));
+    for path in ["/billing", "/keys"] {
+        let resp = app.clone().oneshot(bearer(path, &fresh)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+    }
+
+    // gRPC: UNAUTHENTICATED.
+    let resp = app
+        .clone()
+        .oneshot(grpc("/billing", &cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["grpc-status"], "16");
+}
+
+#[tokio::test]
+async fn a_session_without_auth_time_is_not_recent() {
+    let (s, app) = step_up_setup().await;
+    let cookie = s
+        .provider
+        .session_cookie(&s.auth, &user_at(None, Some("mfa")));
+    let resp = app
+        .clone()
+        .oneshot(request("/billing", &cookie))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // `acr` is enough for /keys.
+    let resp = app.oneshot(request("/keys", &cookie)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_a_session_the_step_up_guards_answer_as_require() {
+    let (_s, app) = step_up_setup().await;
+    for path in ["/billing", "/keys"] {
+        let resp = app.clone().oneshot(get_html(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        assert_eq!(
+            location(&resp),
+            format!("/auth/login?return_to=%2F{}", &path[1..])
+        );
+        let resp = app.clone().oneshot(get_json(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+}
+
+#[tokio::test]
+async fn the_session_keeps_auth_time_and_acr_whatever_session_claims_says() {
+    let s = setup_with(|c| c.session_claims(["email"])).await;
+    let app = step_up_app(&s.auth);
+    s.provider
+        .set_user(Some(user_at(Some(now(&s)), Some("mfa"))));
+    let mut jar = Jar::default();
+    let (_, resp) = sign_in_via(&app, &mut jar, get_html("/auth/login")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        send(&app, &mut jar, get_html("/billing")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&app, &mut jar, get_html("/keys")).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_cross_site_link_built_by_login_url_is_honoured_and_a_hand_made_one_is_not() {
+    let s = setup().await;
+    let link = s.auth.login_url(
+        LoginOptions::new()
+            .organization_id("org_9")
+            .login_hint("ada@example.com")
+            .prompt("select_account")
+            .max_age(Duration::from_secs(0))
+            .return_to("/docs?a=1"),
+    );
+    assert!(link.starts_with("/auth/login?options="), "{link}");
+    assert!(!link.contains("org_9"), "sealed, not readable: {link}");
+
+    let resp = s
+        .app
+        .clone()
+        .oneshot(cross_site_navigation(&link, "https://mail.example.net/"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let q = query_of(&location(&resp));
+    assert_eq!(values(&q, "organization_id"), vec!["org_9".to_owned()]);
+    assert_eq!(values(&q, "login_hint"), vec!["ada@example.com".to_owned()]);
+    assert_eq!(values(&q, "prompt"), vec!["select_account".to_owned()]);
+    assert_eq!(values(&q, "max_age"), vec!["0".to_owned()]);
+
+    // The same options by hand, from another site: dropped.
+    let hand_made = "/auth/login?organization_id=org_9&login_hint=ada%40example.com\
+                     &prompt=select_account&max_age=0&acr_values=mfa";
+    let resp = s
+        .app
+        .clone()
+        .oneshot(cross_site_navigation(hand_made, "https://evil.example/"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let q = query_of(&location(&resp));
+    for name in [
+        "organization_id",
+        "login_hint",
+        "prompt",
+        "max_age",
+        "acr_values",
+    ] {
+        assert!(values(&q, name).is_empty(), "{name} dropped: {q:?}");
+    }
+    // ... and honoured from the app's own page.
+    let resp = s
+        .app
+        .clone()
+        .oneshot(same_origin_link(hand_made))
+        .await
+        .unwrap();
+    let q = query_of(&location(&resp));
+    assert_eq!(values(&q, "organization_id"), vec!["org_9".to_owned()]);
+    assert_eq!(values(&q, "max_age"), vec!["0".to_owned()]);
+    assert_eq!(values(&q, "acr_values"), vec!["mfa".to_owned()]);
+
+    // Plain parameters beside sealed options are ignored: the sealed value is the request.
+    let mixed = format!("{link}&organization_id=org_evil&acr_values=none");
+    let resp = s
+        .app
+        .clone()
+        .oneshot(same_origin_link(&mixed))
+        .await
+        .unwrap();
+    let q = query_of(&location(&resp));
+    assert_eq!(values(&q, "organization_id"), vec!["org_9".to_owned()]);
+    assert!(values(&q, "acr_values").is_empty());
+
+    // The sealed return target is kept through the sign-in.
+    s.provider.set_user(Some(user_at(Some(now(&s)), None)));
+    let (_, resp) = sign_in_via(
+        &s.app,
+        &mut Jar::default(),
+        cross_site_navigation(&link, "https://mail.example.net/"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/docs?a=1");
+}
+
+#[tokio::test]
+async fn a_tampered_or_foreign_sealed_link_gets_400() {
+    let s = setup().await;
+    let other = setup().await;
+    let link = s
+        .auth
+        .login_url(LoginOptions::new().organization_id("org_9"));
+    let sealed = link
+        .strip_prefix("/auth/login?options=")
+        .unwrap()
+        .to_owned();
+    let decoded: String = url::form_urlencoded::parse(format!("x={sealed}").as_bytes())
+        .next()
+        .unwrap()
+        .1
+        .into_owned();
+
+    // One character of the sealed value changed.
+    let mut bytes = decoded.clone().into_bytes();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    // A session cookie's sealed value, presented as options.
+    let cookie = s.provider.session_cookie(&s.auth, &user());
+    let (_, cookie_value, _) = split_session(&cookie);
+    let enc = |v: &str| -> String { url::form_urlencoded::byte_serialize(v.as_bytes()).collect() };
+
+    let bad = [
+        format!("/auth/login?options={}", enc(&tampered)),
+        format!("/auth/login?options={}", enc(&decoded[..decoded.len() - 4])),
+        "/auth/login?options=%00%ff".to_owned(),
+        "/auth/login?options=AAAA".to_owned(),
+        format!("/auth/login?options={}", enc(&cookie_value)),
+        format!("/auth/login?options={}", enc(&"A".repeat(5000))),
+    ];
+    for uri in &bad {
+        let resp = s
+            .app
+            .clone()
+            .oneshot(cross_site_navigation(uri, "https://evil.example/"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert!(resp.headers().get(header::LOCATION).is_none());
+        assert!(
+            body_string(resp).await.contains("Sign-in link not valid"),
+            "{uri}"
+        );
+    }
+    // Sealed by another app (other keys): refused there, fine here.
+    let resp = other
+        .app
+        .clone()
+        .oneshot(same_origin_link(&link))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = s
+        .app
+        .clone()
+        .oneshot(same_origin_link(&link))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+}
