@@ -294,12 +294,25 @@ async fn without_a_session_the_step_up_guards_answer_as_require() {
     }
 }
 
+/// With opaque access tokens the session's claims are the ID token's, cut down to
+/// `session_claims`: `auth_time` and `acr` are kept even when the app's list omits them.
 #[tokio::test]
 async fn the_session_keeps_auth_time_and_acr_whatever_session_claims_says() {
-    let s = setup_with(|c| c.session_claims(["email"])).await;
-    let app = step_up_app(&s.auth);
-    s.provider
-        .set_user(Some(user_at(Some(now(&s)), Some("mfa"))));
+    let clock = tower_oidc_auth::ManualClock::starting_now();
+    let t0 = tower_oidc_auth::Clock::now(&clock);
+    let provider = tower_oidc_auth::testing::TestProvider::builder()
+        .user(user_at(Some(t0), Some("mfa")))
+        .clock(clock.clone())
+        .opaque_access_tokens(true)
+        .start()
+        .await;
+    let auth = provider
+        .layer_builder(REDIRECT)
+        .session_claims(["email"])
+        .build()
+        .await
+        .unwrap();
+    let app = step_up_app(&auth);
     let mut jar = Jar::default();
     let (_, resp) = sign_in_via(&app, &mut jar, get_html("/auth/login")).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
