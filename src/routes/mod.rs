@@ -107,7 +107,7 @@ mod tests {
     fn transactions_without_step_up_still_parse() {
         let old = r#"{"state":"s","nonce":"n","verifier":"v","return_to":"/","created":1}"#;
         let tx: Transaction = serde_json::from_str(old).unwrap();
-        assert_eq!((tx.max_age, tx.acr_values), (None, None));
+        assert_eq!((tx.max_age, tx.acr_values.as_deref()), (None, None));
         let new = serde_json::to_string(&tx).unwrap();
         assert!(
             !new.contains("max_age") && !new.contains("acr_values"),
