@@ -83,7 +83,7 @@
 //!
 //! | route | what it does |
 //! | --- | --- |
-//! | `GET /auth/login` | starts a login: state, nonce, PKCE; keeps `return_to`; passes `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint` (also as `domain`), `provider` to the provider only on same-origin requests ([`AuthLayer::login_url`] builds such links). It is also Scalekit's Initiate Login URL: a verified `idp_initiated_login` token starts a login with its organization, connection and login hint from any site, landing on its `relay_state`; `error` gets an error page |
+//! | `GET /auth/login` | starts a login: state, nonce, PKCE; keeps `return_to`; passes `prompt`, `login_hint`, `organization_id`, `connection_id`, `domain_hint` (also as `domain`), `provider`, `max_age`, `acr_values` to the provider only on same-origin requests, or from any site when sealed in `options` by [`AuthLayer::login_url`]. It is also Scalekit's Initiate Login URL: a verified `idp_initiated_login` token starts a login with its organization, connection and login hint from any site, landing on its `relay_state`; `error` gets an error page |
 //! | `GET <redirect_url path>` | the callback: checks state and RFC 9207 `iss`, exchanges the code, verifies the ID token, sets the session |
 //! | `GET, POST /auth/logout` | from the app itself (same-origin POST, or the app's own link): clears every cookie, then RP-initiated logout with `id_token_hint`; from anywhere else: a confirmation page whose button POSTs |
 //! | `POST /auth/backchannel-logout` | OpenID Connect Back-Channel Logout: a verified logout token (form field `logout_token`) ends the sessions of its `sid` or `sub` on every request after, through the [`revocation`] store ([`AuthLayerBuilder::backchannel_logout_path`] moves it) |
@@ -116,9 +116,13 @@
 //! - Claims belong to the layer that verified them: a layer removes claims another layer
 //!   attached, and its guards accept only its own.
 //! - Cross-site requests cannot log the user out (they get a confirmation page) nor choose the
-//!   tenant of a login (pass-through parameters need a same-origin request). The exception is
-//!   Scalekit's IdP-initiated login token, signed by the provider's keys and valid for minutes:
-//!   a forged, expired or malformed one gets 400 and no redirect. A response to which
+//!   tenant of a login (pass-through parameters need a same-origin request). The exceptions are
+//!   Scalekit's IdP-initiated login token, signed by the provider's keys and valid for minutes,
+//!   and the options of a link made by [`AuthLayer::login_url`], sealed with the app's cookie
+//!   keys (no expiry: they carry only the sign-in the app chose): a forged, expired, altered or
+//!   malformed one gets 400 and no redirect. A login that asks for `max_age` or `acr_values`
+//!   is refused at the callback unless the ID token's `auth_time` (then required) and `acr`
+//!   meet them. A response to which
 //!   the layer adds `Set-Cookie` is `Cache-Control: private, no-store` with `Vary: Cookie`.
 //! - Tokens are verified with `jsonwebtoken`: the algorithm must be allowed both by the
 //!   configuration (default RS256, ES256) and by the JWK's key type; `none` and HMAC never are.

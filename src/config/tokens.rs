@@ -146,9 +146,10 @@ impl AuthLayerBuilder {
         self
     }
 
-    /// The ID-token claims the session keeps, besides `sub`, `iss`, `sid`, `auth_time` and `acr` (always kept):
-    /// they fill the gaps of the access token's claims in [`Claims`](crate::Claims), and are
-    /// all there is when the access token is opaque. Replaces the default,
+    /// The ID-token claims the session keeps, besides `sub`, `iss`, `sid`, `auth_time` and
+    /// `acr` (always kept; the step-up guards read the last two): they fill the gaps of the
+    /// access token's claims in [`Claims`](crate::Claims), and are all there is when the
+    /// access token is opaque. Replaces the default,
     /// [`DEFAULT_SESSION_CLAIMS`](super::DEFAULT_SESSION_CLAIMS) (the standard profile claims
     /// and Scalekit's organization, roles and permissions).
     ///
