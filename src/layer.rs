@@ -194,6 +194,11 @@ impl AuthLayer {
     /// `WWW-Authenticate: Bearer error="insufficient_user_authentication", error_description="...", max_age=N`
     /// (RFC 9470); gRPC gets `UNAUTHENTICATED`. Without a session it answers as `require()`.
     ///
+    /// The step-up login sends `max_age` and no `prompt`: a provider whose own sign-in is older
+    /// than `max_age` must authenticate the user again (OpenID Connect Core 3.1.2.1), and one
+    /// whose sign-in is recent need not ask twice. A provider that ignores `max_age` gets its
+    /// sign-in refused at the callback (an error page, not a loop).
+    ///
     /// ```no_run
     /// # fn f(auth: tower_oidc_auth::AuthLayer) {
     /// use std::time::Duration;
