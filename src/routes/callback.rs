@@ -292,14 +292,22 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         now,
     ) {
         tracing::warn!(why, "sign-in refused: the requested step-up was not met");
-        return fail(
+        // "Try again" asks for the same step-up, and for a fresh sign-in (`prompt=login`).
+        let mut again = crate::LoginOptions::new()
+            .prompt("login")
+            .return_to(tx.return_to.clone());
+        again.max_age = tx.max_age.map(std::time::Duration::from_secs);
+        again.acr_values = tx.acr_values.clone();
+        let again = again.to_sealed_path(codec, &settings.login_path);
+        let page = ErrorPage::new(
             StatusCode::UNAUTHORIZED,
             ErrorReason::StepUpNotMet,
             "Sign-in not strong enough",
             "The identity provider did not confirm the recent or stronger sign-in this page \
              needs. Please sign in again.",
-            set_cookies,
+            Some(&again),
         );
+        return error_page(responses, &settings.default_return, &page, set_cookies);
     }
     let id_exp = id_claims.get("exp").and_then(serde_json::Value::as_i64);
     let (exp, opaque) = match classify_access(

@@ -733,6 +733,28 @@ mod tests {
         assert!(c.open(&c.session.name, &good).is_none());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// No string opens as options unless this app sealed it (and nothing panics).
+        #[test]
+        fn arbitrary_strings_never_open(sealed in proptest::prelude::any::<String>()) {
+            proptest::prop_assert!(SealedOptions::open(&codec(1), &sealed).is_none());
+        }
+
+        /// Any change of one character of a sealed value is refused.
+        #[test]
+        fn any_one_character_change_is_refused(at in 0usize..10_000, to in "[A-Za-z0-9+/=]") {
+            let c = codec(1);
+            let good = sealed_of(&LoginOptions::new().prompt("login").to_sealed_path(&c, "/l"));
+            let at = at % good.len();
+            let mut changed = good.clone();
+            changed.replace_range(at..=at, &to);
+            proptest::prop_assume!(changed != good);
+            proptest::prop_assert!(SealedOptions::open(&c, &changed).is_none());
+        }
+    }
+
     #[test]
     fn any_configured_key_opens_sealed_options() {
         let old = codec(1);

@@ -474,3 +474,61 @@ async fn a_tampered_or_foreign_sealed_link_gets_400() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
 }
+
+/// An app's own `Responses::step_up` answer keeps the RFC 9470 challenge: the layer adds it to
+/// a 401 without one.
+#[tokio::test]
+async fn a_hooks_401_gets_the_rfc_9470_challenge() {
+    use bytes::Bytes;
+    use tower_oidc_auth::responses::{Responses, StepUpContext};
+
+    struct Terse;
+    impl Responses for Terse {
+        fn step_up(&self, _cx: &StepUpContext<'_>) -> http::Response<Bytes> {
+            http::Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .body(Bytes::from_static(b"again"))
+                .unwrap()
+        }
+    }
+    let s = setup_with(|c| c.responses(Terse)).await;
+    let app = step_up_app(&s.auth);
+    let cookie = s
+        .provider
+        .session_cookie(&s.auth, &user_at(Some(now(&s) - 3600), None));
+    let resp = app.oneshot(request("/billing", &cookie)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_user_authentication\"")
+            && challenge.ends_with("max_age=300"),
+        "{challenge}"
+    );
+    assert_eq!(body_string(resp).await, "again");
+}
+
+/// The error page's "Try again" repeats the step-up, with `prompt=login`.
+#[tokio::test]
+async fn the_step_up_error_page_retries_the_step_up() {
+    let s = setup().await;
+    s.provider.set_user(Some(user_at(None, None)));
+    let link = s
+        .auth
+        .login_url(LoginOptions::new().max_age(FIVE_MINUTES).return_to("/me"));
+    let mut jar = Jar::default();
+    let (_, resp) = sign_in_via(&s.app, &mut jar, get_html(&link)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let body = body_string(resp).await;
+    let retry = body
+        .split("href=\"")
+        .map(|rest| rest.split('"').next().unwrap().replace("&amp;", "&"))
+        .find(|href| href.starts_with("/auth/login?options="))
+        .unwrap_or_else(|| panic!("a step-up retry link in {body}"));
+    s.provider.set_user(Some(user_at(Some(now(&s)), None)));
+    let (authorize_url, resp) = sign_in_via(&s.app, &mut jar, get_html(&retry)).await;
+    let q = query_of(&authorize_url);
+    assert_eq!(values(&q, "max_age"), vec!["300".to_owned()]);
+    assert_eq!(values(&q, "prompt"), vec!["login".to_owned()]);
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(location(&resp), "/me");
+}
