@@ -36,8 +36,9 @@ const DEFAULT_SESSION_CACHE: usize = 100_000;
 
 /// The ID-token claims a session keeps unless [`AuthLayerBuilder::session_claims`] says otherwise
 /// (`sub`, `iss`, `sid`, `auth_time` and `acr` are always kept): the standard profile claims of
-/// OpenID Connect Core 5.1 and Scalekit's organization, roles and permissions. Anything else the provider puts
-/// in the ID token (group lists, custom attributes) is left out, so the session stays small.
+/// OpenID Connect Core 5.1 and Scalekit's organization, roles and permissions. Anything else the
+/// provider puts in the ID token (group lists, custom attributes) is left out, so the session
+/// stays small.
 pub const DEFAULT_SESSION_CLAIMS: &[&str] = &[
     "email",
     "email_verified",
