@@ -37,6 +37,18 @@ struct Inner {
     machine: bool,
     /// The layer that verified these claims ([`LayerId`]): its guards accept only its own.
     layer: LayerId,
+    /// What came with the claims: the access token they were verified from, and the session's
+    /// app data. Never printed, never serialized.
+    extras: Extras,
+}
+
+/// What a request's claims carry besides the claims: the access token they were verified from
+/// and the session's app data ([`LoginDecision::AllowWith`](crate::hooks::LoginDecision)).
+#[derive(Clone, Default)]
+pub(crate) struct Extras {
+    pub(crate) access_token: Option<crate::hooks::AccessToken>,
+    /// The app data as JSON text, sealed in the session.
+    pub(crate) app_data: Option<Arc<str>>,
 }
 
 /// Identifies one built [`AuthLayer`](crate::AuthLayer) within the process. Claims carry the id
@@ -108,6 +120,15 @@ pub struct StandardClaims {
 impl Claims {
     /// Builds claims from a claim set verified by `layer`. `sub` must be a string.
     pub(crate) fn from_map(raw: Map<String, Value>, layer: LayerId) -> Option<Self> {
+        Self::from_map_with(raw, layer, Extras::default())
+    }
+
+    /// [`from_map`](Self::from_map), with the access token and app data that come with them.
+    pub(crate) fn from_map_with(
+        raw: Map<String, Value>,
+        layer: LayerId,
+        extras: Extras,
+    ) -> Option<Self> {
         let s = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
         let i = |k: &str| raw.get(k).and_then(Value::as_i64);
         let list = |k: &str| -> Vec<String> {
@@ -153,7 +174,25 @@ impl Claims {
             raw: std::sync::OnceLock::new(),
             machine,
             layer,
+            extras,
         })))
+    }
+
+    /// The access token these claims were verified from: the session's (refreshed if it was
+    /// due) or the bearer token presented. Send it to APIs, never to the browser. `None` for
+    /// claims made without a token (tests, fuzzing).
+    #[must_use]
+    pub fn access_token(&self) -> Option<&crate::hooks::AccessToken> {
+        self.0.extras.access_token.as_ref()
+    }
+
+    /// The app data the login hook kept in the session
+    /// ([`LoginDecision::AllowWith`](crate::hooks::LoginDecision::AllowWith)), deserialized
+    /// into `T`; `None` when there is none or it has another shape (and for bearer requests).
+    #[must_use]
+    pub fn app_data<T: DeserializeOwned>(&self) -> Option<T> {
+        let json = self.0.extras.app_data.as_deref()?;
+        serde_json::from_str(json).ok()
     }
 
     /// The layer that verified these claims.
@@ -328,6 +367,12 @@ impl Serialize for Claims {
 pub trait ClaimsExt {
     /// The claims the layer attached, if the request is authenticated.
     fn claims(&self) -> Option<&Claims>;
+
+    /// The access token of the authenticated request ([`Claims::access_token`]): for calling
+    /// APIs as the user. Never send it to the browser.
+    fn access_token(&self) -> Option<&crate::hooks::AccessToken> {
+        self.claims().and_then(Claims::access_token)
+    }
 }
 
 impl ClaimsExt for http::Extensions {

@@ -160,6 +160,7 @@ mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 mod future;
+pub mod hooks;
 mod layer;
 #[cfg(feature = "management")]
 pub mod management;
@@ -224,6 +225,7 @@ pub use body::AuthBody;
 pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
 pub use config::{Algorithm, AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
 pub use future::ResponseFuture;
+pub use hooks::{AccessToken, LoginDecision};
 pub use layer::{AuthLayer, CacheStats};
 pub use provider::{Provider, ProviderError, ProviderMetadata};
 pub use routes::LoginOptions;

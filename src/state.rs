@@ -46,6 +46,8 @@ pub(crate) struct Settings {
     pub(crate) approve_param: Option<ApproveParam>,
     /// The ID-token claims the session keeps (besides `sub`, `iss`, `sid`).
     pub(crate) session_claims: Vec<String>,
+    /// The app's login, refresh and logout hooks.
+    pub(crate) hooks: crate::hooks::Hooks,
 }
 
 impl Settings {

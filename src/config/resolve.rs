@@ -277,6 +277,7 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
         origin: origin.clone(),
         approve_param: cfg.approve_param.clone(),
         session_claims: cfg.session_claims.clone(),
+        hooks: cfg.hooks.clone(),
     };
     Ok(Validated {
         cfg,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::claims::Claims;
+use crate::claims::{Claims, Extras};
 use crate::cookies::RequestCookies;
 use crate::responses::Page;
 use crate::revocation::{RevocationKeys, SessionIds};
@@ -43,6 +43,10 @@ pub(crate) struct SessionData {
     /// Identity of the session, kept across refreshes: for revocation checks.
     #[serde(flatten)]
     pub(crate) ids: SessionIds,
+    /// The app's data from its login hook (compact JSON, at most
+    /// [`APP_DATA_MAX_BYTES`](crate::hooks::APP_DATA_MAX_BYTES)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) app: Option<Box<RawValue>>,
 }
 
 /// The tokens of one token-endpoint answer, as a session keeps them.
@@ -77,7 +81,22 @@ impl SessionData {
             seen: 0,
             idc,
             ids,
+            app: None,
         }
+    }
+
+    /// What the session's claims carry besides the claims: its access token (expiring at
+    /// `exp`, the verified token's or the session's) and its app data.
+    pub(crate) fn extras(&self, exp: i64) -> Extras {
+        Extras {
+            access_token: Some(crate::hooks::AccessToken::new(self.at.as_str(), exp)),
+            app_data: self.app.as_ref().map(|a| a.get().into()),
+        }
+    }
+
+    /// The identity claims kept in the session, parsed.
+    pub(crate) fn identity(&self) -> Option<Map<String, Value>> {
+        serde_json::from_str(self.idc.get()).ok()
     }
 }
 
@@ -403,7 +422,7 @@ pub(crate) fn session_cookie_header(
 pub(crate) fn opaque_claims(shared: &Shared, data: &SessionData) -> Option<Claims> {
     let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
     map.insert("exp".into(), data.exp.into());
-    Claims::from_map(map, shared.verifier.layer())
+    Claims::from_map_with(map, shared.verifier.layer(), data.extras(data.exp))
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use super::{
     Resolution, SessionData,
 };
 use crate::cookies::RequestCookies;
-use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
+use crate::refresh::grant::{
+    check_grant, refresh_aad, refresh_hook, refresh_task, refreshed_outcome, Grant, Verdict,
+};
 use crate::refresh::{RefreshError, RefreshKey};
 use crate::responses::{unavailable, Client};
 use crate::revocation::RevocationKeys;
@@ -231,8 +233,22 @@ pub(crate) async fn resolve(
                                     Err(format!("tokens not verified within {timeout:?}"))
                                 });
                         match checked {
-                            Ok(refreshed) => {
-                                return refreshed_outcome(&shared, &cookies, data, refreshed);
+                            Ok(mut refreshed) => {
+                                match refresh_hook(&shared, &mut refreshed).await {
+                                    Ok(Verdict::Keep) => {
+                                        return refreshed_outcome(
+                                            &shared, &cookies, data, refreshed,
+                                        );
+                                    }
+                                    Ok(Verdict::End) => {
+                                        return Outcome::cleared(&shared, &cookies, true);
+                                    }
+                                    Err(error) => tracing::warn!(
+                                        %error,
+                                        "refresh hook; keeping the session, the next request \
+                                         runs it again"
+                                    ),
+                                }
                             }
                             Err(error) => tracing::warn!(
                                 %error,
@@ -372,7 +388,7 @@ pub(crate) fn check(
     }
     match verify(&data.at) {
         Attempt::Valid(verified) => Resolution::Ready(Outcome::with_claims(
-            verified.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
+            verified.session_claims(|| data.identity(), || data.extras(verified.exp)),
         )),
         Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(VerifyError::UnknownKey) => {
