@@ -98,7 +98,8 @@
 //!
 //! The root holds the layer, its builder, the claims and the provider. The rest is grouped as
 //! in tower-http, one module per concern: [`require`] (guards on routes), [`extract`] (axum
-//! extractors and their rejection), [`refresh`] (one refresh per session), [`revocation`]
+//! extractors and their rejection), [`hooks`] (the access token, and what runs at sign-in,
+//! refresh and logout), [`refresh`] (one refresh per session), [`revocation`]
 //! (logouts remembered), [`webhook`] (Scalekit's webhooks), [`clock`] (time, injectable in
 //! tests), and behind features [`redis`], [`testing`] and [`management`].
 //!
