@@ -31,21 +31,20 @@ pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Resolu
         shared,
         shared.verifier.access_now(token, Purpose::Bearer),
         client,
-        token,
     )
 }
 
 /// Checks a bearer token, refetching the JWKS for an unknown key.
 pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -> Outcome {
     let attempt = Attempt::from(shared.verifier.access(&token, Purpose::Bearer).await);
-    match bearer_outcome(&shared, attempt, client, &token) {
+    match bearer_outcome(&shared, attempt, client) {
         Resolution::Ready(outcome) => outcome,
         // Keys still missing after the refetch: anonymous.
         Resolution::Pending => Outcome::anonymous(),
     }
 }
 
-fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client, token: &str) -> Resolution {
+fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resolution {
     let invalid = |why: &dyn std::fmt::Display| {
         tracing::debug!(reason = %why, "bearer token refused");
         Resolution::Ready(Outcome::respond(invalid_token(&*shared.responses, client)))
@@ -55,7 +54,7 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client, token: &str
             // Whether the token may be a bearer token at all (a token naming no audience only
             // in a cookie session; a machine token only of an accepted client) was decided by
             // the verifier.
-            let claims = verified.bearer_claims(token);
+            let claims = verified.bearer_claims();
             let Some(claims) = claims else {
                 return invalid(&"claims unusable");
             };

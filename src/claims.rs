@@ -42,13 +42,30 @@ struct Inner {
     extras: Extras,
 }
 
-/// What a request's claims carry besides the claims: the access token they were verified from
-/// and the session's app data ([`LoginDecision::AllowWith`](crate::hooks::LoginDecision)).
+/// What a request's claims carry besides the claims: where their access token is, and the
+/// session's app data ([`LoginDecision::AllowWith`](crate::hooks::LoginDecision)).
 #[derive(Clone, Default)]
 pub(crate) struct Extras {
-    pub(crate) access_token: Option<crate::hooks::AccessToken>,
+    pub(crate) token: TokenSource,
     /// The app data as JSON text, sealed in the session.
     pub(crate) app_data: Option<Arc<str>>,
+}
+
+/// Where the access token of a request's claims is. Claims of a session are remembered for as
+/// long as the session is used, so they do not keep a copy of its token (about a kilobyte):
+/// the [`AccessToken`](crate::AccessToken) extractor reads it from the request when asked.
+#[derive(Clone, Default)]
+pub(crate) enum TokenSource {
+    /// None (claims made without a token: tests, fuzzing, the logout hook).
+    #[default]
+    None,
+    /// The token itself: a session refreshed by this very request, whose cookie has the old
+    /// one.
+    Inline(crate::access_token::AccessToken),
+    /// In the request's session cookie, sealed with this codec's keys.
+    Session(Arc<crate::cookies::CookieCodec>),
+    /// In the request's `Authorization: Bearer` header.
+    Bearer,
 }
 
 /// Identifies one built [`AuthLayer`](crate::AuthLayer) within the process. Claims carry the id
@@ -178,12 +195,9 @@ impl Claims {
         })))
     }
 
-    /// The access token these claims were verified from: the session's (refreshed if it was
-    /// due) or the bearer token presented. Send it to APIs, never to the browser. `None` for
-    /// claims made without a token (tests, fuzzing).
-    #[must_use]
-    pub fn access_token(&self) -> Option<&crate::hooks::AccessToken> {
-        self.0.extras.access_token.as_ref()
+    /// Where the access token of these claims is.
+    pub(crate) fn token_source(&self) -> &TokenSource {
+        &self.0.extras.token
     }
 
     /// The app data the login hook kept in the session
@@ -367,12 +381,6 @@ impl Serialize for Claims {
 pub trait ClaimsExt {
     /// The claims the layer attached, if the request is authenticated.
     fn claims(&self) -> Option<&Claims>;
-
-    /// The access token of the authenticated request ([`Claims::access_token`]): for calling
-    /// APIs as the user. Never send it to the browser.
-    fn access_token(&self) -> Option<&crate::hooks::AccessToken> {
-        self.claims().and_then(Claims::access_token)
-    }
 }
 
 impl ClaimsExt for http::Extensions {

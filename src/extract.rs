@@ -194,32 +194,28 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
     }
 }
 
-/// The access token of the request ([`AccessToken`](crate::hooks::AccessToken)): rejects like
+/// The access token of the request ([`AccessToken`](crate::AccessToken)): rejects like
 /// [`Claims`] when no one is signed in.
-impl<S: Send + Sync> FromRequestParts<S> for crate::hooks::AccessToken {
+impl<S: Send + Sync> FromRequestParts<S> for crate::AccessToken {
     type Rejection = ClaimsRejection;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let claims = <Claims as FromRequestParts<S>>::from_request_parts(parts, state).await?;
-        match claims.access_token() {
-            Some(token) => Ok(token.clone()),
+        let _claims = <Claims as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        match crate::AccessTokenExt::access_token(&*parts) {
+            Some(token) => Ok(token),
             None => Err(unauthenticated(parts)),
         }
     }
 }
 
-impl<S: Send + Sync> OptionalFromRequestParts<S> for crate::hooks::AccessToken {
+impl<S: Send + Sync> OptionalFromRequestParts<S> for crate::AccessToken {
     type Rejection = Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<Claims>()
-            .and_then(Claims::access_token)
-            .cloned())
+        Ok(crate::AccessTokenExt::access_token(&*parts))
     }
 }
 

@@ -48,9 +48,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::FutureExt;
+
+pub use crate::access_token::{AccessToken, AccessTokenExt};
 
 use crate::claims::Claims;
 
@@ -61,65 +63,6 @@ pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 /// The largest app data a session keeps, in bytes of JSON. It lives in the session cookie, so
 /// keep it to ids and flags; look up the rest in the app's own store.
 pub const APP_DATA_MAX_BYTES: usize = 1024;
-
-/// The user's access token, for calling APIs as the user.
-///
-/// The layer has already refreshed it if it was due, so it is not expired when the handler gets
-/// it. For a bearer request it is the token presented. It never appears in `Debug` output or in
-/// the layer's logs. **Never send it to the browser**: it is kept in an encrypted HttpOnly
-/// cookie so that scripts cannot read it.
-///
-/// ```no_run
-/// use tower_oidc_auth::hooks::AccessToken;
-///
-/// async fn orders(token: AccessToken) -> Result<String, String> {
-///     reqwest::Client::new()
-///         .get("https://api.example.com/orders")
-///         .bearer_auth(token.as_str())
-///         .send()
-///         .await
-///         .map_err(|e| e.to_string())?
-///         .text()
-///         .await
-///         .map_err(|e| e.to_string())
-/// }
-/// ```
-#[derive(Clone)]
-pub struct AccessToken {
-    token: Arc<str>,
-    expires_at: i64,
-}
-
-impl AccessToken {
-    pub(crate) fn new(token: impl Into<Arc<str>>, expires_at: i64) -> Self {
-        Self {
-            token: token.into(),
-            expires_at,
-        }
-    }
-
-    /// The token, as sent in `Authorization: Bearer <token>`.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.token
-    }
-
-    /// When the token expires (its `exp`, or for an opaque token what the token endpoint said).
-    #[must_use]
-    pub fn expires_at(&self) -> SystemTime {
-        let secs = u64::try_from(self.expires_at).unwrap_or(0);
-        UNIX_EPOCH + Duration::from_secs(secs)
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("token", &"REDACTED")
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
-}
 
 /// What [`on_login`](crate::AuthLayerBuilder::on_login) is told about a sign-in whose tokens
 /// have been verified.
@@ -270,19 +213,6 @@ pub(crate) fn seal_app_data(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn access_token_debug_is_redacted() {
-        let t = AccessToken::new("eyJsecret", 1_700_000_000);
-        let shown = format!("{t:?}");
-        assert!(!shown.contains("eyJsecret"), "{shown}");
-        assert!(shown.contains("REDACTED"), "{shown}");
-        assert_eq!(t.as_str(), "eyJsecret");
-        assert_eq!(
-            t.expires_at(),
-            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-        );
-    }
 
     #[test]
     fn app_data_over_the_limit_is_refused() {

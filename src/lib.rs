@@ -151,6 +151,7 @@
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod access_token;
 mod bearer;
 mod body;
 mod claims;
@@ -222,11 +223,12 @@ pub mod redis {
     pub use crate::redis_store::{RedisRefreshCoordinator, RedisRevocationStore};
 }
 
+pub use access_token::{AccessToken, AccessTokenExt};
 pub use body::AuthBody;
 pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
 pub use config::{Algorithm, AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
 pub use future::ResponseFuture;
-pub use hooks::{AccessToken, LoginDecision};
+pub use hooks::LoginDecision;
 pub use layer::{AuthLayer, CacheStats};
 pub use provider::{Provider, ProviderError, ProviderMetadata};
 pub use routes::LoginOptions;

@@ -112,13 +112,13 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             settings,
             meta,
             verifier,
-            cookies: CookieCodec::new(
+            cookies: Arc::new(CookieCodec::new(
                 vec![cookie::Key::from(&[7u8; 64])],
                 true,
                 "oidc_fuzz",
                 "/",
                 "/auth",
-            ),
+            )),
             coordinator: Arc::new(crate::refresh::LocalRefreshCoordinator::with_clock(
                 Duration::from_secs(60),
                 64,

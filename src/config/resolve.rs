@@ -348,7 +348,7 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             meta,
             token,
             verifier,
-            cookies,
+            cookies: Arc::new(cookies),
             coordinator,
             revocations: match cfg.revocation_store {
                 Some(store) => store,

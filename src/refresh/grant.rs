@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::claims::TokenSource;
 use crate::cookies::RequestCookies;
 use crate::error::Chain;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
@@ -59,8 +60,16 @@ pub(crate) fn refreshed_outcome(
         return Outcome::cleared(shared, cookies, true);
     }
     let claims = match &refreshed.verified {
-        Some(v) => v.session_claims(|| data.identity(), || data.extras(v.exp)),
-        None => opaque_claims(shared, &data),
+        // The request's cookie has the old token: the claims carry the new one.
+        Some(v) => v.session_claims(
+            || data.identity(),
+            || data.extras(TokenSource::Inline(data.access_token(v.exp))),
+        ),
+        None => opaque_claims(
+            shared,
+            &data,
+            TokenSource::Inline(data.access_token(data.exp)),
+        ),
     };
     // A refresh does not extend the session: the cookies get the lifetime that is left.
     let age = lifetime_left(&shared.settings, &data.ids, shared.clock.now());
@@ -261,12 +270,9 @@ pub(crate) async fn refresh_hook(
             data.exp
         }
     };
-    let extras = data.extras(exp);
-    let access_token = extras.access_token.clone();
-    let (Some(claims), Some(access_token)) = (
-        crate::Claims::from_map_with(map, shared.verifier.layer(), extras),
-        access_token,
-    ) else {
+    let access_token = data.access_token(exp);
+    let extras = data.extras(TokenSource::Inline(access_token.clone()));
+    let Some(claims) = crate::Claims::from_map_with(map, shared.verifier.layer(), extras) else {
         return Err("the refreshed claims have no subject".into());
     };
     let cx = RefreshContext {

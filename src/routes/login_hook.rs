@@ -5,7 +5,7 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::claims::Claims;
+use crate::claims::{Claims, TokenSource};
 use crate::hooks::{seal_app_data, LoginContext, LoginDecision};
 use crate::responses::{
     error_page, grpc_status, json, Client, ErrorPage, ErrorReason, GrpcCode, Page,
@@ -40,12 +40,10 @@ pub(super) async fn run(
             }
         }
     }
-    let extras = session.extras(session.exp);
-    let access_token = extras.access_token.clone();
-    let (Some(claims), Some(access_token)) = (
-        Claims::from_map_with(map, shared.verifier.layer(), extras),
-        access_token,
-    ) else {
+    let exp = session.exp;
+    let access_token = session.access_token(exp);
+    let extras = session.extras(TokenSource::Inline(access_token.clone()));
+    let Some(claims) = Claims::from_map_with(map, shared.verifier.layer(), extras) else {
         return Err(failed(
             shared,
             "the verified claims have no subject",

@@ -2,6 +2,7 @@
 //! outcome of reading it. Resolution per request is in [`resolve`].
 
 pub(crate) mod resolve;
+mod token;
 
 pub(crate) use resolve::{has_session, resolve, resolve_now};
 
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::claims::{Claims, Extras};
+use crate::claims::{Claims, Extras, TokenSource};
 use crate::cookies::RequestCookies;
 use crate::responses::Page;
 use crate::revocation::{RevocationKeys, SessionIds};
@@ -85,13 +86,19 @@ impl SessionData {
         }
     }
 
-    /// What the session's claims carry besides the claims: its access token (expiring at
-    /// `exp`, the verified token's or the session's) and its app data.
-    pub(crate) fn extras(&self, exp: i64) -> Extras {
+    /// What the session's claims carry besides the claims: where its access token is, and its
+    /// app data.
+    pub(crate) fn extras(&self, token: TokenSource) -> Extras {
         Extras {
-            access_token: Some(crate::hooks::AccessToken::new(self.at.as_str(), exp)),
+            token,
             app_data: self.app.as_ref().map(|a| a.get().into()),
         }
+    }
+
+    /// The session's access token itself, expiring at `exp` (the verified token's, or the
+    /// session's for an opaque one).
+    pub(crate) fn access_token(&self, exp: i64) -> crate::access_token::AccessToken {
+        crate::access_token::AccessToken::new(self.at.as_str(), exp)
     }
 
     /// The identity claims kept in the session, parsed.
@@ -419,10 +426,14 @@ pub(crate) fn session_cookie_header(
         .join("; ")
 }
 
-pub(crate) fn opaque_claims(shared: &Shared, data: &SessionData) -> Option<Claims> {
+pub(crate) fn opaque_claims(
+    shared: &Shared,
+    data: &SessionData,
+    token: TokenSource,
+) -> Option<Claims> {
     let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
     map.insert("exp".into(), data.exp.into());
-    Claims::from_map_with(map, shared.verifier.layer(), data.extras(data.exp))
+    Claims::from_map_with(map, shared.verifier.layer(), data.extras(token))
 }
 
 #[cfg(test)]

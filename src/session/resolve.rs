@@ -9,6 +9,7 @@ use super::{
     ended, ended_at, opaque_claims, refresh_due, touch, touch_due, OpenSession, Outcome,
     Resolution, SessionData,
 };
+use crate::claims::TokenSource;
 use crate::cookies::RequestCookies;
 use crate::refresh::grant::{
     check_grant, refresh_aad, refresh_hook, refresh_task, refreshed_outcome, Grant, Verdict,
@@ -384,12 +385,19 @@ pub(crate) fn check(
         if now >= data.exp {
             return Resolution::Ready(Outcome::cleared(shared, cookies, false));
         }
-        return Resolution::Ready(Outcome::with_claims(opaque_claims(shared, data)));
+        return Resolution::Ready(Outcome::with_claims(opaque_claims(
+            shared,
+            data,
+            TokenSource::Session(shared.cookies.clone()),
+        )));
     }
     match verify(&data.at) {
-        Attempt::Valid(verified) => Resolution::Ready(Outcome::with_claims(
-            verified.session_claims(|| data.identity(), || data.extras(verified.exp)),
-        )),
+        Attempt::Valid(verified) => {
+            Resolution::Ready(Outcome::with_claims(verified.session_claims(
+                || data.identity(),
+                || data.extras(TokenSource::Session(shared.cookies.clone())),
+            )))
+        }
         Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(VerifyError::UnknownKey) => {
             // Perhaps the provider rotated keys and the refetch is rate-limited: keep the cookie.

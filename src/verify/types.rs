@@ -179,13 +179,13 @@ impl Verified {
             .clone()
     }
 
-    /// The claims of the token alone (bearer use: no session, no identity claims), carrying
-    /// `token`, the token they were verified from.
-    pub(crate) fn bearer_claims(&self, token: &str) -> Option<Claims> {
+    /// The claims of the token alone (bearer use: no session, no identity claims). Their token
+    /// is the request's `Authorization` header.
+    pub(crate) fn bearer_claims(&self) -> Option<Claims> {
         self.bearer_claims
             .get_or_init(|| {
                 let extras = Extras {
-                    access_token: Some(crate::hooks::AccessToken::new(token, self.exp)),
+                    token: crate::claims::TokenSource::Bearer,
                     app_data: None,
                 };
                 Claims::from_map_with((*self.claims).clone(), self.layer, extras)

@@ -9,9 +9,9 @@ use axum::routing::get;
 use axum::Router;
 use http::{header, Request, StatusCode};
 use tower_oidc_auth::extract::AppData;
-use tower_oidc_auth::hooks::{AccessToken, LoginContext, LoginDecision};
+use tower_oidc_auth::hooks::{LoginContext, LoginDecision};
 use tower_oidc_auth::testing::TestUser;
-use tower_oidc_auth::{AuthLayer, ClaimsExt};
+use tower_oidc_auth::{AccessToken, AccessTokenExt, AuthLayer, ClaimsExt};
 
 use crate::helpers::*;
 
