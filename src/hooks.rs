@@ -3,7 +3,7 @@
 //!
 //! - [`AccessToken`]: the access token of the request's session (refreshed when it was due) or
 //!   the bearer token presented. An axum extractor, and `request.access_token()` through
-//!   [`ClaimsExt`](crate::ClaimsExt) for tonic and plain tower services.
+//!   [`AccessTokenExt`] for tonic and plain tower services.
 //! - [`AuthLayerBuilder::on_login`](crate::AuthLayerBuilder::on_login): runs after the ID token
 //!   is verified and before any cookie is set. It may refuse the sign-in (a disabled account,
 //!   the wrong organization) or keep a small value in the session, read back with

@@ -76,7 +76,7 @@
 //! | `redis` | no | [`redis`]: one refresh per session, and logouts, across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
 //! | `management` | no | [`management::ManagementClient`], a typed client for Scalekit's Management API |
-//! | `tonic` | no | [`ClaimsExt`] for `tonic::Request` (`request.claims()`) |
+//! | `tonic` | no | [`ClaimsExt`] and [`AccessTokenExt`] for `tonic::Request` (`request.claims()`, `request.access_token()`) |
 //! | `full` | no | all of the above |
 //!
 //! # Routes
