@@ -216,6 +216,12 @@ pub enum ErrorReason {
     SessionEnded,
     /// The session is too large for the cookies the app reads back.
     SessionTooLarge,
+    /// The app's login hook refused the user ([`LoginDecision::Deny`](crate::LoginDecision)):
+    /// the message is the hook's reason.
+    LoginDenied,
+    /// The app's login hook failed: an error, a panic, its time limit, or app data over the
+    /// limit.
+    LoginHookFailed,
     /// The login asked for a step-up (`max_age`, `acr_values`) and the ID token does not show
     /// it: `auth_time` missing or too old, or `acr` not among the values asked for.
     StepUpNotMet,
@@ -245,6 +251,8 @@ impl ErrorReason {
             Self::AudienceNotAccepted => "audience_not_accepted",
             Self::SessionEnded => "session_ended",
             Self::SessionTooLarge => "session_too_large",
+            Self::LoginDenied => "login_denied",
+            Self::LoginHookFailed => "login_hook_failed",
             Self::StepUpNotMet => "step_up_not_met",
         }
     }
