@@ -107,14 +107,17 @@ pub(crate) fn confirm_logout(hook: &dyn Responses, logout_path: &str, cancel: &s
     confirmation(hook.confirm_logout(&cx))
 }
 
-/// Asks a signed-in user before a cross-site IdP-initiated login replaces their session.
+/// Asks a signed-in user before a login started on another site (an IdP-initiated login, a
+/// sealed login link choosing a tenant) replaces their session.
+/// `field` is what the login was asked with, submitted again: `("idp_initiated_login", token)`
+/// or a sealed login link's `("options", sealed)`.
 pub(crate) fn confirm_login(
     hook: &dyn Responses,
     login_path: &str,
-    token: &str,
+    field: (&str, &str),
     cancel: &str,
 ) -> Page {
-    let fields = [("idp_initiated_login", token)];
+    let fields = [field];
     let cx = ConfirmContext {
         action: login_path,
         method: Method::GET,

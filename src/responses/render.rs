@@ -372,15 +372,15 @@ pub(super) fn confirm_logout(cx: &ConfirmContext<'_>) -> Response<Bytes> {
     html_page(StatusCode::OK, html)
 }
 
-/// Asks a signed-in user before an IdP-initiated login from another site replaces their session.
-/// "Continue" submits the same token from the app's own page (a same-origin request, which the
+/// Asks a signed-in user before a login started on another site (an IdP-initiated login, a
+/// sealed link choosing a tenant) replaces their session. "Continue" submits the same request from the app's own page (a same-origin request, which the
 /// login route honours); "Stay signed in" goes back to the app.
 pub(super) fn confirm_login(cx: &ConfirmContext<'_>) -> Response<Bytes> {
     let html = confirm_page(
         cx,
         "Switch account?",
-        "You are already signed in. A sign-in started at your organization's identity \
-         provider would replace this session. Continue only if you started it.",
+        "You are already signed in. A sign-in started outside this app would replace this \
+         session. Continue only if you started it.",
         "Continue",
     );
     html_page(StatusCode::OK, html)

@@ -238,6 +238,20 @@ impl From<&LoginOptions> for SealedOptions {
 }
 
 impl SealedOptions {
+    /// Whether the options choose where or as whom to sign in (a tenant, a connection, a social
+    /// provider, a login hint, an account chooser), not only how strictly.
+    fn chooses_tenant(&self) -> bool {
+        self.organization_id.is_some()
+            || self.connection_id.is_some()
+            || self.login_hint.is_some()
+            || self.domain_hint.is_some()
+            || self.provider.is_some()
+            || self
+                .prompt
+                .as_deref()
+                .is_some_and(|p| p.split(' ').any(|p| p == "select_account" || p == "create"))
+    }
+
     /// Opens the `options` parameter of a login link: `None` unless it was sealed by this app
     /// (any of its cookie keys) as login options and holds them.
     fn open(codec: &CookieCodec, sealed: &str) -> Option<Self> {
@@ -378,7 +392,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 return crate::responses::confirm_login(
                     &*shared.responses,
                     &settings.login_path,
-                    token,
+                    ("idp_initiated_login", token),
                     &settings.default_return,
                 );
             }
@@ -420,6 +434,22 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                     Vec::new(),
                 );
             };
+            // Login CSRF again: anyone can get a sealed link the app made for them (switching to
+            // their own organization, say) and send it to a victim. Options that choose a tenant
+            // or an account replace a signed-in user's session only after asking; step-up
+            // options only make a sign-in stricter and pass.
+            if options.chooses_tenant()
+                && !is_same_origin(&parts.headers, &settings.origin)
+                && crate::session::has_session(&shared, &parts.headers)
+            {
+                tracing::debug!("cross-site login link choosing a tenant over a session: asking");
+                return crate::responses::confirm_login(
+                    &*shared.responses,
+                    &settings.login_path,
+                    (SEALED_PARAM, sealed),
+                    &settings.default_return,
+                );
+            }
             return_to = options
                 .return_to
                 .as_deref()

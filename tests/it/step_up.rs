@@ -532,3 +532,71 @@ async fn the_step_up_error_page_retries_the_step_up() {
     assert_eq!(resp.status(), StatusCode::FOUND);
     assert_eq!(location(&resp), "/me");
 }
+
+/// Guards login CSRF through a sealed link: anyone can get a link the app sealed for them
+/// (switching to their own organization) and send it to a victim. Over a signed-in session, a
+/// cross-site link that chooses a tenant asks first, with a form that submits the same link
+/// from the app's page; one that only steps up passes; without a session, it starts the login.
+#[tokio::test]
+async fn a_cross_site_tenant_link_over_a_session_asks_first() {
+    let s = setup().await;
+    let (jar, _) = signed_in(&s).await;
+    let session = jar.header_for("/auth/login");
+    let tenant = s
+        .auth
+        .login_url(LoginOptions::new().organization_id("org_attacker"));
+    let over_session = |uri: &str| {
+        let mut req = cross_site_navigation(uri, "https://evil.example/");
+        req.headers_mut()
+            .insert(header::COOKIE, session.parse().unwrap());
+        req
+    };
+    let resp = serve(&s.app, over_session(&tenant)).await;
+    assert_eq!(resp.status(), StatusCode::OK, "a confirmation, not a login");
+    assert!(
+        set_cookies(&resp).iter().next().is_none(),
+        "nothing replaced"
+    );
+    let body = body_string(resp).await;
+    let sealed = values(&query_of(&format!("http://x{tenant}")), "options")
+        .pop()
+        .expect("options");
+    assert!(body.contains("name=\"options\""), "{body}");
+    assert!(body.contains(&format!("value=\"{sealed}\"")), "{body}");
+    // Confirmed from the app's own page: the login starts with the link's tenant.
+    let mut confirmed = same_origin_link(&tenant);
+    confirmed
+        .headers_mut()
+        .insert(header::COOKIE, session.parse().unwrap());
+    let resp = serve(&s.app, confirmed).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let q = query_of(&location(&resp));
+    assert_eq!(
+        values(&q, "organization_id"),
+        vec!["org_attacker".to_owned()]
+    );
+
+    // A step-up link only makes the sign-in stricter: no question.
+    let step_up = s
+        .auth
+        .login_url(LoginOptions::new().max_age(Duration::from_secs(0)));
+    let resp = serve(&s.app, over_session(&step_up)).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    assert_eq!(
+        values(&query_of(&location(&resp)), "max_age"),
+        vec!["0".to_owned()]
+    );
+
+    // No session: the login starts, as with any IdP-initiated sign-in.
+    let resp = serve(
+        &s.app,
+        cross_site_navigation(&tenant, "https://mail.example/"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let q = query_of(&location(&resp));
+    assert_eq!(
+        values(&q, "organization_id"),
+        vec!["org_attacker".to_owned()]
+    );
+}
