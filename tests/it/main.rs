@@ -30,6 +30,7 @@ mod multi_app;
 mod newcomer;
 mod pages;
 mod properties;
+mod provider_prompt;
 mod quickstart;
 mod refresh;
 mod refresh_robust;
