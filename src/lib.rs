@@ -91,13 +91,15 @@
 //!
 //! Every other request passes to the app: with a valid session or bearer token it carries
 //! [`Claims`]; without, it passes anonymous, and [`AuthLayer::require`] or the extractors decide.
+//! On public pages, [`AuthLayer::attempt_silent_login`] signs in a browser the provider already
+//! knows (single sign-on) without a click, once per visit ([`silent`]).
 //! Other methods on the layer's routes get 405 with `Allow`. `/auth` is
 //! [`AuthLayerBuilder::base_path`]; the callback is the path of the redirect URL.
 //!
 //! # Modules
 //!
 //! The root holds the layer, its builder, the claims and the provider. The rest is grouped as
-//! in tower-http, one module per concern: [`require`] (guards on routes), [`extract`] (axum
+//! in tower-http, one module per concern: [`require`] (guards on routes), [`silent`] (silent login), [`extract`] (axum
 //! extractors and their rejection), [`refresh`] (one refresh per session), [`revocation`]
 //! (logouts remembered), [`webhook`] (Scalekit's webhooks), [`clock`] (time, injectable in
 //! tests), and behind features [`redis`], [`testing`] and [`management`].
@@ -176,6 +178,7 @@ mod same_origin;
 mod secret;
 mod service;
 mod session;
+pub mod silent;
 mod session_cache;
 mod state;
 mod token;
@@ -254,6 +257,8 @@ pub use refresh::{
 };
 #[doc(hidden)]
 pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
+#[doc(hidden)]
+pub use silent::{SilentLogin, SilentLoginFuture, SilentLoginLayer};
 #[doc(hidden)]
 pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore};
 #[doc(hidden)]

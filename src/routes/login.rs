@@ -282,7 +282,11 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 let Some(v) = param(&params, name) else {
                     continue;
                 };
-                if !same_origin {
+                // `prompt=none` (a silent login, as the silent-login layer starts it) is
+                // honoured from anywhere: it chooses no tenant and can only make a login
+                // quieter.
+                let silent = *name == "prompt" && v == "none";
+                if !same_origin && !silent {
                     tracing::debug!(
                         param = name,
                         "cross-site login: pass-through parameter dropped"
@@ -321,6 +325,7 @@ fn start(
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let now = shared.clock.now();
 
+    let mut silent = false;
     let mut authorize = match url::Url::parse(&shared.meta.authorization_endpoint) {
         Ok(u) => u,
         Err(_) => {
@@ -366,6 +371,7 @@ fn start(
                 }
             }
             q.append_pair(name, v);
+            silent |= *name == "prompt" && v == "none";
             // Scalekit's SDKs send a domain hint under both names (scalekit-sdk-node
             // `src/scalekit.ts` and scalekit-sdk-go `scalekit.go` `GetAuthorizationUrl`,
             // scalekit-sdk-java `ScalekitAuthClient.getAuthorizationUrl`); the SSO reference
@@ -393,6 +399,7 @@ fn start(
         verifier,
         return_to,
         created: now,
+        silent,
     };
     let tx_slot = crate::cookies::Slot {
         name: format!("{}{id}", codec.tx_prefix),

@@ -24,6 +24,10 @@ pub(crate) struct Transaction {
     pub(crate) verifier: String,
     pub(crate) return_to: String,
     pub(crate) created: i64,
+    /// Asked with `prompt=none` (a silent login): a provider answer that needs the user sends
+    /// the browser back to `return_to` anonymously instead of to an error page.
+    #[serde(default)]
+    pub(crate) silent: bool,
 }
 
 /// The login attempts in flight, oldest first: `(id, created)`. Sealed, on the common path of
