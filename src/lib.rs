@@ -178,8 +178,8 @@ mod same_origin;
 mod secret;
 mod service;
 mod session;
-pub mod silent;
 mod session_cache;
+pub mod silent;
 mod state;
 mod token;
 mod verify;
@@ -258,9 +258,9 @@ pub use refresh::{
 #[doc(hidden)]
 pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
 #[doc(hidden)]
-pub use silent::{SilentLogin, SilentLoginFuture, SilentLoginLayer};
-#[doc(hidden)]
 pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore};
+#[doc(hidden)]
+pub use silent::{SilentLogin, SilentLoginFuture, SilentLoginLayer};
 #[doc(hidden)]
 pub use webhook::{
     sign_webhook, verify_webhook, verify_webhook_at, WebhookError, WebhookEvent,

@@ -91,7 +91,10 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         // The silent-login layer's "tried" cookie keeps it from trying again (no loop).
         if let Some(tx) = tx.as_ref().filter(|t| t.silent) {
             if crate::silent::NEEDS_USER.contains(&error) {
-                tracing::debug!(error, "silent login: the provider needs the user; anonymous");
+                tracing::debug!(
+                    error,
+                    "silent login: the provider needs the user; anonymous"
+                );
                 return redirect(&tx.return_to, set_cookies);
             }
         }

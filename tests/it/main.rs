@@ -38,3 +38,4 @@ mod responses_hook;
 mod revocation;
 mod scalekit;
 mod signature_memo;
+mod silent;
