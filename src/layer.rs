@@ -149,6 +149,9 @@ impl AuthLayer {
     /// ```
     #[must_use]
     pub fn attempt_silent_login(&self) -> crate::silent::SilentLoginLayer {
+        self.shared
+            .silent_login
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         crate::silent::SilentLoginLayer::new(self.shared.clone())
     }
 

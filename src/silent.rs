@@ -58,8 +58,9 @@
 //! session path; `HttpOnly`, `SameSite=Lax`, `Secure` as the session cookie). Its `Max-Age` is
 //! the login timeout (`login_timeout`, ten minutes by default): while it lives, requests pass
 //! through anonymously; after it, the next page load tries again, so a user who signs in to
-//! another app of the same provider meanwhile is picked up then. Logging out sets it too, so a
-//! provider session that outlives the logout does not sign the user straight back in.
+//! another app of the same provider meanwhile is picked up then. Once the app has made a
+//! silent-login layer, logging out sets it too, so a provider session that outlives the logout
+//! (a provider without `end_session_endpoint`) does not sign the user straight back in.
 //!
 //! # At the callback
 //!
