@@ -37,6 +37,35 @@ struct Inner {
     machine: bool,
     /// The layer that verified these claims ([`LayerId`]): its guards accept only its own.
     layer: LayerId,
+    /// What came with the claims: the access token they were verified from, and the session's
+    /// app data. Never printed, never serialized.
+    extras: Extras,
+}
+
+/// What a request's claims carry besides the claims: where their access token is, and the
+/// session's app data ([`LoginDecision::AllowWith`](crate::hooks::LoginDecision)).
+#[derive(Clone, Default)]
+pub(crate) struct Extras {
+    pub(crate) token: TokenSource,
+    /// The app data as JSON text, sealed in the session.
+    pub(crate) app_data: Option<Arc<str>>,
+}
+
+/// Where the access token of a request's claims is. Claims of a session are remembered for as
+/// long as the session is used, so they do not keep a copy of its token (about a kilobyte):
+/// the [`AccessToken`](crate::AccessToken) extractor reads it from the request when asked.
+#[derive(Clone, Default)]
+pub(crate) enum TokenSource {
+    /// None (claims made without a token: tests, fuzzing, the logout hook).
+    #[default]
+    None,
+    /// The token itself: a session refreshed by this very request, whose cookie has the old
+    /// one.
+    Inline(crate::access_token::AccessToken),
+    /// In the request's session cookie, sealed with this codec's keys.
+    Session(Arc<crate::cookies::CookieCodec>),
+    /// In the request's `Authorization: Bearer` header.
+    Bearer,
 }
 
 /// Identifies one built [`AuthLayer`](crate::AuthLayer) within the process. Claims carry the id
@@ -108,6 +137,15 @@ pub struct StandardClaims {
 impl Claims {
     /// Builds claims from a claim set verified by `layer`. `sub` must be a string.
     pub(crate) fn from_map(raw: Map<String, Value>, layer: LayerId) -> Option<Self> {
+        Self::from_map_with(raw, layer, Extras::default())
+    }
+
+    /// [`from_map`](Self::from_map), with the access token and app data that come with them.
+    pub(crate) fn from_map_with(
+        raw: Map<String, Value>,
+        layer: LayerId,
+        extras: Extras,
+    ) -> Option<Self> {
         let s = |k: &str| raw.get(k).and_then(Value::as_str).map(str::to_owned);
         let i = |k: &str| raw.get(k).and_then(Value::as_i64);
         let list = |k: &str| -> Vec<String> {
@@ -153,7 +191,22 @@ impl Claims {
             raw: std::sync::OnceLock::new(),
             machine,
             layer,
+            extras,
         })))
+    }
+
+    /// Where the access token of these claims is.
+    pub(crate) fn token_source(&self) -> &TokenSource {
+        &self.0.extras.token
+    }
+
+    /// The app data the login hook kept in the session
+    /// ([`LoginDecision::AllowWith`](crate::hooks::LoginDecision::AllowWith)), deserialized
+    /// into `T`; `None` when there is none or it has another shape (and for bearer requests).
+    #[must_use]
+    pub fn app_data<T: DeserializeOwned>(&self) -> Option<T> {
+        let json = self.0.extras.app_data.as_deref()?;
+        serde_json::from_str(json).ok()
     }
 
     /// The layer that verified these claims.

@@ -194,6 +194,103 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Claims {
     }
 }
 
+/// The access token of the request ([`AccessToken`](crate::AccessToken)): rejects like
+/// [`Claims`] when no one is signed in.
+impl<S: Send + Sync> FromRequestParts<S> for crate::AccessToken {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let _claims = <Claims as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        match crate::AccessTokenExt::access_token(&*parts) {
+            Some(token) => Ok(token),
+            None => Err(unauthenticated(parts)),
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for crate::AccessToken {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(crate::AccessTokenExt::access_token(&*parts))
+    }
+}
+
+/// The app data the login hook kept in the session
+/// ([`LoginDecision::AllowWith`](crate::LoginDecision::AllowWith)), as `T`.
+///
+/// Rejects like [`Claims`] when no one is signed in, and also when the session has no app data
+/// of this shape (a session made before the hook kept any, or by a hook that kept another
+/// shape): the user signs in again, and the hook runs again. `Option<AppData<T>>` never
+/// rejects.
+///
+/// ```
+/// use tower_oidc_auth::extract::AppData;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Account {
+///     id: u64,
+/// }
+///
+/// async fn orders(AppData(account): AppData<Account>) -> String {
+///     format!("orders of account {}", account.id)
+/// }
+/// # let _ = orders;
+/// ```
+#[derive(Debug, Clone)]
+pub struct AppData<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for AppData<T> {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let claims = <Claims as FromRequestParts<S>>::from_request_parts(parts, state).await?;
+        match claims.app_data::<T>() {
+            Some(data) => Ok(Self(data)),
+            None => {
+                tracing::warn!(
+                    "AppData: the session has no app data of this shape; sending the user to \
+                     sign in again (does the login hook return LoginDecision::AllowWith?)"
+                );
+                Err(unauthenticated(parts))
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> OptionalFromRequestParts<S> for AppData<T> {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Claims>()
+            .and_then(Claims::app_data::<T>)
+            .map(Self))
+    }
+}
+
+/// The unauthenticated answer for a request the layer passed on as signed in, when what it
+/// carries is not enough (no access token, no app data).
+fn unauthenticated(parts: &Parts) -> ClaimsRejection {
+    let page = match parts.extensions.get::<AuthContext>() {
+        Some(ctx) => reject_parts(&ctx.0, parts),
+        None => crate::responses::unauthenticated(
+            &crate::responses::DefaultResponses,
+            crate::responses::Client::of(&parts.method, &parts.headers),
+            "/auth/login",
+            "/",
+        ),
+    };
+    ClaimsRejection::Unauthenticated(Unauthenticated(page))
+}
+
 impl IntoResponse for crate::claims::Forbidden {
     fn into_response(self) -> Response {
         // Made in a handler, without the request or the layer: the default API answer.

@@ -76,7 +76,7 @@
 //! | `redis` | no | [`redis`]: one refresh per session, and logouts, across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
 //! | `management` | no | [`management::ManagementClient`], a typed client for Scalekit's Management API |
-//! | `tonic` | no | [`ClaimsExt`] for `tonic::Request` (`request.claims()`) |
+//! | `tonic` | no | [`ClaimsExt`] and [`AccessTokenExt`] for `tonic::Request` (`request.claims()`, `request.access_token()`) |
 //! | `full` | no | all of the above |
 //!
 //! # Routes
@@ -99,10 +99,11 @@
 //! # Modules
 //!
 //! The root holds the layer, its builder, the claims and the provider. The rest is grouped as
-//! in tower-http, one module per concern: [`require`] (guards on routes), [`silent`] (silent login), [`extract`] (axum
-//! extractors and their rejection), [`refresh`] (one refresh per session), [`revocation`]
-//! (logouts remembered), [`webhook`] (Scalekit's webhooks), [`clock`] (time, injectable in
-//! tests), and behind features [`redis`], [`testing`] and [`management`].
+//! in tower-http, one module per concern: [`require`] (guards on routes), [`silent`] (silent
+//! login), [`extract`] (axum extractors and their rejection), [`hooks`] (the access token, and
+//! what runs at sign-in, refresh and logout), [`refresh`] (one refresh per session),
+//! [`revocation`] (logouts remembered), [`webhook`] (Scalekit's webhooks), [`clock`] (time,
+//! injectable in tests), and behind features [`redis`], [`testing`] and [`management`].
 //!
 //! # Security model
 //!
@@ -152,6 +153,7 @@
 #![warn(unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod access_token;
 mod bearer;
 mod body;
 mod claims;
@@ -162,6 +164,7 @@ mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
 mod future;
+pub mod hooks;
 mod layer;
 #[cfg(feature = "management")]
 pub mod management;
@@ -223,10 +226,12 @@ pub mod redis {
     pub use crate::redis_store::{RedisRefreshCoordinator, RedisRevocationStore};
 }
 
+pub use access_token::{AccessToken, AccessTokenExt};
 pub use body::AuthBody;
 pub use claims::{Claims, ClaimsExt, Forbidden, StandardClaims};
 pub use config::{Algorithm, AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_SESSION_CLAIMS};
 pub use future::ResponseFuture;
+pub use hooks::LoginDecision;
 pub use layer::{AuthLayer, CacheStats};
 pub use provider::{Provider, ProviderError, ProviderMetadata};
 pub use routes::LoginOptions;

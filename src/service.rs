@@ -205,7 +205,8 @@ fn attach<B>(req: &mut Request<B>, claims: Option<crate::Claims>, shared: &Arc<S
         Some(claims) => {
             req.extensions_mut().insert(claims);
             // The guard extractors' 403 needs the app's responses (never the default's cost).
-            if shared.custom_responses {
+            // So do the extractors of the login hook's app data, when it is missing.
+            if shared.custom_responses || shared.settings.hooks.login.is_some() {
                 req.extensions_mut().insert(AuthContext(shared.clone()));
             }
         }

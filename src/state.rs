@@ -46,6 +46,8 @@ pub(crate) struct Settings {
     pub(crate) approve_param: Option<ApproveParam>,
     /// The ID-token claims the session keeps (besides `sub`, `iss`, `sid`).
     pub(crate) session_claims: Vec<String>,
+    /// The app's login, refresh and logout hooks.
+    pub(crate) hooks: crate::hooks::Hooks,
 }
 
 impl Settings {
@@ -78,7 +80,9 @@ pub(crate) struct Shared {
     pub(crate) meta: ProviderMetadata,
     pub(crate) token: TokenClient,
     pub(crate) verifier: Verifier,
-    pub(crate) cookies: CookieCodec,
+    /// Shared with the claims of signed-in requests, which open the session cookie for the
+    /// [`AccessToken`](crate::AccessToken) extractor.
+    pub(crate) cookies: Arc<CookieCodec>,
     pub(crate) coordinator: Arc<dyn RefreshCoordinator>,
     pub(crate) revocations: Arc<dyn RevocationStore>,
     /// Logout-token `jti`s seen, with when: replays are refused.

@@ -35,7 +35,27 @@ async fn full_flow_logs_no_secrets() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let s = setup().await;
+    // The hooks see the tokens: what they are given prints none (their Debug goes into
+    // `debug` below), and the layer logs none around them.
+    let told = Arc::new(Mutex::new(String::new()));
+    let (t1, t2, t3) = (told.clone(), told.clone(), told.clone());
+    let s = setup_with(move |b| {
+        b.on_login(move |ctx| {
+            t1.lock()
+                .unwrap()
+                .push_str(&format!("{ctx:?} {:?}", ctx.access_token));
+            async { Ok(tower_oidc_auth::LoginDecision::Allow) }
+        })
+        .on_refresh(move |ctx| {
+            t2.lock().unwrap().push_str(&format!("{ctx:?}"));
+            async { Ok(tower_oidc_auth::LoginDecision::Allow) }
+        })
+        .on_logout(move |ctx| {
+            t3.lock().unwrap().push_str(&format!("{ctx:?}"));
+            async { Ok(()) }
+        })
+    })
+    .await;
     let mut pages = String::new();
     let mut jar = Jar::default();
     let resp = login(&s, &mut jar, "/auth/login?return_to=%2Fme").await;
@@ -68,7 +88,14 @@ async fn full_flow_logs_no_secrets() {
     let resp = send(&s.app, &mut jar, logout_link()).await;
     pages.push_str(&format!("{:?}", resp.headers().get("set-cookie")));
 
-    let debug = format!("{:?} {:?}", s.auth, s.provider);
+    let told = told.lock().unwrap().clone();
+    assert!(
+        told.contains("LoginContext")
+            && told.contains("RefreshContext")
+            && told.contains("LogoutContext"),
+        "every hook ran: {told}"
+    );
+    let debug = format!("{:?} {:?} {told}", s.auth, s.provider);
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("code exchange") || logs.contains("signed in"),

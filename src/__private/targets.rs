@@ -95,6 +95,7 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             bearer: true,
             origin: "https://app.example".into(),
             approve_param: None,
+            hooks: crate::hooks::Hooks::default(),
             session_claims: crate::config::DEFAULT_SESSION_CLAIMS
                 .iter()
                 .map(|c| (*c).to_owned())
@@ -111,13 +112,13 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             settings,
             meta,
             verifier,
-            cookies: CookieCodec::new(
+            cookies: Arc::new(CookieCodec::new(
                 vec![cookie::Key::from(&[7u8; 64])],
                 true,
                 "oidc_fuzz",
                 "/",
                 "/auth",
-            ),
+            )),
             coordinator: Arc::new(crate::refresh::LocalRefreshCoordinator::with_clock(
                 Duration::from_secs(60),
                 64,

@@ -5,6 +5,7 @@
 pub(crate) mod checks;
 mod env;
 pub(crate) mod error;
+mod hooks;
 mod lifetime;
 pub(crate) mod m2m;
 mod resolve;
@@ -123,6 +124,7 @@ pub struct AuthLayerBuilder {
     pub(crate) clock: SharedClock,
     pub(crate) session_claims: Vec<String>,
     pub(crate) responses: Option<Arc<dyn crate::responses::Responses>>,
+    pub(crate) hooks: crate::hooks::Hooks,
 }
 
 impl fmt::Debug for AuthLayerBuilder {
@@ -199,6 +201,10 @@ impl AuthLayerBuilder {
                 .map(|c| (*c).to_owned())
                 .collect(),
             responses: None,
+            hooks: crate::hooks::Hooks {
+                timeout: crate::hooks::DEFAULT_HOOK_TIMEOUT,
+                ..Default::default()
+            },
         }
     }
 

@@ -277,6 +277,7 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
         origin: origin.clone(),
         approve_param: cfg.approve_param.clone(),
         session_claims: cfg.session_claims.clone(),
+        hooks: cfg.hooks.clone(),
     };
     Ok(Validated {
         cfg,
@@ -347,7 +348,7 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             meta,
             token,
             verifier,
-            cookies,
+            cookies: Arc::new(cookies),
             coordinator,
             revocations: match cfg.revocation_store {
                 Some(store) => store,

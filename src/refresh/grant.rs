@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::claims::TokenSource;
 use crate::cookies::RequestCookies;
 use crate::error::Chain;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
@@ -59,8 +60,16 @@ pub(crate) fn refreshed_outcome(
         return Outcome::cleared(shared, cookies, true);
     }
     let claims = match &refreshed.verified {
-        Some(v) => v.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
-        None => opaque_claims(shared, &data),
+        // The request's cookie has the old token: the claims carry the new one.
+        Some(v) => v.session_claims(
+            || data.identity(),
+            || data.extras(TokenSource::Inline(data.access_token(v.exp))),
+        ),
+        None => opaque_claims(
+            shared,
+            &data,
+            TokenSource::Inline(data.access_token(data.exp)),
+        ),
     };
     // A refresh does not extend the session: the cookies get the lifetime that is left.
     let age = lifetime_left(&shared.settings, &data.ids, shared.clock.now());
@@ -205,19 +214,80 @@ pub(crate) async fn check_grant(
         None => raw_json(&Value::Object(old_idc)),
     };
     Ok(Refreshed {
-        session: SessionData::from_tokens(
-            Tokens {
-                at: grant.at,
-                // Providers that do not rotate may omit it: keep the one we have.
-                rt: grant.rt.or_else(|| Some(rt.to_owned())),
-                exp,
-                opaque,
-            },
-            idc,
-            ids,
-            now,
-        ),
+        session: SessionData {
+            // The app's data stays with the session (the refresh hook may replace it).
+            app: old.app.clone(),
+            ..SessionData::from_tokens(
+                Tokens {
+                    at: grant.at,
+                    // Providers that do not rotate may omit it: keep the one we have.
+                    rt: grant.rt.or_else(|| Some(rt.to_owned())),
+                    exp,
+                    opaque,
+                },
+                idc,
+                ids,
+                now,
+            )
+        },
         id_token: hint,
         verified,
     })
+}
+
+/// What the app's refresh hook decided.
+pub(crate) enum Verdict {
+    /// Go on with the refreshed session (its app data possibly replaced).
+    Keep,
+    /// The hook denied: the session ends.
+    End,
+}
+
+/// Runs the app's refresh hook, if any, on a verified refresh, before its cookie is written.
+/// `Err`: the hook failed (an error, a panic, its time limit, app data over the limit); the
+/// caller keeps the old session for now.
+pub(crate) async fn refresh_hook(
+    shared: &Shared,
+    refreshed: &mut Refreshed,
+) -> Result<Verdict, String> {
+    use crate::hooks::{seal_app_data, LoginDecision, RefreshContext};
+    let Some(hook) = &shared.settings.hooks.refresh else {
+        return Ok(Verdict::Keep);
+    };
+    let data = &refreshed.session;
+    // Built here, not through the verified token's remembered claims: those must carry the app
+    // data the hook decides.
+    let mut map = data.identity().unwrap_or_default();
+    let exp = match &refreshed.verified {
+        Some(v) => {
+            for (k, v) in v.claims.iter() {
+                map.insert(k.clone(), v.clone());
+            }
+            v.exp
+        }
+        None => {
+            map.insert("exp".into(), data.exp.into());
+            data.exp
+        }
+    };
+    let access_token = data.access_token(exp);
+    let extras = data.extras(TokenSource::Inline(access_token.clone()));
+    let Some(claims) = crate::Claims::from_map_with(map, shared.verifier.layer(), extras) else {
+        return Err("the refreshed claims have no subject".into());
+    };
+    let cx = RefreshContext {
+        claims,
+        access_token,
+    };
+    match hook.run(cx, shared.settings.hooks.timeout).await? {
+        LoginDecision::Allow => Ok(Verdict::Keep),
+        LoginDecision::AllowWith { app_data } => {
+            refreshed.session.app = Some(seal_app_data(&app_data)?);
+            Ok(Verdict::Keep)
+        }
+        LoginDecision::Deny { reason } => {
+            tracing::info!(%reason, "the app's refresh hook ended the session");
+            Ok(Verdict::End)
+        }
+    }
 }

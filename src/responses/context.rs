@@ -195,6 +195,12 @@ pub enum ErrorReason {
     SessionEnded,
     /// The session is too large for the cookies the app reads back.
     SessionTooLarge,
+    /// The app's login hook refused the user ([`LoginDecision::Deny`](crate::LoginDecision)):
+    /// the message is the hook's reason.
+    LoginDenied,
+    /// The app's login hook failed: an error, a panic, its time limit, or app data over the
+    /// limit.
+    LoginHookFailed,
 }
 
 impl ErrorReason {
@@ -221,6 +227,8 @@ impl ErrorReason {
             Self::AudienceNotAccepted => "audience_not_accepted",
             Self::SessionEnded => "session_ended",
             Self::SessionTooLarge => "session_too_large",
+            Self::LoginDenied => "login_denied",
+            Self::LoginHookFailed => "login_hook_failed",
         }
     }
 }

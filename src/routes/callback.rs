@@ -319,7 +319,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         }
     };
     let identity = identity_claims(&id_claims, &settings.session_claims);
-    let session = SessionData::from_tokens(
+    let mut session = SessionData::from_tokens(
         Tokens {
             at: tokens.access_token,
             rt: tokens.refresh_token,
@@ -354,6 +354,19 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             Some(&fresh),
         );
         return error_page(responses, &settings.default_return, &page, set_cookies);
+    }
+    if let Err(page) = super::login_hook::run(
+        &shared,
+        &parts,
+        &id_claims,
+        &mut session,
+        &tx.return_to,
+        retry,
+        &mut set_cookies,
+    )
+    .await
+    {
+        return page;
     }
     let max_age = settings.session_max_age;
     // Only what can be read back is written: a session too large for the cookies the layer

@@ -125,8 +125,31 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     };
     if let Some(session) = &session {
         tracing::info!(sub = session.ids.sub.as_deref().unwrap_or(""), "signed out");
+        notify_logout(&shared, session).await;
     }
     redirect(&location, set_cookies)
+}
+
+/// Tells the app's logout hook, if any, which session ended. Its failure is logged; the logout
+/// goes on.
+async fn notify_logout(shared: &Shared, session: &SessionData) {
+    let Some(hook) = &shared.settings.hooks.logout else {
+        return;
+    };
+    let claims = session.identity().and_then(|map| {
+        crate::Claims::from_map_with(
+            map,
+            shared.verifier.layer(),
+            crate::claims::Extras::default(),
+        )
+    });
+    let Some(claims) = claims else {
+        return;
+    };
+    let cx = crate::hooks::LogoutContext { claims };
+    if let Err(error) = hook.run(cx, shared.settings.hooks.timeout).await {
+        tracing::warn!(%error, "logout hook");
+    }
 }
 
 /// Best effort: revokes the session's refresh token at the provider (RFC 7009), when its

@@ -3,6 +3,7 @@
 mod backchannel;
 mod callback;
 mod login;
+mod login_hook;
 mod logout;
 
 pub(crate) use backchannel::{backchannel_logout, MAX_BODY as BACKCHANNEL_MAX_BODY};

@@ -2,6 +2,7 @@
 //! outcome of reading it. Resolution per request is in [`resolve`].
 
 pub(crate) mod resolve;
+mod token;
 
 pub(crate) use resolve::{has_session, resolve, resolve_now};
 
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::claims::Claims;
+use crate::claims::{Claims, Extras, TokenSource};
 use crate::cookies::RequestCookies;
 use crate::responses::Page;
 use crate::revocation::{RevocationKeys, SessionIds};
@@ -43,6 +44,10 @@ pub(crate) struct SessionData {
     /// Identity of the session, kept across refreshes: for revocation checks.
     #[serde(flatten)]
     pub(crate) ids: SessionIds,
+    /// The app's data from its login hook (compact JSON, at most
+    /// [`APP_DATA_MAX_BYTES`](crate::hooks::APP_DATA_MAX_BYTES)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) app: Option<Box<RawValue>>,
 }
 
 /// The tokens of one token-endpoint answer, as a session keeps them.
@@ -77,7 +82,28 @@ impl SessionData {
             seen: 0,
             idc,
             ids,
+            app: None,
         }
+    }
+
+    /// What the session's claims carry besides the claims: where its access token is, and its
+    /// app data.
+    pub(crate) fn extras(&self, token: TokenSource) -> Extras {
+        Extras {
+            token,
+            app_data: self.app.as_ref().map(|a| a.get().into()),
+        }
+    }
+
+    /// The session's access token itself, expiring at `exp` (the verified token's, or the
+    /// session's for an opaque one).
+    pub(crate) fn access_token(&self, exp: i64) -> crate::access_token::AccessToken {
+        crate::access_token::AccessToken::new(self.at.as_str(), exp)
+    }
+
+    /// The identity claims kept in the session, parsed.
+    pub(crate) fn identity(&self) -> Option<Map<String, Value>> {
+        serde_json::from_str(self.idc.get()).ok()
     }
 }
 
@@ -400,10 +426,14 @@ pub(crate) fn session_cookie_header(
         .join("; ")
 }
 
-pub(crate) fn opaque_claims(shared: &Shared, data: &SessionData) -> Option<Claims> {
+pub(crate) fn opaque_claims(
+    shared: &Shared,
+    data: &SessionData,
+    token: TokenSource,
+) -> Option<Claims> {
     let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
     map.insert("exp".into(), data.exp.into());
-    Claims::from_map(map, shared.verifier.layer())
+    Claims::from_map_with(map, shared.verifier.layer(), data.extras(token))
 }
 
 #[cfg(test)]

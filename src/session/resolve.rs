@@ -9,8 +9,11 @@ use super::{
     ended, ended_at, opaque_claims, refresh_due, touch, touch_due, OpenSession, Outcome,
     Resolution, SessionData,
 };
+use crate::claims::TokenSource;
 use crate::cookies::RequestCookies;
-use crate::refresh::grant::{check_grant, refresh_aad, refresh_task, refreshed_outcome, Grant};
+use crate::refresh::grant::{
+    check_grant, refresh_aad, refresh_hook, refresh_task, refreshed_outcome, Grant, Verdict,
+};
 use crate::refresh::{RefreshError, RefreshKey};
 use crate::responses::{unavailable, Client};
 use crate::revocation::RevocationKeys;
@@ -231,8 +234,22 @@ pub(crate) async fn resolve(
                                     Err(format!("tokens not verified within {timeout:?}"))
                                 });
                         match checked {
-                            Ok(refreshed) => {
-                                return refreshed_outcome(&shared, &cookies, data, refreshed);
+                            Ok(mut refreshed) => {
+                                match refresh_hook(&shared, &mut refreshed).await {
+                                    Ok(Verdict::Keep) => {
+                                        return refreshed_outcome(
+                                            &shared, &cookies, data, refreshed,
+                                        );
+                                    }
+                                    Ok(Verdict::End) => {
+                                        return Outcome::cleared(&shared, &cookies, true);
+                                    }
+                                    Err(error) => tracing::warn!(
+                                        %error,
+                                        "refresh hook; keeping the session, the next request \
+                                         runs it again"
+                                    ),
+                                }
                             }
                             Err(error) => tracing::warn!(
                                 %error,
@@ -368,12 +385,19 @@ pub(crate) fn check(
         if now >= data.exp {
             return Resolution::Ready(Outcome::cleared(shared, cookies, false));
         }
-        return Resolution::Ready(Outcome::with_claims(opaque_claims(shared, data)));
+        return Resolution::Ready(Outcome::with_claims(opaque_claims(
+            shared,
+            data,
+            TokenSource::Session(shared.cookies.clone()),
+        )));
     }
     match verify(&data.at) {
-        Attempt::Valid(verified) => Resolution::Ready(Outcome::with_claims(
-            verified.session_claims(|| serde_json::from_str(data.idc.get()).ok()),
-        )),
+        Attempt::Valid(verified) => {
+            Resolution::Ready(Outcome::with_claims(verified.session_claims(
+                || data.identity(),
+                || data.extras(TokenSource::Session(shared.cookies.clone())),
+            )))
+        }
         Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(VerifyError::UnknownKey) => {
             // Perhaps the provider rotated keys and the refetch is rate-limited: keep the cookie.

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-use crate::claims::{Claims, LayerId};
+use crate::claims::{Claims, Extras, LayerId};
 
 /// Why a token was refused. Logged, never shown to the user in detail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,6 +166,7 @@ impl Verified {
     pub(crate) fn session_claims(
         &self,
         identity: impl FnOnce() -> Option<Map<String, Value>>,
+        extras: impl FnOnce() -> Extras,
     ) -> Option<Claims> {
         self.session_claims
             .get_or_init(|| {
@@ -173,15 +174,22 @@ impl Verified {
                 for (k, v) in self.claims.iter() {
                     merged.insert(k.clone(), v.clone());
                 }
-                Claims::from_map(merged, self.layer)
+                Claims::from_map_with(merged, self.layer, extras())
             })
             .clone()
     }
 
-    /// The claims of the token alone (bearer use: no session, no identity claims).
+    /// The claims of the token alone (bearer use: no session, no identity claims). Their token
+    /// is the request's `Authorization` header.
     pub(crate) fn bearer_claims(&self) -> Option<Claims> {
         self.bearer_claims
-            .get_or_init(|| Claims::from_map((*self.claims).clone(), self.layer))
+            .get_or_init(|| {
+                let extras = Extras {
+                    token: crate::claims::TokenSource::Bearer,
+                    app_data: None,
+                };
+                Claims::from_map_with((*self.claims).clone(), self.layer, extras)
+            })
             .clone()
     }
 }

@@ -9,6 +9,7 @@ mod alloc;
 mod helpers;
 
 mod adversarial;
+mod after_login;
 mod attack_cookie_bytes;
 mod attack_memo;
 mod attack_newcomer;

@@ -1,0 +1,139 @@
+//! The app's login hook at the callback ([`crate::hooks`]): after the tokens are verified,
+//! before any session cookie is written.
+
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+use serde_json::{Map, Value};
+
+use crate::claims::{Claims, TokenSource};
+use crate::hooks::{seal_app_data, LoginContext, LoginDecision};
+use crate::responses::{
+    error_page, grpc_status, json, Client, ErrorPage, ErrorReason, GrpcCode, Page,
+};
+use crate::session::SessionData;
+use crate::state::Shared;
+use crate::verify::{Attempt, Purpose};
+
+/// Runs the login hook, if the app set one, on the sign-in about to become `session`. `Ok`:
+/// go on (with the app data kept in `session`); `Err`: the answer, carrying `set_cookies` (the
+/// used login attempt cleared), and no session.
+pub(super) async fn run(
+    shared: &Shared,
+    parts: &Parts,
+    id_claims: &Map<String, Value>,
+    session: &mut SessionData,
+    return_to: &str,
+    retry: Option<&str>,
+    set_cookies: &mut Vec<HeaderValue>,
+) -> Result<(), Page> {
+    let Some(hook) = &shared.settings.hooks.login else {
+        return Ok(());
+    };
+    // The claims a request would see, with the ID token's whole claim set beneath: the hook
+    // may need claims the session does not keep.
+    let mut map = id_claims.clone();
+    if !session.opaque {
+        // Verified a moment ago: remembered.
+        if let Attempt::Valid(v) = shared.verifier.access_now(&session.at, Purpose::Session) {
+            for (k, v) in v.claims.iter() {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let exp = session.exp;
+    let access_token = session.access_token(exp);
+    let extras = session.extras(TokenSource::Inline(access_token.clone()));
+    let Some(claims) = Claims::from_map_with(map, shared.verifier.layer(), extras) else {
+        return Err(failed(
+            shared,
+            "the verified claims have no subject",
+            retry,
+            set_cookies,
+        ));
+    };
+    let sub = claims.sub.clone();
+    let cx = LoginContext {
+        claims,
+        return_to: return_to.to_owned(),
+        access_token,
+    };
+    match hook.run(cx, shared.settings.hooks.timeout).await {
+        Ok(LoginDecision::Allow) => Ok(()),
+        Ok(LoginDecision::AllowWith { app_data }) => match seal_app_data(&app_data) {
+            Ok(raw) => {
+                session.app = Some(raw);
+                Ok(())
+            }
+            Err(error) => Err(failed(shared, &error, retry, set_cookies)),
+        },
+        Ok(LoginDecision::Deny { reason }) => {
+            tracing::info!(sub = %sub, "sign-in refused by the app's login hook");
+            Err(denied(shared, parts, &reason, set_cookies))
+        }
+        Err(error) => Err(failed(shared, &error, retry, set_cookies)),
+    }
+}
+
+/// The hook refused the user: like a guard, a 403 page for a browser, JSON for a program.
+fn denied(
+    shared: &Shared,
+    parts: &Parts,
+    reason: &str,
+    set_cookies: &mut Vec<HeaderValue>,
+) -> Page {
+    let cookies = std::mem::take(set_cookies);
+    match Client::of(&parts.method, &parts.headers) {
+        Client::Browser => {
+            let page = ErrorPage::new(
+                StatusCode::FORBIDDEN,
+                ErrorReason::LoginDenied,
+                "Sign-in not allowed",
+                reason,
+                None,
+            );
+            error_page(
+                &*shared.responses,
+                &shared.settings.default_return,
+                &page,
+                cookies,
+            )
+        }
+        other => {
+            let mut resp = match other {
+                Client::Grpc => {
+                    grpc_status(GrpcCode::PermissionDenied, reason).map(http_body_util::Full::new)
+                }
+                _ => json(
+                    StatusCode::FORBIDDEN,
+                    serde_json::json!({"error": "login_denied", "message": reason}),
+                ),
+            };
+            crate::responses::add_cookies(resp.headers_mut(), cookies);
+            resp
+        }
+    }
+}
+
+/// The hook failed (an error, a panic, its time limit, app data over the limit): the sign-in
+/// error page, logged with the cause.
+fn failed(
+    shared: &Shared,
+    error: &str,
+    retry: Option<&str>,
+    set_cookies: &mut Vec<HeaderValue>,
+) -> Page {
+    tracing::error!(%error, "login hook; not signed in");
+    let page = ErrorPage::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorReason::LoginHookFailed,
+        "Sign-in failed",
+        "The application could not complete your sign-in. Please try again in a moment.",
+        retry,
+    );
+    error_page(
+        &*shared.responses,
+        &shared.settings.default_return,
+        &page,
+        std::mem::take(set_cookies),
+    )
+}
