@@ -95,7 +95,7 @@ async function pageJson(page) {
 /** The app's cookies (oidc_<8 hex>_...) grouped by kind. */
 function appCookies(cookies, host) {
   const ours = cookies.filter((c) => /^oidc_[0-9a-f]{8}_/.test(c.name) && c.domain === host);
-  const byKind = { s: [], id: [], tx: [], txi: [], other: [] };
+  const byKind = { s: [], id: [], tx: [], txi: [], silent: [], other: [] };
   for (const c of ours) {
     const kind = c.name.replace(/^oidc_[0-9a-f]{8}_/, '');
     // Large values are split into chunks named <name>.1, <name>.2, ...
@@ -103,6 +103,7 @@ function appCookies(cookies, host) {
     else if (/^id(\.\d+)?$/.test(kind)) byKind.id.push(c);
     else if (/^txi(\.\d+)?$/.test(kind)) byKind.txi.push(c);
     else if (/^tx_[A-Za-z0-9_-]{16}$/.test(kind)) byKind.tx.push(c);
+    else if (kind === 'silent') byKind.silent.push(c);
     else byKind.other.push(c);
   }
   return { all: ours, ...byKind };
@@ -447,6 +448,54 @@ async function scenarioMultiApp({ context, page }) {
   return `SSO into B without a form; logout of A reached ${deliveries.map((d) => d.client_id).join(' and ')}`;
 }
 
+async function scenarioSilentLogin({ context, page }) {
+  const email = uniqueEmail('silent');
+  const host = new URL(APP_A).hostname;
+  const hops = (navigations) => navigations.map((u) => new URL(u));
+
+  // 1. A's home page with no provider session: a silent attempt (prompt=none) that the
+  //    provider answers login_required; back on the page, anonymous, no form, no error page.
+  let navigations = recordNavigations(page);
+  await page.goto(`${APP_A}/`);
+  await page.locator('#anonymous').waitFor();
+  assert.equal(page.url(), `${APP_A}/`, 'back on A\'s home page');
+  let authorize = hops(navigations).find((u) => u.href.startsWith(`${PROVIDER}/oauth/authorize?`));
+  assert.equal(authorize?.searchParams.get('prompt'), 'none', `a prompt=none attempt: ${navigations.join(' -> ')}`);
+  assert.ok(!navigations.some(isLoginForm), `no sign-in form: ${navigations.join(' -> ')}`);
+  const callback = hops(navigations).find((u) => u.href.startsWith(`${APP_A}/auth/callback?`));
+  assert.equal(callback?.searchParams.get('error'), 'login_required', 'the provider said login_required');
+  let jar = appCookies(await context.cookies(), host);
+  assert.equal(jar.tx.length, 0, 'the login attempt was cleared');
+  assert.equal(jar.s.length, 0, 'no session');
+  assert.equal(jar.silent.length, 1, 'the "tried" cookie');
+  assertCookieFlags(jar.silent[0], '/');
+  // No loop: the next page load is served at once.
+  navigations = recordNavigations(page);
+  await page.reload();
+  await page.locator('#anonymous').waitFor();
+  assert.deepEqual(navigations, [`${APP_A}/`], 'one attempt per visit');
+
+  // 2. Sign into A with the provider's form.
+  await page.goto(`${APP_A}/me`);
+  await signIn(page, email, `${APP_A}/me`);
+  const claimsA = await pageJson(page);
+  assert.equal(claimsA.email, email);
+
+  // 3. The first page load of B: signed in silently, through the provider, without a form.
+  navigations = recordNavigations(page);
+  await page.goto(`${APP_B}/`);
+  await page.locator('#user', { hasText: email }).waitFor();
+  assert.equal(page.url(), `${APP_B}/`, 'on B\'s home page');
+  authorize = hops(navigations).find((u) => u.href.startsWith(`${PROVIDER}/oauth/authorize?`));
+  assert.equal(authorize?.searchParams.get('prompt'), 'none', `B tried silently: ${navigations.join(' -> ')}`);
+  assert.equal(authorize.searchParams.get('client_id'), process.env.APP_B_CLIENT_ID || 'app-b');
+  assert.ok(!navigations.some(isLoginForm), `no sign-in form for B: ${navigations.join(' -> ')}`);
+  await page.goto(`${APP_B}/me`);
+  const claimsB = await pageJson(page);
+  assert.equal(claimsB.sub, claimsA.sub, 'same user in B');
+  return `A fell back to anonymous once (login_required); B signed in on its first page load (${navigations.length} hops)`;
+}
+
 async function scenarioKeyRotation({ page }) {
   const email = uniqueEmail('rotation');
   const jwksBefore = await (await fetch(`${PROVIDER}/keys`)).json();
@@ -661,9 +710,15 @@ async function scenarioLifetime({ context, page }) {
     `no refresh grant for the expired session (${refreshesOf(statsAt28)} -> ${refreshesOf(statsAfter)})`);
   assert.equal(statsAfter.refreshGrantErrors, statsAt28.refreshGrantErrors, 'no refresh attempt either');
 
-  // The browser, too, is signed out of this app (its cookie expired, or is refused).
+  // The browser, too, is signed out of this app (its cookie expired, or is refused): the home
+  // page's silent login (prompt=none) asks the provider, whose session still lives, for a new
+  // session instead.
+  const navigations = recordNavigations(page);
   await page.goto(`${LIFETIME}/`);
-  await page.locator('h1', { hasText: 'Welcome' }).waitFor();
+  await page.getByText(`Hello, ${email}`).waitFor();
+  assert.ok(navigations.some((u) => u.startsWith(`${PROVIDER}/oauth/authorize?`)
+    && new URL(u).searchParams.get('prompt') === 'none'),
+    `a new session through the provider, silently: ${navigations.join(' -> ')}`);
   const secs = ((Date.now() - loggedIn) / 1000).toFixed(1);
   return `refreshed at +12 s (exp ${first.exp} -> ${refreshed.exp}); the copy at +28 s: 401, `
     + `${sessionNames.length} session cookie(s) cleared, 0 refresh grants (done at +${secs} s)`;
@@ -807,6 +862,7 @@ const SCENARIOS = [
   ['9', 'lifetime', scenarioLifetime],
   ['10', 'relogin', scenarioRelogin],
   ['11', 'localhost', scenarioLocalhost],
+  ['12', 'silent-login', scenarioSilentLogin],
 ];
 
 // ---------------------------------------------------------------------------------------------

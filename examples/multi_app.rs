@@ -6,8 +6,9 @@
 //!
 //! App A listens on `APP_A_URL` (default `http://127.0.0.1:3000`), app B on `APP_B_URL`
 //! (default `http://127.0.0.1:3001`), each with its own client id and its own `AuthLayer`.
-//! Log into A, then open B: you are signed in without a form. Log out of A: the provider calls
-//! both apps' back-channel logout endpoints, and B's next request is unauthenticated.
+//! Log into A, then open B: its home page signs you in on the first page load (a silent login,
+//! `prompt=none`), without a form or a click. Log out of A: the provider calls both apps'
+//! back-channel logout endpoints, and B's next request is unauthenticated.
 //!
 //! With no provider configured it starts the embedded test provider, with both clients
 //! registered. For a real provider set `OIDC_ISSUER` (or `SCALEKIT_ENVIRONMENT_URL`) and
@@ -166,9 +167,12 @@ fn router(name: &'static str, auth: &AuthLayer) -> Router {
     Router::new()
         .route("/me", get(|claims: Claims| async move { Json(claims) }))
         .route_layer(auth.require())
+        // Silent login on the home page: a browser signed in to the other app is signed in
+        // here on its first page load, without a click.
         .route(
             "/",
-            get(move |claims: Option<Claims>| async move { home(name, claims) }),
+            get(move |claims: Option<Claims>| async move { home(name, claims) })
+                .route_layer(auth.attempt_silent_login()),
         )
         .layer(auth.clone())
 }

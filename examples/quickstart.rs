@@ -1,5 +1,5 @@
-//! A working login demo: an axum app with a public home page, a protected `/me`, and the auth
-//! routes.
+//! A working login demo: an axum app with a public home page (which tries a silent login once
+//! per visit), a protected `/me`, and the auth routes.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -119,10 +119,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let auth = config.build().await?;
 
+    // `/` is public, and signs in silently a browser the provider already knows (single
+    // sign-on from another app): once per visit, then anonymous, never an error page.
     let app = Router::new()
         .route("/me", get(me))
         .route_layer(auth.require())
-        .route("/", get(home))
+        .route("/", get(home).route_layer(auth.attempt_silent_login()))
         .layer(auth);
 
     let listener = match tokio::net::TcpListener::bind(&bind).await {

@@ -123,6 +123,38 @@ impl AuthLayer {
         RequireAuthLayer::new(self.shared.clone(), Some(Guard::new(what, check)))
     }
 
+    /// A layer for public pages that signs in, without a click, a browser the provider already
+    /// knows: a browser navigation (`GET`) without a session is redirected once to the login
+    /// route with `prompt=none`, returning to the same page. With a single sign-on session at
+    /// the provider (the user signed in to another app of it) the page comes back signed in;
+    /// otherwise (`login_required` and the like) it comes back anonymous, with no error page,
+    /// and a short "tried" cookie keeps it from asking again. XHR, API, bearer, gRPC and
+    /// non-GET requests are never redirected. Put it inside this layer. Details in
+    /// [`silent`](crate::silent).
+    ///
+    /// ```no_run
+    /// # async fn f(auth: tower_oidc_auth::AuthLayer) {
+    /// use axum::{routing::get, Router};
+    /// use tower_oidc_auth::Claims;
+    /// let app: Router = Router::new()
+    ///     .route("/", get(|c: Option<Claims>| async move {
+    ///         match c {
+    ///             Some(c) => format!("Hello, {}", c.sub),
+    ///             None => "Hello, guest".to_owned(),
+    ///         }
+    ///     }))
+    ///     .route_layer(auth.attempt_silent_login())
+    ///     .layer(auth);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn attempt_silent_login(&self) -> crate::silent::SilentLoginLayer {
+        self.shared
+            .silent_login
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::silent::SilentLoginLayer::new(self.shared.clone())
+    }
+
     /// The login route (default `/auth/login`).
     #[must_use]
     pub fn login_path(&self) -> &str {

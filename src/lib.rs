@@ -91,17 +91,19 @@
 //!
 //! Every other request passes to the app: with a valid session or bearer token it carries
 //! [`Claims`]; without, it passes anonymous, and [`AuthLayer::require`] or the extractors decide.
+//! On public pages, [`AuthLayer::attempt_silent_login`] signs in a browser the provider already
+//! knows (single sign-on) without a click, once per visit ([`silent`]).
 //! Other methods on the layer's routes get 405 with `Allow`. `/auth` is
 //! [`AuthLayerBuilder::base_path`]; the callback is the path of the redirect URL.
 //!
 //! # Modules
 //!
 //! The root holds the layer, its builder, the claims and the provider. The rest is grouped as
-//! in tower-http, one module per concern: [`require`] (guards on routes), [`extract`] (axum
-//! extractors and their rejection), [`hooks`] (the access token, and what runs at sign-in,
-//! refresh and logout), [`refresh`] (one refresh per session), [`revocation`]
-//! (logouts remembered), [`webhook`] (Scalekit's webhooks), [`clock`] (time, injectable in
-//! tests), and behind features [`redis`], [`testing`] and [`management`].
+//! in tower-http, one module per concern: [`require`] (guards on routes), [`silent`] (silent
+//! login), [`extract`] (axum extractors and their rejection), [`hooks`] (the access token, and
+//! what runs at sign-in, refresh and logout), [`refresh`] (one refresh per session),
+//! [`revocation`] (logouts remembered), [`webhook`] (Scalekit's webhooks), [`clock`] (time,
+//! injectable in tests), and behind features [`redis`], [`testing`] and [`management`].
 //!
 //! # Security model
 //!
@@ -184,6 +186,7 @@ mod secret;
 mod service;
 mod session;
 mod session_cache;
+pub mod silent;
 mod state;
 mod step_up;
 mod token;
@@ -266,6 +269,8 @@ pub use refresh::{
 pub use require::{RequireAuth, RequireAuthLayer, RequireFuture};
 #[doc(hidden)]
 pub use revocation::{MemoryRevocationStore, RevocationError, RevocationKey, RevocationStore};
+#[doc(hidden)]
+pub use silent::{SilentLogin, SilentLoginFuture, SilentLoginLayer};
 #[doc(hidden)]
 pub use webhook::{
     sign_webhook, verify_webhook, verify_webhook_at, WebhookError, WebhookEvent,

@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     /// Whether the app set its own `responses`: the guard extractors then need the layer's
     /// state beside the claims to reach it.
     pub(crate) custom_responses: bool,
+    /// Whether the app made a silent-login layer ([`crate::silent`]): logging out then marks
+    /// the silent attempt as tried.
+    pub(crate) silent_login: std::sync::atomic::AtomicBool,
 }
 
 /// A configured duration in whole seconds, saturating instead of wrapping.

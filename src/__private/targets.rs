@@ -130,6 +130,7 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             clock,
             responses: Arc::new(crate::responses::DefaultResponses),
             custom_responses: false,
+            silent_login: Default::default(),
         })
     })
 }

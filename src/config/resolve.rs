@@ -358,6 +358,7 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             sessions: crate::session_cache::SessionCache::new(cfg.session_cache_capacity),
             clock: cfg.clock,
             custom_responses: cfg.responses.is_some(),
+            silent_login: Default::default(),
             responses: cfg
                 .responses
                 .unwrap_or_else(|| Arc::new(crate::responses::DefaultResponses)),

@@ -24,6 +24,8 @@ pub(crate) struct CookieCodec {
     pub(crate) session: Slot,
     pub(crate) id_token: Slot,
     pub(crate) tx_index: Slot,
+    /// The silent-login "tried" flag (see `crate::silent`), on the session path.
+    pub(crate) silent: Slot,
     /// Transaction cookies: `tx_prefix` + id, on `tx_path`.
     pub(crate) tx_prefix: String,
     pub(crate) tx_path: String,
@@ -90,6 +92,10 @@ impl CookieCodec {
             tx_index: Slot {
                 name: prefixed("/", "_txi"),
                 path: "/".to_owned(),
+            },
+            silent: Slot {
+                name: prefixed(session_path, "_silent"),
+                path: session_path.to_owned(),
             },
             tx_prefix,
             tx_path: "/".to_owned(),

@@ -87,6 +87,17 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
 
     if let Some(error) = param(&params, "error") {
         let description = param(&params, "error_description").unwrap_or("");
+        // A silent login (prompt=none) that needs the user: back to the page, anonymously.
+        // The silent-login layer's "tried" cookie keeps it from trying again (no loop).
+        if let Some(tx) = tx.as_ref().filter(|t| t.silent) {
+            if crate::silent::NEEDS_USER.contains(&error) {
+                tracing::debug!(
+                    error,
+                    "silent login: the provider needs the user; anonymous"
+                );
+                return redirect(&tx.return_to, set_cookies);
+            }
+        }
         if error == "access_denied" {
             // The user cancelled, or the provider's policy said no: not a fault of the app.
             tracing::info!(

@@ -475,7 +475,11 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
                 let Some(v) = param(&params, name) else {
                     continue;
                 };
-                if !same_origin {
+                // `prompt=none` (a silent login, as the silent-login layer starts it) is
+                // honoured from anywhere: it chooses no tenant and can only make a login
+                // quieter.
+                let silent = *name == "prompt" && v == "none";
+                if !same_origin && !silent {
                     tracing::debug!(
                         param = name,
                         "cross-site login: pass-through parameter dropped"
@@ -531,6 +535,7 @@ fn start(
         .filter(|v| !v.is_empty() && v.len() <= 512 && !v.chars().any(char::is_control))
         .map(str::to_owned);
 
+    let mut silent = false;
     let mut authorize = match url::Url::parse(&shared.meta.authorization_endpoint) {
         Ok(u) => u,
         Err(_) => {
@@ -576,6 +581,7 @@ fn start(
                 }
             }
             q.append_pair(name, v);
+            silent |= *name == "prompt" && v == "none";
             // Scalekit's SDKs send a domain hint under both names (scalekit-sdk-node
             // `src/scalekit.ts` and scalekit-sdk-go `scalekit.go` `GetAuthorizationUrl`,
             // scalekit-sdk-java `ScalekitAuthClient.getAuthorizationUrl`); the SSO reference
@@ -611,6 +617,7 @@ fn start(
         created: now,
         max_age: step_up.max_age,
         acr_values,
+        silent,
     };
     let tx_slot = crate::cookies::Slot {
         name: format!("{}{id}", codec.tx_prefix),

@@ -96,6 +96,14 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     for name in tx_names {
         set_cookies.push(codec.clear(name, &codec.tx_path));
     }
+    // A silent login must not sign the user straight back in (a provider without
+    // end_session, or one whose session outlives this logout): mark it as tried.
+    if shared
+        .silent_login
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        set_cookies.push(crate::silent::tried_cookie(&shared));
+    }
     let location = match shared
         .meta
         .end_session_endpoint

@@ -33,6 +33,10 @@ pub(crate) struct Transaction {
     /// The `acr_values` this login asked for: the callback requires an `acr` among them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) acr_values: Option<String>,
+    /// Asked with `prompt=none` (a silent login): a provider answer that needs the user sends
+    /// the browser back to `return_to` anonymously instead of to an error page.
+    #[serde(default)]
+    pub(crate) silent: bool,
 }
 
 /// The login attempts in flight, oldest first: `(id, created)`. Sealed, on the common path of

@@ -32,7 +32,7 @@ mod user;
 pub use builder::TestProviderBuilder;
 pub use faults::{AccessTokenDefect, Counts, Failure, IdTokenDefect};
 pub use provider::TestProvider;
-pub(crate) use state::{CodeGrant, RefreshGrant, SsoSession, State, SSO_COOKIE};
+pub(crate) use state::{Authn, CodeGrant, RefreshGrant, SsoSession, State, SSO_COOKIE};
 pub use user::{IdpInitiatedLogin, TestUser};
 
 use crate::clock::{Clock, SharedClock};

@@ -96,6 +96,7 @@ pub(crate) struct CodeGrant {
     pub(crate) scope: String,
     pub(crate) sid: String,
     pub(crate) created: i64,
+    pub(crate) authn: Authn,
 }
 
 #[derive(Clone)]
@@ -107,6 +108,8 @@ pub(crate) struct RefreshGrant {
     /// Grant family: a replayed rotated token revokes the whole family.
     pub(crate) family: String,
     pub(crate) active: bool,
+    /// The authentication the grant came from: refreshed ID tokens keep its `auth_time`.
+    pub(crate) authn: Authn,
 }
 
 /// A registered client.
@@ -121,6 +124,32 @@ pub(crate) struct SsoSession {
     pub(crate) user: TestUser,
     pub(crate) sid: String,
     pub(crate) clients: std::collections::BTreeSet<String>,
+    /// When and how the user last authenticated in this session.
+    pub(crate) authn: Authn,
+}
+
+/// One authentication of the user: what ID tokens say about it (OIDC Core 2).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Authn {
+    /// `auth_time`: when the user authenticated (seconds, provider clock).
+    pub(crate) auth_time: i64,
+    /// `acr`: the first value of the `acr_values` the authentication was asked for, if any.
+    pub(crate) acr: Option<String>,
+}
+
+impl Authn {
+    /// An authentication now, for the first of these space-separated `acr_values`.
+    pub(crate) fn now(clock: &SharedClock, acr_values: Option<&str>) -> Self {
+        Self {
+            auth_time: clock.now(),
+            acr: first_acr(acr_values),
+        }
+    }
+}
+
+/// The first value of a space-separated `acr_values` parameter.
+pub(crate) fn first_acr(acr_values: Option<&str>) -> Option<String> {
+    acr_values?.split_whitespace().next().map(str::to_owned)
 }
 
 /// The provider's own cookie; prefixed so it is never mistaken for an app's (cookies ignore
@@ -303,6 +332,7 @@ impl State {
         nonce: Option<&str>,
         sid: &str,
         at: &str,
+        authn: &Authn,
     ) -> String {
         let now = self.clock.now();
         let mut claims = Map::new();
@@ -315,7 +345,7 @@ impl State {
         let base = json!({
             "iss": self.issuer, "sub": user.sub, "aud": client, "iat": now,
             "exp": now + self.id_ttl.load(Ordering::Relaxed), "sid": sid,
-            "at_hash": URL_SAFE_NO_PAD.encode(&digest[..16]),
+            "at_hash": URL_SAFE_NO_PAD.encode(&digest[..16]), "auth_time": authn.auth_time,
         });
         if let Value::Object(base) = base {
             claims.extend(base);
@@ -325,6 +355,22 @@ impl State {
         }
         if let Some(nonce) = nonce {
             claims.insert("nonce".into(), nonce.into());
+        }
+        if let Some(acr) = &authn.acr {
+            claims.insert("acr".into(), acr.clone().into());
+        }
+        // The user's own `auth_time` / `acr` win over the authentication's, and `null` leaves
+        // them out: a provider that answers a step-up wrongly, for adversarial tests.
+        for k in ["auth_time", "acr"] {
+            match user.extra.get(k) {
+                Some(Value::Null) => {
+                    claims.remove(k);
+                }
+                Some(v) => {
+                    claims.insert(k.into(), v.clone());
+                }
+                None => {}
+            }
         }
         if let Some(email) = &user.email {
             claims.insert("email".into(), email.clone().into());

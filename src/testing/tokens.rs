@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::provider::TestProvider;
-use super::state::{RefreshGrant, SigningKey, SsoSession};
+use super::state::{Authn, RefreshGrant, SigningKey, SsoSession};
 use super::user::{IdpInitiatedLogin, TestUser};
 use crate::AuthLayer;
 
@@ -181,8 +181,9 @@ impl TestProvider {
     #[must_use]
     pub fn id_token(&self, user: &TestUser, nonce: Option<&str>) -> String {
         let at = self.access_token(user);
+        let authn = Authn::now(&self.state.clock, None);
         self.state
-            .id_token(&self.state.client_id, user, nonce, "sid-test", &at)
+            .id_token(&self.state.client_id, user, nonce, "sid-test", &at, &authn)
     }
 
     /// A `Cookie` header value holding a signed-in session of `user` for `auth`, as if they had
@@ -197,7 +198,10 @@ impl TestProvider {
             "openid profile email offline_access",
             "sid-test",
         );
-        let id = self.state.id_token(&client, user, None, "sid-test", &at);
+        let authn = Authn::now(&self.state.clock, None);
+        let id = self
+            .state
+            .id_token(&client, user, None, "sid-test", &at, &authn);
         let refresh = crate::token::random_token();
         self.state.refresh.lock().expect("refresh lock").insert(
             refresh.clone(),
@@ -208,6 +212,7 @@ impl TestProvider {
                 sid: "sid-test".into(),
                 family: refresh.clone(),
                 active: true,
+                authn,
             },
         );
         crate::session::session_cookie_header(&auth.shared, at, Some(refresh), &id)

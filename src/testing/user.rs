@@ -61,7 +61,9 @@ impl TestUser {
         self
     }
 
-    /// Adds any claim.
+    /// Adds any claim. In ID tokens, `auth_time` and `acr` given here replace what the
+    /// provider records of the authentication, and `Value::Null` leaves them out (to play a
+    /// provider that answers a step-up wrongly).
     pub fn claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
         self.extra.insert(name.into(), value.into());
         self

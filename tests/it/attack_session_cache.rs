@@ -514,7 +514,10 @@ async fn guard_attacker_cookies_make_no_entries() {
         format!("{name}={}", value.replace('+', "-").replace('/', "_")),
         format!("{name}= {value}%20"),
     ];
-    for v in &variants {
+    // A re-encoding that changes nothing (no `=` padding to trim, no `+` or `/` to swap) is the
+    // genuine cookie, which rightly makes an entry: left out.
+    let genuine = format!("{name}={value}");
+    for v in variants.iter().filter(|v| **v != genuine) {
         let _ = status(&s.app, v).await;
         let _ = status(&s.app, v).await;
     }

@@ -1,4 +1,16 @@
 //! The authorize endpoint: its checks, the login form and single sign-on.
+//!
+//! Single sign-on follows OIDC Core 3.1.2.1:
+//! - A browser with the provider's session cookie gets a code without interaction, unless the
+//!   request says `prompt=login`, its `max_age` is shorter than the time since the session's
+//!   `auth_time`, or its `acr_values` ask for another `acr` than the session's. Then the user
+//!   authenticates again: the configured user at once (a new session with `auth_time` now),
+//!   or through the form.
+//! - `prompt=none` never shows the form and never signs the configured user in (that stands
+//!   for an interactive login): without a usable session the answer is `error=login_required`
+//!   at the redirect URI (3.1.2.6).
+//! - An authentication asked for with `acr_values` gets the first value as its `acr`; the
+//!   session keeps it for later single sign-on answers.
 
 use std::sync::Arc;
 
@@ -9,7 +21,7 @@ use axum::Form;
 
 use super::{oauth_error, Params};
 use crate::responses::escape;
-use crate::testing::{CodeGrant, SsoSession, State, TestUser, SSO_COOKIE};
+use crate::testing::{Authn, CodeGrant, SsoSession, State, TestUser, SSO_COOKIE};
 use crate::token::random_token;
 
 /// Checks an authorization request; the error is shown, never redirected (as a real provider
@@ -55,19 +67,27 @@ pub(super) fn sso_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// Starts a single sign-on session for `user`; returns its cookie id and `sid`.
-pub(super) fn start_sso(s: &State, user: TestUser) -> (String, String) {
+/// Starts a single sign-on session for `user`, who just authenticated for `client` as `p`
+/// asked (its `acr_values`); returns its cookie id, `sid` and the authentication.
+pub(super) fn start_sso(
+    s: &State,
+    user: TestUser,
+    client: String,
+    p: &Params,
+) -> (String, String, Authn) {
     let id = random_token();
     let sid = format!("sid-{}", &random_token()[..16]);
+    let authn = Authn::now(&s.clock, p.get("acr_values").map(String::as_str));
     s.sso.lock().expect("sso lock").insert(
         id.clone(),
         SsoSession {
             user,
             sid: sid.clone(),
-            clients: Default::default(),
+            clients: [client].into_iter().collect(),
+            authn: authn.clone(),
         },
     );
-    (id, sid)
+    (id, sid, authn)
 }
 
 pub(super) fn issue_code(
@@ -75,6 +95,7 @@ pub(super) fn issue_code(
     p: &Params,
     user: TestUser,
     sid: String,
+    authn: Authn,
     set_sso: Option<&str>,
 ) -> Response {
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
@@ -91,6 +112,7 @@ pub(super) fn issue_code(
             scope: get("scope"),
             sid,
             created: s.clock.now(),
+            authn,
         },
     );
     let Some(mut target) = redirect_target(&get("redirect_uri")) else {
@@ -125,29 +147,51 @@ pub(super) async fn authorize(
         return *resp;
     }
     let client = p.get("client_id").cloned().unwrap_or_default();
-    let force_login = p.get("prompt").map(String::as_str) == Some("login");
-    // Single sign-on: a browser signed in at the provider gets a code without a form.
+    let prompt = p.get("prompt").map(String::as_str).unwrap_or("");
+    let silent = prompt.split(' ').any(|x| x == "none");
+    let force_login = prompt.split(' ').any(|x| x == "login");
+    // Single sign-on: a browser signed in at the provider gets a code without a form, when its
+    // authentication is recent enough and of the class asked for.
     if !force_login {
         if let Some(id) = sso_cookie(&headers) {
+            let now = s.clock.now();
+            let max_age = p.get("max_age").and_then(|m| m.parse::<i64>().ok());
+            let acr = crate::testing::state::first_acr(p.get("acr_values").map(String::as_str));
             let known = {
                 let mut sso = s.sso.lock().expect("sso lock");
-                sso.get_mut(&id).map(|session| {
-                    session.clients.insert(client.clone());
-                    (session.user.clone(), session.sid.clone())
-                })
+                sso.get_mut(&id)
+                    .filter(|session| {
+                        let fresh = max_age
+                            .is_none_or(|m| now.saturating_sub(session.authn.auth_time) <= m);
+                        fresh && (acr.is_none() || acr == session.authn.acr)
+                    })
+                    .map(|session| {
+                        session.clients.insert(client.clone());
+                        (
+                            session.user.clone(),
+                            session.sid.clone(),
+                            session.authn.clone(),
+                        )
+                    })
             };
-            if let Some((user, sid)) = known {
-                return issue_code(&s, &p, user, sid, None);
+            if let Some((user, sid, authn)) = known {
+                return issue_code(&s, &p, user, sid, authn, None);
             }
         }
     }
+    if silent {
+        // No usable session, and no interaction allowed (OIDC Core 3.1.2.6).
+        return error_redirect(
+            &s,
+            &p,
+            "login_required",
+            "The user must sign in; prompt=none forbids it.",
+        );
+    }
     let user = s.user.lock().expect("user lock").clone();
     if let Some(user) = user {
-        let (id, sid) = start_sso(&s, user.clone());
-        if let Some(session) = s.sso.lock().expect("sso lock").get_mut(&id) {
-            session.clients.insert(client);
-        }
-        return issue_code(&s, &p, user, sid, Some(&id));
+        let (id, sid, authn) = start_sso(&s, user.clone(), client, &p);
+        return issue_code(&s, &p, user, sid, authn, Some(&id));
     }
     let hidden: String = p
         .iter()
@@ -192,16 +236,21 @@ button.secondary{background:transparent;color:inherit;border-color:#8888}\
 .hint{font-size:.9rem;opacity:.75}";
 
 /// The user pressed Cancel on the login form: back to the app's redirect URI with
-/// `error=access_denied` and the request's `state` (RFC 6749 section 4.1.2.1), and `iss` when
-/// the provider sends it (RFC 9207).
+/// `error=access_denied`.
 fn cancelled(s: &State, p: &Params) -> Response {
+    error_redirect(s, p, "access_denied", "The user cancelled the sign-in.")
+}
+
+/// An error answer at the app's redirect URI, with the request's `state` (RFC 6749 section
+/// 4.1.2.1), and `iss` when the provider sends it (RFC 9207).
+fn error_redirect(s: &State, p: &Params, error: &str, description: &str) -> Response {
     let Some(mut target) = p.get("redirect_uri").and_then(|u| redirect_target(u)) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri");
     };
     {
         let mut q = target.query_pairs_mut();
-        q.append_pair("error", "access_denied")
-            .append_pair("error_description", "The user cancelled the sign-in.");
+        q.append_pair("error", error)
+            .append_pair("error_description", description);
         if let Some(state) = p.get("state") {
             q.append_pair("state", state);
         }
@@ -244,13 +293,9 @@ pub(super) async fn login_form_post(
     let user = TestUser::new(login.clone())
         .email(login.clone())
         .name(login);
-    let (id, sid) = start_sso(&s, user.clone());
-    if let Some(session) = s.sso.lock().expect("sso lock").get_mut(&id) {
-        session
-            .clients
-            .insert(p.get("client_id").cloned().unwrap_or_default());
-    }
-    issue_code(&s, &p, user, sid, Some(&id))
+    let client = p.get("client_id").cloned().unwrap_or_default();
+    let (id, sid, authn) = start_sso(&s, user.clone(), client, &p);
+    issue_code(&s, &p, user, sid, authn, Some(&id))
 }
 
 /// A redirect URI the test provider sends browsers to. Clients register none, so only hosts no

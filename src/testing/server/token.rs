@@ -197,7 +197,14 @@ pub(super) fn code_grant(s: &State, client: &str, p: &Params) -> Response {
     }
     s.code_grants.fetch_add(1, Ordering::Relaxed);
     let at = s.access_token(client, &grant.user, &grant.scope, &grant.sid);
-    let id = s.id_token(client, &grant.user, grant.nonce.as_deref(), &grant.sid, &at);
+    let id = s.id_token(
+        client,
+        &grant.user,
+        grant.nonce.as_deref(),
+        &grant.sid,
+        &at,
+        &grant.authn,
+    );
     let mut body = json!({
         "access_token": at, "token_type": "Bearer", "id_token": id,
         "expires_in": s.expires_in(), "scope": grant.scope,
@@ -213,6 +220,7 @@ pub(super) fn code_grant(s: &State, client: &str, p: &Params) -> Response {
                 sid: grant.sid,
                 family: rt.clone(),
                 active: true,
+                authn: grant.authn,
             },
         );
         body["refresh_token"] = rt.into();
@@ -249,7 +257,8 @@ pub(super) fn refresh_grant(s: &State, client: &str, p: &Params) -> Response {
         .clone()
         .unwrap_or_else(|| grant.user.clone());
     let at = s.access_token(client, &user, &grant.scope, &grant.sid);
-    let id = s.id_token(client, &user, None, &grant.sid, &at);
+    // The refreshed ID token describes the same authentication (OIDC Core 12.2).
+    let id = s.id_token(client, &user, None, &grant.sid, &at, &grant.authn);
     let mut body = json!({
         "access_token": at, "token_type": "Bearer", "id_token": id,
         "expires_in": s.expires_in(), "scope": grant.scope,
