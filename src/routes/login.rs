@@ -45,7 +45,11 @@ const PASS_THROUGH: &[&str] = &[
 /// the login route honours such a link from any site (an e-mail, another app): the options are
 /// the app's own choice. The same parameters written as plain query parameters
 /// (`/auth/login?organization_id=...`) are honoured only on requests from the app itself, so a
-/// hand-made link on another site cannot choose the user's organization.
+/// hand-made link on another site cannot choose the user's organization. One exception:
+/// `prompt=none`, which chooses nothing and can only make a sign-in quieter (the
+/// [`attempt_silent_login`](crate::AuthLayer::attempt_silent_login) layer sends it). A sealed
+/// link that chooses a tenant or account, followed from another site by a signed-in browser,
+/// first asks the user to confirm: anyone can get such a link for their own organization.
 ///
 /// `max_age` and `acr_values` ask for a step-up: the callback then refuses an ID token whose
 /// `auth_time` is older than `max_age` (or missing), or whose `acr` is not one of `acr_values`
