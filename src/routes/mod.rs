@@ -4,13 +4,14 @@ mod backchannel;
 mod callback;
 mod login;
 mod login_hook;
+mod login_options;
 mod logout;
 
 pub(crate) use backchannel::{backchannel_logout, MAX_BODY as BACKCHANNEL_MAX_BODY};
 pub(crate) use callback::callback;
 pub(crate) use login::login;
-pub use login::LoginOptions;
-pub(crate) use login::StepUp;
+pub use login_options::LoginOptions;
+pub(crate) use login_options::StepUp;
 pub(crate) use logout::logout;
 
 use serde::{Deserialize, Serialize};
