@@ -202,7 +202,7 @@ async fn a_session_cookie_beside_a_bearer_header_never_mixes() {
     assert_eq!(got_token, token);
 
     // With bearer tokens off, the session, its own token.
-    let s = with_routes(|b| b.bearer(false)).await;
+    let s = with_routes(|b| b.accept_bearer_tokens(false)).await;
     let victim = session_no_rt(&s, &user());
     let req = Request::get("/who")
         .header(header::ACCEPT, "application/json")
@@ -909,5 +909,47 @@ async fn silent_login_does_not_loop() {
         let resp = send(&app, &mut jar, get_html("/page")).await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(body_string(resp).await, "anonymous");
+    }
+}
+
+/// Guards: what the hooks receive (`LoginContext`, `RefreshContext`) never shows the access
+/// token in `Debug`, so an app that logs its hook's context leaks nothing.
+#[tokio::test]
+async fn hook_contexts_are_redacted_in_debug() {
+    let shown = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let (l, r) = (shown.clone(), shown.clone());
+    let s = with_routes(move |b| {
+        b.on_login(move |ctx: LoginContext| {
+            let l = l.clone();
+            async move {
+                l.lock()
+                    .unwrap()
+                    .push((format!("{ctx:?}"), ctx.access_token.as_str().to_owned()));
+                Ok(LoginDecision::Allow)
+            }
+        })
+        .on_refresh(move |ctx| {
+            let r = r.clone();
+            async move {
+                r.lock()
+                    .unwrap()
+                    .push((format!("{ctx:?}"), ctx.access_token.as_str().to_owned()));
+                Ok(LoginDecision::Allow)
+            }
+        })
+    })
+    .await;
+    let mut jar = Jar::default();
+    assert_eq!(
+        login(&s, &mut jar, "/auth/login").await.status(),
+        StatusCode::FOUND
+    );
+    s.clock.advance(Duration::from_secs(301));
+    let _ = send(&s.app, &mut jar, get_json("/maybe-token")).await;
+    let shown = shown.lock().unwrap();
+    assert_eq!(shown.len(), 2, "both hooks ran");
+    for (debug, token) in shown.iter() {
+        assert!(!token.is_empty());
+        assert!(!debug.contains(token.as_str()), "{debug}");
     }
 }
