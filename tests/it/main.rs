@@ -10,6 +10,7 @@ mod helpers;
 
 mod adversarial;
 mod after_login;
+mod attack_after_login;
 mod attack_cookie_bytes;
 mod attack_memo;
 mod attack_newcomer;
