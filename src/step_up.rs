@@ -8,11 +8,16 @@
 use serde_json::{Map, Value};
 
 /// Whether a sign-in at `auth_time` (a claim value) is no older than `max_age` seconds, with
-/// `leeway` seconds of slack, at `now`. A missing or malformed `auth_time` is not recent.
+/// `leeway` seconds of slack, at `now`. A missing or malformed `auth_time` is not recent, nor
+/// one in the future beyond the leeway: a sign-in cannot have happened later than now, and such
+/// a claim would otherwise stay recent for ever.
 pub(crate) fn is_recent(auth_time: Option<&Value>, max_age: u64, leeway: i64, now: i64) -> bool {
     let Some(at) = auth_time.and_then(|v| crate::verify::numeric_date(v).ok()) else {
         return false;
     };
+    if at > now.saturating_add(leeway) {
+        return false;
+    }
     let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
     now.saturating_sub(at) <= max_age.saturating_add(leeway)
 }
@@ -36,7 +41,9 @@ pub(crate) fn unmet(
         match id_claims.get("auth_time") {
             None => return Some("auth_time missing, and max_age was requested"),
             at @ Some(_) if !is_recent(at, max_age, leeway, now) => {
-                return Some("auth_time older than the requested max_age (or malformed)")
+                return Some(
+                    "auth_time older than the requested max_age, in the future, or malformed",
+                )
             }
             Some(_) => {}
         }

@@ -74,14 +74,24 @@ pub(super) async fn run(
     }
 }
 
-/// The hook refused the user: like a guard, a 403 page for a browser, JSON for a program.
+/// The hook refused the user: like a guard, a 403 page for a browser, JSON for a program; the
+/// browser's session of this app, if it had one, is cleared.
 fn denied(
     shared: &Shared,
     parts: &Parts,
     reason: &str,
     set_cookies: &mut Vec<HeaderValue>,
 ) -> Page {
-    let cookies = std::mem::take(set_cookies);
+    let mut cookies = std::mem::take(set_cookies);
+    // A user the app refuses now is not left signed in by a session from before.
+    let codec = &shared.cookies;
+    let present = codec.read(&parts.headers);
+    for slot in [&codec.session, &codec.id_token] {
+        let chunks = present.chunk_count(&slot.name);
+        if chunks > 0 {
+            codec.clear_slot(slot, chunks, &mut cookies);
+        }
+    }
     match Client::of(&parts.method, &parts.headers) {
         Client::Browser => {
             let page = ErrorPage::new(

@@ -150,7 +150,7 @@ impl LoginOptions {
         }
         let plain = serde_json::to_string(&sealed).unwrap_or_default();
         let query = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair(SEALED_PARAM, &codec.seal(SEAL_NAME, &plain))
+            .append_pair(SEALED_PARAM, &codec.seal(&seal_name(codec), &plain))
             .finish();
         format!("{login_path}?{query}")
     }
@@ -159,10 +159,13 @@ impl LoginOptions {
 /// The query parameter that carries sealed [`LoginOptions`].
 pub(crate) const SEALED_PARAM: &str = "options";
 
-/// The name sealed options are bound to (the AEAD's associated data). No cookie of the layer
-/// has this name (theirs all start with the `oidc_` prefix), so a sealed cookie value never
-/// opens as options, nor sealed options as a cookie.
-const SEAL_NAME: &str = "login-options";
+/// The name sealed options are bound to (the AEAD's associated data): this app's, through its
+/// session cookie's name (which is made from its client id), so another app sharing the cookie
+/// keys (a multi-app server) never honours this app's links. It has a space, which no cookie
+/// name has, so a sealed cookie value never opens as options, nor sealed options as a cookie.
+fn seal_name(codec: &CookieCodec) -> String {
+    format!("login-options {}", codec.session.name)
+}
 
 /// What a sealed login link carries.
 ///
@@ -232,7 +235,7 @@ impl SealedOptions {
         if sealed.is_empty() || sealed.len() > 4096 {
             return None;
         }
-        let plain = codec.open(SEAL_NAME, sealed)?;
+        let plain = codec.open(&seal_name(codec), sealed)?;
         serde_json::from_str(&plain).ok()
     }
 
@@ -342,11 +345,11 @@ mod tests {
             c.seal(&c.session.name, r#"{"prompt":"login"}"#),
             c.seal(&format!("{}abc", c.tx_prefix), r#"{"prompt":"login"}"#),
             // Sealed as options, but not options.
-            c.seal(SEAL_NAME, "not json"),
-            c.seal(SEAL_NAME, "[1,2]"),
-            c.seal(SEAL_NAME, r#"{"max_age":"300"}"#),
-            c.seal(SEAL_NAME, r#"{"max_age":-1}"#),
-            c.seal(SEAL_NAME, r#"{"prompt":7}"#),
+            c.seal(&seal_name(&c), "not json"),
+            c.seal(&seal_name(&c), "[1,2]"),
+            c.seal(&seal_name(&c), r#"{"max_age":"300"}"#),
+            c.seal(&seal_name(&c), r#"{"max_age":-1}"#),
+            c.seal(&seal_name(&c), r#"{"prompt":7}"#),
         ];
         for sealed in &refused {
             assert!(SealedOptions::open(&c, sealed).is_none(), "{sealed:?}");

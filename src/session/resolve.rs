@@ -171,10 +171,12 @@ fn from_cache(
     if touch_due(settings, hit.last_seen(), now) {
         return FromCache::Open { stale: false };
     }
-    let good = match &hit.validity {
-        Some(validity) => shared.verifier.still_good(validity, now),
-        None => now < hit.exp,
-    };
+    // Strictly before the token's expiry, as `check` decides.
+    let good = now < hit.exp
+        && match &hit.validity {
+            Some(validity) => shared.verifier.still_good(validity, now),
+            None => true,
+        };
     if good {
         FromCache::Answer(Outcome::with_claims(Some(hit.claims.clone())))
     } else {
@@ -311,12 +313,12 @@ async fn verify_async(
     exp: i64,
     now: i64,
 ) -> Result<(), VerifyError> {
+    // Strictly before the token's expiry, without leeway (see `check`).
+    if now >= exp {
+        return Err(VerifyError::Expired);
+    }
     if opaque {
-        return if now < exp {
-            Ok(())
-        } else {
-            Err(VerifyError::Expired)
-        };
+        return Ok(());
     }
     shared
         .verifier
@@ -381,10 +383,14 @@ pub(crate) fn check(
     now: i64,
     verify: impl FnOnce(&str) -> Attempt,
 ) -> Resolution {
+    // A session's access token is good until its expiry, without the verifier's leeway (which
+    // is for tokens presented by others): it is handed to handlers (`AccessToken`) to call APIs
+    // with, so it must not have expired. A session that can refresh has done so before this.
+    if now >= data.exp {
+        tracing::debug!("session access token expired; clearing");
+        return Resolution::Ready(Outcome::cleared(shared, cookies, false));
+    }
     if data.opaque {
-        if now >= data.exp {
-            return Resolution::Ready(Outcome::cleared(shared, cookies, false));
-        }
         return Resolution::Ready(Outcome::with_claims(opaque_claims(
             shared,
             data,

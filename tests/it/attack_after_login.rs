@@ -498,8 +498,8 @@ async fn app_data_of_one_user_is_never_seen_by_another_nor_readable_in_the_cooki
 /// refresh grant, shared by the coordinator): neither is signed in.
 #[tokio::test]
 async fn refresh_hook_deny_holds_for_racing_requests_and_a_replayed_cookie() {
-    let s = with_routes(|b| b.on_refresh(|_ctx| async { Ok(LoginDecision::deny("disabled")) }))
-        .await;
+    let s =
+        with_routes(|b| b.on_refresh(|_ctx| async { Ok(LoginDecision::deny("disabled")) })).await;
     let mut jar = Jar::default();
     assert_eq!(
         login(&s, &mut jar, "/auth/login").await.status(),
@@ -731,7 +731,10 @@ async fn the_callback_refuses_an_auth_time_in_the_future() {
     assert_eq!(resp.status(), StatusCode::FOUND);
     let callback = authorize(&location(&resp)).await;
     let resp = send(&app, &mut jar, get_html(&callback)).await;
-    assert!(!sets_session(&resp), "a step-up met by an auth_time in the future");
+    assert!(
+        !sets_session(&resp),
+        "a step-up met by an auth_time in the future"
+    );
 }
 
 /// Guards: `acr` as an array, a number, or a near-miss string never meets `require_acr`, nor
@@ -804,7 +807,8 @@ async fn a_cross_site_hand_made_link_chooses_nothing() {
 fn silent_app(auth: &AuthLayer) -> Router {
     Router::new()
         .fallback(get(|c: Option<Claims>| async move {
-            c.map(|c| c.sub.clone()).unwrap_or_else(|| "anonymous".into())
+            c.map(|c| c.sub.clone())
+                .unwrap_or_else(|| "anonymous".into())
         }))
         .layer(auth.attempt_silent_login())
         .layer(auth.clone())
@@ -816,7 +820,11 @@ fn silent_app(auth: &AuthLayer) -> Router {
 async fn silent_login_return_target_is_no_open_redirect() {
     let s = setup().await;
     let app = silent_app(&s.auth);
-    for path in ["/%2F%2Fevil.example", "/%5Cevil.example", "/%252F%252Fevil.example"] {
+    for path in [
+        "/%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "/%252F%252Fevil.example",
+    ] {
         let mut jar = Jar::default();
         let resp = send(&app, &mut jar, get_html(path)).await;
         assert_eq!(resp.status(), StatusCode::FOUND, "{path}");
@@ -846,7 +854,8 @@ async fn a_forged_login_required_callback_is_not_a_silent_fallback() {
     // An interactive login in progress in this browser.
     let resp = send(&app, &mut jar, get_html("/auth/login")).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
-    let forged = "/auth/callback?error=login_required&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let forged =
+        "/auth/callback?error=login_required&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let resp = send(
         &app,
         &mut jar,
@@ -854,7 +863,10 @@ async fn a_forged_login_required_callback_is_not_a_silent_fallback() {
     )
     .await;
     assert_ne!(resp.status(), StatusCode::FOUND);
-    assert!(jar.tx().is_some(), "the real attempt's transaction was cleared");
+    assert!(
+        jar.tx().is_some(),
+        "the real attempt's transaction was cleared"
+    );
 }
 
 /// Guards: the silent layer never redirects XHR, API, bearer, POST, gRPC, frame or
@@ -869,8 +881,12 @@ async fn silent_login_skips_everything_but_a_first_top_level_navigation() {
         base().header("x-requested-with", "XMLHttpRequest"),
         base().header(header::AUTHORIZATION, format!("Bearer {token}")),
         base().header(header::AUTHORIZATION, "Basic dTpw"),
-        base().header("sec-fetch-dest", "iframe").header("sec-fetch-mode", "navigate"),
-        base().header("sec-fetch-dest", "document").header("sec-fetch-mode", "cors"),
+        base()
+            .header("sec-fetch-dest", "iframe")
+            .header("sec-fetch-mode", "navigate"),
+        base()
+            .header("sec-fetch-dest", "document")
+            .header("sec-fetch-mode", "cors"),
         base().header("sec-fetch-dest", "empty"),
         Request::get("/page").header(header::ACCEPT, "application/json"),
         Request::post("/page").header(header::ACCEPT, "text/html"),
