@@ -186,6 +186,7 @@ mod secret;
 mod service;
 mod session;
 mod session_cache;
+pub mod session_store;
 pub mod silent;
 mod state;
 mod step_up;

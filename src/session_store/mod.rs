@@ -1,0 +1,168 @@
+//! Server-side sessions (issue 18, first part): the [`SessionStore`] trait and the in-memory
+//! store. The layer does not use a store yet: this is the storage the store mode will stand
+//! on, with its contract tested on its own.
+//!
+//! In store mode a session's cookie holds only a sealed random id ([`SessionId`]); the session
+//! itself lives in the store as a [`SessionRecord`], **sealed with the cookie keys before the
+//! store sees it**, so a store (Redis, say) never holds a token in clear. The store keeps two
+//! secondary indexes so that logouts can end sessions by provider session (`sid`) and by user
+//! (`sub`), and "your sessions" pages can list a user's sessions.
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+mod memory;
+pub use memory::MemorySessionStore;
+
+/// A session's id in the store: 256 random bits, base64url (43 characters). Its `Debug` shows
+/// only a prefix: the id is a bearer credential once unsealed.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A new random id (256 bits from the operating system's generator).
+    #[must_use]
+    pub fn random() -> Self {
+        Self(crate::token::random_token())
+    }
+
+    /// The id as stored.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Rebuilds an id from [`as_str`](Self::as_str) (for stores that persist ids). `None` when
+    /// it is not 43 base64url characters.
+    #[must_use]
+    pub fn from_stored(s: &str) -> Option<Self> {
+        let ok = s.len() == 43
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({}..)", &self.0[..self.0.len().min(6)])
+    }
+}
+
+/// What a store keeps of a session.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SessionRecord {
+    /// The session, sealed with the app's cookie keys (opaque to the store).
+    pub sealed: String,
+    /// The index key of its provider session (`issuer|sid`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The index key of its user (`issuer|sub`).
+    pub sub: String,
+    /// What a "your sessions" page shows.
+    pub meta: SessionMeta,
+}
+
+impl SessionRecord {
+    /// A record of a sealed session, indexed by `sub` and `sid` (qualified by the issuer).
+    #[must_use]
+    pub fn new(sealed: String, sub: String, sid: Option<String>, meta: SessionMeta) -> Self {
+        Self {
+            sealed,
+            sid,
+            sub,
+            meta,
+        }
+    }
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("sealed", &format_args!("[{} bytes]", self.sealed.len()))
+            .field("sid", &self.sid)
+            .field("sub", &self.sub)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+/// What a "your sessions" page shows of a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SessionMeta {
+    /// When it began (seconds since the epoch).
+    pub created: i64,
+    /// When it was last seen (seconds since the epoch; updated at most every few minutes).
+    pub last_seen: i64,
+    /// The browser's `User-Agent` at sign-in, shortened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The client's IP address at sign-in, if the app opted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+impl SessionMeta {
+    /// Meta data of a session that began at `created`.
+    #[must_use]
+    pub fn new(created: i64) -> Self {
+        Self {
+            created,
+            last_seen: created,
+            ..Self::default()
+        }
+    }
+}
+
+/// A store failure (for stores that talk to a server).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("session store: {0}")]
+pub struct SessionStoreError(pub String);
+
+/// Where server-side sessions live.
+///
+/// A record expires after the TTL given to [`save`](Self::save) (the session's absolute
+/// lifetime left); an expired record is never returned. Deleting is how a session ends: a
+/// deleted record never comes back. A store may drop records to bound its memory (a user is
+/// signed out), but never returns a record it was told to delete.
+///
+/// Writing a store is implementing six methods; see [`MemorySessionStore`] for one.
+pub trait SessionStore: Send + Sync + 'static {
+    /// The record of `id`, if it exists and has not expired.
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> BoxFuture<'static, Result<Option<SessionRecord>, SessionStoreError>>;
+
+    /// Stores `record` under `id` for `ttl`, replacing any record of `id` (its indexes too).
+    fn save(
+        &self,
+        id: &SessionId,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), SessionStoreError>>;
+
+    /// Deletes the record of `id`; whether there was one.
+    fn delete(&self, id: &SessionId) -> BoxFuture<'static, Result<bool, SessionStoreError>>;
+
+    /// Deletes every record of the provider session `sid` (the index key, `issuer|sid`); how
+    /// many.
+    fn delete_by_sid(&self, sid: &str) -> BoxFuture<'static, Result<usize, SessionStoreError>>;
+
+    /// Deletes every record of the user `sub` (the index key, `issuer|sub`); how many.
+    fn delete_by_sub(&self, sub: &str) -> BoxFuture<'static, Result<usize, SessionStoreError>>;
+
+    /// The user's live sessions (the index key, `issuer|sub`), oldest first.
+    fn list_by_sub(
+        &self,
+        sub: &str,
+    ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>>;
+}
+
+#[cfg(test)]
+mod tests;
