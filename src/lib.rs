@@ -73,7 +73,7 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `axum` | yes | `Claims` and `Option<Claims>` extractors, and the guards of [`extract`] |
-//! | `redis` | no | [`redis`]: one refresh per session, and logouts, across instances |
+//! | `redis` | no | [`redis`]: one refresh per session, logouts and server-side sessions, across instances |
 //! | `testing` | no | [`testing::TestProvider`], an OpenID provider on 127.0.0.1 for tests and demos |
 //! | `management` | no | [`management::ManagementClient`], a typed client for Scalekit's Management API |
 //! | `tonic` | no | [`ClaimsExt`] and [`AccessTokenExt`] for `tonic::Request` (`request.claims()`, `request.access_token()`) |
@@ -201,13 +201,15 @@ pub mod testing;
 #[doc(hidden)]
 pub mod __private;
 
-/// Sharing refresh coordination and revocations between instances through Redis (feature
-/// `redis`).
+/// Sharing refresh coordination, revocations and server-side sessions between instances through
+/// Redis (feature `redis`).
 ///
 /// Behind a load balancer, a refresh token must still be used once, and a logout on one
 /// instance must end the session on all of them. Both stores talk to Redis through one
 /// connection manager each; revocations are mirrored in memory, so the request path never
-/// waits for Redis.
+/// waits for Redis. [`RedisSessionStore`](crate::redis::RedisSessionStore) is a
+/// [`SessionStore`](crate::session_store::SessionStore) shared by every instance (the layer does not
+/// use session stores yet).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -229,7 +231,9 @@ pub mod __private;
 /// ```
 #[cfg(feature = "redis")]
 pub mod redis {
-    pub use crate::redis_store::{RedisRefreshCoordinator, RedisRevocationStore};
+    pub use crate::redis_store::{
+        RedisRefreshCoordinator, RedisRevocationStore, RedisSessionStore,
+    };
 }
 
 pub use access_token::{AccessToken, AccessTokenExt};

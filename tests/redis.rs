@@ -1,4 +1,5 @@
-//! Refresh coordination across two instances sharing one Redis (`REDIS_URL`, set by `.ci/run`).
+//! Refresh coordination across two instances sharing one Redis, Redis revocations and the Redis
+//! session store (`REDIS_URL`, set by `.ci/run`).
 //! Without `REDIS_URL` at build time these tests are reported as ignored.
 #![cfg(feature = "redis")]
 
@@ -408,4 +409,447 @@ async fn a_revocation_never_announced_is_loaded_by_the_periodic_reload() {
     .await
     .expect("the periodic reload picked up the record");
     assert_eq!(b.revoked_at(&key), Some(1_234));
+}
+
+/// `RedisSessionStore`: the contract of the memory store (`src/session_store/tests.rs`), against
+/// Redis, plus what only a shared server can get wrong (key layout, TTLs, prefixes, values
+/// written by someone else, concurrent writers).
+mod session_store {
+    use std::time::Duration;
+
+    use redis::aio::MultiplexedConnection;
+    use tower_oidc_auth::redis::RedisSessionStore;
+    use tower_oidc_auth::session_store::{SessionId, SessionMeta, SessionRecord, SessionStore};
+
+    use super::unique_prefix;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn record(sub: &str, sid: Option<&str>, created: i64) -> SessionRecord {
+        SessionRecord::new(
+            format!("sealed-{sub}-{created}"),
+            format!("iss|{sub}"),
+            sid.map(|s| format!("iss|{s}")),
+            SessionMeta::new(created),
+        )
+    }
+
+    /// A store on its own prefix, and a plain connection to look behind it.
+    async fn store(name: &str) -> (RedisSessionStore, Redis) {
+        let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+        let prefix = unique_prefix(&format!("sessions-{name}"));
+        let store = RedisSessionStore::connect(&url)
+            .await
+            .expect("connect to Redis")
+            .key_prefix(prefix.clone());
+        let conn = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        (store, Redis { conn, prefix })
+    }
+
+    struct Redis {
+        conn: MultiplexedConnection,
+        prefix: String,
+    }
+
+    impl Redis {
+        fn record_key(&self, id: &SessionId) -> String {
+            format!("{}:s:{}", self.prefix, id.as_str())
+        }
+        fn sid_key(&self, sid: &str) -> String {
+            format!("{}:sid:iss|{sid}", self.prefix)
+        }
+        fn sub_key(&self, sub: &str) -> String {
+            format!("{}:sub:iss|{sub}", self.prefix)
+        }
+        async fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
+            cmd.query_async(&mut self.conn.clone()).await.unwrap()
+        }
+        async fn exists(&self, key: &str) -> bool {
+            self.query::<i64>(redis::cmd("EXISTS").arg(key)).await == 1
+        }
+        async fn is_member(&self, set: &str, id: &SessionId) -> bool {
+            self.query::<i64>(redis::cmd("SISMEMBER").arg(set).arg(id.as_str()))
+                .await
+                == 1
+        }
+        async fn pttl(&self, key: &str) -> i64 {
+            self.query(redis::cmd("PTTL").arg(key)).await
+        }
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn save_load_replace_delete() {
+        let (s, r) = store("crud").await;
+        let id = SessionId::random();
+        assert_eq!(s.load(&id).await.unwrap(), None);
+        s.save(&id, record("ada", Some("ses_1"), 1), HOUR)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.load(&id).await.unwrap(),
+            Some(record("ada", Some("ses_1"), 1))
+        );
+        // Stored as JSON under the documented keys.
+        let raw: String = r.query(redis::cmd("GET").arg(r.record_key(&id))).await;
+        let stored: SessionRecord = serde_json::from_str(&raw).unwrap();
+        assert_eq!(stored, record("ada", Some("ses_1"), 1));
+        assert!(r.is_member(&r.sid_key("ses_1"), &id).await);
+        assert!(r.is_member(&r.sub_key("ada"), &id).await);
+
+        // Replaced, indexes too: the old sid and sub no longer find it.
+        s.save(&id, record("bob", Some("ses_2"), 1), HOUR)
+            .await
+            .unwrap();
+        assert!(!r.exists(&r.sid_key("ses_1")).await, "old sid index left");
+        assert!(!r.exists(&r.sub_key("ada")).await, "old sub index left");
+        assert!(s.list_by_sub("iss|ada").await.unwrap().is_empty());
+        assert_eq!(s.delete_by_sid("iss|ses_1").await.unwrap(), 0);
+        assert_eq!(
+            s.load(&id).await.unwrap(),
+            Some(record("bob", Some("ses_2"), 1))
+        );
+        // A replacement without a sid leaves the sid index.
+        s.save(&id, record("bob", None, 1), HOUR).await.unwrap();
+        assert!(!r.exists(&r.sid_key("ses_2")).await);
+        assert_eq!(s.list_by_sub("iss|bob").await.unwrap().len(), 1);
+
+        assert!(s.delete(&id).await.unwrap());
+        assert!(!s.delete(&id).await.unwrap());
+        assert_eq!(s.load(&id).await.unwrap(), None);
+        assert!(!r.exists(&r.record_key(&id)).await);
+        assert!(!r.exists(&r.sub_key("bob")).await, "index entry left");
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn delete_by_sid_and_by_sub_end_only_those_sessions() {
+        let (s, r) = store("by-index").await;
+        let (a1, a2, b) = (
+            SessionId::random(),
+            SessionId::random(),
+            SessionId::random(),
+        );
+        s.save(&a1, record("ada", Some("ses_1"), 1), HOUR)
+            .await
+            .unwrap();
+        s.save(&a2, record("ada", Some("ses_2"), 2), HOUR)
+            .await
+            .unwrap();
+        s.save(&b, record("bob", Some("ses_3"), 3), HOUR)
+            .await
+            .unwrap();
+        assert_eq!(s.delete_by_sid("iss|ses_1").await.unwrap(), 1);
+        assert_eq!(s.load(&a1).await.unwrap(), None);
+        assert!(!r.exists(&r.sid_key("ses_1")).await, "the sid set is gone");
+        assert!(
+            !r.is_member(&r.sub_key("ada"), &a1).await,
+            "the ended session left its other index"
+        );
+        assert!(s.load(&a2).await.unwrap().is_some());
+        assert_eq!(s.delete_by_sub("iss|ada").await.unwrap(), 1);
+        assert_eq!(s.load(&a2).await.unwrap(), None);
+        assert!(!r.exists(&r.sub_key("ada")).await, "the sub set is gone");
+        assert!(!r.exists(&r.sid_key("ses_2")).await);
+        assert!(
+            s.load(&b).await.unwrap().is_some(),
+            "another user's session stays"
+        );
+        assert_eq!(s.delete_by_sub("iss|nobody").await.unwrap(), 0);
+        assert_eq!(s.delete_by_sid("iss|nothing").await.unwrap(), 0);
+        // Another issuer's user of the same name is another key.
+        assert_eq!(s.delete_by_sub("other|bob").await.unwrap(), 0);
+        assert_eq!(s.delete_by_sid("other|ses_3").await.unwrap(), 0);
+        assert!(s.load(&b).await.unwrap().is_some());
+        // Deleting twice counts once.
+        assert_eq!(s.delete_by_sid("iss|ses_3").await.unwrap(), 1);
+        assert_eq!(s.delete_by_sid("iss|ses_3").await.unwrap(), 0);
+    }
+
+    /// An index entry that does not match its record (written by an older version, by hand, or
+    /// left by a record re-created after it expired) never ends a session of another user or
+    /// provider session.
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn a_stale_index_entry_never_ends_a_session_it_does_not_index() {
+        let (s, r) = store("stale").await;
+        let id = SessionId::random();
+        s.save(&id, record("ada", Some("ses_1"), 1), HOUR)
+            .await
+            .unwrap();
+        let _: i64 = r
+            .query(redis::cmd("SADD").arg(r.sid_key("ses_9")).arg(id.as_str()))
+            .await;
+        let _: i64 = r
+            .query(redis::cmd("SADD").arg(r.sub_key("eve")).arg(id.as_str()))
+            .await;
+        assert_eq!(s.delete_by_sid("iss|ses_9").await.unwrap(), 0);
+        assert!(s.list_by_sub("iss|eve").await.unwrap().is_empty());
+        assert_eq!(s.delete_by_sub("iss|eve").await.unwrap(), 0);
+        assert_eq!(
+            s.load(&id).await.unwrap(),
+            Some(record("ada", Some("ses_1"), 1))
+        );
+        // The stale entries were pruned; the true ones stay.
+        assert!(!r.exists(&r.sid_key("ses_9")).await);
+        assert!(!r.exists(&r.sub_key("eve")).await);
+        assert!(r.is_member(&r.sid_key("ses_1"), &id).await);
+        assert!(r.is_member(&r.sub_key("ada"), &id).await);
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn list_by_sub_is_the_users_live_sessions_oldest_first() {
+        let (s, r) = store("list").await;
+        let (old, new, gone) = (
+            SessionId::random(),
+            SessionId::random(),
+            SessionId::random(),
+        );
+        let (tie_a, tie_b) = (SessionId::random(), SessionId::random());
+        s.save(&new, record("ada", None, 20), HOUR).await.unwrap();
+        s.save(&tie_a, record("ada", None, 15), HOUR).await.unwrap();
+        s.save(&old, record("ada", None, 10), HOUR).await.unwrap();
+        s.save(&tie_b, record("ada", None, 15), HOUR).await.unwrap();
+        s.save(&gone, record("ada", None, 30), HOUR).await.unwrap();
+        s.save(&SessionId::random(), record("bob", None, 5), HOUR)
+            .await
+            .unwrap();
+        let listed = s.list_by_sub("iss|ada").await.unwrap();
+        let created: Vec<i64> = listed.iter().map(|(_, m)| m.created).collect();
+        assert_eq!(created, [10, 15, 15, 20, 30]);
+        assert_eq!(listed[0].0, old);
+        let ties = [tie_a.clone(), tie_b.clone()];
+        let (first, second) = if tie_a < tie_b {
+            (&tie_a, &tie_b)
+        } else {
+            (&tie_b, &tie_a)
+        };
+        assert_eq!([&listed[1].0, &listed[2].0], [first, second], "{ties:?}");
+        assert_eq!(listed[4].1, SessionMeta::new(30));
+
+        // A record that expired (gone from Redis) is not listed, and its id is pruned.
+        let _: i64 = r.query(redis::cmd("DEL").arg(r.record_key(&gone))).await;
+        assert!(r.is_member(&r.sub_key("ada"), &gone).await);
+        let listed = s.list_by_sub("iss|ada").await.unwrap();
+        assert_eq!(listed.len(), 4);
+        assert!(listed.iter().all(|(id, _)| id != &gone));
+        assert!(!r.is_member(&r.sub_key("ada"), &gone).await, "not pruned");
+        assert!(s.list_by_sub("iss|nobody").await.unwrap().is_empty());
+    }
+
+    /// The TTL is Redis's: set on the record, and on its index sets at least as long (checked
+    /// with PTTL, no waiting).
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn the_ttl_is_set_on_the_record_and_indexes_never_expire_first() {
+        let (s, r) = store("ttl").await;
+        let (short, long, later) = (
+            SessionId::random(),
+            SessionId::random(),
+            SessionId::random(),
+        );
+        s.save(
+            &short,
+            record("ada", Some("ses_1"), 1),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        let ttl = r.pttl(&r.record_key(&short)).await;
+        assert!((55_000..=60_000).contains(&ttl), "record PTTL {ttl}");
+        let sub_ttl = r.pttl(&r.sub_key("ada")).await;
+        let sid_ttl = r.pttl(&r.sid_key("ses_1")).await;
+        assert!(sub_ttl >= ttl, "sub index {sub_ttl} < record {ttl}");
+        assert!(sid_ttl >= ttl, "sid index {sid_ttl} < record {ttl}");
+        assert!(
+            sub_ttl <= 60_000,
+            "sub index {sub_ttl}: longer than any record"
+        );
+
+        // A longer-lived record extends the index; a shorter one never shortens it.
+        s.save(&long, record("ada", Some("ses_1"), 2), HOUR)
+            .await
+            .unwrap();
+        s.save(
+            &later,
+            record("ada", Some("ses_1"), 3),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let long_ttl = r.pttl(&r.record_key(&long)).await;
+        assert!(long_ttl > 3_500_000, "record PTTL {long_ttl}");
+        for key in [r.sub_key("ada"), r.sid_key("ses_1")] {
+            let index_ttl = r.pttl(&key).await;
+            assert!(index_ttl >= long_ttl, "{key}: {index_ttl} < {long_ttl}");
+        }
+        let later_ttl = r.pttl(&r.record_key(&later)).await;
+        assert!((5_000..=10_000).contains(&later_ttl), "PTTL {later_ttl}");
+
+        // Saving again sets the new TTL (a refresh may shorten what is left).
+        s.save(
+            &long,
+            record("ada", Some("ses_1"), 2),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let ttl = r.pttl(&r.record_key(&long)).await;
+        assert!((25_000..=30_000).contains(&ttl), "record PTTL {ttl}");
+
+        // A zero TTL stores nothing, and ends the record it replaces.
+        s.save(&short, record("ada", Some("ses_1"), 1), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(s.load(&short).await.unwrap(), None);
+        assert!(!r.is_member(&r.sub_key("ada"), &short).await);
+        let fresh = SessionId::random();
+        s.save(&fresh, record("ada", None, 4), Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(!r.exists(&r.record_key(&fresh)).await);
+        assert_eq!(s.list_by_sub("iss|ada").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn two_apps_with_different_prefixes_do_not_see_each_other() {
+        let (a, ra) = store("app-a").await;
+        let (b, rb) = store("app-b").await;
+        let id = SessionId::random();
+        a.save(&id, record("ada", Some("ses_1"), 1), HOUR)
+            .await
+            .unwrap();
+        assert_eq!(b.load(&id).await.unwrap(), None);
+        assert!(b.list_by_sub("iss|ada").await.unwrap().is_empty());
+        assert_eq!(b.delete_by_sid("iss|ses_1").await.unwrap(), 0);
+        assert_eq!(b.delete_by_sub("iss|ada").await.unwrap(), 0);
+        assert!(!b.delete(&id).await.unwrap());
+        b.save(&id, record("bob", None, 2), HOUR).await.unwrap();
+        assert_eq!(
+            a.load(&id).await.unwrap(),
+            Some(record("ada", Some("ses_1"), 1)),
+            "app B's write reached app A"
+        );
+        assert_eq!(b.load(&id).await.unwrap(), Some(record("bob", None, 2)));
+        assert!(rb.exists(&rb.record_key(&id)).await);
+        assert!(!rb.exists(&rb.sub_key("ada")).await);
+        assert!(b.delete(&id).await.unwrap());
+        assert!(a.load(&id).await.unwrap().is_some());
+        assert!(ra.exists(&ra.sub_key("ada")).await);
+        // Every key app A wrote is under its prefix.
+        let keys: Vec<String> = ra
+            .query(redis::cmd("KEYS").arg(format!("{}:*", ra.prefix)))
+            .await;
+        let mut keys = keys;
+        keys.sort();
+        let mut expected = vec![ra.record_key(&id), ra.sid_key("ses_1"), ra.sub_key("ada")];
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
+
+    /// A value under a record key that is not a record (another program, a corrupted write)
+    /// reads as absent, never panics, and can be overwritten by a save.
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn a_malformed_value_reads_as_absent() {
+        let (s, r) = store("malformed").await;
+        let values: [&[u8]; 4] = [
+            b"not json {sealed",
+            b"{\"sealed\":1}",
+            b"\xff\xfe\x00 binary",
+            b"",
+        ];
+        for value in values {
+            let id = SessionId::random();
+            let _: () = r
+                .query(redis::cmd("SET").arg(r.record_key(&id)).arg(value))
+                .await;
+            let _: i64 = r
+                .query(redis::cmd("SADD").arg(r.sub_key("ada")).arg(id.as_str()))
+                .await;
+            let _: i64 = r
+                .query(redis::cmd("SADD").arg(r.sid_key("ses_1")).arg(id.as_str()))
+                .await;
+            assert_eq!(s.load(&id).await.unwrap(), None, "{value:?}");
+            assert!(s.list_by_sub("iss|ada").await.unwrap().is_empty());
+            assert!(!r.is_member(&r.sub_key("ada"), &id).await, "pruned");
+            assert_eq!(s.delete_by_sid("iss|ses_1").await.unwrap(), 0);
+            assert!(!s.delete(&id).await.unwrap(), "{value:?}");
+            // A save replaces it.
+            s.save(&id, record("ada", Some("ses_1"), 1), HOUR)
+                .await
+                .unwrap();
+            assert_eq!(
+                s.load(&id).await.unwrap(),
+                Some(record("ada", Some("ses_1"), 1))
+            );
+            assert!(s.delete(&id).await.unwrap());
+        }
+        // Members of an index that are no session id are dropped.
+        let _: i64 = r
+            .query(redis::cmd("SADD").arg(r.sub_key("ada")).arg("not-an-id"))
+            .await;
+        assert!(s.list_by_sub("iss|ada").await.unwrap().is_empty());
+        assert!(!r.exists(&r.sub_key("ada")).await);
+    }
+
+    /// Writers racing on one session (two instances refreshing it) leave it in exactly the
+    /// indexes of the record that won.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn racing_saves_leave_the_session_only_in_the_winners_indexes() {
+        let (s, r) = store("race").await;
+        let id = SessionId::random();
+        let sids: Vec<String> = (0..16).map(|i| format!("ses_{i}")).collect();
+        let mut tasks = Vec::new();
+        for (i, sid) in sids.iter().enumerate() {
+            let (s, id, sid) = (s.clone(), id.clone(), sid.clone());
+            let user = if i % 2 == 0 { "ada" } else { "bob" };
+            tasks.push(tokio::spawn(async move {
+                s.save(&id, record(user, Some(&sid), 1), HOUR).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let winner = s.load(&id).await.unwrap().unwrap();
+        for sid in &sids {
+            let holds = winner.sid.as_deref() == Some(&format!("iss|{sid}"));
+            assert_eq!(r.is_member(&r.sid_key(sid), &id).await, holds, "{sid}");
+        }
+        for user in ["ada", "bob"] {
+            let holds = winner.sub == format!("iss|{user}");
+            assert_eq!(r.is_member(&r.sub_key(user), &id).await, holds, "{user}");
+        }
+    }
 }

@@ -1,7 +1,10 @@
-//! Refresh coordination and revocations across instances through Redis (feature `redis`).
+//! Refresh coordination, revocations and server-side sessions across instances through Redis
+//! (feature `redis`).
 
 mod refresh;
 mod revocation;
+mod sessions;
 
 pub use refresh::RedisRefreshCoordinator;
 pub use revocation::RedisRevocationStore;
+pub use sessions::RedisSessionStore;
