@@ -1,12 +1,10 @@
 //! [`RedisSessionStore`]: server-side sessions shared by every instance through Redis.
 
 use std::fmt;
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
-use redis::Script;
 
 use crate::session_store::{
     SessionId, SessionMeta, SessionRecord, SessionStore, SessionStoreError,
@@ -23,7 +21,7 @@ use crate::session_store::{
 ///   of a user, whose TTL is raised to the longest of their records' (an index never expires
 ///   before one of its records). Ids whose record is gone are pruned as they are met.
 ///
-/// Every write is one Lua script that first checks the record is still what was read, so a
+/// Every write is one Lua script (`EVAL`) that first checks the record is still what was read, so a
 /// record and its index entries change together (a crash cannot leave a record unindexed) and
 /// concurrent writes to one session cannot leave it in an index it does not belong to. Deleting
 /// by `sid` or `sub` deletes only records that belong to that index.
@@ -118,9 +116,6 @@ for i = 2, #KEYS do
 end
 return 1
 ";
-
-static SAVE: LazyLock<Script> = LazyLock::new(|| Script::new(SAVE_SCRIPT));
-static REMOVE: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_SCRIPT));
 
 /// How often a write is retried when the record changes between reading and writing it.
 const ATTEMPTS: usize = 16;
@@ -264,17 +259,19 @@ impl RedisSessionStore {
         delete: bool,
         sets: &[String],
     ) -> Result<bool, SessionStoreError> {
-        let mut call = REMOVE.prepare_invoke();
-        call.key(self.record_key(id));
-        for set in sets {
-            call.key(set);
-        }
         let raw = read.raw();
-        call.arg(if raw.is_some() { "1" } else { "0" })
+        let done: i64 = redis::cmd("EVAL")
+            .arg(REMOVE_SCRIPT)
+            .arg(1 + sets.len())
+            .arg(self.record_key(id))
+            .arg(sets)
+            .arg(if raw.is_some() { "1" } else { "0" })
             .arg(raw.unwrap_or_default())
             .arg(id.as_str())
-            .arg(if delete { "1" } else { "0" });
-        let done: i64 = call.invoke_async(conn).await.map_err(|e| store_error(&e))?;
+            .arg(if delete { "1" } else { "0" })
+            .query_async(conn)
+            .await
+            .map_err(|e| store_error(&e))?;
         Ok(done == 1)
     }
 
@@ -306,20 +303,20 @@ impl RedisSessionStore {
                     .collect(),
                 _ => Vec::new(),
             };
-            let mut call = SAVE.prepare_invoke();
-            call.key(self.record_key(&id));
-            for set in new_sets.iter().chain(&old_sets) {
-                call.key(set);
-            }
             let raw = read.raw();
-            call.arg(if raw.is_some() { "1" } else { "0" })
+            let done: i64 = redis::cmd("EVAL")
+                .arg(SAVE_SCRIPT)
+                .arg(1 + new_sets.len() + old_sets.len())
+                .arg(self.record_key(&id))
+                .arg(&new_sets)
+                .arg(&old_sets)
+                .arg(if raw.is_some() { "1" } else { "0" })
                 .arg(raw.unwrap_or_default())
                 .arg(id.as_str())
                 .arg(value.as_slice())
                 .arg(ttl_ms)
-                .arg(new_sets.len());
-            let done: i64 = call
-                .invoke_async(&mut conn)
+                .arg(new_sets.len())
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| store_error(&e))?;
             if done == 1 {
