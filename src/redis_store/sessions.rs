@@ -348,23 +348,19 @@ impl RedisSessionStore {
                 (Stored::Record(..), None) => true,
                 _ => false,
             };
-            let done = if belongs {
-                let Stored::Record(_, record) = &read else {
-                    unreachable!("only a record belongs")
-                };
-                let mut sets = self.index_keys(record);
-                if let Some(set) = from.as_ref().filter(|set| !sets.contains(set)) {
-                    sets.push(set.clone());
-                }
-                self.remove_if(conn, id, &read, true, &sets).await?
-            } else {
-                match &from {
-                    Some(set) => {
-                        self.remove_if(conn, id, &read, false, std::slice::from_ref(set))
-                            .await?
+            let done = match (&read, &from) {
+                (Stored::Record(_, record), _) if belongs => {
+                    let mut sets = self.index_keys(record);
+                    if let Some(set) = from.as_ref().filter(|set| !sets.contains(set)) {
+                        sets.push(set.clone());
                     }
-                    None => true,
+                    self.remove_if(conn, id, &read, true, &sets).await?
                 }
+                (_, Some(set)) => {
+                    self.remove_if(conn, id, &read, false, std::slice::from_ref(set))
+                        .await?
+                }
+                (_, None) => true,
             };
             if done {
                 return Ok(belongs);
