@@ -207,9 +207,11 @@ pub mod __private;
 /// Behind a load balancer, a refresh token must still be used once, and a logout on one
 /// instance must end the session on all of them. Both stores talk to Redis through one
 /// connection manager each; revocations are mirrored in memory, so the request path never
-/// waits for Redis. [`RedisSessionStore`](crate::redis::RedisSessionStore) is a
-/// [`SessionStore`](crate::session_store::SessionStore) shared by every instance (the layer does not
-/// use session stores yet).
+/// waits for Redis.
+///
+/// [`RedisSessionStore`](crate::redis::RedisSessionStore) is a
+/// [`SessionStore`](crate::session_store::SessionStore) shared by every instance (the layer
+/// does not use session stores yet).
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {

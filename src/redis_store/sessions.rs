@@ -21,10 +21,11 @@ use crate::session_store::{
 ///   of a user, whose TTL is raised to the longest of their records' (an index never expires
 ///   before one of its records). Ids whose record is gone are pruned as they are met.
 ///
-/// Every write is one Lua script (`EVAL`) that first checks the record is still what was read, so a
-/// record and its index entries change together (a crash cannot leave a record unindexed) and
-/// concurrent writes to one session cannot leave it in an index it does not belong to. Deleting
-/// by `sid` or `sub` deletes only records that belong to that index.
+/// Every write is one Lua script (`EVAL`) that first checks the record is still what was read:
+/// a record and its index entries change together (a crash cannot leave a record unindexed),
+/// and concurrent writes to one session cannot leave it in an index it does not belong to.
+/// Deleting by `sid` or `sub` deletes only records that belong to that index, one script per
+/// record.
 ///
 /// A value that is not a record (written by something else) reads as absent and is reported at
 /// warn level, without the value. Errors never contain a record either.
