@@ -257,22 +257,11 @@ pub(crate) async fn refresh_hook(
     let data = &refreshed.session;
     // Built here, not through the verified token's remembered claims: those must carry the app
     // data the hook decides.
-    let mut map = data.identity().unwrap_or_default();
-    let exp = match &refreshed.verified {
-        Some(v) => {
-            for (k, v) in v.claims.iter() {
-                map.insert(k.clone(), v.clone());
-            }
-            v.exp
-        }
-        None => {
-            map.insert("exp".into(), data.exp.into());
-            data.exp
-        }
-    };
-    let access_token = data.access_token(exp);
-    let extras = data.extras(TokenSource::Inline(access_token.clone()));
-    let Some(claims) = crate::Claims::from_map_with(map, shared.verifier.layer(), extras) else {
+    let Some((claims, access_token)) = data.hook_claims(
+        shared,
+        data.identity().unwrap_or_default(),
+        refreshed.verified.as_deref(),
+    ) else {
         return Err("the refreshed claims have no subject".into());
     };
     let cx = RefreshContext {

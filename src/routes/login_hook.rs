@@ -5,7 +5,6 @@ use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::claims::{Claims, TokenSource};
 use crate::hooks::{seal_app_data, LoginContext, LoginDecision};
 use crate::responses::{
     error_page, grpc_status, json, Client, ErrorPage, ErrorReason, GrpcCode, Page,
@@ -31,19 +30,17 @@ pub(super) async fn run(
     };
     // The claims a request would see, with the ID token's whole claim set beneath: the hook
     // may need claims the session does not keep.
-    let mut map = id_claims.clone();
-    if !session.opaque {
+    let verified = match session.opaque {
+        true => None,
         // Verified a moment ago: remembered.
-        if let Attempt::Valid(v) = shared.verifier.access_now(&session.at, Purpose::Session) {
-            for (k, v) in v.claims.iter() {
-                map.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    let exp = session.exp;
-    let access_token = session.access_token(exp);
-    let extras = session.extras(TokenSource::Inline(access_token.clone()));
-    let Some(claims) = Claims::from_map_with(map, shared.verifier.layer(), extras) else {
+        false => match shared.verifier.access_now(&session.at, Purpose::Session) {
+            Attempt::Valid(v) => Some(v),
+            _ => None,
+        },
+    };
+    let Some((claims, access_token)) =
+        session.hook_claims(shared, id_claims.clone(), verified.as_deref())
+    else {
         return Err(failed(
             shared,
             "the verified claims have no subject",

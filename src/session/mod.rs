@@ -101,6 +101,33 @@ impl SessionData {
         crate::access_token::AccessToken::new(self.at.as_str(), exp)
     }
 
+    /// What a hook is shown of this session: `identity` (the claims beneath) with the verified
+    /// access token's claims over them (`verified`; `None`: an opaque token, whose expiry is the
+    /// session's), as a request's claims are, carrying the token itself; and the token.
+    pub(crate) fn hook_claims(
+        &self,
+        shared: &Shared,
+        mut identity: Map<String, Value>,
+        verified: Option<&crate::verify::Verified>,
+    ) -> Option<(Claims, crate::access_token::AccessToken)> {
+        let exp = match verified {
+            Some(v) => {
+                for (k, v) in v.claims.iter() {
+                    identity.insert(k.clone(), v.clone());
+                }
+                v.exp
+            }
+            None => {
+                identity.insert("exp".into(), self.exp.into());
+                self.exp
+            }
+        };
+        let token = self.access_token(exp);
+        let extras = self.extras(TokenSource::Inline(token.clone()));
+        let claims = Claims::from_map_with(identity, shared.verifier.layer(), extras)?;
+        Some((claims, token))
+    }
+
     /// The identity claims kept in the session, parsed.
     pub(crate) fn identity(&self) -> Option<Map<String, Value>> {
         serde_json::from_str(self.idc.get()).ok()
