@@ -258,9 +258,12 @@ fn required(
 /// Decodes a base64 cookie key (standard or URL-safe alphabet) of at least 64 bytes.
 pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    // `openssl rand -base64 64` prints its 88 characters on two lines: line breaks (and any
+    // whitespace) inside the value are not part of the key.
+    let text: String = text.split_ascii_whitespace().collect();
     let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
-        .find_map(|e| e.decode(text).ok())
+        .find_map(|e| e.decode(&text).ok())
         .ok_or_else(|| "not valid base64".to_owned())?;
     if bytes.len() < 64 {
         return Err(format!("{} bytes; at least 64 are needed", bytes.len()));

@@ -98,36 +98,8 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
                 k.len()
             ))
         })?;
-        // A key typed by hand, or copied from an example, repeats a few byte values; 64 random
-        // bytes have about 56 different ones, and fewer than 16 happens by chance never.
-        let mut seen = [false; 256];
-        let distinct = k
-            .iter()
-            .filter(|&&b| !std::mem::replace(&mut seen[usize::from(b)], true))
-            .count();
-        if distinct < 16 {
-            return Err(ConfigError::CookieKey(format!(
-                "key {} is not random: its {} bytes take only {distinct} different values",
-                i + 1,
-                k.len()
-            )));
-        }
-        // Text (a typed sentence, hex or base64 passed undecoded): 64 random bytes are all
-        // printable by chance with odds below 1 in 10^28.
-        if k.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-            return Err(ConfigError::CookieKey(format!(
-                "key {} is text, not random bytes: pass the decoded bytes of a random key, or \
-                 set AUTH_COOKIE_KEY to its base64",
-                i + 1
-            )));
-        }
-        // A counting pattern (0, 1, 2, ... or any fixed step).
-        let step = k[1].wrapping_sub(k[0]);
-        if k.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step) {
-            return Err(ConfigError::CookieKey(format!(
-                "key {} is not random: its bytes count up in steps of {step}",
-                i + 1
-            )));
+        if let Some(why) = weakness(k) {
+            return Err(ConfigError::CookieKey(format!("key {} {why}", i + 1)));
         }
         keys.push(key);
     }
@@ -364,4 +336,64 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
                 .unwrap_or_else(|| Arc::new(crate::responses::DefaultResponses)),
         }),
     })
+}
+
+/// Why a cookie key is not random bytes, if it is not. The checks look at the first 64 bytes,
+/// which are all the cookie crate uses (a random tail does not hide a weak head). Each would
+/// refuse 64 random bytes with odds far below one in a billion.
+fn weakness(key: &[u8]) -> Option<String> {
+    let k = &key[..key.len().min(64)];
+    if k.len() < 2 {
+        return None;
+    }
+    let mut counts = [0usize; 256];
+    for b in k {
+        counts[usize::from(*b)] += 1;
+    }
+    // Typed by hand or copied from an example: a few byte values, or one repeated. 64 random
+    // bytes take about 56 different values, and one value more than 8 times almost never.
+    let distinct = counts.iter().filter(|c| **c > 0).count();
+    if distinct < 16 {
+        return Some(format!(
+            "is not random: its first {} bytes take only {distinct} different values",
+            k.len()
+        ));
+    }
+    let (most, times) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, c)| **c)
+        .unwrap_or((0, &0));
+    if *times > 8 {
+        return Some(format!(
+            "is not random: the byte {most:#04x} appears {times} times in its first {} bytes",
+            k.len()
+        ));
+    }
+    // Text (a typed sentence, hex or base64 passed undecoded, a line read from a file): 64
+    // random bytes are printable ASCII about 37 % of the time each, so 56 or more almost never.
+    let text = k
+        .iter()
+        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
+    if text * 8 >= k.len() * 7 {
+        return Some(
+            "is text, not random bytes: pass the decoded bytes of a random key, or set \
+             AUTH_COOKIE_KEY to its base64"
+                .to_owned(),
+        );
+    }
+    // A pattern: a block repeated (a period up to 48 bytes), or counting in fixed steps.
+    if let Some(period) = (1..=48).find(|p| k.iter().zip(&k[*p..]).all(|(a, b)| a == b)) {
+        return Some(format!(
+            "is not random: its bytes repeat every {period} bytes"
+        ));
+    }
+    let step = k[1].wrapping_sub(k[0]);
+    if k.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step) {
+        return Some(format!(
+            "is not random: its bytes count up in steps of {step}"
+        ));
+    }
+    None
 }

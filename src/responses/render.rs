@@ -185,6 +185,31 @@ pub(crate) fn provider_error_title(error: &str) -> &'static str {
     }
 }
 
+/// The OAuth and OpenID Connect error codes an authorization response may carry (RFC 6749
+/// section 4.1.2.1, OpenID Connect Core 3.1.2.6, RFC 9101 and RFC 7591's), the only ones the
+/// default error page shows.
+const OAUTH_ERRORS: &[&str] = &[
+    "invalid_request",
+    "unauthorized_client",
+    "access_denied",
+    "unsupported_response_type",
+    "invalid_scope",
+    "server_error",
+    "temporarily_unavailable",
+    "interaction_required",
+    "login_required",
+    "account_selection_required",
+    "consent_required",
+    "invalid_request_uri",
+    "invalid_request_object",
+    "request_not_supported",
+    "request_uri_not_supported",
+    "registration_not_supported",
+    "invalid_client",
+    "invalid_grant",
+    "unsupported_grant_type",
+];
+
 /// The longest `error_description` the default error page shows, in characters.
 const DETAIL_MAX_CHARS: usize = 300;
 
@@ -192,7 +217,10 @@ const DETAIL_MAX_CHARS: usize = 300;
 /// (shortened) and its `error` code. Both are untrusted and escaped.
 fn provider_detail(error: Option<&str>, description: Option<&str>) -> String {
     let description = description.map(str::trim).filter(|d| !d.is_empty());
-    let error = error.map(str::trim).filter(|e| !e.is_empty());
+    // Only a registered code is shown: anyone can put any text in a link to the layer's routes,
+    // and an unknown "code" would be words of theirs on the app's origin (a fake support
+    // number, bidi controls reordering the page).
+    let error = error.map(str::trim).filter(|e| OAUTH_ERRORS.contains(e));
     let said = description.map(|d| {
         let mut shown: String = d.chars().take(DETAIL_MAX_CHARS).collect();
         if shown.len() < d.len() {

@@ -141,7 +141,12 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
             provider_error: Some(error),
             // The provider's words only for this browser's own login attempt: on any link
             // without one, the text would be whatever the link's author wrote.
-            provider_error_description: tx.is_some().then_some(description),
+            provider_error_description: tx
+                .as_ref()
+                .is_some_and(|t| {
+                    shared.clock.now().saturating_sub(t.created) < settings.login_timeout
+                })
+                .then_some(description),
             ..ErrorPage::new(
                 status,
                 ErrorReason::ProviderError,

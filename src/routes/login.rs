@@ -37,7 +37,23 @@ const PASS_THROUGH: &[&str] = &[
 pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
     if let Some(there) = loopback_alias(&settings.origin, &parts) {
-        return redirect(&there, Vec::new());
+        // A dev proxy that rewrites `Host` (Vite's or webpack's `changeOrigin`) without adding
+        // forwarding headers would send the browser back here for ever. The browser's own word
+        // beats `Host`: a page of the redirect URL's origin sent it here. And a marker cookie
+        // (host only, so it reaches this login again only through such a proxy) says it has
+        // moved already.
+        let codec = &shared.cookies;
+        let marker = format!("{}_alias", codec.prefix);
+        let from_our_origin = [http::header::ORIGIN, http::header::REFERER]
+            .iter()
+            .filter_map(|h| parts.headers.get(h)?.to_str().ok())
+            .filter_map(|v| url::Url::parse(v).ok())
+            .any(|u| u.origin().ascii_serialization() == settings.origin);
+        if !from_our_origin && codec.read(&parts.headers).get(&marker).is_none() {
+            let set = codec.set(&marker, &settings.login_path, "1", 60);
+            return redirect(&there, vec![set]);
+        }
+        tracing::debug!("login on another loopback name, from the app or after moving: a proxy");
     }
     let params = match query_params(parts.uri.query()) {
         Ok(p) => p,

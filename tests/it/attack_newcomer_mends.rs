@@ -67,6 +67,42 @@ async fn a_vite_proxy_with_change_origin_does_not_loop() {
     panic!("login through a Vite proxy (changeOrigin, no xfwd) loops: {hops:?}");
 }
 
+/// Guards the same proxy when the browser sends no `Referer` (a typed address, a guard's
+/// redirect after one): the move's marker cookie, which the browser sends back through the
+/// proxy, stops a second move. Cookies are carried as a browser carries them.
+#[tokio::test]
+async fn a_vite_proxy_without_referer_does_not_loop_either() {
+    let provider = TestProvider::builder().user(user()).start().await;
+    let auth = provider
+        .layer_builder("http://localhost:5173/auth/callback")
+        .build()
+        .await
+        .expect("build");
+    let app = app(&auth);
+    let mut jar = Jar::default();
+    let mut uri = "/auth/login?return_to=%2Fme".to_owned();
+    let mut hops = Vec::new();
+    for _ in 0..3 {
+        let req = Request::get(&uri)
+            .header(header::HOST, "localhost:3000")
+            .header(header::ACCEPT, "text/html")
+            .header("sec-fetch-mode", "navigate")
+            .body(Body::empty())
+            .unwrap();
+        let resp = send(&app, &mut jar, req).await;
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        let loc = location(&resp);
+        hops.push(loc.clone());
+        if loc.starts_with(provider.issuer()) {
+            assert_eq!(hops.len(), 2, "one move, then the provider: {hops:?}");
+            return;
+        }
+        let u = url::Url::parse(&loc).unwrap();
+        uri = format!("{}?{}", u.path(), u.query().unwrap_or(""));
+    }
+    panic!("login through a proxy without Referer loops: {hops:?}");
+}
+
 /// Guard: the alias never applies when the redirect URL is not loopback (an https deployment),
 /// whatever loopback name the request carries.
 #[tokio::test]
