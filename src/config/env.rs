@@ -258,9 +258,23 @@ fn required(
 /// Decodes a base64 cookie key (standard or URL-safe alphabet) of at least 64 bytes.
 pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    // `openssl rand -base64 64` prints its 88 characters on two lines: line breaks (and any
-    // whitespace) inside the value are not part of the key.
-    let text: String = text.split_ascii_whitespace().collect();
+    // `openssl rand -base64 64` prints its 88 characters on two lines of 64, and `base64` wraps
+    // at 76: those line breaks are not part of the key. Anything else split by whitespace (two
+    // keys on two lines, meant as a rotation) would join into one key that is neither.
+    let lines: Vec<&str> = text.split_ascii_whitespace().collect();
+    if let Some((last, full)) = lines.split_last() {
+        let width = full.first().map_or(0, |l| l.len());
+        let wrapped = full.iter().all(|l| l.len() == width)
+            && (width == 64 || width == 76)
+            && last.len() <= width;
+        if !full.is_empty() && !wrapped {
+            return Err(format!(
+                "{} values separated by whitespace; separate several keys with commas",
+                lines.len()
+            ));
+        }
+    }
+    let text: String = lines.concat();
     let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
         .find_map(|e| e.decode(&text).ok())

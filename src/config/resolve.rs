@@ -339,10 +339,66 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
 }
 
 /// Why a cookie key is not random bytes, if it is not. The checks look at the first 64 bytes,
-/// which are all the cookie crate uses (a random tail does not hide a weak head). Each would
-/// refuse 64 random bytes with odds far below one in a billion.
+/// which are all the cookie crate uses (a random tail does not hide a weak head), and then at
+/// each half of them on its own: `cookie::Key` signs with bytes 0..32 and encrypts with bytes
+/// 32..64, so a weak half is a weak key even beside a random one. On 64 random bytes, the
+/// checks of the whole refuse with odds far below one in a billion, and those of the halves with
+/// odds below one in a hundred million.
 fn weakness(key: &[u8]) -> Option<String> {
     let k = &key[..key.len().min(64)];
+    let whole = Limits {
+        max_times: 8,
+        text_32nds: 26,
+        max_period: 48,
+    };
+    if let Some(why) = weakness_in(k, &whole) {
+        return Some(format!(
+            "{why} in its first {} bytes{}",
+            k.len(),
+            hint(&why)
+        ));
+    }
+    if k.len() < 64 {
+        return None;
+    }
+    let half = Limits {
+        max_times: 7,
+        text_32nds: 29,
+        max_period: 24,
+    };
+    for (range, role) in [(0..32, "signing"), (32..64, "encryption")] {
+        if let Some(why) = weakness_in(&k[range.clone()], &half) {
+            return Some(format!(
+                "{why} in bytes {}..{}, its {role} half{}",
+                range.start,
+                range.end,
+                hint(&why)
+            ));
+        }
+    }
+    None
+}
+
+/// What to do about text where bytes were expected.
+fn hint(why: &str) -> &'static str {
+    if why.starts_with("is text") {
+        ": pass the decoded bytes of a random key, or set AUTH_COOKIE_KEY to its base64"
+    } else {
+        ""
+    }
+}
+
+/// What random bytes almost never show, for a run of a given length.
+struct Limits {
+    /// The most times one byte value may appear.
+    max_times: usize,
+    /// How much text (printable ASCII or whitespace) is refused, in 32nds of the bytes.
+    text_32nds: usize,
+    /// The longest period looked for.
+    max_period: usize,
+}
+
+fn weakness_in(k: &[u8], limits: &Limits) -> Option<String> {
     if k.len() < 2 {
         return None;
     }
@@ -350,13 +406,12 @@ fn weakness(key: &[u8]) -> Option<String> {
     for b in k {
         counts[usize::from(*b)] += 1;
     }
-    // Typed by hand or copied from an example: a few byte values, or one repeated. 64 random
-    // bytes take about 56 different values, and one value more than 8 times almost never.
+    // Typed by hand or copied from an example: a few byte values, or one repeated. n random
+    // bytes (n <= 64) take about 0.9 n different values.
     let distinct = counts.iter().filter(|c| **c > 0).count();
-    if distinct < 16 {
+    if distinct < k.len() / 4 {
         return Some(format!(
-            "is not random: its first {} bytes take only {distinct} different values",
-            k.len()
+            "is not random: only {distinct} different byte values"
         ));
     }
     let (most, times) = counts
@@ -364,27 +419,26 @@ fn weakness(key: &[u8]) -> Option<String> {
         .enumerate()
         .max_by_key(|(_, c)| **c)
         .unwrap_or((0, &0));
-    if *times > 8 {
+    if *times > limits.max_times {
         return Some(format!(
-            "is not random: the byte {most:#04x} appears {times} times in its first {} bytes",
-            k.len()
+            "is not random: the byte {most:#04x} appears {times} times"
         ));
     }
-    // Text (a typed sentence, hex or base64 passed undecoded, a line read from a file): 64
-    // random bytes are printable ASCII about 37 % of the time each, so 56 or more almost never.
+    // Text (a typed sentence, hex or base64 passed undecoded, a line read from a file): a
+    // random byte is printable ASCII or whitespace about 39 % of the time.
     let text = k
         .iter()
         .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
         .count();
-    if text * 8 >= k.len() * 7 {
-        return Some(
-            "is text, not random bytes: pass the decoded bytes of a random key, or set \
-             AUTH_COOKIE_KEY to its base64"
-                .to_owned(),
-        );
+    if text * 32 >= k.len() * limits.text_32nds {
+        return Some("is text, not random bytes".to_owned());
     }
-    // A pattern: a block repeated (a period up to 48 bytes), or counting in fixed steps.
-    if let Some(period) = (1..=48).find(|p| k.iter().zip(&k[*p..]).all(|(a, b)| a == b)) {
+    // A pattern: a block repeated, or counting in fixed steps.
+    let periods = 1..=limits.max_period.min(k.len() - 1);
+    if let Some(period) = periods
+        .into_iter()
+        .find(|p| k.iter().zip(&k[*p..]).all(|(a, b)| a == b))
+    {
         return Some(format!(
             "is not random: its bytes repeat every {period} bytes"
         ));

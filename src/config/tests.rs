@@ -510,3 +510,41 @@ async fn an_unreachable_issuer_names_the_url_and_the_cause() {
         "{debug}"
     );
 }
+
+/// Threat: line breaks inside `AUTH_COOKIE_KEY` are dropped so that `openssl rand -base64 64`
+/// (two lines) works, but two unpadded keys on two lines, meant as a rotation, were joined into
+/// one 129-byte key that is neither. Only the wrapping of one key (lines of 64 or 76 characters,
+/// as `openssl` and `base64` print them) is joined; anything else is refused with the hint to
+/// separate keys with commas.
+#[test]
+fn two_unpadded_keys_separated_by_a_newline_are_not_merged_into_one() {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let k1: Vec<u8> = (0..64u32).map(|i| (i * 97 + 13) as u8).collect();
+    let k2: Vec<u8> = (0..64u32).map(|i| (i * 151 + 7) as u8).collect();
+    for sep in ["\n", "\r\n", " "] {
+        let text = format!(
+            "{}{sep}{}",
+            STANDARD_NO_PAD.encode(&k1),
+            STANDARD_NO_PAD.encode(&k2)
+        );
+        let r = super::env::decode_key(&text);
+        let err = r.expect_err(&format!("{sep:?}: merged"));
+        assert!(err.contains("comma"), "{err}");
+    }
+    // One key wrapped as `openssl rand -base64 64` (64 a line) and `base64` (76 a line) prints
+    // it: joined.
+    let key: Vec<u8> = (0..64u32).map(|i| (i * 193 + 1) as u8).collect();
+    let b64 = STANDARD.encode(&key);
+    for width in [64, 76] {
+        let wrapped = b64
+            .as_bytes()
+            .chunks(width)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(super::env::decode_key(&wrapped).unwrap(), key, "{width}");
+    }
+    // A wrapped key with a short line in the middle is not one key.
+    let broken = format!("{}\n{}\n{}", &b64[..40], &b64[40..64], &b64[64..]);
+    assert!(super::env::decode_key(&broken).is_err());
+}

@@ -15,6 +15,7 @@ use http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::login_options::{SealedOptions, StepUp, SEALED_PARAM};
+use super::loopback_move::loopback_alias;
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::responses::{error_page, redirect, ErrorPage, ErrorReason, Page};
 use crate::return_to;
@@ -36,24 +37,8 @@ const PASS_THROUGH: &[&str] = &[
 
 pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
-    if let Some(there) = loopback_alias(&settings.origin, &parts) {
-        // A dev proxy that rewrites `Host` (Vite's or webpack's `changeOrigin`) without adding
-        // forwarding headers would send the browser back here for ever. The browser's own word
-        // beats `Host`: a page of the redirect URL's origin sent it here. And a marker cookie
-        // (host only, so it reaches this login again only through such a proxy) says it has
-        // moved already.
-        let codec = &shared.cookies;
-        let marker = format!("{}_alias", codec.prefix);
-        let from_our_origin = [http::header::ORIGIN, http::header::REFERER]
-            .iter()
-            .filter_map(|h| parts.headers.get(h)?.to_str().ok())
-            .filter_map(|v| url::Url::parse(v).ok())
-            .any(|u| u.origin().ascii_serialization() == settings.origin);
-        if !from_our_origin && codec.read(&parts.headers).get(&marker).is_none() {
-            let set = codec.set(&marker, &settings.login_path, "1", 60);
-            return redirect(&there, vec![set]);
-        }
-        tracing::debug!("login on another loopback name, from the app or after moving: a proxy");
+    if let Some(there) = loopback_alias(&shared, &parts) {
+        return redirect(&there, Vec::new());
     }
     let params = match query_params(parts.uri.query()) {
         Ok(p) => p,
@@ -395,47 +380,4 @@ fn start(
         &mut set_cookies,
     );
     redirect(authorize.as_str(), set_cookies)
-}
-
-/// A login asked for on another loopback name than the redirect URL's (`localhost` against
-/// `127.0.0.1`, another port): the same path and query on the redirect URL's origin. Otherwise
-/// the transaction cookie would be set for one host and the callback come back to the other,
-/// and the first sign-in would fail as expired. Only between loopback origins: behind a proxy
-/// the `Host` header may name an inner host, and sending that browser anywhere would loop.
-fn loopback_alias(origin: &str, parts: &Parts) -> Option<String> {
-    // Through a proxy (a dev server forwarding to the app), the `Host` the app sees is not the
-    // one the browser used: moving the browser would send it through the proxy again, forever.
-    let proxied = ["x-forwarded-host", "forwarded", "x-forwarded-for", "via"]
-        .iter()
-        .any(|name| parts.headers.contains_key(*name));
-    if proxied {
-        return None;
-    }
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
-    let ours = url::Url::parse(origin).ok()?;
-    let asked = url::Url::parse(&format!("{}://{host}", ours.scheme())).ok()?;
-    let loopback = |u: &url::Url| match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if !loopback(&ours) || !loopback(&asked) || asked.origin() == ours.origin() {
-        return None;
-    }
-    static LOGGED: std::sync::Once = std::sync::Once::new();
-    LOGGED.call_once(|| {
-        tracing::info!(
-            asked = %asked.origin().ascii_serialization(),
-            redirect_origin = %origin,
-            "login asked for on another loopback name than the redirect URL's: sending the \
-             browser there first, so the sign-in cookie and the callback share one host"
-        );
-    });
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    Some(format!("{origin}{path}"))
 }

@@ -6,6 +6,7 @@ mod login;
 mod login_hook;
 mod login_options;
 mod logout;
+mod loopback_move;
 
 pub(crate) use backchannel::{backchannel_logout, MAX_BODY as BACKCHANNEL_MAX_BODY};
 pub(crate) use callback::callback;

@@ -68,7 +68,7 @@ async fn a_vite_proxy_with_change_origin_does_not_loop() {
 }
 
 /// Guards the same proxy when the browser sends no `Referer` (a typed address, a guard's
-/// redirect after one): the move's marker cookie, which the browser sends back through the
+/// redirect after one): the move's sign in the query, which the browser sends back through the
 /// proxy, stops a second move. Cookies are carried as a browser carries them.
 #[tokio::test]
 async fn a_vite_proxy_without_referer_does_not_loop_either() {

@@ -12,6 +12,7 @@ mod adversarial;
 mod after_login;
 mod attack_after_login;
 mod attack_cookie_bytes;
+mod attack_fixes;
 mod attack_memo;
 mod attack_newcomer;
 mod attack_newcomer_mends;

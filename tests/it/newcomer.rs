@@ -28,15 +28,13 @@ async fn a_login_on_another_loopback_name_moves_to_the_redirect_urls_origin() {
     ] {
         let resp = s.app.clone().oneshot(login_on(alias)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::FOUND, "{alias}");
-        assert_eq!(
-            location(&resp),
-            "http://127.0.0.1:3000/auth/login?return_to=%2Fme",
-            "{alias}"
+        let loc = location(&resp);
+        assert!(
+            loc.starts_with("http://127.0.0.1:3000/auth/login?return_to=%2Fme&login_moved="),
+            "{alias}: {loc}"
         );
         assert!(
-            set_cookies(&resp)
-                .iter()
-                .all(|c| c.name().ends_with("_alias")),
+            set_cookies(&resp).is_empty(),
             "{alias}: no transaction before the move"
         );
     }
