@@ -64,6 +64,7 @@ impl Shared {
     /// What the webhook route needs of the layer.
     pub(crate) fn webhook_context(&self) -> crate::webhook::WebhookContext<'_> {
         crate::webhook::WebhookContext {
+            store: self.store.as_deref(),
             hooks: self.settings.webhooks.as_ref(),
             revocations: self.revocations.as_ref(),
             issuer: &self.meta.issuer,
@@ -85,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) cookies: Arc<CookieCodec>,
     pub(crate) coordinator: Arc<dyn RefreshCoordinator>,
     pub(crate) revocations: Arc<dyn RevocationStore>,
+    /// Where sessions live in store mode (`None`: in cookies).
+    pub(crate) store: Option<Arc<dyn crate::session_store::SessionStore>>,
     /// Logout-token `jti`s seen, with when: replays are refused.
     pub(crate) seen_jti: quick_cache::sync::Cache<String, i64>,
     /// Verified sessions, by a digest of their sealed cookie (see `session_cache`).

@@ -125,6 +125,7 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
                 clock.clone(),
             )),
             revocations: Arc::new(crate::MemoryRevocationStore::with_clock(clock.clone())),
+            store: None,
             seen_jti: quick_cache::sync::Cache::new(64),
             sessions: crate::session_cache::SessionCache::new(64),
             clock,

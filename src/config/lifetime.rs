@@ -105,6 +105,21 @@ impl AuthLayerBuilder {
         self
     }
 
+    /// Keeps sessions on the server, in `store`, instead of in the browser's cookies.
+    ///
+    /// The session cookie then holds only a sealed random 256-bit id (one small cookie, no
+    /// chunks); the tokens live in the store, sealed with the cookie keys, under a TTL that
+    /// follows the session's absolute lifetime. Logout and back-channel logout delete the
+    /// record, so a session ends on every instance sharing the store. Without a store (the
+    /// default), sessions live in sealed cookies.
+    ///
+    /// A store that fails or does not answer within the refresh timeout gives requests with
+    /// a session `503 Service Unavailable` with `Retry-After`, never a sign-out.
+    pub fn session_store(mut self, store: impl crate::session_store::SessionStore) -> Self {
+        self.session_store = Some(Arc::new(store));
+        self
+    }
+
     /// The least time a revocation is remembered (default 30 days).
     ///
     /// A revocation is remembered until every session it ends has reached its absolute

@@ -326,6 +326,7 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
                 Some(store) => store,
                 None => Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone())),
             },
+            store: cfg.session_store,
             seen_jti: quick_cache::sync::Cache::new(10_000),
             sessions: crate::session_cache::SessionCache::new(cfg.session_cache_capacity),
             clock: cfg.clock,

@@ -12,6 +12,7 @@ use crate::error::Chain;
 use crate::refresh::{RefreshError, RefreshKey, RefreshTask, SealedTokens};
 use crate::revocation::is_revoked;
 use crate::session::opaque_claims;
+use crate::session::stored::Place;
 use crate::session::{
     classify_access, identity_claims, lifetime_left, raw_json, Outcome, SessionData, Tokens,
 };
@@ -46,14 +47,15 @@ pub(crate) struct Refreshed {
     verified: Option<Arc<crate::verify::Verified>>,
 }
 
-pub(crate) fn refreshed_outcome(
+pub(crate) async fn refreshed_outcome(
     shared: &Shared,
     cookies: &RequestCookies<'_>,
     old: &SessionData,
     refreshed: Refreshed,
+    place: &Place,
 ) -> Outcome {
     let codec = &shared.cookies;
-    let data = refreshed.session;
+    let mut data = refreshed.session;
     // Revoked while the refresh was in flight (a logout racing this request): do not resurrect.
     if is_revoked(shared.revocations.as_ref(), &shared.meta.issuer, &data.ids) {
         tracing::debug!("session revoked during refresh; clearing");
@@ -76,6 +78,21 @@ pub(crate) fn refreshed_outcome(
     if age <= 0 {
         tracing::debug!("session lifetime ended during refresh; clearing");
         return Outcome::cleared(shared, cookies, true);
+    }
+    if let Place::Store(id, meta) = place {
+        // The record is replaced in place; the cookie (its id) stays as it is.
+        data.idt = refreshed.id_token.or_else(|| old.idt.clone());
+        let now = shared.clock.now();
+        let mut meta = meta.clone();
+        meta.last_seen = now;
+        if let Err(error) = crate::session::stored::save(shared, id, &data, meta, now).await {
+            // The request goes on with the new token; the next one finds the old record and
+            // gets the same grant from the coordinator (its grace window) to save again.
+            tracing::warn!(%error, "refreshed session not saved in the session store");
+        }
+        debug_assert_eq!(data.ids.lid, old.ids.lid);
+        tracing::debug!("stored session refreshed");
+        return Outcome::with_claims(claims);
     }
     let mut set_cookies = Vec::new();
     if let Err(too_large) = codec.write_json(

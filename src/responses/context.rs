@@ -225,6 +225,8 @@ pub enum ErrorReason {
     /// The login asked for a step-up (`max_age`, `acr_values`) and the ID token does not show
     /// it: `auth_time` missing or too old, or `acr` not among the values asked for.
     StepUpNotMet,
+    /// The session store failed or did not answer, so the session could not be saved.
+    SessionStoreUnavailable,
 }
 
 impl ErrorReason {
@@ -254,6 +256,7 @@ impl ErrorReason {
             Self::LoginDenied => "login_denied",
             Self::LoginHookFailed => "login_hook_failed",
             Self::StepUpNotMet => "step_up_not_met",
+            Self::SessionStoreUnavailable => "session_store_unavailable",
         }
     }
 }

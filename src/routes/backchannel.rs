@@ -107,6 +107,12 @@ pub(crate) async fn backchannel_logout(
     // The jti is remembered only once the revocation is stored: after a store failure (503),
     // the provider's retry of the same token must be accepted, not refused as a replay.
     shared.seen_jti.insert(jti_key, now);
+    crate::session::stored::end_by_index(
+        &shared,
+        claims.get("sid").and_then(Value::as_str),
+        claims.get("sub").and_then(Value::as_str),
+    )
+    .await;
     tracing::debug!("back-channel logout recorded");
     protocol_ok()
 }

@@ -402,6 +402,17 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         return page;
     }
     let max_age = settings.session_max_age;
+    if shared.store.is_some() {
+        return stored_sign_in(
+            &shared,
+            &parts,
+            session,
+            id_token.to_owned(),
+            &tx.return_to,
+            set_cookies,
+        )
+        .await;
+    }
     // Only what can be read back is written: a session too large for the cookies the layer
     // reads would send the user back to login on every request.
     if let Err(too_large) = codec.write_json(
@@ -459,6 +470,67 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         "signed in"
     );
     redirect(&tx.return_to, set_cookies)
+}
+
+/// Store mode: the session is saved in the store, and its cookie holds only its id. The ID
+/// token (the logout hint) is kept in the record.
+async fn stored_sign_in(
+    shared: &Shared,
+    parts: &Parts,
+    mut session: SessionData,
+    id_token: String,
+    return_to: &str,
+    mut set_cookies: Vec<http::HeaderValue>,
+) -> Page {
+    use crate::session::stored;
+    let settings = &shared.settings;
+    let now = shared.clock.now();
+    let id = crate::session_store::SessionId::random();
+    let mut meta = crate::session_store::SessionMeta::new(now);
+    meta.user_agent = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(stored::USER_AGENT_MAX).collect());
+    session.idt = Some(id_token);
+    if let Err(error) = stored::save(shared, &id, &session, meta, now).await {
+        tracing::error!(%error, "session store unavailable at sign-in; not signed in");
+        let page = ErrorPage::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorReason::SessionStoreUnavailable,
+            "Sign-in failed",
+            "The application could not save your session just now. Please try again in a \
+             moment.",
+            Some(&settings.login_path),
+        );
+        return error_page(
+            &*shared.responses,
+            &settings.default_return,
+            &page,
+            set_cookies,
+        );
+    }
+    let codec = &shared.cookies;
+    let cookies = codec.read(&parts.headers);
+    // A few dozen bytes: never too large. Any cookie-mode session or ID-token cookie of this
+    // browser is cleared.
+    let _ = stored::write_ref(
+        shared,
+        Some(&cookies),
+        &id,
+        settings.session_max_age,
+        &mut set_cookies,
+    );
+    codec.clear_slot(
+        &codec.id_token,
+        cookies.chunk_count(&codec.id_token.name),
+        &mut set_cookies,
+    );
+    tracing::info!(
+        sub = session.ids.sub.as_deref().unwrap_or(""),
+        "signed in (session in the store)"
+    );
+    redirect(return_to, set_cookies)
 }
 
 /// When a session begins: its ID token's `iat` (the provider's clock), or now if that is later

@@ -38,10 +38,35 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
     let cookies = codec.read(&parts.headers);
     // Revoke the session itself, so a request still in flight (a refresh racing this logout)
     // cannot set its cookies again: they would be refused on their next use.
-    let session = match codec.read_json::<SessionData>(&cookies, &codec.session.name) {
+    let mut session = match codec.read_json::<SessionData>(&cookies, &codec.session.name) {
         Some(Ok(session)) => Some(session),
         _ => None,
     };
+    // Store mode: the cookie holds the record's id. The record is read for its tokens and
+    // deleted: the session ends on every instance at once.
+    let stored_id = match (&session, &shared.store) {
+        (None, Some(_)) => cookies
+            .sealed(&codec.session.name)
+            .and_then(|sealed| codec.open(&codec.session.name, &sealed))
+            .and_then(|plain| crate::session::stored::parse_ref(&plain)),
+        _ => None,
+    };
+    if let Some(id) = &stored_id {
+        match crate::session::stored::load(&shared, id).await {
+            Ok(found) => session = found.map(|(open, _)| open.data),
+            Err(error) => tracing::error!(
+                %error,
+                "session store unavailable at logout: the record could not be read"
+            ),
+        }
+        match crate::session::stored::delete(&shared, id).await {
+            Ok(_) => {}
+            Err(error) => tracing::error!(
+                %error,
+                "session store unavailable at logout: the record stays until its lifetime ends"
+            ),
+        }
+    }
     if let Some(session) = &session {
         let now = shared.clock.now();
         // This session only, by its own id: the provider's `sid` is not revoked here. The
@@ -80,6 +105,8 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
         codec.read_json::<String>(&cookies, &codec.id_token.name),
         &session,
     ) {
+        // Kept in the record beside the session: its own.
+        (_, Some(SessionData { idt: Some(t), .. })) if stored_id.is_some() => Some(t.clone()),
         (Some(Ok(t)), Some(session)) if hint_belongs_to(&t, &session.ids) => Some(t),
         (Some(Ok(_)), _) => {
             tracing::debug!("ID token cookie does not belong to this session; no logout hint");

@@ -2,6 +2,7 @@
 //! outcome of reading it. Resolution per request is in [`resolve`].
 
 pub(crate) mod resolve;
+pub(crate) mod stored;
 mod token;
 
 pub(crate) use resolve::{has_session, resolve, resolve_now};
@@ -48,6 +49,10 @@ pub(crate) struct SessionData {
     /// [`APP_DATA_MAX_BYTES`](crate::hooks::APP_DATA_MAX_BYTES)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) app: Option<Box<RawValue>>,
+    /// The ID token, the logout hint (store mode only: in cookie mode it has a cookie of its
+    /// own, on the auth path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) idt: Option<String>,
 }
 
 /// The tokens of one token-endpoint answer, as a session keeps them.
@@ -83,6 +88,7 @@ impl SessionData {
             idc,
             ids,
             app: None,
+            idt: None,
         }
     }
 
@@ -345,7 +351,7 @@ pub(crate) fn refresh_due(exp: i64, ts: i64, margin: i64, now: i64) -> bool {
 /// A session cookie, opened: its data and its revocation keys.
 pub(crate) struct OpenSession {
     pub(crate) data: SessionData,
-    revocation: RevocationKeys,
+    pub(crate) revocation: RevocationKeys,
 }
 
 /// Decides how the session rests on an access token from our own token endpoint. A token shaped

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+use super::stored::{self, Place};
 use super::{
     ended, ended_at, opaque_claims, refresh_due, touch, touch_due, OpenSession, Outcome,
     Resolution, SessionData,
@@ -86,7 +87,9 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Resolution {
     };
     let open = match open_session(shared, &cookies, &sealed) {
         Err(outcome) => return Resolution::Ready(outcome),
-        Ok(open) => open,
+        Ok(Opened::Here(open)) => open,
+        // In the store: loaded on the async path (which remembers it for the next request).
+        Ok(Opened::Stored(_)) => return Resolution::Pending,
     };
     let data = &open.data;
     if open.revocation.revoked(shared.revocations.as_ref()) {
@@ -101,7 +104,7 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Resolution {
         return Resolution::Pending;
     }
     let mut validity = None;
-    let mut outcome = match check(shared, &cookies, data, now, |at| {
+    let mut outcome = match check(shared, &cookies, data, false, now, |at| {
         let attempt = shared.verifier.access_now(at, Purpose::Session);
         if let Attempt::Valid(v) = &attempt {
             validity = Some(v.validity());
@@ -112,29 +115,50 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Resolution {
         Resolution::Pending => return Resolution::Pending,
     };
     touch(shared, &cookies, data, now, &mut outcome);
-    // Signed in, nothing to rewrite: remembered for the next request with this cookie.
-    if let Outcome::Continue {
+    remember(shared, digest, open, validity, &outcome);
+    Resolution::Ready(outcome)
+}
+
+/// Forgets the verified-session entry of this request's session cookie.
+fn forget(shared: &Shared, cookies: &RequestCookies<'_>) {
+    if let Some(sealed) = cookies.sealed(&shared.cookies.session.name) {
+        let digest = shared.sessions.fingerprint(sealed.as_bytes());
+        shared.sessions.remove(sealed.as_bytes(), &digest);
+    }
+}
+
+/// Signed in, nothing to rewrite: the verified session is remembered for the next request with
+/// this cookie (under `digest`, its fingerprint).
+fn remember(
+    shared: &Shared,
+    digest: crate::session_cache::CookieDigest,
+    open: OpenSession,
+    validity: Option<crate::verify::Validity>,
+    outcome: &Outcome,
+) {
+    let Outcome::Continue {
         claims: Some(claims),
         set_cookies,
-    } = &outcome
-    {
-        if !set_cookies.is_empty() || !(data.opaque || validity.is_some()) {
-            return Resolution::Ready(outcome);
-        }
-        let entry = CachedSession {
-            claims: claims.clone(),
-            validity,
-            exp: data.exp,
-            ts: data.ts,
-            seen: data.seen,
-            refreshable: data.rt.is_some(),
-            revocation: open.revocation,
-        };
-        shared
-            .sessions
-            .insert(digest, data.ids.lid.as_deref(), Arc::new(entry));
+    } = outcome
+    else {
+        return;
+    };
+    let data = &open.data;
+    if !set_cookies.is_empty() || !(data.opaque || validity.is_some()) {
+        return;
     }
-    Resolution::Ready(outcome)
+    let entry = CachedSession {
+        claims: claims.clone(),
+        validity,
+        exp: data.exp,
+        ts: data.ts,
+        seen: data.seen,
+        refreshable: data.rt.is_some(),
+        revocation: open.revocation,
+    };
+    shared
+        .sessions
+        .insert(digest, data.ids.lid.as_deref(), Arc::new(entry));
 }
 
 /// What a verified-session cache hit allows.
@@ -193,20 +217,34 @@ pub(crate) async fn resolve(
 ) -> Outcome {
     let codec = &shared.cookies;
     let cookies = codec.read(&headers);
-    let open = match read_session(&shared, &cookies) {
+    let (open, place) = match read_session(&shared, &cookies) {
         Err(outcome) => return outcome,
-        Ok(open) => open,
+        Ok(Opened::Here(open)) => (open, Place::Cookie),
+        Ok(Opened::Stored(id)) => match stored::load(&shared, &id).await {
+            Ok(Some((open, meta))) => (open, Place::Store(id, meta)),
+            Ok(None) => {
+                tracing::debug!("session record gone (signed out, or expired); clearing");
+                return Outcome::cleared(&shared, &cookies, true);
+            }
+            Err(error) => return store_unavailable(&shared, &error, client, &here),
+        },
     };
     let data = &open.data;
-    // Before any refresh: a revoked session is never refreshed back to life.
-    if open.revocation.revoked(shared.revocations.as_ref()) {
-        tracing::debug!("session was revoked; clearing");
-        return Outcome::cleared(&shared, &cookies, true);
-    }
     let now = shared.clock.now();
-    // Nor is one past its lifetime or idle timeout.
-    if let Some(why) = ended(&shared.settings, data, now) {
+    // Before any refresh: a revoked session is never refreshed back to life, nor is one past
+    // its lifetime or idle timeout.
+    let over = if open.revocation.revoked(shared.revocations.as_ref()) {
+        Some("revoked")
+    } else {
+        ended(&shared.settings, data, now)
+    };
+    if let Some(why) = over {
         tracing::debug!(why, "session over; clearing");
+        if let Place::Store(id, _) = &place {
+            if let Err(error) = stored::delete(&shared, id).await {
+                tracing::warn!(%error, "session record of an ended session not deleted");
+            }
+        }
         return Outcome::cleared(&shared, &cookies, true);
     }
     let mut verified = None;
@@ -239,9 +277,15 @@ pub(crate) async fn resolve(
                             Ok(mut refreshed) => {
                                 match refresh_hook(&shared, &mut refreshed).await {
                                     Ok(Verdict::Keep) => {
-                                        return refreshed_outcome(
-                                            &shared, &cookies, data, refreshed,
-                                        );
+                                        let outcome = refreshed_outcome(
+                                            &shared, &cookies, data, refreshed, &place,
+                                        )
+                                        .await;
+                                        if place.is_store() {
+                                            // The cookie stays the same: its entry is stale.
+                                            forget(&shared, &cookies);
+                                        }
+                                        return outcome;
                                     }
                                     Ok(Verdict::End) => {
                                         return Outcome::cleared(&shared, &cookies, true);
@@ -295,15 +339,53 @@ pub(crate) async fn resolve(
             shared.verifier.access(&data.at, Purpose::Session).await,
         ));
     }
-    let mut outcome = match check(&shared, &cookies, data, now, |t| {
-        verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t, Purpose::Session))
+    let mut validity = None;
+    let mut outcome = match check(&shared, &cookies, data, place.is_store(), now, |t| {
+        let attempt =
+            verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t, Purpose::Session));
+        if let Attempt::Valid(v) = &attempt {
+            validity = Some(v.validity());
+        }
+        attempt
     }) {
         Resolution::Ready(outcome) => outcome,
         // Keys still missing after the refetch: anonymous, the cookie kept.
         Resolution::Pending => Outcome::anonymous(),
     };
-    touch(&shared, &cookies, data, now, &mut outcome);
+    match place {
+        Place::Cookie => touch(&shared, &cookies, data, now, &mut outcome),
+        Place::Store(id, meta) => {
+            let mut open = open;
+            if let Err(error) =
+                stored::touch(&shared, &id, &mut open.data, meta, now, &outcome).await
+            {
+                return store_unavailable(&shared, &error, client, &here);
+            }
+            // Remembered, so that the next request with this cookie does not load it again.
+            if let Some(sealed) = cookies.sealed(&codec.session.name) {
+                forget(&shared, &cookies);
+                let digest = shared.sessions.fingerprint(sealed.as_bytes());
+                remember(&shared, digest, open, validity, &outcome);
+            }
+        }
+    }
     outcome
+}
+
+/// A store that cannot answer: never "signed out", come back later (503 with `Retry-After`).
+fn store_unavailable(
+    shared: &Shared,
+    error: &crate::session_store::SessionStoreError,
+    client: Client,
+    here: &str,
+) -> Outcome {
+    tracing::warn!(%error, "session store unavailable; answering 503");
+    Outcome::respond(unavailable(
+        &*shared.responses,
+        &shared.settings.default_return,
+        client,
+        here,
+    ))
 }
 
 async fn verify_async(
@@ -332,13 +414,27 @@ async fn verify_async(
 pub(crate) fn has_session(shared: &Shared, headers: &HeaderMap) -> bool {
     let cookies = shared.cookies.read(headers);
     let now = shared.clock.now();
-    read_session(shared, &cookies).is_ok_and(|open| {
-        !open.revocation.revoked(shared.revocations.as_ref())
-            && ended(&shared.settings, &open.data, now).is_none()
-    })
+    match read_session(shared, &cookies) {
+        Ok(Opened::Here(open)) => {
+            !open.revocation.revoked(shared.revocations.as_ref())
+                && ended(&shared.settings, &open.data, now).is_none()
+        }
+        // Cannot be looked up without waiting: taken to be there (the callers ask before
+        // replacing a session, so this errs on the side of asking).
+        Ok(Opened::Stored(_)) => true,
+        Err(_) => false,
+    }
 }
 
-fn read_session(shared: &Shared, cookies: &RequestCookies<'_>) -> Result<OpenSession, Outcome> {
+/// A session cookie, opened: the session itself, or (store mode) the id of its record.
+// Returned and matched at once, never kept: boxing the session would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Opened {
+    Here(OpenSession),
+    Stored(crate::session_store::SessionId),
+}
+
+fn read_session(shared: &Shared, cookies: &RequestCookies<'_>) -> Result<Opened, Outcome> {
     let Some(sealed) = cookies.sealed(&shared.cookies.session.name) else {
         return Err(Outcome::anonymous());
     };
@@ -350,21 +446,29 @@ pub(crate) fn open_session(
     shared: &Shared,
     cookies: &RequestCookies<'_>,
     sealed: &str,
-) -> Result<OpenSession, Outcome> {
+) -> Result<Opened, Outcome> {
     let codec = &shared.cookies;
-    let data = codec
-        .open(&codec.session.name, sealed)
-        .and_then(|plain| serde_json::from_str::<SessionData>(&plain).ok());
-    match data {
-        Some(mut data) => {
-            // Sessions sealed before JWT-shaped tokens had to verify may say `opaque` for one:
-            // such a token is verified like any other.
-            data.opaque = data.opaque && !crate::verify::is_jwt_shaped(&data.at);
-            Ok(OpenSession {
-                revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
-                data,
-            })
-        }
+    let plain = codec.open(&codec.session.name, sealed);
+    let data = plain
+        .as_deref()
+        .and_then(|plain| serde_json::from_str::<SessionData>(plain).ok());
+    // A reference into the store, only when the layer has one (a cookie made in store mode
+    // means nothing without it).
+    let stored = || {
+        shared.store.as_ref()?;
+        stored::parse_ref(plain.as_deref()?)
+    };
+    if let Some(mut data) = data {
+        // Sessions sealed before JWT-shaped tokens had to verify may say `opaque` for one:
+        // such a token is verified like any other.
+        data.opaque = data.opaque && !crate::verify::is_jwt_shaped(&data.at);
+        return Ok(Opened::Here(OpenSession {
+            revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
+            data,
+        }));
+    }
+    match stored() {
+        Some(id) => Ok(Opened::Stored(id)),
         None => {
             tracing::debug!(
                 "session cookie sealed with another key (was the key changed, or the server \
@@ -380,9 +484,19 @@ pub(crate) fn check(
     shared: &Shared,
     cookies: &RequestCookies<'_>,
     data: &SessionData,
+    stored: bool,
     now: i64,
     verify: impl FnOnce(&str) -> Attempt,
 ) -> Resolution {
+    // Where a handler finds the token: in a cookie-mode session, the cookie (read again when a
+    // handler asks); in a stored one, the claims, as the cookie holds only an id.
+    let source = |exp: i64| {
+        if stored {
+            TokenSource::Inline(data.access_token(exp))
+        } else {
+            TokenSource::Session(shared.cookies.clone())
+        }
+    };
     // A session's access token is good until its expiry, without the verifier's leeway (which
     // is for tokens presented by others): it is handed to handlers (`AccessToken`) to call APIs
     // with, so it must not have expired. A session that can refresh has done so before this.
@@ -394,16 +508,13 @@ pub(crate) fn check(
         return Resolution::Ready(Outcome::with_claims(opaque_claims(
             shared,
             data,
-            TokenSource::Session(shared.cookies.clone()),
+            source(data.exp),
         )));
     }
     match verify(&data.at) {
-        Attempt::Valid(verified) => {
-            Resolution::Ready(Outcome::with_claims(verified.session_claims(
-                || data.identity(),
-                || data.extras(TokenSource::Session(shared.cookies.clone())),
-            )))
-        }
+        Attempt::Valid(verified) => Resolution::Ready(Outcome::with_claims(
+            verified.session_claims(|| data.identity(), || data.extras(source(verified.exp))),
+        )),
         Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(VerifyError::UnknownKey) => {
             // Perhaps the provider rotated keys and the refetch is rate-limited: keep the cookie.

@@ -120,6 +120,8 @@ pub(crate) struct WebhookContext<'a> {
     /// The route's state, when a webhook secret is configured.
     pub(crate) hooks: Option<&'a Webhooks>,
     pub(crate) revocations: &'a dyn RevocationStore,
+    /// Where sessions live in store mode: a `user.logout` deletes them too.
+    pub(crate) store: Option<&'a dyn crate::session_store::SessionStore>,
     /// The provider's issuer, whose `sid`s a `user.logout` names.
     pub(crate) issuer: &'a str,
     pub(crate) now: i64,
@@ -254,6 +256,20 @@ async fn end_session(
     if let Err(error) = cx.revocations.revoke(key, at, ttl).await {
         tracing::warn!(%error, "could not record the webhook logout");
         return Err((StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
+    }
+    if let Some(store) = cx.store {
+        // The revocation ends them on every instance; deleting makes the end final.
+        let index = format!("{}|{sid}", cx.issuer);
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            store.delete_by_sid(&index),
+        )
+        .await
+        {
+            Ok(Ok(n)) => tracing::debug!(deleted = n, "stored sessions of the sid deleted"),
+            Ok(Err(error)) => tracing::warn!(%error, "stored sessions of the sid not deleted"),
+            Err(_) => tracing::warn!("stored sessions of the sid not deleted: no answer"),
+        }
     }
     tracing::debug!("user.logout webhook recorded");
     Ok(())

@@ -44,3 +44,4 @@ mod scalekit;
 mod signature_memo;
 mod silent;
 mod step_up;
+mod store_mode;

@@ -1,0 +1,232 @@
+//! Store mode ([`AuthLayerBuilder::session_store`](crate::AuthLayerBuilder::session_store)):
+//! the session cookie holds a sealed [`StoreRef`], and the session itself lives in the store as
+//! a [`SessionRecord`] whose `sealed` field is the [`SessionData`] sealed with the cookie keys
+//! under a name of its own ([`record_name`]), so the store never sees a token and a record never
+//! opens as a cookie, nor a cookie as a record.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+use super::{lifetime_left, OpenSession, SessionData};
+use crate::cookies::{RequestCookies, TooLarge};
+use crate::revocation::RevocationKeys;
+use crate::session_store::{
+    SessionId, SessionMeta, SessionRecord, SessionStore, SessionStoreError,
+};
+use crate::state::Shared;
+
+/// What the session cookie holds in store mode: the record's id.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoreRef {
+    /// The [`SessionId`], as stored.
+    #[serde(rename = "sr")]
+    id: String,
+}
+
+/// Where a session was read from, and so where it is written back.
+pub(crate) enum Place {
+    /// Its cookie (cookie mode, or a session sealed before the app moved to a store).
+    Cookie,
+    /// The store, under this id, with what its record says of the session.
+    Store(SessionId, SessionMeta),
+}
+
+impl Place {
+    /// Whether the session lives in a store.
+    pub(crate) fn is_store(&self) -> bool {
+        matches!(self, Self::Store(..))
+    }
+}
+
+/// The id in a session cookie's opened JSON, if it is a store reference.
+pub(crate) fn parse_ref(plain: &str) -> Option<SessionId> {
+    let r: StoreRef = serde_json::from_str(plain).ok()?;
+    SessionId::from_stored(&r.id)
+}
+
+/// The name a session record is sealed under: bound to this layer's session cookie.
+fn record_name(shared: &Shared) -> String {
+    format!("session-record {}", shared.cookies.session.name)
+}
+
+/// How long a store call may take before the request gets 503.
+fn store_timeout(shared: &Shared) -> Duration {
+    shared.settings.refresh_timeout.min(Duration::from_secs(10))
+}
+
+async fn bounded<T>(
+    shared: &Shared,
+    call: futures_util::future::BoxFuture<'static, Result<T, SessionStoreError>>,
+) -> Result<T, SessionStoreError> {
+    let limit = store_timeout(shared);
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(SessionStoreError(format!("no answer within {limit:?}"))))
+}
+
+fn store(shared: &Shared) -> Result<&dyn SessionStore, SessionStoreError> {
+    shared
+        .store
+        .as_deref()
+        .ok_or_else(|| SessionStoreError("no session store configured".into()))
+}
+
+/// Loads and opens the session of `id`, with its record's meta data. `Ok(None)`: there is none
+/// (ended, expired, or a record this layer did not seal).
+pub(crate) async fn load(
+    shared: &Shared,
+    id: &SessionId,
+) -> Result<Option<(OpenSession, SessionMeta)>, SessionStoreError> {
+    let Some(record) = bounded(shared, store(shared)?.load(id)).await? else {
+        return Ok(None);
+    };
+    let data = shared
+        .cookies
+        .open(&record_name(shared), &record.sealed)
+        .and_then(|plain| serde_json::from_str::<SessionData>(&plain).ok());
+    let Some(mut data) = data else {
+        tracing::warn!("session record sealed with another key, or damaged; ignoring it");
+        return Ok(None);
+    };
+    data.opaque = data.opaque && !crate::verify::is_jwt_shaped(&data.at);
+    let open = OpenSession {
+        revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
+        data,
+    };
+    Ok(Some((open, record.meta)))
+}
+
+/// Index key of a user or provider session: qualified by the issuer.
+fn index_key(shared: &Shared, value: &str) -> String {
+    format!("{}|{value}", shared.meta.issuer)
+}
+
+/// The index key of the provider session `sid`, as records are indexed.
+pub(crate) fn sid_key(shared: &Shared, sid: &str) -> String {
+    index_key(shared, sid)
+}
+
+/// The index key of the user `sub`, as records are indexed.
+pub(crate) fn sub_key(shared: &Shared, sub: &str) -> String {
+    index_key(shared, sub)
+}
+
+/// Saves `data` under `id` for the session's absolute lifetime left at `now`, with `meta`.
+pub(crate) async fn save(
+    shared: &Shared,
+    id: &SessionId,
+    data: &SessionData,
+    meta: SessionMeta,
+    now: i64,
+) -> Result<(), SessionStoreError> {
+    let left = lifetime_left(&shared.settings, &data.ids, now);
+    let Ok(ttl) = u64::try_from(left) else {
+        return Err(SessionStoreError("session lifetime over".into()));
+    };
+    if ttl == 0 {
+        return Err(SessionStoreError("session lifetime over".into()));
+    }
+    let plain = serde_json::to_string(data)
+        .map_err(|e| SessionStoreError(format!("session not serialisable: {e}")))?;
+    let sealed = shared.cookies.seal(&record_name(shared), &plain);
+    let sub = data
+        .ids
+        .sub
+        .clone()
+        .or_else(|| {
+            data.identity()
+                .and_then(|c| c.get("sub")?.as_str().map(str::to_owned))
+        })
+        .unwrap_or_default();
+    let record = SessionRecord::new(
+        sealed,
+        sub_key(shared, &sub),
+        data.ids.sid.as_deref().map(|s| sid_key(shared, s)),
+        meta,
+    );
+    bounded(
+        shared,
+        store(shared)?.save(id, record, Duration::from_secs(ttl)),
+    )
+    .await
+}
+
+/// Deletes the session of `id` (a logout).
+pub(crate) async fn delete(shared: &Shared, id: &SessionId) -> Result<bool, SessionStoreError> {
+    bounded(shared, store(shared)?.delete(id)).await
+}
+
+/// Writes the session cookie of a stored session: the sealed reference only.
+pub(crate) fn write_ref(
+    shared: &Shared,
+    cookies: Option<&RequestCookies<'_>>,
+    id: &SessionId,
+    max_age: i64,
+    set_cookies: &mut Vec<HeaderValue>,
+) -> Result<(), TooLarge> {
+    let codec = &shared.cookies;
+    let chunks = cookies.map_or(0, |c| c.chunk_count(&codec.session.name));
+    codec.write_json(
+        &codec.session,
+        &StoreRef {
+            id: id.as_str().to_owned(),
+        },
+        max_age,
+        chunks,
+        set_cookies,
+    )
+}
+
+/// In a stored session that is signed in: records its use when the idle timeout needs it, or
+/// when its record's last-seen time is five minutes old (for "your sessions").
+pub(crate) async fn touch(
+    shared: &Shared,
+    id: &SessionId,
+    data: &mut SessionData,
+    mut meta: SessionMeta,
+    now: i64,
+    outcome: &super::Outcome,
+) -> Result<(), SessionStoreError> {
+    let super::Outcome::Continue {
+        claims: Some(_), ..
+    } = outcome
+    else {
+        return Ok(());
+    };
+    let idle = super::touch_due(&shared.settings, super::last_seen(data), now);
+    let listed = now.saturating_sub(meta.last_seen) >= LAST_SEEN_EVERY;
+    if !idle && !listed {
+        return Ok(());
+    }
+    if idle {
+        data.seen = now;
+    }
+    meta.last_seen = now;
+    save(shared, id, data, meta, now).await
+}
+
+/// The most characters of a `User-Agent` kept in a session's meta data.
+pub(crate) const USER_AGENT_MAX: usize = 200;
+
+/// How often a stored session's last-seen time is rewritten for "your sessions".
+const LAST_SEEN_EVERY: i64 = 300;
+
+/// A back-channel logout in store mode: deletes the records of the provider session `sid`, or
+/// without one, of the user `sub`. The revocation recorded beside it ends them on every
+/// instance even if this fails, so a failure is only logged.
+pub(crate) async fn end_by_index(shared: &Shared, sid: Option<&str>, sub: Option<&str>) {
+    let Ok(store) = store(shared) else {
+        return;
+    };
+    let call = match (sid, sub) {
+        (Some(sid), _) => store.delete_by_sid(&sid_key(shared, sid)),
+        (None, Some(sub)) => store.delete_by_sub(&sub_key(shared, sub)),
+        (None, None) => return,
+    };
+    match bounded(shared, call).await {
+        Ok(n) => tracing::debug!(deleted = n, "stored sessions ended"),
+        Err(error) => tracing::warn!(%error, "stored sessions not deleted"),
+    }
+}
