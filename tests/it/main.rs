@@ -14,6 +14,7 @@ mod attack_after_login;
 mod attack_cookie_bytes;
 mod attack_fixes;
 mod attack_memo;
+mod attack_mends4;
 mod attack_newcomer;
 mod attack_newcomer_mends;
 mod attack_recent_cookies;
