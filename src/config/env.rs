@@ -275,6 +275,9 @@ pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     let text: String = lines.concat();
+    if let Some(why) = typed(&text) {
+        return Err(why);
+    }
     let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
         .find_map(|e| e.decode(&text).ok())
@@ -283,6 +286,38 @@ pub(crate) fn decode_key(text: &str) -> Result<Vec<u8>, String> {
         return Err(format!("{} bytes; at least 64 are needed", bytes.len()));
     }
     Ok(bytes)
+}
+
+/// Why a key's text was typed or made by another tool rather than printed as the base64 of
+/// random bytes, if it was: hex digits only (`openssl rand -hex`, read as base64 it would be
+/// other bytes than the other readers of the variable use), a phrase repeated, or words in one
+/// letter case. The decoded bytes can look random while the text does not (a phrase repeated
+/// with a period longer than the bytes checked). For the base64 of random bytes, 64 characters
+/// or more, the likeliest (one letter case for 85 % of the text) has odds below 10^-13.
+fn typed(text: &str) -> Option<String> {
+    let t = text.trim_end_matches('=').as_bytes();
+    if t.len() < 64 {
+        return None;
+    }
+    if t.iter().all(u8::is_ascii_hexdigit) {
+        return Some(
+            "is hex (as `openssl rand -hex` prints it), but AUTH_COOKIE_KEY takes base64"
+                .to_owned(),
+        );
+    }
+    let half = t.len() / 2;
+    if let Some(period) = (1..=half).find(|p| t.iter().zip(&t[*p..]).all(|(a, b)| a == b)) {
+        return Some(format!(
+            "repeats a text of {period} characters: typed, not the base64 of random bytes"
+        ));
+    }
+    let lower = t.iter().filter(|b| b.is_ascii_lowercase()).count();
+    let upper = t.iter().filter(|b| b.is_ascii_uppercase()).count();
+    // About 41 % of random base64 characters are lowercase letters, and as many uppercase.
+    if lower.max(upper) * 100 >= t.len() * 85 {
+        return Some("is words, not the base64 of random bytes".to_owned());
+    }
+    None
 }
 
 /// Parses a human-friendly duration: one or more `<whole number><unit>` groups with units

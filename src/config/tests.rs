@@ -6,6 +6,15 @@ use super::env::parse_duration;
 use super::*;
 use base64::engine::general_purpose::STANDARD;
 
+/// `n` bytes that pass for random: SHA-256 of `seed` and a counter.
+fn key(seed: u8, n: usize) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    (0u8..)
+        .flat_map(|i| Sha256::digest([seed, i]).to_vec())
+        .take(n)
+        .collect()
+}
+
 fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
     move |k| {
         pairs
@@ -17,8 +26,8 @@ fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> +
 
 #[test]
 fn from_env_scalekit_and_rotation() {
-    let k1 = STANDARD.encode([1u8; 64]);
-    let k2 = STANDARD.encode([2u8; 80]);
+    let k1 = STANDARD.encode(key(1, 64));
+    let k2 = STANDARD.encode(key(2, 80));
     let keys = format!("{k1}, {k2}");
     let cfg = AuthLayerBuilder::from_lookup(env(&[
         ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
@@ -36,7 +45,7 @@ fn from_env_scalekit_and_rotation() {
 /// `SCALEKIT_API_AUDIENCE`: optional, comma-separated, trimmed, empty parts ignored.
 #[test]
 fn from_env_reads_api_audiences() {
-    let key = STANDARD.encode([1u8; 64]);
+    let key = STANDARD.encode(key(1, 64));
     let base = [
         ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
         ("SCALEKIT_CLIENT_ID", "skc_1"),
@@ -90,7 +99,7 @@ fn from_env_errors_name_the_variable() {
 
 #[test]
 fn from_env_webhook_secret_enables_the_route() {
-    let keys = STANDARD.encode([1u8; 64]);
+    let keys = STANDARD.encode(key(1, 64));
     let base = [
         ("SCALEKIT_ENVIRONMENT_URL", "https://x.scalekit.dev"),
         ("SCALEKIT_CLIENT_ID", "skc_1"),
@@ -212,7 +221,7 @@ fn durations_refused() {
 
 #[test]
 fn from_env_reads_the_session_lifetime() {
-    let key = STANDARD.encode([1u8; 64]);
+    let key = STANDARD.encode(key(1, 64));
     let base = [
         ("OIDC_ISSUER", "https://id"),
         ("OIDC_CLIENT_ID", "c"),
@@ -269,7 +278,7 @@ fn former_name_is_an_alias() {
 /// provider and the keys, and each part reads only its own variables.
 #[test]
 fn from_env_parts_compose() {
-    let keys = STANDARD.encode([3u8; 64]);
+    let keys = STANDARD.encode(key(3, 64));
     let vars = [
         ("OIDC_ISSUER", " https://id.example.com "),
         ("OIDC_CLIENT_ID", "app"),
@@ -298,7 +307,7 @@ fn from_env_parts_compose() {
         .unwrap()
         .webhook_secret_from_lookup(&env(&vars))
         .unwrap();
-    assert_eq!(cfg.cookie_keys, [vec![3u8; 64]]);
+    assert_eq!(cfg.cookie_keys, [key(3, 64)]);
     assert!(cfg.webhook_secret.is_none(), "unset: unchanged");
 
     // Scalekit takes its own credentials.

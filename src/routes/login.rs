@@ -40,7 +40,8 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     if let Some(there) = loopback_alias(&shared, &parts) {
         return redirect(&there, Vec::new());
     }
-    let params = match query_params(parts.uri.query()) {
+    let query = super::loopback_move::query_without_sign(parts.uri.query());
+    let params = match query_params(query.as_deref()) {
         Ok(p) => p,
         Err(reason) => {
             let page = ErrorPage::new(

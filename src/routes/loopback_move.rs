@@ -47,18 +47,26 @@ pub(super) fn loopback_alias(shared: &Shared, parts: &Parts) -> Option<String> {
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
     let ours = url::Url::parse(origin).ok()?;
     let asked = url::Url::parse(&format!("{}://{host}", ours.scheme())).ok()?;
-    let loopback = |u: &url::Url| match u.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    // The browser asked this machine: `localhost` and its subdomains (which browsers resolve
+    // to loopback, RFC 6761), a loopback address, or the unspecified address (`0.0.0.0`, `[::]`,
+    // which dev servers print and browsers on Linux and macOS connect to here).
+    let local = |u: &url::Url, unspecified: bool| match u.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.to_ascii_lowercase();
+            d == "localhost" || (d.ends_with(".localhost") && !d.starts_with('.'))
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || (unspecified && ip.is_unspecified()),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || (unspecified && ip.is_unspecified()),
         None => false,
     };
-    if !loopback(&ours) || !loopback(&asked) || asked.origin() == ours.origin() {
+    if !local(&ours, false) || !local(&asked, true) || asked.origin() == ours.origin() {
         return None;
     }
     let path = parts.uri.path();
     let query = parts.uri.query();
     let (target, sign) = split_sign(path, query);
+    // Bound to the name it was made on too: a sign made on one name stops no move on another.
+    let target = format!("{}{target}", asked.origin().ascii_serialization());
     let now = shared.clock.now();
     if sign.is_some_and(|s| sign_is_valid(shared, &target, &s, now)) {
         tracing::debug!("login moved already, back on another loopback name: a proxy");
@@ -75,16 +83,36 @@ pub(super) fn loopback_alias(shared: &Shared, parts: &Parts) -> Option<String> {
     });
     let sign = make_sign(shared, &target, now);
     let encoded: String = url::form_urlencoded::byte_serialize(sign.as_bytes()).collect();
-    let joiner = if target.ends_with('?') { "" } else { "&" };
-    Some(format!("{origin}{target}{joiner}{MOVED_PARAM}={encoded}"))
+    let (path_query, _) = split_sign(path, query);
+    let joiner = if path_query.ends_with('?') { "" } else { "&" };
+    Some(format!(
+        "{origin}{path_query}{joiner}{MOVED_PARAM}={encoded}"
+    ))
+}
+
+/// The login's query without the move's sign: the sign is the move's, not the login's, and
+/// does not count towards the query's limits.
+pub(super) fn query_without_sign(query: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    let query = query?;
+    if !query.contains("_moved") && !query.contains('%') {
+        return Some(std::borrow::Cow::Borrowed(query));
+    }
+    let (kept, _) = kept_parts(query);
+    Some(std::borrow::Cow::Owned(kept.join("&")))
 }
 
 /// The path and query without any [`MOVED_PARAM`] (always with a `?`, so that the form is one
 /// whether the query was empty or absent), and the last sign found, decoded.
 fn split_sign(path: &str, query: Option<&str>) -> (String, Option<String>) {
+    let (kept, sign) = kept_parts(query.unwrap_or(""));
+    (format!("{path}?{}", kept.join("&")), sign)
+}
+
+/// The parts of a query that are not [`MOVED_PARAM`], and the last sign found, decoded.
+fn kept_parts(query: &str) -> (Vec<&str>, Option<String>) {
     let mut sign = None;
     let mut kept: Vec<&str> = Vec::new();
-    for part in query.unwrap_or("").split('&') {
+    for part in query.split('&') {
         let ours = url::form_urlencoded::parse(part.as_bytes())
             .next()
             .filter(|(name, _)| name == MOVED_PARAM);
@@ -94,7 +122,7 @@ fn split_sign(path: &str, query: Option<&str>) -> (String, Option<String>) {
             None => kept.push(part),
         }
     }
-    (format!("{path}?{}", kept.join("&")), sign)
+    (kept, sign)
 }
 
 /// The name a sign is sealed under: bound to this layer's cookies, so no other sealed value of

@@ -133,7 +133,8 @@ async fn loopback_alias_never_redirects_off_the_apps_origin() {
 }
 
 /// Threat: a host that only looks like loopback (`localhost.evil.example`, `127.0.0.1.nip.io`,
-/// `evil.localhost`, a trailing-dot `localhost.`) treated as a loopback alias. Such a login is
+/// a trailing-dot `localhost.`) treated as a loopback alias. (`*.localhost` is loopback: browsers
+/// resolve it here.) Such a login is
 /// started at once on the host asked for, never "moved".
 #[tokio::test]
 async fn lookalike_hosts_are_not_loopback_aliases() {
