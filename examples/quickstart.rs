@@ -16,6 +16,9 @@
 //! - `AUTH_SESSION_MAX_AGE` (optional, default `7d`): the absolute session lifetime, such as
 //!   `25s`, `8h` or `7d`; a refresh does not extend it.
 //! - `AUTH_SESSION_IDLE_TIMEOUT` (optional, default off): end sessions unused for this long.
+//! - `AUTH_SESSION_STORE` (optional, default: sessions in cookies): `memory`, or a Redis URL
+//!   such as `redis://127.0.0.1:6379`, to keep sessions on the server (only a small id in the
+//!   browser).
 
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -110,10 +113,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     // AUTH_SESSION_MAX_AGE, AUTH_SESSION_IDLE_TIMEOUT: `25s`, `8h`, `7d` (optional), and
     // Scalekit's webhook signing secret (optional): `user.logout` then ends that session.
+    // AUTH_SESSION_STORE (optional): `memory`, or `redis://127.0.0.1:6379` (feature `redis`)
+    // to keep sessions on the server, with only a small id in the browser's cookie.
     let config = config
         .post_logout_redirect_url(format!("{app_url}/"))
         .session_lifetime_from_env()?
-        .webhook_secret_from_env()?;
+        .webhook_secret_from_env()?
+        .session_store_from_env()?;
+    if let Ok(store) = std::env::var("AUTH_SESSION_STORE") {
+        let kind = if store.trim().eq_ignore_ascii_case("memory") {
+            "memory"
+        } else {
+            "Redis"
+        };
+        println!("Sessions are kept on the server ({kind}); the browser holds only their id.");
+    }
     if std::env::var_os("SCALEKIT_WEBHOOK_SECRET").is_some() {
         println!("Webhooks: POST {app_url}/auth/webhook");
     }

@@ -49,6 +49,8 @@ pub(crate) struct Extras {
     pub(crate) token: TokenSource,
     /// The app data as JSON text, sealed in the session.
     pub(crate) app_data: Option<Arc<str>>,
+    /// In store mode, the id of the session's record (for "your sessions").
+    pub(crate) stored: Option<crate::session_store::SessionId>,
 }
 
 /// Where the access token of a request's claims is. Claims of a session are remembered for as
@@ -136,6 +138,7 @@ pub struct StandardClaims {
 
 impl Claims {
     /// Builds claims from a claim set verified by `layer`. `sub` must be a string.
+    #[cfg(any(test, feature = "__private"))]
     pub(crate) fn from_map(raw: Map<String, Value>, layer: LayerId) -> Option<Self> {
         Self::from_map_with(raw, layer, Extras::default())
     }
@@ -198,6 +201,11 @@ impl Claims {
     /// Where the access token of these claims is.
     pub(crate) fn token_source(&self) -> &TokenSource {
         &self.0.extras.token
+    }
+
+    /// In store mode, the id of the record of the session these claims come from.
+    pub(crate) fn stored_session(&self) -> Option<&crate::session_store::SessionId> {
+        self.0.extras.stored.as_ref()
     }
 
     /// The app data the login hook kept in the session

@@ -295,6 +295,49 @@ impl AuthLayer {
         )
     }
 
+    /// The sessions of the user of `claims`, oldest first: when each began, was last seen, its
+    /// browser, and which one is this request's (store mode,
+    /// [`session_store`](AuthLayerBuilder::session_store)). For a "your devices" page.
+    ///
+    /// ```no_run
+    /// use axum::{extract::State, Json};
+    /// use tower_oidc_auth::{session_store::SessionInfo, AuthLayer, Claims};
+    ///
+    /// async fn my_sessions(State(auth): State<AuthLayer>, claims: Claims) -> Json<Vec<SessionInfo>> {
+    ///     Json(auth.sessions_of(&claims).await.unwrap_or_default())
+    /// }
+    /// ```
+    ///
+    /// An error without a store, when the store fails, or for claims another layer verified.
+    pub async fn sessions_of(
+        &self,
+        claims: &crate::Claims,
+    ) -> Result<Vec<crate::session_store::SessionInfo>, crate::session_store::SessionStoreError>
+    {
+        crate::session::stored::sessions_of(&self.shared, claims).await
+    }
+
+    /// Ends the session of the user of `claims` that `handle` names
+    /// ([`SessionInfo::handle`](crate::session_store::SessionInfo::handle)): "sign out that
+    /// device". Only the user's own sessions can be named; whether there was one. The session
+    /// ends on every instance sharing the revocation store at once.
+    pub async fn end_session(
+        &self,
+        claims: &crate::Claims,
+        handle: &str,
+    ) -> Result<bool, crate::session_store::SessionStoreError> {
+        crate::session::stored::end_session(&self.shared, claims, handle).await
+    }
+
+    /// Ends every session of the user of `claims` except this request's: "sign out of my other
+    /// devices". How many were ended.
+    pub async fn end_other_sessions(
+        &self,
+        claims: &crate::Claims,
+    ) -> Result<usize, crate::session_store::SessionStoreError> {
+        crate::session::stored::end_other_sessions(&self.shared, claims).await
+    }
+
     /// The logout route (default `/auth/logout`).
     #[must_use]
     pub fn logout_path(&self) -> &str {

@@ -864,3 +864,85 @@ mod session_store {
         }
     }
 }
+
+/// Store mode on Redis across two instances: a session made on A is served by B (one load,
+/// then from B's memory), a refresh on one is seen by the other without a second grant, and a
+/// logout on A ends it on B (through the revocation mirror) and on an instance started later.
+mod store_mode {
+    use super::*;
+    use tower_oidc_auth::redis::RedisSessionStore;
+    use tower_oidc_auth::RedisRevocationStore;
+
+    async fn layer(provider: &TestProvider, clock: &ManualClock, prefix: &str) -> AuthLayer {
+        let url = std::env::var("REDIS_URL").expect("REDIS_URL");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let manager = client.get_connection_manager().await.unwrap();
+        AuthLayer::builder()
+            .provider(Provider::scalekit(provider.issuer()))
+            .client_id(provider.client_id())
+            .client_secret(provider.client_secret())
+            .redirect_url(REDIRECT)
+            .cookie_key(tower_oidc_auth::testing::cookie_key(7))
+            .clock(clock.clone())
+            .session_store(RedisSessionStore::new(manager.clone()).key_prefix(prefix))
+            .refresh_coordinator(RedisRefreshCoordinator::new(manager).key_prefix(prefix))
+            .revocation_store(
+                RedisRevocationStore::connect_with_prefix(&url, prefix)
+                    .await
+                    .unwrap(),
+            )
+            .build()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn two_instances_share_sessions_refreshes_and_logouts() {
+        let clock = ManualClock::starting_now();
+        let provider = TestProvider::builder()
+            .user(user())
+            .clock(clock.clone())
+            .start()
+            .await;
+        let prefix = super::unique_prefix("store-mode");
+        let a = layer(&provider, &clock, &prefix).await;
+        let b = layer(&provider, &clock, &prefix).await;
+        let (app_a, app_b) = (app(&a), app(&b));
+        let s = Setup {
+            auth: a.clone(),
+            app: app_a.clone(),
+            provider,
+            clock: clock.clone(),
+        };
+        let mut jar = Jar::default();
+        login(&s, &mut jar, "/auth/login").await;
+        let cookie = jar.header_for("/me");
+        assert!(cookie.len() < 200, "{} bytes", cookie.len());
+        assert_eq!(status(&app_b, &cookie).await, StatusCode::OK);
+        assert_eq!(status(&app_b, &cookie).await, StatusCode::OK);
+
+        // The token expires: B refreshes, A finds the new tokens in Redis.
+        let refreshes = s.provider.counts().refresh_grants;
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(status(&app_b, &cookie).await, StatusCode::OK);
+        assert_eq!(status(&app_a, &cookie).await, StatusCode::OK);
+        assert_eq!(s.provider.counts().refresh_grants - refreshes, 1);
+
+        // Logout on A.
+        let resp = send(&app_a, &mut jar.clone(), logout_post()).await;
+        assert!(resp.status().is_redirection());
+        assert_eq!(status(&app_a, &cookie).await, StatusCode::UNAUTHORIZED);
+        // B may still have it in memory until the revocation arrives; it never outlives it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while status(&app_b, &cookie).await != StatusCode::UNAUTHORIZED {
+            assert!(tokio::time::Instant::now() < deadline, "B still serves it");
+            tokio::task::yield_now().await;
+        }
+        let c = layer(&s.provider, &clock, &prefix).await;
+        assert_eq!(status(&app(&c), &cookie).await, StatusCode::UNAUTHORIZED);
+    }
+}

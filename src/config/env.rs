@@ -39,7 +39,56 @@ impl AuthLayerBuilder {
         cfg.redirect_url(redirect)
             .cookie_keys_from_lookup(&get)?
             .webhook_secret_from_lookup(&get)?
-            .lifetime_from_lookup(&get)
+            .lifetime_from_lookup(&get)?
+            .session_store_from_lookup(&get)
+    }
+
+    /// Reads `AUTH_SESSION_STORE` when it is set, as [`from_env`](Self::from_env) does: where
+    /// sessions live (see [`session_store`](Self::session_store)).
+    ///
+    /// - `memory`: a [`MemorySessionStore`](crate::session_store::MemorySessionStore) (one
+    ///   instance);
+    /// - `redis://..` or `rediss://..` (feature `redis`): Redis, connected by
+    ///   [`build`](Self::build). Unless set in code, the revocation store and the refresh
+    ///   coordinator use the same Redis too (the coordinator shares the store's connection),
+    ///   so that several instances share sessions, logouts and refreshes.
+    ///
+    /// Unset, the builder is unchanged (sessions in cookies); anything else is a
+    /// [`ConfigError::Env`].
+    pub fn session_store_from_env(self) -> Result<Self, ConfigError> {
+        self.session_store_from_lookup(&|k: &str| std::env::var(k).ok())
+    }
+
+    pub(crate) fn session_store_from_lookup(
+        mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let Some(value) = get("AUTH_SESSION_STORE") else {
+            return Ok(self);
+        };
+        let value = value.trim();
+        let env = |reason: &str| ConfigError::Env {
+            var: "AUTH_SESSION_STORE",
+            reason: reason.to_owned(),
+        };
+        if value.eq_ignore_ascii_case("memory") {
+            self.session_store_url = None;
+            return Ok(self.session_store(crate::session_store::MemorySessionStore::new()));
+        }
+        let scheme = value.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if matches!(scheme.as_deref(), Some("redis" | "rediss")) {
+            if !cfg!(feature = "redis") {
+                return Err(env(
+                    "a Redis URL needs the crate's `redis` feature: add `features = [\"redis\"]`",
+                ));
+            }
+            if url::Url::parse(value).is_err() {
+                return Err(env("not a valid Redis URL (redis://host:port)"));
+            }
+            self.session_store_url = Some(crate::Secret::new(value));
+            return Ok(self);
+        }
+        Err(env("expected `memory` or a Redis URL (redis://host:port)"))
     }
 
     /// Reads the provider and this app's credentials from the environment, as

@@ -115,6 +115,8 @@ pub struct AuthLayerBuilder {
     pub(crate) refresh_coordinator: Option<Arc<dyn RefreshCoordinator>>,
     pub(crate) revocation_store: Option<Arc<dyn RevocationStore>>,
     pub(crate) session_store: Option<Arc<dyn crate::session_store::SessionStore>>,
+    /// A Redis URL from `AUTH_SESSION_STORE`, connected at build.
+    pub(crate) session_store_url: Option<crate::Secret>,
     pub(crate) revocation_ttl: Duration,
     pub(crate) backchannel_path: Option<String>,
     pub(crate) logout_token_max_age: Duration,
@@ -190,6 +192,7 @@ impl AuthLayerBuilder {
             refresh_coordinator: None,
             revocation_store: None,
             session_store: None,
+            session_store_url: None,
             revocation_ttl: Duration::from_secs(30 * 24 * 3600),
             backchannel_path: None,
             logout_token_max_age: Duration::from_secs(300),

@@ -27,7 +27,71 @@ pub(crate) struct Validated {
 }
 
 pub(crate) async fn build(cfg: AuthLayerBuilder) -> Result<AuthLayer, ConfigError> {
-    connect(validate(cfg)?).await
+    let mut validated = validate(cfg)?;
+    if let Some(url) = validated.cfg.session_store_url.take() {
+        validated.cfg = connect_session_store(validated.cfg, url.expose()).await?;
+    }
+    connect(validated).await
+}
+
+/// Connects the Redis of `AUTH_SESSION_STORE`: the session store, and unless set in code the
+/// revocation store and the refresh coordinator, so that instances share all three. The store
+/// and the coordinator share one connection manager; the revocation store keeps its own, with
+/// its subscription.
+#[cfg(feature = "redis")]
+async fn connect_session_store(
+    mut cfg: AuthLayerBuilder,
+    url: &str,
+) -> Result<AuthLayerBuilder, ConfigError> {
+    let fail = |e: &dyn std::fmt::Display| ConfigError::Env {
+        var: "AUTH_SESSION_STORE",
+        reason: format!("cannot connect to Redis at {}: {e}", without_password(url)),
+    };
+    let client = redis::Client::open(url).map_err(|e| fail(&e))?;
+    let manager = client
+        .get_connection_manager()
+        .await
+        .map_err(|e| fail(&e))?;
+    cfg.session_store = Some(Arc::new(crate::redis_store::RedisSessionStore::new(
+        manager.clone(),
+    )));
+    if cfg.refresh_coordinator.is_none() {
+        cfg.refresh_coordinator = Some(Arc::new(
+            crate::redis_store::RedisRefreshCoordinator::new(manager).grace(cfg.refresh_grace),
+        ));
+    }
+    if cfg.revocation_store.is_none() {
+        let revocations = crate::redis_store::RedisRevocationStore::connect(url)
+            .await
+            .map_err(|e| fail(&e))?;
+        cfg.revocation_store = Some(Arc::new(revocations));
+    }
+    Ok(cfg)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn connect_session_store(
+    _cfg: AuthLayerBuilder,
+    _url: &str,
+) -> Result<AuthLayerBuilder, ConfigError> {
+    Err(ConfigError::Env {
+        var: "AUTH_SESSION_STORE",
+        reason: "a Redis URL needs the crate's `redis` feature".into(),
+    })
+}
+
+/// A URL as it may be shown: without its password.
+#[cfg(feature = "redis")]
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "the configured URL".to_owned(),
+    }
 }
 
 /// Checks every setting and derives the layer's settings, without I/O.

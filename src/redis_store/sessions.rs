@@ -1,6 +1,8 @@
 //! [`RedisSessionStore`]: server-side sessions shared by every instance through Redis.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -60,7 +62,19 @@ use crate::session_store::{
 pub struct RedisSessionStore {
     conn: ConnectionManager,
     prefix: String,
+    health: Arc<Health>,
 }
+
+/// Whether Redis answers, as the store's watcher last saw: a `PING` every
+/// [`PING_EVERY`], which must answer within [`PING_WITHIN`].
+#[derive(Default)]
+struct Health {
+    down: AtomicBool,
+    watching: AtomicBool,
+}
+
+const PING_EVERY: Duration = Duration::from_secs(1);
+const PING_WITHIN: Duration = Duration::from_secs(2);
 
 impl fmt::Debug for RedisSessionStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -206,7 +220,46 @@ impl RedisSessionStore {
         Self {
             conn,
             prefix: "tower-oidc-auth".into(),
+            health: Arc::default(),
         }
+    }
+
+    /// Starts the watcher behind [`available`](SessionStore::available), once, on the runtime
+    /// of the first caller. It stops when the last clone of the store is dropped.
+    fn watch(&self) {
+        if self.health.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.health.watching.store(false, Ordering::Release);
+            return;
+        };
+        let health: Weak<Health> = Arc::downgrade(&self.health);
+        let conn = self.conn.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(PING_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let mut conn = conn.clone();
+                let cmd = redis::cmd("PING");
+                let ping = cmd.query_async::<String>(&mut conn);
+                let answered = matches!(tokio::time::timeout(PING_WITHIN, ping).await, Ok(Ok(_)));
+                let Some(health) = health.upgrade() else {
+                    return;
+                };
+                let was_down = health.down.swap(!answered, Ordering::AcqRel);
+                if was_down == answered {
+                    if answered {
+                        tracing::info!("Redis answers again: sessions are served");
+                    } else {
+                        tracing::warn!(
+                            "Redis does not answer: requests with a session get 503 until it does"
+                        );
+                    }
+                }
+            }
+        });
     }
 
     /// Prefix of the Redis keys (default `tower-oidc-auth`); give apps sharing a Redis
@@ -492,6 +545,11 @@ impl SessionStore for RedisSessionStore {
         sub: &str,
     ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
         Box::pin(self.clone().list(sub.to_owned()))
+    }
+
+    fn available(&self) -> bool {
+        self.watch();
+        !self.health.down.load(Ordering::Acquire)
     }
 }
 

@@ -61,17 +61,15 @@ pub(crate) async fn refreshed_outcome(
         tracing::debug!("session revoked during refresh; clearing");
         return Outcome::cleared(shared, cookies, true);
     }
+    // The request's cookie has the old token (or, in store mode, none): the claims carry the
+    // new one.
+    let extras = |exp: i64| crate::claims::Extras {
+        stored: place.id().cloned(),
+        ..data.extras(TokenSource::Inline(data.access_token(exp)))
+    };
     let claims = match &refreshed.verified {
-        // The request's cookie has the old token: the claims carry the new one.
-        Some(v) => v.session_claims(
-            || data.identity(),
-            || data.extras(TokenSource::Inline(data.access_token(v.exp))),
-        ),
-        None => opaque_claims(
-            shared,
-            &data,
-            TokenSource::Inline(data.access_token(data.exp)),
-        ),
+        Some(v) => v.session_claims(|| data.identity(), || extras(v.exp)),
+        None => opaque_claims(shared, &data, extras(data.exp)),
     };
     // A refresh does not extend the session: the cookies get the lifetime that is left.
     let age = lifetime_left(&shared.settings, &data.ids, shared.clock.now());

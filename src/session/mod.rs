@@ -98,6 +98,7 @@ impl SessionData {
         Extras {
             token,
             app_data: self.app.as_ref().map(|a| a.get().into()),
+            stored: None,
         }
     }
 
@@ -460,14 +461,10 @@ pub(crate) fn session_cookie_header(
         .join("; ")
 }
 
-pub(crate) fn opaque_claims(
-    shared: &Shared,
-    data: &SessionData,
-    token: TokenSource,
-) -> Option<Claims> {
+pub(crate) fn opaque_claims(shared: &Shared, data: &SessionData, extras: Extras) -> Option<Claims> {
     let mut map: Map<String, Value> = serde_json::from_str(data.idc.get()).unwrap_or_default();
     map.insert("exp".into(), data.exp.into());
-    Claims::from_map_with(map, shared.verifier.layer(), data.extras(token))
+    Claims::from_map_with(map, shared.verifier.layer(), extras)
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Resolution {
     let Some(bytes) = cookies.sealed_bytes(&codec.session.name) else {
         return Resolution::Ready(Outcome::anonymous());
     };
+    // A store that has stopped answering may have missed deletions: nothing from the cache.
+    if !stored::available(shared) {
+        return Resolution::Pending;
+    }
     let now = shared.clock.now();
     let name = &codec.session.name;
     // The entry is found by the fingerprint of the bytes (no pass to check they are text). The
@@ -104,7 +108,7 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Resolution {
         return Resolution::Pending;
     }
     let mut validity = None;
-    let mut outcome = match check(shared, &cookies, data, false, now, |at| {
+    let mut outcome = match check(shared, &cookies, data, None, now, |at| {
         let attempt = shared.verifier.access_now(at, Purpose::Session);
         if let Attempt::Valid(v) = &attempt {
             validity = Some(v.validity());
@@ -340,7 +344,7 @@ pub(crate) async fn resolve(
         ));
     }
     let mut validity = None;
-    let mut outcome = match check(&shared, &cookies, data, place.is_store(), now, |t| {
+    let mut outcome = match check(&shared, &cookies, data, place.id(), now, |t| {
         let attempt =
             verified.unwrap_or_else(|| shared.verifier.access_after_refetch(t, Purpose::Session));
         if let Attempt::Valid(v) = &attempt {
@@ -484,17 +488,21 @@ pub(crate) fn check(
     shared: &Shared,
     cookies: &RequestCookies<'_>,
     data: &SessionData,
-    stored: bool,
+    stored: Option<&crate::session_store::SessionId>,
     now: i64,
     verify: impl FnOnce(&str) -> Attempt,
 ) -> Resolution {
     // Where a handler finds the token: in a cookie-mode session, the cookie (read again when a
     // handler asks); in a stored one, the claims, as the cookie holds only an id.
-    let source = |exp: i64| {
-        if stored {
+    let extras = |exp: i64| {
+        let source = if stored.is_some() {
             TokenSource::Inline(data.access_token(exp))
         } else {
             TokenSource::Session(shared.cookies.clone())
+        };
+        crate::claims::Extras {
+            stored: stored.cloned(),
+            ..data.extras(source)
         }
     };
     // A session's access token is good until its expiry, without the verifier's leeway (which
@@ -508,12 +516,12 @@ pub(crate) fn check(
         return Resolution::Ready(Outcome::with_claims(opaque_claims(
             shared,
             data,
-            source(data.exp),
+            extras(data.exp),
         )));
     }
     match verify(&data.at) {
         Attempt::Valid(verified) => Resolution::Ready(Outcome::with_claims(
-            verified.session_claims(|| data.identity(), || data.extras(source(verified.exp))),
+            verified.session_claims(|| data.identity(), || extras(verified.exp)),
         )),
         Attempt::NeedKeys(..) => Resolution::Pending,
         Attempt::Invalid(VerifyError::UnknownKey) => {

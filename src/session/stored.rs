@@ -38,6 +38,14 @@ impl Place {
     pub(crate) fn is_store(&self) -> bool {
         matches!(self, Self::Store(..))
     }
+
+    /// The id of its record, in the store.
+    pub(crate) fn id(&self) -> Option<&SessionId> {
+        match self {
+            Self::Store(id, _) => Some(id),
+            Self::Cookie => None,
+        }
+    }
 }
 
 /// The id in a session cookie's opened JSON, if it is a store reference.
@@ -51,9 +59,16 @@ fn record_name(shared: &Shared) -> String {
     format!("session-record {}", shared.cookies.session.name)
 }
 
-/// How long a store call may take before the request gets 503.
+/// How long a store call may take before the request gets 503: the refresh timeout, at most
+/// 5 s (with the store's own watch, a store that stops answering gives 503 within 10 s).
 fn store_timeout(shared: &Shared) -> Duration {
-    shared.settings.refresh_timeout.min(Duration::from_secs(10))
+    shared.settings.refresh_timeout.min(Duration::from_secs(5))
+}
+
+/// Whether the store answers, as far as it knows without waiting (see
+/// [`SessionStore::available`]); `true` without a store.
+pub(crate) fn available(shared: &Shared) -> bool {
+    shared.store.as_ref().is_none_or(|s| s.available())
 }
 
 async fn bounded<T>(
@@ -79,6 +94,9 @@ pub(crate) async fn load(
     shared: &Shared,
     id: &SessionId,
 ) -> Result<Option<(OpenSession, SessionMeta)>, SessionStoreError> {
+    if !available(shared) {
+        return Err(SessionStoreError("the store does not answer".into()));
+    }
     let Some(record) = bounded(shared, store(shared)?.load(id)).await? else {
         return Ok(None);
     };
@@ -229,4 +247,106 @@ pub(crate) async fn end_by_index(shared: &Shared, sid: Option<&str>, sub: Option
         Ok(n) => tracing::debug!(deleted = n, "stored sessions ended"),
         Err(error) => tracing::warn!(%error, "stored sessions not deleted"),
     }
+}
+
+/// A reference to a stored session that may be shown in a page: a digest of its id (the id
+/// itself never leaves the server), bound to the layer's cookie name.
+fn handle(shared: &Shared, id: &SessionId) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(record_name(shared).as_bytes())
+        .chain_update([0])
+        .chain_update(id.as_str().as_bytes())
+        .finalize();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+fn claims_sub(shared: &Shared, claims: &crate::Claims) -> Result<String, SessionStoreError> {
+    if claims.layer() != shared.verifier.layer() {
+        return Err(SessionStoreError(
+            "these claims were verified by another layer".into(),
+        ));
+    }
+    Ok(sub_key(shared, &claims.sub))
+}
+
+/// The sessions of the user of `claims`, oldest first.
+pub(crate) async fn sessions_of(
+    shared: &Shared,
+    claims: &crate::Claims,
+) -> Result<Vec<crate::session_store::SessionInfo>, SessionStoreError> {
+    let sub = claims_sub(shared, claims)?;
+    let listed = bounded(shared, store(shared)?.list_by_sub(&sub)).await?;
+    let current = claims.stored_session();
+    Ok(listed
+        .into_iter()
+        .map(|(id, meta)| crate::session_store::SessionInfo {
+            handle: handle(shared, &id),
+            current: current == Some(&id),
+            created: meta.created,
+            last_seen: meta.last_seen,
+            user_agent: meta.user_agent,
+            ip: meta.ip,
+        })
+        .collect())
+}
+
+/// Ends the session of `id`: its local id is revoked (so every instance drops it from its cache
+/// at once, through a shared revocation store) and its record deleted. Whether it existed.
+async fn end(shared: &Shared, id: &SessionId) -> Result<bool, SessionStoreError> {
+    if let Some((open, _)) = load(shared, id).await? {
+        if let Some(lid) = &open.data.ids.lid {
+            let now = shared.clock.now();
+            let begun = if open.data.ids.login > 0 {
+                open.data.ids.login
+            } else {
+                now
+            };
+            let ttl = shared.settings.revocation_lifetime(begun, now);
+            let key = crate::revocation::RevocationKey::local(lid);
+            let revoke = shared.revocations.revoke(key, now, ttl);
+            match tokio::time::timeout(store_timeout(shared), revoke).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(SessionStoreError(format!("revocation store: {e}"))),
+                Err(_) => return Err(SessionStoreError("revocation store: no answer".into())),
+            }
+        }
+    }
+    delete(shared, id).await
+}
+
+/// Ends the session of the user of `claims` that `handle` names (from
+/// [`sessions_of`]); whether there was one. Only the user's own sessions can be named.
+pub(crate) async fn end_session(
+    shared: &Shared,
+    claims: &crate::Claims,
+    wanted: &str,
+) -> Result<bool, SessionStoreError> {
+    let sub = claims_sub(shared, claims)?;
+    let listed = bounded(shared, store(shared)?.list_by_sub(&sub)).await?;
+    let Some((id, _)) = listed
+        .into_iter()
+        .find(|(id, _)| handle(shared, id) == wanted)
+    else {
+        return Ok(false);
+    };
+    end(shared, &id).await
+}
+
+/// Ends every session of the user of `claims` but the one the claims come from; how many.
+pub(crate) async fn end_other_sessions(
+    shared: &Shared,
+    claims: &crate::Claims,
+) -> Result<usize, SessionStoreError> {
+    let sub = claims_sub(shared, claims)?;
+    let current = claims.stored_session();
+    let listed = bounded(shared, store(shared)?.list_by_sub(&sub)).await?;
+    let mut ended = 0;
+    for (id, _) in listed {
+        if current != Some(&id) && end(shared, &id).await? {
+            ended += 1;
+        }
+    }
+    Ok(ended)
 }

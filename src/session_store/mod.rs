@@ -119,6 +119,26 @@ impl SessionMeta {
     }
 }
 
+/// One of a user's sessions, as a "your sessions" page shows it
+/// ([`AuthLayer::sessions_of`](crate::AuthLayer::sessions_of)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// What names this session to [`AuthLayer::end_session`](crate::AuthLayer::end_session):
+    /// a digest of its id, safe to put in a page (the id itself never leaves the server).
+    pub handle: String,
+    /// Whether it is the session of the request the claims come from.
+    pub current: bool,
+    /// When it began (seconds since the epoch).
+    pub created: i64,
+    /// When it was last seen (seconds since the epoch; updated at most every five minutes).
+    pub last_seen: i64,
+    /// The browser's `User-Agent` at sign-in, shortened.
+    pub user_agent: Option<String>,
+    /// The client's IP address at sign-in, if recorded.
+    pub ip: Option<String>,
+}
+
 /// A store failure (for stores that talk to a server).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("session store: {0}")]
@@ -162,6 +182,16 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         sub: &str,
     ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>>;
+
+    /// Whether the store is answering, as far as it knows without waiting (default: always).
+    ///
+    /// A store on a server says `false` once the server stops answering (a stopped process, a
+    /// hung connection), and `true` again when it answers. While it is `false`, the layer serves
+    /// no session from its local cache, which can no longer be sure to hear of deletions, and
+    /// answers requests with a session `503 Service Unavailable` with `Retry-After` at once.
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -187,6 +187,7 @@ impl Verified {
                 let extras = Extras {
                     token: crate::claims::TokenSource::Bearer,
                     app_data: None,
+                    stored: None,
                 };
                 Claims::from_map_with((*self.claims).clone(), self.layer, extras)
             })

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine;
 
@@ -266,5 +267,154 @@ async fn a_restart_with_the_same_cookie_key_keeps_the_session() {
         me_status(&app, &session).await,
         200,
         "the session did not survive the restart"
+    );
+}
+
+/// `AUTH_SESSION_STORE=redis://..`: the browser's cookies for a session are under 200 bytes in
+/// all, the session survives a restart of the app, and logout ends it.
+#[tokio::test]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+#[allow(clippy::await_holding_lock)]
+async fn with_redis_sessions_the_cookie_is_small_and_survives_a_restart() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let redis = std::env::var("REDIS_URL").expect("REDIS_URL");
+    let port = free_port();
+    let app = format!("http://127.0.0.1:{port}");
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(tower_oidc_auth::testing::cookie_key(4));
+    let run = || {
+        let mut cmd = quickstart();
+        cmd.env("APP_URL", &app)
+            .env("AUTH_COOKIE_KEY", &key)
+            .env("AUTH_SESSION_STORE", &redis);
+        started(&mut cmd)
+    };
+    let first = run();
+    let session = sign_in(&app).await;
+    assert!(
+        !session.is_empty() && session.len() < 200,
+        "{} bytes: {session}",
+        session.len()
+    );
+    assert_eq!(me_status(&app, &session).await, 200);
+    drop(first);
+    let _second = run();
+    assert_eq!(
+        me_status(&app, &session).await,
+        200,
+        "the session did not survive the restart"
+    );
+    let logout = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{app}/auth/logout"))
+        .header(reqwest::header::COOKIE, &session)
+        .header(reqwest::header::ORIGIN, &app)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_redirection(), "{}", logout.status());
+    assert_eq!(me_status(&app, &session).await, 401);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Redis server of this test's own, stopped when dropped.
+struct OwnRedis(Child);
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = signal(&self.0, "CONT");
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, name: &str) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+}
+
+/// `/me` until it answers `want`, within `limit` (waiting for another process: Redis, or the
+/// app's watch of it).
+async fn me_becomes(app: &str, session: &str, want: u16, limit: Duration) -> u16 {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let got = tokio::time::timeout(limit, me_status(app, session))
+            .await
+            .unwrap_or(0);
+        if got == want || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Redis stopped (SIGSTOP: the connection hangs, nothing is refused): a request with a session
+/// answers 503 within 10 s, never "signed out"; the public page keeps working; resumed
+/// (SIGCONT), the session is back.
+#[tokio::test]
+#[cfg_attr(
+    not(redis_available),
+    ignore = "set REDIS_URL to a Redis server to run"
+)]
+#[allow(clippy::await_holding_lock)]
+async fn a_stopped_redis_gives_503_and_the_session_comes_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let redis_port = free_port();
+    let redis = OwnRedis(
+        Command::new("redis-server")
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by .ci/run)"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = free_port();
+    let app = format!("http://127.0.0.1:{port}");
+    let mut cmd = quickstart();
+    cmd.env("APP_URL", &app).env(
+        "AUTH_SESSION_STORE",
+        format!("redis://127.0.0.1:{redis_port}"),
+    );
+    let _running = started(&mut cmd);
+    let session = sign_in(&app).await;
+    assert_eq!(me_status(&app, &session).await, 200);
+    assert_eq!(me_status(&app, &session).await, 200);
+
+    signal(&redis.0, "STOP").unwrap();
+    let started_at = std::time::Instant::now();
+    let status = me_becomes(&app, &session, 503, Duration::from_secs(10)).await;
+    assert_eq!(status, 503, "after {:?}", started_at.elapsed());
+    // Public routes do not need Redis.
+    let home = reqwest::get(format!("{app}/")).await.unwrap();
+    assert_eq!(home.status(), 200);
+
+    signal(&redis.0, "CONT").unwrap();
+    assert_eq!(
+        me_becomes(&app, &session, 200, Duration::from_secs(10)).await,
+        200,
+        "the session did not come back"
     );
 }

@@ -81,6 +81,9 @@ impl SessionStore for Probe {
     ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
         self.fail().unwrap_or_else(|| self.inner.list_by_sub(sub))
     }
+    fn available(&self) -> bool {
+        !self.down.load(Ordering::SeqCst)
+    }
 }
 
 async fn store_setup() -> (Setup, Probe) {
@@ -325,7 +328,13 @@ async fn a_store_that_fails_gives_503_then_the_session_comes_back() {
     let mut jar = Jar::default();
     login(&s, &mut jar, "/auth/login").await;
     let cookie = jar.header_for("/me");
+    assert_eq!(status(&s.app, &cookie).await, StatusCode::OK);
     probe.down.store(true, Ordering::SeqCst);
+    // The instance that remembers the session does not serve it from memory: it could have
+    // missed its deletion.
+    let resp = call(&s.app, "/me", &cookie).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key(header::RETRY_AFTER));
     // An instance that has not seen the session yet must ask the store.
     let (_auth, other) = another_instance(&s, &probe).await;
     let resp = call(&other, "/me", &cookie).await;
@@ -423,4 +432,144 @@ async fn an_idle_timeout_is_recorded_in_the_store() {
         0,
         "an ended session's record is deleted"
     );
+}
+
+/// "Your sessions": the user's sessions listed with the current one marked, one ended by its
+/// handle, the others ended at once; another user's handle ends nothing.
+#[tokio::test]
+async fn your_sessions_are_listed_and_ended() {
+    let (s, probe) = store_setup().await;
+    let auth = s.auth.clone();
+    let list = {
+        let auth = auth.clone();
+        axum::Router::new()
+            .route(
+                "/sessions",
+                axum::routing::get(move |c: tower_oidc_auth::Claims| {
+                    let auth = auth.clone();
+                    async move { axum::Json(auth.sessions_of(&c).await.unwrap()) }
+                }),
+            )
+            .layer(s.auth.clone())
+    };
+    let mut devices = Vec::new();
+    for agent in ["Firefox", "Safari", "Curl"] {
+        // A minute apart: listed oldest first.
+        s.clock.advance(Duration::from_secs(60));
+        let mut jar = Jar::default();
+        let resp = send(
+            &s.app,
+            &mut jar,
+            Request::get("/auth/login")
+                .header(header::ACCEPT, "text/html")
+                .header(header::USER_AGENT, agent)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let callback = authorize(&location(&resp)).await;
+        let req = Request::get(&callback)
+            .header(header::ACCEPT, "text/html")
+            .header(header::USER_AGENT, agent)
+            .body(Body::empty())
+            .unwrap();
+        send(&s.app, &mut jar, req).await;
+        devices.push(jar);
+    }
+    let resp = send(&list, &mut devices[0], get_json("/sessions")).await;
+    let listed: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    let agents: Vec<_> = listed
+        .iter()
+        .map(|i| i["user_agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(agents, ["Firefox", "Safari", "Curl"]);
+    let current: Vec<_> = listed
+        .iter()
+        .map(|i| i["current"].as_bool().unwrap())
+        .collect();
+    assert_eq!(current, [true, false, false]);
+    // Handles are not ids, and name nothing for another user.
+    let handle = listed[1]["handle"].as_str().unwrap().to_owned();
+    assert!(handle.len() < 43);
+    // The claims of the first device end the second.
+    let first = devices[0].header_for("/me");
+    let app = {
+        let one = auth.clone();
+        axum::Router::new()
+            .route(
+                "/end/{handle}",
+                axum::routing::post(
+                    move |c: tower_oidc_auth::Claims,
+                          axum::extract::Path(h): axum::extract::Path<String>| {
+                        let auth = one.clone();
+                        async move { auth.end_session(&c, &h).await.unwrap().to_string() }
+                    },
+                ),
+            )
+            .route(
+                "/end-others",
+                axum::routing::post({
+                    let auth = auth.clone();
+                    move |c: tower_oidc_auth::Claims| {
+                        let auth = auth.clone();
+                        async move { auth.end_other_sessions(&c).await.unwrap().to_string() }
+                    }
+                }),
+            )
+            .layer(s.auth.clone())
+    };
+    let post = |uri: &str, cookie: &str| {
+        Request::post(uri)
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let resp = app
+        .clone()
+        .oneshot(post(&format!("/end/{handle}"), &first))
+        .await
+        .unwrap();
+    assert_eq!(body_string(resp).await, "true");
+    assert_eq!(me(&s, &mut devices[1]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&s, &mut devices[2]).await, StatusCode::OK);
+    assert_eq!(records(&s, &probe).await, 2);
+    // A handle that is not the user's (or made up): nothing ended.
+    let resp = app
+        .clone()
+        .oneshot(post("/end/AAAAAAAAAAAAAAAAAAAAAA", &first))
+        .await
+        .unwrap();
+    assert_eq!(body_string(resp).await, "false");
+    // Sign out of the other devices.
+    let resp = app
+        .clone()
+        .oneshot(post("/end-others", &first))
+        .await
+        .unwrap();
+    assert_eq!(body_string(resp).await, "1");
+    assert_eq!(me(&s, &mut devices[2]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me(&s, &mut devices[0]).await, StatusCode::OK);
+    assert_eq!(records(&s, &probe).await, 1);
+}
+
+/// Without a store, the sessions API says so instead of pretending there are none.
+#[tokio::test]
+async fn the_sessions_api_needs_a_store() {
+    let s = setup().await;
+    let (mut jar, _) = signed_in(&s).await;
+    let auth = s.auth.clone();
+    let app = axum::Router::new()
+        .route(
+            "/sessions",
+            axum::routing::get(move |c: tower_oidc_auth::Claims| {
+                let auth = auth.clone();
+                async move { auth.sessions_of(&c).await.is_err().to_string() }
+            }),
+        )
+        .layer(s.auth.clone());
+    let resp = send(&app, &mut jar, get_json("/sessions")).await;
+    assert_eq!(body_string(resp).await, "true");
 }
