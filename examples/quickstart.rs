@@ -137,9 +137,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // sign-on from another app): once per visit, then anonymous, never an error page.
     let app = Router::new()
         .route("/me", get(me))
+        .route("/sessions", get(sessions))
+        .route("/sessions/end", axum::routing::post(end_sessions))
         .route_layer(auth.require())
         .route("/", get(home).route_layer(auth.attempt_silent_login()))
-        .layer(auth);
+        .layer(auth.clone())
+        .with_state(auth);
 
     let listener = match tokio::net::TcpListener::bind(&bind).await {
         Ok(listener) => listener,
@@ -209,6 +212,8 @@ async fn home(claims: Option<Claims>, headers: axum::http::HeaderMap) -> axum::r
                  Without your browser's cookies it answers <code>401</code> with JSON, not a \
                  redirect; with <code>Accept: application/json</code> your browser gets the JSON \
                  itself.</li>\
+                 <li><a href=\"/sessions\">Your sessions</a>: every browser signed in as you \
+                 (with <code>AUTH_SESSION_STORE</code>), and a way to sign them out.</li>\
                  <li>Sign out: it ends the session here and at the identity provider.</li></ol>\
                  <form method=\"post\" action=\"/auth/logout\"><button type=\"submit\">Sign out\
                  </button></form>"
@@ -266,6 +271,90 @@ async fn me(claims: Claims, headers: axum::http::HeaderMap) -> axum::response::R
     let mut resp = page("Your claims \u{2013} tower-oidc-auth quickstart", &body).into_response();
     set_marker(&mut resp, "1; Path=/; HttpOnly; SameSite=Lax");
     resp
+}
+
+/// `/sessions`: the user's sessions (with `AUTH_SESSION_STORE`), each with a button to end it,
+/// and one to end all the others.
+async fn sessions(
+    axum::extract::State(auth): axum::extract::State<AuthLayer>,
+    claims: Claims,
+) -> axum::response::Response {
+    let listed = match auth.sessions_of(&claims).await {
+        Ok(listed) => listed,
+        Err(_) => {
+            let body = "<h1>Your sessions</h1><p>Sessions are listed when they are kept on the \
+                        server: start the demo with <code>AUTH_SESSION_STORE=memory</code> (or a \
+                        Redis URL).</p><p><a href=\"/\">Home</a></p>";
+            return page("Your sessions \u{2013} tower-oidc-auth quickstart", body).into_response();
+        }
+    };
+    let mut rows = String::new();
+    for s in &listed {
+        let browser = escape_html(s.user_agent.as_deref().unwrap_or("unknown browser"));
+        let action = if s.current {
+            "<em>this browser</em>".to_owned()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"/sessions/end\"><input type=\"hidden\" \
+                 name=\"handle\" value=\"{}\"><button type=\"submit\">Sign out</button></form>",
+                escape_html(&s.handle)
+            )
+        };
+        rows.push_str(&format!(
+            "<li>{browser}<br><small>since {} \u{b7} last seen {}</small> {action}</li>",
+            ago(s.created),
+            ago(s.last_seen)
+        ));
+    }
+    let others = if listed.iter().any(|s| !s.current) {
+        "<form method=\"post\" action=\"/sessions/end\"><input type=\"hidden\" \
+         name=\"handle\" value=\"others\"><button type=\"submit\">Sign out of all other \
+         devices</button></form>"
+    } else {
+        ""
+    };
+    let body =
+        format!("<h1>Your sessions</h1><ul>{rows}</ul>{others}<p><a href=\"/\">Home</a></p>");
+    page("Your sessions \u{2013} tower-oidc-auth quickstart", &body).into_response()
+}
+
+/// `POST /sessions/end`: ends one session (`handle`) or all the others (`others`). Only from
+/// the demo's own pages (`Sec-Fetch-Site`); the session cookie is `SameSite=Lax` besides.
+async fn end_sessions(
+    axum::extract::State(auth): axum::extract::State<AuthLayer>,
+    claims: Claims,
+    headers: axum::http::HeaderMap,
+    axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    let same_origin = headers
+        .get("sec-fetch-site")
+        .is_none_or(|v| v.as_bytes() == b"same-origin");
+    if !same_origin {
+        return axum::http::StatusCode::FORBIDDEN.into_response();
+    }
+    let ended = match form.get("handle").map(String::as_str) {
+        Some("others") => auth.end_other_sessions(&claims).await.map(|_| ()),
+        Some(handle) => auth.end_session(&claims, handle).await.map(|_| ()),
+        None => Ok(()),
+    };
+    if let Err(error) = ended {
+        tracing::warn!(%error, "could not end sessions");
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    axum::response::Redirect::to("/sessions").into_response()
+}
+
+/// "3 min ago", from seconds since the epoch.
+fn ago(at: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    match now.saturating_sub(at) {
+        s if s < 60 => "just now".to_owned(),
+        s if s < 3600 => format!("{} min ago", s / 60),
+        s if s < 86_400 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86_400),
+    }
 }
 
 /// A page of the demo: `title` (escaped here), a little CSS that follows the system's light or

@@ -418,3 +418,62 @@ async fn a_stopped_redis_gives_503_and_the_session_comes_back() {
         "the session did not come back"
     );
 }
+
+/// The quickstart's "your sessions" page (`AUTH_SESSION_STORE=memory`): two browsers signed in
+/// are listed to each; one signs the other out.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)]
+async fn the_sessions_page_lists_and_ends_the_other_browsers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let app = format!("http://127.0.0.1:{}", free_port());
+    let mut cmd = quickstart();
+    cmd.env("APP_URL", &app).env("AUTH_SESSION_STORE", "memory");
+    let _running = started(&mut cmd);
+    let first = sign_in(&app).await;
+    let second = sign_in(&app).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = http
+        .get(format!("{app}/sessions"))
+        .header(reqwest::header::COOKIE, &first)
+        .header(reqwest::header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert_eq!(html.matches("<li>").count(), 2, "{html}");
+    assert!(html.contains("this browser"), "{html}");
+    // From another site: refused.
+    let forged = http
+        .post(format!("{app}/sessions/end"))
+        .header(reqwest::header::COOKIE, &first)
+        .header("sec-fetch-site", "cross-site")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body("handle=others")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert_eq!(me_status(&app, &second).await, 200);
+    let ended = http
+        .post(format!("{app}/sessions/end"))
+        .header(reqwest::header::COOKIE, &first)
+        .header("sec-fetch-site", "same-origin")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body("handle=others")
+        .send()
+        .await
+        .unwrap();
+    assert!(ended.status().is_redirection(), "{}", ended.status());
+    assert_eq!(me_status(&app, &second).await, 401);
+    assert_eq!(me_status(&app, &first).await, 200);
+}
