@@ -15,6 +15,7 @@ mod attack_cookie_bytes;
 mod attack_fixes;
 mod attack_memo;
 mod attack_mends4;
+mod attack_mends5;
 mod attack_newcomer;
 mod attack_newcomer_mends;
 mod attack_recent_cookies;
