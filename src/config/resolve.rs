@@ -432,6 +432,11 @@ fn weakness(key: &[u8]) -> Option<String> {
         text_32nds: 29,
         max_period: 24,
     };
+    if let Some(why) = typed(k) {
+        return Some(format!(
+            "{why}: it was typed, not made by a random generator"
+        ));
+    }
     for (range, role) in [(0..32, "signing"), (32..64, "encryption")] {
         if let Some(why) = weakness_in(&k[range.clone()], &half) {
             return Some(format!(
@@ -441,6 +446,36 @@ fn weakness(key: &[u8]) -> Option<String> {
                 hint(&why)
             ));
         }
+    }
+    None
+}
+
+/// Why the base64 text of a key's first 64 bytes (85 full characters, as `AUTH_COOKIE_KEY`
+/// would hold them) looks typed, if it does: a phrase repeated, a sentence in few letters, or words
+/// without a digit or symbol. The bytes of such a key can pass every check above (a phrase
+/// repeated every 21 characters decodes to a period of 63 bytes). Odds of refusing random
+/// bytes: below 10^-13 for each, and below 10^-12 for keys of single-case random letters and
+/// digits (`pwgen -A`) decoded as base64.
+fn typed(key: &[u8]) -> Option<&'static str> {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(key);
+    // The last character holds only the last bits of the key (and zero bits): left out.
+    let t = &text.as_bytes()[..text.len().saturating_sub(1)];
+    let half = t.len() / 2;
+    if (1..=half).any(|p| t.iter().zip(&t[p..]).all(|(a, b)| a == b)) {
+        return Some("its base64 repeats a text");
+    }
+    let mut seen = [false; 256];
+    for b in t {
+        seen[usize::from(*b)] = true;
+    }
+    let distinct = seen.iter().filter(|s| **s).count();
+    // 86 random base64 characters take about 48 different ones.
+    if distinct < 20 {
+        return Some("its base64 uses few characters, as a typed sentence does");
+    }
+    if t.iter().all(u8::is_ascii_alphabetic) && distinct < 32 {
+        return Some("its base64 is words, without a digit or symbol");
     }
     None
 }

@@ -40,6 +40,9 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
     if let Some(there) = loopback_alias(&shared, &parts) {
         return redirect(&there, Vec::new());
     }
+    // From a page of the app: here, or on another loopback name before the move brought it here.
+    let from_app = is_same_origin(&parts.headers, &settings.origin)
+        || super::loopback_move::moved_from_the_app(&shared, &parts);
     let query = super::loopback_move::query_without_sign(parts.uri.query());
     let params = match query_params(query.as_deref()) {
         Ok(p) => p,
@@ -133,9 +136,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
             // provider they control, and send it to a victim. A browser without a session is
             // in the same place as with any IdP-initiated SSO; a signed-in user is asked before
             // a link from another site replaces their session.
-            if !is_same_origin(&parts.headers, &settings.origin)
-                && crate::session::has_session(&shared, &parts.headers)
-            {
+            if !from_app && crate::session::has_session(&shared, &parts.headers) {
                 tracing::debug!("cross-site IdP-initiated login over a session: asking first");
                 return crate::responses::confirm_login(
                     &*shared.responses,
@@ -187,7 +188,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
             // or an account replace a signed-in user's session only after asking; step-up
             // options only make a sign-in stricter and pass.
             if options.chooses_tenant()
-                && !is_same_origin(&parts.headers, &settings.origin)
+                && !from_app
                 && crate::session::has_session(&shared, &parts.headers)
             {
                 tracing::debug!("cross-site login link choosing a tenant over a session: asking");
@@ -218,7 +219,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
             // Pass-through parameters choose the tenant or connection: a cross-site link must
             // not choose for the user (login CSRF into an attacker's organization). Only
             // requests from the app itself carry them.
-            let same_origin = is_same_origin(&parts.headers, &settings.origin);
+            let same_origin = from_app;
             for name in PASS_THROUGH {
                 let Some(v) = param(&params, name) else {
                     continue;

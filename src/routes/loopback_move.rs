@@ -16,6 +16,7 @@ use base64::Engine;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
+use crate::same_origin::is_same_origin;
 use crate::state::Shared;
 
 /// The query parameter that carries the move's sign.
@@ -50,44 +51,62 @@ pub(super) fn loopback_alias(shared: &Shared, parts: &Parts) -> Option<String> {
     // The browser asked this machine: `localhost` and its subdomains (which browsers resolve
     // to loopback, RFC 6761), a loopback address, or the unspecified address (`0.0.0.0`, `[::]`,
     // which dev servers print and browsers on Linux and macOS connect to here).
-    let local = |u: &url::Url, unspecified: bool| match u.host() {
-        Some(url::Host::Domain(d)) => {
-            let d = d.to_ascii_lowercase();
-            d == "localhost" || (d.ends_with(".localhost") && !d.starts_with('.'))
-        }
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || (unspecified && ip.is_unspecified()),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || (unspecified && ip.is_unspecified()),
-        None => false,
-    };
-    if !local(&ours, false) || !local(&asked, true) || asked.origin() == ours.origin() {
+    if !is_local(&ours, false) || !is_local(&asked, true) || asked.origin() == ours.origin() {
         return None;
     }
+    let asked_origin = asked.origin().ascii_serialization();
     let path = parts.uri.path();
-    let query = parts.uri.query();
-    let (target, sign) = split_sign(path, query);
-    // Bound to the name it was made on too: a sign made on one name stops no move on another.
-    let target = format!("{}{target}", asked.origin().ascii_serialization());
+    let (target, sign) = split_sign(path, parts.uri.query());
     let now = shared.clock.now();
-    if sign.is_some_and(|s| sign_is_valid(shared, &target, &s, now)) {
+    // Bound to the name it was made on too: a sign made on one name stops no move on another.
+    if sign
+        .and_then(|s| open_sign(shared, &target, &s, now))
+        .is_some_and(|sign| sign.asked == asked_origin)
+    {
         tracing::debug!("login moved already, back on another loopback name: a proxy");
         return None;
     }
     static LOGGED: std::sync::Once = std::sync::Once::new();
     LOGGED.call_once(|| {
         tracing::info!(
-            asked = %asked.origin().ascii_serialization(),
+            asked = %asked_origin,
             redirect_origin = %origin,
             "login asked for on another loopback name than the redirect URL's: sending the \
              browser there first, so the sign-in cookie and the callback share one host"
         );
     });
-    let sign = make_sign(shared, &target, now);
+    // A login the app's own page asked for (its tenant or account choices, a step-up) keeps
+    // that standing after the move, which the browser reports as cross-site.
+    let from_app = is_same_origin(&parts.headers, &asked_origin);
+    let sign = make_sign(shared, &target, &asked_origin, from_app, now);
     let encoded: String = url::form_urlencoded::byte_serialize(sign.as_bytes()).collect();
-    let (path_query, _) = split_sign(path, query);
-    let joiner = if path_query.ends_with('?') { "" } else { "&" };
-    Some(format!(
-        "{origin}{path_query}{joiner}{MOVED_PARAM}={encoded}"
-    ))
+    let joiner = if target.ends_with('?') { "" } else { "&" };
+    Some(format!("{origin}{target}{joiner}{MOVED_PARAM}={encoded}"))
+}
+
+/// Whether this login carries a valid sign of a move that a page of the app asked for (on the
+/// other loopback name): its parameters are the app's own choices.
+pub(super) fn moved_from_the_app(shared: &Shared, parts: &Parts) -> bool {
+    let (target, sign) = split_sign(parts.uri.path(), parts.uri.query());
+    sign.and_then(|s| open_sign(shared, &target, &s, shared.clock.now()))
+        .is_some_and(|sign| sign.from_app)
+}
+
+/// Whether `u` names this machine as browsers reach it: `localhost` and its subdomains (which
+/// browsers resolve to loopback, RFC 6761), with or without the root's trailing dot, a loopback
+/// address, or (`unspecified`) the unspecified address (`0.0.0.0`, `[::]`, which dev servers
+/// print and browsers on Linux and macOS connect to here).
+fn is_local(u: &url::Url, unspecified: bool) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => {
+            let d = d.to_ascii_lowercase();
+            let d = d.strip_suffix('.').unwrap_or(&d);
+            d == "localhost" || (d.ends_with(".localhost") && !d.starts_with('.'))
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || (unspecified && ip.is_unspecified()),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || (unspecified && ip.is_unspecified()),
+        None => false,
+    }
 }
 
 /// The login's query without the move's sign: the sign is the move's, not the login's, and
@@ -135,26 +154,42 @@ fn digest(target: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(target.as_bytes()))
 }
 
-fn make_sign(shared: &Shared, target: &str, now: i64) -> String {
-    let until = now.saturating_add(MOVED_FOR_SECS);
-    shared
-        .cookies
-        .seal(&sealed_name(shared), &format!("{until}.{}", digest(target)))
+/// What a sign says, opened.
+struct Sign {
+    /// The origin the browser asked on, before the move.
+    asked: String,
+    /// Whether a page of that origin asked for the login.
+    from_app: bool,
 }
 
-fn sign_is_valid(shared: &Shared, target: &str, sign: &str, now: i64) -> bool {
-    let Some(opened) = shared.cookies.open(&sealed_name(shared), sign) else {
-        return false;
-    };
-    let Some((until, bound)) = opened.split_once('.') else {
-        return false;
-    };
-    let Ok(until) = until.parse::<i64>() else {
-        return false;
-    };
+fn make_sign(shared: &Shared, target: &str, asked: &str, from_app: bool, now: i64) -> String {
+    let until = now.saturating_add(MOVED_FOR_SECS);
+    let plain = serde_json::json!({
+        "u": until,
+        "a": asked,
+        "f": from_app,
+        "d": digest(target),
+    });
+    shared
+        .cookies
+        .seal(&sealed_name(shared), &plain.to_string())
+}
+
+/// The sign, if it was made by this layer for `target` (path and query, without the sign) and
+/// is still fresh at `now`.
+fn open_sign(shared: &Shared, target: &str, sign: &str, now: i64) -> Option<Sign> {
+    let opened = shared.cookies.open(&sealed_name(shared), sign)?;
+    let v: serde_json::Value = serde_json::from_str(&opened).ok()?;
+    let until = v.get("u")?.as_i64()?;
     // Expired, or (a clock moved back) further ahead than a sign is ever made for.
     let fresh = now <= until && until.checked_sub(now).is_some_and(|d| d <= MOVED_FOR_SECS);
-    fresh && bound == digest(target)
+    if !fresh || v.get("d")?.as_str()? != digest(target) {
+        return None;
+    }
+    Some(Sign {
+        asked: v.get("a")?.as_str()?.to_owned(),
+        from_app: v.get("f")?.as_bool()?,
+    })
 }
 
 #[cfg(test)]
