@@ -23,6 +23,7 @@ mod attack_restructure;
 mod attack_scalekit;
 mod attack_session_cache;
 mod attack_sessions;
+mod attack_store;
 mod attack_webhook;
 mod backchannel;
 mod claims_rejection;
