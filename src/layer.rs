@@ -338,6 +338,13 @@ impl AuthLayer {
         crate::session::stored::end_other_sessions(&self.shared, claims).await
     }
 
+    /// The name of the session cookie (a session too large for one cookie continues in
+    /// `<name>.1`, `<name>.2`, ...): for a CSRF or cache middleware that must know it.
+    #[must_use]
+    pub fn session_cookie_name(&self) -> &str {
+        &self.shared.cookies.session.name
+    }
+
     /// The logout route (default `/auth/logout`).
     #[must_use]
     pub fn logout_path(&self) -> &str {

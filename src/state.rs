@@ -65,6 +65,7 @@ impl Shared {
     pub(crate) fn webhook_context(&self) -> crate::webhook::WebhookContext<'_> {
         crate::webhook::WebhookContext {
             store: self.store.as_deref(),
+            app: &self.cookies.session.name,
             hooks: self.settings.webhooks.as_ref(),
             revocations: self.revocations.as_ref(),
             issuer: &self.meta.issuer,
@@ -88,6 +89,16 @@ pub(crate) struct Shared {
     pub(crate) revocations: Arc<dyn RevocationStore>,
     /// Where sessions live in store mode (`None`: in cookies).
     pub(crate) store: Option<Arc<dyn crate::session_store::SessionStore>>,
+    /// Whether stored sessions may be remembered between requests: only when logouts reach
+    /// this instance through a shared revocation store.
+    pub(crate) remember_stored: bool,
+    /// Refreshed stored sessions the store failed to save, by id: saved by the next request
+    /// that finds the record still holding the refresh token they replaced (see
+    /// `session::stored::Unsaved`).
+    pub(crate) unsaved: quick_cache::sync::Cache<
+        crate::session_store::SessionId,
+        std::sync::Arc<crate::session::stored::Unsaved>,
+    >,
     /// Logout-token `jti`s seen, with when: replays are refused.
     pub(crate) seen_jti: quick_cache::sync::Cache<String, i64>,
     /// Verified sessions, by a digest of their sealed cookie (see `session_cache`).

@@ -539,6 +539,52 @@ mod session_store {
         assert!(!r.exists(&r.sub_key("bob")).await, "index entry left");
     }
 
+    /// `replace` writes only over the record as it was loaded: not over a changed one, not
+    /// over a deleted one (a logout), and it moves the indexes like `save`. `list_by_sid` lists
+    /// a provider session's records.
+    #[tokio::test]
+    #[cfg_attr(
+        not(redis_available),
+        ignore = "set REDIS_URL to a Redis server to run"
+    )]
+    async fn replace_is_a_compare_and_set_and_sid_lists() {
+        use std::sync::Arc;
+        let (s, r) = store("replace").await;
+        let s = Arc::new(s);
+        let id = SessionId::random();
+        let first = record("ada", Some("ses_1"), 1);
+        s.save(&id, first.clone(), HOUR).await.unwrap();
+        let listed = s.list_by_sid("iss|ses_1").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0, id);
+        // Over the record as loaded: written, indexes moved.
+        let second = record("ada", Some("ses_2"), 2);
+        assert!(s
+            .clone()
+            .replace(id.clone(), first.clone(), second.clone(), HOUR)
+            .await
+            .unwrap());
+        assert_eq!(s.load(&id).await.unwrap(), Some(second.clone()));
+        assert!(!r.exists(&r.sid_key("ses_1")).await);
+        assert!(s.list_by_sid("iss|ses_1").await.unwrap().is_empty());
+        // Over a record that changed since: refused, the newer one stays.
+        assert!(!s
+            .clone()
+            .replace(id.clone(), first.clone(), record("ada", None, 3), HOUR)
+            .await
+            .unwrap());
+        assert_eq!(s.load(&id).await.unwrap(), Some(second.clone()));
+        // Over a deleted record: refused, nothing comes back.
+        assert!(s.delete(&id).await.unwrap());
+        assert!(!s
+            .clone()
+            .replace(id.clone(), second, record("ada", Some("ses_2"), 4), HOUR)
+            .await
+            .unwrap());
+        assert_eq!(s.load(&id).await.unwrap(), None);
+        assert!(!r.exists(&r.record_key(&id)).await);
+    }
+
     #[tokio::test]
     #[cfg_attr(
         not(redis_available),

@@ -126,6 +126,8 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             )),
             revocations: Arc::new(crate::MemoryRevocationStore::with_clock(clock.clone())),
             store: None,
+            remember_stored: true,
+            unsaved: quick_cache::sync::Cache::new(16),
             seen_jti: quick_cache::sync::Cache::new(64),
             sessions: crate::session_cache::SessionCache::new(64),
             clock,

@@ -386,11 +386,28 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             verifier,
             cookies: Arc::new(cookies),
             coordinator,
-            revocations: match cfg.revocation_store {
-                Some(store) => store,
-                None => Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone())),
+            // With a session store and no revocation store of its own, the store's: instances
+            // sharing the sessions hear each other's logouts. With neither, stored sessions
+            // are not remembered between requests (`remember_stored`).
+            remember_stored: cfg.revocation_store.is_some()
+                || cfg
+                    .session_store
+                    .as_ref()
+                    .is_none_or(|s| s.revocation_store().is_some()),
+            revocations: match (cfg.revocation_store, &cfg.session_store) {
+                (Some(store), _) => store,
+                (None, Some(sessions)) => sessions.revocation_store().unwrap_or_else(|| {
+                    tracing::warn!(
+                        "the session store shares no revocation store and none is configured: \
+                         each request loads its session from the store. Configure a \
+                         revocation store that every instance shares (`revocation_store`)"
+                    );
+                    Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone()))
+                }),
+                (None, None) => Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone())),
             },
             store: cfg.session_store,
+            unsaved: quick_cache::sync::Cache::new(10_000),
             seen_jti: quick_cache::sync::Cache::new(10_000),
             sessions: crate::session_cache::SessionCache::new(cfg.session_cache_capacity),
             clock: cfg.clock,

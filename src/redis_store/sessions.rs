@@ -63,6 +63,8 @@ pub struct RedisSessionStore {
     conn: ConnectionManager,
     prefix: String,
     health: Arc<Health>,
+    /// Made by `connect`: the revocation store the layer uses when it has none of its own.
+    revocations: Option<super::RedisRevocationStore>,
 }
 
 /// Whether Redis answers, as the store's watcher last saw: a `PING` every
@@ -207,20 +209,32 @@ fn store_error(error: &redis::RedisError) -> SessionStoreError {
 
 impl RedisSessionStore {
     /// Connects (with reconnection handled by redis's `ConnectionManager`).
+    /// Connects (with reconnection handled by redis's `ConnectionManager`), together with a
+    /// [`RedisRevocationStore`](super::RedisRevocationStore) on the same server, which the
+    /// layer uses when it is given no revocation store of its own: instances sharing the
+    /// sessions then share logouts too (see
+    /// [`SessionStore::revocation_store`](crate::session_store::SessionStore::revocation_store)).
     pub async fn connect(url: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let conn = client.get_connection_manager().await?;
-        Ok(Self::new(conn))
+        let revocations = super::RedisRevocationStore::connect(url).await?;
+        Ok(Self {
+            revocations: Some(revocations),
+            ..Self::new(conn)
+        })
     }
 
     /// Uses an existing connection manager (one can be shared with the
-    /// [`RedisRefreshCoordinator`](super::RedisRefreshCoordinator)).
+    /// [`RedisRefreshCoordinator`](super::RedisRefreshCoordinator)). Give the layer a
+    /// [`RedisRevocationStore`](super::RedisRevocationStore) too when several instances share
+    /// the sessions (`connect` makes one itself).
     #[must_use]
     pub fn new(conn: ConnectionManager) -> Self {
         Self {
             conn,
             prefix: "tower-oidc-auth".into(),
             health: Arc::default(),
+            revocations: None,
         }
     }
 
@@ -345,39 +359,78 @@ impl RedisSessionStore {
         }
         let value = serde_json::to_vec(&record)
             .map_err(|_| SessionStoreError("could not encode a session record".into()))?;
-        let new_sets = self.index_keys(&record);
         let mut conn = self.conn.clone();
         for _ in 0..ATTEMPTS {
             let read = self.read(&mut conn, &id).await?;
-            let old_sets: Vec<String> = match &read {
-                Stored::Record(_, old) => self
-                    .index_keys(old)
-                    .into_iter()
-                    .filter(|set| !new_sets.contains(set))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let raw = read.raw();
-            let done: i64 = redis::cmd("EVAL")
-                .arg(SAVE_SCRIPT)
-                .arg(1 + new_sets.len() + old_sets.len())
-                .arg(self.record_key(&id))
-                .arg(&new_sets)
-                .arg(&old_sets)
-                .arg(if raw.is_some() { "1" } else { "0" })
-                .arg(raw.unwrap_or_default())
-                .arg(id.as_str())
-                .arg(value.as_slice())
-                .arg(ttl_ms)
-                .arg(new_sets.len())
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| store_error(&e))?;
-            if done == 1 {
+            if self
+                .write_if_unchanged(&mut conn, &id, &read, &record, &value, ttl_ms)
+                .await?
+            {
                 return Ok(());
             }
         }
         Err(contended())
+    }
+
+    /// Writes `record` (encoded: `value`) under `id` if the record key still holds what was
+    /// `read`; whether it did.
+    async fn write_if_unchanged(
+        &self,
+        conn: &mut ConnectionManager,
+        id: &SessionId,
+        read: &Stored,
+        record: &SessionRecord,
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, SessionStoreError> {
+        let new_sets = self.index_keys(record);
+        let old_sets: Vec<String> = match read {
+            Stored::Record(_, old) => self
+                .index_keys(old)
+                .into_iter()
+                .filter(|set| !new_sets.contains(set))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let raw = read.raw();
+        let done: i64 = redis::cmd("EVAL")
+            .arg(SAVE_SCRIPT)
+            .arg(1 + new_sets.len() + old_sets.len())
+            .arg(self.record_key(id))
+            .arg(&new_sets)
+            .arg(&old_sets)
+            .arg(if raw.is_some() { "1" } else { "0" })
+            .arg(raw.unwrap_or_default())
+            .arg(id.as_str())
+            .arg(value)
+            .arg(ttl_ms)
+            .arg(new_sets.len())
+            .query_async(conn)
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(done == 1)
+    }
+
+    async fn replace_record(
+        self,
+        id: SessionId,
+        current: SessionRecord,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> Result<bool, SessionStoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(MAX_TTL_MS);
+        let mut conn = self.conn.clone();
+        let read = self.read(&mut conn, &id).await?;
+        let unchanged = matches!(&read, Stored::Record(_, found) if *found == current);
+        if !unchanged || ttl_ms == 0 {
+            return Ok(false);
+        }
+        let value = serde_json::to_vec(&record)
+            .map_err(|_| SessionStoreError("could not encode a session record".into()))?;
+        self.write_if_unchanged(&mut conn, &id, &read, &record, &value, ttl_ms)
+            .await
     }
 
     async fn delete_record(self, id: SessionId) -> Result<bool, SessionStoreError> {
@@ -468,9 +521,13 @@ impl RedisSessionStore {
         Ok(ended)
     }
 
-    async fn list(self, sub: String) -> Result<Vec<(SessionId, SessionMeta)>, SessionStoreError> {
+    async fn list(
+        self,
+        index: Index,
+        key: String,
+    ) -> Result<Vec<(SessionId, SessionMeta)>, SessionStoreError> {
         let mut conn = self.conn.clone();
-        let set = self.index_key(Index::Sub, &sub);
+        let set = self.index_key(index, &key);
         let ids = self.members(&mut conn, &set).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -485,7 +542,9 @@ impl RedisSessionStore {
         for (id, value) in ids.into_iter().zip(values) {
             let read = Stored::parse(&id, value);
             match read {
-                Stored::Record(_, record) if record.sub == sub => found.push((id, record.meta)),
+                Stored::Record(_, record) if index.holds(&record, &key) => {
+                    found.push((id, record.meta));
+                }
                 // Gone, malformed or moved: no longer this user's. Pruned unless it changed
                 // meanwhile (then the next listing sees it as it is).
                 read => {
@@ -528,6 +587,16 @@ impl SessionStore for RedisSessionStore {
         Box::pin(self.clone().save_record(id.clone(), record, ttl))
     }
 
+    fn replace(
+        self: Arc<Self>,
+        id: SessionId,
+        current: SessionRecord,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
+        Box::pin((*self).clone().replace_record(id, current, record, ttl))
+    }
+
     fn delete(&self, id: &SessionId) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
         Box::pin(self.clone().delete_record(id.clone()))
     }
@@ -544,7 +613,20 @@ impl SessionStore for RedisSessionStore {
         &self,
         sub: &str,
     ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
-        Box::pin(self.clone().list(sub.to_owned()))
+        Box::pin(self.clone().list(Index::Sub, sub.to_owned()))
+    }
+
+    fn list_by_sid(
+        &self,
+        sid: &str,
+    ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
+        Box::pin(self.clone().list(Index::Sid, sid.to_owned()))
+    }
+
+    fn revocation_store(&self) -> Option<Arc<dyn crate::revocation::RevocationStore>> {
+        self.revocations
+            .clone()
+            .map(|r| Arc::new(r) as Arc<dyn crate::revocation::RevocationStore>)
     }
 
     fn available(&self) -> bool {

@@ -77,20 +77,20 @@ pub(crate) async fn refreshed_outcome(
         tracing::debug!("session lifetime ended during refresh; clearing");
         return Outcome::cleared(shared, cookies, true);
     }
-    if let Place::Store(id, meta) = place {
+    if let Place::Store(id, loaded) = place {
         // The record is replaced in place; the cookie (its id) stays as it is.
         data.idt = refreshed.id_token.or_else(|| old.idt.clone());
-        let now = shared.clock.now();
-        let mut meta = meta.clone();
-        meta.last_seen = now;
-        if let Err(error) = crate::session::stored::save(shared, id, &data, meta, now).await {
-            // The request goes on with the new token; the next one finds the old record and
-            // gets the same grant from the coordinator (its grace window) to save again.
-            tracing::warn!(%error, "refreshed session not saved in the session store");
-        }
-        debug_assert_eq!(data.ids.lid, old.ids.lid);
-        tracing::debug!("stored session refreshed");
-        return Outcome::with_claims(claims);
+        return match save_refreshed(shared, id, loaded, old, &data).await {
+            Saved::Done => {
+                debug_assert_eq!(data.ids.lid, old.ids.lid);
+                tracing::debug!("stored session refreshed");
+                Outcome::with_claims(claims)
+            }
+            Saved::Gone => {
+                tracing::debug!("session record deleted during refresh (a logout); clearing");
+                Outcome::cleared(shared, cookies, true)
+            }
+        };
     }
     let mut set_cookies = Vec::new();
     if let Err(too_large) = codec.write_json(
@@ -129,6 +129,72 @@ pub(crate) async fn refreshed_outcome(
         claims,
         set_cookies,
     }
+}
+
+/// What became of a refreshed stored session.
+enum Saved {
+    /// Saved, or another instance saved the same refresh first, or the store failed (logged:
+    /// the request goes on with the new token, and the next request finds the old record and
+    /// gets the same grant from the coordinator, within its grace window, to save again).
+    Done,
+    /// The record was deleted meanwhile: the session ended (a logout racing the refresh).
+    Gone,
+}
+
+/// Saves a refreshed stored session over the record as loaded. A record changed meanwhile is
+/// read again: if it still holds the old refresh token (an idle-time touch, say), the refresh is
+/// saved over it; if it holds another, another instance saved this refresh already.
+async fn save_refreshed(
+    shared: &Shared,
+    id: &crate::session_store::SessionId,
+    loaded: &crate::session_store::SessionRecord,
+    old: &SessionData,
+    data: &SessionData,
+) -> Saved {
+    use crate::session::stored;
+    let now = shared.clock.now();
+    let mut current = loaded.clone();
+    for _ in 0..4 {
+        let mut meta = current.meta.clone();
+        meta.last_seen = now;
+        match stored::replace(shared, id, &current, data, meta, now).await {
+            Ok(true) => return Saved::Done,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, "refreshed session not saved in the session store");
+                remember_unsaved(shared, id, old, data);
+                return Saved::Done;
+            }
+        }
+        match stored::load(shared, id).await {
+            Ok(Some((open, record))) if open.data.rt == old.rt => current = record,
+            Ok(Some(_)) => return Saved::Done,
+            Ok(None) => return Saved::Gone,
+            Err(error) => {
+                tracing::warn!(%error, "refreshed session not saved in the session store");
+                remember_unsaved(shared, id, old, data);
+                return Saved::Done;
+            }
+        }
+    }
+    tracing::warn!("refreshed session not saved: its record kept changing");
+    Saved::Done
+}
+
+/// Keeps a refreshed session the store could not save, for the next request to save.
+fn remember_unsaved(
+    shared: &Shared,
+    id: &crate::session_store::SessionId,
+    old: &SessionData,
+    data: &SessionData,
+) {
+    shared.unsaved.insert(
+        id.clone(),
+        Arc::new(crate::session::stored::Unsaved {
+            replaced_rt: old.rt.clone(),
+            data: data.clone(),
+        }),
+    );
 }
 
 /// One refresh grant, sealed for the coordinator as the token endpoint answered it. Its tokens

@@ -111,6 +111,7 @@ pub(crate) async fn backchannel_logout(
         &shared,
         claims.get("sid").and_then(Value::as_str),
         claims.get("sub").and_then(Value::as_str),
+        at,
     )
     .await;
     tracing::debug!("back-channel logout recorded");

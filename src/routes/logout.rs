@@ -52,19 +52,34 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
         _ => None,
     };
     if let Some(id) = &stored_id {
-        match crate::session::stored::load(&shared, id).await {
-            Ok(found) => session = found.map(|(open, _)| open.data),
-            Err(error) => tracing::error!(
-                %error,
-                "session store unavailable at logout: the record could not be read"
-            ),
-        }
-        match crate::session::stored::delete(&shared, id).await {
-            Ok(_) => {}
-            Err(error) => tracing::error!(
-                %error,
-                "session store unavailable at logout: the record stays until its lifetime ends"
-            ),
+        // A logout that cannot reach the store does not pretend: the session would outlive it
+        // (a copy of the cookie, another instance). The browser keeps its cookie and is asked
+        // to try again.
+        let ended = match crate::session::stored::load(&shared, id).await {
+            Ok(found) => {
+                session = found.map(|(open, _)| open.data);
+                crate::session::stored::delete(&shared, id)
+                    .await
+                    .map(|_| ())
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = ended {
+            tracing::error!(%error, "session store unavailable at logout; not signed out");
+            let page = crate::responses::ErrorPage::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                crate::responses::ErrorReason::SessionStoreUnavailable,
+                "Sign-out failed",
+                "The application could not end your session just now. Please try again in a \
+                 moment.",
+                None,
+            );
+            return crate::responses::error_page(
+                &*shared.responses,
+                &settings.default_return,
+                &page,
+                Vec::new(),
+            );
         }
     }
     if let Some(session) = &session {

@@ -185,11 +185,20 @@ fn from_cache(
     now: i64,
 ) -> FromCache {
     let settings = &shared.settings;
+    // A stored session is decided over on the async path, from its record: another instance
+    // may have seen it used since (its last-seen time), and ending it deletes the record.
+    let stored = hit.claims.stored_session().is_some();
     if hit.revocation.revoked(shared.revocations.as_ref()) {
+        if stored {
+            return FromCache::Async;
+        }
         tracing::debug!("session was revoked; clearing");
         return FromCache::Answer(Outcome::cleared(shared, cookies, true));
     }
     if let Some(why) = ended_at(settings, hit.login(), hit.last_seen(), now) {
+        if stored {
+            return FromCache::Async;
+        }
         tracing::debug!(why, "session over; clearing");
         return FromCache::Answer(Outcome::cleared(shared, cookies, true));
     }
@@ -225,7 +234,10 @@ pub(crate) async fn resolve(
         Err(outcome) => return outcome,
         Ok(Opened::Here(open)) => (open, Place::Cookie),
         Ok(Opened::Stored(id)) => match stored::load(&shared, &id).await {
-            Ok(Some((open, meta))) => (open, Place::Store(id, meta)),
+            Ok(Some((open, record))) => {
+                let (open, record) = stored::with_unsaved(&shared, &id, open, record).await;
+                (open, Place::Store(id, record))
+            }
             Ok(None) => {
                 tracing::debug!("session record gone (signed out, or expired); clearing");
                 return Outcome::cleared(&shared, &cookies, true);
@@ -244,11 +256,7 @@ pub(crate) async fn resolve(
     };
     if let Some(why) = over {
         tracing::debug!(why, "session over; clearing");
-        if let Place::Store(id, _) = &place {
-            if let Err(error) = stored::delete(&shared, id).await {
-                tracing::warn!(%error, "session record of an ended session not deleted");
-            }
-        }
+        stored::ended(&shared, &place, data).await;
         return Outcome::cleared(&shared, &cookies, true);
     }
     let mut verified = None;
@@ -292,6 +300,7 @@ pub(crate) async fn resolve(
                                         return outcome;
                                     }
                                     Ok(Verdict::End) => {
+                                        stored::ended(&shared, &place, data).await;
                                         return Outcome::cleared(&shared, &cookies, true);
                                     }
                                     Err(error) => tracing::warn!(
@@ -317,6 +326,7 @@ pub(crate) async fn resolve(
             }
             Err(RefreshError::InvalidGrant) => {
                 tracing::debug!("refresh token rejected; session over");
+                stored::ended(&shared, &place, data).await;
                 return Outcome::cleared(&shared, &cookies, true);
             }
             Err(error) => {
@@ -358,15 +368,19 @@ pub(crate) async fn resolve(
     };
     match place {
         Place::Cookie => touch(&shared, &cookies, data, now, &mut outcome),
-        Place::Store(id, meta) => {
+        Place::Store(id, record) => {
             let mut open = open;
             if let Err(error) =
-                stored::touch(&shared, &id, &mut open.data, meta, now, &outcome).await
+                stored::touch(&shared, &id, &record, &mut open.data, now, &outcome).await
             {
                 return store_unavailable(&shared, &error, client, &here);
             }
-            // Remembered, so that the next request with this cookie does not load it again.
-            if let Some(sealed) = cookies.sealed(&codec.session.name) {
+            // Remembered, so that the next request with this cookie does not load it again
+            // (only when logouts on other instances reach this one: `remember_stored`).
+            if let Some(sealed) = cookies
+                .sealed(&codec.session.name)
+                .filter(|_| shared.remember_stored)
+            {
                 forget(&shared, &cookies);
                 let digest = shared.sessions.fingerprint(sealed.as_bytes());
                 remember(&shared, digest, open, validity, &outcome);

@@ -1,7 +1,7 @@
 //! Store mode ([`AuthLayerBuilder::session_store`](crate::AuthLayerBuilder::session_store)):
 //! the session cookie holds a sealed [`StoreRef`], and the session itself lives in the store as
 //! a [`SessionRecord`] whose `sealed` field is the [`SessionData`] sealed with the cookie keys
-//! under a name of its own ([`record_name`]), so the store never sees a token and a record never
+//! under a name of its own ([`record_name`], with the record's id), so the store never sees a token and a record never
 //! opens as a cookie, nor a cookie as a record.
 
 use std::time::Duration;
@@ -29,8 +29,8 @@ pub(crate) struct StoreRef {
 pub(crate) enum Place {
     /// Its cookie (cookie mode, or a session sealed before the app moved to a store).
     Cookie,
-    /// The store, under this id, with what its record says of the session.
-    Store(SessionId, SessionMeta),
+    /// The store, under this id, and the record as it was loaded (what a write replaces).
+    Store(SessionId, SessionRecord),
 }
 
 impl Place {
@@ -54,15 +54,65 @@ pub(crate) fn parse_ref(plain: &str) -> Option<SessionId> {
     SessionId::from_stored(&r.id)
 }
 
-/// The name a session record is sealed under: bound to this layer's session cookie.
-fn record_name(shared: &Shared) -> String {
-    format!("session-record {}", shared.cookies.session.name)
+/// The name a session record is sealed under: bound to this layer's session cookie and to the
+/// record's id, so a record copied under another id (by anyone who can write the store) does
+/// not open.
+fn record_name(shared: &Shared, id: &SessionId) -> String {
+    format!(
+        "session-record {} {}",
+        shared.cookies.session.name,
+        id.as_str()
+    )
 }
 
 /// How long a store call may take before the request gets 503: the refresh timeout, at most
 /// 5 s (with the store's own watch, a store that stops answering gives 503 within 10 s).
 fn store_timeout(shared: &Shared) -> Duration {
     shared.settings.refresh_timeout.min(Duration::from_secs(5))
+}
+
+/// A refreshed stored session the store failed to save. The provider has rotated the refresh
+/// token the record still holds; without this, the next refresh (once the coordinator's grace
+/// window is over) would replay it and sign the user out.
+pub(crate) struct Unsaved {
+    /// The refresh token of the record this refresh replaces.
+    pub(crate) replaced_rt: Option<String>,
+    /// The refreshed session.
+    pub(crate) data: SessionData,
+}
+
+/// A record just loaded, brought up to date with this instance's unsaved refresh of it, if
+/// any: the refreshed session is used, and saved over the record (kept for a later request
+/// if the store fails again).
+pub(crate) async fn with_unsaved(
+    shared: &Shared,
+    id: &SessionId,
+    open: OpenSession,
+    record: SessionRecord,
+) -> (OpenSession, SessionRecord) {
+    let Some(unsaved) = shared.unsaved.get(id) else {
+        return (open, record);
+    };
+    if open.data.rt != unsaved.replaced_rt {
+        // Saved since (by another instance), or the session moved on.
+        shared.unsaved.remove(id);
+        return (open, record);
+    }
+    let now = shared.clock.now();
+    let mut meta = record.meta.clone();
+    meta.last_seen = now;
+    if let Ok(true) = replace(shared, id, &record, &unsaved.data, meta, now).await {
+        shared.unsaved.remove(id);
+        if let Ok(Some(fresh)) = load(shared, id).await {
+            return fresh;
+        }
+    }
+    let data = unsaved.data.clone();
+    let open = OpenSession {
+        revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
+        data,
+    };
+    (open, record)
 }
 
 /// Whether the store answers, as far as it knows without waiting (see
@@ -88,12 +138,12 @@ fn store(shared: &Shared) -> Result<&dyn SessionStore, SessionStoreError> {
         .ok_or_else(|| SessionStoreError("no session store configured".into()))
 }
 
-/// Loads and opens the session of `id`, with its record's meta data. `Ok(None)`: there is none
-/// (ended, expired, or a record this layer did not seal).
+/// Loads and opens the session of `id`, with its record as loaded. `Ok(None)`: there is none
+/// (ended, expired, or a record this layer did not seal for this id).
 pub(crate) async fn load(
     shared: &Shared,
     id: &SessionId,
-) -> Result<Option<(OpenSession, SessionMeta)>, SessionStoreError> {
+) -> Result<Option<(OpenSession, SessionRecord)>, SessionStoreError> {
     if !available(shared) {
         return Err(SessionStoreError("the store does not answer".into()));
     }
@@ -102,7 +152,7 @@ pub(crate) async fn load(
     };
     let data = shared
         .cookies
-        .open(&record_name(shared), &record.sealed)
+        .open(&record_name(shared, id), &record.sealed)
         .and_then(|plain| serde_json::from_str::<SessionData>(&plain).ok());
     let Some(mut data) = data else {
         tracing::warn!("session record sealed with another key, or damaged; ignoring it");
@@ -113,12 +163,18 @@ pub(crate) async fn load(
         revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
         data,
     };
-    Ok(Some((open, record.meta)))
+    Ok(Some((open, record)))
 }
 
-/// Index key of a user or provider session: qualified by the issuer.
+/// Index key of a user or provider session: qualified by the app (its session cookie's name:
+/// apps sharing a store list and end only their own sessions) and the issuer.
 fn index_key(shared: &Shared, value: &str) -> String {
-    format!("{}|{value}", shared.meta.issuer)
+    index_key_of(&shared.cookies.session.name, &shared.meta.issuer, value)
+}
+
+/// [`index_key`] from its parts (for the webhook route, which has no `Shared`).
+pub(crate) fn index_key_of(app: &str, issuer: &str, value: &str) -> String {
+    format!("{app}|{issuer}|{value}")
 }
 
 /// The index key of the provider session `sid`, as records are indexed.
@@ -131,7 +187,8 @@ pub(crate) fn sub_key(shared: &Shared, sub: &str) -> String {
     index_key(shared, sub)
 }
 
-/// Saves `data` under `id` for the session's absolute lifetime left at `now`, with `meta`.
+/// Saves `data` under `id` (a new session) for the session's absolute lifetime left at `now`,
+/// with `meta`.
 pub(crate) async fn save(
     shared: &Shared,
     id: &SessionId,
@@ -139,6 +196,40 @@ pub(crate) async fn save(
     meta: SessionMeta,
     now: i64,
 ) -> Result<(), SessionStoreError> {
+    let (record, ttl) = record_of(shared, id, data, meta, now)?;
+    bounded(shared, store(shared)?.save(id, record, ttl)).await
+}
+
+/// Replaces the record of `id` with `data` and `meta`, if it is still `current` (see
+/// [`SessionStore::replace`]); whether it did.
+pub(crate) async fn replace(
+    shared: &Shared,
+    id: &SessionId,
+    current: &SessionRecord,
+    data: &SessionData,
+    meta: SessionMeta,
+    now: i64,
+) -> Result<bool, SessionStoreError> {
+    let (record, ttl) = record_of(shared, id, data, meta, now)?;
+    let store = shared
+        .store
+        .clone()
+        .ok_or_else(|| SessionStoreError("no session store configured".into()))?;
+    bounded(
+        shared,
+        store.replace(id.clone(), current.clone(), record, ttl),
+    )
+    .await
+}
+
+/// The record of `data` under `id`, and its TTL: the session's absolute lifetime left.
+fn record_of(
+    shared: &Shared,
+    id: &SessionId,
+    data: &SessionData,
+    meta: SessionMeta,
+    now: i64,
+) -> Result<(SessionRecord, Duration), SessionStoreError> {
     let left = lifetime_left(&shared.settings, &data.ids, now);
     let Ok(ttl) = u64::try_from(left) else {
         return Err(SessionStoreError("session lifetime over".into()));
@@ -148,7 +239,7 @@ pub(crate) async fn save(
     }
     let plain = serde_json::to_string(data)
         .map_err(|e| SessionStoreError(format!("session not serialisable: {e}")))?;
-    let sealed = shared.cookies.seal(&record_name(shared), &plain);
+    let sealed = shared.cookies.seal(&record_name(shared, id), &plain);
     let sub = data
         .ids
         .sub
@@ -164,11 +255,7 @@ pub(crate) async fn save(
         data.ids.sid.as_deref().map(|s| sid_key(shared, s)),
         meta,
     );
-    bounded(
-        shared,
-        store(shared)?.save(id, record, Duration::from_secs(ttl)),
-    )
-    .await
+    Ok((record, Duration::from_secs(ttl)))
 }
 
 /// Deletes the session of `id` (a logout).
@@ -202,11 +289,12 @@ pub(crate) fn write_ref(
 pub(crate) async fn touch(
     shared: &Shared,
     id: &SessionId,
+    current: &SessionRecord,
     data: &mut SessionData,
-    mut meta: SessionMeta,
     now: i64,
     outcome: &super::Outcome,
 ) -> Result<(), SessionStoreError> {
+    let mut meta = current.meta.clone();
     let super::Outcome::Continue {
         claims: Some(_), ..
     } = outcome
@@ -222,7 +310,12 @@ pub(crate) async fn touch(
         data.seen = now;
     }
     meta.last_seen = now;
-    save(shared, id, data, meta, now).await
+    // Only over the record as loaded: a touch never brings back a session deleted meanwhile
+    // (a logout) nor puts back tokens another instance has just refreshed.
+    if !replace(shared, id, current, data, meta, now).await? {
+        tracing::debug!("session record changed since it was loaded; not touched");
+    }
+    Ok(())
 }
 
 /// The most characters of a `User-Agent` kept in a session's meta data.
@@ -232,21 +325,53 @@ pub(crate) const USER_AGENT_MAX: usize = 200;
 const LAST_SEEN_EVERY: i64 = 300;
 
 /// A back-channel logout in store mode: deletes the records of the provider session `sid`, or
-/// without one, of the user `sub`. The revocation recorded beside it ends them on every
-/// instance even if this fails, so a failure is only logged.
-pub(crate) async fn end_by_index(shared: &Shared, sid: Option<&str>, sub: Option<&str>) {
+/// without one, of the user `sub`, that began no later than `at` (the logout token's `iat`),
+/// as the revocation recorded beside it ends them: a replayed token never ends a later
+/// sign-in. A store that cannot list by `sid` deletes them all. The revocation ends them on
+/// every instance even if this fails, so a failure is only logged.
+pub(crate) async fn end_by_index(shared: &Shared, sid: Option<&str>, sub: Option<&str>, at: i64) {
     let Ok(store) = store(shared) else {
         return;
     };
-    let call = match (sid, sub) {
-        (Some(sid), _) => store.delete_by_sid(&sid_key(shared, sid)),
-        (None, Some(sub)) => store.delete_by_sub(&sub_key(shared, sub)),
+    let listed = match (sid, sub) {
+        (Some(sid), _) => bounded(shared, store.list_by_sid(&sid_key(shared, sid))).await,
+        (None, Some(sub)) => bounded(shared, store.list_by_sub(&sub_key(shared, sub))).await,
         (None, None) => return,
     };
-    match bounded(shared, call).await {
-        Ok(n) => tracing::debug!(deleted = n, "stored sessions ended"),
-        Err(error) => tracing::warn!(%error, "stored sessions not deleted"),
+    let listed = match listed {
+        Ok(listed) => listed,
+        Err(error) => {
+            tracing::debug!(%error, "stored sessions not listed; deleting by index");
+            let call = match (sid, sub) {
+                (Some(sid), _) => store.delete_by_sid(&sid_key(shared, sid)),
+                (None, Some(sub)) => store.delete_by_sub(&sub_key(shared, sub)),
+                (None, None) => return,
+            };
+            if let Err(error) = bounded(shared, call).await {
+                tracing::warn!(%error, "stored sessions not deleted");
+            }
+            return;
+        }
+    };
+    let mut ended = 0usize;
+    for (id, _) in listed {
+        let began = match load(shared, &id).await {
+            Ok(Some((open, _))) => open.data.ids.login,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "stored session not read for a back-channel logout");
+                continue;
+            }
+        };
+        if began > at {
+            continue;
+        }
+        match delete(shared, &id).await {
+            Ok(_) => ended += 1,
+            Err(error) => tracing::warn!(%error, "stored session not deleted"),
+        }
     }
+    tracing::debug!(ended, "stored sessions ended by a back-channel logout");
 }
 
 /// A reference to a stored session that may be shown in a page: a digest of its id (the id
@@ -255,7 +380,7 @@ fn handle(shared: &Shared, id: &SessionId) -> String {
     use base64::Engine;
     use sha2::{Digest, Sha256};
     let digest = Sha256::new()
-        .chain_update(record_name(shared).as_bytes())
+        .chain_update(shared.cookies.session.name.as_bytes())
         .chain_update([0])
         .chain_update(id.as_str().as_bytes())
         .finalize();
@@ -292,28 +417,50 @@ pub(crate) async fn sessions_of(
         .collect())
 }
 
-/// Ends the session of `id`: its local id is revoked (so every instance drops it from its cache
-/// at once, through a shared revocation store) and its record deleted. Whether it existed.
+/// Revokes a session's local id (so every instance sharing the revocation store drops its
+/// remembered copy at once), for as long as the session could have lived.
+pub(crate) async fn revoke_local(
+    shared: &Shared,
+    ids: &crate::revocation::SessionIds,
+) -> Result<(), SessionStoreError> {
+    let Some(lid) = &ids.lid else {
+        return Ok(());
+    };
+    let now = shared.clock.now();
+    let begun = if ids.login > 0 { ids.login } else { now };
+    let ttl = shared.settings.revocation_lifetime(begun, now);
+    let key = crate::revocation::RevocationKey::local(lid);
+    let revoke = shared.revocations.revoke(key, now, ttl);
+    match tokio::time::timeout(store_timeout(shared), revoke).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(SessionStoreError(format!("revocation store: {e}"))),
+        Err(_) => Err(SessionStoreError("revocation store: no answer".into())),
+    }
+}
+
+/// Ends the session of `id`: its local id is revoked and its record deleted. Whether it
+/// existed.
 async fn end(shared: &Shared, id: &SessionId) -> Result<bool, SessionStoreError> {
     if let Some((open, _)) = load(shared, id).await? {
-        if let Some(lid) = &open.data.ids.lid {
-            let now = shared.clock.now();
-            let begun = if open.data.ids.login > 0 {
-                open.data.ids.login
-            } else {
-                now
-            };
-            let ttl = shared.settings.revocation_lifetime(begun, now);
-            let key = crate::revocation::RevocationKey::local(lid);
-            let revoke = shared.revocations.revoke(key, now, ttl);
-            match tokio::time::timeout(store_timeout(shared), revoke).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(SessionStoreError(format!("revocation store: {e}"))),
-                Err(_) => return Err(SessionStoreError("revocation store: no answer".into())),
-            }
-        }
+        revoke_local(shared, &open.data.ids).await?;
     }
     delete(shared, id).await
+}
+
+/// A session found over (revoked, past its lifetime, idle, refused by the provider or the
+/// refresh hook) on the async path: in store mode, its local id is revoked and its record
+/// deleted, so that no copy of its cookie and no other instance brings it back, and it is no
+/// longer listed. Failures are logged: the request is answered as signed out all the same.
+pub(crate) async fn ended(shared: &Shared, place: &Place, data: &SessionData) {
+    let Place::Store(id, _) = place else {
+        return;
+    };
+    if let Err(error) = revoke_local(shared, &data.ids).await {
+        tracing::warn!(%error, "ended session not revoked");
+    }
+    if let Err(error) = delete(shared, id).await {
+        tracing::warn!(%error, "ended session's record not deleted");
+    }
 }
 
 /// Ends the session of the user of `claims` that `handle` names (from

@@ -45,6 +45,9 @@ struct Inner {
     state: Mutex<State>,
     capacity: usize,
     clock: SharedClock,
+    /// Shared by every clone: the instances of the layer using this store hear each other's
+    /// logouts through it (see [`SessionStore::revocation_store`]).
+    revocations: crate::revocation::MemoryRevocationStore,
 }
 
 #[derive(Default)]
@@ -138,6 +141,7 @@ impl MemorySessionStore {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 capacity: capacity.max(1),
+                revocations: crate::revocation::MemoryRevocationStore::with_clock(clock.clone()),
                 clock,
             }),
         }
@@ -169,9 +173,37 @@ impl MemorySessionStore {
 
     fn save_now(&self, id: &SessionId, record: SessionRecord, ttl: Duration) {
         let now = self.now();
+        let mut state = self.state();
+        self.save_locked(&mut state, now, id, record, ttl);
+    }
+
+    /// Replaces the record of `id` if it is still `current`, under one lock.
+    fn replace_now(
+        &self,
+        id: &SessionId,
+        current: &SessionRecord,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> bool {
+        let now = self.now();
+        let mut state = self.state();
+        if state.live(id, now).map(|e| &e.record) != Some(current) {
+            return false;
+        }
+        self.save_locked(&mut state, now, id, record, ttl);
+        true
+    }
+
+    fn save_locked(
+        &self,
+        state: &mut State,
+        now: i64,
+        id: &SessionId,
+        record: SessionRecord,
+        ttl: Duration,
+    ) {
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let until = now.saturating_add(ttl);
-        let mut state = self.state();
         state.remove(id);
         if until <= now {
             return;
@@ -203,6 +235,26 @@ impl MemorySessionStore {
         }
         state.by_expiry.insert((until, id.clone()));
         state.records.insert(id.clone(), Entry { record, until });
+    }
+
+    /// The live records of an index (`sid` or `sub`), oldest first.
+    fn list_index(&self, sid: bool, key: &str) -> Vec<(SessionId, SessionMeta)> {
+        let now = self.now();
+        let state = self.state();
+        let index = if sid { &state.by_sid } else { &state.by_sub };
+        let mut found: Vec<(SessionId, SessionMeta)> = index
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| {
+                state
+                    .live(id, now)
+                    .map(|e| (id.clone(), e.record.meta.clone()))
+            })
+            .collect();
+        drop(state);
+        found.sort_by(|a, b| (a.1.created, a.0.as_str()).cmp(&(b.1.created, b.0.as_str())));
+        found
     }
 
     fn delete_index(&self, sid: bool, key: &str) -> usize {
@@ -240,6 +292,17 @@ impl SessionStore for MemorySessionStore {
         Box::pin(async { Ok(()) })
     }
 
+    fn replace(
+        self: Arc<Self>,
+        id: SessionId,
+        current: SessionRecord,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
+        let done = self.replace_now(&id, &current, record, ttl);
+        Box::pin(async move { Ok(done) })
+    }
+
     fn delete(&self, id: &SessionId) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
         let now = self.now();
         let had = self.state().remove(id).is_some_and(|e| e.until > now);
@@ -260,21 +323,19 @@ impl SessionStore for MemorySessionStore {
         &self,
         sub: &str,
     ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
-        let now = self.now();
-        let state = self.state();
-        let mut found: Vec<(SessionId, SessionMeta)> = state
-            .by_sub
-            .get(sub)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| {
-                state
-                    .live(id, now)
-                    .map(|e| (id.clone(), e.record.meta.clone()))
-            })
-            .collect();
-        drop(state);
-        found.sort_by(|a, b| (a.1.created, a.0.as_str()).cmp(&(b.1.created, b.0.as_str())));
+        let found = self.list_index(false, sub);
         Box::pin(async move { Ok(found) })
+    }
+
+    fn list_by_sid(
+        &self,
+        sid: &str,
+    ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
+        let found = self.list_index(true, sid);
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn revocation_store(&self) -> Option<Arc<dyn crate::revocation::RevocationStore>> {
+        Some(Arc::new(self.inner.revocations.clone()))
     }
 }

@@ -167,6 +167,29 @@ pub trait SessionStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> BoxFuture<'static, Result<(), SessionStoreError>>;
 
+    /// Replaces the record of `id` with `record` only if it still is `current` (as loaded);
+    /// whether it did. A record deleted or changed since it was loaded is left as it is, so a
+    /// write that raced a logout or another instance's refresh never brings the old session
+    /// back.
+    ///
+    /// The default loads, compares and saves, which another writer can slip between; a store
+    /// shared by several instances should do it in one step, as the provided stores do.
+    fn replace(
+        self: std::sync::Arc<Self>,
+        id: SessionId,
+        current: SessionRecord,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
+        Box::pin(async move {
+            if self.load(&id).await?.as_ref() != Some(&current) {
+                return Ok(false);
+            }
+            self.save(&id, record, ttl).await?;
+            Ok(true)
+        })
+    }
+
     /// Deletes the record of `id`; whether there was one.
     fn delete(&self, id: &SessionId) -> BoxFuture<'static, Result<bool, SessionStoreError>>;
 
@@ -182,6 +205,34 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         sub: &str,
     ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>>;
+
+    /// The records of the provider session `sid` (the index key), oldest first (default:
+    /// unsupported, an error; the layer then deletes by `sid` without looking).
+    ///
+    /// With it, a back-channel logout ends only the sessions that began before it, as the
+    /// revocation does, and a replayed logout token never ends a later sign-in.
+    fn list_by_sid(
+        &self,
+        sid: &str,
+    ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
+        let _ = sid;
+        Box::pin(async { Err(SessionStoreError("listing by sid is not supported".into())) })
+    }
+
+    /// A revocation store that every user of this store shares (default: none).
+    ///
+    /// Each instance of the layer remembers the sessions it has verified, so that a signed-in
+    /// request does not wait for the store; a session ended on one instance (logout,
+    /// `end_session`) reaches the others through the revocation store, which must then be
+    /// shared. When the layer has no
+    /// [`revocation_store`](crate::AuthLayerBuilder::revocation_store) of its own, it uses this
+    /// one; when there is neither, it remembers no stored session and loads it from the store
+    /// on every request. [`MemorySessionStore`] shares one among its clones; a
+    /// [`RedisSessionStore`](crate::redis::RedisSessionStore) made by `connect` shares one
+    /// through Redis.
+    fn revocation_store(&self) -> Option<std::sync::Arc<dyn crate::revocation::RevocationStore>> {
+        None
+    }
 
     /// Whether the store is answering, as far as it knows without waiting (default: always).
     ///

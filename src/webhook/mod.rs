@@ -122,6 +122,8 @@ pub(crate) struct WebhookContext<'a> {
     pub(crate) revocations: &'a dyn RevocationStore,
     /// Where sessions live in store mode: a `user.logout` deletes them too.
     pub(crate) store: Option<&'a dyn crate::session_store::SessionStore>,
+    /// The app's session cookie name, which qualifies the store's index keys.
+    pub(crate) app: &'a str,
     /// The provider's issuer, whose `sid`s a `user.logout` names.
     pub(crate) issuer: &'a str,
     pub(crate) now: i64,
@@ -259,7 +261,7 @@ async fn end_session(
     }
     if let Some(store) = cx.store {
         // The revocation ends them on every instance; deleting makes the end final.
-        let index = format!("{}|{sid}", cx.issuer);
+        let index = crate::session::stored::index_key_of(cx.app, cx.issuer, sid);
         match tokio::time::timeout(
             std::time::Duration::from_secs(10),
             store.delete_by_sid(&index),

@@ -106,6 +106,38 @@ impl SessionStore for Rig {
         }
         self.inner.save(id, record, ttl)
     }
+    /// Like the provided stores, a compare-and-set in one step (the inner store's), held at the
+    /// gate like a save.
+    fn replace(
+        self: Arc<Self>,
+        id: SessionId,
+        current: SessionRecord,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
+        if let Some(f) = self.broken() {
+            return f;
+        }
+        if self.fail_saves.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(SessionStoreError("save failed".into())) });
+        }
+        let inner = Arc::new(self.inner.clone());
+        if self.gate.armed.swap(false, Ordering::SeqCst) {
+            let gate = self.gate.clone();
+            return Box::pin(async move {
+                gate.entered.notify_one();
+                gate.release.notified().await;
+                inner.replace(id, current, record, ttl).await
+            });
+        }
+        inner.replace(id, current, record, ttl)
+    }
+    fn list_by_sid(
+        &self,
+        sid: &str,
+    ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
+        self.broken().unwrap_or_else(|| self.inner.list_by_sid(sid))
+    }
     fn delete(&self, id: &SessionId) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
         self.broken().unwrap_or_else(|| self.inner.delete(id))
     }
@@ -136,6 +168,8 @@ struct World {
     clock: ManualClock,
     store: Rig,
     revocations: MemoryRevocationStore,
+    /// App A's session cookie name (the default client's).
+    app_a: String,
 }
 
 async fn world() -> World {
@@ -151,12 +185,16 @@ async fn world_with(
     let provider = tweak(TestProvider::builder().user(user()).clock(clock.clone()))
         .start()
         .await;
-    World {
+    let mut w = World {
         store: Rig::new(&clock),
         revocations: MemoryRevocationStore::new().clock(clock.clone()),
         provider,
         clock,
-    }
+        app_a: String::new(),
+    };
+    let probe = w.builder().build().await.expect("build");
+    w.app_a = probe.session_cookie_name().to_owned();
+    w
 }
 
 impl World {
@@ -197,8 +235,14 @@ impl World {
         (auth, router)
     }
 
+    /// The store's index key of `sub` in app A (index keys are qualified by the app's session
+    /// cookie name, then the issuer).
     fn sub_index(&self, sub: &str) -> String {
-        format!("{}|{sub}", self.provider.issuer())
+        self.sub_index_in(&self.app_a, sub)
+    }
+
+    fn sub_index_in(&self, app: &str, sub: &str) -> String {
+        format!("{app}|{}|{sub}", self.provider.issuer())
     }
 
     /// Records of the user `usr_42` in the store.
@@ -806,7 +850,14 @@ async fn guard_a_cookie_or_record_of_another_app_does_not_open() {
     let renamed = format!("{name_a}={value_b}");
     assert_eq!(status(&a, &renamed).await, StatusCode::UNAUTHORIZED);
     let id_a = w.ids("usr_42").await.remove(0);
-    let id_b = w.ids("usr_b").await.remove(0);
+    let id_b = w
+        .store
+        .inner
+        .list_by_sub(&w.sub_index_in(auth_b.session_cookie_name(), "usr_b"))
+        .await
+        .unwrap()
+        .remove(0)
+        .0;
     let record_b = w.store.inner.load(&id_b).await.unwrap().unwrap();
     w.store
         .inner

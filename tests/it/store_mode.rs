@@ -84,6 +84,9 @@ impl SessionStore for Probe {
     fn available(&self) -> bool {
         !self.down.load(Ordering::SeqCst)
     }
+    fn revocation_store(&self) -> Option<Arc<dyn tower_oidc_auth::RevocationStore>> {
+        self.inner.revocation_store()
+    }
 }
 
 async fn store_setup() -> (Setup, Probe) {
@@ -136,7 +139,11 @@ fn builder(provider: &TestProvider, clock: &ManualClock) -> AuthLayerBuilder {
 }
 
 fn sub_index(s: &Setup) -> String {
-    format!("{}|usr_42", s.provider.issuer())
+    format!(
+        "{}|{}|usr_42",
+        s.auth.session_cookie_name(),
+        s.provider.issuer()
+    )
 }
 
 async fn records(s: &Setup, probe: &Probe) -> usize {
