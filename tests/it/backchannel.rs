@@ -11,6 +11,22 @@ use tower_oidc_auth::Clock;
 
 use crate::helpers::*;
 
+// This suite runs twice: with sessions in cookies (`crate::backchannel`) and in a session store
+// (`crate::in_store::backchannel`); `SESSIONS` says which. The helpers below shadow the glob import.
+use super::SESSIONS;
+
+#[allow(dead_code)]
+async fn setup() -> Setup {
+    setup_in(SESSIONS, |c| c).await
+}
+
+#[allow(dead_code)]
+async fn setup_with(
+    tweak: impl FnOnce(tower_oidc_auth::AuthLayerBuilder) -> tower_oidc_auth::AuthLayerBuilder,
+) -> Setup {
+    setup_in(SESSIONS, tweak).await
+}
+
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 fn logout_token(s: &Setup, patch: Value) -> String {

@@ -8,6 +8,11 @@
 mod alloc;
 mod helpers;
 
+/// Where the sessions of the suites that run in both modes live, here: in cookies.
+const SESSIONS: helpers::Sessions = helpers::Sessions::Cookies;
+
+mod in_store;
+
 mod adversarial;
 mod after_login;
 mod attack_after_login;

@@ -6,6 +6,22 @@ use tower_oidc_auth::testing::TestProvider;
 
 use crate::helpers::*;
 
+// This suite runs twice: with sessions in cookies (`crate::multi_app`) and in a session store
+// (`crate::in_store::multi_app`); `SESSIONS` says which. The helpers below shadow the glob import.
+use super::SESSIONS;
+
+#[allow(dead_code)]
+async fn setup() -> Setup {
+    setup_in(SESSIONS, |c| c).await
+}
+
+#[allow(dead_code)]
+async fn setup_with(
+    tweak: impl FnOnce(tower_oidc_auth::AuthLayerBuilder) -> tower_oidc_auth::AuthLayerBuilder,
+) -> Setup {
+    setup_in(SESSIONS, tweak).await
+}
+
 struct App {
     router: axum::Router,
     origin: String,
@@ -51,11 +67,12 @@ async fn single_sign_on_and_back_channel_logout_across_two_apps() {
         .start()
         .await;
     let layer = |origin: &str, id: &str, secret: &str| {
-        provider
+        let builder = provider
             .layer_builder(format!("{origin}/auth/callback"))
             .client_id(id)
             .client_secret(secret)
-            .post_logout_redirect_url(format!("{origin}/"))
+            .post_logout_redirect_url(format!("{origin}/"));
+        SESSIONS.apply(builder, None)
     };
     let auth_a = layer(&oa, "app-a", "secret-a").build().await.unwrap();
     let auth_b = layer(&ob, "app-b", "secret-b").build().await.unwrap();

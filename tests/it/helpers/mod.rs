@@ -49,13 +49,50 @@ pub async fn setup() -> Setup {
 }
 
 pub async fn setup_with(tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerBuilder) -> Setup {
+    setup_in(Sessions::Cookies, tweak).await
+}
+
+/// Where a suite's sessions live: the flow, refresh, back-channel and multi-app suites run in
+/// both modes (`crate::flow` and `crate::in_store::flow`, ...), each module reading its
+/// `super::SESSIONS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sessions {
+    /// In sealed cookies (no store).
+    Cookies,
+    /// In a `MemorySessionStore`, the cookie holding only an id.
+    Store,
+}
+
+impl Sessions {
+    /// `builder` with its sessions where this mode keeps them.
+    pub fn apply(self, builder: AuthLayerBuilder, clock: Option<&ManualClock>) -> AuthLayerBuilder {
+        match self {
+            Sessions::Cookies => builder,
+            Sessions::Store => {
+                let store = match clock {
+                    Some(clock) => tower_oidc_auth::session_store::MemorySessionStore::with_clock(
+                        std::sync::Arc::new(clock.clone()),
+                    ),
+                    None => tower_oidc_auth::session_store::MemorySessionStore::new(),
+                };
+                builder.session_store(store)
+            }
+        }
+    }
+}
+
+/// [`setup_with`], with the sessions where `mode` keeps them.
+pub async fn setup_in(
+    mode: Sessions,
+    tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerBuilder,
+) -> Setup {
     let clock = ManualClock::starting_now();
     let provider = TestProvider::builder()
         .user(user())
         .clock(clock.clone())
         .start()
         .await;
-    let auth = tweak(provider.layer_builder(REDIRECT))
+    let auth = tweak(mode.apply(provider.layer_builder(REDIRECT), Some(&clock)))
         .build()
         .await
         .expect("build");
