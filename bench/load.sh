@@ -21,7 +21,13 @@
 # in-process test provider; N distinct tokens round robin, as the N sessions. jwt-authorizer's
 # newest release (0.15) is on axum 0.7, so that server runs axum 0.7 (the others axum 0.8).
 #
+# Server-side sessions (STORED=1, REDIS_URL set): modes `stored` (the layer with its sessions
+# in Redis, the cookie an id) and `bare`, fed the stored sessions' cookies; the Redis `GET`s
+# the stored server made during the timed runs are counted (INFO commandstats) and printed per
+# session: 0 means each session was loaded once, in the warm-up, and never again.
+#
 #   bash bench/load.sh     # DURATION=2s ITERATIONS=8 CONNECTIONS=64 SESSIONS_LIST="1 1000 30000"
+#   STORED=1 REDIS_URL=redis://127.0.0.1:6379 SESSIONS_LIST=1000 bash bench/load.sh
 #   PEER=0 bash bench/load.sh                                  # without the peer
 #   BEFORE_BIN=/path/to/older/load_server bash bench/load.sh   # also an older build's layer
 #
@@ -51,6 +57,15 @@ REQUIRE="${REQUIRE:-1}"
 [ "$REQUIRE" = 1 ] && WITH_REQUIRE=require || WITH_REQUIRE=
 MODES="session $WITH_REQUIRE ${BEFORE_BIN:+before} bare"
 [ "$PEER" = 1 ] && MODES="session $WITH_REQUIRE ${BEFORE_BIN:+before} peer bare"
+STORED="${STORED:-0}"
+if [ "$STORED" = 1 ]; then
+  [ -n "${REDIS_URL:-}" ] || { echo "STORED=1 needs REDIS_URL" >&2; exit 1; }
+  MODES="stored bare"
+fi
+redis_gets() { # the Redis server's count of GET calls so far (redis-cli comes with redis-server)
+  redis-cli -u "$REDIS_URL" info commandstats | tr -d '\r' \
+    | awk -F'[=,]' '/^cmdstat_get:/ {print $2; found=1} END {if (!found) print 0}'
+}
 TICKS="$(getconf CLK_TCK)"
 WORK="$(mktemp -d)"
 declare -A PID PORT_OF VALUES HEADER RSS0
@@ -85,10 +100,14 @@ start_servers() { # sessions
         TOKENS_FILE="$WORK/tokens" SESSIONS="$n" taskset -c 0 "$PEER_BIN" "$port" \
           >"$WORK/$mode.out" 2>/dev/null &
         VALUES[$mode]="$WORK/tokens"; HEADER[$mode]=Authorization ;;
+      stored)
+        COOKIES_FILE="$WORK/cookies-stored" SESSIONS="$n" taskset -c 0 "$BIN" stored "$port" \
+          >"$WORK/$mode.out" 2>/dev/null &
+        VALUES[$mode]="$WORK/cookies-stored" ;;
       bare)
-        # The very same Cookie headers as the session server's.
+        # The very same Cookie headers as the session (or stored) server's.
         taskset -c 0 "$BIN" bare "$port" >"$WORK/$mode.out" 2>/dev/null &
-        VALUES[$mode]="$WORK/cookies" ;;
+        if [ "$STORED" = 1 ]; then VALUES[$mode]="$WORK/cookies-stored"; else VALUES[$mode]="$WORK/cookies"; fi ;;
     esac
     PID[$mode]=$!
   done
@@ -129,11 +148,16 @@ for n in $SESSIONS_LIST; do
   # Warm-up: every session or token seen once, connections set up.
   for mode in $MODES; do load "$mode" 3s >/dev/null; done
   samples="$WORK/samples"; : >"$samples"
+  [ "$STORED" = 1 ] && gets0="$(redis_gets)"
   set -- $MODES
   for it in $(seq 1 "$ITERATIONS"); do
     for mode in "$@"; do echo "$it $mode $(load "$mode" "$DURATION")" >>"$samples"; done
     set -- "${@:2}" "$1"   # rotate the order
   done
+  if [ "$STORED" = 1 ]; then
+    gets="$(( $(redis_gets) - gets0 ))"
+    echo "stored: $gets Redis GETs during the timed runs for $n sessions ($(python3 -c "print(round($gets/$n, 3))") a session)"
+  fi
   for mode in $MODES; do
     echo "rss $mode $(( ($(rss_kb "${PID[$mode]}") - ${RSS0[$mode]}) ))" >>"$samples"
   done

@@ -12,6 +12,8 @@
 //! - `require`: as `session`, with `route_layer(auth.require())` as well: what the extra axum
 //!   route layer costs.
 //! - `public`: the layer on a public route (`Option<Claims>`), requests without a session.
+//! - `stored`: as `session`, with the sessions in Redis (`REDIS_URL`): the server-side session
+//!   mode, whose cookie holds only the session's id.
 //!
 //! With `COOKIES_FILE=path` (and `SESSIONS=N`, default 1), `session` (and `public`) mint N
 //! distinct signed-in sessions and write their `Cookie` headers to that file, one a line, before
@@ -38,11 +40,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let provider = TestProvider::start().await;
         let app = match mode.as_str() {
             "bare" => Router::new().route("/", get(|| async { "hello" })),
-            "session" | "require" | "public" => {
-                let auth = provider
-                    .layer_builder(format!("http://127.0.0.1:{port}/auth/callback"))
-                    .build()
-                    .await?;
+            "session" | "require" | "public" | "stored" => {
+                let mut builder =
+                    provider.layer_builder(format!("http://127.0.0.1:{port}/auth/callback"));
+                if mode == "stored" {
+                    let url =
+                        std::env::var("REDIS_URL").map_err(|_| "mode `stored` needs REDIS_URL")?;
+                    let store = tower_oidc_auth::redis::RedisSessionStore::connect(&url)
+                        .await?
+                        .key_prefix(format!("load-{port}"));
+                    builder = builder.session_store(store);
+                }
+                let auth = builder.build().await?;
                 let sessions: usize = std::env::var("SESSIONS")
                     .ok()
                     .and_then(|n| n.parse().ok())
@@ -52,7 +61,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     for i in 0..sessions {
                         let user =
                             TestUser::new(format!("usr_{i}")).email(format!("u{i}@example.com"));
-                        let cookie = provider.session_cookie(&auth, &user);
+                        let cookie = if mode == "stored" {
+                            provider.stored_session_cookie(&auth, &user).await?
+                        } else {
+                            provider.session_cookie(&auth, &user)
+                        };
                         let app_cookie: Vec<&str> = cookie
                             .split("; ")
                             .filter(|c| !c.split('=').next().unwrap_or("").contains("_id"))
@@ -63,8 +76,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     std::fs::write(&path, out)?;
                     println!("COOKIES_FILE {path}");
                 }
-                if mode == "session" || mode == "require" {
-                    let cookie = provider.session_cookie(&auth, &TestUser::new("usr_load"));
+                if mode == "session" || mode == "require" || mode == "stored" {
+                    let user = TestUser::new("usr_load");
+                    let cookie = if mode == "stored" {
+                        provider.stored_session_cookie(&auth, &user).await?
+                    } else {
+                        provider.session_cookie(&auth, &user)
+                    };
                     // Only what a browser sends on app paths: the session, not the ID token.
                     let app_cookie: Vec<&str> = cookie
                         .split("; ")

@@ -418,14 +418,40 @@ pub(crate) fn raw_json(value: &Value) -> Box<RawValue> {
         .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid JSON"))
 }
 
-/// A `Cookie` header value for a session with these tokens (for the testing helpers).
+/// A `Cookie` header value for a session with these tokens, saved in the layer's session
+/// store (for the testing helpers): the session's reference cookie.
 #[cfg(feature = "testing")]
-pub(crate) fn session_cookie_header(
+pub(crate) async fn stored_session_cookie_header(
     shared: &Shared,
     at: String,
     rt: Option<String>,
     id_token: &str,
-) -> String {
+) -> Result<String, crate::session_store::SessionStoreError> {
+    let mut data = testing_session(shared, at, rt, id_token);
+    data.idt = Some(id_token.to_owned());
+    let now = shared.clock.now();
+    let id = crate::session_store::SessionId::random();
+    stored::save(
+        shared,
+        &id,
+        &data,
+        crate::session_store::SessionMeta::new(now),
+        now,
+    )
+    .await?;
+    let mut set = Vec::new();
+    let _ = stored::write_ref(shared, None, &id, shared.settings.session_max_age, &mut set);
+    Ok(set
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .filter_map(|s| s.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; "))
+}
+
+/// A session with these tokens, as a login would make it (for the testing helpers).
+#[cfg(feature = "testing")]
+fn testing_session(shared: &Shared, at: String, rt: Option<String>, id_token: &str) -> SessionData {
     let id_claims: Map<String, Value> = jsonwebtoken::dangerous::insecure_decode(id_token)
         .map(|d| d.claims)
         .unwrap_or_default();
@@ -438,7 +464,7 @@ pub(crate) fn session_cookie_header(
     )
     .expect("valid JSON");
     let now = shared.clock.now();
-    let data = SessionData::from_tokens(
+    SessionData::from_tokens(
         Tokens {
             at,
             rt,
@@ -448,7 +474,18 @@ pub(crate) fn session_cookie_header(
         idc,
         SessionIds::at_login(&id_claims, now),
         now,
-    );
+    )
+}
+
+/// A `Cookie` header value for a session with these tokens (for the testing helpers).
+#[cfg(feature = "testing")]
+pub(crate) fn session_cookie_header(
+    shared: &Shared,
+    at: String,
+    rt: Option<String>,
+    id_token: &str,
+) -> String {
+    let data = testing_session(shared, at, rt, id_token);
     let codec = &shared.cookies;
     let mut set = Vec::new();
     let age = shared.settings.session_max_age;

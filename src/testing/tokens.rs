@@ -191,6 +191,23 @@ impl TestProvider {
     /// provider (built from [`layer_builder`](Self::layer_builder) or pointed at its issuer).
     #[must_use]
     pub fn session_cookie(&self, auth: &AuthLayer, user: &TestUser) -> String {
+        let (at, refresh, id) = self.session_tokens(auth, user);
+        crate::session::session_cookie_header(&auth.shared, at, Some(refresh), &id)
+    }
+
+    /// As [`session_cookie`](Self::session_cookie), for a layer with a session store: the
+    /// session is saved in the store and the header holds its reference cookie. An error when
+    /// the layer has no store or the store fails.
+    pub async fn stored_session_cookie(
+        &self,
+        auth: &AuthLayer,
+        user: &TestUser,
+    ) -> Result<String, crate::session_store::SessionStoreError> {
+        let (at, refresh, id) = self.session_tokens(auth, user);
+        crate::session::stored_session_cookie_header(&auth.shared, at, Some(refresh), &id).await
+    }
+
+    fn session_tokens(&self, auth: &AuthLayer, user: &TestUser) -> (String, String, String) {
         let client = auth.shared.settings.client_id.clone();
         let at = self.state.access_token(
             &client,
@@ -215,7 +232,7 @@ impl TestProvider {
                 authn,
             },
         );
-        crate::session::session_cookie_header(&auth.shared, at, Some(refresh), &id)
+        (at, refresh, id)
     }
 
     /// A `Cookie` header value holding a session made of exactly these tokens, sealed for
