@@ -94,10 +94,10 @@ pub(crate) struct Shared {
     pub(crate) remember_stored: bool,
     /// Refreshed stored sessions the store failed to save, by id: saved by the next request
     /// that finds the record still holding the refresh token they replaced (see
-    /// `session::stored::Unsaved`).
+    /// `session_store::Unsaved`).
     pub(crate) unsaved: quick_cache::sync::Cache<
         crate::session_store::SessionId,
-        std::sync::Arc<crate::session::stored::Unsaved>,
+        std::sync::Arc<crate::session_store::Unsaved>,
     >,
     /// Logout-token `jti`s seen, with when: replays are refused.
     pub(crate) seen_jti: quick_cache::sync::Cache<String, i64>,

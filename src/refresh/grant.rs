@@ -190,9 +190,12 @@ fn remember_unsaved(
 ) {
     shared.unsaved.insert(
         id.clone(),
-        Arc::new(crate::session::stored::Unsaved {
+        Arc::new(crate::session_store::Unsaved {
             replaced_rt: old.rt.clone(),
-            data: data.clone(),
+            session_json: match serde_json::to_string(data) {
+                Ok(json) => json,
+                Err(_) => return,
+            },
         }),
     );
 }

@@ -71,16 +71,6 @@ fn store_timeout(shared: &Shared) -> Duration {
     shared.settings.refresh_timeout.min(Duration::from_secs(5))
 }
 
-/// A refreshed stored session the store failed to save. The provider has rotated the refresh
-/// token the record still holds; without this, the next refresh (once the coordinator's grace
-/// window is over) would replay it and sign the user out.
-pub(crate) struct Unsaved {
-    /// The refresh token of the record this refresh replaces.
-    pub(crate) replaced_rt: Option<String>,
-    /// The refreshed session.
-    pub(crate) data: SessionData,
-}
-
 /// A record just loaded, brought up to date with this instance's unsaved refresh of it, if
 /// any: the refreshed session is used, and saved over the record (kept for a later request
 /// if the store fails again).
@@ -93,6 +83,10 @@ pub(crate) async fn with_unsaved(
     let Some(unsaved) = shared.unsaved.get(id) else {
         return (open, record);
     };
+    let Ok(refreshed) = serde_json::from_str::<SessionData>(&unsaved.session_json) else {
+        shared.unsaved.remove(id);
+        return (open, record);
+    };
     if open.data.rt != unsaved.replaced_rt {
         // Saved since (by another instance), or the session moved on.
         shared.unsaved.remove(id);
@@ -101,13 +95,13 @@ pub(crate) async fn with_unsaved(
     let now = shared.clock.now();
     let mut meta = record.meta.clone();
     meta.last_seen = now;
-    if let Ok(true) = replace(shared, id, &record, &unsaved.data, meta, now).await {
+    if let Ok(true) = replace(shared, id, &record, &refreshed, meta, now).await {
         shared.unsaved.remove(id);
         if let Ok(Some(fresh)) = load(shared, id).await {
             return fresh;
         }
     }
-    let data = unsaved.data.clone();
+    let data = refreshed;
     let open = OpenSession {
         revocation: RevocationKeys::new(&shared.meta.issuer, &data.ids),
         data,
@@ -169,13 +163,10 @@ pub(crate) async fn load(
 /// Index key of a user or provider session: qualified by the app (its session cookie's name:
 /// apps sharing a store list and end only their own sessions) and the issuer.
 fn index_key(shared: &Shared, value: &str) -> String {
-    index_key_of(&shared.cookies.session.name, &shared.meta.issuer, value)
+    crate::session_store::index_key(&shared.cookies.session.name, &shared.meta.issuer, value)
 }
 
-/// [`index_key`] from its parts (for the webhook route, which has no `Shared`).
-pub(crate) fn index_key_of(app: &str, issuer: &str, value: &str) -> String {
-    format!("{app}|{issuer}|{value}")
-}
+
 
 /// The index key of the provider session `sid`, as records are indexed.
 pub(crate) fn sid_key(shared: &Shared, sid: &str) -> String {

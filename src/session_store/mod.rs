@@ -139,6 +139,22 @@ pub struct SessionInfo {
     pub ip: Option<String>,
 }
 
+/// The index key of a user or provider session in a layer's records: qualified by the app (its
+/// session cookie's name: apps sharing a store list and end only their own sessions) and the
+/// issuer.
+pub(crate) fn index_key(app: &str, issuer: &str, value: &str) -> String {
+    format!("{app}|{issuer}|{value}")
+}
+
+/// A refreshed session the store failed to save, as an instance keeps it for the next request
+/// to save (see `session::stored::with_unsaved`).
+pub(crate) struct Unsaved {
+    /// The refresh token of the record this refresh replaces.
+    pub(crate) replaced_rt: Option<String>,
+    /// The refreshed session, as JSON.
+    pub(crate) session_json: String,
+}
+
 /// A store failure (for stores that talk to a server).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("session store: {0}")]

@@ -261,7 +261,7 @@ async fn end_session(
     }
     if let Some(store) = cx.store {
         // The revocation ends them on every instance; deleting makes the end final.
-        let index = crate::session::stored::index_key_of(cx.app, cx.issuer, sid);
+        let index = crate::session_store::index_key(cx.app, cx.issuer, sid);
         match tokio::time::timeout(
             std::time::Duration::from_secs(10),
             store.delete_by_sid(&index),
