@@ -167,7 +167,69 @@ pub struct SessionStoreError(pub String);
 /// deleted record never comes back. A store may drop records to bound its memory (a user is
 /// signed out), but never returns a record it was told to delete.
 ///
-/// Writing a store is implementing six methods; see [`MemorySessionStore`] for one.
+/// Writing a store is implementing six methods (the others have defaults); a store shared by
+/// several instances should also implement [`replace`](Self::replace) in one step,
+/// [`list_by_sid`](Self::list_by_sid), [`revocation_store`](Self::revocation_store) and
+/// [`available`](Self::available). A store that counts what it is asked, around another:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use futures_util::future::BoxFuture;
+/// use tower_oidc_auth::session_store::{
+///     MemorySessionStore, SessionId, SessionMeta, SessionRecord, SessionStore, SessionStoreError,
+/// };
+///
+/// struct Counted {
+///     inner: MemorySessionStore,
+///     loads: AtomicU64,
+/// }
+///
+/// type Answer<T> = BoxFuture<'static, Result<T, SessionStoreError>>;
+///
+/// impl SessionStore for Counted {
+///     fn load(&self, id: &SessionId) -> Answer<Option<SessionRecord>> {
+///         self.loads.fetch_add(1, Ordering::Relaxed);
+///         self.inner.load(id)
+///     }
+///     fn save(&self, id: &SessionId, record: SessionRecord, ttl: Duration) -> Answer<()> {
+///         self.inner.save(id, record, ttl)
+///     }
+///     fn replace(
+///         self: Arc<Self>,
+///         id: SessionId,
+///         current: SessionRecord,
+///         record: SessionRecord,
+///         ttl: Duration,
+///     ) -> Answer<bool> {
+///         // The inner store's compare-and-set, in one step.
+///         Arc::new(self.inner.clone()).replace(id, current, record, ttl)
+///     }
+///     fn delete(&self, id: &SessionId) -> Answer<bool> {
+///         self.inner.delete(id)
+///     }
+///     fn delete_by_sid(&self, sid: &str) -> Answer<usize> {
+///         self.inner.delete_by_sid(sid)
+///     }
+///     fn delete_by_sub(&self, sub: &str) -> Answer<usize> {
+///         self.inner.delete_by_sub(sub)
+///     }
+///     fn list_by_sub(&self, sub: &str) -> Answer<Vec<(SessionId, SessionMeta)>> {
+///         self.inner.list_by_sub(sub)
+///     }
+///     fn list_by_sid(&self, sid: &str) -> Answer<Vec<(SessionId, SessionMeta)>> {
+///         self.inner.list_by_sid(sid)
+///     }
+///     fn revocation_store(&self) -> Option<Arc<dyn tower_oidc_auth::RevocationStore>> {
+///         self.inner.revocation_store()
+///     }
+/// }
+///
+/// let store = Counted { inner: MemorySessionStore::new(), loads: AtomicU64::new(0) };
+/// let builder = tower_oidc_auth::AuthLayer::builder().session_store(store);
+/// # let _ = builder;
+/// ```
 pub trait SessionStore: Send + Sync + 'static {
     /// The record of `id`, if it exists and has not expired.
     fn load(
