@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub(crate) origin: String,
     /// The app's approval of pass-through authorization parameters.
     pub(crate) approve_param: Option<ApproveParam>,
+    /// How the app reads a client's IP address for "your sessions" (`None`: not recorded).
+    pub(crate) client_ip: Option<ClientIp>,
     /// The ID-token claims the session keeps (besides `sub`, `iss`, `sid`).
     pub(crate) session_claims: Vec<String>,
     /// The app's login, refresh and logout hooks.
@@ -117,6 +119,18 @@ pub(crate) struct Shared {
 /// A configured duration in whole seconds, saturating instead of wrapping.
 pub(crate) fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The app's reading of a client's IP address from a sign-in request, for "your sessions".
+#[derive(Clone)]
+pub(crate) struct ClientIp(pub(crate) Arc<ClientIpFn>);
+
+type ClientIpFn = dyn Fn(&http::request::Parts) -> Option<std::net::IpAddr> + Send + Sync;
+
+impl fmt::Debug for ClientIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientIp(..)")
+    }
 }
 
 /// The app's approval of a pass-through authorization parameter: `(name, value) -> allowed`.

@@ -95,6 +95,7 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             bearer: true,
             origin: "https://app.example".into(),
             approve_param: None,
+            client_ip: None,
             hooks: crate::hooks::Hooks::default(),
             session_claims: crate::config::DEFAULT_SESSION_CLAIMS
                 .iter()

@@ -120,6 +120,28 @@ impl AuthLayerBuilder {
         self
     }
 
+    /// Records the client's IP address with each stored session, for "your sessions"
+    /// ([`SessionInfo::ip`](crate::session_store::SessionInfo::ip)); off by default. `read`
+    /// takes it from the sign-in request: the connection's address
+    /// (`axum::extract::ConnectInfo`), or behind a proxy you trust, the header it sets.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use axum::extract::ConnectInfo;
+    ///
+    /// let builder = tower_oidc_auth::AuthLayer::builder().session_client_ip(|parts| {
+    ///     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    /// });
+    /// # let _ = builder;
+    /// ```
+    pub fn session_client_ip(
+        mut self,
+        read: impl Fn(&http::request::Parts) -> Option<std::net::IpAddr> + Send + Sync + 'static,
+    ) -> Self {
+        self.client_ip = Some(crate::state::ClientIp(Arc::new(read)));
+        self
+    }
+
     /// The least time a revocation is remembered (default 30 days).
     ///
     /// A revocation is remembered until every session it ends has reached its absolute

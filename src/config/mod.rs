@@ -125,6 +125,7 @@ pub struct AuthLayerBuilder {
     pub(crate) bearer: bool,
     pub(crate) access_token_typ: Option<String>,
     pub(crate) approve_param: Option<ApproveParam>,
+    pub(crate) client_ip: Option<crate::state::ClientIp>,
     pub(crate) clock: SharedClock,
     pub(crate) session_claims: Vec<String>,
     pub(crate) responses: Option<Arc<dyn crate::responses::Responses>>,
@@ -201,6 +202,7 @@ impl AuthLayerBuilder {
             bearer: true,
             access_token_typ: None,
             approve_param: None,
+            client_ip: None,
             clock: Arc::new(SystemClock),
             session_claims: DEFAULT_SESSION_CLAIMS
                 .iter()

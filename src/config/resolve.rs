@@ -312,6 +312,7 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
         refresh_timeout: cfg.refresh_timeout,
         origin: origin.clone(),
         approve_param: cfg.approve_param.clone(),
+        client_ip: cfg.client_ip.clone(),
         session_claims: cfg.session_claims.clone(),
         hooks: cfg.hooks.clone(),
     };

@@ -492,6 +492,11 @@ async fn stored_sign_in(
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(stored::USER_AGENT_MAX).collect());
+    meta.ip = settings
+        .client_ip
+        .as_ref()
+        .and_then(|read| (read.0)(parts))
+        .map(|ip| ip.to_string());
     session.idt = Some(id_token);
     if let Err(error) = stored::save(shared, &id, &session, meta, now).await {
         tracing::error!(%error, "session store unavailable at sign-in; not signed in");

@@ -166,8 +166,6 @@ fn index_key(shared: &Shared, value: &str) -> String {
     crate::session_store::index_key(&shared.cookies.session.name, &shared.meta.issuer, value)
 }
 
-
-
 /// The index key of the provider session `sid`, as records are indexed.
 pub(crate) fn sid_key(shared: &Shared, sid: &str) -> String {
     index_key(shared, sid)

@@ -580,3 +580,48 @@ async fn the_sessions_api_needs_a_store() {
     let resp = send(&app, &mut jar, get_json("/sessions")).await;
     assert_eq!(body_string(resp).await, "true");
 }
+
+/// With `session_client_ip`, the IP the app reads from the sign-in request is listed with the
+/// session; without it, none is recorded.
+#[tokio::test]
+async fn the_client_ip_is_recorded_only_when_the_app_opts_in() {
+    for opted_in in [true, false] {
+        let (s, _probe) = store_setup_with(|b| {
+            if opted_in {
+                b.session_client_ip(|parts| {
+                    parts.headers.get("x-test-ip")?.to_str().ok()?.parse().ok()
+                })
+            } else {
+                b
+            }
+        })
+        .await;
+        let mut jar = Jar::default();
+        let resp = send(&s.app, &mut jar, get_html("/auth/login")).await;
+        let callback = authorize(&location(&resp)).await;
+        let req = Request::get(&callback)
+            .header(header::ACCEPT, "text/html")
+            .header("x-test-ip", "203.0.113.7")
+            .body(Body::empty())
+            .unwrap();
+        send(&s.app, &mut jar, req).await;
+        let auth = s.auth.clone();
+        let list = axum::Router::new()
+            .route(
+                "/sessions",
+                axum::routing::get(move |c: tower_oidc_auth::Claims| {
+                    let auth = auth.clone();
+                    async move { axum::Json(auth.sessions_of(&c).await.unwrap()) }
+                }),
+            )
+            .layer(s.auth.clone());
+        let resp = send(&list, &mut jar, get_json("/sessions")).await;
+        let listed: serde_json::Value = serde_json::from_str(&body_string(resp).await).unwrap();
+        let ip = &listed[0]["ip"];
+        if opted_in {
+            assert_eq!(ip, "203.0.113.7");
+        } else {
+            assert!(ip.is_null(), "{listed}");
+        }
+    }
+}
