@@ -1,0 +1,740 @@
+//! Second round of attacks on the store mode (issue 18), after the first round's fixes. Each
+//! test asserts the secure (or correct) behaviour: a failing test is a defect. Helpers (`Rig`,
+//! `World`) copied from `attack_store.rs`.
+#![allow(dead_code, unused_imports)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::future::BoxFuture;
+use http::{header, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+use tower_oidc_auth::hooks::{LoginDecision, RefreshContext};
+use tower_oidc_auth::session_store::{
+    MemorySessionStore, SessionId, SessionMeta, SessionRecord, SessionStore, SessionStoreError,
+};
+use tower_oidc_auth::testing::{Failure, TestProvider, TestUser};
+use tower_oidc_auth::{
+    AccessToken, AuthLayer, AuthLayerBuilder, Claims, Clock, ManualClock, MemoryRevocationStore,
+};
+
+use crate::helpers::*;
+
+// ---- A store the tests can break -------------------------------------------------------------
+
+/// Holds the next `save` (once armed) until released: for races between a save and a delete
+/// or another save.
+#[derive(Default)]
+struct Gate {
+    armed: AtomicBool,
+    entered: Notify,
+    release: Notify,
+}
+
+/// A memory store that can be down (every call fails, `available()` false), fail its saves
+/// only, fail quietly (every call fails, `available()` still true), hang (no call answers,
+/// `available()` true), or hold one save at a gate.
+#[derive(Clone)]
+struct Rig {
+    inner: MemorySessionStore,
+    down: Arc<AtomicBool>,
+    fail_saves: Arc<AtomicBool>,
+    fail_quietly: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+}
+
+impl Rig {
+    fn new(clock: &ManualClock) -> Self {
+        Self {
+            inner: MemorySessionStore::with_clock(Arc::new(clock.clone())),
+            down: Arc::default(),
+            fail_saves: Arc::default(),
+            fail_quietly: Arc::default(),
+            hang: Arc::default(),
+            gate: Arc::default(),
+        }
+    }
+
+    fn broken<T: Send + 'static>(
+        &self,
+    ) -> Option<BoxFuture<'static, Result<T, SessionStoreError>>> {
+        if self.hang.load(Ordering::SeqCst) {
+            return Some(Box::pin(futures_util::future::pending()));
+        }
+        if self.down.load(Ordering::SeqCst) || self.fail_quietly.load(Ordering::SeqCst) {
+            return Some(Box::pin(async { Err(SessionStoreError("down".into())) }));
+        }
+        None
+    }
+}
+
+impl SessionStore for Rig {
+    fn load(
+        &self,
+        id: &SessionId,
+    ) -> BoxFuture<'static, Result<Option<SessionRecord>, SessionStoreError>> {
+        self.broken().unwrap_or_else(|| self.inner.load(id))
+    }
+    fn save(
+        &self,
+        id: &SessionId,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), SessionStoreError>> {
+        if let Some(f) = self.broken() {
+            return f;
+        }
+        if self.fail_saves.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(SessionStoreError("save failed".into())) });
+        }
+        if self.gate.armed.swap(false, Ordering::SeqCst) {
+            let gate = self.gate.clone();
+            let inner = self.inner.clone();
+            let id = id.clone();
+            return Box::pin(async move {
+                gate.entered.notify_one();
+                gate.release.notified().await;
+                inner.save(&id, record, ttl).await
+            });
+        }
+        self.inner.save(id, record, ttl)
+    }
+    /// Like the provided stores, a compare-and-set in one step (the inner store's), held at the
+    /// gate like a save.
+    fn replace(
+        self: Arc<Self>,
+        id: SessionId,
+        current: SessionRecord,
+        record: SessionRecord,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
+        if let Some(f) = self.broken() {
+            return f;
+        }
+        if self.fail_saves.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(SessionStoreError("save failed".into())) });
+        }
+        let inner = Arc::new(self.inner.clone());
+        if self.gate.armed.swap(false, Ordering::SeqCst) {
+            let gate = self.gate.clone();
+            return Box::pin(async move {
+                gate.entered.notify_one();
+                gate.release.notified().await;
+                inner.replace(id, current, record, ttl).await
+            });
+        }
+        inner.replace(id, current, record, ttl)
+    }
+    fn list_by_sid(
+        &self,
+        sid: &str,
+    ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
+        self.broken().unwrap_or_else(|| self.inner.list_by_sid(sid))
+    }
+    fn delete(&self, id: &SessionId) -> BoxFuture<'static, Result<bool, SessionStoreError>> {
+        self.broken().unwrap_or_else(|| self.inner.delete(id))
+    }
+    fn delete_by_sid(&self, sid: &str) -> BoxFuture<'static, Result<usize, SessionStoreError>> {
+        self.broken()
+            .unwrap_or_else(|| self.inner.delete_by_sid(sid))
+    }
+    fn delete_by_sub(&self, sub: &str) -> BoxFuture<'static, Result<usize, SessionStoreError>> {
+        self.broken()
+            .unwrap_or_else(|| self.inner.delete_by_sub(sub))
+    }
+    fn list_by_sub(
+        &self,
+        sub: &str,
+    ) -> BoxFuture<'static, Result<Vec<(SessionId, SessionMeta)>, SessionStoreError>> {
+        self.broken().unwrap_or_else(|| self.inner.list_by_sub(sub))
+    }
+    fn available(&self) -> bool {
+        !self.down.load(Ordering::SeqCst)
+    }
+}
+
+// ---- Instances ----------------------------------------------------------------------------------
+
+/// One provider, one clock, one store and one revocation store, shared by every instance.
+struct World {
+    provider: TestProvider,
+    clock: ManualClock,
+    store: Rig,
+    revocations: MemoryRevocationStore,
+    /// App A's session cookie name (the default client's).
+    app_a: String,
+}
+
+async fn world() -> World {
+    world_with(|p| p).await
+}
+
+async fn world_with(
+    tweak: impl FnOnce(
+        tower_oidc_auth::testing::TestProviderBuilder,
+    ) -> tower_oidc_auth::testing::TestProviderBuilder,
+) -> World {
+    let clock = ManualClock::starting_now();
+    let provider = tweak(TestProvider::builder().user(user()).clock(clock.clone()))
+        .start()
+        .await;
+    let mut w = World {
+        store: Rig::new(&clock),
+        revocations: MemoryRevocationStore::new().clock(clock.clone()),
+        provider,
+        clock,
+        app_a: String::new(),
+    };
+    let probe = w.builder().build().await.expect("build");
+    w.app_a = probe.session_cookie_name().to_owned();
+    w
+}
+
+impl World {
+    /// A layer builder whose cookie key is the same for every instance, on the shared store
+    /// (no revocation store: each instance has its own, the builder's default).
+    fn builder(&self) -> AuthLayerBuilder {
+        AuthLayerBuilder::new()
+            .provider(tower_oidc_auth::Provider::scalekit(self.provider.issuer()))
+            .client_id(self.provider.client_id())
+            .client_secret(self.provider.client_secret())
+            .redirect_url(REDIRECT)
+            .cookie_key(tower_oidc_auth::testing::cookie_key(18))
+            .clock(self.clock.clone())
+            .session_store(self.store.clone())
+    }
+
+    /// An instance sharing the store and the revocation store.
+    async fn instance(&self) -> (AuthLayer, Router) {
+        self.instance_with(|b| b).await
+    }
+
+    async fn instance_with(
+        &self,
+        tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerBuilder,
+    ) -> (AuthLayer, Router) {
+        let auth = tweak(self.builder().revocation_store(self.revocations.clone()))
+            .build()
+            .await
+            .expect("build");
+        let router = api(&auth);
+        (auth, router)
+    }
+
+    /// An instance sharing only the session store (its revocation store is its own).
+    async fn instance_sharing_only_the_store(&self) -> (AuthLayer, Router) {
+        let auth = self.builder().build().await.expect("build");
+        let router = api(&auth);
+        (auth, router)
+    }
+
+    /// The store's index key of `sub` in app A (index keys are qualified by the app's session
+    /// cookie name, then the issuer).
+    fn sub_index(&self, sub: &str) -> String {
+        self.sub_index_in(&self.app_a, sub)
+    }
+
+    fn sub_index_in(&self, app: &str, sub: &str) -> String {
+        format!("{app}|{}|{sub}", self.provider.issuer())
+    }
+
+    /// Records of the user `usr_42` in the store.
+    async fn records(&self) -> usize {
+        self.ids("usr_42").await.len()
+    }
+
+    async fn ids(&self, sub: &str) -> Vec<SessionId> {
+        self.store
+            .inner
+            .list_by_sub(&self.sub_index(sub))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+}
+
+/// The helpers' app plus an `AccessToken` route and the "your sessions" API.
+fn api(auth: &AuthLayer) -> Router {
+    let list = auth.clone();
+    let one = auth.clone();
+    let others = auth.clone();
+    Router::new()
+        .route("/me", get(|c: Claims| async move { Json(c) }))
+        .route(
+            "/token",
+            get(|t: AccessToken| async move { t.as_str().to_owned() }),
+        )
+        .route(
+            "/sessions",
+            get(move |c: Claims| {
+                let auth = list.clone();
+                async move {
+                    match auth.sessions_of(&c).await {
+                        Ok(v) => Json(v).into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/end/{handle}",
+            post(
+                move |c: Claims, axum::extract::Path(h): axum::extract::Path<String>| {
+                    let auth = one.clone();
+                    async move {
+                        match auth.end_session(&c, &h).await {
+                            Ok(b) => b.to_string().into_response(),
+                            Err(e) => {
+                                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                            }
+                        }
+                    }
+                },
+            ),
+        )
+        .route(
+            "/end-others",
+            post(move |c: Claims| {
+                let auth = others.clone();
+                async move {
+                    match auth.end_other_sessions(&c).await {
+                        Ok(n) => n.to_string().into_response(),
+                        Err(e) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route_layer(auth.require())
+        .route(
+            "/jti",
+            get(|c: Option<Claims>| async move {
+                c.and_then(|c| c.get::<String>("jti")).unwrap_or_default()
+            }),
+        )
+        .route("/", get(|| async { "public" }))
+        .layer(auth.clone())
+}
+
+/// Signs in through the whole flow at `app`; the callback's response.
+async fn sign_in(app: &Router, jar: &mut Jar) -> Response<Body> {
+    let resp = send(app, jar, get_html("/auth/login")).await;
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let callback = authorize(&location(&resp)).await;
+    send(app, jar, get_html(&callback)).await
+}
+
+/// Signs in at `app` and returns the session cookie header.
+async fn signed_in_at(app: &Router) -> String {
+    let mut jar = Jar::default();
+    let resp = sign_in(app, &mut jar).await;
+    assert_eq!(resp.status(), StatusCode::FOUND, "sign-in");
+    let cookie = jar.header_for("/me");
+    assert!(!cookie.is_empty());
+    cookie
+}
+
+fn with_cookie_header(mut req: Request<Body>, cookie: &str) -> Request<Body> {
+    req.headers_mut()
+        .insert(header::COOKIE, cookie.parse().unwrap());
+    req
+}
+
+fn post_with(uri: &str, cookie: &str) -> Request<Body> {
+    Request::post(uri)
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// `GET uri` with the cookie: status and body.
+async fn get_body(app: &Router, uri: &str, cookie: &str) -> (StatusCode, String) {
+    let resp = call(app, uri, cookie).await;
+    (resp.status(), body_string(resp).await)
+}
+
+fn clears_session<B>(resp: &Response<B>) -> bool {
+    set_cookies(resp).clears_session()
+}
+
+fn logout_token(w: &World, sid: &str, jti: &str) -> String {
+    let now = w.clock.now();
+    w.provider.sign_with_header(
+        &json!({"alg": "RS256", "typ": "logout+jwt", "kid": w.provider.current_kid()}),
+        &json!({
+            "iss": w.provider.issuer(), "aud": w.provider.client_id(), "iat": now, "jti": jti,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}, "sid": sid,
+        }),
+    )
+}
+
+async fn sid_of(app: &Router, cookie: &str) -> String {
+    let (status, body) = get_body(app, "/me", cookie).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let claims: Value = serde_json::from_str(&body).unwrap();
+    claims["sid"].as_str().expect("sid").to_owned()
+}
+
+fn sub_of_jwt(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    v["sub"].as_str().unwrap().to_owned()
+}
+
+// ================================================================================================
+// Sessions that outlive their end
+// ================================================================================================
+
+/// Threat: the builder documents that in store mode "logout and back-channel logout delete the
+/// record, so a session ends on every instance sharing the store". An instance that has seen
+/// the session keeps it in its verified-session cache and serves it from there, without asking
+/// the store, as long as the revocation store is not shared too. A cookie copied before the
+// ---- A revocation store that can fail its writes ------------------------------------------
+
+#[derive(Clone)]
+struct FlakyRevocations {
+    inner: MemoryRevocationStore,
+    fail: Arc<AtomicBool>,
+}
+
+impl tower_oidc_auth::revocation::RevocationStore for FlakyRevocations {
+    fn revoke(
+        &self,
+        key: tower_oidc_auth::revocation::RevocationKey,
+        at: i64,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), tower_oidc_auth::revocation::RevocationError>> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(tower_oidc_auth::revocation::RevocationError("down".into()))
+            });
+        }
+        self.inner.revoke(key, at, ttl)
+    }
+    fn revoked_at(&self, key: &tower_oidc_auth::revocation::RevocationKey) -> Option<i64> {
+        self.inner.revoked_at(key)
+    }
+    fn revoked_before(&self) -> Option<i64> {
+        self.inner.revoked_before()
+    }
+    fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+impl World {
+    /// An instance on the shared store whose revocation store is `revocations`.
+    async fn instance_revoking_in(&self, revocations: FlakyRevocations) -> (AuthLayer, Router) {
+        let auth = self
+            .builder()
+            .revocation_store(revocations)
+            .build()
+            .await
+            .expect("build");
+        let router = api(&auth);
+        (auth, router)
+    }
+}
+
+// ================================================================================================
+// Attacks
+// ================================================================================================
+
+/// Threat: a logout whose revocation write fails (the revocation store hiccups) is answered as
+/// a successful sign-out and deletes the record, but the only thing that reaches the other
+/// instances' verified-session caches is the revocation. An instance that had the session
+/// cached keeps serving a copy of the cookie (until the next refresh), although the user was
+/// told they are signed out and the store no longer has the session.
+#[tokio::test]
+async fn a_logout_whose_revocation_failed_does_not_leave_the_session_cached_elsewhere() {
+    let w = world().await;
+    let revocations = FlakyRevocations {
+        inner: w.revocations.clone(),
+        fail: Arc::default(),
+    };
+    let (_a, a) = w.instance_revoking_in(revocations.clone()).await;
+    let (_b, b) = w.instance_revoking_in(revocations.clone()).await;
+    let cookie = signed_in_at(&a).await;
+    assert_eq!(status(&b, &cookie).await, StatusCode::OK, "B has it cached");
+    assert_eq!(status(&b, &cookie).await, StatusCode::OK);
+    revocations.fail.store(true, Ordering::SeqCst);
+    let resp = serve(&a, with_cookie_header(logout_post(), &cookie)).await;
+    let logout_status = resp.status();
+    revocations.fail.store(false, Ordering::SeqCst);
+    let records = w.records().await;
+    w.clock.advance(Duration::from_secs(5));
+    let on_b = status(&b, &cookie).await;
+    assert!(
+        logout_status == StatusCode::SERVICE_UNAVAILABLE || on_b == StatusCode::UNAUTHORIZED,
+        "the logout answered {logout_status} (done; records left: {records}), yet the \
+         logged-out cookie is still served by the instance that cached it: {on_b}"
+    );
+}
+
+/// Threat (availability): a refresh whose save failed is kept in the refreshing instance's
+/// memory only (`Shared.unsaved`). The store is fine again, and the user's next request lands
+/// on another instance: it finds the old refresh token in the record, which the provider has
+/// rotated already; the replay is refused (and the provider revokes the whole grant family):
+/// a store hiccup on one instance signs the user out on the next.
+#[tokio::test]
+async fn a_refresh_one_instance_could_not_save_does_not_sign_the_user_out_on_another() {
+    let w = world().await;
+    let (_a, a) = w.instance().await;
+    let (_b, b) = w.instance().await;
+    let cookie = signed_in_at(&a).await;
+    w.clock.advance(Duration::from_secs(280));
+    w.store.fail_saves.store(true, Ordering::SeqCst);
+    let first = call(&a, "/me", &cookie).await.status();
+    w.store.fail_saves.store(false, Ordering::SeqCst);
+    assert!(
+        first == StatusCode::OK || first == StatusCode::SERVICE_UNAVAILABLE,
+        "{first}"
+    );
+    w.clock.advance(Duration::from_secs(1));
+    let resp = call(&b, "/me", &cookie).await;
+    let on_b = (resp.status(), clears_session(&resp));
+    let on_a = call(&a, "/me", &cookie).await.status();
+    assert_eq!(
+        on_b,
+        (StatusCode::OK, false),
+        "signed out on B after A's save failed once (A first answered {first}, A now {on_a}; \
+         refresh grants {}, refused {}, records {})",
+        w.provider.counts().refresh_grants,
+        w.provider.counts().refresh_failures,
+        w.records().await
+    );
+}
+
+/// Threat: each instance configured with a revocation store of its own (the builder's
+/// `revocation_store`, not shared). The layer then remembers stored sessions in its cache as
+/// if logouts reached it; the builder documents that "logout deletes the record, so a session
+/// ends on every instance sharing the store", but a cached instance keeps serving it.
+#[tokio::test]
+async fn a_logout_ends_the_session_on_instances_with_revocation_stores_of_their_own() {
+    let w = world().await;
+    let own = |w: &World| {
+        w.builder()
+            .revocation_store(MemoryRevocationStore::new().clock(w.clock.clone()))
+    };
+    let auth_a = own(&w).build().await.unwrap();
+    let auth_b = own(&w).build().await.unwrap();
+    let (a, b) = (api(&auth_a), api(&auth_b));
+    let mut jar = Jar::default();
+    assert_eq!(sign_in(&a, &mut jar).await.status(), StatusCode::FOUND);
+    let stolen = jar.header_for("/me");
+    assert_eq!(status(&b, &stolen).await, StatusCode::OK, "B has seen it");
+    let resp = send(&a, &mut jar, logout_post()).await;
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    assert_eq!(w.records().await, 0, "the record is deleted");
+    w.clock.advance(Duration::from_secs(5));
+    assert_eq!(
+        status(&b, &stolen).await,
+        StatusCode::UNAUTHORIZED,
+        "the logged-out session is still served from B's cache"
+    );
+}
+
+// ================================================================================================
+// Guards
+// ================================================================================================
+
+/// Guard: an instance that has a stored session cached serves nothing from the cache once the
+/// store says it is unavailable (503, no sign-out), and serves it again when it is back.
+#[tokio::test]
+async fn guard_no_cached_stored_session_while_the_store_is_unavailable() {
+    let w = world().await;
+    let (_a, a) = w.instance().await;
+    let cookie = signed_in_at(&a).await;
+    assert_eq!(status(&a, &cookie).await, StatusCode::OK);
+    assert_eq!(status(&a, &cookie).await, StatusCode::OK);
+    w.store.down.store(true, Ordering::SeqCst);
+    let resp = call(&a, "/me", &cookie).await;
+    assert_eq!(
+        (resp.status(), clears_session(&resp)),
+        (StatusCode::SERVICE_UNAVAILABLE, false)
+    );
+    let resp = call(&a, "/jti", &cookie).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    w.store.down.store(false, Ordering::SeqCst);
+    assert_eq!(status(&a, &cookie).await, StatusCode::OK);
+}
+
+/// Guard: an unsaved refresh kept by A does not bring back a session another device ended
+/// (`end_other_sessions` on B), nor is it served.
+#[tokio::test]
+async fn guard_an_unsaved_refresh_does_not_resurrect_a_session_ended_elsewhere() {
+    let w = world().await;
+    let (_a, a) = w.instance().await;
+    let (_b, b) = w.instance().await;
+    let victim = signed_in_at(&a).await;
+    let keeper = signed_in_at(&b).await;
+    w.clock.advance(Duration::from_secs(280));
+    w.store.fail_saves.store(true, Ordering::SeqCst);
+    let first = call(&a, "/me", &victim).await.status();
+    w.store.fail_saves.store(false, Ordering::SeqCst);
+    assert_eq!(first, StatusCode::OK);
+    let resp = serve(&b, post_with("/end-others", &keeper)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body_string(resp).await, "1");
+    let resp = call(&a, "/me", &victim).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(w.records().await, 1, "only the keeper's");
+    let (_c, c) = w.instance().await;
+    assert_eq!(status(&c, &victim).await, StatusCode::UNAUTHORIZED);
+}
+
+/// Guard: a refresh racing a logout, whose save meets the record gone and then a store that
+/// fails, leaves nothing behind: the next request is signed out and the record stays deleted.
+#[tokio::test]
+async fn guard_a_refresh_racing_a_logout_then_a_store_failure_leaves_nothing_behind() {
+    let w = world().await;
+    let (_a, a) = w.instance().await;
+    let (_b, b) = w.instance().await;
+    let cookie = signed_in_at(&a).await;
+    w.clock.advance(Duration::from_secs(280));
+    w.store.gate.armed.store(true, Ordering::SeqCst);
+    let racing = {
+        let (a, cookie) = (a.clone(), cookie.clone());
+        tokio::spawn(async move { status(&a, &cookie).await })
+    };
+    w.store.gate.entered.notified().await;
+    let resp = serve(&b, with_cookie_header(logout_post(), &cookie)).await;
+    assert!(resp.status().is_redirection());
+    assert_eq!(w.records().await, 0);
+    w.store.fail_quietly.store(true, Ordering::SeqCst);
+    w.store.gate.release.notify_one();
+    let raced = racing.await.unwrap();
+    w.store.fail_quietly.store(false, Ordering::SeqCst);
+    let after = call(&a, "/me", &cookie).await;
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED, "raced: {raced}");
+    assert_eq!(w.records().await, 0, "the unsaved refresh was written back");
+    let (_c, c) = w.instance().await;
+    assert_eq!(status(&c, &cookie).await, StatusCode::UNAUTHORIZED);
+}
+
+/// Guard: "your sessions" handles are opaque (no session id, no cookie value in them) and the
+/// listing never shows another user's sessions.
+#[tokio::test]
+async fn guard_session_handles_leak_no_id_and_no_other_user() {
+    let w = world().await;
+    let (_a, a) = w.instance().await;
+    let mine = signed_in_at(&a).await;
+    let _mine2 = signed_in_at(&a).await;
+    w.provider.set_user(Some(TestUser::new("usr_other")));
+    let _theirs = signed_in_at(&a).await;
+    let (st, listed) = get_body(&a, "/sessions", &mine).await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(v.len(), 2, "{listed}");
+    for id in w.ids("usr_42").await.iter().chain(w.ids("usr_other").await.iter()) {
+        assert!(!listed.contains(id.as_str()), "a session id in the listing");
+    }
+    assert_eq!(v.iter().filter(|i| i["current"] == true).count(), 1);
+}
+
+/// Threat (integrity of "your sessions"): a back-channel logout that arrives while the store
+/// is down is acknowledged (200: the revocation is recorded) and its records are left in the
+/// store. When the store is back, "your sessions" lists the session the provider ended as a
+/// live one, with nothing to say it is over (a user checking for a stolen session is misled).
+#[tokio::test]
+async fn a_session_ended_by_a_back_channel_logout_is_not_listed_as_live() {
+    let w = world().await;
+    let (_a, a) = w.instance().await;
+    let ended = signed_in_at(&a).await;
+    let sid = sid_of(&a, &ended).await;
+    let keeper = signed_in_at(&a).await;
+    assert_ne!(sid_of(&a, &keeper).await, sid, "two provider sessions");
+    w.store.down.store(true, Ordering::SeqCst);
+    let resp = post_logout_token(&a, &logout_token(&w, &sid, "jti-attack2-bc-down")).await;
+    let bc = resp.status();
+    w.store.down.store(false, Ordering::SeqCst);
+    w.clock.advance(Duration::from_secs(1));
+    let (st, listed) = get_body(&a, "/sessions", &keeper).await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert!(
+        bc != StatusCode::OK || v.len() == 1,
+        "the back-channel logout answered {bc}, yet the ended session is listed as live: \
+         {listed}"
+    );
+}
+
+/// Threat (integrity of "your sessions"): with an idle timeout, a session idle for longer than
+/// the timeout is over (its cookie is refused), yet "your sessions" keeps listing it as a live
+/// session until its absolute lifetime ends.
+#[tokio::test]
+async fn a_session_over_by_idle_timeout_is_not_listed_as_live() {
+    let w = world().await;
+    let idle = |b: AuthLayerBuilder| b.session_idle_timeout(Duration::from_secs(600));
+    let (_a, a) = w.instance_with(idle).await;
+    let idle_one = signed_in_at(&a).await;
+    let keeper = signed_in_at(&a).await;
+    for _ in 0..7 {
+        w.clock.advance(Duration::from_secs(100));
+        assert_eq!(status(&a, &keeper).await, StatusCode::OK);
+    }
+    let (st, listed) = get_body(&a, "/sessions", &keeper).await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    // What its cookie gets (this also deletes it; the listing above was taken before).
+    let (_c, c) = w.instance_with(idle).await;
+    let idle_status = status(&c, &idle_one).await;
+    assert!(
+        idle_status == StatusCode::OK || v.len() == 1,
+        "the idle session is over ({idle_status}) but was listed as live: {listed}"
+    );
+}
+
+/// Threat: with a provider that does not rotate refresh tokens, an unsaved refresh memo on A
+/// ("the record still holds the refresh token this refresh replaced") matches a record that
+/// another instance has refreshed since, with the same refresh token. A's next request writes
+/// its older refresh over the newer one: a role the provider removed in between comes back,
+/// for every instance, until the next refresh.
+#[tokio::test]
+async fn an_unsaved_refresh_does_not_overwrite_a_newer_refresh_with_stale_claims() {
+    let w = world_with(|p| p.refresh_rotation(false)).await;
+    let (_a, a) = w.instance().await;
+    let cookie = signed_in_at(&a).await;
+    w.clock.advance(Duration::from_secs(280));
+    w.store.fail_saves.store(true, Ordering::SeqCst);
+    let (st, before) = get_body(&a, "/me", &cookie).await;
+    w.store.fail_saves.store(false, Ordering::SeqCst);
+    assert_eq!(st, StatusCode::OK);
+    assert!(before.contains("admin"), "{before}");
+    // The provider removes the role; another instance refreshes and saves.
+    w.provider
+        .set_refresh_user(Some(TestUser::new("usr_42").role("viewer")));
+    w.clock.advance(Duration::from_secs(1));
+    let (_c, c) = w.instance().await;
+    let (st, on_c) = get_body(&c, "/me", &cookie).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(!on_c.contains("admin"), "C refreshed: {on_c}");
+    // A's next request, then a fresh instance reads the record.
+    let _ = get_body(&a, "/me", &cookie).await;
+    let (_d, d) = w.instance().await;
+    let (st, on_d) = get_body(&d, "/me", &cookie).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        !on_d.contains("admin"),
+        "the removed role is back in the store after A wrote its unsaved refresh over C's \
+         (refresh grants {}): {on_d}",
+        w.provider.counts().refresh_grants
+    );
+}
