@@ -192,6 +192,7 @@ fn remember_unsaved(
         id.clone(),
         Arc::new(crate::session_store::Unsaved {
             replaced_rt: old.rt.clone(),
+            replaced_ts: old.ts,
             session_json: match serde_json::to_string(data) {
                 Ok(json) => json,
                 Err(_) => return,

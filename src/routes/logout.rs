@@ -55,13 +55,22 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
         // A logout that cannot reach the store does not pretend: the session would outlive it
         // (a copy of the cookie, another instance). The browser keeps its cookie and is asked
         // to try again.
+        // Revoked first (other instances drop their remembered copy through it), then
+        // deleted; either failing, nothing is claimed done.
         let ended = match crate::session::stored::load(&shared, id).await {
             Ok(found) => {
                 session = found.map(|(open, _)| open.data);
-                crate::session::stored::delete(&shared, id)
-                    .await
-                    .map(|_| ())
+                match &session {
+                    Some(data) => crate::session::stored::revoke_local(&shared, &data.ids).await,
+                    None => Ok(()),
+                }
             }
+            Err(error) => Err(error),
+        };
+        let ended = match ended {
+            Ok(()) => crate::session::stored::delete(&shared, id)
+                .await
+                .map(|_| ()),
             Err(error) => Err(error),
         };
         if let Err(error) = ended {

@@ -87,7 +87,7 @@ pub(crate) async fn with_unsaved(
         shared.unsaved.remove(id);
         return (open, record);
     };
-    if open.data.rt != unsaved.replaced_rt {
+    if open.data.rt != unsaved.replaced_rt || open.data.ts != unsaved.replaced_ts {
         // Saved since (by another instance), or the session moved on.
         shared.unsaved.remove(id);
         return (open, record);
@@ -393,17 +393,30 @@ pub(crate) async fn sessions_of(
     let sub = claims_sub(shared, claims)?;
     let listed = bounded(shared, store(shared)?.list_by_sub(&sub)).await?;
     let current = claims.stored_session();
-    Ok(listed
-        .into_iter()
-        .map(|(id, meta)| crate::session_store::SessionInfo {
+    let now = shared.clock.now();
+    let mut live = Vec::with_capacity(listed.len());
+    for (id, meta) in listed {
+        // Only sessions that still count: not revoked (a back-channel logout whose delete
+        // failed), not past their lifetime or idle timeout. Those are deleted as they are met.
+        let Some((open, _)) = load(shared, &id).await? else {
+            continue;
+        };
+        let over = open.revocation.revoked(shared.revocations.as_ref())
+            || super::ended(&shared.settings, &open.data, now).is_some();
+        if over {
+            ended_id(shared, &id, &open.data).await;
+            continue;
+        }
+        live.push(crate::session_store::SessionInfo {
             handle: handle(shared, &id),
             current: current == Some(&id),
             created: meta.created,
             last_seen: meta.last_seen,
             user_agent: meta.user_agent,
             ip: meta.ip,
-        })
-        .collect())
+        });
+    }
+    Ok(live)
 }
 
 /// Revokes a session's local id (so every instance sharing the revocation store drops its
@@ -441,9 +454,13 @@ async fn end(shared: &Shared, id: &SessionId) -> Result<bool, SessionStoreError>
 /// deleted, so that no copy of its cookie and no other instance brings it back, and it is no
 /// longer listed. Failures are logged: the request is answered as signed out all the same.
 pub(crate) async fn ended(shared: &Shared, place: &Place, data: &SessionData) {
-    let Place::Store(id, _) = place else {
-        return;
-    };
+    if let Place::Store(id, _) = place {
+        ended_id(shared, id, data).await;
+    }
+}
+
+/// [`ended`], for the stored session `id`.
+async fn ended_id(shared: &Shared, id: &SessionId, data: &SessionData) {
     if let Err(error) = revoke_local(shared, &data.ids).await {
         tracing::warn!(%error, "ended session not revoked");
     }

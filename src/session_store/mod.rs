@@ -151,6 +151,10 @@ pub(crate) fn index_key(app: &str, issuer: &str, value: &str) -> String {
 pub(crate) struct Unsaved {
     /// The refresh token of the record this refresh replaces.
     pub(crate) replaced_rt: Option<String>,
+    /// When the tokens of that record were obtained: with a provider that does not rotate
+    /// refresh tokens, the refresh token alone cannot tell "not saved since" from "refreshed
+    /// and saved since by another instance".
+    pub(crate) replaced_ts: i64,
     /// The refreshed session, as JSON.
     pub(crate) session_json: String,
 }
