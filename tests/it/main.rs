@@ -54,3 +54,4 @@ mod signature_memo;
 mod silent;
 mod step_up;
 mod store_mode;
+mod store_rig;
