@@ -91,7 +91,8 @@ pub(crate) async fn logout(shared: Arc<Shared>, parts: Parts) -> Page {
             );
         }
     }
-    if let Some(session) = &session {
+    // A stored session was revoked above, before its record was deleted.
+    if let (Some(session), None) = (&session, &stored_id) {
         let now = shared.clock.now();
         // This session only, by its own id: the provider's `sid` is not revoked here. The
         // provider's session may survive this logout (the user cancels its sign-out prompt, or
