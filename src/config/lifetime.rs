@@ -90,7 +90,9 @@ impl AuthLayerBuilder {
         self
     }
 
-    /// Coordinates refreshes across instances (default: within this process, a
+    /// Coordinates refreshes across instances (default: the session store's, if it shares
+    /// one, see [`SessionStore::refresh_coordinator`](crate::session_store::SessionStore::refresh_coordinator);
+    /// else within this process, a
     /// [`LocalRefreshCoordinator`](crate::refresh::LocalRefreshCoordinator) with the grace window above).
     pub fn refresh_coordinator(mut self, coordinator: impl RefreshCoordinator) -> Self {
         self.refresh_coordinator = Some(Arc::new(coordinator));
@@ -99,7 +101,8 @@ impl AuthLayerBuilder {
 
     /// Where revoked sessions are remembered (default: in memory, a
     /// [`MemoryRevocationStore`](crate::revocation::MemoryRevocationStore)). Several instances need a
-    /// shared store such as `RedisRevocationStore`.
+    /// shared store such as `RedisRevocationStore`. With a session store that shares a
+    /// revocation store of its own, the layer records revocations in both.
     pub fn revocation_store(mut self, store: impl RevocationStore) -> Self {
         self.revocation_store = Some(Arc::new(store));
         self

@@ -52,14 +52,11 @@ async fn connect_session_store(
         .get_connection_manager()
         .await
         .map_err(|e| fail(&e))?;
+    // Unless one is set in code, the layer takes its refresh coordinator from the store (a
+    // `RedisRefreshCoordinator` on the same connection manager).
     cfg.session_store = Some(Arc::new(crate::redis_store::RedisSessionStore::new(
-        manager.clone(),
+        manager,
     )));
-    if cfg.refresh_coordinator.is_none() {
-        cfg.refresh_coordinator = Some(Arc::new(
-            crate::redis_store::RedisRefreshCoordinator::new(manager).grace(cfg.refresh_grace),
-        ));
-    }
     if cfg.revocation_store.is_none() {
         let revocations = crate::redis_store::RedisRevocationStore::connect(url)
             .await
@@ -370,14 +367,23 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
         client_secret,
         method: ClientAuthMethod::choose(&meta, provider.is_scalekit()),
     };
-    let coordinator = match cfg.refresh_coordinator {
-        Some(c) => c,
-        None => Arc::new(LocalRefreshCoordinator::with_clock(
-            cfg.refresh_grace,
-            cfg.cache_capacity,
-            cfg.clock.clone(),
-        )),
-    };
+    // Given none, the session store's (instances sharing the sessions share refreshes), or
+    // this process's own.
+    let coordinator = cfg
+        .refresh_coordinator
+        .or_else(|| {
+            cfg.session_store
+                .as_ref()
+                .and_then(|s| s.refresh_coordinator(cfg.refresh_grace))
+        })
+        .unwrap_or_else(|| {
+            Arc::new(LocalRefreshCoordinator::with_clock(
+                cfg.refresh_grace,
+                cfg.cache_capacity,
+                cfg.clock.clone(),
+            ))
+        });
+    let revocations = revocations_of(cfg.revocation_store, cfg.session_store.as_ref(), &cfg.clock);
     tracing::debug!(issuer = %meta.issuer, "OpenID provider ready");
     Ok(AuthLayer {
         shared: Arc::new(Shared {
@@ -387,26 +393,11 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             verifier,
             cookies: Arc::new(cookies),
             coordinator,
-            // With a session store and no revocation store of its own, the store's: instances
-            // sharing the sessions hear each other's logouts. With neither, stored sessions
-            // are not remembered between requests (`remember_stored`).
-            remember_stored: cfg.revocation_store.is_some()
-                || cfg
-                    .session_store
-                    .as_ref()
-                    .is_none_or(|s| s.revocation_store().is_some()),
-            revocations: match (cfg.revocation_store, &cfg.session_store) {
-                (Some(store), _) => store,
-                (None, Some(sessions)) => sessions.revocation_store().unwrap_or_else(|| {
-                    tracing::warn!(
-                        "the session store shares no revocation store and none is configured: \
-                         each request loads its session from the store. Configure a \
-                         revocation store that every instance shares (`revocation_store`)"
-                    );
-                    Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone()))
-                }),
-                (None, None) => Arc::new(MemoryRevocationStore::with_clock(cfg.clock.clone())),
-            },
+            // Stored sessions are remembered between requests only when a logout on another
+            // instance reaches this one: through a revocation store the session store shares,
+            // or one configured here (which the docs require to be shared).
+            remember_stored: cfg.session_store.is_none() || revocations.shared,
+            revocations: revocations.store,
             store: cfg.session_store,
             unsaved: quick_cache::sync::Cache::new(10_000),
             seen_jti: quick_cache::sync::Cache::new(10_000),
@@ -569,4 +560,42 @@ fn weakness_in(k: &[u8], limits: &Limits) -> Option<String> {
         ));
     }
     None
+}
+
+/// The layer's revocation store, and whether instances sharing the session store share it.
+struct Revocations {
+    store: Arc<dyn crate::revocation::RevocationStore>,
+    shared: bool,
+}
+
+/// With a session store that shares a revocation store, that one, together with a configured
+/// one if any: a configured store need not be shared (each instance may have its own), and a
+/// stored session ended on one instance must end on all of them. Without a store sharing one,
+/// the configured one, or a store of this process (then stored sessions are not remembered
+/// between requests, and each request reads its session from the store).
+fn revocations_of(
+    configured: Option<Arc<dyn crate::revocation::RevocationStore>>,
+    sessions: Option<&Arc<dyn crate::session_store::SessionStore>>,
+    clock: &crate::clock::SharedClock,
+) -> Revocations {
+    let of_store = sessions.and_then(|s| s.revocation_store());
+    let store: Arc<dyn crate::revocation::RevocationStore> =
+        match (configured.clone(), of_store.clone()) {
+            (Some(own), Some(shared)) => Arc::new(crate::revocation::Both(own, shared)),
+            (Some(store), _) | (None, Some(store)) => store,
+            (None, None) => {
+                if sessions.is_some() {
+                    tracing::warn!(
+                        "the session store shares no revocation store and none is configured: \
+                     each request loads its session from the store. Configure a revocation \
+                     store that every instance shares (`revocation_store`)"
+                    );
+                }
+                Arc::new(MemoryRevocationStore::with_clock(clock.clone()))
+            }
+        };
+    Revocations {
+        store,
+        shared: of_store.is_some() || configured.is_some(),
+    }
 }

@@ -629,6 +629,15 @@ impl SessionStore for RedisSessionStore {
             .map(|r| Arc::new(r) as Arc<dyn crate::revocation::RevocationStore>)
     }
 
+    fn refresh_coordinator(
+        &self,
+        grace: Duration,
+    ) -> Option<Arc<dyn crate::refresh::RefreshCoordinator>> {
+        Some(Arc::new(
+            super::RedisRefreshCoordinator::new(self.conn.clone()).grace(grace),
+        ))
+    }
+
     fn available(&self) -> bool {
         self.watch();
         !self.health.down.load(Ordering::Acquire)

@@ -48,7 +48,7 @@ pub(crate) struct Refreshed {
 }
 
 pub(crate) async fn refreshed_outcome(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     cookies: &RequestCookies<'_>,
     old: &SessionData,
     refreshed: Refreshed,
@@ -145,7 +145,7 @@ enum Saved {
 /// read again: if it still holds the old refresh token (an idle-time touch, say), the refresh is
 /// saved over it; if it holds another, another instance saved this refresh already.
 async fn save_refreshed(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     id: &crate::session_store::SessionId,
     loaded: &crate::session_store::SessionRecord,
     old: &SessionData,
@@ -181,24 +181,24 @@ async fn save_refreshed(
     Saved::Done
 }
 
-/// Keeps a refreshed session the store could not save, for the next request to save.
+/// Keeps a refreshed session the store could not save, for the next request to save, and
+/// retries to save it meanwhile.
 fn remember_unsaved(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     id: &crate::session_store::SessionId,
     old: &SessionData,
     data: &SessionData,
 ) {
-    shared.unsaved.insert(
-        id.clone(),
-        Arc::new(crate::session_store::Unsaved {
-            replaced_rt: old.rt.clone(),
-            replaced_ts: old.ts,
-            session_json: match serde_json::to_string(data) {
-                Ok(json) => json,
-                Err(_) => return,
-            },
-        }),
-    );
+    let Ok(session_json) = serde_json::to_string(data) else {
+        return;
+    };
+    let memo = Arc::new(crate::session_store::Unsaved {
+        replaced_rt: old.rt.clone(),
+        replaced_ts: old.ts,
+        session_json,
+    });
+    shared.unsaved.insert(id.clone(), memo.clone());
+    crate::session::stored::save_later(shared, id.clone(), memo);
 }
 
 /// One refresh grant, sealed for the coordinator as the token endpoint answered it. Its tokens

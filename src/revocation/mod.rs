@@ -249,5 +249,42 @@ pub(crate) fn is_revoked(store: &dyn RevocationStore, issuer: &str, ids: &Sessio
     !store.is_empty() && RevocationKeys::new(issuer, ids).revoked(store)
 }
 
+/// Two revocation stores used as one: a revocation is recorded in both (and fails if either
+/// fails), and a session is revoked if either says so. The layer uses it in store mode when it
+/// is given a revocation store of its own and the session store shares one too: the configured
+/// one may not be shared between instances, the store's is by its contract.
+pub(crate) struct Both(
+    pub(crate) std::sync::Arc<dyn RevocationStore>,
+    pub(crate) std::sync::Arc<dyn RevocationStore>,
+);
+
+impl RevocationStore for Both {
+    fn revoke(
+        &self,
+        key: RevocationKey,
+        at: i64,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), RevocationError>> {
+        let first = self.0.revoke(key.clone(), at, ttl);
+        let second = self.1.revoke(key, at, ttl);
+        Box::pin(async move {
+            let (first, second) = futures_util::future::join(first, second).await;
+            first.and(second)
+        })
+    }
+
+    fn revoked_at(&self, key: &RevocationKey) -> Option<i64> {
+        self.0.revoked_at(key).max(self.1.revoked_at(key))
+    }
+
+    fn revoked_before(&self) -> Option<i64> {
+        self.0.revoked_before().max(self.1.revoked_before())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty() && self.1.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests;

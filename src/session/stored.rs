@@ -13,7 +13,7 @@ use super::{lifetime_left, OpenSession, SessionData};
 use crate::cookies::{RequestCookies, TooLarge};
 use crate::revocation::RevocationKeys;
 use crate::session_store::{
-    SessionId, SessionMeta, SessionRecord, SessionStore, SessionStoreError,
+    SessionId, SessionMeta, SessionRecord, SessionStore, SessionStoreError, Unsaved,
 };
 use crate::state::Shared;
 
@@ -72,8 +72,8 @@ fn store_timeout(shared: &Shared) -> Duration {
 }
 
 /// A record just loaded, brought up to date with this instance's unsaved refresh of it, if
-/// any: the refreshed session is used, and saved over the record (kept for a later request
-/// if the store fails again).
+/// any: the refreshed session is used, and saved over the record (kept for a later request, or
+/// the retry of [`save_later`], if the store fails again).
 pub(crate) async fn with_unsaved(
     shared: &Shared,
     id: &SessionId,
@@ -83,20 +83,10 @@ pub(crate) async fn with_unsaved(
     let Some(unsaved) = shared.unsaved.get(id) else {
         return (open, record);
     };
-    let Ok(refreshed) = serde_json::from_str::<SessionData>(&unsaved.session_json) else {
-        shared.unsaved.remove(id);
+    let Some(refreshed) = still_unsaved(shared, id, &unsaved, &open) else {
         return (open, record);
     };
-    if open.data.rt != unsaved.replaced_rt || open.data.ts != unsaved.replaced_ts {
-        // Saved since (by another instance), or the session moved on.
-        shared.unsaved.remove(id);
-        return (open, record);
-    }
-    let now = shared.clock.now();
-    let mut meta = record.meta.clone();
-    meta.last_seen = now;
-    if let Ok(true) = replace(shared, id, &record, &refreshed, meta, now).await {
-        shared.unsaved.remove(id);
+    if let Ok(true) = save_unsaved(shared, id, &record, &refreshed).await {
         if let Ok(Some(fresh)) = load(shared, id).await {
             return fresh;
         }
@@ -107,6 +97,95 @@ pub(crate) async fn with_unsaved(
         data,
     };
     (open, record)
+}
+
+/// The refreshed session of `unsaved` if it is still to be saved over the record `open`
+/// (which still holds the session that refresh replaced); otherwise the memo is dropped.
+fn still_unsaved(
+    shared: &Shared,
+    id: &SessionId,
+    unsaved: &Unsaved,
+    open: &OpenSession,
+) -> Option<SessionData> {
+    let refreshed = serde_json::from_str::<SessionData>(&unsaved.session_json)
+        .ok()
+        .filter(|_| open.data.rt == unsaved.replaced_rt && open.data.ts == unsaved.replaced_ts);
+    if refreshed.is_none() {
+        // Saved since (by another instance), or the session moved on.
+        shared.unsaved.remove(id);
+    }
+    refreshed
+}
+
+/// Writes an unsaved refresh over `record`; the memo is dropped once it is saved.
+async fn save_unsaved(
+    shared: &Shared,
+    id: &SessionId,
+    record: &SessionRecord,
+    refreshed: &SessionData,
+) -> Result<bool, SessionStoreError> {
+    let now = shared.clock.now();
+    let mut meta = record.meta.clone();
+    meta.last_seen = now;
+    let saved = replace(shared, id, record, refreshed, meta, now).await?;
+    if saved {
+        shared.unsaved.remove(id);
+    }
+    Ok(saved)
+}
+
+/// Retries to save a refresh the store could not save, in the background, until it is saved,
+/// superseded (another instance saved it, the session moved on or ended) or about ten minutes
+/// have passed: the new tokens must reach the store before a request lands on an instance
+/// that would replay the rotated refresh token. A request of this session on this instance
+/// saves it too ([`with_unsaved`]); the retry stops when the layer is dropped.
+pub(crate) fn save_later(
+    shared: &std::sync::Arc<Shared>,
+    id: SessionId,
+    memo: std::sync::Arc<Unsaved>,
+) {
+    /// Waits between attempts: doubling from 1 s to 30 s, 24 attempts (about ten minutes).
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(30);
+    const ATTEMPTS: usize = 24;
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = std::sync::Arc::downgrade(shared);
+    runtime.spawn(async move {
+        let mut wait = FIRST;
+        for _ in 0..ATTEMPTS {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(LONGEST);
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            if !shared
+                .unsaved
+                .get(&id)
+                .is_some_and(|current| std::sync::Arc::ptr_eq(&current, &memo))
+            {
+                return; // saved, or replaced by a newer memo with its own retry
+            }
+            match load(&shared, &id).await {
+                Ok(None) => {
+                    shared.unsaved.remove(&id);
+                    return;
+                }
+                Ok(Some((open, record))) => {
+                    let Some(refreshed) = still_unsaved(&shared, &id, &memo, &open) else {
+                        return;
+                    };
+                    if let Ok(true) = save_unsaved(&shared, &id, &record, &refreshed).await {
+                        tracing::debug!("refreshed session saved in the session store on retry");
+                        return;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        tracing::warn!("refreshed session still not saved in the session store; giving up");
+    });
 }
 
 /// Whether the store answers, as far as it knows without waiting (see

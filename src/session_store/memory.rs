@@ -48,6 +48,9 @@ struct Inner {
     /// Shared by every clone: the instances of the layer using this store hear each other's
     /// logouts through it (see [`SessionStore::revocation_store`]).
     revocations: crate::revocation::MemoryRevocationStore,
+    /// Shared by every clone likewise (see [`SessionStore::refresh_coordinator`]); made with
+    /// the grace window first asked for.
+    refresh: std::sync::OnceLock<crate::refresh::LocalRefreshCoordinator>,
 }
 
 #[derive(Default)]
@@ -142,6 +145,7 @@ impl MemorySessionStore {
                 state: Mutex::new(State::default()),
                 capacity: capacity.max(1),
                 revocations: crate::revocation::MemoryRevocationStore::with_clock(clock.clone()),
+                refresh: std::sync::OnceLock::new(),
                 clock,
             }),
         }
@@ -337,5 +341,19 @@ impl SessionStore for MemorySessionStore {
 
     fn revocation_store(&self) -> Option<Arc<dyn crate::revocation::RevocationStore>> {
         Some(Arc::new(self.inner.revocations.clone()))
+    }
+
+    fn refresh_coordinator(
+        &self,
+        grace: Duration,
+    ) -> Option<Arc<dyn crate::refresh::RefreshCoordinator>> {
+        let coordinator = self.inner.refresh.get_or_init(|| {
+            crate::refresh::LocalRefreshCoordinator::with_clock(
+                grace,
+                10_000,
+                self.inner.clock.clone(),
+            )
+        });
+        Some(Arc::new(coordinator.clone()))
     }
 }

@@ -228,6 +228,12 @@ pub struct SessionStoreError(pub String);
 ///     fn revocation_store(&self) -> Option<Arc<dyn tower_oidc_auth::RevocationStore>> {
 ///         self.inner.revocation_store()
 ///     }
+///     fn refresh_coordinator(
+///         &self,
+///         grace: Duration,
+///     ) -> Option<Arc<dyn tower_oidc_auth::refresh::RefreshCoordinator>> {
+///         self.inner.refresh_coordinator(grace)
+///     }
 /// }
 ///
 /// let store = Counted { inner: MemorySessionStore::new(), loads: AtomicU64::new(0) };
@@ -306,13 +312,33 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Each instance of the layer remembers the sessions it has verified, so that a signed-in
     /// request does not wait for the store; a session ended on one instance (logout,
     /// `end_session`) reaches the others through the revocation store, which must then be
-    /// shared. When the layer has no
-    /// [`revocation_store`](crate::AuthLayerBuilder::revocation_store) of its own, it uses this
-    /// one; when there is neither, it remembers no stored session and loads it from the store
-    /// on every request. [`MemorySessionStore`] shares one among its clones; a
+    /// shared. The layer records revocations in this one, and in its own
+    /// [`revocation_store`](crate::AuthLayerBuilder::revocation_store) too if it has one (which
+    /// need not be shared then); a session revoked in either is refused. When there is neither,
+    /// it remembers no stored session and loads it from the store on every request. [`MemorySessionStore`] shares one among its clones; a
     /// [`RedisSessionStore`](crate::redis::RedisSessionStore) made by `connect` shares one
     /// through Redis.
     fn revocation_store(&self) -> Option<std::sync::Arc<dyn crate::revocation::RevocationStore>> {
+        None
+    }
+
+    /// A refresh coordinator that every user of this store shares (default: none), keeping
+    /// results for `grace`.
+    ///
+    /// In store mode a refreshed session is written over its record. When that write fails,
+    /// the new tokens are known only to the instance that refreshed, and the provider has
+    /// rotated the refresh token the record still holds: an instance that does not share the
+    /// refresh coordinator would replay it and sign the user out. The layer uses this
+    /// coordinator when it is given none of its own, so that the others receive the same
+    /// tokens (and save them). [`MemorySessionStore`]'s clones share one;
+    /// [`RedisSessionStore`](crate::redis::RedisSessionStore) gives a
+    /// [`RedisRefreshCoordinator`](crate::redis::RedisRefreshCoordinator) on its own
+    /// connection manager.
+    fn refresh_coordinator(
+        &self,
+        grace: Duration,
+    ) -> Option<std::sync::Arc<dyn crate::refresh::RefreshCoordinator>> {
+        let _ = grace;
         None
     }
 

@@ -115,9 +115,6 @@ async fn a_logout_whose_revocation_failed_does_not_leave_the_session_cached_else
 /// on another instance: it finds the old refresh token in the record, which the provider has
 /// rotated already; the replay is refused (and the provider revokes the whole grant family):
 /// a store hiccup on one instance signs the user out on the next.
-// Open (issue 18 note): the refreshed tokens of a failed save live only on the instance that
-// refreshed; another instance with its own refresh coordinator replays the rotated token.
-#[ignore = "open defect, issue 18: an unsaved refresh is not shared with other instances"]
 #[tokio::test]
 async fn a_refresh_one_instance_could_not_save_does_not_sign_the_user_out_on_another() {
     let w = world().await;
@@ -147,13 +144,57 @@ async fn a_refresh_one_instance_could_not_save_does_not_sign_the_user_out_on_ano
     );
 }
 
+/// Threat (availability): the same, where the instances share no refresh coordinator (a
+/// store written without one, each instance with its own): only the instance that refreshed
+/// knows the new tokens, and it used to save them only when the same session's next request
+/// reached it. The store answers again; the user's next request goes to B, which replays the
+/// rotated refresh token and signs the user out.
+#[tokio::test]
+async fn a_refresh_that_could_not_be_saved_is_saved_once_the_store_answers_again() {
+    let w = world().await;
+    let (_a, a) = w.instance_sharing_only_the_store().await;
+    let (_b, b) = w.instance_sharing_only_the_store().await;
+    let cookie = signed_in_at(&a).await;
+    let id = w.ids("usr_42").await.pop().expect("a record");
+    let before = w
+        .store
+        .inner
+        .load(&id)
+        .await
+        .unwrap()
+        .expect("loaded")
+        .sealed;
+    w.clock.advance(Duration::from_secs(280));
+    w.store.fail_saves.store(true, Ordering::SeqCst);
+    assert_eq!(call(&a, "/me", &cookie).await.status(), StatusCode::OK);
+    w.store.fail_saves.store(false, Ordering::SeqCst);
+    // A saves it in the background (its first retry is a second away); no request reaches A.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while w.store.inner.load(&id).await.unwrap().expect("kept").sealed == before
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    w.clock.advance(Duration::from_secs(1));
+    let resp = call(&b, "/me", &cookie).await;
+    assert_eq!(
+        (resp.status(), clears_session(&resp)),
+        (StatusCode::OK, false),
+        "signed out on B (refresh grants {}, refused {})",
+        w.provider.counts().refresh_grants,
+        w.provider.counts().refresh_failures,
+    );
+    assert_eq!(
+        w.provider.counts().refresh_grants,
+        1,
+        "B did not refresh again"
+    );
+}
+
 /// Threat: each instance configured with a revocation store of its own (the builder's
 /// `revocation_store`, not shared). The layer then remembers stored sessions in its cache as
 /// if logouts reached it; the builder documents that "logout deletes the record, so a session
 /// ends on every instance sharing the store", but a cached instance keeps serving it.
-// Open (issue 18 note): instances given revocation stores that are not shared is a
-// configuration the layer cannot detect; the docs require a shared one.
-#[ignore = "open defect, issue 18: unshared revocation stores given explicitly are not detected"]
 #[tokio::test]
 async fn a_logout_ends_the_session_on_instances_with_revocation_stores_of_their_own() {
     let w = world().await;
@@ -354,7 +395,9 @@ async fn an_unsaved_refresh_does_not_overwrite_a_newer_refresh_with_stale_claims
     // The provider removes the role; another instance refreshes and saves.
     w.provider
         .set_refresh_user(Some(TestUser::new("usr_42").role("viewer")));
-    w.clock.advance(Duration::from_secs(1));
+    // Past the refresh grace window (60 s), so that C refreshes anew instead of receiving A's
+    // grant from the refresh coordinator it shares through the store.
+    w.clock.advance(Duration::from_secs(61));
     let (_c, c) = w.instance().await;
     let (st, on_c) = get_body(&c, "/me", &cookie).await;
     assert_eq!(st, StatusCode::OK);

@@ -48,6 +48,9 @@ pub(crate) struct Rig {
     pub(crate) fail_quietly: Arc<AtomicBool>,
     pub(crate) hang: Arc<AtomicBool>,
     pub(crate) gate: Arc<Gate>,
+    /// Set: the store shares neither a revocation store nor a refresh coordinator (a store
+    /// written without them); clear: it shares its memory store's, as a real one does.
+    pub(crate) lone: Arc<AtomicBool>,
 }
 
 impl Rig {
@@ -59,6 +62,7 @@ impl Rig {
             fail_quietly: Arc::default(),
             hang: Arc::default(),
             gate: Arc::default(),
+            lone: Arc::default(),
         }
     }
 
@@ -158,6 +162,19 @@ impl SessionStore for Rig {
     fn available(&self) -> bool {
         !self.down.load(Ordering::SeqCst)
     }
+    fn revocation_store(&self) -> Option<Arc<dyn tower_oidc_auth::RevocationStore>> {
+        (!self.lone.load(Ordering::SeqCst))
+            .then(|| self.inner.revocation_store())
+            .flatten()
+    }
+    fn refresh_coordinator(
+        &self,
+        grace: Duration,
+    ) -> Option<Arc<dyn tower_oidc_auth::refresh::RefreshCoordinator>> {
+        (!self.lone.load(Ordering::SeqCst))
+            .then(|| self.inner.refresh_coordinator(grace))
+            .flatten()
+    }
 }
 
 // ---- Instances ----------------------------------------------------------------------------------
@@ -228,8 +245,10 @@ impl World {
         (auth, router)
     }
 
-    /// An instance sharing only the session store (its revocation store is its own).
+    /// An instance sharing only the session store, which shares nothing else (the
+    /// revocation store and the refresh coordinator are the instance's own).
     pub(crate) async fn instance_sharing_only_the_store(&self) -> (AuthLayer, Router) {
+        self.store.lone.store(true, Ordering::SeqCst);
         let auth = self.builder().build().await.expect("build");
         let router = api(&auth);
         (auth, router)
