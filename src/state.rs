@@ -66,8 +66,7 @@ impl Shared {
     /// What the webhook route needs of the layer.
     pub(crate) fn webhook_context(&self) -> crate::webhook::WebhookContext<'_> {
         crate::webhook::WebhookContext {
-            store: self.store.as_deref(),
-            app: &self.cookies.session.name,
+            stored: self.store.is_some().then_some(self),
             hooks: self.settings.webhooks.as_ref(),
             revocations: self.revocations.as_ref(),
             issuer: &self.meta.issuer,

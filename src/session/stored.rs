@@ -392,8 +392,9 @@ pub(crate) const USER_AGENT_MAX: usize = 200;
 /// How often a stored session's last-seen time is rewritten for "your sessions".
 const LAST_SEEN_EVERY: i64 = 300;
 
-/// A back-channel logout in store mode: deletes the records of the provider session `sid`, or
-/// without one, of the user `sub`, that began no later than `at` (the logout token's `iat`),
+/// A provider logout in store mode (back-channel logout, Scalekit's `user.logout` webhook):
+/// deletes the records of the provider session `sid`, or without one, of the user `sub`, that
+/// began no later than `at` (the logout token's `iat`, the event's `occurred_at`),
 /// as the revocation recorded beside it ends them: a replayed token never ends a later
 /// sign-in. A store that cannot list by `sid` deletes them all. The revocation ends them on
 /// every instance even if this fails, so a failure is only logged.
@@ -427,7 +428,7 @@ pub(crate) async fn end_by_index(shared: &Shared, sid: Option<&str>, sub: Option
             Ok(Some((open, _))) => open.data.ids.login,
             Ok(None) => continue,
             Err(error) => {
-                tracing::warn!(%error, "stored session not read for a back-channel logout");
+                tracing::warn!(%error, "stored session not read for a provider logout");
                 continue;
             }
         };
@@ -439,7 +440,7 @@ pub(crate) async fn end_by_index(shared: &Shared, sid: Option<&str>, sub: Option
             Err(error) => tracing::warn!(%error, "stored session not deleted"),
         }
     }
-    tracing::debug!(ended, "stored sessions ended by a back-channel logout");
+    tracing::debug!(ended, "stored sessions ended by a provider logout");
 }
 
 /// A reference to a stored session that may be shown in a page: a digest of its id (the id

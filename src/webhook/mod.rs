@@ -120,10 +120,9 @@ pub(crate) struct WebhookContext<'a> {
     /// The route's state, when a webhook secret is configured.
     pub(crate) hooks: Option<&'a Webhooks>,
     pub(crate) revocations: &'a dyn RevocationStore,
-    /// Where sessions live in store mode: a `user.logout` deletes them too.
-    pub(crate) store: Option<&'a dyn crate::session_store::SessionStore>,
-    /// The app's session cookie name, which qualifies the store's index keys.
-    pub(crate) app: &'a str,
+    /// The layer, in store mode: a `user.logout` deletes the sessions it ends from the store
+    /// too, as a back-channel logout does.
+    pub(crate) stored: Option<&'a crate::state::Shared>,
     /// The provider's issuer, whose `sid`s a `user.logout` names.
     pub(crate) issuer: &'a str,
     pub(crate) now: i64,
@@ -259,19 +258,10 @@ async fn end_session(
         tracing::warn!(%error, "could not record the webhook logout");
         return Err((StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
     }
-    if let Some(store) = cx.store {
-        // The revocation ends them on every instance; deleting makes the end final.
-        let index = crate::session_store::index_key(cx.app, cx.issuer, sid);
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            store.delete_by_sid(&index),
-        )
-        .await
-        {
-            Ok(Ok(n)) => tracing::debug!(deleted = n, "stored sessions of the sid deleted"),
-            Ok(Err(error)) => tracing::warn!(%error, "stored sessions of the sid not deleted"),
-            Err(_) => tracing::warn!("stored sessions of the sid not deleted: no answer"),
-        }
+    if let Some(shared) = cx.stored {
+        // The revocation ends them on every instance; deleting the records that began by `at`
+        // (as the revocation does) makes the end final.
+        crate::session::stored::end_by_index(shared, Some(sid), None, at).await;
     }
     tracing::debug!("user.logout webhook recorded");
     Ok(())

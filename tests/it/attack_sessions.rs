@@ -14,35 +14,6 @@ use tower_oidc_auth::{Clock, ManualClock, MemoryRevocationStore};
 
 use crate::helpers::*;
 
-/// RFC 3339 (UTC) for whole seconds since the epoch (civil-from-days, H. Hinnant).
-fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-fn user_logout_event(sid: &str, occurred_at: i64) -> String {
-    let mut event = webhook_example("user.logout");
-    event["data"]["user_session"]["session_id"] = Value::from(sid);
-    event["occurred_at"] = Value::from(rfc3339(occurred_at));
-    serde_json::to_string(&event).unwrap()
-}
-
 /// A setup where the provider's clock runs `behind` seconds behind the application's (a
 /// skew well inside what any verifier tolerates for `iat`).
 async fn skewed_setup(

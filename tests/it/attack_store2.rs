@@ -414,3 +414,88 @@ async fn an_unsaved_refresh_does_not_overwrite_a_newer_refresh_with_stale_claims
         w.provider.counts().refresh_grants
     );
 }
+
+// ---- Scalekit's `user.logout` webhook in store mode -------------------------------------------
+
+/// A `user.logout` webhook for the session's provider session (the specification's example,
+/// `tests/fixtures/scalekit-webhook-examples.json`, with its `session_id` and `occurred_at`
+/// set), delivered to one instance.
+async fn deliver_user_logout(app: &Router, sid: &str, occurred_at: i64, now: i64) -> StatusCode {
+    let body = user_logout_event(sid, occurred_at);
+    let req = signed_webhook(WEBHOOK_MSG, now, &body);
+    serve(app, req).await.status()
+}
+
+/// Guard: a `user.logout` webhook delivered to A ends the session on B, which has it
+/// remembered, and deletes its record.
+#[tokio::test]
+async fn guard_a_user_logout_webhook_ends_the_stored_session_everywhere() {
+    let w = world().await;
+    let (_a, a) = w.instance_with(|b| b.webhook_secret(WEBHOOK_SECRET)).await;
+    let (_b, b) = w.instance().await;
+    let cookie = signed_in_at(&a).await;
+    let sid = sid_of(&a, &cookie).await;
+    assert_eq!(status(&b, &cookie).await, StatusCode::OK, "B has seen it");
+    w.clock.advance(Duration::from_secs(5));
+    let now = w.clock.now();
+    assert_eq!(
+        deliver_user_logout(&a, &sid, now, now).await,
+        StatusCode::OK
+    );
+    assert_eq!(w.records().await, 0, "the record is deleted");
+    assert_eq!(status(&b, &cookie).await, StatusCode::UNAUTHORIZED);
+}
+
+/// Threat: a `user.logout` is taken as of its `occurred_at` (a retried delivery arrives up to
+/// ~22 minutes late): in cookie mode it ends only the sessions of that provider session that
+/// began by then. In store mode the webhook deleted every record of the `sid`, so a late
+/// delivery also signs out a sign-in made after the logout it reports.
+#[tokio::test]
+async fn a_late_user_logout_webhook_ends_only_the_sessions_that_began_before_it() {
+    let w = world().await;
+    let (_a, a) = w.instance_with(|b| b.webhook_secret(WEBHOOK_SECRET)).await;
+    let cookie = signed_in_at(&a).await;
+    let sid = sid_of(&a, &cookie).await;
+    w.clock.advance(Duration::from_secs(120));
+    let now = w.clock.now();
+    // The event occurred a minute before this sign-in (a delivery retried since).
+    let occurred = now - 180;
+    assert_eq!(
+        deliver_user_logout(&a, &sid, occurred, now).await,
+        StatusCode::OK
+    );
+    let resp = call(&a, "/me", &cookie).await;
+    assert_eq!(
+        (resp.status(), clears_session(&resp), w.records().await),
+        (StatusCode::OK, false, 1),
+        "a session begun after the reported logout was ended"
+    );
+}
+
+/// Guard: a refresh the store could not save lives on in the instance (and its background
+/// retry) with the provider's new refresh token; the record still holds the rotated one. A
+/// logout revokes the record's token, and the provider revokes the rotation family with it:
+/// the live token is revoked too. (A provider that forgets rotated tokens would leave the live
+/// one valid until it expires; only this instance's memory holds it, and the memo is dropped
+/// once the record is found deleted.)
+#[tokio::test]
+async fn guard_a_logout_revokes_the_refresh_token_of_an_unsaved_refresh() {
+    let w = world_with(|p| p.revocation_endpoint(true)).await;
+    let (_a, a) = w.instance_sharing_only_the_store().await;
+    let mut jar = Jar::default();
+    assert_eq!(sign_in(&a, &mut jar).await.status(), StatusCode::FOUND);
+    let cookie = jar.header_for("/me");
+    w.clock.advance(Duration::from_secs(280));
+    w.store.fail_saves.store(true, Ordering::SeqCst);
+    assert_eq!(call(&a, "/me", &cookie).await.status(), StatusCode::OK);
+    w.store.fail_saves.store(false, Ordering::SeqCst);
+    let resp = send(&a, &mut jar, logout_post()).await;
+    assert!(resp.status().is_redirection(), "{}", resp.status());
+    assert_eq!(w.records().await, 0, "the record is deleted");
+    let counts = w.provider.counts();
+    assert_eq!(
+        (counts.revocation_requests, counts.refresh_tokens_revoked),
+        (1, 1),
+        "the live refresh token was not revoked at the provider"
+    );
+}
