@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use serde_json::Value;
 use tower::ServiceExt;
 use tower_oidc_auth::testing::TestProvider;
 use tower_oidc_auth::{Clock, ManualClock, MemoryRevocationStore};
