@@ -30,6 +30,7 @@ mod attack_session_cache;
 mod attack_sessions;
 mod attack_store;
 mod attack_store2;
+mod attack_store3;
 mod attack_webhook;
 mod backchannel;
 mod claims_rejection;
