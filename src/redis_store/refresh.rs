@@ -211,4 +211,26 @@ impl RefreshCoordinator for RedisRefreshCoordinator {
         let distributed: RefreshTask = Box::pin(this.distributed(key, task));
         self.local.coordinate(key, distributed)
     }
+
+    fn hold(
+        &self,
+        key: RefreshKey,
+        tokens: SealedTokens,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), RefreshError>> {
+        let local = self.local.hold(key, tokens.clone(), ttl);
+        let result_key = format!("{}:refresh:result:{}", self.prefix, key.to_hex());
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            local.await?;
+            redis::cmd("SET")
+                .arg(&result_key)
+                .arg(format!("ok:{}", tokens.0))
+                .arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| RefreshError::Unavailable(format!("Redis: {e}")))
+        })
+    }
 }

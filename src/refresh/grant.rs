@@ -53,6 +53,7 @@ pub(crate) async fn refreshed_outcome(
     old: &SessionData,
     refreshed: Refreshed,
     place: &Place,
+    grant: (RefreshKey, SealedTokens),
 ) -> Outcome {
     let codec = &shared.cookies;
     let mut data = refreshed.session;
@@ -80,7 +81,7 @@ pub(crate) async fn refreshed_outcome(
     if let Place::Store(id, loaded) = place {
         // The record is replaced in place; the cookie (its id) stays as it is.
         data.idt = refreshed.id_token.or_else(|| old.idt.clone());
-        return match save_refreshed(shared, id, loaded, old, &data).await {
+        return match save_refreshed(shared, id, loaded, old, &data, grant).await {
             Saved::Done => {
                 debug_assert_eq!(data.ids.lid, old.ids.lid);
                 tracing::debug!("stored session refreshed");
@@ -150,6 +151,7 @@ async fn save_refreshed(
     loaded: &crate::session_store::SessionRecord,
     old: &SessionData,
     data: &SessionData,
+    grant: (RefreshKey, SealedTokens),
 ) -> Saved {
     use crate::session::stored;
     let now = shared.clock.now();
@@ -162,7 +164,7 @@ async fn save_refreshed(
             Ok(false) => {}
             Err(error) => {
                 tracing::warn!(%error, "refreshed session not saved in the session store");
-                remember_unsaved(shared, id, old, data);
+                remember_unsaved(shared, id, old, data, grant);
                 return Saved::Done;
             }
         }
@@ -172,7 +174,7 @@ async fn save_refreshed(
             Ok(None) => return Saved::Gone,
             Err(error) => {
                 tracing::warn!(%error, "refreshed session not saved in the session store");
-                remember_unsaved(shared, id, old, data);
+                remember_unsaved(shared, id, old, data, grant);
                 return Saved::Done;
             }
         }
@@ -182,22 +184,43 @@ async fn save_refreshed(
 }
 
 /// Keeps a refreshed session the store could not save, for the next request to save, and
-/// retries to save it meanwhile.
+/// retries to save it meanwhile. The refresh's result is held by the refresh coordinator as
+/// long, so that another instance which reads the record (and its rotated refresh token) gets
+/// the same tokens instead of replaying it.
 fn remember_unsaved(
     shared: &Arc<Shared>,
     id: &crate::session_store::SessionId,
     old: &SessionData,
     data: &SessionData,
+    (key, tokens): (RefreshKey, SealedTokens),
 ) {
     let Ok(session_json) = serde_json::to_string(data) else {
         return;
     };
+    // A refresh of a session that was itself unsaved replaces the same record: the new memo
+    // is bound to what the record holds, as the first one was.
+    let (replaced_rt, replaced_ts) = match shared.unsaved.get(id) {
+        Some(before) if before.refreshed_rt == old.rt && before.refreshed_ts == old.ts => {
+            (before.replaced_rt.clone(), before.replaced_ts)
+        }
+        _ => (old.rt.clone(), old.ts),
+    };
     let memo = Arc::new(crate::session_store::Unsaved {
-        replaced_rt: old.rt.clone(),
-        replaced_ts: old.ts,
+        replaced_rt,
+        replaced_ts,
         session_json,
+        refreshed_rt: data.rt.clone(),
+        refreshed_ts: data.ts,
     });
     shared.unsaved.insert(id.clone(), memo.clone());
+    let hold = shared
+        .coordinator
+        .hold(key, tokens, crate::session::stored::UNSAVED_HOLD);
+    tokio::spawn(async move {
+        if let Err(error) = hold.await {
+            tracing::warn!(%error, "unsaved refresh not held by the refresh coordinator");
+        }
+    });
     crate::session::stored::save_later(shared, id.clone(), memo);
 }
 

@@ -139,12 +139,30 @@ pub trait RefreshCoordinator: Send + Sync + 'static {
         key: RefreshKey,
         task: RefreshTask,
     ) -> BoxFuture<'static, Result<SealedTokens, RefreshError>>;
+
+    /// Keeps `tokens` as the result of the refresh `key` for `ttl` from now, beyond the grace
+    /// window: requests (on any instance) that arrive meanwhile with the rotated refresh token
+    /// get these tokens instead of replaying it. The layer holds a result this way while a
+    /// session store cannot save it (store mode), so that no instance signs the user out by
+    /// replaying the refresh token the stored session still holds. The default keeps nothing.
+    fn hold(
+        &self,
+        key: RefreshKey,
+        tokens: SealedTokens,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), RefreshError>> {
+        let _ = (key, tokens, ttl);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 type Slot = watch::Receiver<Option<Result<SealedTokens, RefreshError>>>;
 
 struct Entry {
-    created: i64,
+    /// When the result stops being handed out (the end of its grace window, or of a hold).
+    until: i64,
+    /// Tells this entry from a later one under the same key.
+    id: u64,
     rx: Slot,
 }
 
@@ -153,6 +171,7 @@ struct LocalInner {
     capacity: usize,
     clock: SharedClock,
     entries: Mutex<HashMap<RefreshKey, Entry>>,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 /// Single-flight refresh with a grace cache, within one process.
@@ -186,6 +205,7 @@ impl LocalRefreshCoordinator {
                 capacity: capacity.max(1),
                 clock,
                 entries: Mutex::new(HashMap::new()),
+                next_id: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -210,6 +230,39 @@ impl LocalRefreshCoordinator {
     }
 }
 
+impl LocalRefreshCoordinator {
+    /// Makes room for one more entry: the one ending first goes.
+    fn make_room(&self, entries: &mut HashMap<RefreshKey, Entry>) {
+        while entries.len() >= self.inner.capacity {
+            let first = entries.iter().min_by_key(|(_, e)| e.until).map(|(k, _)| *k);
+            match first {
+                Some(k) => entries.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.inner
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops the entry `id` of `key` after `window` (real time), even if no other refresh
+    /// comes along to prune it.
+    fn expire(&self, key: RefreshKey, id: u64, window: i64) {
+        let this = self.clone();
+        let window = Duration::from_secs(u64::try_from(window.max(0)).unwrap_or(u64::MAX));
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            let mut entries = this.lock();
+            if entries.get(&key).is_some_and(|e| e.id == id) {
+                entries.remove(&key);
+            }
+        });
+    }
+}
+
 impl RefreshCoordinator for LocalRefreshCoordinator {
     fn coordinate(
         &self,
@@ -220,33 +273,25 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
         let grace = self.inner.grace;
         let mut rx = {
             let mut entries = self.lock();
-            entries.retain(|_, e| now.saturating_sub(e.created) < grace);
+            entries.retain(|_, e| now < e.until);
             match entries.get(&key) {
                 Some(entry) => {
                     tracing::debug!(?key, "refresh joined (in flight or within grace window)");
                     entry.rx.clone()
                 }
                 None => {
-                    while entries.len() >= self.inner.capacity {
-                        let oldest = entries
-                            .iter()
-                            .min_by_key(|(_, e)| e.created)
-                            .map(|(k, _)| *k);
-                        match oldest {
-                            Some(k) => entries.remove(&k),
-                            None => break,
-                        };
-                    }
+                    self.make_room(&mut entries);
                     let (tx, rx) = watch::channel(None);
+                    let id = self.next_id();
                     entries.insert(
                         key,
                         Entry {
-                            created: now,
+                            until: now.saturating_add(grace),
+                            id,
                             rx: rx.clone(),
                         },
                     );
                     let this = self.clone();
-                    let window = Duration::from_secs(grace.max(0) as u64);
                     // Its own task: a disconnecting client must not cancel a refresh that other
                     // requests wait for (a cancelled rotation would log them all out).
                     tokio::spawn(async move {
@@ -254,18 +299,15 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
                         let transient = matches!(result, Err(RefreshError::Unavailable(_)));
                         if transient {
                             // Transient: the next request may try again.
-                            this.lock().remove(&key);
+                            let mut entries = this.lock();
+                            if entries.get(&key).is_some_and(|e| e.id == id) {
+                                entries.remove(&key);
+                            }
                         }
                         let _ = tx.send(Some(result));
                         drop(tx);
                         if !transient {
-                            // Drop the result when its window ends, even if no other refresh
-                            // comes along to prune it.
-                            tokio::time::sleep(window).await;
-                            let mut entries = this.lock();
-                            if entries.get(&key).is_some_and(|e| e.created == now) {
-                                entries.remove(&key);
-                            }
+                            this.expire(key, id, grace);
                         }
                     });
                     rx
@@ -280,6 +322,34 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
                 Err(_) => Err(RefreshError::Unavailable("refresh task ended".into())),
             }
         })
+    }
+
+    fn hold(
+        &self,
+        key: RefreshKey,
+        tokens: SealedTokens,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), RefreshError>> {
+        let now = self.inner.clock.now();
+        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        let mut entries = self.lock();
+        entries.retain(|_, e| now < e.until);
+        if !entries.contains_key(&key) {
+            self.make_room(&mut entries);
+        }
+        let (_, rx) = watch::channel(Some(Ok(tokens)));
+        let id = self.next_id();
+        entries.insert(
+            key,
+            Entry {
+                until: now.saturating_add(ttl),
+                id,
+                rx,
+            },
+        );
+        drop(entries);
+        self.expire(key, id, ttl);
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -332,6 +402,38 @@ mod tests {
             SealedTokens("later".into())
         );
         assert_eq!(runs.load(Ordering::SeqCst), 2, "window over: runs again");
+    }
+
+    #[tokio::test]
+    async fn a_held_result_is_served_past_the_grace_window_until_its_hold_ends() {
+        let clock = ManualClock::new(1000);
+        let c = LocalRefreshCoordinator::with_clock(
+            Duration::from_secs(60),
+            100,
+            Arc::new(clock.clone()),
+        );
+        let runs = Arc::new(AtomicUsize::new(0));
+        let key = RefreshKey::of("rt-held");
+        assert_eq!(
+            c.coordinate(key, task(runs.clone(), Ok("new"))).await,
+            Ok(SealedTokens("new".into()))
+        );
+        c.hold(key, SealedTokens("new".into()), Duration::from_secs(900))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(899));
+        assert_eq!(
+            c.coordinate(key, task(runs.clone(), Ok("replayed"))).await,
+            Ok(SealedTokens("new".into())),
+            "held past the 60 s grace window"
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(
+            c.coordinate(key, task(runs.clone(), Ok("later"))).await,
+            Ok(SealedTokens("later".into()))
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "hold over: runs again");
     }
 
     #[tokio::test]

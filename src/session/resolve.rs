@@ -290,7 +290,12 @@ pub(crate) async fn resolve(
                                 match refresh_hook(&shared, &mut refreshed).await {
                                     Ok(Verdict::Keep) => {
                                         let outcome = refreshed_outcome(
-                                            &shared, &cookies, data, refreshed, &place,
+                                            &shared,
+                                            &cookies,
+                                            data,
+                                            refreshed,
+                                            &place,
+                                            (key, sealed),
                                         )
                                         .await;
                                         if place.is_store() {

@@ -134,6 +134,11 @@ async fn save_unsaved(
     Ok(saved)
 }
 
+/// How long the refresh coordinator holds the result of a refresh the store could not save
+/// (see [`RefreshCoordinator::hold`](crate::refresh::RefreshCoordinator::hold)): longer than
+/// [`save_later`] keeps trying.
+pub(crate) const UNSAVED_HOLD: Duration = Duration::from_secs(15 * 60);
+
 /// Retries to save a refresh the store could not save, in the background, until it is saved,
 /// superseded (another instance saved it, the session moved on or ended) or about ten minutes
 /// have passed: the new tokens must reach the store before a request lands on an instance
@@ -160,12 +165,15 @@ pub(crate) fn save_later(
             let Some(shared) = weak.upgrade() else {
                 return;
             };
-            if !shared
+            // Replaced by a newer memo (a refresh of this one), which has its own retry. A memo
+            // gone from the cache (saved, or evicted under pressure) is retried all the same:
+            // the record says whether it is still to be saved.
+            if shared
                 .unsaved
                 .get(&id)
-                .is_some_and(|current| std::sync::Arc::ptr_eq(&current, &memo))
+                .is_some_and(|current| !std::sync::Arc::ptr_eq(&current, &memo))
             {
-                return; // saved, or replaced by a newer memo with its own retry
+                return;
             }
             match load(&shared, &id).await {
                 Ok(None) => {

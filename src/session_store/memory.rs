@@ -48,9 +48,9 @@ struct Inner {
     /// Shared by every clone: the instances of the layer using this store hear each other's
     /// logouts through it (see [`SessionStore::revocation_store`]).
     revocations: crate::revocation::MemoryRevocationStore,
-    /// Shared by every clone likewise (see [`SessionStore::refresh_coordinator`]); made with
-    /// the grace window first asked for.
-    refresh: std::sync::OnceLock<crate::refresh::LocalRefreshCoordinator>,
+    /// Shared by every clone likewise (see [`SessionStore::refresh_coordinator`]): one per
+    /// grace window asked for (in seconds), so each layer keeps its own.
+    refresh: Mutex<HashMap<u64, crate::refresh::LocalRefreshCoordinator>>,
 }
 
 #[derive(Default)]
@@ -145,7 +145,7 @@ impl MemorySessionStore {
                 state: Mutex::new(State::default()),
                 capacity: capacity.max(1),
                 revocations: crate::revocation::MemoryRevocationStore::with_clock(clock.clone()),
-                refresh: std::sync::OnceLock::new(),
+                refresh: Mutex::default(),
                 clock,
             }),
         }
@@ -347,7 +347,12 @@ impl SessionStore for MemorySessionStore {
         &self,
         grace: Duration,
     ) -> Option<Arc<dyn crate::refresh::RefreshCoordinator>> {
-        let coordinator = self.inner.refresh.get_or_init(|| {
+        let mut coordinators = self
+            .inner
+            .refresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let coordinator = coordinators.entry(grace.as_secs()).or_insert_with(|| {
             crate::refresh::LocalRefreshCoordinator::with_clock(
                 grace,
                 10_000,

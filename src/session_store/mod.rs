@@ -157,6 +157,10 @@ pub(crate) struct Unsaved {
     pub(crate) replaced_ts: i64,
     /// The refreshed session, as JSON.
     pub(crate) session_json: String,
+    /// Its refresh token and token time: a refresh of this unsaved session replaces the same
+    /// record, and its memo keeps this one's binding to it.
+    pub(crate) refreshed_rt: Option<String>,
+    pub(crate) refreshed_ts: i64,
 }
 
 /// A store failure (for stores that talk to a server).

@@ -395,9 +395,9 @@ async fn an_unsaved_refresh_does_not_overwrite_a_newer_refresh_with_stale_claims
     // The provider removes the role; another instance refreshes and saves.
     w.provider
         .set_refresh_user(Some(TestUser::new("usr_42").role("viewer")));
-    // Past the refresh grace window (60 s), so that C refreshes anew instead of receiving A's
-    // grant from the refresh coordinator it shares through the store.
-    w.clock.advance(Duration::from_secs(61));
+    // Past the time the refresh coordinator (shared through the store) holds A's unsaved
+    // grant (15 minutes), so that C refreshes anew instead of receiving it.
+    w.clock.advance(Duration::from_secs(15 * 60 + 1));
     let (_c, c) = w.instance().await;
     let (st, on_c) = get_body(&c, "/me", &cookie).await;
     assert_eq!(st, StatusCode::OK);
