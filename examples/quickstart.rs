@@ -19,6 +19,10 @@
 //! - `AUTH_SESSION_STORE` (optional, default: sessions in cookies): `memory`, or a Redis URL
 //!   such as `redis://127.0.0.1:6379`, to keep sessions on the server (only a small id in the
 //!   browser).
+//!
+//! `APP_URL/metrics` serves the layer's metrics in Prometheus's text format. On a loopback
+//! `APP_URL`, refusals are explained: each 401, 403 or redirect to login carries
+//! `x-auth-refusal: <reason>`.
 
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -131,18 +135,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("SCALEKIT_WEBHOOK_SECRET").is_some() {
         println!("Webhooks: POST {app_url}/auth/webhook");
     }
-    let auth = config.build().await?;
-
-    // `/` is public, and signs in silently a browser the provider already knows (single
-    // sign-on from another app): once per visit, then anonymous, never an error page.
-    let app = Router::new()
-        .route("/me", get(me))
-        .route("/sessions", get(sessions))
-        .route("/sessions/end", axum::routing::post(end_sessions))
-        .route_layer(auth.require())
-        .route("/", get(home).route_layer(auth.attempt_silent_login()))
-        .layer(auth.clone())
-        .with_state(auth);
+    // Why a request was refused, in a header: for development, on this machine only.
+    let auth = config.explain_refusals(loopback).build().await?;
+    // The layer's metrics (sign-ins, refreshes, refusals, provider latency), for Prometheus.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    println!("Metrics: {app_url}/metrics");
+    let app = router(auth, Some(metrics));
 
     let listener = match tokio::net::TcpListener::bind(&bind).await {
         Ok(listener) => listener,
@@ -161,6 +159,28 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("Open {app_url}/ in your browser.");
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// The demo's routes around the layer; `/metrics` renders `metrics` when given.
+fn router(
+    auth: AuthLayer,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Router {
+    // `/` is public, and signs in silently a browser the provider already knows (single
+    // sign-on from another app): once per visit, then anonymous, never an error page.
+    let app = Router::new()
+        .route("/me", get(me))
+        .route("/sessions", get(sessions))
+        .route("/sessions/end", axum::routing::post(end_sessions))
+        .route_layer(auth.require())
+        .route("/", get(home).route_layer(auth.attempt_silent_login()));
+    let app = match metrics {
+        // Outside the layer: a scrape needs no session. Serve it only where the scraper can
+        // reach it and the public cannot (a private port, or behind the proxy's rules).
+        Some(handle) => app.route("/metrics", get(move || async move { handle.render() })),
+        None => app,
+    };
+    app.layer(auth.clone()).with_state(auth)
 }
 
 /// The embedded provider, on a fixed port with its signing key in `target/`, so that a restart

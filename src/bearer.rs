@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
+use crate::refusal::Refusal;
 use crate::responses::{invalid_token, Client};
 use crate::revocation::{is_revoked, SessionIds};
 use crate::session::{Outcome, Resolution};
@@ -40,14 +41,16 @@ pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -
     match bearer_outcome(&shared, attempt, client) {
         Resolution::Ready(outcome) => outcome,
         // Keys still missing after the refetch: anonymous.
-        Resolution::Pending => Outcome::anonymous(),
+        Resolution::Pending => Outcome::refused(Refusal::UnknownKid),
     }
 }
 
 fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resolution {
-    let invalid = |why: &dyn std::fmt::Display| {
+    let invalid = |why: &dyn std::fmt::Display, refusal: Refusal| {
         tracing::debug!(reason = %why, "bearer token refused");
-        Resolution::Ready(Outcome::respond(invalid_token(&*shared.responses, client)))
+        let explain = shared.settings.explain_refusals;
+        let page = invalid_token(&*shared.responses, client, refusal, explain);
+        Resolution::Ready(Outcome::respond(page))
     };
     match attempt {
         Attempt::Valid(verified) => {
@@ -56,7 +59,10 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resoluti
             // the verifier.
             let claims = verified.bearer_claims();
             let Some(claims) = claims else {
-                return invalid(&"claims unusable");
+                return invalid(
+                    &"claims unusable",
+                    Refusal::TokenRefused { check: "claims" },
+                );
             };
             let ids = SessionIds {
                 sid: claims.sid.clone(),
@@ -65,11 +71,15 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resoluti
                 login: claims.iat.unwrap_or(0),
             };
             if is_revoked(shared.revocations.as_ref(), &shared.meta.issuer, &ids) {
-                return invalid(&"session revoked");
+                let keys = crate::revocation::RevocationKeys::new(&shared.meta.issuer, &ids);
+                let at = keys
+                    .revoked_at(shared.revocations.as_ref())
+                    .unwrap_or_else(|| shared.clock.now());
+                return invalid(&"session revoked", Refusal::Revoked { at });
             }
             Resolution::Ready(Outcome::with_claims(Some(claims)))
         }
         Attempt::NeedKeys(..) => Resolution::Pending,
-        Attempt::Invalid(error) => invalid(&error),
+        Attempt::Invalid(error) => invalid(&error, Refusal::of_token(&error)),
     }
 }

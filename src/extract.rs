@@ -286,6 +286,8 @@ fn unauthenticated(parts: &Parts) -> ClaimsRejection {
             crate::responses::Client::of(&parts.method, &parts.headers),
             "/auth/login",
             "/",
+            &crate::refusal::Refusal::NoCredentials,
+            false,
         ),
     };
     ClaimsRejection::Unauthenticated(Unauthenticated(page))
@@ -299,6 +301,7 @@ impl IntoResponse for crate::claims::Forbidden {
             "/",
             crate::responses::Client::Api,
             &self.0,
+            false,
         )
         .map(Body::new)
     }
@@ -370,10 +373,15 @@ async fn guarded(
                 &ctx.0.settings.default_return,
                 client,
                 &what,
+                ctx.0.settings.explain_refusals,
             ),
-            None => {
-                crate::responses::forbidden(&crate::responses::DefaultResponses, "/", client, &what)
-            }
+            None => crate::responses::forbidden(
+                &crate::responses::DefaultResponses,
+                "/",
+                client,
+                &what,
+                false,
+            ),
         };
         Err(ClaimsRejection::Forbidden(MissingGrant { what, page }))
     }

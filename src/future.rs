@@ -88,9 +88,14 @@ where
                 Outcome::Continue {
                     claims,
                     set_cookies,
+                    refusal,
                 } => {
                     if let Some(claims) = claims {
                         req.extensions_mut().insert(claims);
+                    }
+                    // Why the request is anonymous, for the guards' answer (and its metric).
+                    if let Some(refusal) = refusal {
+                        req.extensions_mut().insert(refusal);
                     }
                     Ok((inner.call(req), set_cookies))
                 }

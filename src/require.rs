@@ -164,6 +164,10 @@ fn step_up_parts(shared: &Shared, parts: &http::request::Parts, step_up: &StepUp
             return_to,
             max_age: step_up.max_age,
             acr_values: step_up.acr_values.as_deref(),
+            refusal: shared
+                .settings
+                .explain_refusals
+                .then_some(&crate::refusal::Refusal::StepUpRequired),
         },
     )
 }
@@ -208,11 +212,18 @@ pub(crate) fn reject_parts(shared: &Shared, parts: &http::request::Parts) -> Pag
         .map(|pq| pq.as_str())
         .and_then(crate::return_to::sanitize)
         .unwrap_or(&shared.settings.default_return);
+    // Why: the layer's reason if it refused the request's credentials, else it had none.
+    let refusal = parts
+        .extensions
+        .get::<crate::refusal::Refusal>()
+        .unwrap_or(&crate::refusal::Refusal::NoCredentials);
     unauthenticated(
         &*shared.responses,
         client,
         &shared.settings.login_path,
         return_to,
+        refusal,
+        shared.settings.explain_refusals,
     )
 }
 
@@ -262,6 +273,7 @@ where
                                 &shared.settings.default_return,
                                 client,
                                 &guard.what,
+                                shared.settings.explain_refusals,
                             )),
                         },
                     };

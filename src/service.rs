@@ -172,8 +172,12 @@ impl<S> AuthService<S> {
             Outcome::Continue {
                 claims,
                 set_cookies,
+                refusal,
             } => {
                 attach(&mut req, claims, &self.shared);
+                if let Some(refusal) = refusal {
+                    req.extensions_mut().insert(refusal);
+                }
                 ResponseFuture::inner(self.inner.call(req), set_cookies)
             }
             Outcome::Respond(page) => ResponseFuture::ready(*page),
@@ -206,7 +210,11 @@ fn attach<B>(req: &mut Request<B>, claims: Option<crate::Claims>, shared: &Arc<S
             req.extensions_mut().insert(claims);
             // The guard extractors' 403 needs the app's responses (never the default's cost).
             // So do the extractors of the login hook's app data, when it is missing.
-            if shared.custom_responses || shared.settings.hooks.login.is_some() {
+            // And an explained refusal, the settings.
+            if shared.custom_responses
+                || shared.settings.hooks.login.is_some()
+                || shared.settings.explain_refusals
+            {
                 req.extensions_mut().insert(AuthContext(shared.clone()));
             }
         }

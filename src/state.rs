@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     /// The webhook route's state, when a webhook secret is configured.
     pub(crate) webhooks: Option<crate::webhook::Webhooks>,
     pub(crate) bearer: bool,
+    /// Whether refusals carry their reason (`x-auth-refusal`, and a sentence in the body).
+    pub(crate) explain_refusals: bool,
     /// The app's origin (from the redirect URL), for judging where requests come from.
     pub(crate) origin: String,
     /// The app's approval of pass-through authorization parameters.

@@ -93,6 +93,7 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
                 Vec::new(),
             )),
             bearer: true,
+            explain_refusals: false,
             origin: "https://app.example".into(),
             approve_param: None,
             client_ip: None,

@@ -227,6 +227,17 @@ impl AuthLayerBuilder {
         self
     }
 
+    /// Tells clients why they were refused (default off; meant for development): every 401,
+    /// 403 and redirect to login that the layer, its guards or its extractors make carries a
+    /// header `x-auth-refusal: <reason>`, and the layer's JSON and HTML answers say it in a
+    /// sentence. The reason is a [`Refusal`](crate::refusal::Refusal): it names claims and
+    /// times, never a value that identifies a user, and never token material. It would also
+    /// tell an attacker which check a forged token failed: leave it off in production.
+    pub fn explain_refusals(mut self, on: bool) -> Self {
+        self.explain_refusals = on;
+        self
+    }
+
     /// The former name of [`accept_bearer_tokens`](Self::accept_bearer_tokens).
     #[deprecated(note = "renamed to `accept_bearer_tokens`")]
     pub fn bearer(self, on: bool) -> Self {

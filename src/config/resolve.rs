@@ -306,6 +306,7 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
         webhook_path: join("webhook"),
         webhooks,
         bearer: cfg.bearer,
+        explain_refusals: cfg.explain_refusals,
         refresh_timeout: cfg.refresh_timeout,
         origin: origin.clone(),
         approve_param: cfg.approve_param.clone(),

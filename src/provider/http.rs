@@ -6,6 +6,8 @@ use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+pub(crate) use crate::telemetry::Endpoint;
+
 /// What went wrong talking to the provider.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -65,6 +67,21 @@ impl ProviderError {
     }
 }
 
+impl ProviderError {
+    /// What kind of failure, as a closed set of names (a span field; never the message, which
+    /// may quote the provider's answer).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "unreachable",
+            Self::Timeout(_) => "timeout",
+            Self::OAuth { .. } => "oauth_error",
+            Self::Status(_) => "http_status",
+            Self::Malformed(_) => "malformed",
+            Self::TooLarge(_) => "too_large",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct OAuthErrorBody {
     error: String,
@@ -97,13 +114,14 @@ impl HttpClient {
     /// GET a JSON document.
     pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
+        endpoint: Endpoint,
         url: &str,
     ) -> Result<(T, Option<u64>), ProviderError> {
         let req = self
             .client
             .get(url)
             .header(http::header::ACCEPT, "application/json");
-        let (status, headers, body) = self.send(req).await?;
+        let (status, headers, body) = self.send(endpoint, req).await?;
         if !status.is_success() {
             return Err(ProviderError::Status(status.as_u16()));
         }
@@ -117,11 +135,14 @@ impl HttpClient {
     /// POST a form and read a JSON answer, mapping OAuth error bodies.
     pub(crate) async fn post_form<T: DeserializeOwned>(
         &self,
+        endpoint: Endpoint,
         url: &str,
         form: &[(&str, &str)],
         basic_auth: Option<(&str, &str)>,
     ) -> Result<T, ProviderError> {
-        let (status, _, body) = self.send(self.form_request(url, form, basic_auth)).await?;
+        let (status, _, body) = self
+            .send(endpoint, self.form_request(url, form, basic_auth))
+            .await?;
         form_answer(status, &body)
     }
 
@@ -129,11 +150,14 @@ impl HttpClient {
     /// 2xx status; an error status is mapped like [`form_answer`]'s.
     pub(crate) async fn post_form_status(
         &self,
+        endpoint: Endpoint,
         url: &str,
         form: &[(&str, &str)],
         basic_auth: Option<(&str, &str)>,
     ) -> Result<(), ProviderError> {
-        let (status, _, body) = self.send(self.form_request(url, form, basic_auth)).await?;
+        let (status, _, body) = self
+            .send(endpoint, self.form_request(url, form, basic_auth))
+            .await?;
         if status.is_success() {
             return Ok(());
         }
@@ -167,7 +191,30 @@ impl HttpClient {
         req
     }
 
+    /// Sends a request to the provider's `endpoint`, in a span of its own, and records how long
+    /// it took (`oidc_provider_request_seconds`), whatever the outcome.
     async fn send(
+        &self,
+        endpoint: Endpoint,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Bytes), ProviderError> {
+        use tracing::Instrument;
+        let span = tracing::debug_span!(
+            "oidc.provider_request",
+            endpoint = endpoint.label(),
+            status = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let answer = self.send_timed(req).instrument(span.clone()).await;
+        crate::telemetry::provider_request(endpoint, started.elapsed());
+        match &answer {
+            Ok((status, ..)) => span.record("status", status.as_u16()),
+            Err(error) => span.record("status", error.kind()),
+        };
+        answer
+    }
+
+    async fn send_timed(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Bytes), ProviderError> {

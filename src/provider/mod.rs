@@ -177,7 +177,7 @@ async fn fetch_discovery(http: &HttpClient, issuer: &str) -> Result<ProviderMeta
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    http.get_json::<ProviderMetadata>(&url)
+    http.get_json::<ProviderMetadata>(http::Endpoint::Discovery, &url)
         .await
         .map(|(m, _)| m)
         .map_err(|source| ConfigError::Discovery { url, source })
@@ -359,7 +359,9 @@ impl TokenClient {
             ("token_type_hint", "refresh_token"),
         ];
         let basic = self.authenticate(&mut form);
-        self.http.post_form_status(endpoint, &form, basic).await
+        self.http
+            .post_form_status(http::Endpoint::Revocation, endpoint, &form, basic)
+            .await
     }
 
     /// Adds the client's credentials to `form` (`client_secret_post`), or returns them for
@@ -383,7 +385,10 @@ impl TokenClient {
     async fn call(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
         let mut form: Vec<(&str, &str)> = params.to_vec();
         let basic = self.authenticate(&mut form);
-        let resp: TokenResponse = self.http.post_form(&self.endpoint, &form, basic).await?;
+        let resp: TokenResponse = self
+            .http
+            .post_form(http::Endpoint::Token, &self.endpoint, &form, basic)
+            .await?;
         resp.checked()
     }
 }

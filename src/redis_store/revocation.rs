@@ -344,4 +344,9 @@ impl RevocationStore for RedisRevocationStore {
     fn is_empty(&self) -> bool {
         RevocationStore::is_empty(&self.local)
     }
+
+    fn len_hint(&self) -> Option<usize> {
+        // The local mirror of Redis's records.
+        self.local.len_hint()
+    }
 }

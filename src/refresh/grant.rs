@@ -1,6 +1,7 @@
 //! The refresh grant: one token-endpoint call per session (through the coordinator), its
 //! result sealed as it came, verified by each request that uses it.
 
+use crate::refusal::Refusal;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,11 @@ pub(crate) async fn refreshed_outcome(
     // Revoked while the refresh was in flight (a logout racing this request): do not resurrect.
     if is_revoked(shared.revocations.as_ref(), &shared.meta.issuer, &data.ids) {
         tracing::debug!("session revoked during refresh; clearing");
-        return Outcome::cleared(shared, cookies, true);
+        let keys = crate::revocation::RevocationKeys::new(&shared.meta.issuer, &data.ids);
+        let at = keys
+            .revoked_at(shared.revocations.as_ref())
+            .unwrap_or_else(|| shared.clock.now());
+        return Outcome::cleared(shared, cookies, true, Refusal::Revoked { at });
     }
     // The request's cookie has the old token (or, in store mode, none): the claims carry the
     // new one.
@@ -76,7 +81,8 @@ pub(crate) async fn refreshed_outcome(
     let age = lifetime_left(&shared.settings, &data.ids, shared.clock.now());
     if age <= 0 {
         tracing::debug!("session lifetime ended during refresh; clearing");
-        return Outcome::cleared(shared, cookies, true);
+        let at = shared.clock.now().saturating_add(age);
+        return Outcome::cleared(shared, cookies, true, Refusal::LifetimeEnded { at });
     }
     if let Place::Store(id, loaded) = place {
         // The record is replaced in place; the cookie (its id) stays as it is.
@@ -89,7 +95,7 @@ pub(crate) async fn refreshed_outcome(
             }
             Saved::Gone => {
                 tracing::debug!("session record deleted during refresh (a logout); clearing");
-                Outcome::cleared(shared, cookies, true)
+                Outcome::cleared(shared, cookies, true, Refusal::SessionGone)
             }
         };
     }
@@ -107,7 +113,7 @@ pub(crate) async fn refreshed_outcome(
             limit = crate::cookies::TooLarge::LIMIT,
             "refreshed session too large for its cookies ({too_large}); signing out"
         );
-        return Outcome::cleared(shared, cookies, true);
+        return Outcome::cleared(shared, cookies, true, Refusal::SessionTooLarge);
     }
     if let Some(id) = &refreshed.id_token {
         if let Err(too_large) = codec.write_json(
@@ -129,6 +135,7 @@ pub(crate) async fn refreshed_outcome(
     Outcome::Continue {
         claims,
         set_cookies,
+        refusal: None,
     }
 }
 

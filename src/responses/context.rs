@@ -3,6 +3,8 @@
 
 use http::{Method, StatusCode};
 
+use crate::refusal::Refusal;
+
 /// Who is asking, which decides the shape of an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -30,6 +32,9 @@ pub struct UnauthenticatedContext<'a> {
     /// Where the user returns after signing in: this request's path and query if it is a safe
     /// same-origin target, else the app's default. From the request: escape it in HTML.
     pub return_to: &'a str,
+    /// Why, when refusals are explained
+    /// ([`explain_refusals`](crate::AuthLayerBuilder::explain_refusals)); `None` otherwise.
+    pub refusal: Option<&'a Refusal>,
 }
 
 /// What [`Responses::step_up`](super::Responses::step_up) is told: the user is signed in, but
@@ -51,6 +56,8 @@ pub struct StepUpContext<'a> {
     pub max_age: Option<u64>,
     /// The `acr_values` the guard asks for (space-separated). Chosen by the app.
     pub acr_values: Option<&'a str>,
+    /// Why, when refusals are explained; `None` otherwise.
+    pub refusal: Option<&'a Refusal>,
 }
 
 /// What [`Responses::forbidden`](super::Responses::forbidden) is told.
@@ -65,6 +72,8 @@ pub struct ForbiddenContext<'a> {
     /// The way back to the app: its default return path (where a user lands after login and
     /// logout), or `/` when the answer is made without the layer.
     pub home: &'a str,
+    /// Why, when refusals are explained; `None` otherwise.
+    pub refusal: Option<&'a Refusal>,
 }
 
 /// What [`Responses::unavailable`](super::Responses::unavailable) is told.
@@ -83,13 +92,16 @@ pub struct UnavailableContext<'a> {
     pub home: &'a str,
 }
 
-/// What [`Responses::invalid_token`](super::Responses::invalid_token) is told. Why the token was refused is logged, never told:
-/// it would help whoever is guessing.
+/// What [`Responses::invalid_token`](super::Responses::invalid_token) is told. Why the token
+/// was refused is logged, and told only when refusals are explained (in development): it would
+/// help whoever is guessing.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct InvalidTokenContext {
     /// Who is asking (a bearer request is an API or gRPC client, unless a browser sends one).
     pub client: Client,
+    /// Why, when refusals are explained; `None` otherwise.
+    pub refusal: Option<Refusal>,
 }
 
 /// What the confirmation pages are told ([`Responses::confirm_logout`](super::Responses::confirm_logout),

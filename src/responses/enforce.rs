@@ -14,6 +14,7 @@ use super::context::{
 use super::hook::Responses;
 use super::render::{unframeable, INVALID_TOKEN_CHALLENGE, RETRY_AFTER_SECS};
 use super::{add_cookies, no_store_at_cdns, Page};
+use crate::refusal::Refusal;
 
 /// The response to a request that needs a session and has none. The cookies clearing a dead
 /// session are added by the layer's service around the app, like those of any response.
@@ -22,7 +23,10 @@ pub(crate) fn unauthenticated(
     client: Client,
     login_path: &str,
     return_to: &str,
+    refusal: &Refusal,
+    explain: bool,
 ) -> Page {
+    crate::telemetry::rejection(refusal.code());
     let target = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("return_to", return_to)
         .finish();
@@ -31,15 +35,30 @@ pub(crate) fn unauthenticated(
         client,
         login_url: &login_url,
         return_to,
+        refusal: explain.then_some(refusal),
     };
     let mut resp = hook.unauthenticated(&cx);
     challenge(&mut resp, "Bearer");
+    explained(&mut resp, cx.refusal);
     finish(resp)
+}
+
+/// Adds the `x-auth-refusal` header to an explained refusal (a reason whose value does not
+/// fit a header, such as a role name outside ASCII, is given by its code alone).
+fn explained(resp: &mut Response<Bytes>, refusal: Option<&Refusal>) {
+    let Some(refusal) = refusal else {
+        return;
+    };
+    let value = HeaderValue::from_str(&refusal.to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static(refusal.code()));
+    resp.headers_mut()
+        .insert(crate::refusal::REFUSAL_HEADER, value);
 }
 
 /// The response to a request whose sign-in is not recent or strong enough: a 401 of the hook's
 /// carries the RFC 9470 challenge.
 pub(crate) fn step_up(hook: &dyn Responses, cx: &StepUpContext<'_>) -> Page {
+    crate::telemetry::rejection(Refusal::StepUpRequired.code());
     let mut resp = hook.step_up(cx);
     if resp.status() == StatusCode::UNAUTHORIZED
         && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
@@ -49,12 +68,29 @@ pub(crate) fn step_up(hook: &dyn Responses, cx: &StepUpContext<'_>) -> Page {
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     }
+    explained(&mut resp, cx.refusal);
     finish(resp)
 }
 
 /// The response to a request whose session lacks what a guard requires.
-pub(crate) fn forbidden(hook: &dyn Responses, home: &str, client: Client, what: &str) -> Page {
-    finish(hook.forbidden(&ForbiddenContext { client, what, home }))
+pub(crate) fn forbidden(
+    hook: &dyn Responses,
+    home: &str,
+    client: Client,
+    what: &str,
+    explain: bool,
+) -> Page {
+    let refusal = Refusal::of_guard(what);
+    crate::telemetry::rejection(refusal.code());
+    let cx = ForbiddenContext {
+        client,
+        what,
+        home,
+        refusal: explain.then_some(&refusal),
+    };
+    let mut resp = hook.forbidden(&cx);
+    explained(&mut resp, cx.refusal);
+    finish(resp)
 }
 
 /// A sign-in error page, with the layer's cookies (a used login attempt cleared).
@@ -70,6 +106,8 @@ pub(crate) fn error_page(
     };
     let mut resp = finish(hook.error_page(&page));
     add_cookies(resp.headers_mut(), set_cookies);
+    // For the layer's metrics and spans (and any middleware outside it): why, as a closed set.
+    resp.extensions_mut().insert(page.reason);
     resp
 }
 
@@ -90,9 +128,20 @@ pub(crate) fn unavailable(hook: &dyn Responses, home: &str, client: Client, retr
 }
 
 /// RFC 6750 section 3.1: a refused bearer token.
-pub(crate) fn invalid_token(hook: &dyn Responses, client: Client) -> Page {
-    let mut resp = hook.invalid_token(&InvalidTokenContext { client });
+pub(crate) fn invalid_token(
+    hook: &dyn Responses,
+    client: Client,
+    refusal: Refusal,
+    explain: bool,
+) -> Page {
+    crate::telemetry::rejection(refusal.code());
+    let cx = InvalidTokenContext {
+        client,
+        refusal: explain.then_some(refusal),
+    };
+    let mut resp = hook.invalid_token(&cx);
     challenge(&mut resp, INVALID_TOKEN_CHALLENGE);
+    explained(&mut resp, cx.refusal.as_ref());
     finish(resp)
 }
 

@@ -5,6 +5,8 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use crate::refusal::Refusal;
+
 use super::context::{
     Client, ConfirmContext, ErrorPage, ForbiddenContext, GrpcCode, InvalidTokenContext,
     StepUpContext, UnauthenticatedContext, UnavailableContext,
@@ -105,14 +107,32 @@ pub(crate) fn html_page(status: StatusCode, html: String) -> Response<Bytes> {
     resp
 }
 
+/// A message, with the refusal's sentence after it when refusals are explained.
+fn with_reason(message: &str, refusal: Option<&Refusal>) -> String {
+    match refusal {
+        Some(refusal) => format!("{message}: {}", refusal.explanation()),
+        None => message.to_owned(),
+    }
+}
+
+/// A JSON answer's body, with `refusal` (the reason's header value) when explained.
+fn json_body(error: &str, message: &str, refusal: Option<&Refusal>) -> serde_json::Value {
+    let mut body = serde_json::json!({"error": error, "message": with_reason(message, refusal)});
+    if let Some(refusal) = refusal {
+        body["refusal"] = serde_json::Value::from(refusal.to_string());
+    }
+    body
+}
+
 pub(super) fn unauthenticated(cx: &UnauthenticatedContext<'_>) -> Response<Bytes> {
+    let message = "authentication required";
     match cx.client {
         Client::Browser => redirect(cx.login_url),
-        Client::Grpc => grpc_status(GrpcCode::Unauthenticated, "authentication required"),
+        Client::Grpc => grpc_status(GrpcCode::Unauthenticated, &with_reason(message, cx.refusal)),
         Client::Api => {
             let mut r = json(
                 StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": "unauthenticated", "message": "authentication required"}),
+                &json_body("unauthenticated", message, cx.refusal),
             );
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -122,17 +142,14 @@ pub(super) fn unauthenticated(cx: &UnauthenticatedContext<'_>) -> Response<Bytes
 }
 
 pub(super) fn step_up(cx: &StepUpContext<'_>) -> Response<Bytes> {
+    let message = "a more recent or stronger sign-in is required";
     match cx.client {
         Client::Browser => redirect(cx.login_url),
-        Client::Grpc => grpc_status(
-            GrpcCode::Unauthenticated,
-            "a more recent or stronger sign-in is required",
-        ),
+        Client::Grpc => grpc_status(GrpcCode::Unauthenticated, &with_reason(message, cx.refusal)),
         Client::Api => {
             let mut r = json(
                 StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": "insufficient_user_authentication",
-                                   "message": "a more recent or stronger sign-in is required"}),
+                &json_body("insufficient_user_authentication", message, cx.refusal),
             );
             let challenge = crate::step_up::challenge(cx.max_age, cx.acr_values);
             if let Ok(v) = HeaderValue::from_str(&challenge) {
@@ -149,7 +166,10 @@ pub(super) fn forbidden(cx: &ForbiddenContext<'_>) -> Response<Bytes> {
         Client::Browser => simple_page(
             StatusCode::FORBIDDEN,
             "Access denied",
-            &format!("You are signed in, but this page needs {what}."),
+            &with_reason(
+                &format!("You are signed in, but this page needs {what}."),
+                cx.refusal,
+            ),
             None,
             cx.home,
         ),
@@ -159,7 +179,7 @@ pub(super) fn forbidden(cx: &ForbiddenContext<'_>) -> Response<Bytes> {
         ),
         Client::Api => json(
             StatusCode::FORBIDDEN,
-            &serde_json::json!({"error": "forbidden", "message": format!("{what} required")}),
+            &json_body("forbidden", &format!("{what} required"), cx.refusal),
         ),
     }
 }
@@ -341,13 +361,20 @@ pub(super) fn unavailable(cx: &UnavailableContext<'_>) -> Response<Bytes> {
 }
 
 pub(super) fn invalid_token(cx: &InvalidTokenContext) -> Response<Bytes> {
+    let refusal = cx.refusal.as_ref();
     match cx.client {
-        Client::Grpc => grpc_status(GrpcCode::Unauthenticated, "invalid bearer token"),
+        Client::Grpc => grpc_status(
+            GrpcCode::Unauthenticated,
+            &with_reason("invalid bearer token", refusal),
+        ),
         _ => {
             let mut page = json(
                 StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": "invalid_token",
-                                   "message": "the access token is invalid or expired"}),
+                &json_body(
+                    "invalid_token",
+                    "the access token is invalid or expired",
+                    refusal,
+                ),
             );
             page.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -300,4 +300,8 @@ impl RevocationStore for MemoryRevocationStore {
     fn is_empty(&self) -> bool {
         self.inner.len.load(Ordering::Acquire) == 0 && self.floor().is_none()
     }
+
+    fn len_hint(&self) -> Option<usize> {
+        Some(self.len())
+    }
 }

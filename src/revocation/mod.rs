@@ -127,6 +127,12 @@ pub trait RevocationStore: Send + Sync + 'static {
     fn is_empty(&self) -> bool {
         false
     }
+
+    /// How many revocation records are held, where the store can tell without I/O (the
+    /// `oidc_revocations` gauge); `None` (the default) otherwise.
+    fn len_hint(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// How long to remember a revocation that ends sessions which began no later than `begun`:
@@ -241,6 +247,25 @@ impl RevocationKeys {
                 .and_then(|k| store.revoked_at(k))
                 .is_some_and(began_by)
     }
+
+    /// When the session was revoked, if [`revoked`](Self::revoked) says it was: the latest of
+    /// the revocations that end it (for explaining a refusal; not on the hot path).
+    pub(crate) fn revoked_at(&self, store: &dyn RevocationStore) -> Option<i64> {
+        let began_by = |at: &i64| self.login <= *at;
+        let local = self.local.as_ref().and_then(|k| store.revoked_at(k));
+        let floor = store.revoked_before().filter(began_by);
+        let session = self
+            .session
+            .as_ref()
+            .and_then(|k| store.revoked_at(k))
+            .filter(began_by);
+        let subject = self
+            .subject
+            .as_ref()
+            .and_then(|k| store.revoked_at(k))
+            .filter(began_by);
+        [local, floor, session, subject].into_iter().flatten().max()
+    }
 }
 
 /// Whether the session was ended elsewhere: its local id revoked, or its provider session or
@@ -283,6 +308,11 @@ impl RevocationStore for Both {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty() && self.1.is_empty()
+    }
+
+    fn len_hint(&self) -> Option<usize> {
+        // The larger: the two hold mostly the same records.
+        self.0.len_hint().max(self.1.len_hint())
     }
 }
 

@@ -20,6 +20,28 @@ pub(crate) async fn backchannel_logout(
     content_type: Option<HeaderValue>,
     body: Option<Bytes>,
 ) -> Page {
+    use tracing::Instrument;
+    let span = tracing::info_span!("oidc.backchannel_logout", outcome = tracing::field::Empty);
+    let page = receive(shared, content_type, body)
+        .instrument(span.clone())
+        .await;
+    // The answer says it: 200 done, 400 refused (malformed, unverified, replayed), 503 the
+    // revocation could not be recorded (the provider retries).
+    let outcome = match page.status() {
+        s if s.is_success() => "success",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        _ => "refused",
+    };
+    span.record("outcome", outcome);
+    crate::telemetry::backchannel(outcome);
+    page
+}
+
+async fn receive(
+    shared: Arc<Shared>,
+    content_type: Option<HeaderValue>,
+    body: Option<Bytes>,
+) -> Page {
     let bad = |reason: &str| {
         tracing::warn!(reason, "back-channel logout refused");
         protocol_json(

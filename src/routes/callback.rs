@@ -16,6 +16,70 @@ use crate::session::{classify_access, identity_claims, raw_json, SessionData, To
 use crate::state::Shared;
 
 pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "oidc.callback",
+        outcome = tracing::field::Empty,
+        reason = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let page = complete(shared.clone(), parts)
+        .instrument(span.clone())
+        .await;
+    let outcome = login_outcome(&page);
+    span.record(
+        "duration_ms",
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
+    if let Some(outcome) = outcome {
+        span.record("outcome", outcome.label());
+        crate::telemetry::login(outcome);
+    }
+    if let Some(reason) = page.extensions().get::<ErrorReason>() {
+        span.record("reason", reason.as_str());
+    }
+    if outcome == Some(crate::telemetry::Login::Success) {
+        crate::telemetry::gauges(&shared);
+    }
+    page
+}
+
+/// Marks the answer of a completed sign-in.
+#[derive(Clone, Copy)]
+struct SignedIn;
+
+/// How a callback ended, from its answer: the sign-in's mark, or its error page's reason. A
+/// silent login that the provider turned down (the user is needed) is neither: `None`.
+fn login_outcome(page: &Page) -> Option<crate::telemetry::Login> {
+    use crate::telemetry::Login;
+    if page.extensions().get::<SignedIn>().is_some() {
+        return Some(Login::Success);
+    }
+    let reason = *page.extensions().get::<ErrorReason>()?;
+    Some(match reason {
+        // `access_denied`: the user cancelled, or the provider's policy said no.
+        ErrorReason::ProviderError if page.status() == StatusCode::FORBIDDEN => Login::Denied,
+        ErrorReason::LoginDenied => Login::Denied,
+        ErrorReason::ProviderError
+        | ErrorReason::ExchangeTimeout
+        | ErrorReason::ExchangeFailed
+        | ErrorReason::ClientRejected
+        | ErrorReason::IdTokenMissing
+        | ErrorReason::SessionTooLarge => Login::ProviderError,
+        ErrorReason::LoginHookFailed | ErrorReason::SessionStoreUnavailable => Login::Error,
+        _ => Login::Invalid,
+    })
+}
+
+/// A completed sign-in: to where the login was going, with the session's cookies.
+fn signed_in(return_to: &str, set_cookies: Vec<HeaderValue>) -> Page {
+    let mut page = redirect(return_to, set_cookies);
+    page.extensions_mut().insert(SignedIn);
+    page
+}
+
+async fn complete(shared: Arc<Shared>, parts: Parts) -> Page {
     let settings = &shared.settings;
     let codec = &shared.cookies;
     let responses = &*shared.responses;
@@ -469,7 +533,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         sub = id_claims.get("sub").and_then(|s| s.as_str()).unwrap_or(""),
         "signed in"
     );
-    redirect(&tx.return_to, set_cookies)
+    signed_in(&tx.return_to, set_cookies)
 }
 
 /// Store mode: the session is saved in the store, and its cookie holds only its id. The ID
@@ -535,7 +599,7 @@ async fn stored_sign_in(
         sub = session.ids.sub.as_deref().unwrap_or(""),
         "signed in (session in the store)"
     );
-    redirect(return_to, set_cookies)
+    signed_in(return_to, set_cookies)
 }
 
 /// When a session begins: its ID token's `iat` (the provider's clock), or now if that is later

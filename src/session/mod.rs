@@ -176,7 +176,11 @@ fn touch_interval(idle: i64) -> i64 {
 
 /// Why the session is over on the server's clock, if it is: past its absolute lifetime, or
 /// idle for longer than the idle timeout. Checked on every request and before every refresh.
-pub(crate) fn ended(settings: &Settings, data: &SessionData, now: i64) -> Option<&'static str> {
+pub(crate) fn ended(
+    settings: &Settings,
+    data: &SessionData,
+    now: i64,
+) -> Option<crate::refusal::Refusal> {
     ended_at(settings, data.ids.login, last_seen(data), now)
 }
 
@@ -186,12 +190,18 @@ pub(crate) fn ended_at(
     login: i64,
     last_seen: i64,
     now: i64,
-) -> Option<&'static str> {
-    if lifetime_left_from(settings, login, now) <= 0 {
-        return Some("absolute lifetime over");
+) -> Option<crate::refusal::Refusal> {
+    use crate::refusal::Refusal;
+    let left = lifetime_left_from(settings, login, now);
+    if left <= 0 {
+        return Some(Refusal::LifetimeEnded {
+            at: now.saturating_add(left),
+        });
     }
     match settings.session_idle_timeout {
-        Some(idle) if now.saturating_sub(last_seen) >= idle => Some("idle timeout"),
+        Some(idle) if now.saturating_sub(last_seen) >= idle => Some(Refusal::IdleTimeout {
+            at: last_seen.saturating_add(idle),
+        }),
         _ => None,
     }
 }
@@ -219,6 +229,7 @@ pub(crate) fn touch(
     let Outcome::Continue {
         claims: Some(_),
         set_cookies,
+        ..
     } = outcome
     else {
         return;
@@ -275,6 +286,8 @@ pub(crate) enum Outcome {
     Continue {
         claims: Option<Claims>,
         set_cookies: Vec<HeaderValue>,
+        /// Without claims: why the request's credentials were refused (`None`: it had none).
+        refusal: Option<crate::refusal::Refusal>,
     },
     /// Answer with this page instead of calling the inner service.
     Respond(Box<Page>),
@@ -295,6 +308,16 @@ impl Outcome {
         Self::Continue {
             claims,
             set_cookies: Vec::new(),
+            refusal: None,
+        }
+    }
+
+    /// Anonymous, because the request's credentials were refused for `why`.
+    pub(crate) fn refused(why: crate::refusal::Refusal) -> Self {
+        Self::Continue {
+            claims: None,
+            set_cookies: Vec::new(),
+            refusal: Some(why),
         }
     }
 
@@ -302,8 +325,14 @@ impl Outcome {
         Self::Respond(Box::new(page))
     }
 
-    /// Unauthenticated, and the session cookies are cleared (`id_token` too when asked).
-    pub(crate) fn cleared(shared: &Shared, cookies: &RequestCookies<'_>, id_token: bool) -> Self {
+    /// Unauthenticated for `why`, and the session cookies are cleared (`id_token` too when
+    /// asked).
+    pub(crate) fn cleared(
+        shared: &Shared,
+        cookies: &RequestCookies<'_>,
+        id_token: bool,
+        why: crate::refusal::Refusal,
+    ) -> Self {
         let codec = &shared.cookies;
         let mut set_cookies = Vec::new();
         codec.clear_slot(
@@ -323,6 +352,7 @@ impl Outcome {
         Self::Continue {
             claims: None,
             set_cookies,
+            refusal: Some(why),
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use http::HeaderMap;
+use tracing::Instrument;
 
 use super::stored::{self, Place};
 use super::{
@@ -16,6 +17,7 @@ use crate::refresh::grant::{
     check_grant, refresh_aad, refresh_hook, refresh_task, refreshed_outcome, Grant, Verdict,
 };
 use crate::refresh::{RefreshError, RefreshKey};
+use crate::refusal::Refusal;
 use crate::responses::{unavailable, Client};
 use crate::revocation::RevocationKeys;
 use crate::session_cache::CachedSession;
@@ -98,11 +100,12 @@ pub(crate) fn resolve_now(shared: &Shared, headers: &HeaderMap) -> Resolution {
     let data = &open.data;
     if open.revocation.revoked(shared.revocations.as_ref()) {
         tracing::debug!("session was revoked; clearing");
-        return Resolution::Ready(Outcome::cleared(shared, &cookies, true));
+        let why = revoked(shared, &open.revocation);
+        return Resolution::Ready(Outcome::cleared(shared, &cookies, true, why));
     }
     if let Some(why) = ended(&shared.settings, data, now) {
-        tracing::debug!(why, "session over; clearing");
-        return Resolution::Ready(Outcome::cleared(shared, &cookies, true));
+        tracing::debug!(%why, "session over; clearing");
+        return Resolution::Ready(Outcome::cleared(shared, &cookies, true, why));
     }
     if data.rt.is_some() && refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now) {
         return Resolution::Pending;
@@ -143,6 +146,7 @@ fn remember(
     let Outcome::Continue {
         claims: Some(claims),
         set_cookies,
+        ..
     } = outcome
     else {
         return;
@@ -193,14 +197,15 @@ fn from_cache(
             return FromCache::Async;
         }
         tracing::debug!("session was revoked; clearing");
-        return FromCache::Answer(Outcome::cleared(shared, cookies, true));
+        let why = revoked(shared, &hit.revocation);
+        return FromCache::Answer(Outcome::cleared(shared, cookies, true, why));
     }
     if let Some(why) = ended_at(settings, hit.login(), hit.last_seen(), now) {
         if stored {
             return FromCache::Async;
         }
-        tracing::debug!(why, "session over; clearing");
-        return FromCache::Answer(Outcome::cleared(shared, cookies, true));
+        tracing::debug!(%why, "session over; clearing");
+        return FromCache::Answer(Outcome::cleared(shared, cookies, true, why));
     }
     if hit.refreshable && refresh_due(hit.exp, hit.ts, settings.refresh_margin, now) {
         return FromCache::Async;
@@ -240,7 +245,7 @@ pub(crate) async fn resolve(
             }
             Ok(None) => {
                 tracing::debug!("session record gone (signed out, or expired); clearing");
-                return Outcome::cleared(&shared, &cookies, true);
+                return Outcome::cleared(&shared, &cookies, true, Refusal::SessionGone);
             }
             Err(error) => return store_unavailable(&shared, &error, client, &here),
         },
@@ -250,14 +255,14 @@ pub(crate) async fn resolve(
     // Before any refresh: a revoked session is never refreshed back to life, nor is one past
     // its lifetime or idle timeout.
     let over = if open.revocation.revoked(shared.revocations.as_ref()) {
-        Some("revoked")
+        Some(revoked(&shared, &open.revocation))
     } else {
         ended(&shared.settings, data, now)
     };
     if let Some(why) = over {
-        tracing::debug!(why, "session over; clearing");
+        tracing::debug!(%why, "session over; clearing");
         stored::ended(&shared, &place, data).await;
-        return Outcome::cleared(&shared, &cookies, true);
+        return Outcome::cleared(&shared, &cookies, true, why);
     }
     let mut verified = None;
     if let (Some(rt), true) = (
@@ -265,9 +270,41 @@ pub(crate) async fn resolve(
         refresh_due(data.exp, data.ts, shared.settings.refresh_margin, now),
     ) {
         let key = RefreshKey::of(rt);
-        let task = refresh_task(shared.clone(), rt.clone(), key);
-        tracing::debug!(?key, "access token due for refresh");
-        match shared.coordinator.coordinate(key, task).await {
+        // Whether this request ran the grant, or received another's (`coordinated`).
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let span = tracing::info_span!(
+            "oidc.refresh",
+            coordinated = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let task = {
+            let (ran, task) = (ran.clone(), refresh_task(shared.clone(), rt.clone(), key));
+            // The grant's provider call is in this request's span, though the coordinator
+            // runs it in a task of its own.
+            Box::pin(
+                async move {
+                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                    task.await
+                }
+                .instrument(span.clone()),
+            )
+        };
+        tracing::debug!(parent: &span, ?key, "access token due for refresh");
+        let result = shared
+            .coordinator
+            .coordinate(key, task)
+            .instrument(span.clone())
+            .await;
+        let refreshed_as = |outcome: &'static str| {
+            let coordinated = !ran.load(std::sync::atomic::Ordering::Relaxed);
+            span.record("coordinated", coordinated);
+            span.record("outcome", outcome);
+            crate::telemetry::refresh(outcome, coordinated);
+            if outcome == "success" {
+                crate::telemetry::gauges(&shared);
+            }
+        };
+        match result {
             Ok(sealed) => {
                 let grant = codec
                     .open(&refresh_aad(key), &sealed.0)
@@ -281,6 +318,7 @@ pub(crate) async fn resolve(
                         let timeout = shared.settings.refresh_timeout;
                         let checked =
                             tokio::time::timeout(timeout, check_grant(&shared, grant, rt, data))
+                                .instrument(span.clone())
                                 .await
                                 .unwrap_or_else(|_| {
                                     Err(format!("tokens not verified within {timeout:?}"))
@@ -289,6 +327,7 @@ pub(crate) async fn resolve(
                             Ok(mut refreshed) => {
                                 match refresh_hook(&shared, &mut refreshed).await {
                                     Ok(Verdict::Keep) => {
+                                        refreshed_as("success");
                                         let outcome = refreshed_outcome(
                                             &shared,
                                             &cookies,
@@ -305,36 +344,56 @@ pub(crate) async fn resolve(
                                         return outcome;
                                     }
                                     Ok(Verdict::End) => {
+                                        refreshed_as("ended_by_hook");
                                         stored::ended(&shared, &place, data).await;
-                                        return Outcome::cleared(&shared, &cookies, true);
+                                        return Outcome::cleared(
+                                            &shared,
+                                            &cookies,
+                                            true,
+                                            Refusal::EndedByHook,
+                                        );
                                     }
-                                    Err(error) => tracing::warn!(
-                                        %error,
-                                        "refresh hook; keeping the session, the next request \
-                                         runs it again"
-                                    ),
+                                    Err(error) => {
+                                        refreshed_as("hook_error");
+                                        tracing::warn!(
+                                            %error,
+                                            "refresh hook; keeping the session, the next \
+                                             request runs it again"
+                                        );
+                                    }
                                 }
                             }
-                            Err(error) => tracing::warn!(
-                                %error,
-                                "refreshed tokens not verified; keeping the session, the next \
-                                 request verifies them again"
-                            ),
+                            Err(error) => {
+                                refreshed_as("not_verified");
+                                tracing::warn!(
+                                    %error,
+                                    "refreshed tokens not verified; keeping the session, the \
+                                     next request verifies them again"
+                                );
+                            }
                         }
                     }
                     // Sealed with other keys, or for another refresh key: never used.
-                    None => tracing::warn!(
-                        "refresh result could not be opened for this refresh token (cookie keys \
-                         differ, or a result stored under another key)"
-                    ),
+                    None => {
+                        refreshed_as("invalid");
+                        tracing::warn!(
+                            "refresh result could not be opened for this refresh token (cookie \
+                             keys differ, or a result stored under another key)"
+                        );
+                    }
                 }
             }
             Err(RefreshError::InvalidGrant) => {
+                refreshed_as("invalid_grant");
                 tracing::debug!("refresh token rejected; session over");
                 stored::ended(&shared, &place, data).await;
-                return Outcome::cleared(&shared, &cookies, true);
+                return Outcome::cleared(&shared, &cookies, true, Refusal::RefreshRefused);
             }
             Err(error) => {
+                refreshed_as(match error {
+                    RefreshError::Unavailable(_) => "unavailable",
+                    _ => "invalid",
+                });
                 tracing::warn!(%error, "refresh failed; keeping the session for a retry");
             }
         }
@@ -497,7 +556,12 @@ pub(crate) fn open_session(
                 "session cookie sealed with another key (was the key changed, or the server \
                  restarted without AUTH_COOKIE_KEY?), or cut short; clearing it"
             );
-            Err(Outcome::cleared(shared, cookies, false))
+            Err(Outcome::cleared(
+                shared,
+                cookies,
+                false,
+                Refusal::SessionUnreadable,
+            ))
         }
     }
 }
@@ -529,7 +593,8 @@ pub(crate) fn check(
     // with, so it must not have expired. A session that can refresh has done so before this.
     if now >= data.exp {
         tracing::debug!("session access token expired; clearing");
-        return Resolution::Ready(Outcome::cleared(shared, cookies, false));
+        let why = Refusal::Expired { at: data.exp };
+        return Resolution::Ready(Outcome::cleared(shared, cookies, false, why));
     }
     if data.opaque {
         return Resolution::Ready(Outcome::with_claims(opaque_claims(
@@ -550,7 +615,16 @@ pub(crate) fn check(
         }
         Attempt::Invalid(error) => {
             tracing::debug!(%error, "session access token refused; clearing");
-            Resolution::Ready(Outcome::cleared(shared, cookies, false))
+            let why = Refusal::of_token(&error);
+            Resolution::Ready(Outcome::cleared(shared, cookies, false, why))
         }
     }
+}
+
+/// Why a revoked session is refused: revoked, and when (now, if the store no longer says).
+fn revoked(shared: &Shared, keys: &RevocationKeys) -> Refusal {
+    let at = keys
+        .revoked_at(shared.revocations.as_ref())
+        .unwrap_or_else(|| shared.clock.now());
+    Refusal::Revoked { at }
 }

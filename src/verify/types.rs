@@ -65,6 +65,37 @@ pub(crate) enum VerifyError {
     MachineSession,
 }
 
+impl VerifyError {
+    /// The check that failed, as a closed set of names (for explaining a refusal).
+    pub(crate) fn check(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Type(_) => "token_type",
+            Self::Algorithm(_) => "algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::AmbiguousKey => "ambiguous_key",
+            Self::Signature => "signature",
+            Self::Issuer => "issuer",
+            Self::Audience => "audience",
+            Self::AuthorizedParty => "authorized_party",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::Nonce | Self::NonceInLogoutToken => "nonce",
+            Self::TooOld => "too_old",
+            Self::AtHash => "at_hash",
+            Self::Replayed => "replayed",
+            Self::Missing(_) => "missing_claim",
+            Self::Critical => "critical_header",
+            Self::NotAnAccessToken => "not_an_access_token",
+            Self::NotForThisClient => "not_for_this_client",
+            Self::NotAnIdpLoginToken => "not_an_idp_login_token",
+            Self::MachineClient => "machine_client",
+            Self::MachineSession => "machine_token",
+        }
+    }
+}
+
 /// What a verified access token is presented as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Purpose {

@@ -138,11 +138,96 @@ pub(crate) async fn webhook(
     headers: HeaderMap,
     body: Option<Bytes>,
 ) -> Page {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "oidc.webhook",
+        r#type = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let (kind, outcome, page) = receive(cx, headers, body).instrument(span.clone()).await;
+    span.record("type", kind);
+    span.record("outcome", outcome);
+    if outcome != "not_configured" {
+        crate::telemetry::webhook(kind, outcome);
+    }
+    page
+}
+
+/// Event types of Scalekit's webhooks (the `webhooks:` section of its OpenAPI specification,
+/// `tests/fixtures/scalekit-webhook-examples.json`): the `type` label of `oidc_webhook_total`.
+/// Any other type is counted as `other`, one not read (yet) as `unknown`.
+const KNOWN_TYPES: &[&str] = &[
+    "connected_account.created",
+    "connected_account.deleted",
+    "connected_account.magic_link_generated",
+    "connected_account.oauth_succeeded",
+    "connected_account.oauth_tokens_fetched",
+    "connected_account.status_updated",
+    "connected_account.token_refresh_failed",
+    "connected_account.token_refresh_succeeded",
+    "connected_account.updated",
+    "organization.created",
+    "organization.deleted",
+    "organization.directory.group_created",
+    "organization.directory.group_deleted",
+    "organization.directory.group_updated",
+    "organization.directory.user_created",
+    "organization.directory.user_deleted",
+    "organization.directory.user_updated",
+    "organization.directory_disabled",
+    "organization.directory_enabled",
+    "organization.domain_created",
+    "organization.domain_deleted",
+    "organization.domain_dns_verification_failed",
+    "organization.domain_dns_verification_success",
+    "organization.sso_created",
+    "organization.sso_deleted",
+    "organization.sso_disabled",
+    "organization.sso_enabled",
+    "organization.updated",
+    "permission.created",
+    "permission.deleted",
+    "permission.updated",
+    "role.created",
+    "role.deleted",
+    "role.updated",
+    "user.login",
+    "user.logout",
+    "user.organization_invitation",
+    "user.organization_membership_created",
+    "user.organization_membership_deleted",
+    "user.organization_membership_updated",
+    "user.signup",
+];
+
+fn type_label(kind: &str) -> &'static str {
+    KNOWN_TYPES
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Verifies, deduplicates and handles one delivery: the event's type label, the outcome label,
+/// and the answer.
+async fn receive(
+    cx: WebhookContext<'_>,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+) -> (&'static str, &'static str, Page) {
     let Some(hooks) = cx.hooks else {
-        return refuse(StatusCode::NOT_FOUND, "not_found");
+        return (
+            "unknown",
+            "not_configured",
+            refuse(StatusCode::NOT_FOUND, "not_found"),
+        );
     };
     let Some(body) = body else {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+        return (
+            "unknown",
+            "refused",
+            refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        );
     };
     let now = cx.now;
     let delivery = match hooks.secret.verify(&headers, &body, now) {
@@ -153,30 +238,40 @@ pub(crate) async fn webhook(
                 StatusCode::BAD_REQUEST => "invalid_request",
                 _ => "invalid_signature",
             };
-            return refuse(error.status(), code);
+            return ("unknown", "refused", refuse(error.status(), code));
         }
     };
     let mut event = match WebhookEvent::parse(&body) {
         Ok(event) => event,
         Err(error) => {
             tracing::warn!(%error, "signed webhook is not an event");
-            return refuse(StatusCode::BAD_REQUEST, "invalid_event");
+            return (
+                "unknown",
+                "refused",
+                refuse(StatusCode::BAD_REQUEST, "invalid_event"),
+            );
         }
     };
+    let kind = type_label(&event.kind);
     event.webhook_id = delivery;
     match hooks.deliveries.begin(&event.webhook_id, now) {
         Begin::New => {}
         Begin::Duplicate => {
             tracing::debug!(kind = %event.kind, "webhook delivery seen before; acknowledged");
-            return answer(
+            let page = answer(
                 StatusCode::OK,
                 serde_json::json!({"ok": true, "duplicate": true}),
             );
+            return (kind, "duplicate", page);
         }
-        Begin::InFlight => return refuse(StatusCode::CONFLICT, "delivery_in_progress"),
+        Begin::InFlight => {
+            let page = refuse(StatusCode::CONFLICT, "delivery_in_progress");
+            return (kind, "in_flight", page);
+        }
         Begin::Full => {
             tracing::warn!("too many webhook deliveries inside the tolerance window");
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+            let page = refuse(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+            return (kind, "unavailable", page);
         }
     }
     let mut in_flight = InFlight {
@@ -188,8 +283,21 @@ pub(crate) async fn webhook(
     in_flight.done = outcome.is_ok();
     drop(in_flight);
     match outcome {
-        Ok(()) => answer(StatusCode::OK, serde_json::json!({"ok": true})),
-        Err((status, code)) => refuse(status, code),
+        Ok(()) => (
+            kind,
+            "ok",
+            answer(StatusCode::OK, serde_json::json!({"ok": true})),
+        ),
+        Err((status, code)) => {
+            let label = if status == StatusCode::SERVICE_UNAVAILABLE {
+                "unavailable"
+            } else if code == "handler_failed" {
+                "handler_failed"
+            } else {
+                "refused"
+            };
+            (kind, label, refuse(status, code))
+        }
     }
 }
 

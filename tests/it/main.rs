@@ -6,6 +6,7 @@
 //! (installs a global tracing subscriber). They share [`helpers`] through `#[path]`.
 
 mod alloc;
+mod explain;
 mod helpers;
 
 /// Where the sessions of the suites that run in both modes live, here: in cookies.

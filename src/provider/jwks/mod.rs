@@ -190,7 +190,7 @@ impl Jwks {
         if last != i64::MIN && now.saturating_sub(last) < inner.min_interval {
             return;
         }
-        drop(inner.start_refetch(false));
+        drop(inner.start_refetch(false, "stale"));
     }
 
     /// Refetches because the key we have for `kid` (or the only kid-less key) did not verify a
@@ -202,7 +202,7 @@ impl Jwks {
     /// refresh token), so the rate limit does not apply (see [`refetch_for`](Self::refetch_for)).
     pub(crate) async fn refetch_replaced(&self, fresh: bool) -> bool {
         let before = self.generation();
-        match self.inner.start_refetch(fresh) {
+        match self.inner.start_refetch(fresh, "bad_signature") {
             Some(flight) => {
                 let _ = flight.await;
                 self.generation() != before
@@ -235,11 +235,16 @@ impl Jwks {
         if !must_wait {
             if stale {
                 // Revalidate in the background; nobody waits for it.
-                drop(self.inner.start_refetch(false));
+                drop(self.inner.start_refetch(false, "stale"));
             }
             return found;
         }
-        match self.inner.start_refetch(fresh) {
+        let reason = if matches!(found, KeyLookup::Unknown) {
+            "unknown_kid"
+        } else {
+            "stale"
+        };
+        match self.inner.start_refetch(fresh, reason) {
             Some(flight) => {
                 // Its outcome is read from the key set; an error was logged by the fetch.
                 let _ = flight.await;
@@ -303,9 +308,10 @@ impl Inner {
     }
 
     /// The refetch in flight, or a new one started in the background (a spawned task, so it
-    /// runs to its end even if every waiter goes away). `None` when rate-limited (unless
-    /// `fresh`), or outside a tokio runtime.
-    fn start_refetch(self: &Arc<Self>, fresh: bool) -> Option<Flight> {
+    /// runs to its end even if every waiter goes away), counted under `reason` (a label of
+    /// `oidc_jwks_refetch_total`: `stale`, `unknown_kid`, `bad_signature`). `None` when
+    /// rate-limited (unless `fresh`), or outside a tokio runtime.
+    fn start_refetch(self: &Arc<Self>, fresh: bool, reason: &'static str) -> Option<Flight> {
         let (flight, landing, runtime) = {
             let mut slot = lock(&self.flight);
             if let Some(flight) = slot.as_ref() {
@@ -328,6 +334,8 @@ impl Inner {
             };
             (flight, landing, runtime)
         };
+        // A new fetch (not one joined, nor one refused by the rate limit).
+        crate::telemetry::jwks_refetch(reason);
         // Spawned outside the lock: a task dropped at once (runtime shutting down) clears the
         // slot through its `Landing`.
         runtime.spawn(async move {
@@ -346,7 +354,10 @@ impl Inner {
     /// key for encryption only) is how a provider withdraws a leaked key in a hurry, and only a
     /// fetch that fails keeps the keys we had.
     async fn fetch_and_store(&self, initial: bool) -> Result<(), ProviderError> {
-        let (raw, max_age) = self.http.get_json::<RawJwkSet>(&self.url).await?;
+        let (raw, max_age) = self
+            .http
+            .get_json::<RawJwkSet>(crate::provider::http::Endpoint::Jwks, &self.url)
+            .await?;
         let set = self.parse(raw);
         if set.all.is_empty() {
             let error = ProviderError::Malformed(format!(
