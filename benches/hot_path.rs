@@ -4,6 +4,8 @@
 //! - `request`: (a) bare handler, (b) layer without a session, (c) layer with a valid cookie
 //!   session, verified-token cache warm; each through `ServiceExt::oneshot` on an axum Router.
 //! - `parts`: opening the session cookie versus the refresh check done on every request.
+//! - `metrics_no_recorder`, then `metrics_prometheus_recorder`: the same requests (and a
+//!   refused one, which records a rejection) before and after a metrics recorder is installed.
 
 use std::hint::black_box;
 
@@ -177,6 +179,38 @@ fn bench(c: &mut Criterion) {
         b.iter(|| tower_oidc_auth::verify_webhook_at(secret, &bogus, black_box(&body), 1000))
     });
     g.finish();
+
+    // Issue 19: the metrics' cost, without a recorder and then with Prometheus's installed
+    // (a recorder is global and stays: the group without runs first). A signed-in request
+    // records nothing; a refused one counts a rejection.
+    let refused = || {
+        Request::get("/")
+            .header(header::AUTHORIZATION, "Bearer not-a-jwt")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let guarded = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route_layer(auth.require())
+        .layer(auth.clone());
+    let mut metrics_group = |name: &str| {
+        let mut g = c.benchmark_group(name);
+        g.bench_function("a_bare_handler", |b| {
+            b.to_async(&rt).iter(|| bare.clone().oneshot(req(None)))
+        });
+        g.bench_function("c_layer_valid_session_cache_warm", |b| {
+            b.to_async(&rt)
+                .iter(|| layered.clone().oneshot(req(Some(&cookie))))
+        });
+        g.bench_function("h_refused_bearer", |b| {
+            b.to_async(&rt).iter(|| guarded.clone().oneshot(refused()))
+        });
+        g.finish();
+    };
+    metrics_group("metrics_no_recorder");
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    metrics::set_global_recorder(recorder).expect("no recorder installed yet");
+    metrics_group("metrics_prometheus_recorder");
 }
 
 criterion_group!(benches, bench);

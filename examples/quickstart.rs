@@ -162,7 +162,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The demo's routes around the layer; `/metrics` renders `metrics` when given.
-fn router(
+pub(crate) fn router(
     auth: AuthLayer,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Router {

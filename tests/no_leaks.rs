@@ -1,4 +1,5 @@
-//! No token, code, cookie value or secret ever appears in logs, error pages or Debug output.
+//! No token, code, cookie value or secret ever appears in logs, spans, error pages or Debug
+//! output.
 
 #[path = "it/helpers/mod.rs"]
 mod helpers;
@@ -28,8 +29,13 @@ impl Write for Capture {
 async fn full_flow_logs_no_secrets() {
     let capture = Capture::default();
     let writer = capture.clone();
+    // Spans too: their fields (recorded as the decision is made) are printed when they close.
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
+        .with_span_events(
+            tracing_subscriber::fmt::format::FmtSpan::NEW
+                | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+        )
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
@@ -101,6 +107,16 @@ async fn full_flow_logs_no_secrets() {
         logs.contains("code exchange") || logs.contains("signed in"),
         "logs were captured"
     );
+    // The decisions' spans were captured, with their fields.
+    for span in [
+        "oidc.callback",
+        "outcome=\"success\"",
+        "oidc.refresh",
+        "oidc.provider_request",
+        "endpoint=\"token\"",
+    ] {
+        assert!(logs.contains(span), "no {span} in the logs");
+    }
 
     let mut secrets = s.provider.issued_secrets();
     assert!(

@@ -313,7 +313,10 @@ mod tests {
             .port();
         let client = HttpClient::new(Duration::from_secs(5), 1024);
         let error = client
-            .get_json::<serde_json::Value>(&format!("http://127.0.0.1:{port}/"))
+            .get_json::<serde_json::Value>(
+                Endpoint::Discovery,
+                &format!("http://127.0.0.1:{port}/"),
+            )
             .await
             .unwrap_err();
         assert!(

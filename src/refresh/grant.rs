@@ -206,26 +206,58 @@ fn remember_unsaved(
     };
     // A refresh of a session that was itself unsaved replaces the same record: the new memo
     // is bound to what the record holds, as the first one was.
-    let (replaced_rt, replaced_ts) = match shared.unsaved.get(id) {
-        Some(before) if before.refreshed_rt == old.rt && before.refreshed_ts == old.ts => {
-            (before.replaced_rt.clone(), before.replaced_ts)
-        }
-        _ => (old.rt.clone(), old.ts),
+    let (replaced_rt, replaced_ts, mut passed_rts) = match shared.unsaved.get(id) {
+        Some(before) if before.refreshed_rt == old.rt && before.refreshed_ts == old.ts => (
+            before.replaced_rt.clone(),
+            before.replaced_ts,
+            before.passed_rts.clone(),
+        ),
+        _ => (old.rt.clone(), old.ts, Vec::new()),
     };
+    // The session this refresh replaced, if it was itself unsaved (a rotated token only: with
+    // a provider that keeps the refresh token, the token time tells the sessions apart).
+    if let Some(rt) = old
+        .rt
+        .as_ref()
+        .filter(|rt| Some(*rt) != replaced_rt.as_ref() && Some(*rt) != data.rt.as_ref())
+    {
+        passed_rts.push(rt.clone());
+    }
     let memo = Arc::new(crate::session_store::Unsaved {
         replaced_rt,
         replaced_ts,
         session_json,
         refreshed_rt: data.rt.clone(),
         refreshed_ts: data.ts,
+        passed_rts,
     });
+    // Held under this refresh's key, and under the key of every refresh token before it in
+    // the chain (the record's, and unsaved ones another instance may have saved): whoever
+    // reads any of them gets these, the newest tokens, never a grant already rotated. Each
+    // copy is sealed for its own key, as the coordinator's results are.
+    let mut holds =
+        vec![shared
+            .coordinator
+            .hold(key, tokens.clone(), crate::session::stored::UNSAVED_HOLD)];
+    let plain = shared.cookies.open(&refresh_aad(key), &tokens.0);
+    let earlier = memo.replaced_rt.iter().chain(memo.passed_rts.iter());
+    for rt in earlier.filter(|rt| Some(*rt) != old.rt.as_ref()) {
+        let earlier_key = RefreshKey::of(rt);
+        if let Some(plain) = &plain {
+            let sealed = SealedTokens(shared.cookies.seal(&refresh_aad(earlier_key), plain));
+            holds.push(shared.coordinator.hold(
+                earlier_key,
+                sealed,
+                crate::session::stored::UNSAVED_HOLD,
+            ));
+        }
+    }
     shared.unsaved.insert(id.clone(), memo.clone());
-    let hold = shared
-        .coordinator
-        .hold(key, tokens, crate::session::stored::UNSAVED_HOLD);
     tokio::spawn(async move {
-        if let Err(error) = hold.await {
-            tracing::warn!(%error, "unsaved refresh not held by the refresh coordinator");
+        for hold in holds {
+            if let Err(error) = hold.await {
+                tracing::warn!(%error, "unsaved refresh not held by the refresh coordinator");
+            }
         }
     });
     crate::session::stored::save_later(shared, id.clone(), memo);

@@ -167,11 +167,20 @@ struct Entry {
 }
 
 struct LocalInner {
-    grace: i64,
+    /// Seconds; only ever raised (see `at_least`).
+    grace: std::sync::atomic::AtomicI64,
     capacity: usize,
     clock: SharedClock,
     entries: Mutex<HashMap<RefreshKey, Entry>>,
+    /// Results held beyond the grace window (`hold`), apart from `entries`: a hold never
+    /// evicts a refresh in flight or in its grace window, nor the reverse.
+    holds: Mutex<HashMap<RefreshKey, Held>>,
     next_id: std::sync::atomic::AtomicU64,
+}
+
+struct Held {
+    until: i64,
+    tokens: SealedTokens,
 }
 
 /// Single-flight refresh with a grace cache, within one process.
@@ -186,7 +195,7 @@ pub struct LocalRefreshCoordinator {
 impl fmt::Debug for LocalRefreshCoordinator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalRefreshCoordinator")
-            .field("grace", &self.inner.grace)
+            .field("grace", &self.grace())
             .finish_non_exhaustive()
     }
 }
@@ -201,13 +210,30 @@ impl LocalRefreshCoordinator {
     pub(crate) fn with_clock(grace: Duration, capacity: usize, clock: SharedClock) -> Self {
         Self {
             inner: Arc::new(LocalInner {
-                grace: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+                grace: std::sync::atomic::AtomicI64::new(
+                    i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+                ),
                 capacity: capacity.max(1),
                 clock,
                 entries: Mutex::new(HashMap::new()),
+                holds: Mutex::new(HashMap::new()),
                 next_id: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The grace window, in seconds.
+    fn grace(&self) -> i64 {
+        self.inner.grace.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Raises the grace window to `grace` if it is shorter: layers that share this coordinator
+    /// (through a session store) each get at least the window they were configured with.
+    pub(crate) fn at_least(&self, grace: Duration) {
+        let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        self.inner
+            .grace
+            .fetch_max(grace, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Entries currently kept (for tests and metrics).
@@ -270,10 +296,19 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
         task: RefreshTask,
     ) -> BoxFuture<'static, Result<SealedTokens, RefreshError>> {
         let now = self.inner.clock.now();
-        let grace = self.inner.grace;
+        let grace = self.grace();
         let mut rx = {
             let mut entries = self.lock();
             entries.retain(|_, e| now < e.until);
+            let held = || {
+                (!entries.contains_key(&key))
+                    .then(|| self.held(key, now))
+                    .flatten()
+            };
+            if let Some(tokens) = held() {
+                tracing::debug!(?key, "refresh result held (its session not saved yet)");
+                return Box::pin(async move { Ok(tokens) });
+            }
             match entries.get(&key) {
                 Some(entry) => {
                     tracing::debug!(?key, "refresh joined (in flight or within grace window)");
@@ -331,25 +366,38 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
         ttl: Duration,
     ) -> BoxFuture<'static, Result<(), RefreshError>> {
         let now = self.inner.clock.now();
-        let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
-        let mut entries = self.lock();
-        entries.retain(|_, e| now < e.until);
-        if !entries.contains_key(&key) {
-            self.make_room(&mut entries);
+        let until = now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let mut holds = self.lock_holds();
+        holds.retain(|_, h| now < h.until);
+        if !holds.contains_key(&key) {
+            // Full: the hold ending first goes (never an entry of `coordinate`).
+            while holds.len() >= self.inner.capacity {
+                let first = holds.iter().min_by_key(|(_, h)| h.until).map(|(k, _)| *k);
+                match first {
+                    Some(k) => holds.remove(&k),
+                    None => break,
+                };
+            }
         }
-        let (_, rx) = watch::channel(Some(Ok(tokens)));
-        let id = self.next_id();
-        entries.insert(
-            key,
-            Entry {
-                until: now.saturating_add(ttl),
-                id,
-                rx,
-            },
-        );
-        drop(entries);
-        self.expire(key, id, ttl);
+        holds.insert(key, Held { until, tokens });
         Box::pin(async { Ok(()) })
+    }
+}
+
+impl LocalRefreshCoordinator {
+    /// The result held for `key`, if its hold has not ended.
+    fn held(&self, key: RefreshKey, now: i64) -> Option<SealedTokens> {
+        self.lock_holds()
+            .get(&key)
+            .filter(|h| now < h.until)
+            .map(|h| h.tokens.clone())
+    }
+
+    fn lock_holds(&self) -> std::sync::MutexGuard<'_, HashMap<RefreshKey, Held>> {
+        self.inner
+            .holds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

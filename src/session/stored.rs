@@ -86,7 +86,7 @@ pub(crate) async fn with_unsaved(
     let Some(refreshed) = still_unsaved(shared, id, &unsaved, &open) else {
         return (open, record);
     };
-    if let Ok(true) = save_unsaved(shared, id, &record, &refreshed).await {
+    if let Ok(true) = save_unsaved(shared, id, &unsaved, &record, &refreshed).await {
         if let Ok(Some(fresh)) = load(shared, id).await {
             return fresh;
         }
@@ -99,28 +99,44 @@ pub(crate) async fn with_unsaved(
     (open, record)
 }
 
-/// The refreshed session of `unsaved` if it is still to be saved over the record `open`
-/// (which still holds the session that refresh replaced); otherwise the memo is dropped.
+/// The refreshed session of `unsaved` if it is still to be saved over the record `open`: the
+/// record still holds the session that refresh replaced, or (a chain of refreshes during one
+/// outage) one of the unsaved sessions between, which another instance saved from the refresh
+/// coordinator. Otherwise the memo is dropped.
 fn still_unsaved(
     shared: &Shared,
     id: &SessionId,
-    unsaved: &Unsaved,
+    unsaved: &std::sync::Arc<Unsaved>,
     open: &OpenSession,
 ) -> Option<SessionData> {
+    let replaced = open.data.rt == unsaved.replaced_rt && open.data.ts == unsaved.replaced_ts;
+    let passed = open
+        .data
+        .rt
+        .as_ref()
+        .is_some_and(|rt| unsaved.passed_rts.contains(rt));
     let refreshed = serde_json::from_str::<SessionData>(&unsaved.session_json)
         .ok()
-        .filter(|_| open.data.rt == unsaved.replaced_rt && open.data.ts == unsaved.replaced_ts);
+        .filter(|_| replaced || passed);
     if refreshed.is_none() {
         // Saved since (by another instance), or the session moved on.
-        shared.unsaved.remove(id);
+        forget_unsaved(shared, id, unsaved);
     }
     refreshed
+}
+
+/// Drops `unsaved` from the memos, unless a newer memo (a refresh of it) has replaced it.
+fn forget_unsaved(shared: &Shared, id: &SessionId, unsaved: &std::sync::Arc<Unsaved>) {
+    shared
+        .unsaved
+        .remove_if(id, |current| std::sync::Arc::ptr_eq(current, unsaved));
 }
 
 /// Writes an unsaved refresh over `record`; the memo is dropped once it is saved.
 async fn save_unsaved(
     shared: &Shared,
     id: &SessionId,
+    unsaved: &std::sync::Arc<Unsaved>,
     record: &SessionRecord,
     refreshed: &SessionData,
 ) -> Result<bool, SessionStoreError> {
@@ -129,7 +145,7 @@ async fn save_unsaved(
     meta.last_seen = now;
     let saved = replace(shared, id, record, refreshed, meta, now).await?;
     if saved {
-        shared.unsaved.remove(id);
+        forget_unsaved(shared, id, unsaved);
     }
     Ok(saved)
 }
@@ -177,14 +193,14 @@ pub(crate) fn save_later(
             }
             match load(&shared, &id).await {
                 Ok(None) => {
-                    shared.unsaved.remove(&id);
+                    forget_unsaved(&shared, &id, &memo);
                     return;
                 }
                 Ok(Some((open, record))) => {
                     let Some(refreshed) = still_unsaved(&shared, &id, &memo, &open) else {
                         return;
                     };
-                    if let Ok(true) = save_unsaved(&shared, &id, &record, &refreshed).await {
+                    if let Ok(true) = save_unsaved(&shared, &id, &memo, &record, &refreshed).await {
                         tracing::debug!("refreshed session saved in the session store on retry");
                         return;
                     }

@@ -48,9 +48,10 @@ struct Inner {
     /// Shared by every clone: the instances of the layer using this store hear each other's
     /// logouts through it (see [`SessionStore::revocation_store`]).
     revocations: crate::revocation::MemoryRevocationStore,
-    /// Shared by every clone likewise (see [`SessionStore::refresh_coordinator`]): one per
-    /// grace window asked for (in seconds), so each layer keeps its own.
-    refresh: Mutex<HashMap<u64, crate::refresh::LocalRefreshCoordinator>>,
+    /// Shared by every clone likewise (see [`SessionStore::refresh_coordinator`]): one for all
+    /// the layers on this store, so that they share each refresh; its grace window is the
+    /// longest any of them asked for.
+    refresh: std::sync::OnceLock<crate::refresh::LocalRefreshCoordinator>,
 }
 
 #[derive(Default)]
@@ -145,7 +146,7 @@ impl MemorySessionStore {
                 state: Mutex::new(State::default()),
                 capacity: capacity.max(1),
                 revocations: crate::revocation::MemoryRevocationStore::with_clock(clock.clone()),
-                refresh: Mutex::default(),
+                refresh: std::sync::OnceLock::new(),
                 clock,
             }),
         }
@@ -347,18 +348,14 @@ impl SessionStore for MemorySessionStore {
         &self,
         grace: Duration,
     ) -> Option<Arc<dyn crate::refresh::RefreshCoordinator>> {
-        let mut coordinators = self
-            .inner
-            .refresh
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let coordinator = coordinators.entry(grace.as_secs()).or_insert_with(|| {
+        let coordinator = self.inner.refresh.get_or_init(|| {
             crate::refresh::LocalRefreshCoordinator::with_clock(
                 grace,
                 10_000,
                 self.inner.clock.clone(),
             )
         });
+        coordinator.at_least(grace);
         Some(Arc::new(coordinator.clone()))
     }
 }

@@ -161,6 +161,10 @@ pub(crate) struct Unsaved {
     /// record, and its memo keeps this one's binding to it.
     pub(crate) refreshed_rt: Option<String>,
     pub(crate) refreshed_ts: i64,
+    /// The refresh tokens of the unsaved sessions between the record's and this one (a chain
+    /// of refreshes during one outage): another instance may have saved one of them (from the
+    /// refresh coordinator's hold), and this one is still to be saved over it.
+    pub(crate) passed_rts: Vec<String>,
 }
 
 /// A store failure (for stores that talk to a server).
