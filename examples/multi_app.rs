@@ -109,10 +109,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    // The layers' metrics, for Prometheus: one recorder for the process, so each app's
+    // `/metrics` shows both apps' counts.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let mut servers = Vec::new();
     for app in &apps {
         let auth = config(&provider, app)?.build().await?;
-        let router = router(app.name, &auth);
+        let router = router(app.name, &auth, metrics.clone());
         let parsed = url::Url::parse(&app.url)?;
         let bind = format!(
             "{}:{}",
@@ -163,7 +166,11 @@ fn config(
     Ok(cfg)
 }
 
-fn router(name: &'static str, auth: &AuthLayer) -> Router {
+fn router(
+    name: &'static str,
+    auth: &AuthLayer,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Router {
     Router::new()
         .route("/me", get(|claims: Claims| async move { Json(claims) }))
         .route_layer(auth.require())
@@ -174,6 +181,7 @@ fn router(name: &'static str, auth: &AuthLayer) -> Router {
             get(move |claims: Option<Claims>| async move { home(name, claims) })
                 .route_layer(auth.attempt_silent_login()),
         )
+        .route("/metrics", get(move || async move { metrics.render() }))
         .layer(auth.clone())
 }
 

@@ -19,6 +19,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
     use tracing::Instrument;
     let span = tracing::info_span!(
         "oidc.callback",
+        provider = %shared.meta.issuer,
         outcome = tracing::field::Empty,
         reason = tracing::field::Empty,
         duration_ms = tracing::field::Empty,

@@ -270,6 +270,41 @@ async fn a_restart_with_the_same_cookie_key_keeps_the_session() {
     );
 }
 
+/// The quickstart serves its metrics at `/metrics` (Prometheus text, the layer's names), and on
+/// loopback explains its refusals (`x-auth-refusal`). The values themselves are asserted
+/// through a recorder in `tests/metrics.rs`, on the same router.
+#[tokio::test]
+#[allow(clippy::await_holding_lock)]
+async fn metrics_are_served_and_refusals_explained_on_loopback() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let app = format!("http://127.0.0.1:{port}");
+    let mut cmd = quickstart();
+    cmd.env("APP_URL", &app);
+    let _running = started(&mut cmd);
+    let session = sign_in(&app).await;
+    assert_eq!(me_status(&app, &session).await, 200);
+    let client = reqwest::Client::new();
+    let refused = client
+        .get(format!("{app}/me"))
+        .header("authorization", "Bearer x.y.z")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["x-auth-refusal"], "malformed_token");
+    let metrics = client.get(format!("{app}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "oidc_logins_total{outcome=\"success\"} 1",
+        "oidc_rejections_total{reason=\"malformed_token\"} 1",
+        "oidc_provider_request_seconds",
+    ] {
+        assert!(text.contains(line), "{line} not in /metrics:\n{text}");
+    }
+}
+
 /// `AUTH_SESSION_STORE=redis://..`: the browser's cookies for a session are under 200 bytes in
 /// all, the session survives a restart of the app, and logout ends it.
 #[tokio::test]

@@ -151,6 +151,18 @@ pub fn app(auth: &AuthLayer) -> Router {
             }),
         )
         .layer(auth.clone())
+        .layer(axum::middleware::map_response(unexplained))
+}
+
+/// Refusals are not explained unless asked (`explain_refusals`, off in every suite built on
+/// [`app`]): no answer of the whole adversarial suite may carry a reason.
+async fn unexplained(resp: axum::response::Response) -> axum::response::Response {
+    assert!(
+        !resp.headers().contains_key("x-auth-refusal"),
+        "a refusal explained without explain_refusals: {:?}",
+        resp.headers().get("x-auth-refusal")
+    );
+    resp
 }
 
 pub async fn send(app: &Router, jar: &mut Jar, req: Request<Body>) -> Response<Body> {
