@@ -33,6 +33,7 @@ mod attack_store;
 mod attack_store2;
 mod attack_store3;
 mod attack_store4;
+mod attack_store5;
 mod attack_webhook;
 mod backchannel;
 mod claims_rejection;
