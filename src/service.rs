@@ -123,8 +123,10 @@ where
         }
 
         // Claims belong to the layer that verified them: whatever an outer layer attached is
-        // removed here, and replaced by this layer's own, if it finds a session.
+        // removed here, and replaced by this layer's own, if it finds a session. So is an outer
+        // layer's reason for refusing the request.
         req.extensions_mut().remove::<crate::Claims>();
+        req.extensions_mut().remove::<crate::refusal::Refusal>();
 
         if settings.bearer {
             if let Some(token) = bearer::bearer_token(req.headers()) {

@@ -235,13 +235,24 @@ fn remember_unsaved(
     // the chain (the record's, and unsaved ones another instance may have saved): whoever
     // reads any of them gets these, the newest tokens, never a grant already rotated. Each
     // copy is sealed for its own key, as the coordinator's results are.
-    let mut holds =
-        vec![shared
-            .coordinator
-            .hold(key, tokens.clone(), crate::session::stored::UNSAVED_HOLD)];
-    let plain = shared.cookies.open(&refresh_aad(key), &tokens.0);
+    // Only a rotated refresh token needs it: one the provider keeps stays good for whoever
+    // reads it, and a hold under it would answer that instance's later refreshes (this one's
+    // too) with these tokens, expired by then, instead of new ones.
+    let rotated = data.rt.is_some() && data.rt != old.rt;
+    let mut holds = Vec::new();
+    if rotated {
+        holds.push(shared.coordinator.hold(
+            key,
+            tokens.clone(),
+            crate::session::stored::UNSAVED_HOLD,
+        ));
+    }
+    let plain = rotated
+        .then(|| shared.cookies.open(&refresh_aad(key), &tokens.0))
+        .flatten();
     let earlier = memo.replaced_rt.iter().chain(memo.passed_rts.iter());
-    for rt in earlier.filter(|rt| Some(*rt) != old.rt.as_ref()) {
+    let not_this = |rt: &&String| Some(*rt) != old.rt.as_ref() && Some(*rt) != data.rt.as_ref();
+    for rt in earlier.filter(not_this) {
         let earlier_key = RefreshKey::of(rt);
         if let Some(plain) = &plain {
             let sealed = SealedTokens(shared.cookies.seal(&refresh_aad(earlier_key), plain));

@@ -159,16 +159,18 @@ pub trait RefreshCoordinator: Send + Sync + 'static {
 type Slot = watch::Receiver<Option<Result<SealedTokens, RefreshError>>>;
 
 struct Entry {
-    /// When the result stops being handed out (the end of its grace window, or of a hold).
+    /// When the refresh began: a coordinator hands the result out within its own grace window
+    /// from then (layers sharing the tables may have different windows).
+    created: i64,
+    /// When the entry is dropped: the end of the grace window of the layer that made it.
     until: i64,
     /// Tells this entry from a later one under the same key.
     id: u64,
     rx: Slot,
 }
 
+/// The tables, shared by the coordinators of layers on one session store (`with_grace`).
 struct LocalInner {
-    /// Seconds; only ever raised (see `at_least`).
-    grace: std::sync::atomic::AtomicI64,
     capacity: usize,
     clock: SharedClock,
     entries: Mutex<HashMap<RefreshKey, Entry>>,
@@ -190,12 +192,14 @@ struct Held {
 #[derive(Clone)]
 pub struct LocalRefreshCoordinator {
     inner: Arc<LocalInner>,
+    /// The grace window, in seconds.
+    grace: i64,
 }
 
 impl fmt::Debug for LocalRefreshCoordinator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalRefreshCoordinator")
-            .field("grace", &self.grace())
+            .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
 }
@@ -209,10 +213,8 @@ impl LocalRefreshCoordinator {
 
     pub(crate) fn with_clock(grace: Duration, capacity: usize, clock: SharedClock) -> Self {
         Self {
+            grace: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
             inner: Arc::new(LocalInner {
-                grace: std::sync::atomic::AtomicI64::new(
-                    i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
-                ),
                 capacity: capacity.max(1),
                 clock,
                 entries: Mutex::new(HashMap::new()),
@@ -222,18 +224,14 @@ impl LocalRefreshCoordinator {
         }
     }
 
-    /// The grace window, in seconds.
-    fn grace(&self) -> i64 {
-        self.inner.grace.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Raises the grace window to `grace` if it is shorter: layers that share this coordinator
-    /// (through a session store) each get at least the window they were configured with.
-    pub(crate) fn at_least(&self, grace: Duration) {
-        let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
-        self.inner
-            .grace
-            .fetch_max(grace, std::sync::atomic::Ordering::Relaxed);
+    /// A coordinator on the same tables (refreshes in flight, results, holds) with a grace
+    /// window of its own: layers sharing a session store share single-flight and holds, and
+    /// each hands out a result only within the window it was configured with.
+    pub(crate) fn with_grace(&self, grace: Duration) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            grace: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+        }
     }
 
     /// Entries currently kept (for tests and metrics).
@@ -257,10 +255,14 @@ impl LocalRefreshCoordinator {
 }
 
 impl LocalRefreshCoordinator {
-    /// Makes room for one more entry: the one ending first goes.
+    /// Makes room for one more entry: the one ending first goes, and of those ending at the
+    /// same time, the oldest (never by the hash map's order).
     fn make_room(&self, entries: &mut HashMap<RefreshKey, Entry>) {
         while entries.len() >= self.inner.capacity {
-            let first = entries.iter().min_by_key(|(_, e)| e.until).map(|(k, _)| *k);
+            let first = entries
+                .iter()
+                .min_by_key(|(_, e)| (e.until, e.id))
+                .map(|(k, _)| *k);
             match first {
                 Some(k) => entries.remove(&k),
                 None => break,
@@ -296,20 +298,21 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
         task: RefreshTask,
     ) -> BoxFuture<'static, Result<SealedTokens, RefreshError>> {
         let now = self.inner.clock.now();
-        let grace = self.grace();
+        let grace = self.grace;
         let mut rx = {
             let mut entries = self.lock();
             entries.retain(|_, e| now < e.until);
-            let held = || {
-                (!entries.contains_key(&key))
-                    .then(|| self.held(key, now))
-                    .flatten()
-            };
-            if let Some(tokens) = held() {
-                tracing::debug!(?key, "refresh result held (its session not saved yet)");
-                return Box::pin(async move { Ok(tokens) });
+            // In flight, or finished within this layer's window.
+            let current = entries
+                .get(&key)
+                .filter(|e| now.saturating_sub(e.created) < grace);
+            if current.is_none() {
+                if let Some(tokens) = self.held(key, now) {
+                    tracing::debug!(?key, "refresh result held (its session not saved yet)");
+                    return Box::pin(async move { Ok(tokens) });
+                }
             }
-            match entries.get(&key) {
+            match current {
                 Some(entry) => {
                     tracing::debug!(?key, "refresh joined (in flight or within grace window)");
                     entry.rx.clone()
@@ -321,6 +324,7 @@ impl RefreshCoordinator for LocalRefreshCoordinator {
                     entries.insert(
                         key,
                         Entry {
+                            created: now,
                             until: now.saturating_add(grace),
                             id,
                             rx: rx.clone(),

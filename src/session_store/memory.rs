@@ -48,9 +48,9 @@ struct Inner {
     /// Shared by every clone: the instances of the layer using this store hear each other's
     /// logouts through it (see [`SessionStore::revocation_store`]).
     revocations: crate::revocation::MemoryRevocationStore,
-    /// Shared by every clone likewise (see [`SessionStore::refresh_coordinator`]): one for all
-    /// the layers on this store, so that they share each refresh; its grace window is the
-    /// longest any of them asked for.
+    /// Shared by every clone likewise (see [`SessionStore::refresh_coordinator`]): the tables
+    /// of one coordinator for all the layers on this store, so that they share each refresh
+    /// and each hold; each layer's has the grace window it asked for.
     refresh: std::sync::OnceLock<crate::refresh::LocalRefreshCoordinator>,
 }
 
@@ -355,7 +355,6 @@ impl SessionStore for MemorySessionStore {
                 self.inner.clock.clone(),
             )
         });
-        coordinator.at_least(grace);
-        Some(Arc::new(coordinator.clone()))
+        Some(Arc::new(coordinator.with_grace(grace)))
     }
 }

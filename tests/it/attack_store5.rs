@@ -197,9 +197,18 @@ async fn guard_control_a_stolen_refresh_token_past_the_grace_is_refused() {
     .await;
     let stolen = w.provider.session_cookie(&a_auth, &TestUser::new("usr_42"));
     w.clock.advance(Duration::from_secs(280));
-    assert_eq!(status(&a, &stolen).await, StatusCode::OK, "the victim's refresh");
+    assert_eq!(
+        status(&a, &stolen).await,
+        StatusCode::OK,
+        "the victim's refresh"
+    );
     w.clock.advance(Duration::from_secs(60));
-    assert_eq!(status(&a, &stolen).await, StatusCode::UNAUTHORIZED, "{}", counts(&w));
+    assert_eq!(
+        status(&a, &stolen).await,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        counts(&w)
+    );
 }
 
 /// Guard (resealed holds vs a logout): A's writes fail through two refreshes (rt0 -> rt1 ->
@@ -223,7 +232,10 @@ async fn guard_a_chain_of_unsaved_refreshes_does_not_outlive_a_logout() {
     assert_eq!(w.records().await, 0);
     link_a.fail_saves.store(false, Ordering::SeqCst);
     let came_back = poll_until(Duration::from_secs(4), || async { w.records().await > 0 }).await;
-    assert!(!came_back, "the chained memo was written back after the logout");
+    assert!(
+        !came_back,
+        "the chained memo was written back after the logout"
+    );
     assert_eq!(status(&a, &cookie).await, StatusCode::UNAUTHORIZED, "on A");
     let (_c, c) = w.instance().await;
     assert_eq!(status(&c, &cookie).await, StatusCode::UNAUTHORIZED, "on C");
