@@ -7,7 +7,9 @@
 //! `many_evicting` (the same against caches of 100: sessions beyond every cache, served by the
 //! signature memo) and `bearer_many` (300 distinct bearer tokens against a token cache of 100).
 //! All three make one warm-up pass over every session outside
-//! the measured loop, so the loop sees only sessions it has seen before.
+//! the measured loop, so the loop sees only sessions it has seen before. `refused`: a bearer
+//! token that is not a JWT (401, a rejection counted). `PROFILE_RECORDER=1` installs a metrics
+//! recorder (Prometheus's) first.
 
 use axum::body::Body;
 use axum::routing::get;
@@ -35,6 +37,11 @@ fn main() {
     }
     let scenario = args[1].clone();
     let n: usize = args[2].parse().unwrap_or(1000);
+    // `PROFILE_RECORDER=1`: with a metrics recorder installed (Prometheus's), to compare.
+    if std::env::var_os("PROFILE_RECORDER").is_some_and(|v| !v.is_empty()) {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::set_global_recorder(recorder).expect("one recorder");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -143,6 +150,8 @@ fn request(scenario: &str, i: usize, cookie: &str, bearer: &str, many: &[String]
     let r = match scenario {
         "bare" => r,
         "bearer" => r.header(header::AUTHORIZATION, bearer),
+        // Refused (401 `invalid_token`): records a rejection.
+        "refused" => r.header(header::AUTHORIZATION, "Bearer not-a-jwt"),
         "cold" => r.header(header::COOKIE, many.get(i).map_or("", String::as_str)),
         "many" | "many_evicting" | "bare_many" => {
             r.header(header::COOKIE, many[i % many.len()].as_str())
@@ -173,7 +182,7 @@ fn measured(
         for i in 0..n {
             let req = request(scenario, i, cookie, bearer, cold);
             let resp = router.clone().oneshot(req).await.unwrap();
-            assert!(resp.status().is_success());
+            assert_eq!(resp.status().is_success(), scenario != "refused");
         }
         // Wall time per request, for native runs (meaningless under valgrind).
         eprintln!("{scenario}: {:?} per request", started.elapsed() / n as u32);
