@@ -80,6 +80,6 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resoluti
             Resolution::Ready(Outcome::with_claims(Some(claims)))
         }
         Attempt::NeedKeys(..) => Resolution::Pending,
-        Attempt::Invalid(error) => invalid(&error, Refusal::of_token(&error)),
+        Attempt::Invalid(error) => invalid(&error, error.refusal()),
     }
 }

@@ -37,8 +37,6 @@
 
 use std::fmt;
 
-use crate::verify::VerifyError;
-
 /// The header that carries a [`Refusal`] when refusals are explained.
 pub const REFUSAL_HEADER: &str = "x-auth-refusal";
 
@@ -202,24 +200,6 @@ impl Refusal {
             Some(("permission", name)) => Self::MissingPermission(name.to_owned()),
             Some(("scope", name)) => Self::MissingScope(name.to_owned()),
             _ => Self::Missing(what.to_owned()),
-        }
-    }
-
-    /// Why a token (a bearer token, or a session's access token) was refused.
-    pub(crate) fn of_token(error: &VerifyError) -> Self {
-        match error {
-            VerifyError::Malformed | VerifyError::Critical => Self::MalformedToken,
-            VerifyError::UnknownKey | VerifyError::AmbiguousKey => Self::UnknownKid,
-            VerifyError::Signature => Self::BadSignature,
-            VerifyError::Issuer => Self::IssuerMismatch,
-            VerifyError::Audience
-            | VerifyError::AuthorizedParty
-            | VerifyError::NotForThisClient
-            | VerifyError::MachineClient => Self::AudienceMismatch,
-            VerifyError::Expired => Self::TokenExpired,
-            other => Self::TokenRefused {
-                check: other.check(),
-            },
         }
     }
 }

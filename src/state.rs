@@ -65,10 +65,29 @@ impl Settings {
 }
 
 impl Shared {
+    /// Sets the gauges of the layer's caches and revocations (a few atomic loads): after the
+    /// events that change them on the slow path (a sign-in, a refresh), never per request.
+    pub(crate) fn record_gauges(&self) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        use crate::telemetry::cache_entries;
+        cache_entries("verified_tokens", self.verifier.cache_len());
+        cache_entries("sessions", self.sessions.len());
+        cache_entries("logout_token_ids", self.seen_jti.len());
+        cache_entries("signature_memo", self.verifier.memo_len());
+        if let Some(records) = self.revocations.len_hint() {
+            crate::telemetry::revocations(records);
+        }
+    }
+
     /// What the webhook route needs of the layer.
     pub(crate) fn webhook_context(&self) -> crate::webhook::WebhookContext<'_> {
         crate::webhook::WebhookContext {
-            stored: self.store.is_some().then_some(self),
+            stored: self
+                .store
+                .is_some()
+                .then_some(self as &dyn crate::webhook::EndStored),
             hooks: self.settings.webhooks.as_ref(),
             revocations: self.revocations.as_ref(),
             issuer: &self.meta.issuer,

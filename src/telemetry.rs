@@ -139,19 +139,3 @@ mod imp {
 }
 
 pub(crate) use imp::*;
-
-/// The gauges of the layer's caches and revocations, read at once (a few atomic loads):
-/// called after the events that change them on the slow path (a sign-in, a refresh, a
-/// logout), never per request.
-pub(crate) fn gauges(shared: &crate::state::Shared) {
-    if !cfg!(feature = "metrics") {
-        return;
-    }
-    cache_entries("verified_tokens", shared.verifier.cache_len());
-    cache_entries("sessions", shared.sessions.len());
-    cache_entries("logout_token_ids", shared.seen_jti.len());
-    cache_entries("signature_memo", shared.verifier.memo_len());
-    if let Some(records) = shared.revocations.len_hint() {
-        revocations(records);
-    }
-}

@@ -41,7 +41,7 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
         span.record("reason", reason.as_str());
     }
     if outcome == Some(crate::telemetry::Login::Success) {
-        crate::telemetry::gauges(&shared);
+        shared.record_gauges();
     }
     page
 }

@@ -301,7 +301,7 @@ pub(crate) async fn resolve(
             span.record("outcome", outcome);
             crate::telemetry::refresh(outcome, coordinated);
             if outcome == "success" {
-                crate::telemetry::gauges(&shared);
+                shared.record_gauges();
             }
         };
         match result {
@@ -615,7 +615,7 @@ pub(crate) fn check(
         }
         Attempt::Invalid(error) => {
             tracing::debug!(%error, "session access token refused; clearing");
-            let why = Refusal::of_token(&error);
+            let why = error.refusal();
             Resolution::Ready(Outcome::cleared(shared, cookies, false, why))
         }
     }

@@ -467,6 +467,12 @@ pub(crate) async fn end_by_index(shared: &Shared, sid: Option<&str>, sub: Option
     tracing::debug!(ended, "stored sessions ended by a provider logout");
 }
 
+impl crate::webhook::EndStored for Shared {
+    fn end_stored<'a>(&'a self, sid: &'a str, at: i64) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(end_by_index(self, Some(sid), None, at))
+    }
+}
+
 /// A reference to a stored session that may be shown in a page: a digest of its id (the id
 /// itself never leaves the server), bound to the layer's cookie name.
 fn handle(shared: &Shared, id: &SessionId) -> String {

@@ -7,6 +7,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::claims::{Claims, Extras, LayerId};
+use crate::refusal::Refusal;
 
 /// Why a token was refused. Logged, never shown to the user in detail.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +67,25 @@ pub(crate) enum VerifyError {
 }
 
 impl VerifyError {
+    /// Why a token (a bearer token, or a session's access token) that failed this check is
+    /// refused.
+    pub(crate) fn refusal(&self) -> Refusal {
+        match self {
+            Self::Malformed | Self::Critical => Refusal::MalformedToken,
+            Self::UnknownKey | Self::AmbiguousKey => Refusal::UnknownKid,
+            Self::Signature => Refusal::BadSignature,
+            Self::Issuer => Refusal::IssuerMismatch,
+            Self::Audience
+            | Self::AuthorizedParty
+            | Self::NotForThisClient
+            | Self::MachineClient => Refusal::AudienceMismatch,
+            Self::Expired => Refusal::TokenExpired,
+            other => Refusal::TokenRefused {
+                check: other.check(),
+            },
+        }
+    }
+
     /// The check that failed, as a closed set of names (for explaining a refusal).
     pub(crate) fn check(&self) -> &'static str {
         match self {

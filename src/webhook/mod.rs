@@ -115,14 +115,20 @@ const MAX_EVENT_AGE_SECS: i64 = 24 * 3600;
 /// The longest `user_session.session_id` taken from a `user.logout` event.
 const MAX_SESSION_ID: usize = 512;
 
+/// Ends the stored sessions of a provider session that began by a time (store mode).
+pub(crate) trait EndStored: Sync {
+    /// Deletes the records of the provider session `sid` that began no later than `at`.
+    fn end_stored<'a>(&'a self, sid: &'a str, at: i64) -> futures_util::future::BoxFuture<'a, ()>;
+}
+
 /// What the webhook route needs of the layer (see `Shared::webhook_context`).
 pub(crate) struct WebhookContext<'a> {
     /// The route's state, when a webhook secret is configured.
     pub(crate) hooks: Option<&'a Webhooks>,
     pub(crate) revocations: &'a dyn RevocationStore,
-    /// The layer, in store mode: a `user.logout` deletes the sessions it ends from the store
-    /// too, as a back-channel logout does.
-    pub(crate) stored: Option<&'a crate::state::Shared>,
+    /// In store mode, what deletes the sessions a `user.logout` ends from the store, as a
+    /// back-channel logout does.
+    pub(crate) stored: Option<&'a dyn EndStored>,
     /// The provider's issuer, whose `sid`s a `user.logout` names.
     pub(crate) issuer: &'a str,
     pub(crate) now: i64,
@@ -366,10 +372,10 @@ async fn end_session(
         tracing::warn!(%error, "could not record the webhook logout");
         return Err((StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"));
     }
-    if let Some(shared) = cx.stored {
+    if let Some(stored) = cx.stored {
         // The revocation ends them on every instance; deleting the records that began by `at`
         // (as the revocation does) makes the end final.
-        crate::session::stored::end_by_index(shared, Some(sid), None, at).await;
+        stored.end_stored(sid, at).await;
     }
     tracing::debug!("user.logout webhook recorded");
     Ok(())
