@@ -50,29 +50,40 @@ async fn world(explain: bool, tweak: impl FnOnce(AuthLayerBuilder) -> AuthLayerB
 
 fn routes(auth: &AuthLayer) -> Router {
     Router::new()
-        .route("/me", get(|c: Claims| async move { Json(c) }).post(|c: Claims| async move { Json(c) }))
-        .route_layer(auth.require())
         .route(
-            "/handler-role",
-            get(handler_role).post(handler_role),
+            "/me",
+            get(|c: Claims| async move { Json(c) }).post(|c: Claims| async move { Json(c) }),
         )
+        .route_layer(auth.require())
+        .route("/handler-role", get(handler_role).post(handler_role))
         .route(
             "/crlf",
-            get(|| async { "x" }).post(|| async { "x" }).route_layer(auth.require_role("adm\r\nset-cookie: x=1")),
+            get(|| async { "x" })
+                .post(|| async { "x" })
+                .route_layer(auth.require_role("adm\r\nset-cookie: x=1")),
         )
         .route(
             "/utf8",
-            get(|| async { "x" }).post(|| async { "x" }).route_layer(auth.require_permission("déploy:écrire")),
+            get(|| async { "x" })
+                .post(|| async { "x" })
+                .route_layer(auth.require_permission("déploy:écrire")),
         )
         .route(
             "/long",
-            get(|| async { "x" }).post(|| async { "x" }).route_layer(auth.require_scope("s".repeat(20_000))),
+            get(|| async { "x" })
+                .post(|| async { "x" })
+                .route_layer(auth.require_scope("s".repeat(20_000))),
         )
         .route(
             "/html",
-            get(|| async { "x" }).post(|| async { "x" }).route_layer(auth.require_role("<script>alert(1)</script>")),
+            get(|| async { "x" })
+                .post(|| async { "x" })
+                .route_layer(auth.require_role("<script>alert(1)</script>")),
         )
-        .route("/public", get(|| async { "public" }).post(|| async { "public" }))
+        .route(
+            "/public",
+            get(|| async { "public" }).post(|| async { "public" }),
+        )
         .layer(auth.clone())
 }
 
@@ -311,9 +322,12 @@ async fn guard_no_attacker_controlled_value_is_echoed_into_an_explained_refusal(
             c.insert("sub".into(), Value::from(format!("{MARK}-sub")));
         }),
     ));
-    tokens.push(w.provider.sign_with_unpublished_key(&good_header, &with(&|c| {
-        c.insert("sub".into(), Value::from(format!("{MARK}-sub")));
-    })));
+    tokens.push(w.provider.sign_with_unpublished_key(
+        &good_header,
+        &with(&|c| {
+            c.insert("sub".into(), Value::from(format!("{MARK}-sub")));
+        }),
+    ));
     tokens.push(format!("{MARK}.{MARK}.{MARK}"));
     tokens.push(MARK.to_owned());
     for token in &tokens {
@@ -514,5 +528,8 @@ async fn guard_explain_off_adds_nothing_in_any_kind_of_answer() {
     let resp = serve(&w.app, html("/me", Some(&cookie))).await;
     assert_eq!(resp.status(), StatusCode::FOUND);
     let seen = everything(resp).await;
-    assert!(!seen.contains("lifetime") && !seen.contains(HEADER), "{seen}");
+    assert!(
+        !seen.contains("lifetime") && !seen.contains(HEADER),
+        "{seen}"
+    );
 }
