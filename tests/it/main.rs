@@ -34,6 +34,7 @@ mod attack_store2;
 mod attack_store3;
 mod attack_store4;
 mod attack_store5;
+mod attack_observability;
 mod attack_webhook;
 mod backchannel;
 mod claims_rejection;
