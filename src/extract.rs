@@ -296,14 +296,17 @@ fn unauthenticated(parts: &Parts) -> ClaimsRejection {
 impl IntoResponse for crate::claims::Forbidden {
     fn into_response(self) -> Response {
         // Made in a handler, without the request or the layer: the default API answer.
-        crate::responses::forbidden(
+        let mut resp = crate::responses::forbidden(
             &crate::responses::DefaultResponses,
             "/",
             crate::responses::Client::Api,
             &self.0,
             false,
-        )
-        .map(Body::new)
+        );
+        // The layer around the app adds it as `x-auth-refusal` when refusals are explained.
+        resp.extensions_mut()
+            .insert(crate::refusal::Refusal::of_guard(&self.0));
+        resp.map(Body::new)
     }
 }
 

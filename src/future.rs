@@ -33,15 +33,16 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
-        // The inner service's response is on its way; the layer's cookies go on it.
-        Inner { #[pin] fut: S::Future, set_cookies: Vec<HeaderValue> },
+        // The inner service's response is on its way; the layer's cookies go on it (and, when
+        // refusals are explained, the reason of a refusal the app made).
+        Inner { #[pin] fut: S::Future, set_cookies: Vec<HeaderValue>, explain: bool },
         // The layer answers at once.
         Ready { page: Page },
         // One of the layer's routes.
         Route { fut: BoxFuture<'static, Page> },
         // The session or bearer token needs waiting for (a refresh, a key fetch). The future
         // owns the inner service and the request, and calls the service once it is decided.
-        Resolving { fut: BoxFuture<'static, Resolved<S::Future>> },
+        Resolving { fut: BoxFuture<'static, Resolved<S::Future>>, explain: bool },
     }
 }
 
@@ -52,9 +53,13 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn inner(fut: S::Future, set_cookies: Vec<HeaderValue>) -> Self {
+    pub(crate) fn inner(fut: S::Future, set_cookies: Vec<HeaderValue>, explain: bool) -> Self {
         Self {
-            state: State::Inner { fut, set_cookies },
+            state: State::Inner {
+                fut,
+                set_cookies,
+                explain,
+            },
         }
     }
 
@@ -76,6 +81,8 @@ where
         outcome: impl Future<Output = Outcome> + Send + 'static,
         mut inner: S,
         mut req: Request<ReqBody>,
+        explain: bool,
+        layer: crate::claims::LayerId,
     ) -> Self
     where
         S: Send + 'static,
@@ -95,14 +102,18 @@ where
                     }
                     // Why the request is anonymous, for the guards' answer (and its metric).
                     if let Some(refusal) = refusal {
-                        req.extensions_mut().insert(refusal);
+                        req.extensions_mut()
+                            .insert(crate::refusal::Refused { layer, refusal });
                     }
                     Ok((inner.call(req), set_cookies))
                 }
             }
         };
         Self {
-            state: State::Resolving { fut: Box::pin(fut) },
+            state: State::Resolving {
+                fut: Box::pin(fut),
+                explain,
+            },
         }
     }
 }
@@ -116,10 +127,18 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             let next = match self.as_mut().project().state.project() {
-                StateProj::Inner { fut, set_cookies } => {
+                StateProj::Inner {
+                    fut,
+                    set_cookies,
+                    explain,
+                } => {
                     let resp = ready!(fut.poll(cx))?;
                     let mut resp = resp.map(AuthBody::inner);
                     crate::responses::add_cookies(resp.headers_mut(), std::mem::take(set_cookies));
+                    if *explain {
+                        // A refusal the app made (`Forbidden` from a handler) says why too.
+                        crate::responses::explain_app_refusal(&mut resp);
+                    }
                     return Poll::Ready(Ok(resp));
                 }
                 StateProj::Ready { page } => {
@@ -129,8 +148,12 @@ where
                     let page = ready!(fut.as_mut().poll(cx));
                     return Poll::Ready(Ok(own(page)));
                 }
-                StateProj::Resolving { fut } => match ready!(fut.as_mut().poll(cx)) {
-                    Ok((fut, set_cookies)) => State::Inner { fut, set_cookies },
+                StateProj::Resolving { fut, explain } => match ready!(fut.as_mut().poll(cx)) {
+                    Ok((fut, set_cookies)) => State::Inner {
+                        fut,
+                        set_cookies,
+                        explain: *explain,
+                    },
                     Err(page) => return Poll::Ready(Ok(own(page))),
                 },
             };

@@ -37,6 +37,27 @@
 
 use std::fmt;
 
+/// A layer's reason for treating a request as anonymous, in the request's extensions: only
+/// that layer's guards and extractors read it (layers can be nested).
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    pub(crate) layer: crate::claims::LayerId,
+    pub(crate) refusal: Refusal,
+}
+
+impl Refused {
+    /// This layer's reason in `extensions`, or none: the request had no credentials for it.
+    pub(crate) fn of<'a>(
+        extensions: &'a http::Extensions,
+        layer: &crate::claims::LayerId,
+    ) -> &'a Refusal {
+        extensions
+            .get::<Self>()
+            .filter(|r| r.layer == *layer)
+            .map_or(&Refusal::NoCredentials, |r| &r.refusal)
+    }
+}
+
 /// The header that carries a [`Refusal`] when refusals are explained.
 pub const REFUSAL_HEADER: &str = "x-auth-refusal";
 

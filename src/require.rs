@@ -213,10 +213,7 @@ pub(crate) fn reject_parts(shared: &Shared, parts: &http::request::Parts) -> Pag
         .and_then(crate::return_to::sanitize)
         .unwrap_or(&shared.settings.default_return);
     // Why: the layer's reason if it refused the request's credentials, else it had none.
-    let refusal = parts
-        .extensions
-        .get::<crate::refusal::Refusal>()
-        .unwrap_or(&crate::refusal::Refusal::NoCredentials);
+    let refusal = crate::refusal::Refused::of(&parts.extensions, &shared.verifier.layer());
     unauthenticated(
         &*shared.responses,
         client,

@@ -123,10 +123,8 @@ where
         }
 
         // Claims belong to the layer that verified them: whatever an outer layer attached is
-        // removed here, and replaced by this layer's own, if it finds a session. So is an outer
-        // layer's reason for refusing the request.
+        // removed here, and replaced by this layer's own, if it finds a session.
         req.extensions_mut().remove::<crate::Claims>();
-        req.extensions_mut().remove::<crate::refusal::Refusal>();
 
         if settings.bearer {
             if let Some(token) = bearer::bearer_token(req.headers()) {
@@ -136,7 +134,9 @@ where
                     Resolution::Pending => {
                         let fut = bearer::bearer(shared.clone(), token.to_owned(), client);
                         req.extensions_mut().insert(AuthContext(shared.clone()));
-                        ResponseFuture::resolving(Box::pin(fut), self.take_ready(), req)
+                        let (explain, layer) = (settings.explain_refusals, shared.verifier.layer());
+                        let inner = self.take_ready();
+                        ResponseFuture::resolving(Box::pin(fut), inner, req, explain, layer)
                     }
                 };
             }
@@ -154,7 +154,9 @@ where
                     .to_owned();
                 let fut = session::resolve(shared.clone(), req.headers().clone(), client, here);
                 req.extensions_mut().insert(AuthContext(shared.clone()));
-                ResponseFuture::resolving(Box::pin(fut), self.take_ready(), req)
+                let (explain, layer) = (settings.explain_refusals, shared.verifier.layer());
+                let inner = self.take_ready();
+                ResponseFuture::resolving(Box::pin(fut), inner, req, explain, layer)
             }
         }
     }
@@ -178,9 +180,12 @@ impl<S> AuthService<S> {
             } => {
                 attach(&mut req, claims, &self.shared);
                 if let Some(refusal) = refusal {
-                    req.extensions_mut().insert(refusal);
+                    let layer = self.shared.verifier.layer();
+                    req.extensions_mut()
+                        .insert(crate::refusal::Refused { layer, refusal });
                 }
-                ResponseFuture::inner(self.inner.call(req), set_cookies)
+                let explain = self.shared.settings.explain_refusals;
+                ResponseFuture::inner(self.inner.call(req), set_cookies, explain)
             }
             Outcome::Respond(page) => ResponseFuture::ready(*page),
         }

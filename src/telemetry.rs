@@ -7,6 +7,9 @@
 //! bearer token served from the caches): only sign-ins, refreshes, refusals, provider calls,
 //! key refetches, logouts and webhooks, which all do far costlier work beside.
 
+// Without the feature the names are documentation only.
+#![cfg_attr(not(feature = "metrics"), allow(dead_code))]
+
 use std::time::Duration;
 
 /// `oidc_logins_total{outcome}`.

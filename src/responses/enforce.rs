@@ -43,16 +43,30 @@ pub(crate) fn unauthenticated(
     finish(resp)
 }
 
-/// Adds the `x-auth-refusal` header to an explained refusal (a reason whose value does not
-/// fit a header, such as a role name outside ASCII, is given by its code alone).
-fn explained(resp: &mut Response<Bytes>, refusal: Option<&Refusal>) {
+/// Adds the `x-auth-refusal` header to an explained refusal. A reason whose text is not plain
+/// visible ASCII (a role name outside ASCII, a control character) is given by its code alone.
+fn explained<B>(resp: &mut Response<B>, refusal: Option<&Refusal>) {
     let Some(refusal) = refusal else {
         return;
     };
-    let value = HeaderValue::from_str(&refusal.to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static(refusal.code()));
+    let text = refusal.to_string();
+    let plain = text.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    let value = plain
+        .then(|| HeaderValue::from_str(&text).ok())
+        .flatten()
+        .unwrap_or_else(|| HeaderValue::from_static(refusal.code()));
     resp.headers_mut()
         .insert(crate::refusal::REFUSAL_HEADER, value);
+}
+
+/// With refusals explained: a refusal the app made itself (a [`Forbidden`](crate::Forbidden)
+/// returned by a handler carries its `Refusal` as a response extension) gets the header too.
+pub(crate) fn explain_app_refusal<B>(resp: &mut Response<B>) {
+    if resp.headers().contains_key(crate::refusal::REFUSAL_HEADER) {
+        return;
+    }
+    let refusal = resp.extensions().get::<Refusal>().cloned();
+    explained(resp, refusal.as_ref());
 }
 
 /// The response to a request whose sign-in is not recent or strong enough: a 401 of the hook's

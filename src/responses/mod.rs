@@ -112,8 +112,8 @@ pub use context::{
     InvalidTokenContext, StepUpContext, UnauthenticatedContext, UnavailableContext,
 };
 pub(crate) use enforce::{
-    confirm_login, confirm_logout, error_page, forbidden, invalid_token, step_up, unauthenticated,
-    unavailable,
+    confirm_login, confirm_logout, error_page, explain_app_refusal, forbidden, invalid_token,
+    step_up, unauthenticated, unavailable,
 };
 pub use hook::{DefaultResponses, Responses};
 #[cfg(feature = "testing")]

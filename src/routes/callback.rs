@@ -50,6 +50,11 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
 #[derive(Clone, Copy)]
 struct SignedIn;
 
+/// Marks an error callback that answers no login attempt of this browser (a forged or stale
+/// link): counted as `invalid`, never as the provider's failure or refusal.
+#[derive(Clone, Copy)]
+struct NoAttempt;
+
 /// How a callback ended, from its answer: the sign-in's mark, or its error page's reason. A
 /// silent login that the provider turned down (the user is needed) is neither: `None`.
 fn login_outcome(page: &Page) -> Option<crate::telemetry::Login> {
@@ -58,6 +63,9 @@ fn login_outcome(page: &Page) -> Option<crate::telemetry::Login> {
         return Some(Login::Success);
     }
     let reason = *page.extensions().get::<ErrorReason>()?;
+    if page.extensions().get::<NoAttempt>().is_some() {
+        return Some(Login::Invalid);
+    }
     Some(match reason {
         // `access_denied`: the user cancelled, or the provider's policy said no.
         ErrorReason::ProviderError if page.status() == StatusCode::FORBIDDEN => Login::Denied,
@@ -202,16 +210,14 @@ async fn complete(shared: Arc<Shared>, parts: Parts) -> Page {
                 "The identity provider refused the sign-in request.",
             ),
         };
+        // The provider's words only for this browser's own login attempt: on any link
+        // without one, the text would be whatever the link's author wrote.
+        let own_attempt = tx
+            .as_ref()
+            .is_some_and(|t| shared.clock.now().saturating_sub(t.created) < settings.login_timeout);
         let page = ErrorPage {
             provider_error: Some(error),
-            // The provider's words only for this browser's own login attempt: on any link
-            // without one, the text would be whatever the link's author wrote.
-            provider_error_description: tx
-                .as_ref()
-                .is_some_and(|t| {
-                    shared.clock.now().saturating_sub(t.created) < settings.login_timeout
-                })
-                .then_some(description),
+            provider_error_description: own_attempt.then_some(description),
             ..ErrorPage::new(
                 status,
                 ErrorReason::ProviderError,
@@ -220,7 +226,12 @@ async fn complete(shared: Arc<Shared>, parts: Parts) -> Page {
                 retry,
             )
         };
-        return error_page(responses, &settings.default_return, &page, set_cookies);
+        let mut page = error_page(responses, &settings.default_return, &page, set_cookies);
+        if !own_attempt {
+            // Anyone can open this URL: not a provider's answer to a login of this browser.
+            page.extensions_mut().insert(NoAttempt);
+        }
+        return page;
     }
 
     // A stale or replayed callback (Back, then the same URL again) from someone who is signed

@@ -428,7 +428,7 @@ pub(crate) async fn resolve(
     }) {
         Resolution::Ready(outcome) => outcome,
         // Keys still missing after the refetch: anonymous, the cookie kept.
-        Resolution::Pending => Outcome::anonymous(),
+        Resolution::Pending => Outcome::refused(Refusal::UnknownKid),
     };
     match place {
         Place::Cookie => touch(&shared, &cookies, data, now, &mut outcome),
@@ -611,7 +611,7 @@ pub(crate) fn check(
         Attempt::Invalid(VerifyError::UnknownKey) => {
             // Perhaps the provider rotated keys and the refetch is rate-limited: keep the cookie.
             tracing::debug!("session access token signed by an unknown key");
-            Resolution::Ready(Outcome::anonymous())
+            Resolution::Ready(Outcome::refused(Refusal::UnknownKid))
         }
         Attempt::Invalid(error) => {
             tracing::debug!(%error, "session access token refused; clearing");
