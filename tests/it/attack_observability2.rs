@@ -16,7 +16,12 @@ use crate::helpers::*;
 
 const HEADER: &str = "x-auth-refusal";
 
-async fn layer(provider: &TestProvider, clock: &ManualClock, explain: bool, prefix: &str) -> AuthLayer {
+async fn layer(
+    provider: &TestProvider,
+    clock: &ManualClock,
+    explain: bool,
+    prefix: &str,
+) -> AuthLayer {
     provider
         .layer_builder(REDIRECT)
         .clock(clock.clone())
@@ -124,7 +129,11 @@ async fn a_successful_response_is_never_explained_as_a_refusal() {
     let app = app_routes().layer(auth.clone());
     let resp = serve(&app, api("/ok-with-refusal", None, None)).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(reasons(&resp), Vec::<String>::new(), "a 200 explained as refused");
+    assert_eq!(
+        reasons(&resp),
+        Vec::<String>::new(),
+        "a 200 explained as refused"
+    );
 }
 
 /// Threat: the app turns a handler's `Forbidden` into a 404 to hide that the resource exists;
@@ -140,7 +149,11 @@ async fn a_forbidden_the_app_turned_into_a_404_is_not_explained() {
     let cookie = p.session_cookie(&auth, &plain_user());
     let resp = serve(&app, api("/hidden", Some(&cookie), None)).await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-    assert_eq!(reasons(&resp), Vec::<String>::new(), "the 404 names the role");
+    assert_eq!(
+        reasons(&resp),
+        Vec::<String>::new(),
+        "the 404 names the role"
+    );
 }
 
 /// Threat: with explain off, a response carrying a `Refusal` extension (a handler's
@@ -152,7 +165,12 @@ async fn guard_explain_off_adds_no_header_for_an_apps_refusal_extension() {
     let auth = layer(&p, &clock, false, "a").await;
     let app = app_routes().layer(auth.clone());
     let cookie = p.session_cookie(&auth, &plain_user());
-    for uri in ["/ok-with-refusal", "/hidden", "/role/superuser", "/role/a,b"] {
+    for uri in [
+        "/ok-with-refusal",
+        "/hidden",
+        "/role/superuser",
+        "/role/a,b",
+    ] {
         let resp = serve(&app, api(uri, Some(&cookie), None)).await;
         assert_eq!(reasons(&resp), Vec::<String>::new(), "{uri}");
     }
@@ -172,7 +190,11 @@ async fn guard_an_apps_own_header_is_left_as_is_and_never_doubled() {
         let cookie = p.session_cookie(&auth, &plain_user());
         let resp = serve(&app, api("/own-header", Some(&cookie), None)).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-        assert_eq!(reasons(&resp), vec!["app-reason".to_owned()], "explain {explain}");
+        assert_eq!(
+            reasons(&resp),
+            vec!["app-reason".to_owned()],
+            "explain {explain}"
+        );
     }
 }
 
@@ -193,7 +215,11 @@ async fn a_client_chosen_guard_name_cannot_forge_a_second_reason() {
     let got = reasons(&resp);
     assert_eq!(got.len(), 1);
     let parts: Vec<&str> = got[0].split(',').map(str::trim).collect();
-    assert_eq!(parts.len(), 1, "the header reads as several reasons: {got:?}");
+    assert_eq!(
+        parts.len(),
+        1,
+        "the header reads as several reasons: {got:?}"
+    );
     assert!(!got[0].contains("revoked_at"), "a forged reason: {got:?}");
 }
 
@@ -209,7 +235,10 @@ async fn guard_an_outer_explaining_layer_does_not_explain_an_inner_silent_layers
     let outer = layer(&p, &clock, true, "outer").await;
     let inner = layer(&p, &clock, false, "inner").await;
     let app = Router::new()
-        .route("/inner-only", get(|| async { "inner" }).route_layer(inner.require()))
+        .route(
+            "/inner-only",
+            get(|| async { "inner" }).route_layer(inner.require()),
+        )
         .route(
             "/inner-role",
             get(|| async { "inner" }).route_layer(inner.require_role("superuser")),
@@ -279,7 +308,11 @@ async fn guard_cookie_and_bearer_together_are_explained_by_what_decided() {
     assert_eq!(reasons(&resp), Vec::<String>::new());
 
     // Bearer user has `admin` but not `superuser`: the handler's reason, not the cookie's.
-    let resp = serve(&app, api("/role/superuser", Some(&bad_cookie), Some(&token))).await;
+    let resp = serve(
+        &app,
+        api("/role/superuser", Some(&bad_cookie), Some(&token)),
+    )
+    .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert_eq!(reasons(&resp), vec!["missing_role=superuser".to_owned()]);
 }
