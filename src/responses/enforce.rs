@@ -44,13 +44,17 @@ pub(crate) fn unauthenticated(
 }
 
 /// Adds the `x-auth-refusal` header to an explained refusal. A reason whose text is not plain
-/// visible ASCII (a role name outside ASCII, a control character) is given by its code alone.
+/// visible ASCII (a role name outside ASCII, a control character), or that could read as more
+/// than one value (`,`, `;`, quotes: a name taken from the request), is given by its code
+/// alone.
 fn explained<B>(resp: &mut Response<B>, refusal: Option<&Refusal>) {
     let Some(refusal) = refusal else {
         return;
     };
     let text = refusal.to_string();
-    let plain = text.bytes().all(|b| b == b' ' || b.is_ascii_graphic());
+    let plain = text
+        .bytes()
+        .all(|b| (b == b' ' || b.is_ascii_graphic()) && !b",;\"\\".contains(&b));
     let value = plain
         .then(|| HeaderValue::from_str(&text).ok())
         .flatten()
@@ -60,9 +64,15 @@ fn explained<B>(resp: &mut Response<B>, refusal: Option<&Refusal>) {
 }
 
 /// With refusals explained: a refusal the app made itself (a [`Forbidden`](crate::Forbidden)
-/// returned by a handler carries its `Refusal` as a response extension) gets the header too.
+/// returned by a handler carries its `Refusal` as a response extension) gets the header too,
+/// as long as it is still a refusal (401 or 403: an app that turned it into a 404 to hide a
+/// resource keeps it hidden).
 pub(crate) fn explain_app_refusal<B>(resp: &mut Response<B>) {
-    if resp.headers().contains_key(crate::refusal::REFUSAL_HEADER) {
+    let refused = matches!(
+        resp.status(),
+        http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN
+    );
+    if !refused || resp.headers().contains_key(crate::refusal::REFUSAL_HEADER) {
         return;
     }
     let refusal = resp.extensions().get::<Refusal>().cloned();

@@ -50,10 +50,11 @@ pub(crate) async fn callback(shared: Arc<Shared>, parts: Parts) -> Page {
 #[derive(Clone, Copy)]
 struct SignedIn;
 
-/// Marks an error callback that answers no login attempt of this browser (a forged or stale
-/// link): counted as `invalid`, never as the provider's failure or refusal.
+/// How an error callback counts, decided from the provider's `error` and whether it answers a
+/// login attempt of this browser (never from the status of the app's error page): a forged or
+/// stale link is `invalid`, never the provider's failure or refusal.
 #[derive(Clone, Copy)]
-struct NoAttempt;
+struct ErrorCallback(crate::telemetry::Login);
 
 /// How a callback ended, from its answer: the sign-in's mark, or its error page's reason. A
 /// silent login that the provider turned down (the user is needed) is neither: `None`.
@@ -62,13 +63,11 @@ fn login_outcome(page: &Page) -> Option<crate::telemetry::Login> {
     if page.extensions().get::<SignedIn>().is_some() {
         return Some(Login::Success);
     }
-    let reason = *page.extensions().get::<ErrorReason>()?;
-    if page.extensions().get::<NoAttempt>().is_some() {
-        return Some(Login::Invalid);
+    if let Some(ErrorCallback(outcome)) = page.extensions().get::<ErrorCallback>() {
+        return Some(*outcome);
     }
+    let reason = *page.extensions().get::<ErrorReason>()?;
     Some(match reason {
-        // `access_denied`: the user cancelled, or the provider's policy said no.
-        ErrorReason::ProviderError if page.status() == StatusCode::FORBIDDEN => Login::Denied,
         ErrorReason::LoginDenied => Login::Denied,
         ErrorReason::ProviderError
         | ErrorReason::ExchangeTimeout
@@ -227,10 +226,14 @@ async fn complete(shared: Arc<Shared>, parts: Parts) -> Page {
             )
         };
         let mut page = error_page(responses, &settings.default_return, &page, set_cookies);
-        if !own_attempt {
+        let outcome = match error {
             // Anyone can open this URL: not a provider's answer to a login of this browser.
-            page.extensions_mut().insert(NoAttempt);
-        }
+            _ if !own_attempt => crate::telemetry::Login::Invalid,
+            // The user cancelled, or the provider's policy said no.
+            "access_denied" => crate::telemetry::Login::Denied,
+            _ => crate::telemetry::Login::ProviderError,
+        };
+        page.extensions_mut().insert(ErrorCallback(outcome));
         return page;
     }
 

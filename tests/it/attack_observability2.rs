@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use http::{header, Request, Response, StatusCode};
 use tower_oidc_auth::testing::TestProvider;
-use tower_oidc_auth::{AuthLayer, Claims, Forbidden, ManualClock, Refusal};
+use tower_oidc_auth::{AuthLayer, Claims, ManualClock, Refusal};
 
 use crate::helpers::*;
 
