@@ -28,16 +28,19 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// Checks a bearer token without waiting (`Pending`: a JWKS refetch is needed).
 /// A bearer token never refreshes and never sets cookies.
 pub(crate) fn bearer_now(shared: &Shared, token: &str, client: Client) -> Resolution {
-    bearer_outcome(
-        shared,
-        shared.verifier.access_now(token, Purpose::Bearer),
-        client,
-    )
+    let attempt = match shared.bearer_verifier(token) {
+        Ok(verifier) => verifier.access_now(token, Purpose::Bearer),
+        Err(error) => Attempt::Invalid(error),
+    };
+    bearer_outcome(shared, attempt, client)
 }
 
 /// Checks a bearer token, refetching the JWKS for an unknown key.
 pub(crate) async fn bearer(shared: Arc<Shared>, token: String, client: Client) -> Outcome {
-    let attempt = Attempt::from(shared.verifier.access(&token, Purpose::Bearer).await);
+    let attempt = match shared.bearer_verifier(&token) {
+        Ok(verifier) => Attempt::from(verifier.access(&token, Purpose::Bearer).await),
+        Err(error) => Attempt::Invalid(error),
+    };
     match bearer_outcome(&shared, attempt, client) {
         Resolution::Ready(outcome) => outcome,
         // Keys still missing after the refetch: anonymous.
@@ -70,8 +73,11 @@ fn bearer_outcome(shared: &Shared, attempt: Attempt, client: Client) -> Resoluti
                 lid: None,
                 login: claims.iat.unwrap_or(0),
             };
-            if is_revoked(shared.revocations.as_ref(), &shared.meta.issuer, &ids) {
-                let keys = crate::revocation::RevocationKeys::new(&shared.meta.issuer, &ids);
+            // Revocations are kept per issuer: the verified token's (checked equal to the
+            // issuer of the verifier that accepted it).
+            let issuer = claims.iss.as_str();
+            if is_revoked(shared.revocations.as_ref(), issuer, &ids) {
+                let keys = crate::revocation::RevocationKeys::new(issuer, &ids);
                 let at = keys
                     .revoked_at(shared.revocations.as_ref())
                     .unwrap_or_else(|| shared.clock.now());

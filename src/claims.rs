@@ -237,6 +237,14 @@ impl Claims {
             .get_or_init(|| serde_json::from_str(&self.0.json).unwrap_or_default())
     }
 
+    /// The issuer that verified these claims: the layer's provider, or for a bearer token one
+    /// of the [trusted issuers](crate::AuthLayerBuilder::trust_issuer). (The token's `iss`,
+    /// which verification requires to be exactly that issuer.)
+    #[must_use]
+    pub fn issuer(&self) -> &str {
+        &self.iss
+    }
+
     /// Whether the user has this role.
     #[must_use]
     pub fn has_role(&self, role: &str) -> bool {

@@ -35,15 +35,24 @@ pin_project! {
     {
         // The inner service's response is on its way; the layer's cookies go on it (and, when
         // refusals are explained, the reason of a refusal the app made).
-        Inner { #[pin] fut: S::Future, set_cookies: Vec<HeaderValue>, explain: bool },
+        Inner { #[pin] fut: S::Future, set_cookies: Vec<HeaderValue>, finish: Finish },
         // The layer answers at once.
         Ready { page: Page },
         // One of the layer's routes.
         Route { fut: BoxFuture<'static, Page> },
         // The session or bearer token needs waiting for (a refresh, a key fetch). The future
         // owns the inner service and the request, and calls the service once it is decided.
-        Resolving { fut: BoxFuture<'static, Resolved<S::Future>>, explain: bool },
+        Resolving { fut: BoxFuture<'static, Resolved<S::Future>>, finish: Finish },
     }
+}
+
+/// What the layer adds to the app's answer besides its cookies.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Finish {
+    /// Refusals are explained: a refusal the app made says why too.
+    pub(crate) explain: bool,
+    /// Protected-resource mode with CORS on: the answer is readable cross-origin.
+    pub(crate) cors: bool,
 }
 
 /// What the asynchronous path ends with: the inner service called, or the layer's answer.
@@ -53,12 +62,12 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn inner(fut: S::Future, set_cookies: Vec<HeaderValue>, explain: bool) -> Self {
+    pub(crate) fn inner(fut: S::Future, set_cookies: Vec<HeaderValue>, finish: Finish) -> Self {
         Self {
             state: State::Inner {
                 fut,
                 set_cookies,
-                explain,
+                finish,
             },
         }
     }
@@ -81,7 +90,7 @@ where
         outcome: impl Future<Output = Outcome> + Send + 'static,
         mut inner: S,
         mut req: Request<ReqBody>,
-        explain: bool,
+        finish: Finish,
         layer: crate::claims::LayerId,
     ) -> Self
     where
@@ -112,7 +121,7 @@ where
         Self {
             state: State::Resolving {
                 fut: Box::pin(fut),
-                explain,
+                finish,
             },
         }
     }
@@ -130,14 +139,17 @@ where
                 StateProj::Inner {
                     fut,
                     set_cookies,
-                    explain,
+                    finish,
                 } => {
                     let resp = ready!(fut.poll(cx))?;
                     let mut resp = resp.map(AuthBody::inner);
                     crate::responses::add_cookies(resp.headers_mut(), std::mem::take(set_cookies));
-                    if *explain {
+                    if finish.explain {
                         // A refusal the app made (`Forbidden` from a handler) says why too.
                         crate::responses::explain_app_refusal(&mut resp);
+                    }
+                    if finish.cors {
+                        crate::resource::cors(resp.headers_mut());
                     }
                     return Poll::Ready(Ok(resp));
                 }
@@ -148,11 +160,11 @@ where
                     let page = ready!(fut.as_mut().poll(cx));
                     return Poll::Ready(Ok(own(page)));
                 }
-                StateProj::Resolving { fut, explain } => match ready!(fut.as_mut().poll(cx)) {
+                StateProj::Resolving { fut, finish } => match ready!(fut.as_mut().poll(cx)) {
                     Ok((fut, set_cookies)) => State::Inner {
                         fut,
                         set_cookies,
-                        explain: *explain,
+                        finish: *finish,
                     },
                     Err(page) => return Poll::Ready(Ok(own(page))),
                 },

@@ -59,6 +59,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if let Some(resource) = &self.shared.resource {
+            let resource = resource.clone();
+            return self.call_resource(req, &resource);
+        }
         let shared = &self.shared;
         let settings = &shared.settings;
         let path = req.uri().path();
@@ -128,17 +132,8 @@ where
 
         if settings.bearer {
             if let Some(token) = bearer::bearer_token(req.headers()) {
-                let client = Client::of(req.method(), req.headers());
-                return match bearer::bearer_now(shared, token, client) {
-                    Resolution::Ready(outcome) => self.proceed(req, outcome),
-                    Resolution::Pending => {
-                        let fut = bearer::bearer(shared.clone(), token.to_owned(), client);
-                        req.extensions_mut().insert(AuthContext(shared.clone()));
-                        let (explain, layer) = (settings.explain_refusals, shared.verifier.layer());
-                        let inner = self.take_ready();
-                        ResponseFuture::resolving(Box::pin(fut), inner, req, explain, layer)
-                    }
-                };
+                let token = token.to_owned();
+                return self.call_bearer(req, token);
             }
         }
         match session::resolve_now(shared, req.headers()) {
@@ -154,15 +149,82 @@ where
                     .to_owned();
                 let fut = session::resolve(shared.clone(), req.headers().clone(), client, here);
                 req.extensions_mut().insert(AuthContext(shared.clone()));
-                let (explain, layer) = (settings.explain_refusals, shared.verifier.layer());
+                let layer = shared.verifier.layer();
+                let finish = self.finish();
                 let inner = self.take_ready();
-                ResponseFuture::resolving(Box::pin(fut), inner, req, explain, layer)
+                ResponseFuture::resolving(Box::pin(fut), inner, req, finish, layer)
             }
         }
     }
 }
 
 impl<S> AuthService<S> {
+    /// What the layer adds to the app's answers.
+    fn finish(&self) -> crate::future::Finish {
+        crate::future::Finish {
+            explain: self.shared.settings.explain_refusals,
+            cors: self.shared.resource.as_ref().is_some_and(|r| r.cors),
+        }
+    }
+
+    /// Protected-resource mode: the metadata document, CORS preflights, and bearer tokens;
+    /// no routes of the layer's own, no cookies.
+    fn call_resource<ReqBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        resource: &crate::resource::ResourceSettings,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+    {
+        if resource.is_metadata_path(req.uri().path()) {
+            return ResponseFuture::ready(resource.metadata(req.method(), req.headers()));
+        }
+        if resource.cors && crate::resource::is_preflight(req.method(), req.headers()) {
+            return ResponseFuture::ready(resource.preflight(req.headers()));
+        }
+        req.extensions_mut().remove::<crate::Claims>();
+        match bearer::bearer_token(req.headers()) {
+            Some(token) => {
+                let token = token.to_owned();
+                self.call_bearer(req, token)
+            }
+            None => {
+                let outcome = Outcome::refused(crate::refusal::Refusal::NoCredentials);
+                self.proceed(req, outcome)
+            }
+        }
+    }
+
+    /// A request with an `Authorization: Bearer` token: verified (waiting for keys if need
+    /// be), never refreshed, no cookies.
+    fn call_bearer<ReqBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        token: String,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        ReqBody: Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let client = Client::of(req.method(), req.headers());
+        match bearer::bearer_now(&shared, &token, client) {
+            Resolution::Ready(outcome) => self.proceed(req, outcome),
+            Resolution::Pending => {
+                let fut = bearer::bearer(shared.clone(), token, client);
+                req.extensions_mut().insert(AuthContext(shared.clone()));
+                let layer = shared.verifier.layer();
+                let finish = self.finish();
+                let inner = self.take_ready();
+                ResponseFuture::resolving(Box::pin(fut), inner, req, finish, layer)
+            }
+        }
+    }
+
     /// Calls the inner service with the outcome's claims and cookies, or answers for it.
     fn proceed<ReqBody>(
         &mut self,
@@ -184,8 +246,8 @@ impl<S> AuthService<S> {
                     req.extensions_mut()
                         .insert(crate::refusal::Refused { layer, refusal });
                 }
-                let explain = self.shared.settings.explain_refusals;
-                ResponseFuture::inner(self.inner.call(req), set_cookies, explain)
+                let finish = self.finish();
+                ResponseFuture::inner(self.inner.call(req), set_cookies, finish)
             }
             Outcome::Respond(page) => ResponseFuture::ready(*page),
         }

@@ -81,6 +81,25 @@ impl Shared {
         }
     }
 
+    /// The verifier for a bearer token: by its `iss`, read before any signature work, among the
+    /// layer's issuer and the trusted ones. Without trusted issuers, the layer's own (which
+    /// checks `iss` itself). A token of no known issuer is refused here, without a network
+    /// call.
+    pub(crate) fn bearer_verifier(
+        &self,
+        token: &str,
+    ) -> Result<&Verifier, crate::verify::VerifyError> {
+        if self.trusted.is_empty() {
+            return Ok(&self.verifier);
+        }
+        let iss = crate::verify::unverified_issuer(token)?;
+        let iss = iss.ok_or(crate::verify::VerifyError::Issuer)?;
+        std::iter::once(&self.verifier)
+            .chain(&self.trusted)
+            .find(|v| v.issuer() == iss)
+            .ok_or(crate::verify::VerifyError::Issuer)
+    }
+
     /// What the webhook route needs of the layer.
     pub(crate) fn webhook_context(&self) -> crate::webhook::WebhookContext<'_> {
         crate::webhook::WebhookContext {
@@ -104,6 +123,11 @@ pub(crate) struct Shared {
     pub(crate) meta: ProviderMetadata,
     pub(crate) token: TokenClient,
     pub(crate) verifier: Verifier,
+    /// The verifiers of the other issuers whose bearer tokens are accepted
+    /// ([`trust_issuer`](crate::AuthLayerBuilder::trust_issuer)).
+    pub(crate) trusted: Vec<Verifier>,
+    /// Protected-resource mode, when configured.
+    pub(crate) resource: Option<Arc<crate::resource::ResourceSettings>>,
     /// Shared with the claims of signed-in requests, which open the session cookie for the
     /// [`AccessToken`](crate::AccessToken) extractor.
     pub(crate) cookies: Arc<CookieCodec>,

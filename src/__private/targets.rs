@@ -114,6 +114,8 @@ pub(super) fn fuzz_shared() -> &'static Arc<Shared> {
             settings,
             meta,
             verifier,
+            trusted: Vec::new(),
+            resource: None,
             cookies: Arc::new(CookieCodec::new(
                 vec![cookie::Key::from(&[7u8; 64])],
                 true,

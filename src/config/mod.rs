@@ -8,6 +8,7 @@ pub(crate) mod error;
 mod hooks;
 mod lifetime;
 pub(crate) mod m2m;
+mod reach;
 mod resolve;
 #[cfg(test)]
 mod tests;
@@ -131,6 +132,10 @@ pub struct AuthLayerBuilder {
     pub(crate) session_claims: Vec<String>,
     pub(crate) responses: Option<Arc<dyn crate::responses::Responses>>,
     pub(crate) hooks: crate::hooks::Hooks,
+    /// Protected-resource mode (RFC 9728), when set.
+    pub(crate) resource_server: Option<crate::resource::ResourceServer>,
+    /// Other issuers whose bearer tokens are accepted, each with its audiences.
+    pub(crate) trusted_issuers: Vec<(Provider, Vec<String>)>,
 }
 
 impl fmt::Debug for AuthLayerBuilder {
@@ -215,6 +220,8 @@ impl AuthLayerBuilder {
                 timeout: crate::hooks::DEFAULT_HOOK_TIMEOUT,
                 ..Default::default()
             },
+            resource_server: None,
+            trusted_issuers: Vec::new(),
         }
     }
 

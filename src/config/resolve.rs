@@ -91,8 +91,67 @@ fn without_password(url: &str) -> String {
     }
 }
 
+/// In protected-resource mode, what a login client needs and a resource server does not: a
+/// client id (the resource identifier names the layer instead), a secret, a redirect URL on
+/// the resource's origin and a cookie key, none of them ever used (no routes, no cookies).
+fn resource_defaults(mut cfg: AuthLayerBuilder) -> Result<AuthLayerBuilder, ConfigError> {
+    let Some(rs) = &cfg.resource_server else {
+        return Ok(cfg);
+    };
+    let url = crate::resource::check_resource(&rs.resource)?;
+    let origin = url.origin().ascii_serialization();
+    if cfg.client_id.is_none() {
+        cfg.client_id = Some(rs.resource.clone());
+    }
+    if cfg.client_secret.is_none() {
+        cfg.client_secret = Some(crate::token::random_token().into());
+    }
+    if cfg.redirect_url.is_none() {
+        cfg.redirect_url = Some(format!("{origin}{}/unused", crate::resource::WELL_KNOWN));
+    }
+    if cfg.cookie_keys.is_empty() {
+        let mut key = vec![0u8; 64];
+        getrandom::fill(&mut key).map_err(|e| ConfigError::CookieKey(e.to_string()))?;
+        cfg.cookie_keys.push(key);
+    }
+    cfg.bearer = true;
+    Ok(cfg)
+}
+
+/// The trusted issuers' settings, checked without I/O: each an https issuer (http only on
+/// loopback hosts), none the layer's own or named twice, each with at least one audience.
+fn check_trusted_issuers(cfg: &AuthLayerBuilder) -> Result<(), ConfigError> {
+    let name = |p: &crate::provider::Provider| p.issuer().trim_end_matches('/').to_owned();
+    let mut seen: Vec<String> = cfg.provider.iter().map(name).collect();
+    for (provider, audiences) in &cfg.trusted_issuers {
+        provider.check()?;
+        let issuer = name(provider);
+        if seen.contains(&issuer) {
+            return Err(ConfigError::Invalid {
+                what: "trust_issuer",
+                reason: format!(
+                    "the issuer {issuer} is the layer's own provider or is trusted twice"
+                ),
+            });
+        }
+        if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                what: "trust_issuer",
+                reason: format!(
+                    "the issuer {issuer} needs at least one audience, and no blank one: its \
+                     tokens must name an audience of this app"
+                ),
+            });
+        }
+        seen.push(issuer);
+    }
+    Ok(())
+}
+
 /// Checks every setting and derives the layer's settings, without I/O.
 pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> {
+    let cfg = resource_defaults(cfg)?;
+    check_trusted_issuers(&cfg)?;
     let provider = cfg
         .provider
         .clone()
@@ -352,7 +411,13 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
         Expectations {
             issuer: meta.issuer.clone(),
             client_id: client_id.clone(),
-            audiences: cfg.audiences.clone(),
+            audiences: match &cfg.resource_server {
+                // A protected resource's tokens name it (RFC 8707), or a configured audience.
+                Some(rs) => std::iter::once(rs.resource.clone())
+                    .chain(cfg.audiences.iter().cloned())
+                    .collect(),
+                None => cfg.audiences.clone(),
+            },
             leeway: secs(cfg.leeway),
             id_token_max_age: secs(cfg.id_token_max_age),
         },
@@ -360,7 +425,20 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
         cfg.cache_capacity,
     )
     .with_access_typ(cfg.access_token_typ.as_deref())
-    .with_m2m_clients(cfg.m2m_clients.clone());
+    .with_m2m_clients(cfg.m2m_clients.clone())
+    // A protected resource accepts only tokens naming it (or a configured audience).
+    .with_strict_audiences(cfg.resource_server.is_some());
+    let trusted = trusted_verifiers(&cfg, &http, &meta.issuer, verifier.layer()).await?;
+    let resource = match &cfg.resource_server {
+        Some(rs) => {
+            let mut servers = vec![meta.issuer.clone()];
+            servers.extend(trusted.iter().map(|v| v.issuer().to_owned()));
+            Some(Arc::new(crate::resource::ResourceSettings::new(
+                rs, servers,
+            )?))
+        }
+        None => None,
+    };
     let token = TokenClient {
         http,
         endpoint: meta.token_endpoint.clone(),
@@ -392,6 +470,7 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             meta,
             token,
             verifier,
+            trusted,
             cookies: Arc::new(cookies),
             coordinator,
             // Stored sessions are remembered between requests only when a logout on another
@@ -406,11 +485,73 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             clock: cfg.clock,
             custom_responses: cfg.responses.is_some(),
             silent_login: Default::default(),
-            responses: cfg
-                .responses
-                .unwrap_or_else(|| Arc::new(crate::responses::DefaultResponses)),
+            responses: {
+                let responses = cfg
+                    .responses
+                    .unwrap_or_else(|| Arc::new(crate::responses::DefaultResponses));
+                match &resource {
+                    Some(settings) => Arc::new(crate::resource::ResourceResponses {
+                        inner: responses,
+                        settings: settings.clone(),
+                    }),
+                    None => responses,
+                }
+            },
+            resource,
         }),
     })
+}
+
+/// The verifiers of the trusted issuers: each one's discovery and first key fetch, its own key
+/// cache and refetch limit, its own audiences (strictly: not the client id, never none), and
+/// the layer's identity, so its claims pass the layer's guards.
+async fn trusted_verifiers(
+    cfg: &AuthLayerBuilder,
+    http: &HttpClient,
+    own_issuer: &str,
+    layer: crate::claims::LayerId,
+) -> Result<Vec<Verifier>, ConfigError> {
+    let mut verifiers: Vec<Verifier> = Vec::with_capacity(cfg.trusted_issuers.len());
+    for (provider, audiences) in &cfg.trusted_issuers {
+        let meta = provider.resolve(http).await?;
+        if meta.issuer == own_issuer || verifiers.iter().any(|v| v.issuer() == meta.issuer) {
+            return Err(ConfigError::Invalid {
+                what: "trust_issuer",
+                reason: format!(
+                    "the issuer {} is the layer's own provider or is trusted twice",
+                    meta.issuer
+                ),
+            });
+        }
+        let jwks = Jwks::new(
+            http.clone(),
+            meta.jwks_uri.clone(),
+            cfg.algorithms.clone(),
+            cfg.clock.clone(),
+            secs(cfg.jwks_refetch_interval).max(1),
+        );
+        jwks.fetch_now().await.map_err(|source| ConfigError::Jwks {
+            url: meta.jwks_uri.clone(),
+            source,
+        })?;
+        let verifier = Verifier::new(
+            jwks,
+            Expectations {
+                issuer: meta.issuer.clone(),
+                client_id: String::new(),
+                audiences: audiences.clone(),
+                leeway: secs(cfg.leeway),
+                id_token_max_age: secs(cfg.id_token_max_age),
+            },
+            cfg.clock.clone(),
+            cfg.cache_capacity,
+        )
+        .with_access_typ(cfg.access_token_typ.as_deref())
+        .with_strict_audiences(true)
+        .with_layer(layer);
+        verifiers.push(verifier);
+    }
+    Ok(verifiers)
 }
 
 /// Why a cookie key is not random bytes, if it is not. The checks look at the first 64 bytes,

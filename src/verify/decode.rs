@@ -104,7 +104,15 @@ impl Verifier {
             return Err(VerifyError::NotAnAccessToken);
         }
         let aud = audiences(claims);
-        let ours = |a: &&str| *a == self.client_id || self.audiences.iter().any(|x| x == a);
+        let ours = |a: &&str| {
+            (!self.strict_audiences && *a == self.client_id)
+                || self.audiences.iter().any(|x| x == a)
+        };
+        if self.strict_audiences && aud.is_empty() {
+            // A protected resource, or another issuer trusted for named audiences: only a
+            // token issued for one of them, which says so.
+            return Err(VerifyError::Audience);
+        }
         // A machine token (client credentials) is never a user session, wherever it came from.
         let machine = is_machine_token(claims);
         let named = if aud.is_empty() {

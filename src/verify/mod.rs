@@ -23,7 +23,9 @@ use crate::config::m2m::M2mClients;
 use crate::provider::{Jwks, KeyLookup};
 
 use checks::*;
-pub(crate) use checks::{is_jwt_shaped, looks_like_id_token, numeric_date, unverified_audiences};
+pub(crate) use checks::{
+    is_jwt_shaped, looks_like_id_token, numeric_date, unverified_audiences, unverified_issuer,
+};
 pub(crate) use memo::*;
 pub(crate) use types::*;
 
@@ -98,6 +100,9 @@ pub(crate) struct Verifier {
     access_typ: Option<String>,
     /// The identity of the layer this verifier serves; claims it makes carry it.
     layer: LayerId,
+    /// Access tokens must name one of `audiences` in `aud`: the client id is not an audience,
+    /// and a token without `aud` is refused (a protected resource, a trusted issuer).
+    strict_audiences: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -136,7 +141,26 @@ impl Verifier {
             memo: SignatureMemo::new(cache_capacity.max(1).saturating_mul(MEMO_PER_CACHE_ENTRY)),
             access_typ: None,
             layer: LayerId::next(),
+            strict_audiences: false,
         }
+    }
+
+    /// Accepts only access tokens that name one of the configured audiences in `aud`.
+    pub(crate) fn with_strict_audiences(mut self, on: bool) -> Self {
+        self.strict_audiences = on;
+        self
+    }
+
+    /// Serves the layer `layer` (a trusted issuer's verifier serves the layer's own id, so its
+    /// claims pass the layer's guards).
+    pub(crate) fn with_layer(mut self, layer: LayerId) -> Self {
+        self.layer = layer;
+        self
+    }
+
+    /// The issuer whose tokens this verifier accepts.
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// Requires access tokens to carry this header `typ` (`at+jwt` and `application/at+jwt`
