@@ -47,12 +47,13 @@ pin_project! {
 }
 
 /// What the layer adds to the app's answer besides its cookies.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Finish {
     /// Refusals are explained: a refusal the app made says why too.
     pub(crate) explain: bool,
-    /// Protected-resource mode with CORS on: the answer is readable cross-origin.
-    pub(crate) cors: bool,
+    /// Protected-resource mode: the app's refusals get their challenges, and (CORS on) the
+    /// answer is readable cross-origin.
+    pub(crate) resource: Option<std::sync::Arc<crate::resource::ResourceSettings>>,
 }
 
 /// What the asynchronous path ends with: the inner service called, or the layer's answer.
@@ -148,8 +149,8 @@ where
                         // A refusal the app made (`Forbidden` from a handler) says why too.
                         crate::responses::explain_app_refusal(&mut resp);
                     }
-                    if finish.cors {
-                        crate::resource::cors(resp.headers_mut());
+                    if let Some(resource) = &finish.resource {
+                        resource.app_answer(&mut resp);
                     }
                     return Poll::Ready(Ok(resp));
                 }
@@ -164,7 +165,7 @@ where
                     Ok((fut, set_cookies)) => State::Inner {
                         fut,
                         set_cookies,
-                        finish: *finish,
+                        finish: std::mem::take(finish),
                     },
                     Err(page) => return Poll::Ready(Ok(own(page))),
                 },

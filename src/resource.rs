@@ -15,6 +15,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::config::ConfigError;
+use crate::refusal::Refusal;
 use crate::responses::{
     Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, Page, Responses,
     StepUpContext, UnauthenticatedContext, UnavailableContext,
@@ -258,6 +259,28 @@ impl ResourceSettings {
         if self.cors {
             cors(headers);
         }
+    }
+
+    /// The app's own answer: a 401 without a challenge gets this resource's, a 403 made for a
+    /// missing scope ([`Claims::require_scope`](crate::Claims::require_scope) in a handler)
+    /// the `insufficient_scope` one, and (CORS on) it is readable cross-origin.
+    pub(crate) fn app_answer<B>(&self, resp: &mut Response<B>) {
+        if !resp.headers().contains_key(header::WWW_AUTHENTICATE) {
+            let value = match resp.status() {
+                StatusCode::UNAUTHORIZED => Some(self.challenge.clone()),
+                StatusCode::FORBIDDEN => match resp.extensions().get::<Refusal>() {
+                    Some(Refusal::MissingScope(scope)) => {
+                        Some(self.insufficient_scope(Some(scope)))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(value) = value {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        self.finish(resp.headers_mut());
     }
 
     /// The challenge of a 403 for a missing scope (RFC 6750 section 3.1), naming the scope when

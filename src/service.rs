@@ -163,7 +163,7 @@ impl<S> AuthService<S> {
     fn finish(&self) -> crate::future::Finish {
         crate::future::Finish {
             explain: self.shared.settings.explain_refusals,
-            cors: self.shared.resource.as_ref().is_some_and(|r| r.cors),
+            resource: self.shared.resource.clone(),
         }
     }
 

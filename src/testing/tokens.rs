@@ -133,6 +133,50 @@ impl TestProvider {
         )
     }
 
+    /// An access token for `user` issued for a protected resource (an MCP server, an API), as
+    /// an authorization server issues it to a client that asked for it with RFC 8707's
+    /// `resource` parameter: `aud` is the resource, `scope` the granted scopes
+    /// (space-separated), `client_id` the provider's client; one hour of lifetime. Scalekit's
+    /// MCP tokens are checked this way: the environment's issuer and keys, `aud` = the MCP
+    /// server's URL (scalekit-inc/fastmcp, `src/fastmcp/server/auth/providers/scalekit.py`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tower_oidc_auth::testing::{TestProvider, TestUser};
+    /// let provider = TestProvider::start().await;
+    /// let token = provider.resource_access_token(
+    ///     &TestUser::new("usr_1"),
+    ///     "http://127.0.0.1:3000/mcp",
+    ///     &["notes:read"],
+    /// );
+    /// # let _ = token;
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn resource_access_token(
+        &self,
+        user: &TestUser,
+        resource: &str,
+        scopes: &[&str],
+    ) -> String {
+        let now = self.state.clock.now();
+        let mut claims = serde_json::Map::new();
+        for (k, v) in &user.extra {
+            claims.insert(k.clone(), v.clone());
+        }
+        if let Value::Object(base) = json!({
+            "iss": self.state.issuer, "sub": user.sub, "aud": [resource],
+            "client_id": self.state.client_id, "scope": scopes.join(" "),
+            "iat": now, "nbf": now, "exp": now + 3600,
+            "jti": crate::token::random_token(),
+            "roles": user.roles, "permissions": user.permissions,
+        }) {
+            claims.extend(base);
+        }
+        self.state.sign(&Value::Object(claims))
+    }
+
     /// A machine-to-machine access token, as Scalekit issues one to an API client of
     /// `organization_id` by the client-credentials grant: no `aud`, `sub` and `client_id` both
     /// `client_id`, the granted scopes in a `scopes` array, a one-hour lifetime (developer-docs

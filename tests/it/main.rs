@@ -45,6 +45,7 @@ mod grpc;
 mod lifetime;
 #[cfg(feature = "management")]
 mod management;
+mod mcp_example;
 mod multi_app;
 mod newcomer;
 mod pages;

@@ -62,6 +62,17 @@ async fn rig_with(tweak: impl FnOnce(ResourceServer) -> ResourceServer) -> Rig {
             post(|c: Claims| async move { Json(c) }).route_layer(auth.require_scope("mcp:write")),
         )
         .route(
+            "/mcp/tool",
+            post(|c: Claims| async move {
+                c.require_scope("mcp:write")?;
+                Ok::<_, tower_oidc_auth::Forbidden>("written")
+            }),
+        )
+        .route(
+            "/mcp/app401",
+            post(|_: Claims| async { StatusCode::UNAUTHORIZED }),
+        )
+        .route(
             "/public",
             get(|c: Option<Claims>| async move { format!("{}", c.is_some()) }),
         )
@@ -303,6 +314,36 @@ async fn a_missing_scope_gets_403_insufficient_scope() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(r.call(req).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_app_s_own_refusals_get_the_challenges_too() {
+    let r = rig().await;
+    let post = |path: &str, token: &str| {
+        Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // A handler checking a scope per tool (`Claims::require_scope`).
+    let read_only = r.token(json!(RESOURCE), "mcp:read");
+    let resp = r.call(post("/mcp/tool", &read_only)).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let params = challenge(&resp);
+    assert_eq!(param(&params, "error"), Some("insufficient_scope"));
+    assert_eq!(param(&params, "scope"), Some("mcp:write"));
+    assert_eq!(param(&params, "resource_metadata"), Some(METADATA_URL));
+    assert_cors(&resp);
+    let writer = r.token(json!(RESOURCE), "mcp:write");
+    assert_eq!(
+        r.call(post("/mcp/tool", &writer)).await.status(),
+        StatusCode::OK
+    );
+    // A 401 the app makes itself names the metadata too.
+    let resp = r.call(post("/mcp/app401", &writer)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let params = challenge(&resp);
+    assert_eq!(param(&params, "resource_metadata"), Some(METADATA_URL));
 }
 
 #[tokio::test]
