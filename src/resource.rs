@@ -14,7 +14,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::config::ConfigError;
+use crate::config::error::ConfigError;
 use crate::refusal::Refusal;
 use crate::responses::{
     Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, Page, Responses,
@@ -337,7 +337,7 @@ pub(crate) fn check_resource(resource: &str) -> Result<url::Url, ConfigError> {
         reason: reason.to_owned(),
     };
     let url = url::Url::parse(resource).map_err(|e| invalid(&e.to_string()))?;
-    if url.scheme() != "https" && !crate::config::is_loopback_http(&url) {
+    if url.scheme() != "https" && !crate::config::checks::is_loopback_http(&url) {
         return Err(invalid("must be https (http only on loopback hosts)"));
     }
     if url.fragment().is_some() || url.query().is_some() {
