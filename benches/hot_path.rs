@@ -3,6 +3,8 @@
 //! `cargo bench --bench hot_path`. Groups:
 //! - `request`: (a) bare handler, (b) layer without a session, (c) layer with a valid cookie
 //!   session, verified-token cache warm; each through `ServiceExt::oneshot` on an axum Router.
+//! - `reach`: a bearer request through the plain layer, a layer trusting a second issuer, and a
+//!   layer in protected-resource mode, beside the bare handler.
 //! - `parts`: opening the session cookie versus the refresh check done on every request.
 //! - `metrics_no_recorder`, then `metrics_prometheus_recorder`: the same requests (and a
 //!   refused one, which records a rejection) before and after a metrics recorder is installed.
@@ -100,6 +102,80 @@ fn bench(c: &mut Criterion) {
     g.bench_function("g_chunked_8kb_session_cache_warm", |b| {
         b.to_async(&rt)
             .iter(|| layered.clone().oneshot(req(Some(&big_cookie))))
+    });
+    g.finish();
+
+    // Protocol reach: a bearer token (cache warm) through a layer that trusts a second issuer
+    // (routed by `iss` first), and through a layer in protected-resource mode, beside the
+    // bare handler and the plain layer's bearer request in the same group.
+    let (two_issuers, resource_layer, resource_bearer, _other) = rt.block_on(async {
+        let other = TestProvider::start().await;
+        let two = provider
+            .layer_builder("https://app.example.com/auth/callback")
+            .trust_issuer(
+                tower_oidc_auth::Provider::discover(other.issuer()),
+                ["api://x"],
+            )
+            .build()
+            .await
+            .unwrap();
+        let resource = "https://mcp.example.com/mcp";
+        let rs = tower_oidc_auth::AuthLayer::builder()
+            .provider(tower_oidc_auth::Provider::discover(provider.issuer()))
+            .resource_server(tower_oidc_auth::ResourceServer::new(resource))
+            .build()
+            .await
+            .unwrap();
+        let token = provider.resource_access_token(&TestUser::new("usr_api"), resource, &["r"]);
+        (two, rs, format!("Bearer {token}"), other)
+    });
+    let handler = || {
+        Router::new().route(
+            "/",
+            get(|c: Option<Claims>| async move {
+                if c.is_some() {
+                    "ok"
+                } else {
+                    "anon"
+                }
+            }),
+        )
+    };
+    let two_issuers = handler().layer(two_issuers);
+    let resource_app = handler().layer(resource_layer);
+    let with_bearer = |token: &str| {
+        Request::get("/")
+            .header(header::AUTHORIZATION, token)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Each measures a signed-in request, not a refusal.
+    for (app, token) in [
+        (&layered, &bearer),
+        (&two_issuers, &bearer),
+        (&resource_app, &resource_bearer),
+    ] {
+        let resp = rt
+            .block_on(app.clone().oneshot(with_bearer(token)))
+            .unwrap();
+        let body = rt.block_on(http_body_util::BodyExt::collect(resp.into_body()));
+        assert_eq!(&body.unwrap().to_bytes()[..], b"ok");
+    }
+    let mut g = c.benchmark_group("reach");
+    g.bench_function("a_bare_handler", |b| {
+        b.to_async(&rt).iter(|| bare.clone().oneshot(req(None)))
+    });
+    g.bench_function("e_bearer_cache_warm", |b| {
+        b.to_async(&rt)
+            .iter(|| layered.clone().oneshot(with_bearer(&bearer)))
+    });
+    g.bench_function("i_bearer_two_issuers_cache_warm", |b| {
+        b.to_async(&rt)
+            .iter(|| two_issuers.clone().oneshot(with_bearer(&bearer)))
+    });
+    g.bench_function("j_resource_server_bearer_cache_warm", |b| {
+        b.to_async(&rt)
+            .iter(|| resource_app.clone().oneshot(with_bearer(&resource_bearer)))
     });
     g.finish();
 
