@@ -973,3 +973,86 @@ async fn resource_mode_with_a_trusted_issuer_keeps_audiences_apart() {
         assert!(www_authenticate(&resp).contains(METADATA_URL), "#{i}");
     }
 }
+
+/// FINDING (low). In resource mode the `AppData<T>` extractor (and `AccessToken`'s
+/// fallback) rejects a bearer request through `DefaultResponses` without the layer's context
+/// (`attach` in src/service.rs inserts no `AuthContext` beside bearer claims; src/extract.rs
+/// `unauthenticated` then uses the defaults): a browser is redirected to `/auth/login`, which
+/// this mode does not serve, and an API client gets a bare `Bearer` challenge that the resource
+/// keeps (`ResourceSettings::app_answer` adds its own only when none is set), without
+/// `resource_metadata`.
+#[tokio::test]
+async fn an_extractor_s_refusal_in_resource_mode_is_a_resource_401() {
+    let (provider, clock, auth) = resource_layer(|b| b).await;
+    let app =
+        Router::new()
+            .route(
+                "/mcp/data",
+                get(
+                    |tower_oidc_auth::extract::AppData(v): tower_oidc_auth::extract::AppData<
+                        Value,
+                    >| async move { Json(v) },
+                ),
+            )
+            .layer(auth.clone());
+    let token = token_for(&provider, &clock, json!(RESOURCE));
+    let mut wrong = Vec::new();
+    for accept in ["text/html", "application/json"] {
+        let req = Request::get("/mcp/data")
+            .header(header::ACCEPT, accept)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = serve(&app, req).await;
+        let challenge = www_authenticate(&resp);
+        if resp.status() != StatusCode::UNAUTHORIZED
+            || !challenge.contains(&format!("resource_metadata=\"{METADATA_URL}\""))
+        {
+            wrong.push(format!(
+                "{accept}: {} location {:?} challenge {challenge:?}",
+                resp.status(),
+                resp.headers().get(header::LOCATION)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// Guard. The asynchronous path (a token whose key must be fetched) ends the same way as the
+/// synchronous one: a refused token gets the resource's `invalid_token` challenge and CORS, a
+/// rotated key's token is accepted, and the app's own 401 after it gets the challenge.
+#[tokio::test]
+async fn the_key_fetching_path_answers_like_the_direct_one() {
+    let (provider, clock, auth) = resource_layer(|b| b).await;
+    let app = Router::new()
+        .route("/mcp", post(|c: Claims| async move { Json(c) }))
+        .route_layer(auth.require())
+        .route(
+            "/mcp/app401",
+            post(|_: Claims| async { StatusCode::UNAUTHORIZED }),
+        )
+        .layer(auth.clone());
+    clock.advance(Duration::from_secs(11));
+    let now = clock.now();
+    let forged = provider.sign_with_unpublished_key(
+        &json!({"alg": "RS256", "typ": "JWT", "kid": "not-published"}),
+        &json!({"iss": provider.issuer(), "sub": "x", "aud": RESOURCE, "exp": now + 300}),
+    );
+    let resp = serve(&app, post_bearer("/mcp", &forged)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = www_authenticate(&resp);
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains(METADATA_URL), "{challenge}");
+    assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    clock.advance(Duration::from_secs(11));
+    provider.rotate_keys(false);
+    let token = token_for(&provider, &clock, json!(RESOURCE));
+    let resp = serve(&app, post_bearer("/mcp/app401", &token)).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(www_authenticate(&resp).contains(METADATA_URL));
+    assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert_eq!(
+        serve(&app, post_bearer("/mcp", &token)).await.status(),
+        StatusCode::OK
+    );
+}
