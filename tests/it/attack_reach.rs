@@ -974,8 +974,8 @@ async fn resource_mode_with_a_trusted_issuer_keeps_audiences_apart() {
     }
 }
 
-/// FINDING (low). In resource mode the `AppData<T>` extractor (and `AccessToken`'s
-/// fallback) rejects a bearer request through `DefaultResponses` without the layer's context
+/// FINDING (low). In resource mode the `AppData<T>` extractor rejects a bearer request (whose
+/// claims have no app data) through `DefaultResponses`, without the layer's context
 /// (`attach` in src/service.rs inserts no `AuthContext` beside bearer claims; src/extract.rs
 /// `unauthenticated` then uses the defaults): a browser is redirected to `/auth/login`, which
 /// this mode does not serve, and an API client gets a bare `Bearer` challenge that the resource
