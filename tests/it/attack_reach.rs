@@ -1056,3 +1056,71 @@ async fn the_key_fetching_path_answers_like_the_direct_one() {
         StatusCode::OK
     );
 }
+
+/// FINDING. `ManagementClient::current_user(&claims)` (and `user_organizations`) fetch
+/// `GET /users/{sub}` of the client's own environment whatever issuer verified the claims
+/// (src/management/client.rs `current_user` reads `claims.sub` only): a token of a trusted
+/// issuer B naming a `usr_...` id of the environment gets that user's record, memberships,
+/// roles and permissions, which an app then acts on as the signed-in user's. `Claims::issuer()`
+/// says B; the call should refuse claims its environment did not issue. (The fake API's URL
+/// stands for environment A; B's claims must not be resolved there. A custom domain of the same
+/// environment, trusted as an issuer, is the case a fix must name explicitly.)
+#[tokio::test]
+async fn the_management_client_does_not_resolve_a_trusted_issuer_s_sub_in_its_own_environment() {
+    use tower_oidc_auth::management::{ClientCredentials, ManagementClient};
+    // A minimal Management API of environment A: a token, and `GET /api/v1/users/{id}`.
+    let api = Router::new()
+        .route(
+            "/oauth/token",
+            post(|| async {
+                Json(json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}))
+            }),
+        )
+        .route(
+            "/api/v1/users/{id}",
+            get(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    Json(json!({"user": {
+                        "id": id, "email": "victim@a.example",
+                        "memberships": [{"organization_id": "org_a", "roles": [{"name": "admin"}],
+                                         "permissions": ["billing:write"]}],
+                    }}))
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    let management =
+        ManagementClient::builder(&url, ClientCredentials::scalekit(&url, "skc_app", "s3cret"))
+            .build();
+    let t = trusted(|b| b).await;
+    let app = Router::new()
+        .route(
+            "/me/organizations",
+            get(move |claims: Claims| {
+                let m = management.clone();
+                async move {
+                    match m.user_organizations(&claims).await {
+                        Ok(orgs) => format!(
+                            "{} as {:?}",
+                            claims.issuer(),
+                            orgs.iter()
+                                .map(|o| o.organization_id.clone())
+                                .collect::<Vec<_>>()
+                        ),
+                        Err(_) => "refused".to_owned(),
+                    }
+                }
+            }),
+        )
+        .layer(t.auth.clone());
+    let from_b = t.b_token("usr_victim", json!(ORDERS));
+    let resp = serve(&app, bearer("/me/organizations", &from_b)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = body_string(resp).await;
+    assert_eq!(
+        body, "refused",
+        "B's token was resolved to environment A's user usr_victim: {body}"
+    );
+}
