@@ -51,6 +51,8 @@ pub(crate) struct Extras {
     pub(crate) app_data: Option<Arc<str>>,
     /// In store mode, the id of the session's record (for "your sessions").
     pub(crate) stored: Option<crate::session_store::SessionId>,
+    /// Verified by a trusted issuer ([`Claims::from_trusted_issuer`]).
+    pub(crate) foreign_issuer: bool,
 }
 
 /// Where the access token of a request's claims is. Claims of a session are remembered for as
@@ -243,6 +245,16 @@ impl Claims {
     #[must_use]
     pub fn issuer(&self) -> &str {
         &self.iss
+    }
+
+    /// Whether a [trusted issuer](crate::AuthLayerBuilder::trust_issuer) verified these claims
+    /// rather than the layer's own provider. Their `sub` names a subject of that issuer: the
+    /// layer's stored sessions ("your sessions") and
+    /// [`ManagementClient::current_user`](crate::management::ManagementClient::current_user)
+    /// refuse such claims, since the same `sub` at the provider may be someone else.
+    #[must_use]
+    pub fn from_trusted_issuer(&self) -> bool {
+        self.0.extras.foreign_issuer
     }
 
     /// Whether the user has this role.

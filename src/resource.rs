@@ -265,6 +265,12 @@ impl ResourceSettings {
     /// missing scope ([`Claims::require_scope`](crate::Claims::require_scope) in a handler)
     /// the `insufficient_scope` one, and (CORS on) it is readable cross-origin.
     pub(crate) fn app_answer<B>(&self, resp: &mut Response<B>) {
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            if let Some(value) = self.naming_metadata(resp.headers().get(header::WWW_AUTHENTICATE))
+            {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
         if !resp.headers().contains_key(header::WWW_AUTHENTICATE) {
             let value = match resp.status() {
                 StatusCode::UNAUTHORIZED => Some(self.challenge.clone()),
@@ -281,6 +287,26 @@ impl ResourceSettings {
             }
         }
         self.finish(resp.headers_mut());
+    }
+
+    /// A `Bearer` challenge of a 401 that does not name the metadata, made to: a bare `Bearer`
+    /// becomes this resource's challenge, one with parameters (RFC 9470's step-up) gets
+    /// `resource_metadata` appended. `None` to keep it (it names the metadata, or is another
+    /// scheme) or when there is none.
+    fn naming_metadata(&self, current: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let text = current?.to_str().ok()?;
+        let (scheme, params) = text.split_once(' ').unwrap_or((text, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || params.contains("resource_metadata=") {
+            return None;
+        }
+        if params.trim().is_empty() {
+            return Some(self.challenge.clone());
+        }
+        HeaderValue::from_str(&format!(
+            "{text}, resource_metadata=\"{}\"",
+            self.metadata_url
+        ))
+        .ok()
     }
 
     /// The challenge of a 403 for a missing scope (RFC 6750 section 3.1), naming the scope when
@@ -394,7 +420,16 @@ impl Responses for ResourceResponses {
             ..cx.clone()
         };
         let mut resp = self.inner.step_up(&cx);
-        self.settings.finish(resp.headers_mut());
+        // RFC 9470's challenge, naming the metadata like every 401 of this mode.
+        if resp.status() == StatusCode::UNAUTHORIZED
+            && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
+        {
+            let challenge = crate::step_up::challenge(cx.max_age, cx.acr_values);
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        self.settings.app_answer(&mut resp);
         resp
     }
 

@@ -155,7 +155,9 @@ impl<S: std::fmt::Debug> std::fmt::Debug for SilentLogin<S> {
 /// has not tried yet.
 fn attempt<B>(shared: &Shared, req: &Request<B>) -> Option<Page> {
     let headers = req.headers();
-    if req.method() != Method::GET
+    // A protected resource has no login to try, and sets no cookies.
+    if shared.resource.is_some()
+        || req.method() != Method::GET
         || Client::of(req.method(), headers) != Client::Browser
         || headers.contains_key(header::AUTHORIZATION)
         || headers.contains_key("x-requested-with")

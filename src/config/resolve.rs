@@ -483,7 +483,9 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
             seen_jti: quick_cache::sync::Cache::new(10_000),
             sessions: crate::session_cache::SessionCache::new(cfg.session_cache_capacity),
             clock: cfg.clock,
-            custom_responses: cfg.responses.is_some(),
+            // The resource mode's answers are a `Responses` of their own: the extractors need
+            // the layer's state to reach them.
+            custom_responses: cfg.responses.is_some() || resource.is_some(),
             silent_login: Default::default(),
             responses: {
                 let responses = cfg
@@ -548,7 +550,7 @@ async fn trusted_verifiers(
         )
         .with_access_typ(cfg.access_token_typ.as_deref())
         .with_strict_audiences(true)
-        .with_layer(layer);
+        .for_trusted_issuer(layer);
         verifiers.push(verifier);
     }
     Ok(verifiers)

@@ -17,6 +17,7 @@ pub struct ManagementClientBuilder {
     max_retries: u32,
     max_retry_delay: Duration,
     sleeper: Arc<dyn Sleeper>,
+    same_environment: Vec<String>,
 }
 
 impl fmt::Debug for ManagementClientBuilder {
@@ -45,6 +46,7 @@ impl ManagementClientBuilder {
             max_retries: 3,
             max_retry_delay: Duration::from_secs(30),
             sleeper: Arc::new(TokioSleeper),
+            same_environment: Vec::new(),
         }
     }
 
@@ -78,6 +80,14 @@ impl ManagementClientBuilder {
         self
     }
 
+    /// A [trusted issuer](crate::AuthLayerBuilder::trust_issuer) that is this environment
+    /// under another name (its custom domain, repeatable): its claims' `sub` are this
+    /// environment's users, so [`current_user`](ManagementClient::current_user) accepts them.
+    pub fn same_environment_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.same_environment.push(issuer.into());
+        self
+    }
+
     /// The client.
     pub fn build(self) -> ManagementClient {
         ManagementClient::from_inner(ClientInner {
@@ -94,6 +104,7 @@ impl ManagementClientBuilder {
             max_retries: self.max_retries,
             max_retry_delay: self.max_retry_delay,
             sleeper: self.sleeper,
+            same_environment: self.same_environment,
         })
     }
 }

@@ -37,6 +37,8 @@ pub(super) struct ClientInner {
     pub(super) max_retries: u32,
     pub(super) max_retry_delay: Duration,
     pub(super) sleeper: Arc<dyn Sleeper>,
+    /// Trusted issuers that are this environment under another name (custom domains).
+    pub(super) same_environment: Vec<String>,
 }
 
 impl fmt::Debug for ManagementClient {
@@ -407,7 +409,22 @@ impl ManagementClient {
     /// "Full-Stack Auth"); otherwise [`ManagementError::NotAScalekitUser`], without a request.
     /// Under modular SSO the `sub` is `<connection id>;<IdP user id>` and there is no user to
     /// fetch: use the token's own claims (`email`, `oid`) instead.
+    ///
+    /// Claims of a [trusted issuer](crate::AuthLayerBuilder::trust_issuer) are refused
+    /// ([`ManagementError::ForeignIssuer`]), unless that issuer is this environment's custom
+    /// domain ([`ManagementClientBuilder::same_environment_issuer`](super::ManagementClientBuilder::same_environment_issuer)).
     pub async fn current_user(&self, claims: &Claims) -> Result<User, ManagementError> {
+        if claims.from_trusted_issuer()
+            && !self
+                .inner
+                .same_environment
+                .iter()
+                .any(|i| i.trim_end_matches('/') == claims.issuer().trim_end_matches('/'))
+        {
+            return Err(ManagementError::ForeignIssuer {
+                issuer: claims.issuer().to_owned(),
+            });
+        }
         self.get_user(scalekit_user_id(&claims.sub)?).await
     }
 

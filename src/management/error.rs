@@ -83,6 +83,22 @@ pub enum ManagementError {
         /// The token's `sub`.
         sub: String,
     },
+    /// The claims were verified by a [trusted issuer](crate::AuthLayerBuilder::trust_issuer),
+    /// not the layer's own provider: their `sub` is that issuer's, and the same id in this
+    /// client's environment may be another user. Returned by
+    /// [`ManagementClient::current_user`](super::ManagementClient::current_user) without a
+    /// request, unless the issuer is this environment under another name (its custom domain),
+    /// allowed with
+    /// [`ManagementClientBuilder::same_environment_issuer`](super::ManagementClientBuilder::same_environment_issuer).
+    #[error(
+        "the claims were verified by the trusted issuer {}, whose subjects are not this \
+         environment's users",
+        Shown(issuer)
+    )]
+    ForeignIssuer {
+        /// The claims' issuer.
+        issuer: String,
+    },
 }
 
 /// An outside value in an error message: quoted and escaped, cut to a length that keeps the

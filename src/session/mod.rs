@@ -99,6 +99,8 @@ impl SessionData {
             token,
             app_data: self.app.as_ref().map(|a| a.get().into()),
             stored: None,
+            // A session is always the layer's own provider's.
+            foreign_issuer: false,
         }
     }
 

@@ -492,6 +492,12 @@ fn claims_sub(shared: &Shared, claims: &crate::Claims) -> Result<String, Session
             "these claims were verified by another layer".into(),
         ));
     }
+    // Sessions are the provider's users'; a trusted issuer's `sub` is another namespace.
+    if claims.from_trusted_issuer() {
+        return Err(SessionStoreError(
+            "these claims were verified by a trusted issuer, not the layer's provider".into(),
+        ));
+    }
     Ok(sub_key(shared, &claims.sub))
 }
 

@@ -169,6 +169,11 @@ pub(crate) fn unverified_issuer(token: &str) -> Result<Option<String>, VerifyErr
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| VerifyError::Malformed)?;
+    // A claim set is a JSON object (RFC 7519 section 7.2, step 10); the derived reader would
+    // also take an array for the struct's fields.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(VerifyError::Malformed);
+    }
     let peek: Peek<'_> = serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
     Ok(peek.iss.map(std::borrow::Cow::into_owned))
 }

@@ -103,6 +103,8 @@ pub(crate) struct Verifier {
     /// Access tokens must name one of `audiences` in `aud`: the client id is not an audience,
     /// and a token without `aud` is refused (a protected resource, a trusted issuer).
     strict_audiences: bool,
+    /// A trusted issuer's verifier (not the layer's provider's): its claims say so.
+    foreign: bool,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -142,6 +144,7 @@ impl Verifier {
             access_typ: None,
             layer: LayerId::next(),
             strict_audiences: false,
+            foreign: false,
         }
     }
 
@@ -151,10 +154,14 @@ impl Verifier {
         self
     }
 
-    /// Serves the layer `layer` (a trusted issuer's verifier serves the layer's own id, so its
-    /// claims pass the layer's guards).
-    pub(crate) fn with_layer(mut self, layer: LayerId) -> Self {
+    /// A trusted issuer's verifier for the layer `layer`: its claims carry the layer's id, so
+    /// they pass the layer's guards, and say they come from a trusted issuer
+    /// ([`Claims::from_trusted_issuer`](crate::Claims::from_trusted_issuer)), so nothing keyed
+    /// by the layer's provider's subjects (stored sessions, the Management API) takes them for
+    /// the provider's users.
+    pub(crate) fn for_trusted_issuer(mut self, layer: LayerId) -> Self {
         self.layer = layer;
+        self.foreign = true;
         self
     }
 
@@ -294,6 +301,7 @@ impl Verifier {
                             exp,
                             reach,
                             layer: self.layer,
+                            foreign: self.foreign,
                             nbf,
                             binding: KeyBinding {
                                 kid: header.kid.map(String::into_boxed_str),
@@ -352,6 +360,11 @@ impl Verifier {
             Attempt::Valid(v) => Ok(v),
             Attempt::Invalid(e) => Err(e),
             Attempt::NeedKeys(kid, alg, why) => {
+                // No key fetch for a token that does not even claim to be this issuer's: it
+                // could never verify, and would spend the refetch budget of real rotations.
+                if unverified_issuer(token)?.as_deref() != Some(self.issuer.as_str()) {
+                    return Err(VerifyError::Issuer);
+                }
                 match why {
                     Refetch::Missing => {
                         self.jwks.refetch_for(kid.as_deref(), alg, fresh).await;

@@ -181,6 +181,8 @@ pub(crate) struct Verified {
     pub(super) bearer_claims: OnceLock<Option<Claims>>,
     /// The layer whose verifier made this.
     pub(super) layer: LayerId,
+    /// Verified by a trusted issuer's verifier, not the layer's provider's.
+    pub(super) foreign: bool,
 }
 
 /// How a token names its key (header `kid` and `alg`), and which key verified it (RFC 7638
@@ -239,6 +241,7 @@ impl Verified {
                     token: crate::claims::TokenSource::Bearer,
                     app_data: None,
                     stored: None,
+                    foreign_issuer: self.foreign,
                 };
                 Claims::from_map_with((*self.claims).clone(), self.layer, extras)
             })

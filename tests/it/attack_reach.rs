@@ -785,7 +785,7 @@ async fn scope_names_cannot_inject_into_the_insufficient_scope_challenge() {
     }
     let app = router.layer(auth.clone());
     let token = token_for(&provider, &clock, json!(RESOURCE));
-    for i in 0..scopes.len() {
+    for (i, _) in scopes.iter().enumerate() {
         for path in [format!("/g{i}"), format!("/h{i}")] {
             let resp = serve(&app, post_bearer(&path, &token)).await;
             assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
