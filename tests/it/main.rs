@@ -48,6 +48,8 @@ mod management;
 mod multi_app;
 mod newcomer;
 mod pages;
+mod par;
+mod private_key_jwt;
 mod properties;
 mod provider_prompt;
 mod quickstart;
