@@ -83,3 +83,76 @@ impl AuthLayerBuilder {
             .any(|k| get(k).is_some_and(|v| !v.trim().is_empty()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+
+    use super::*;
+
+    fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    /// A private key in the environment replaces the client secret; `AUTH_PAR` is read; a bad
+    /// value names its variable.
+    #[test]
+    fn a_key_in_the_environment_needs_no_secret() {
+        let pem = crate::testing::client_key_pem(crate::Algorithm::ES256);
+        let cookie =
+            base64::engine::general_purpose::STANDARD.encode(crate::testing::cookie_key(4));
+        let base = [
+            ("OIDC_ISSUER", "https://op.example"),
+            ("OIDC_CLIENT_ID", "app"),
+            ("AUTH_REDIRECT_URL", "https://app.example/auth/callback"),
+            ("AUTH_COOKIE_KEY", cookie.as_str()),
+        ];
+        // Without a key the secret is required.
+        assert!(matches!(
+            AuthLayerBuilder::from_lookup(lookup(&base)),
+            Err(ConfigError::Env {
+                var: "OIDC_CLIENT_SECRET",
+                ..
+            })
+        ));
+        let mut with_key = base.to_vec();
+        with_key.push(("AUTH_CLIENT_KEY", pem.as_str()));
+        with_key.push(("AUTH_CLIENT_KEY_ID", "k1"));
+        with_key.push(("AUTH_PAR", "Required"));
+        let cfg = AuthLayerBuilder::from_lookup(lookup(&with_key)).unwrap();
+        assert!(matches!(
+            &cfg.client_auth,
+            ClientAuth::PrivateKeyJwt { kid: Some(k), alg: crate::Algorithm::ES256, .. } if k == "k1"
+        ));
+        assert_eq!(cfg.par, Par::Required);
+        cfg.validate().expect("valid without a secret");
+
+        let mut bad = base.to_vec();
+        bad.push((
+            "AUTH_CLIENT_KEY",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        ));
+        assert!(matches!(
+            AuthLayerBuilder::from_lookup(lookup(&bad)),
+            Err(ConfigError::Env {
+                var: "AUTH_CLIENT_KEY",
+                ..
+            })
+        ));
+        let mut par = with_key.clone();
+        par.retain(|(k, _)| *k != "AUTH_PAR");
+        par.push(("AUTH_PAR", "sometimes"));
+        assert!(matches!(
+            AuthLayerBuilder::from_lookup(lookup(&par)),
+            Err(ConfigError::Env {
+                var: "AUTH_PAR",
+                ..
+            })
+        ));
+    }
+}

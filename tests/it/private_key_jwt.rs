@@ -256,3 +256,69 @@ async fn client_credentials_use_an_assertion() {
     assert!(stranger.token().await.is_err());
     assert_eq!(s.provider.counts().client_credentials_grants, 2);
 }
+
+/// A discovery document of our own: the TestProvider's, edited, under a new issuer (its
+/// endpoints stay the TestProvider's).
+async fn edited_discovery(
+    provider: &TestProvider,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> (String, tokio::task::JoinHandle<()>) {
+    let text = reqwest::get(format!(
+        "{}/.well-known/openid-configuration",
+        provider.issuer()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    doc["issuer"] = issuer.clone().into();
+    edit(&mut doc);
+    let server = axum::Router::new().route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc) }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, server).await;
+    });
+    (issuer, task)
+}
+
+/// Discovery lists `token_endpoint_auth_signing_alg_values_supported` without our algorithm:
+/// the build fails, naming it; listing it (or nothing) builds.
+#[tokio::test]
+async fn an_algorithm_the_provider_does_not_list_fails_the_build() {
+    let clock = ManualClock::starting_now();
+    let key = key(Algorithm::ES256);
+    let provider = provider(&key, &clock).await;
+    let build = |issuer: String| {
+        builder(&provider, &key, &clock)
+            .provider(Provider::discover(issuer))
+            .build()
+    };
+    let (issuer, task) = edited_discovery(&provider, |d| {
+        d["token_endpoint_auth_signing_alg_values_supported"] = serde_json::json!(["PS256"]);
+    })
+    .await;
+    let error = build(issuer).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("ES256") && text.contains("PS256"), "{text}");
+    task.abort();
+
+    let (issuer, task) = edited_discovery(&provider, |d| {
+        let doc = d.as_object_mut().unwrap();
+        doc.remove("token_endpoint_auth_signing_alg_values_supported");
+        doc.remove("token_endpoint_auth_methods_supported");
+    })
+    .await;
+    build(issuer)
+        .await
+        .expect("a provider that lists nothing is allowed");
+    task.abort();
+}
