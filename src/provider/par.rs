@@ -123,6 +123,30 @@ mod tests {
         );
     }
 
+    /// The endpoint is checked like the others: https, or http on a loopback host.
+    #[test]
+    fn the_endpoint_must_be_https() {
+        let meta = |par: &str| ProviderMetadata {
+            issuer: "https://op.example".into(),
+            authorization_endpoint: "https://op.example/authorize".into(),
+            token_endpoint: "https://op.example/token".into(),
+            jwks_uri: "https://op.example/keys".into(),
+            pushed_authorization_request_endpoint: Some(par.into()),
+            ..Default::default()
+        };
+        let provider = crate::Provider::discover("https://op.example");
+        let error = provider
+            .accept(meta("http://op.example/par"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("pushed_authorization_request_endpoint"),
+            "{error}"
+        );
+        assert!(provider.accept(meta("https://op.example/par")).is_ok());
+        assert!(provider.accept(meta("http://127.0.0.1:9/par")).is_ok());
+    }
+
     #[test]
     fn request_uri_checks() {
         let ok = |uri: &str| {
