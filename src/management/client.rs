@@ -55,7 +55,8 @@ impl ManagementClient {
     }
 
     /// A client using the layer's provider and client credentials: the app's own client id and
-    /// secret, which need "Allow Scalekit Management API Access" enabled.
+    /// secret (or its private key, with `private_key_jwt`), which need "Allow Scalekit
+    /// Management API Access" enabled.
     #[must_use]
     pub fn from_layer(auth: &crate::AuthLayer) -> Self {
         let shared = &auth.shared;
