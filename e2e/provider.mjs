@@ -7,7 +7,10 @@
 //   ACCESS_TOKEN_TTL  access-token lifetime in seconds (default 15)
 //   E2E_CLIENTS       JSON array: [{ client_id, client_secret, app_url }]; each client gets
 //                     redirect_uri <app_url>/auth/callback, post-logout <app_url>/ and
-//                     back-channel logout <app_url>/auth/backchannel-logout.
+//                     back-channel logout <app_url>/auth/backchannel-logout. A client with
+//                     `key_file` (a PEM private key) instead authenticates with
+//                     private_key_jwt (RFC 7523; oidc-provider's `jwks` client metadata): its
+//                     public key is registered, and no secret.
 //
 // Test hooks (under /__e2e/, loopback only, for the scenario runner):
 //   GET  /__e2e/health       200 once listening
@@ -20,7 +23,8 @@
 // refresh tokens survive the swap.
 
 import { createServer } from 'node:http';
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 import Provider, { errors } from 'oidc-provider';
 
@@ -146,6 +150,8 @@ const stats = {
   endSessions: 0,
   jwksRequests: 0,
   rotations: 0,
+  pushedRequests: {}, // client_id -> pushed authorization requests accepted (RFC 9126)
+  grantsByClient: {}, // client_id -> successful grants of any type
   serverErrors: [],
 };
 
@@ -180,16 +186,23 @@ function configuration() {
     },
     clients: CLIENTS.map((c) => ({
       client_id: c.client_id,
-      client_secret: c.client_secret,
       redirect_uris: [`${c.app_url}/auth/callback`],
       post_logout_redirect_uris: [`${c.app_url}/`],
       backchannel_logout_uri: `${c.app_url}/auth/backchannel-logout`,
       backchannel_logout_session_required: true,
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_post',
+      ...(c.key_file
+        ? {
+          // OIDC Core 9 / RFC 7523: the client proves itself with a JWT signed by this key.
+          token_endpoint_auth_method: 'private_key_jwt',
+          jwks: { keys: [{ ...createPublicKey(readFileSync(c.key_file)).export({ format: 'jwk' }), use: 'sig' }] },
+        }
+        : { client_secret: c.client_secret, token_endpoint_auth_method: 'client_secret_post' }),
+      // RFC 9126 section 6: this client's authorization requests must be pushed.
+      ...(c.require_par ? { require_pushed_authorization_requests: true } : {}),
     })),
-    clientAuthMethods: ['client_secret_post', 'client_secret_basic'],
+    clientAuthMethods: ['client_secret_post', 'client_secret_basic', 'private_key_jwt'],
     responseTypes: ['code'],
     scopes: ['openid', 'offline_access', 'profile', 'email'],
     claims: {
@@ -233,6 +246,9 @@ function configuration() {
     },
     features: {
       devInteractions: { enabled: false },
+      // RFC 9126, on by default in 9.x (lib/helpers/defaults.js); discovery lists its endpoint
+      // (`/request`), so apps on Par::Auto push their requests.
+      pushedAuthorizationRequests: { enabled: true },
       revocation: { enabled: true },
       introspection: { enabled: false },
       backchannelLogout: { enabled: true },
@@ -292,6 +308,8 @@ function build() {
       stats.refreshGrantsByClient[clientId] = (stats.refreshGrantsByClient[clientId] || 0) + 1;
     }
     if (gty === 'authorization_code') stats.authorizationCodeGrants += 1;
+    const grantClient = ctx.oidc.client?.clientId;
+    stats.grantsByClient[grantClient] = (stats.grantsByClient[grantClient] || 0) + 1;
     log('grant.success', gty, ctx.oidc.client?.clientId);
   });
   provider.on('grant.error', (ctx, err) => {
@@ -310,6 +328,11 @@ function build() {
     });
     log('backchannel.error', client.clientId, err.message, err.cause || '');
   });
+  provider.on('pushed_authorization_request.success', (_ctx, client) => {
+    stats.pushedRequests[client.clientId] = (stats.pushedRequests[client.clientId] || 0) + 1;
+    log('pushed_authorization_request.success', client.clientId);
+  });
+  provider.on('pushed_authorization_request.error', (_ctx, err) => log('pushed_authorization_request.error', err.message, err.error_description || ''));
   provider.on('end_session.success', () => {
     stats.endSessions += 1;
     log('end_session.success');

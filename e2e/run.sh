@@ -21,6 +21,12 @@ export PROVIDER_URL="${PROVIDER_URL:-http://127.0.0.1:4400}"
 export QUICKSTART_URL="${QUICKSTART_URL:-http://127.0.0.1:3100}"
 # A second quickstart whose sessions live 25 s (scenario "lifetime").
 export LIFETIME_URL="${LIFETIME_URL:-http://127.0.0.1:3101}"
+# Apps that push their authorization requests (RFC 9126, scenario "par") and authenticate with
+# a private key (private_key_jwt, scenario "private-key-jwt").
+export PAR_URL="${PAR_URL:-http://127.0.0.1:3102}"
+export PKJWT_URL="${PKJWT_URL:-http://127.0.0.1:3103}"
+export PAR_CLIENT_ID="${PAR_CLIENT_ID:-quickstart-par}"
+export PKJWT_CLIENT_ID="${PKJWT_CLIENT_ID:-quickstart-pkjwt}"
 export APP_A_URL="${APP_A_URL:-http://127.0.0.1:3201}"
 export APP_B_URL="${APP_B_URL:-http://127.0.0.1:3202}"
 export QUICKSTART_CLIENT_ID="${QUICKSTART_CLIENT_ID:-quickstart}"
@@ -34,11 +40,15 @@ export E2E_ARTIFACTS="$ARTIFACTS"
 export E2E_SUMMARY_FILE="$ARTIFACTS/summary.txt"
 QUICKSTART_CLIENT_SECRET="e2e-quickstart-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 LIFETIME_CLIENT_SECRET="e2e-lifetime-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+PAR_CLIENT_SECRET="e2e-par-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+PKJWT_KEY_FILE="$ARTIFACTS/pkjwt-key.pem"
 APP_A_CLIENT_SECRET="e2e-app-a-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 APP_B_CLIENT_SECRET="e2e-app-b-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 export E2E_CLIENTS="[
   {\"client_id\":\"$QUICKSTART_CLIENT_ID\",\"client_secret\":\"$QUICKSTART_CLIENT_SECRET\",\"app_url\":\"$QUICKSTART_URL\"},
   {\"client_id\":\"$LIFETIME_CLIENT_ID\",\"client_secret\":\"$LIFETIME_CLIENT_SECRET\",\"app_url\":\"$LIFETIME_URL\"},
+  {\"client_id\":\"$PAR_CLIENT_ID\",\"client_secret\":\"$PAR_CLIENT_SECRET\",\"app_url\":\"$PAR_URL\",\"require_par\":true},
+  {\"client_id\":\"$PKJWT_CLIENT_ID\",\"key_file\":\"$PKJWT_KEY_FILE\",\"app_url\":\"$PKJWT_URL\"},
   {\"client_id\":\"$APP_A_CLIENT_ID\",\"client_secret\":\"$APP_A_CLIENT_SECRET\",\"app_url\":\"$APP_A_URL\"},
   {\"client_id\":\"$APP_B_CLIENT_ID\",\"client_secret\":\"$APP_B_CLIENT_SECRET\",\"app_url\":\"$APP_B_URL\"}
 ]"
@@ -114,7 +124,7 @@ wait_ready() {
 mkdir -p "$ARTIFACTS"
 rm -f "$ARTIFACTS"/*.png "$ARTIFACTS"/*.log "$ARTIFACTS"/*.error.txt "$E2E_SUMMARY_FILE"
 
-for url in "$PROVIDER_URL" "$QUICKSTART_URL" "$LIFETIME_URL" "$APP_A_URL" "$APP_B_URL"; do
+for url in "$PROVIDER_URL" "$QUICKSTART_URL" "$LIFETIME_URL" "$PAR_URL" "$PKJWT_URL" "$APP_A_URL" "$APP_B_URL"; do
   if port_open "$url"; then
     log "port of $url is already in use; stop what listens there or set another address"
     exit 1
@@ -150,6 +160,12 @@ EXAMPLES="$TARGET_DIR/$PROFILE_DIR/examples"
 log "built in $((SECONDS - STARTED_AT)) s"
 
 # --- start the provider and the apps ----------------------------------------------------------
+# The private key of the private_key_jwt client (P-256, PKCS#8 PEM); the provider registers its
+# public half.
+node -e "const { generateKeyPairSync } = require('node:crypto');
+process.stdout.write(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }));" >"$PKJWT_KEY_FILE"
+chmod 600 "$PKJWT_KEY_FILE"
+
 start provider node "$E2E_DIR/provider.mjs"
 PROVIDER_PID=$LAST_PID
 wait_ready provider "$PROVIDER_URL" "$PROVIDER_PID"
@@ -158,8 +174,10 @@ export RUST_LOG="${RUST_LOG:-info,tower_oidc_auth=debug}"
 # The quickstart's webhook route (scenario "webhook" signs Scalekit's user.logout with it).
 E2E_WEBHOOK_SECRET="whsec_$(head -c 24 /dev/urandom | base64 | tr -d '\n')"
 export E2E_WEBHOOK_SECRET
+# The scenarios of the first apps read the authorization parameters in the browser's address:
+# they do not push them (AUTH_PAR=off), though the provider offers PAR; scenario "par" does.
 start quickstart env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
-  SCALEKIT_WEBHOOK_SECRET="$E2E_WEBHOOK_SECRET" \
+  SCALEKIT_WEBHOOK_SECRET="$E2E_WEBHOOK_SECRET" AUTH_PAR=off \
   OIDC_ISSUER="$PROVIDER_URL" \
   OIDC_CLIENT_ID="$QUICKSTART_CLIENT_ID" \
   OIDC_CLIENT_SECRET="$QUICKSTART_CLIENT_SECRET" \
@@ -170,13 +188,34 @@ export QUICKSTART_PID=$LAST_PID
 # The same example, sessions limited to LIFETIME_SESSION_MAX_AGE seconds from login.
 start quickstart_lifetime env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
   -u SCALEKIT_WEBHOOK_SECRET -u AUTH_SESSION_IDLE_TIMEOUT \
-  AUTH_SESSION_MAX_AGE="${LIFETIME_SESSION_MAX_AGE}s" \
+  AUTH_SESSION_MAX_AGE="${LIFETIME_SESSION_MAX_AGE}s" AUTH_PAR=off \
   OIDC_ISSUER="$PROVIDER_URL" \
   OIDC_CLIENT_ID="$LIFETIME_CLIENT_ID" \
   OIDC_CLIENT_SECRET="$LIFETIME_CLIENT_SECRET" \
   APP_URL="$LIFETIME_URL" \
   "$EXAMPLES/quickstart"
 LIFETIME_PID=$LAST_PID
+
+# Pushed authorization requests, required (the provider requires them of this client too).
+start quickstart_par env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL -u SCALEKIT_WEBHOOK_SECRET \
+  AUTH_PAR=required \
+  OIDC_ISSUER="$PROVIDER_URL" \
+  OIDC_CLIENT_ID="$PAR_CLIENT_ID" \
+  OIDC_CLIENT_SECRET="$PAR_CLIENT_SECRET" \
+  APP_URL="$PAR_URL" \
+  "$EXAMPLES/quickstart"
+PAR_PID=$LAST_PID
+
+# private_key_jwt: a key file and no client secret (pushed requests on Par::Auto, authenticated
+# with the key as well).
+start quickstart_pkjwt env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL -u SCALEKIT_WEBHOOK_SECRET \
+  -u OIDC_CLIENT_SECRET -u AUTH_PAR \
+  AUTH_CLIENT_KEY_FILE="$PKJWT_KEY_FILE" \
+  OIDC_ISSUER="$PROVIDER_URL" \
+  OIDC_CLIENT_ID="$PKJWT_CLIENT_ID" \
+  APP_URL="$PKJWT_URL" \
+  "$EXAMPLES/quickstart"
+PKJWT_PID=$LAST_PID
 
 start multi_app env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
   OIDC_ISSUER="$PROVIDER_URL" \
@@ -186,11 +225,14 @@ start multi_app env -u AUTH_COOKIE_KEY -u SCALEKIT_ENVIRONMENT_URL \
   APP_B_URL="$APP_B_URL" \
   APP_B_CLIENT_ID="$APP_B_CLIENT_ID" \
   APP_B_CLIENT_SECRET="$APP_B_CLIENT_SECRET" \
+  AUTH_PAR=off \
   "$EXAMPLES/multi_app"
 MULTI_PID=$LAST_PID
 
 wait_ready quickstart "$QUICKSTART_URL" "$QUICKSTART_PID"
 wait_ready quickstart_lifetime "$LIFETIME_URL" "$LIFETIME_PID"
+wait_ready quickstart_par "$PAR_URL" "$PAR_PID"
+wait_ready quickstart_pkjwt "$PKJWT_URL" "$PKJWT_PID"
 wait_ready multi_app "$APP_A_URL" "$MULTI_PID"
 wait_ready multi_app "$APP_B_URL" "$MULTI_PID"
 
@@ -204,10 +246,12 @@ wait "$RUNNER_PID"
 status=$?
 set -e
 
-for name in provider quickstart quickstart_lifetime multi_app; do
+for name in provider quickstart quickstart_lifetime quickstart_par quickstart_pkjwt multi_app; do
   pid_var=PROVIDER_PID
   [ "$name" = quickstart ] && pid_var=QUICKSTART_PID
   [ "$name" = quickstart_lifetime ] && pid_var=LIFETIME_PID
+  [ "$name" = quickstart_par ] && pid_var=PAR_PID
+  [ "$name" = quickstart_pkjwt ] && pid_var=PKJWT_PID
   [ "$name" = multi_app ] && pid_var=MULTI_PID
   if ! kill -0 "${!pid_var}" 2>/dev/null; then
     log "$name exited during the run; see $ARTIFACTS/$name.log"

@@ -25,6 +25,10 @@ const LIFETIME = env('LIFETIME_URL', 'http://127.0.0.1:3101');
 const LIFETIME_CLIENT_ID = env('LIFETIME_CLIENT_ID', 'quickstart-lifetime');
 const LIFETIME_MAX_AGE = Number(env('LIFETIME_SESSION_MAX_AGE', '25'));
 const ACCESS_TOKEN_TTL = Number(env('ACCESS_TOKEN_TTL', '15'));
+const PAR_APP = env('PAR_URL', 'http://127.0.0.1:3102');
+const PAR_CLIENT_ID = env('PAR_CLIENT_ID', 'quickstart-par');
+const PKJWT_APP = env('PKJWT_URL', 'http://127.0.0.1:3103');
+const PKJWT_CLIENT_ID = env('PKJWT_CLIENT_ID', 'quickstart-pkjwt');
 const APP_A = env('APP_A_URL', 'http://127.0.0.1:3201');
 const APP_B = env('APP_B_URL', 'http://127.0.0.1:3202');
 const QUICKSTART_PID = Number(process.env.QUICKSTART_PID || 0);
@@ -852,6 +856,70 @@ async function scenarioRelogin({ context, page }) {
     + `the new session works on reload and 2 s later, the old cookie stays refused`;
 }
 
+/** RFC 9126 section 2.2: the request_uri URN oidc-provider hands out. */
+const REQUEST_URI_URN = 'urn:ietf:params:oauth:request_uri:';
+
+/** Signs into `app` through the provider's form; returns the authorize URLs the browser visited. */
+async function signInRecording(page, app, tag) {
+  const email = uniqueEmail(tag);
+  const navigations = recordNavigations(page);
+  await page.goto(`${app}/me`);
+  await signIn(page, email, `${app}/me`);
+  const claims = await pageJson(page);
+  assert.equal(claims.email, email, 'signed in as the user who filled in the form');
+  const authorizes = navigations.map((u) => new URL(u)).filter((u) => u.href.startsWith(`${PROVIDER}/oauth/authorize?`));
+  assert.ok(authorizes.length >= 1, `went to the authorization endpoint: ${navigations.join(' -> ')}`);
+  return { claims, authorizes };
+}
+
+// RFC 9126: the app pushes its authorization request; the browser carries only client_id and
+// request_uri, and the provider (which requires PAR of this client) signs the user in.
+async function scenarioPar({ page }) {
+  const before = await providerStats();
+  const { claims, authorizes } = await signInRecording(page, PAR_APP, 'par');
+  for (const authorize of authorizes) {
+    const names = [...authorize.searchParams.keys()].sort();
+    assert.deepEqual(names, ['client_id', 'request_uri'], `only client_id and request_uri: ${authorize.href}`);
+    assert.equal(authorize.searchParams.get('client_id'), PAR_CLIENT_ID);
+    assert.ok(authorize.searchParams.get('request_uri').startsWith(REQUEST_URI_URN), authorize.href);
+  }
+  const after = await providerStats();
+  const pushed = (after.pushedRequests[PAR_CLIENT_ID] || 0) - (before.pushedRequests[PAR_CLIENT_ID] || 0);
+  assert.ok(pushed >= 1, `the provider accepted ${pushed} pushed requests`);
+
+  // The provider requires PAR of this client: the same request in the URL is refused.
+  const plain = new URL(`${PROVIDER}/oauth/authorize`);
+  for (const [k, v] of Object.entries({
+    response_type: 'code', client_id: PAR_CLIENT_ID, redirect_uri: `${PAR_APP}/auth/callback`,
+    scope: 'openid', state: 'x', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+  })) plain.searchParams.set(k, v);
+  const refused = await fetch(plain, { redirect: 'manual' });
+  const where = refused.headers.get('location') || '';
+  assert.ok(refused.status === 400 || where.includes('error=invalid_request'), `plain request refused: HTTP ${refused.status} ${where}`);
+  return `sub=${claims.sub}; ${authorizes.length} authorize hop(s) with only client_id + request_uri; ${pushed} pushed`;
+}
+
+// private_key_jwt (RFC 7523, OIDC Core 9): the app has no client secret, only a key; the
+// provider knows its public half and accepts nothing else from this client.
+async function scenarioPrivateKeyJwt({ context, page }) {
+  const before = await providerStats();
+  const { claims } = await signInRecording(page, PKJWT_APP, 'pkjwt');
+  const after = await providerStats();
+  const grants = (after.grantsByClient[PKJWT_CLIENT_ID] || 0) - (before.grantsByClient[PKJWT_CLIENT_ID] || 0);
+  assert.ok(grants >= 1, `the code was exchanged with a client assertion (${grants} grants)`);
+  const pushed = (after.pushedRequests[PKJWT_CLIENT_ID] || 0) - (before.pushedRequests[PKJWT_CLIENT_ID] || 0);
+  assert.ok(pushed >= 1, `the pushed request was authenticated with a client assertion (${pushed})`);
+  const failures = after.grantErrors.slice(before.grantErrors.length);
+  assert.deepEqual(failures, [], 'no grant refused');
+
+  // The session works, and logout ends it.
+  await page.goto(`${PKJWT_APP}/me`);
+  assert.equal((await pageJson(page)).sub, claims.sub);
+  const host = new URL(PKJWT_APP).hostname;
+  assert.ok(appCookies(await context.cookies(), host).s.length >= 1, 'session cookie');
+  return `sub=${claims.sub}; ${grants} grant(s) and ${pushed} pushed request(s) authenticated with private_key_jwt`;
+}
+
 const SCENARIOS = [
   ['1', 'login', scenarioLogin],
   ['2', 'refresh', scenarioRefresh],
@@ -865,6 +933,8 @@ const SCENARIOS = [
   ['10', 'relogin', scenarioRelogin],
   ['11', 'localhost', scenarioLocalhost],
   ['12', 'silent-login', scenarioSilentLogin],
+  ['13', 'par', scenarioPar],
+  ['14', 'private-key-jwt', scenarioPrivateKeyJwt],
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -154,7 +154,9 @@ fn config(
         .client_id(app.client_id.clone())
         .client_secret(app.client_secret.clone())
         .redirect_url(format!("{}/auth/callback", app.url))
-        .post_logout_redirect_url(format!("{}/", app.url));
+        .post_logout_redirect_url(format!("{}/", app.url))
+        // AUTH_PAR (optional): `auto` (default), `required` or `off`.
+        .client_auth_from_env()?;
     match std::env::var_os("AUTH_COOKIE_KEY") {
         Some(_) => cfg = cfg.cookie_keys_from_env()?,
         None => {

@@ -13,6 +13,11 @@
 //!
 //! - `APP_URL` (default `http://127.0.0.1:3000`): the app binds this host:port.
 //! - `AUTH_COOKIE_KEY` (optional): base64, at least 64 bytes; random per run when unset.
+//! - `AUTH_CLIENT_KEY_FILE` or `AUTH_CLIENT_KEY` (optional): a PEM or JWK private key; the app
+//!   authenticates with `private_key_jwt` and needs no client secret. `AUTH_CLIENT_KEY_ID`: its
+//!   `kid`.
+//! - `AUTH_PAR` (optional, default `auto`): pushed authorization requests, `auto`, `required`
+//!   or `off`.
 //! - `AUTH_SESSION_MAX_AGE` (optional, default `7d`): the absolute session lifetime, such as
 //!   `25s`, `8h` or `7d`; a refresh does not extend it.
 //! - `AUTH_SESSION_IDLE_TIMEOUT` (optional, default off): end sessions unused for this long.
@@ -89,7 +94,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut _embedded = None;
     let config = if Provider::from_env()?.is_some() {
         // SCALEKIT_ENVIRONMENT_URL / _CLIENT_ID / _CLIENT_SECRET, or OIDC_ISSUER / _CLIENT_ID /
-        // _CLIENT_SECRET; SCALEKIT_API_AUDIENCE (optional).
+        // _CLIENT_SECRET; SCALEKIT_API_AUDIENCE (optional); AUTH_CLIENT_KEY_FILE (a private
+        // key: private_key_jwt instead of the secret) and AUTH_PAR (optional).
         let config = AuthLayer::builder()
             .provider_from_env()?
             .redirect_url(&redirect_url);

@@ -248,7 +248,10 @@ pub use config::{Algorithm, AuthLayerBuilder, ConfigError, M2mClients, DEFAULT_S
 pub use future::ResponseFuture;
 pub use hooks::LoginDecision;
 pub use layer::{AuthLayer, CacheStats};
-pub use provider::{Provider, ProviderError, ProviderMetadata};
+pub use provider::{
+    AssertionAudience, ClientAuth, ClientKey, Par, Provider, ProviderError, ProviderMetadata,
+    JWT_BEARER_ASSERTION_TYPE,
+};
 pub use refusal::Refusal;
 pub use resource::ResourceServer;
 pub use routes::LoginOptions;

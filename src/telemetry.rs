@@ -69,6 +69,8 @@ pub(crate) enum Endpoint {
     Token,
     /// RFC 7009 revocation.
     Revocation,
+    /// RFC 9126 pushed authorization requests.
+    Par,
 }
 
 impl Endpoint {
@@ -78,6 +80,7 @@ impl Endpoint {
             Self::Jwks => "jwks",
             Self::Token => "token",
             Self::Revocation => "revocation",
+            Self::Par => "par",
         }
     }
 }

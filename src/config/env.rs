@@ -99,6 +99,9 @@ impl AuthLayerBuilder {
     ///   provider by discovery ([`Provider::from_env`] tells whether either is set);
     /// - `SCALEKIT_API_AUDIENCE` (optional): access-token audiences accepted besides the client
     ///   id, separated by commas (see [`audience`](Self::audience)).
+    /// - `AUTH_CLIENT_KEY` / `AUTH_CLIENT_KEY_FILE`, `AUTH_CLIENT_KEY_ID`, `AUTH_PAR`
+    ///   (optional): see [`client_auth_from_env`](Self::client_auth_from_env); with a key, the
+    ///   client secret is optional.
     ///
     /// A variable that is missing is a [`ConfigError::Env`] naming it.
     ///
@@ -132,10 +135,18 @@ impl AuthLayerBuilder {
                 })
             }
         };
-        self = self
-            .provider(provider)
-            .client_id(required(get, id)?)
-            .client_secret(required(get, secret)?);
+        self = self.provider(provider).client_id(required(get, id)?);
+        // With a private key (AUTH_CLIENT_KEY, AUTH_CLIENT_KEY_FILE) the secret is optional.
+        self = if Self::has_client_key(get) {
+            let with_secret = match optional(get, secret)? {
+                Some(s) => self.client_secret(s),
+                None => self,
+            };
+            with_secret.client_auth_from_lookup(get)?
+        } else {
+            self.client_secret(required(get, secret)?)
+                .client_auth_from_lookup(get)?
+        };
         if let Some(audiences) = get("SCALEKIT_API_AUDIENCE") {
             for aud in audiences
                 .split(',')

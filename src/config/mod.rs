@@ -3,6 +3,7 @@
 //! layer's settings in `resolve`.
 
 pub(crate) mod checks;
+mod client_env;
 mod env;
 pub(crate) mod error;
 mod hooks;
@@ -136,6 +137,9 @@ pub struct AuthLayerBuilder {
     pub(crate) resource_server: Option<crate::resource::ResourceServer>,
     /// Other issuers whose bearer tokens are accepted, each with its audiences.
     pub(crate) trusted_issuers: Vec<(Provider, Vec<String>)>,
+    pub(crate) client_auth: crate::provider::ClientAuth,
+    pub(crate) assertion_audience: crate::provider::AssertionAudience,
+    pub(crate) par: crate::provider::Par,
 }
 
 impl fmt::Debug for AuthLayerBuilder {
@@ -222,7 +226,63 @@ impl AuthLayerBuilder {
             },
             resource_server: None,
             trusted_issuers: Vec::new(),
+            client_auth: crate::provider::ClientAuth::ClientSecret,
+            assertion_audience: crate::provider::AssertionAudience::TokenEndpoint,
+            par: crate::provider::Par::Auto,
         }
+    }
+
+    /// How the app authenticates to the provider (default [`ClientAuth::ClientSecret`]).
+    /// [`ClientAuth::PrivateKeyJwt`] signs a short-lived assertion with the app's private key
+    /// for the code exchange, refresh, revocation and pushed authorization requests; no client
+    /// secret is needed then. The build fails when discovery lists
+    /// `token_endpoint_auth_methods_supported` without `private_key_jwt`, or
+    /// `token_endpoint_auth_signing_alg_values_supported` without the algorithm.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tower_oidc_auth::ConfigError> {
+    /// use tower_oidc_auth::{AuthLayer, ClientAuth, ClientKey, Provider};
+    /// let key = ClientKey::from_pem(std::fs::read("client-key.pem").unwrap())?;
+    /// let auth = AuthLayer::builder()
+    ///     .provider(Provider::discover("https://accounts.example.com"))
+    ///     .client_id("my-app")
+    ///     .client_auth(ClientAuth::private_key_jwt(key))
+    ///     .redirect_url("https://app.example.com/auth/callback")
+    ///     .cookie_keys_from_env()?
+    ///     .build()
+    ///     .await?;
+    /// # let _ = auth; Ok(()) }
+    /// ```
+    ///
+    /// [`ClientAuth::ClientSecret`]: crate::ClientAuth::ClientSecret
+    /// [`ClientAuth::PrivateKeyJwt`]: crate::ClientAuth::PrivateKeyJwt
+    pub fn client_auth(mut self, auth: crate::provider::ClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// The `aud` of `private_key_jwt` assertions (default the token endpoint; some providers
+    /// want the issuer).
+    pub fn client_assertion_audience(mut self, aud: crate::provider::AssertionAudience) -> Self {
+        self.assertion_audience = aud;
+        self
+    }
+
+    /// Pushed authorization requests (RFC 9126; default [`Par::Auto`]: used when discovery
+    /// lists a `pushed_authorization_request_endpoint`). With PAR the login route posts the
+    /// authorization parameters to the provider, authenticated like the token endpoint, and
+    /// sends the browser only `client_id` and `request_uri`.
+    ///
+    /// ```
+    /// use tower_oidc_auth::{AuthLayer, Par};
+    /// let builder = AuthLayer::builder().pushed_authorization_requests(Par::Required);
+    /// # let _ = builder;
+    /// ```
+    ///
+    /// [`Par::Auto`]: crate::Par::Auto
+    pub fn pushed_authorization_requests(mut self, par: crate::provider::Par) -> Self {
+        self.par = par;
+        self
     }
 
     /// The provider.

@@ -7,7 +7,10 @@ use cookie::Key;
 
 use crate::config::{normalize_path, AuthLayerBuilder, ConfigError};
 use crate::cookies::{app_part, CookieCodec};
-use crate::provider::{ClientAuthMethod, HttpClient, Jwks, TokenClient};
+use crate::provider::{
+    AssertionAudience, Assertions, ClientAuth, ClientAuthMethod, HttpClient, Jwks, TokenAuth,
+    TokenClient,
+};
 use crate::refresh::LocalRefreshCoordinator;
 use crate::revocation::MemoryRevocationStore;
 use crate::verify::{Expectations, Verifier};
@@ -21,7 +24,8 @@ pub(crate) struct Validated {
     /// The builder, for the parts [`connect`] uses as they are.
     cfg: AuthLayerBuilder,
     provider: crate::provider::Provider,
-    client_secret: crate::Secret,
+    /// The client secret; `None` with `private_key_jwt`.
+    client_secret: Option<crate::Secret>,
     settings: Settings,
     cookies: CookieCodec,
 }
@@ -169,11 +173,19 @@ pub(crate) fn validate(cfg: AuthLayerBuilder) -> Result<Validated, ConfigError> 
             reason: format!("{client_id:?} has spaces or a line break around it"),
         });
     }
-    let client_secret = cfg
-        .client_secret
-        .clone()
-        .filter(|s| !s.expose().trim().is_empty())
-        .ok_or(ConfigError::Missing("client_secret"))?;
+    let client_secret = match &cfg.client_auth {
+        ClientAuth::PrivateKeyJwt { key, alg, kid } => {
+            // The key and the algorithm must agree; the audience is known after discovery.
+            Assertions::new(key, *alg, kid.clone(), client_id.clone(), String::new())?;
+            None
+        }
+        ClientAuth::ClientSecret => Some(
+            cfg.client_secret
+                .clone()
+                .filter(|s| !s.expose().trim().is_empty())
+                .ok_or(ConfigError::Missing("client_secret"))?,
+        ),
+    };
     let redirect_raw = cfg
         .redirect_url
         .clone()
@@ -439,12 +451,15 @@ pub(crate) async fn connect(validated: Validated) -> Result<AuthLayer, ConfigErr
         }
         None => None,
     };
+    let auth = token_auth(&cfg, &meta, &provider, &client_id, client_secret)?;
+    let par_endpoint = cfg.par.endpoint(&meta)?;
     let token = TokenClient {
         http,
         endpoint: meta.token_endpoint.clone(),
         client_id: client_id.clone(),
-        client_secret,
-        method: ClientAuthMethod::choose(&meta, provider.is_scalekit()),
+        auth,
+        clock: cfg.clock.clone(),
+        par_endpoint,
     };
     // Given none, the session store's (instances sharing the sessions share refreshes), or
     // this process's own.
@@ -554,6 +569,47 @@ async fn trusted_verifiers(
         verifiers.push(verifier);
     }
     Ok(verifiers)
+}
+
+/// The client authentication the provider's discovery allows: `private_key_jwt` only when it
+/// lists that method (or lists none) and the algorithm (or lists none).
+fn token_auth(
+    cfg: &AuthLayerBuilder,
+    meta: &crate::ProviderMetadata,
+    provider: &crate::provider::Provider,
+    client_id: &str,
+    client_secret: Option<crate::Secret>,
+) -> Result<TokenAuth, ConfigError> {
+    let ClientAuth::PrivateKeyJwt { key, alg, kid } = &cfg.client_auth else {
+        return Ok(TokenAuth::Secret {
+            secret: client_secret.ok_or(ConfigError::Missing("client_secret"))?,
+            method: ClientAuthMethod::choose(meta, provider.is_scalekit()),
+        });
+    };
+    if let Some(methods) = &meta.token_endpoint_auth_methods_supported {
+        if !methods.iter().any(|m| m == "private_key_jwt") {
+            return Err(ConfigError::Metadata(format!(
+                "client_auth is private_key_jwt, but the provider's \
+                 token_endpoint_auth_methods_supported lists only {methods:?}; register the \
+                 client for private_key_jwt, or use a client secret"
+            )));
+        }
+    }
+    let audience = match cfg.assertion_audience {
+        AssertionAudience::Issuer => meta.issuer.clone(),
+        _ => meta.token_endpoint.clone(),
+    };
+    let assertions = Assertions::new(key, *alg, kid.clone(), client_id.to_owned(), audience)?;
+    if let Some(algs) = &meta.token_endpoint_auth_signing_alg_values_supported {
+        if !algs.iter().any(|a| a == assertions.alg_name()) {
+            return Err(ConfigError::Metadata(format!(
+                "client_auth signs with {}, but the provider's \
+                 token_endpoint_auth_signing_alg_values_supported lists only {algs:?}",
+                assertions.alg_name()
+            )));
+        }
+    }
+    Ok(TokenAuth::PrivateKeyJwt(assertions))
 }
 
 /// Why a cookie key is not random bytes, if it is not. The checks look at the first 64 bytes,

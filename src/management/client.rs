@@ -57,14 +57,25 @@ impl ManagementClient {
     }
 
     /// A client using the layer's provider and client credentials: the app's own client id and
-    /// secret, which need "Allow Scalekit Management API Access" enabled.
+    /// secret (or its private key, with `private_key_jwt`), which need "Allow Scalekit
+    /// Management API Access" enabled.
     #[must_use]
     pub fn from_layer(auth: &crate::AuthLayer) -> Self {
         let shared = &auth.shared;
-        let credentials = ClientCredentials::new(
+        // The layer's own client authentication: its secret, or its private key.
+        let auth = match &shared.token.auth {
+            crate::provider::TokenAuth::Secret { secret, .. } => {
+                super::credentials::CredentialsAuth::Secret(secret.clone())
+            }
+            crate::provider::TokenAuth::PrivateKeyJwt(assertions) => {
+                super::credentials::CredentialsAuth::PrivateKeyJwt(assertions.clone())
+            }
+        };
+        let credentials = ClientCredentials::with_auth(
             shared.meta.token_endpoint.clone(),
             shared.token.client_id.clone(),
-            shared.token.client_secret.clone(),
+            auth,
+            None,
         );
         Self::new(&shared.meta.issuer, credentials)
     }

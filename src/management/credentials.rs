@@ -46,11 +46,20 @@ pub(super) struct CredentialsInner {
     http: reqwest::Client,
     token_url: String,
     client_id: String,
-    client_secret: Secret,
+    auth: CredentialsAuth,
     scope: Option<String>,
     cached: tokio::sync::Mutex<Option<Cached>>,
     grants: AtomicU64,
     timeout: Duration,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone)]
+pub(crate) enum CredentialsAuth {
+    /// `client_secret_post`.
+    Secret(Secret),
+    /// `private_key_jwt`, with the system clock.
+    PrivateKeyJwt(crate::provider::Assertions),
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -58,7 +67,7 @@ impl fmt::Debug for ClientCredentials {
         f.debug_struct("ClientCredentials")
             .field("token_url", &self.inner.token_url)
             .field("client_id", &self.inner.client_id)
-            .field("client_secret", &self.inner.client_secret)
+            .field("auth", &self.inner.auth)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +89,63 @@ impl ClientCredentials {
         client_secret: impl Into<Secret>,
         scope: Option<String>,
     ) -> Self {
+        Self::with_auth(
+            token_url.into(),
+            client_id.into(),
+            CredentialsAuth::Secret(client_secret.into()),
+            scope,
+        )
+    }
+
+    /// Credentials for `token_url` that authenticate with a private key (`private_key_jwt`,
+    /// RFC 7523 section 2.2): each grant carries an assertion signed with `key` (RS256 for an
+    /// RSA key, ES256 for P-256), `kid` in its header, `aud` the token URL and `exp` a minute
+    /// after the system clock.
+    ///
+    /// ```
+    /// use tower_oidc_auth::management::ClientCredentials;
+    /// use tower_oidc_auth::{Algorithm, ClientKey};
+    /// # let pem = tower_oidc_auth::testing::client_key_pem(Algorithm::RS256);
+    /// let key = ClientKey::from_pem(&pem).unwrap();
+    /// let credentials = ClientCredentials::private_key_jwt(
+    ///     "https://yourenv.scalekit.com/oauth/token",
+    ///     "skc_123",
+    ///     &key,
+    ///     Some("key-1".into()),
+    /// );
+    /// # let _ = credentials;
+    /// ```
+    pub fn private_key_jwt(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        key: &crate::ClientKey,
+        kid: Option<String>,
+    ) -> Self {
+        let token_url = token_url.into();
+        let client_id = client_id.into();
+        // The key's own algorithm: cannot disagree with it.
+        let assertions = crate::provider::Assertions::new(
+            key,
+            key.algorithm(),
+            kid,
+            client_id.clone(),
+            token_url.clone(),
+        )
+        .expect("the key's own algorithm fits it");
+        Self::with_auth(
+            token_url,
+            client_id,
+            CredentialsAuth::PrivateKeyJwt(assertions),
+            None,
+        )
+    }
+
+    pub(crate) fn with_auth(
+        token_url: String,
+        client_id: String,
+        auth: CredentialsAuth,
+        scope: Option<String>,
+    ) -> Self {
         let timeout = Duration::from_secs(10);
         Self {
             inner: Arc::new(CredentialsInner {
@@ -88,9 +154,9 @@ impl ClientCredentials {
                     .connect_timeout(timeout)
                     .build()
                     .unwrap_or_else(|_| reqwest::Client::new()),
-                token_url: token_url.into(),
-                client_id: client_id.into(),
-                client_secret: client_secret.into(),
+                token_url,
+                client_id,
+                auth,
                 scope,
                 cached: tokio::sync::Mutex::new(None),
                 grants: AtomicU64::new(0),
@@ -149,8 +215,25 @@ impl ClientCredentials {
         let form = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "client_credentials")
-                .append_pair("client_id", &inner.client_id)
-                .append_pair("client_secret", inner.client_secret.expose());
+                .append_pair("client_id", &inner.client_id);
+            match &inner.auth {
+                CredentialsAuth::Secret(secret) => {
+                    form.append_pair("client_secret", secret.expose());
+                }
+                CredentialsAuth::PrivateKeyJwt(assertions) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    let assertion = assertions
+                        .sign(now)
+                        .map_err(|e| ManagementError::Token(e.to_string()))?;
+                    form.append_pair(
+                        "client_assertion_type",
+                        crate::provider::JWT_BEARER_ASSERTION_TYPE,
+                    )
+                    .append_pair("client_assertion", &assertion);
+                }
+            }
             if let Some(scope) = &inner.scope {
                 form.append_pair("scope", scope);
             }

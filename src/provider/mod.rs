@@ -1,7 +1,14 @@
 //! The OpenID provider: where its endpoints are, its keys, and calls to its token endpoint.
 
+mod client_auth;
 pub(crate) mod http;
 mod jwks;
+mod par;
+
+pub(crate) use self::client_auth::Assertions;
+pub use self::client_auth::{AssertionAudience, ClientAuth, ClientKey, JWT_BEARER_ASSERTION_TYPE};
+pub use self::par::Par;
+pub(crate) use self::par::PushedRequest;
 
 pub(crate) use self::http::HttpClient;
 pub use self::http::ProviderError;
@@ -102,6 +109,10 @@ impl Provider {
         mut meta: ProviderMetadata,
     ) -> Result<ProviderMetadata, ConfigError> {
         // Optional, and only ever used best effort: an unusable one is dropped, not fatal.
+        meta.pushed_authorization_request_endpoint = meta
+            .pushed_authorization_request_endpoint
+            .take()
+            .filter(|e| !e.is_empty());
         meta.revocation_endpoint = meta.revocation_endpoint.take().filter(|e| {
             let usable = check_url("revocation_endpoint", e).is_ok();
             if !usable {
@@ -215,6 +226,16 @@ pub struct ProviderMetadata {
     /// Supported PKCE methods.
     #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// Algorithms the token endpoint accepts for `private_key_jwt` assertions.
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+    /// RFC 9126: where authorization requests are pushed before the browser is redirected.
+    /// Checked like the other endpoints (https, http only on loopback hosts).
+    #[serde(default)]
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// RFC 9126 section 5: the provider accepts authorization requests only through PAR.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl ProviderMetadata {
@@ -231,6 +252,9 @@ impl ProviderMetadata {
         }
         if let Some(end) = &self.end_session_endpoint {
             check_url("end_session_endpoint", end)?;
+        }
+        if let Some(par) = &self.pushed_authorization_request_endpoint {
+            check_url("pushed_authorization_request_endpoint", par)?;
         }
         if let Some(methods) = &self.code_challenge_methods_supported {
             if !methods.iter().any(|m| m == "S256") {
@@ -310,14 +334,43 @@ impl TokenResponse {
     }
 }
 
+/// How [`TokenClient`] authenticates: a secret (post or basic), or signed assertions.
+#[derive(Debug, Clone)]
+pub(crate) enum TokenAuth {
+    Secret {
+        secret: Secret,
+        method: ClientAuthMethod,
+    },
+    PrivateKeyJwt(Assertions),
+}
+
+/// The client's credentials, ready for one request: form fields, or HTTP Basic.
+struct Credentials<'a> {
+    form: Vec<(&'static str, std::borrow::Cow<'a, str>)>,
+    basic: Option<(&'a str, &'a str)>,
+}
+
 /// The token endpoint, with the client's credentials.
-#[derive(Debug)]
 pub(crate) struct TokenClient {
     pub(crate) http: HttpClient,
     pub(crate) endpoint: String,
     pub(crate) client_id: String,
-    pub(crate) client_secret: Secret,
-    pub(crate) method: ClientAuthMethod,
+    pub(crate) auth: TokenAuth,
+    /// The layer's clock: `iat` and `exp` of client assertions.
+    pub(crate) clock: crate::clock::SharedClock,
+    /// RFC 9126: the pushed authorization request endpoint, when the layer uses PAR.
+    pub(crate) par_endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenClient")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field("par_endpoint", &self.par_endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenClient {
@@ -354,40 +407,86 @@ impl TokenClient {
         endpoint: &str,
         refresh_token: &str,
     ) -> Result<(), ProviderError> {
+        let creds = self.authenticate()?;
         let mut form = vec![
             ("token", refresh_token),
             ("token_type_hint", "refresh_token"),
         ];
-        let basic = self.authenticate(&mut form);
+        form.extend(creds.form.iter().map(|(k, v)| (*k, v.as_ref())));
         self.http
-            .post_form_status(http::Endpoint::Revocation, endpoint, &form, basic)
+            .post_form_status(http::Endpoint::Revocation, endpoint, &form, creds.basic)
             .await
     }
 
-    /// Adds the client's credentials to `form` (`client_secret_post`), or returns them for
-    /// HTTP Basic authentication.
-    fn authenticate<'a>(
-        &'a self,
-        form: &mut Vec<(&'a str, &'a str)>,
-    ) -> Option<(&'a str, &'a str)> {
-        match self.method {
-            ClientAuthMethod::ClientSecretPost => {
-                form.push(("client_id", &self.client_id));
-                form.push(("client_secret", self.client_secret.expose()));
-                None
-            }
-            ClientAuthMethod::ClientSecretBasic => {
-                Some((self.client_id.as_str(), self.client_secret.expose()))
-            }
-        }
+    /// RFC 9126 section 2: pushes the authorization request's parameters to `endpoint`, with
+    /// the same client authentication as the token endpoint, and reads its `request_uri`.
+    pub(crate) async fn push_authorization(
+        &self,
+        endpoint: &str,
+        params: &[(&str, &str)],
+    ) -> Result<PushedRequest, ProviderError> {
+        let creds = self.authenticate()?;
+        let mut form: Vec<(&str, &str)> = params.to_vec();
+        // Secret-based methods put `client_id` in the form (post) or the header (basic); the
+        // authorization request's own `client_id` is among `params` either way.
+        form.extend(
+            creds
+                .form
+                .iter()
+                .filter(|(k, _)| *k != "client_id")
+                .map(|(k, v)| (*k, v.as_ref())),
+        );
+        let pushed: PushedRequest = self
+            .http
+            .post_form(http::Endpoint::Par, endpoint, &form, creds.basic)
+            .await?;
+        pushed.checked()
+    }
+
+    /// The client's credentials for one request: `client_id` and `client_secret` in the form
+    /// (`client_secret_post`), HTTP Basic, or `client_id` with a fresh signed assertion
+    /// (`private_key_jwt`).
+    fn authenticate(&self) -> Result<Credentials<'_>, ProviderError> {
+        use std::borrow::Cow;
+        Ok(match &self.auth {
+            TokenAuth::Secret {
+                secret,
+                method: ClientAuthMethod::ClientSecretPost,
+            } => Credentials {
+                form: vec![
+                    ("client_id", Cow::Borrowed(self.client_id.as_str())),
+                    ("client_secret", Cow::Borrowed(secret.expose())),
+                ],
+                basic: None,
+            },
+            TokenAuth::Secret { secret, .. } => Credentials {
+                form: Vec::new(),
+                basic: Some((self.client_id.as_str(), secret.expose())),
+            },
+            TokenAuth::PrivateKeyJwt(assertions) => Credentials {
+                form: vec![
+                    ("client_id", Cow::Borrowed(self.client_id.as_str())),
+                    (
+                        "client_assertion_type",
+                        Cow::Borrowed(JWT_BEARER_ASSERTION_TYPE),
+                    ),
+                    (
+                        "client_assertion",
+                        Cow::Owned(assertions.sign(self.clock.now())?),
+                    ),
+                ],
+                basic: None,
+            },
+        })
     }
 
     async fn call(&self, params: &[(&str, &str)]) -> Result<TokenResponse, ProviderError> {
+        let creds = self.authenticate()?;
         let mut form: Vec<(&str, &str)> = params.to_vec();
-        let basic = self.authenticate(&mut form);
+        form.extend(creds.form.iter().map(|(k, v)| (*k, v.as_ref())));
         let resp: TokenResponse = self
             .http
-            .post_form(http::Endpoint::Token, &self.endpoint, &form, basic)
+            .post_form(http::Endpoint::Token, &self.endpoint, &form, creds.basic)
             .await?;
         resp.checked()
     }

@@ -9,7 +9,6 @@ use http::{HeaderValue, StatusCode};
 use super::{param, query_params, read_index, Transaction, TX_ID_LEN};
 use crate::cookies::Slot;
 use crate::error::Chain;
-use crate::provider::ProviderError;
 use crate::responses::{error_page, redirect, ErrorPage, ErrorReason, Page};
 use crate::revocation::SessionIds;
 use crate::session::{classify_access, identity_claims, raw_json, SessionData, Tokens};
@@ -307,41 +306,8 @@ async fn complete(shared: Arc<Shared>, parts: Parts) -> Page {
         Ok(t) => t,
         Err(error) => {
             tracing::warn!(error = %Chain(&error), "code exchange failed");
-            let (status, reason, message) = match &error {
-                ProviderError::OAuth { error: code, .. }
-                    if code == "invalid_client" || code == "unauthorized_client" =>
-                {
-                    tracing::error!(
-                        error = %code,
-                        "the identity provider refused this app's credentials: check the client \
-                         id and secret (SCALEKIT_CLIENT_ID and SCALEKIT_CLIENT_SECRET, or \
-                         OIDC_CLIENT_ID and OIDC_CLIENT_SECRET; `.client_id()`, \
-                         `.client_secret()`) and that the client may use the authorization code \
-                         grant"
-                    );
-                    (
-                        StatusCode::BAD_GATEWAY,
-                        ErrorReason::ClientRejected,
-                        "The identity provider refused this app's credentials; details are in \
-                         the server log.",
-                    )
-                }
-                ProviderError::Timeout(_) => (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    ErrorReason::ExchangeTimeout,
-                    "The identity provider did not answer in time.",
-                ),
-                ProviderError::OAuth { status, .. } if *status < 500 => (
-                    StatusCode::BAD_REQUEST,
-                    ErrorReason::ExchangeRefused,
-                    "The identity provider refused this sign-in. It may have expired or been used already.",
-                ),
-                _ => (
-                    StatusCode::BAD_GATEWAY,
-                    ErrorReason::ExchangeFailed,
-                    "The identity provider could not complete the sign-in.",
-                ),
-            };
+            let (status, reason, message) =
+                super::provider_failure(&error, super::SignInCall::CodeExchange);
             return fail(status, reason, "Sign-in failed", message, set_cookies);
         }
     };

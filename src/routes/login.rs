@@ -245,7 +245,7 @@ pub(crate) async fn login(shared: Arc<Shared>, parts: Parts) -> Page {
             }
         }
     }
-    start(&shared, &parts, &requested, &step_up, return_to)
+    start(&shared, &parts, &requested, &step_up, return_to).await
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary (for logs).
@@ -259,8 +259,10 @@ fn truncate(s: &str, max: usize) -> &str {
 
 /// Redirects to the provider's authorization endpoint with fresh state, nonce and PKCE, the
 /// `requested` parameters the app approves and the step-up asked for; remembers the attempt
-/// (with the step-up it must check) in its transaction cookie.
-fn start(
+/// (with the step-up it must check) in its transaction cookie. With pushed authorization
+/// requests (RFC 9126), the parameters go to the provider first and the browser carries only
+/// `client_id` and the `request_uri`; a failed push is the error page, with nothing set.
+async fn start(
     shared: &Shared,
     parts: &Parts,
     requested: &[(&'static str, String)],
@@ -303,48 +305,83 @@ fn start(
             );
         }
     };
-    {
-        let mut q = authorize.query_pairs_mut();
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", &settings.client_id)
-            .append_pair("redirect_uri", &settings.redirect_url)
-            .append_pair("scope", &settings.scope)
-            .append_pair("state", &state)
-            .append_pair("nonce", &nonce)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
-        for (k, v) in &settings.authorize_params {
-            q.append_pair(k, v);
+    let mut params: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", &settings.client_id),
+        ("redirect_uri", &settings.redirect_url),
+        ("scope", &settings.scope),
+        ("state", &state),
+        ("nonce", &nonce),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    for (k, v) in &settings.authorize_params {
+        params.push((k, v));
+    }
+    for (name, v) in requested {
+        if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
+            continue;
         }
-        for (name, v) in requested {
-            if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) {
+        if let Some(approve) = &settings.approve_param {
+            if !(approve.0)(name, v) {
+                tracing::debug!(
+                    param = name,
+                    "authorization parameter not approved; dropped"
+                );
                 continue;
             }
-            if let Some(approve) = &settings.approve_param {
-                if !(approve.0)(name, v) {
-                    tracing::debug!(
-                        param = name,
-                        "authorization parameter not approved; dropped"
-                    );
-                    continue;
-                }
+        }
+        params.push((name, v));
+        silent |= *name == "prompt" && v == "none";
+        // Scalekit's SDKs send a domain hint under both names (scalekit-sdk-node
+        // `src/scalekit.ts` and scalekit-sdk-go `scalekit.go` `GetAuthorizationUrl`,
+        // scalekit-sdk-java `ScalekitAuthClient.getAuthorizationUrl`); the SSO reference
+        // documents only `domain`.
+        if *name == "domain_hint" {
+            params.push(("domain", v));
+        }
+    }
+    let max_age = step_up.max_age.map(|m| m.to_string());
+    if let Some(max_age) = &max_age {
+        params.push(("max_age", max_age));
+    }
+    if let Some(acr) = &acr_values {
+        params.push(("acr_values", acr));
+    }
+    match &shared.token.par_endpoint {
+        None => {
+            authorize.query_pairs_mut().extend_pairs(&params);
+        }
+        Some(endpoint) => match shared.token.push_authorization(endpoint, &params).await {
+            // RFC 9126 section 4: the browser carries only the client and the request's URI.
+            Ok(pushed) => {
+                authorize
+                    .query_pairs_mut()
+                    .append_pair("client_id", &settings.client_id)
+                    .append_pair("request_uri", &pushed.request_uri);
             }
-            q.append_pair(name, v);
-            silent |= *name == "prompt" && v == "none";
-            // Scalekit's SDKs send a domain hint under both names (scalekit-sdk-node
-            // `src/scalekit.ts` and scalekit-sdk-go `scalekit.go` `GetAuthorizationUrl`,
-            // scalekit-sdk-java `ScalekitAuthClient.getAuthorizationUrl`); the SSO reference
-            // documents only `domain`.
-            if *name == "domain_hint" {
-                q.append_pair("domain", v);
+            Err(error) => {
+                tracing::warn!(
+                    error = %crate::error::Chain(&error),
+                    "pushed authorization request failed"
+                );
+                let (status, reason, message) =
+                    super::provider_failure(&error, super::SignInCall::PushedRequest);
+                let page = ErrorPage::new(
+                    status,
+                    reason,
+                    "Sign-in unavailable",
+                    message,
+                    Some(&settings.login_path),
+                );
+                return error_page(
+                    &*shared.responses,
+                    &shared.settings.default_return,
+                    &page,
+                    Vec::new(),
+                );
             }
-        }
-        if let Some(max_age) = step_up.max_age {
-            q.append_pair("max_age", &max_age.to_string());
-        }
-        if let Some(acr) = &acr_values {
-            q.append_pair("acr_values", acr);
-        }
+        },
     }
 
     // One cookie per attempt, so logins started in several tabs all complete; the index lets

@@ -92,6 +92,77 @@ pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
         .map(|(_, v)| v.as_str())
 }
 
+/// Which call to the provider failed during a sign-in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignInCall {
+    /// The code exchange at the callback.
+    CodeExchange,
+    /// The pushed authorization request at the login route (RFC 9126).
+    PushedRequest,
+}
+
+/// How a failed provider call during a sign-in is answered: the status, the page's reason and
+/// its message. Credentials refused: 502, logged as an error with what to check. Timeout: 504.
+/// Another refusal (4xx) of a code exchange: 400, the code may have expired or been used; of a
+/// pushed request it is this app's request that is wrong: 502. Anything else: 502.
+pub(crate) fn provider_failure(
+    error: &crate::provider::ProviderError,
+    call: SignInCall,
+) -> (
+    http::StatusCode,
+    crate::responses::ErrorReason,
+    &'static str,
+) {
+    use crate::provider::ProviderError;
+    use crate::responses::ErrorReason;
+    use http::StatusCode;
+    match error {
+        ProviderError::OAuth { error: code, .. }
+            if code == "invalid_client" || code == "unauthorized_client" =>
+        {
+            tracing::error!(
+                error = %code,
+                "the identity provider refused this app's credentials: check the client \
+                 id and secret (SCALEKIT_CLIENT_ID and SCALEKIT_CLIENT_SECRET, or \
+                 OIDC_CLIENT_ID and OIDC_CLIENT_SECRET; `.client_id()`, \
+                 `.client_secret()`), or the private key and its registration \
+                 (`.client_auth()`, AUTH_CLIENT_KEY), and that the client may use the \
+                 authorization code grant"
+            );
+            (
+                StatusCode::BAD_GATEWAY,
+                ErrorReason::ClientRejected,
+                "The identity provider refused this app's credentials; details are in \
+                 the server log.",
+            )
+        }
+        ProviderError::Timeout(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            ErrorReason::ExchangeTimeout,
+            "The identity provider did not answer in time.",
+        ),
+        ProviderError::OAuth { status, .. }
+            if *status < 500 && call == SignInCall::CodeExchange =>
+        {
+            (
+                StatusCode::BAD_REQUEST,
+                ErrorReason::ExchangeRefused,
+                "The identity provider refused this sign-in. It may have expired or been used already.",
+            )
+        }
+        _ => (
+            StatusCode::BAD_GATEWAY,
+            ErrorReason::ExchangeFailed,
+            match call {
+                SignInCall::CodeExchange => {
+                    "The identity provider could not complete the sign-in."
+                }
+                SignInCall::PushedRequest => "The identity provider could not start the sign-in.",
+            },
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,10 @@ pub struct TestProviderBuilder {
     id_ttl: Duration,
     rotation: bool,
     iss_param: bool,
-    auth_methods: Vec<String>,
+    auth_methods: Option<Vec<String>>,
+    client_jwks: Vec<serde_json::Value>,
+    par: bool,
+    par_required: bool,
     opaque_access: bool,
     trailing_slash: bool,
     extra_clients: Vec<(String, String, Option<String>)>,
@@ -58,7 +61,10 @@ impl TestProviderBuilder {
             id_ttl: Duration::from_secs(3600),
             rotation: true,
             iss_param: true,
-            auth_methods: vec!["client_secret_post".into(), "client_secret_basic".into()],
+            auth_methods: None,
+            client_jwks: Vec::new(),
+            par: false,
+            par_required: false,
             opaque_access: false,
             trailing_slash: false,
             extra_clients: Vec::new(),
@@ -135,13 +141,42 @@ impl TestProviderBuilder {
     }
 
     /// The client authentication methods the token endpoint accepts and discovery lists
-    /// (default both `client_secret_post` and `client_secret_basic`).
+    /// (default both `client_secret_post` and `client_secret_basic`, and `private_key_jwt`
+    /// when a [`client_jwk`](Self::client_jwk) is registered).
     pub fn token_auth_methods<I, T>(mut self, methods: I) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
     {
-        self.auth_methods = methods.into_iter().map(Into::into).collect();
+        self.auth_methods = Some(methods.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Registers a public key (a JWK, such as
+    /// [`ClientKey::public_jwk`](crate::ClientKey::public_jwk)) of the main client for
+    /// `private_key_jwt` (RFC 7523, OpenID Connect Core 9): the token, revocation and PAR
+    /// endpoints then accept assertions signed by it (RS256 or ES256), with `iss` = `sub` =
+    /// the client id, `aud` the token endpoint, the PAR endpoint or the issuer, `exp` not
+    /// passed and at most 5 minutes ahead, and a `jti` not seen before. Discovery lists
+    /// `private_key_jwt` and the algorithms. Call it again to register several keys.
+    pub fn client_jwk(mut self, jwk: serde_json::Value) -> Self {
+        self.client_jwks.push(jwk);
+        self
+    }
+
+    /// Serves and lists a pushed authorization request endpoint (RFC 9126) at `/oauth/par`
+    /// (default off): a pushed request is kept 60 s under a one-time
+    /// `urn:ietf:params:oauth:request_uri:...`, which the authorize endpoint resolves.
+    pub fn pushed_authorization_requests(mut self, on: bool) -> Self {
+        self.par = on;
+        self
+    }
+
+    /// Requires pushed authorization requests (RFC 9126 section 5): discovery says
+    /// `require_pushed_authorization_requests: true` and authorize refuses requests without
+    /// a `request_uri`. Implies [`pushed_authorization_requests`](Self::pushed_authorization_requests).
+    pub fn require_pushed_authorization_requests(mut self, on: bool) -> Self {
+        self.par_required = on;
         self
     }
 
@@ -213,6 +248,7 @@ impl TestProviderBuilder {
             ClientReg {
                 secret: self.client_secret.clone(),
                 backchannel_logout_uri: self.backchannel_uri,
+                jwks: self.client_jwks.clone(),
             },
         );
         for (id, secret, uri) in self.extra_clients {
@@ -221,6 +257,7 @@ impl TestProviderBuilder {
                 ClientReg {
                     secret,
                     backchannel_logout_uri: uri,
+                    jwks: Vec::new(),
                 },
             );
         }
@@ -251,7 +288,13 @@ impl TestProviderBuilder {
             id_at_hash: AtomicBool::new(true),
             rotation: AtomicBool::new(self.rotation),
             iss_param: self.iss_param,
-            auth_methods: self.auth_methods,
+            auth_methods: self.auth_methods.unwrap_or_else(|| {
+                let mut methods = vec!["client_secret_post".into(), "client_secret_basic".into()];
+                if !self.client_jwks.is_empty() {
+                    methods.push("private_key_jwt".into());
+                }
+                methods
+            }),
             opaque_access: self.opaque_access,
             refresh_user: Mutex::new(None),
             token_failure: Mutex::new(None),
@@ -277,6 +320,15 @@ impl TestProviderBuilder {
             revocation_requests: AtomicU64::new(0),
             refresh_tokens_revoked: AtomicU64::new(0),
             next_kid: AtomicU64::new(2),
+            seen_jtis: Mutex::default(),
+            client_assertions: AtomicU64::new(0),
+            client_credentials_grants: AtomicU64::new(0),
+            par_listed: self.par || self.par_required,
+            par_required: self.par_required,
+            pushed: Mutex::default(),
+            par_failure: Mutex::new(None),
+            par_requests: AtomicU64::new(0),
+            pushed_used: AtomicU64::new(0),
         });
         let router = super::server::router(state.clone());
         let task = tokio::spawn(async move {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// How the token endpoint (or the JWKS endpoint) misbehaves.
+/// How the token endpoint (or the JWKS or PAR endpoint) misbehaves.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Failure {
@@ -46,6 +46,14 @@ pub struct Counts {
     pub revocation_requests: u64,
     /// Refresh tokens revoked there (by an authenticated client, for a token of that client).
     pub refresh_tokens_revoked: u64,
+    /// Client assertions accepted (`private_key_jwt`, RFC 7523) at any endpoint.
+    pub client_assertions: u64,
+    /// `client_credentials` grants served.
+    pub client_credentials_grants: u64,
+    /// Requests that reached the pushed authorization request endpoint (RFC 9126).
+    pub par_requests: u64,
+    /// Pushed requests resolved by the authorize endpoint (`request_uri`).
+    pub pushed_requests_used: u64,
 }
 
 /// One defect the provider puts into the ID tokens it issues (for adversarial tests).

@@ -32,7 +32,7 @@ mod user;
 pub use builder::TestProviderBuilder;
 pub use faults::{AccessTokenDefect, Counts, Failure, IdTokenDefect};
 pub use provider::TestProvider;
-pub(crate) use state::{Authn, CodeGrant, RefreshGrant, SsoSession, State, SSO_COOKIE};
+pub(crate) use state::{Authn, CodeGrant, Pushed, RefreshGrant, SsoSession, State, SSO_COOKIE};
 pub use user::{IdpInitiatedLogin, TestUser};
 
 use crate::clock::{Clock, SharedClock};
@@ -58,6 +58,36 @@ pub fn cookie_key(seed: u8) -> [u8; 64] {
         chunk.copy_from_slice(&digest);
     }
     key
+}
+
+/// A new private key in PKCS#8 PEM, for `private_key_jwt` in tests: RSA 2048 for
+/// [`Algorithm::RS256`](crate::Algorithm::RS256), P-256 for anything else. Read it with
+/// [`ClientKey::from_pem`](crate::ClientKey::from_pem); register its
+/// [`public_jwk`](crate::ClientKey::public_jwk) with
+/// [`TestProviderBuilder::client_jwk`].
+///
+/// # Panics
+/// If the system cannot make a key.
+#[must_use]
+pub fn client_key_pem(alg: crate::Algorithm) -> String {
+    use aws_lc_rs::encoding::AsDer;
+    let der = match alg {
+        crate::Algorithm::RS256 => {
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .and_then(|k| k.as_der())
+                .expect("RSA key generation")
+                .as_ref()
+                .to_vec()
+        }
+        _ => aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .expect("P-256 key generation")
+        .as_ref()
+        .to_vec(),
+    };
+    pem::encode(&pem::Pem::new("PRIVATE KEY", der))
 }
 
 /// Lets the layer share the provider's clock.

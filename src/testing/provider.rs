@@ -240,6 +240,10 @@ impl TestProvider {
             backchannel_failures: s.backchannel_failures.load(Ordering::Relaxed),
             revocation_requests: s.revocation_requests.load(Ordering::Relaxed),
             refresh_tokens_revoked: s.refresh_tokens_revoked.load(Ordering::Relaxed),
+            client_assertions: s.client_assertions.load(Ordering::Relaxed),
+            client_credentials_grants: s.client_credentials_grants.load(Ordering::Relaxed),
+            par_requests: s.par_requests.load(Ordering::Relaxed),
+            pushed_requests_used: s.pushed_used.load(Ordering::Relaxed),
         }
     }
 
@@ -248,6 +252,18 @@ impl TestProvider {
     #[must_use]
     pub fn issued_secrets(&self) -> Vec<String> {
         self.state.issued.lock().expect("issued lock").clone()
+    }
+
+    /// Makes the pushed authorization request endpoint (RFC 9126) fail (or stall), or, with
+    /// `None`, work again.
+    pub fn set_par_failure(&self, failure: Option<Failure>) {
+        *self.state.par_failure.lock().expect("lock") = failure;
+    }
+
+    /// The token endpoint URL (the default `aud` of client assertions).
+    #[must_use]
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth/token", self.state.base)
     }
 
     /// Registers another client while running (see [`TestProviderBuilder::client`](super::TestProviderBuilder::client)).
@@ -262,6 +278,7 @@ impl TestProvider {
             ClientReg {
                 secret: secret.into(),
                 backchannel_logout_uri,
+                jwks: Vec::new(),
             },
         );
     }

@@ -117,6 +117,15 @@ pub(crate) struct RefreshGrant {
 pub(crate) struct ClientReg {
     pub(crate) secret: String,
     pub(crate) backchannel_logout_uri: Option<String>,
+    /// Public keys for `private_key_jwt` (RFC 7523), as JWKs.
+    pub(crate) jwks: Vec<Value>,
+}
+
+/// An authorization request pushed to the PAR endpoint (RFC 9126), until used or expired.
+pub(crate) struct Pushed {
+    pub(crate) client: String,
+    pub(crate) params: HashMap<String, String>,
+    pub(crate) expires: i64,
 }
 
 /// A signed-in browser at the provider (single sign-on across clients).
@@ -210,6 +219,17 @@ pub(crate) struct State {
     pub(crate) revocation_requests: AtomicU64,
     pub(crate) refresh_tokens_revoked: AtomicU64,
     pub(crate) next_kid: AtomicU64,
+    /// `jti`s of client assertions accepted, until their `exp` (RFC 7523 section 3, item 7).
+    pub(crate) seen_jtis: Mutex<HashMap<String, i64>>,
+    pub(crate) client_assertions: AtomicU64,
+    pub(crate) client_credentials_grants: AtomicU64,
+    /// Whether discovery lists the PAR endpoint (RFC 9126), and whether it requires PAR.
+    pub(crate) par_listed: bool,
+    pub(crate) par_required: bool,
+    pub(crate) pushed: Mutex<HashMap<String, Pushed>>,
+    pub(crate) par_failure: Mutex<Option<Failure>>,
+    pub(crate) par_requests: AtomicU64,
+    pub(crate) pushed_used: AtomicU64,
 }
 
 impl State {

@@ -50,6 +50,8 @@ mod mcp_example;
 mod multi_app;
 mod newcomer;
 mod pages;
+mod par;
+mod private_key_jwt;
 mod properties;
 mod provider_prompt;
 mod quickstart;

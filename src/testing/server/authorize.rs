@@ -143,6 +143,10 @@ pub(super) async fn authorize(
     headers: HeaderMap,
     Query(p): Query<Params>,
 ) -> Response {
+    let p = match super::par::resolve(&s, p) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
     if let Err(resp) = check_authorize(&s, &p) {
         return *resp;
     }

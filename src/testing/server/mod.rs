@@ -1,6 +1,8 @@
 //! The TestProvider's HTTP endpoints.
 
+mod assertion;
 mod authorize;
+mod par;
 mod token;
 
 use std::sync::atomic::Ordering;
@@ -26,6 +28,7 @@ pub(super) fn router(state: Arc<State>) -> Router {
         .route("/oauth/authorize", get(authorize).post(login_form_post))
         .route("/oauth/token", axum::routing::post(token))
         .route("/oauth/revoke", axum::routing::post(revoke))
+        .route("/oauth/par", axum::routing::post(par::par))
         .route("/keys", get(keys))
         .route("/oidc/logout", get(end_session))
         .with_state(state)
@@ -49,6 +52,13 @@ async fn discovery(AxState(s): AxState<Arc<State>>) -> Json<serde_json::Value> {
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "authorization_response_iss_parameter_supported": s.iss_param,
     });
+    if s.auth_methods.iter().any(|m| m == "private_key_jwt") {
+        doc["token_endpoint_auth_signing_alg_values_supported"] = json!(["RS256", "ES256"]);
+    }
+    if s.par_listed {
+        doc["pushed_authorization_request_endpoint"] = format!("{i}/oauth/par").into();
+        doc["require_pushed_authorization_requests"] = s.par_required.into();
+    }
     if s.revocation_listed {
         doc["revocation_endpoint"] = format!("{i}/oauth/revoke").into();
         doc["revocation_endpoint_auth_methods_supported"] = json!(s.auth_methods);

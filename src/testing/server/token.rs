@@ -57,14 +57,23 @@ pub(super) async fn fail(failure: Option<Failure>) -> Option<Response> {
     }
 }
 
-/// Client authentication: `client_secret_basic` or `client_secret_post`. Returns the client.
-pub(super) fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> Option<String> {
+/// Client authentication: `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+/// Returns the client, or why it was refused.
+pub(super) fn authenticate(
+    s: &State,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<String, &'static str> {
+    if p.contains_key("client_assertion_type") || p.contains_key("client_assertion") {
+        return super::assertion::verify(s, p);
+    }
     let clients = s.clients.lock().expect("clients lock").clone();
     let check = |id: &str, secret: &str| {
         clients
             .get(id)
             .is_some_and(|c| c.secret == secret)
             .then(|| id.to_owned())
+            .ok_or("wrong client id or secret")
     };
     if let Some(auth) = headers
         .get(header::AUTHORIZATION)
@@ -72,7 +81,7 @@ pub(super) fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> Option
         .and_then(|v| v.strip_prefix("Basic "))
     {
         if !s.auth_methods.iter().any(|m| m == "client_secret_basic") {
-            return None;
+            return Err("client_secret_basic not accepted");
         }
         let decoded = STANDARD
             .decode(auth)
@@ -85,13 +94,18 @@ pub(super) fn authenticate(s: &State, headers: &HeaderMap, p: &Params) -> Option
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default()
         };
-        let (id, secret) = decoded.split_once(':')?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or("malformed Basic credentials")?;
         return check(&decode(id), &decode(secret));
     }
     if !s.auth_methods.iter().any(|m| m == "client_secret_post") {
-        return None;
+        return Err("client_secret_post not accepted");
     }
-    check(p.get("client_id")?, p.get("client_secret")?)
+    check(
+        p.get("client_id").ok_or("no client_id")?,
+        p.get("client_secret").ok_or("no client credentials")?,
+    )
 }
 
 pub(super) async fn token(
@@ -107,16 +121,14 @@ pub(super) async fn token(
         }
         return resp;
     }
-    let Some(client) = authenticate(&s, &headers, &p) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
+    let client = match authenticate(&s, &headers, &p) {
+        Ok(client) => client,
+        Err(why) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why),
     };
     match p.get("grant_type").map(String::as_str) {
         Some("authorization_code") => code_grant(&s, &client, &p),
         Some("refresh_token") => refresh_grant(&s, &client, &p),
+        Some("client_credentials") => client_credentials_grant(&s, &client, &p),
         _ => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -138,12 +150,9 @@ pub(super) async fn revoke(
     if let Some(resp) = fail(failure).await {
         return resp;
     }
-    let Some(client) = authenticate(&s, &headers, &p) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
+    let client = match authenticate(&s, &headers, &p) {
+        Ok(client) => client,
+        Err(why) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", why),
     };
     let Some(token) = p.get("token").filter(|t| !t.is_empty()) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token");
@@ -225,6 +234,18 @@ pub(super) fn code_grant(s: &State, client: &str, p: &Params) -> Response {
         );
         body["refresh_token"] = rt.into();
     }
+    record(s, &body);
+    no_store(Json(body))
+}
+
+/// RFC 6749 section 4.4: an access token for the client itself (`sub` = the client id).
+pub(super) fn client_credentials_grant(s: &State, client: &str, p: &Params) -> Response {
+    let scope = p.get("scope").cloned().unwrap_or_default();
+    let at = s.access_token(client, &crate::testing::TestUser::new(client), &scope, "");
+    s.client_credentials_grants.fetch_add(1, Ordering::Relaxed);
+    let body = json!({
+        "access_token": at, "token_type": "Bearer", "expires_in": s.expires_in(),
+    });
     record(s, &body);
     no_store(Json(body))
 }
