@@ -19,41 +19,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 
+use super::request::{check_authorize, redirect_target};
 use super::{oauth_error, Params};
 use crate::responses::escape;
 use crate::testing::{Authn, CodeGrant, SsoSession, State, TestUser, SSO_COOKIE};
 use crate::token::random_token;
-
-/// Checks an authorization request; the error is shown, never redirected (as a real provider
-/// does for a bad client or redirect URI).
-pub(super) fn check_authorize(s: &State, p: &Params) -> Result<(), Box<Response>> {
-    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
-    let bad = |error: &str, description: &str| {
-        Err(Box::new(oauth_error(
-            StatusCode::BAD_REQUEST,
-            error,
-            description,
-        )))
-    };
-    if !s
-        .clients
-        .lock()
-        .expect("clients lock")
-        .contains_key(get("client_id"))
-    {
-        return bad("invalid_client", "unknown client_id");
-    }
-    if redirect_target(get("redirect_uri")).is_none() {
-        return bad("invalid_request", "redirect_uri");
-    }
-    if get("response_type") != "code" {
-        return bad("unsupported_response_type", "code only");
-    }
-    if get("code_challenge").is_empty() || get("code_challenge_method") != "S256" {
-        return bad("invalid_request", "PKCE S256 required");
-    }
-    Ok(())
-}
 
 /// The browser's single sign-on session at the provider, from its cookie.
 pub(super) fn sso_cookie(headers: &HeaderMap) -> Option<String> {
@@ -300,27 +270,4 @@ pub(super) async fn login_form_post(
     let client = p.get("client_id").cloned().unwrap_or_default();
     let (id, sid, authn) = start_sso(&s, user.clone(), client, &p);
     issue_code(&s, &p, user, sid, authn, Some(&id))
-}
-
-/// A redirect URI the test provider sends browsers to. Clients register none, so only hosts no
-/// one else can serve are accepted: this machine (loopback), and the names reserved for tests
-/// and documentation (RFC 2606 and 6761: `example.com`, `*.example`, `*.test`, `*.invalid`,
-/// `*.localhost`), which tests of https deployments use. Never a site someone could own.
-fn redirect_target(uri: &str) -> Option<url::Url> {
-    let url = url::Url::parse(uri).ok()?;
-    let local = match url.host()? {
-        url::Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            let under = |tld: &str| d == tld || d.ends_with(&format!(".{tld}"));
-            ["localhost", "example", "test", "invalid"]
-                .iter()
-                .any(|tld| under(tld))
-                || ["example.com", "example.net", "example.org"]
-                    .iter()
-                    .any(|name| under(name))
-        }
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    };
-    (local && matches!(url.scheme(), "http" | "https")).then_some(url)
 }

@@ -3,6 +3,7 @@
 mod assertion;
 mod authorize;
 mod par;
+mod request;
 mod token;
 
 use std::sync::atomic::Ordering;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde_json::json;
 
-use super::authorize::check_authorize;
+use super::request::check_authorize;
 use super::token::{authenticate, fail};
 use super::{oauth_error, Params};
 use crate::testing::{Pushed, State};
