@@ -40,7 +40,8 @@ async fn use_up_the_refetch(s: &Setup) {
     let before = s.provider.counts().jwks_fetches;
     let token = s.provider.sign_with_unpublished_key(
         &json!({"alg": "RS256", "typ": "JWT", "kid": "nobody-knows"}),
-        &json!({"sub": "x"}),
+        // It claims the provider as its issuer: only such a token is worth a key fetch.
+        &json!({"sub": "x", "iss": s.provider.issuer()}),
     );
     let req = Request::get("/")
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
