@@ -3,8 +3,20 @@
 //! pushed requests, pass-through filtering when pushed, key material in errors and `Debug`,
 //! the clocks assertions are signed on, and the TestProvider's assertion checks.
 //!
-//! Each test asserts the secure (or specified) behaviour: a failing test is a finding. The
-//! report at the end of the branch's commit message says which failed when written.
+//! Each test asserts the secure (or specified) behaviour: a failing test is a finding. When
+//! written, 5 of the 25 failed (each marked FINDING below; the others are marked GUARD):
+//!
+//! - `a_damaged_key_is_refused_without_quoting_it`: `ClientKey::from_pem` errors quote a line
+//!   of the key (the pem crate's `InvalidHeader`), with bytes of the private scalar.
+//! - `par_answer_without_a_positive_expires_in_is_refused`: the PAR answer's `expires_in` is
+//!   never checked (missing, negative, zero, a string: all followed).
+//! - `management_from_layer_signs_on_the_layers_clock`: `ManagementClient::from_layer` signs
+//!   its assertions on the system clock, not the layer's.
+//! - `par_off_ignores_an_unusable_par_endpoint`: `Par::Off` still fails the build on an http
+//!   PAR endpoint it never uses.
+//! - `a_revocation_endpoint_without_private_key_jwt_fails_the_build`: discovery's
+//!   `revocation_endpoint_auth_methods_supported` is not checked; logout's revocation then
+//!   fails quietly and the refresh token stays live.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1468,4 +1480,141 @@ async fn issuer_audience_keeps_the_trailing_slash() {
         (1, 1, 1)
     );
     assert_eq!(c.client_assertions, 3);
+}
+
+/// GUARD (passes): an injected clock near the end of `i64` whose assertions still fit (a
+/// minute to spare) and a PAR endpoint that accepts: the login start writes its attempt or
+/// shows the error page, never panics or answers 500.
+#[tokio::test]
+async fn a_clock_near_the_end_of_time_does_not_panic_after_the_push() {
+    let (_, key) = pk(Algorithm::ES256);
+    let jwk = key.public_jwk(None);
+    for now in [i64::MAX - 100, i64::MAX - 61, i64::MIN + 10, -1] {
+        let r = rig_with(
+            ManualClock::starting_now(),
+            |p| p.client_jwk(jwk.clone()),
+            |_| {},
+            |c| {
+                c.client_auth(ClientAuth::private_key_jwt(key.clone()))
+                    .clock(ManualClock::new(now))
+            },
+        )
+        .await;
+        r.front.set(fixed_json(
+            201,
+            json!({"request_uri": format!("{REQUEST_URI_PREFIX}x"), "expires_in": 60}),
+        ));
+        let mut jar = Jar::default();
+        let resp = send(&r.app, &mut jar, get_html("/auth/login")).await;
+        assert!(
+            resp.status() == StatusCode::FOUND
+                || (resp.status().is_server_error()
+                    && resp.status() != StatusCode::INTERNAL_SERVER_ERROR),
+            "clock {now}: {}",
+            resp.status()
+        );
+        let c = claims_of(&r.front.last().get("client_assertion")[0]);
+        assert_eq!(c["iat"], now, "clock {now}");
+    }
+}
+
+/// GUARD (passes): `ClientKey::public_jwk` (what is registered at the provider, often in
+/// public) holds no private member; `Debug` of a built layer shows no key.
+#[tokio::test]
+async fn the_public_jwk_and_the_layer_hold_no_private_part() {
+    for alg in [Algorithm::ES256, Algorithm::RS256] {
+        let (pem, key) = pk(alg);
+        let jwk = key.public_jwk(Some("k"));
+        for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+            assert!(jwk.get(private).is_none(), "{alg:?}: {private} in {jwk}");
+        }
+        let clock = ManualClock::starting_now();
+        let provider = TestProvider::builder()
+            .clock(clock)
+            .client_jwk(jwk)
+            .pushed_authorization_requests(true)
+            .start()
+            .await;
+        let auth = provider
+            .layer_builder(REDIRECT)
+            .client_auth(ClientAuth::private_key_jwt(key))
+            .build()
+            .await
+            .expect("build");
+        let shown = format!("{auth:?} {auth:#?}");
+        assert!(!quotes(&shown, &pem_body(&pem)), "{alg:?}: {shown}");
+    }
+}
+
+/// GUARD (passes): `ClientCredentials::private_key_jwt` signs a fresh assertion for every
+/// grant: after `invalidate`, the next grant is accepted too (a reused `jti` would not be).
+#[cfg(feature = "management")]
+#[tokio::test]
+async fn client_credentials_sign_a_fresh_assertion_per_grant() {
+    use tower_oidc_auth::management::ClientCredentials;
+    let clock = ManualClock::starting_now();
+    let (_, key) = pk(Algorithm::ES256);
+    let provider = TestProvider::builder()
+        .clock(clock)
+        .client_jwk(key.public_jwk(None))
+        .token_auth_methods(["private_key_jwt"])
+        .start()
+        .await;
+    let credentials = ClientCredentials::private_key_jwt(
+        provider.token_endpoint(),
+        provider.client_id(),
+        &key,
+        None,
+    );
+    let one = credentials.token().await.expect("first");
+    assert_eq!(credentials.token().await.unwrap(), one, "cached");
+    credentials.invalidate(&one).await;
+    credentials
+        .token()
+        .await
+        .expect("second grant, fresh assertion");
+    let c = provider.counts();
+    assert_eq!((c.client_credentials_grants, c.client_assertions), (2, 2));
+    let shown = format!("{credentials:?}");
+    assert!(!shown.contains("BEGIN"), "{shown}");
+}
+
+/// FINDING (fails): the build refuses a token endpoint whose discovery lists its
+/// authentication methods without `private_key_jwt`, but not a revocation endpoint that does
+/// the same (`revocation_endpoint_auth_methods_supported`, RFC 8414 section 2, read nowhere in
+/// src/: src/provider/mod.rs `ProviderMetadata` lacks it, src/config/resolve.rs `token_auth`
+/// checks only the token endpoint's). Every logout's revocation then fails with
+/// invalid_client, logged as a warning only (src/routes/logout.rs `revoke_refresh_token`), and
+/// the refresh token stays live at the provider after the user logged out. Secure: fail the
+/// build as for the token endpoint (or do not send the refresh token there at all).
+#[tokio::test]
+async fn a_revocation_endpoint_without_private_key_jwt_fails_the_build() {
+    let clock = ManualClock::starting_now();
+    let (_, key) = pk(Algorithm::ES256);
+    let provider = TestProvider::builder()
+        .user(user())
+        .clock(clock.clone())
+        .client_jwk(key.public_jwk(None))
+        .token_auth_methods(["private_key_jwt"])
+        .start()
+        .await;
+    let front = scripted(&provider, |d| {
+        d.as_object_mut()
+            .unwrap()
+            .remove("pushed_authorization_request_endpoint");
+        d["revocation_endpoint_auth_methods_supported"] = json!(["client_secret_basic"]);
+        d["revocation_endpoint_auth_signing_alg_values_supported"] = json!(["RS256"]);
+    })
+    .await;
+    let built = provider
+        .layer_builder(REDIRECT)
+        .provider(Provider::discover(front.issuer.clone()))
+        .client_auth(ClientAuth::private_key_jwt(key))
+        .build()
+        .await;
+    let error = built.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("revocation"),
+        "the revocation endpoint cannot authenticate this client: {error:?}"
+    );
 }
