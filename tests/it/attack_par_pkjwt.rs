@@ -4,7 +4,7 @@
 //! the clocks assertions are signed on, and the TestProvider's assertion checks.
 //!
 //! Each test asserts the secure (or specified) behaviour: a failing test is a finding. When
-//! written, 5 of the 25 failed (each marked FINDING below; the others are marked GUARD):
+//! written, 6 of the 26 failed (each marked FINDING below; the others are marked GUARD):
 //!
 //! - `a_damaged_key_is_refused_without_quoting_it`: `ClientKey::from_pem` errors quote a line
 //!   of the key (the pem crate's `InvalidHeader`), with bytes of the private scalar.
@@ -17,6 +17,8 @@
 //! - `a_revocation_endpoint_without_private_key_jwt_fails_the_build`: discovery's
 //!   `revocation_endpoint_auth_methods_supported` is not checked; logout's revocation then
 //!   fails quietly and the refresh token stays live.
+//! - `the_test_provider_login_form_does_not_bypass_required_par`: the TestProvider's login form
+//!   POST issues codes for plain (not pushed) requests when PAR is required.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -935,7 +937,10 @@ fn raw_jwt(header: Value, claims: Value, sig: &str) -> String {
 }
 
 async fn post_form(url: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let resp = reqwest::Client::new()
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
         .post(url)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(
@@ -1617,4 +1622,50 @@ async fn a_revocation_endpoint_without_private_key_jwt_fails_the_build() {
         error.contains("revocation"),
         "the revocation endpoint cannot authenticate this client: {error:?}"
     );
+}
+
+/// FINDING (fails; the TestProvider): a provider that requires pushed authorization requests
+/// refuses a plain `GET /oauth/authorize`, but its login form's `POST /oauth/authorize` takes
+/// any plain authorization request (and issues a code for it): `login_form_post` in
+/// src/testing/server/authorize.rs checks the request with `check_authorize` only, not
+/// `par::resolve`/`par_required`. `require_pushed_authorization_requests(true)` is side-stepped
+/// by posting the parameters (a cross-site auto-submitted form does it), so a suite relying on
+/// the TestProvider to prove that only pushed requests get codes proves nothing.
+#[tokio::test]
+async fn the_test_provider_login_form_does_not_bypass_required_par() {
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .clock(clock)
+        .require_pushed_authorization_requests(true)
+        .start()
+        .await;
+    let base = provider.issuer().trim_end_matches('/').to_owned();
+    let form = [
+        ("response_type", "code"),
+        ("client_id", provider.client_id()),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid"),
+        ("state", "attacker-state"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        ("code_challenge_method", "S256"),
+        ("login", "mallory@evil.example"),
+        ("password", "x"),
+    ];
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut plain = url::Url::parse(&format!("{base}/oauth/authorize")).unwrap();
+    plain.query_pairs_mut().extend_pairs(&form[..7]);
+    let plain_get = client.get(plain.as_str()).send().await.unwrap();
+    assert_eq!(
+        plain_get.status(),
+        StatusCode::BAD_REQUEST,
+        "GET: PAR required"
+    );
+    let (status, _) = post_form(&format!("{base}/oauth/authorize"), &form).await;
+    assert_eq!(status, 400, "POST: PAR required too");
 }
