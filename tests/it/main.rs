@@ -26,6 +26,7 @@ mod attack_newcomer;
 mod attack_newcomer_mends;
 mod attack_observability;
 mod attack_observability2;
+mod attack_par_pkjwt;
 mod attack_reach;
 mod attack_recent_cookies;
 mod attack_restructure;
