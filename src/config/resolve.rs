@@ -609,6 +609,29 @@ fn token_auth(
             )));
         }
     }
+    // Logout revokes the refresh token with the same assertion: a revocation endpoint that
+    // cannot authenticate this client would leave every refresh token alive after logout.
+    if meta.revocation_endpoint.is_some() {
+        if let Some(methods) = &meta.revocation_endpoint_auth_methods_supported {
+            if !methods.iter().any(|m| m == "private_key_jwt") {
+                return Err(ConfigError::Metadata(format!(
+                    "client_auth is private_key_jwt, but the provider's \
+                     revocation_endpoint_auth_methods_supported lists only {methods:?}: logout \
+                     could not revoke refresh tokens; register the client for private_key_jwt \
+                     at the revocation endpoint too, or use a client secret"
+                )));
+            }
+        }
+        if let Some(algs) = &meta.revocation_endpoint_auth_signing_alg_values_supported {
+            if !algs.iter().any(|a| a == assertions.alg_name()) {
+                return Err(ConfigError::Metadata(format!(
+                    "client_auth signs with {}, but the provider's \
+                     revocation_endpoint_auth_signing_alg_values_supported lists only {algs:?}",
+                    assertions.alg_name()
+                )));
+            }
+        }
+    }
     Ok(TokenAuth::PrivateKeyJwt(assertions))
 }
 

@@ -68,7 +68,10 @@ impl ManagementClient {
                 super::credentials::CredentialsAuth::Secret(secret.clone())
             }
             crate::provider::TokenAuth::PrivateKeyJwt(assertions) => {
-                super::credentials::CredentialsAuth::PrivateKeyJwt(assertions.clone())
+                super::credentials::CredentialsAuth::PrivateKeyJwt(
+                    assertions.clone(),
+                    super::credentials::ClockRef(shared.clock.clone()),
+                )
             }
         };
         let credentials = ClientCredentials::with_auth(

@@ -58,8 +58,19 @@ pub(super) struct CredentialsInner {
 pub(crate) enum CredentialsAuth {
     /// `client_secret_post`.
     Secret(Secret),
-    /// `private_key_jwt`, with the system clock.
-    PrivateKeyJwt(crate::provider::Assertions),
+    /// `private_key_jwt`: assertions signed on this clock (the system's, or the layer's for
+    /// [`ManagementClient::from_layer`](super::ManagementClient::from_layer)).
+    PrivateKeyJwt(crate::provider::Assertions, ClockRef),
+}
+
+/// The clock assertions are dated by.
+#[derive(Clone)]
+pub(crate) struct ClockRef(pub(crate) crate::clock::SharedClock);
+
+impl fmt::Debug for ClockRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -135,7 +146,10 @@ impl ClientCredentials {
         Self::with_auth(
             token_url,
             client_id,
-            CredentialsAuth::PrivateKeyJwt(assertions),
+            CredentialsAuth::PrivateKeyJwt(
+                assertions,
+                ClockRef(std::sync::Arc::new(crate::clock::SystemClock)),
+            ),
             None,
         )
     }
@@ -220,10 +234,8 @@ impl ClientCredentials {
                 CredentialsAuth::Secret(secret) => {
                     form.append_pair("client_secret", secret.expose());
                 }
-                CredentialsAuth::PrivateKeyJwt(assertions) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                CredentialsAuth::PrivateKeyJwt(assertions, clock) => {
+                    let now = clock.0.now();
                     let assertion = assertions
                         .sign(now)
                         .map_err(|e| ManagementError::Token(e.to_string()))?;

@@ -121,7 +121,11 @@ impl ClientKey {
     /// not read.
     pub fn from_pem(pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         let text = pem.as_ref();
-        let blocks = pem::parse_many(text).map_err(|e| invalid(format!("not PEM: {e}")))?;
+        // The PEM reader's own error may quote a line of the input (a line of key material
+        // before a blank line reads as a header): never shown.
+        let blocks = pem::parse_many(text).map_err(|_| {
+            invalid("not PEM that can be read: a damaged key (a blank or cut line?), or not a key")
+        })?;
         let block = blocks
             .iter()
             .find(|b| b.tag().ends_with("PRIVATE KEY"))

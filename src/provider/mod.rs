@@ -161,7 +161,7 @@ impl Provider {
     }
 }
 
-fn check_url(what: &'static str, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_url(what: &'static str, value: &str) -> Result<(), ConfigError> {
     let url = url::Url::parse(value).map_err(|e| ConfigError::InvalidUrl {
         what,
         value: value.to_owned(),
@@ -229,8 +229,14 @@ pub struct ProviderMetadata {
     /// Algorithms the token endpoint accepts for `private_key_jwt` assertions.
     #[serde(default)]
     pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+    /// Client authentication methods the revocation endpoint accepts (RFC 8414 section 2).
+    #[serde(default)]
+    pub revocation_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// Algorithms the revocation endpoint accepts for `private_key_jwt` assertions.
+    #[serde(default)]
+    pub revocation_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
     /// RFC 9126: where authorization requests are pushed before the browser is redirected.
-    /// Checked like the other endpoints (https, http only on loopback hosts).
+    /// Checked where it is used (https, http only on loopback hosts).
     #[serde(default)]
     pub pushed_authorization_request_endpoint: Option<String>,
     /// RFC 9126 section 5: the provider accepts authorization requests only through PAR.
@@ -252,9 +258,6 @@ impl ProviderMetadata {
         }
         if let Some(end) = &self.end_session_endpoint {
             check_url("end_session_endpoint", end)?;
-        }
-        if let Some(par) = &self.pushed_authorization_request_endpoint {
-            check_url("pushed_authorization_request_endpoint", par)?;
         }
         if let Some(methods) = &self.code_challenge_methods_supported {
             if !methods.iter().any(|m| m == "S256") {

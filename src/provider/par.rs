@@ -51,7 +51,15 @@ impl Par {
                     Ok(None)
                 }
             }
-            _ => Ok(endpoint),
+            // Checked where it is used: with `Off`, an endpoint never called cannot fail the
+            // build.
+            _ => match endpoint {
+                Some(url) => {
+                    super::check_url("pushed_authorization_request_endpoint", &url)?;
+                    Ok(Some(url))
+                }
+                None => Ok(None),
+            },
         }
     }
 }
@@ -63,9 +71,9 @@ const MAX_REQUEST_URI: usize = 2048;
 #[derive(Debug, Deserialize)]
 pub(crate) struct PushedRequest {
     pub(crate) request_uri: String,
-    /// Seconds the `request_uri` is valid; RFC 9126 makes it REQUIRED, read as optional here.
+    /// Seconds the `request_uri` is valid: REQUIRED, a positive number (RFC 9126 section 2.2;
+    /// a numeric string is read too, as some token endpoints send `expires_in`).
     #[serde(default)]
-    #[allow(dead_code)]
     pub(crate) expires_in: Option<serde_json::Value>,
 }
 
@@ -81,6 +89,16 @@ impl PushedRequest {
                 "unusable request_uri from the pushed authorization request endpoint ({} bytes)",
                 uri.len()
             )));
+        }
+        let lifetime = match &self.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        if lifetime.is_none_or(|secs| secs == 0) {
+            return Err(ProviderError::Malformed(
+                "the pushed authorization request endpoint gave no positive expires_in".into(),
+            ));
         }
         Ok(self)
     }
@@ -135,16 +153,23 @@ mod tests {
             ..Default::default()
         };
         let provider = crate::Provider::discover("https://op.example");
-        let error = provider
-            .accept(meta("http://op.example/par"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("pushed_authorization_request_endpoint"),
-            "{error}"
-        );
-        assert!(provider.accept(meta("https://op.example/par")).is_ok());
-        assert!(provider.accept(meta("http://127.0.0.1:9/par")).is_ok());
+        let used = |par: &str, mode: Par| {
+            provider
+                .accept(meta(par))
+                .and_then(|m| mode.endpoint(&m))
+                .map_err(|e| e.to_string())
+        };
+        for mode in [Par::Auto, Par::Required] {
+            let error = used("http://op.example/par", mode).unwrap_err();
+            assert!(
+                error.contains("pushed_authorization_request_endpoint"),
+                "{error}"
+            );
+            assert!(used("https://op.example/par", mode).is_ok());
+            assert!(used("http://127.0.0.1:9/par", mode).is_ok());
+        }
+        // Never used: never checked.
+        assert_eq!(used("http://op.example/par", Par::Off), Ok(None));
     }
 
     #[test]
@@ -152,7 +177,7 @@ mod tests {
         let ok = |uri: &str| {
             PushedRequest {
                 request_uri: uri.into(),
-                expires_in: None,
+                expires_in: Some(60.into()),
             }
             .checked()
             .is_ok()
@@ -164,5 +189,31 @@ mod tests {
         assert!(!ok(""));
         assert!(!ok("urn:x y"));
         assert!(!ok(&"a".repeat(MAX_REQUEST_URI + 1)));
+    }
+
+    /// RFC 9126 section 2.2: `expires_in` is required, a positive number of seconds.
+    #[test]
+    fn expires_in_checks() {
+        let ok = |expires_in: Option<serde_json::Value>| {
+            PushedRequest {
+                request_uri: "urn:ietf:params:oauth:request_uri:x".into(),
+                expires_in,
+            }
+            .checked()
+            .is_ok()
+        };
+        assert!(ok(Some(60.into())));
+        assert!(ok(Some("90".into())));
+        for bad in [
+            None,
+            Some(serde_json::Value::Null),
+            Some(0.into()),
+            Some((-5).into()),
+            Some(1.5.into()),
+            Some("soon".into()),
+            Some(serde_json::json!({"s": 60})),
+        ] {
+            assert!(!ok(bad.clone()), "{bad:?}");
+        }
     }
 }

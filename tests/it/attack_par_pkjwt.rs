@@ -557,7 +557,7 @@ async fn the_push_binds_the_attempt_and_the_browser_carries_no_secret() {
             }
             _ => {
                 assert!(!basic, "post: no header");
-                assert_eq!(pushed.get("client_secret"), [secret.clone()]);
+                assert_eq!(pushed.get("client_secret"), std::slice::from_ref(&secret));
             }
         }
         // The pushed attempt completes (state bound to the transaction cookie): the code

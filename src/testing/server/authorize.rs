@@ -113,6 +113,7 @@ pub(super) async fn authorize(
     headers: HeaderMap,
     Query(p): Query<Params>,
 ) -> Response {
+    let was_pushed = p.contains_key("request_uri");
     let p = match super::par::resolve(&s, p) {
         Ok(p) => p,
         Err(resp) => return *resp,
@@ -167,7 +168,20 @@ pub(super) async fn authorize(
         let (id, sid, authn) = start_sso(&s, user.clone(), client, &p);
         return issue_code(&s, &p, user, sid, authn, Some(&id));
     }
-    let hidden: String = p
+    // The login form posts the request back. A pushed one stays pushed: the form carries a new
+    // one-time `request_uri` for it, so the post is resolved (and, when PAR is required,
+    // refused without one) exactly as a query is.
+    let form_params: Params = if was_pushed {
+        let client = p.get("client_id").cloned().unwrap_or_default();
+        let uri = super::par::remember(&s, client.clone(), p.clone());
+        Params::from([
+            ("client_id".to_owned(), client),
+            ("request_uri".to_owned(), uri),
+        ])
+    } else {
+        p.clone()
+    };
+    let hidden: String = form_params
         .iter()
         .map(|(k, v)| {
             format!(
@@ -237,8 +251,19 @@ fn error_redirect(s: &State, p: &Params, error: &str, description: &str) -> Resp
 
 pub(super) async fn login_form_post(
     AxState(s): AxState<Arc<State>>,
-    Form(p): Form<Params>,
+    Form(mut p): Form<Params>,
 ) -> Response {
+    // The user's answer, apart from the authorization request it answers, which is resolved
+    // like a query's (a pushed one by its `request_uri`).
+    let answer: Vec<(String, String)> = ["login", "password", "cancel"]
+        .iter()
+        .filter_map(|k| p.remove(*k).map(|v| ((*k).to_owned(), v)))
+        .collect();
+    let mut p = match super::par::resolve(&s, p) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
+    p.extend(answer);
     if let Err(resp) = check_authorize(&s, &p) {
         return *resp;
     }

@@ -63,25 +63,29 @@ pub(super) async fn par(
     if let Err(resp) = check_authorize(&s, &params) {
         return *resp;
     }
-    let request_uri = format!("{REQUEST_URI_PREFIX}{}", random_token());
-    let now = s.clock.now();
-    {
-        let mut pushed = s.pushed.lock().expect("pushed lock");
-        pushed.retain(|_, p| p.expires > now);
-        pushed.insert(
-            request_uri.clone(),
-            Pushed {
-                client,
-                params,
-                expires: now.saturating_add(PUSHED_TTL),
-            },
-        );
-    }
+    let request_uri = remember(&s, client, params);
     (
         StatusCode::CREATED,
         Json(json!({"request_uri": request_uri, "expires_in": PUSHED_TTL})),
     )
         .into_response()
+}
+
+/// Keeps a pushed request for [`PUSHED_TTL`] seconds, under a new one-time `request_uri`.
+pub(super) fn remember(s: &State, client: String, params: Params) -> String {
+    let request_uri = format!("{REQUEST_URI_PREFIX}{}", random_token());
+    let now = s.clock.now();
+    let mut pushed = s.pushed.lock().expect("pushed lock");
+    pushed.retain(|_, p| p.expires > now);
+    pushed.insert(
+        request_uri.clone(),
+        Pushed {
+            client,
+            params,
+            expires: now.saturating_add(PUSHED_TTL),
+        },
+    );
+    request_uri
 }
 
 /// The authorization request to serve: the pushed one named by `request_uri` (used once,
