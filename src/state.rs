@@ -92,6 +92,14 @@ impl Shared {
         if self.trusted.is_empty() {
             return Ok(&self.verifier);
         }
+        // A token one of them verified before is in that one's cache (only the verifier that
+        // checked its `iss` puts it there): no need to read the token again.
+        if let Some(verifier) = std::iter::once(&self.verifier)
+            .chain(&self.trusted)
+            .find(|v| v.has_verified(token))
+        {
+            return Ok(verifier);
+        }
         let iss = crate::verify::unverified_issuer(token)?;
         let iss = iss.ok_or(crate::verify::VerifyError::Issuer)?;
         std::iter::once(&self.verifier)

@@ -194,6 +194,11 @@ impl Verifier {
         self.leeway
     }
 
+    /// Whether this verifier's verified-token cache holds `token` (a bearer token it verified).
+    pub(crate) fn has_verified(&self, token: &str) -> bool {
+        self.cache.peek(token).is_some()
+    }
+
     pub(crate) fn cache_len(&self) -> usize {
         self.cache.len()
     }
