@@ -16,7 +16,7 @@ use tower_oidc_auth::{
     Algorithm, AuthLayer, AuthLayerBuilder, Claims, ManualClock, Provider, ResourceServer,
 };
 
-use crate::helpers::REDIRECT;
+use crate::helpers::{get_html, send, Jar, REDIRECT};
 
 const RESOURCE: &str = "http://127.0.0.1:3000/mcp";
 const METADATA_URL: &str = "http://127.0.0.1:3000/.well-known/oauth-protected-resource/mcp";
@@ -442,4 +442,99 @@ async fn a_rejected_form_post_can_be_tried_again() {
     )
     .await;
     assert_eq!(status, 303, "the same form, with a password: {location}");
+}
+
+/// GUARD (passes): the form's `request_uri` expires like a pushed one (60 seconds): a form
+/// posted later is refused, not served from its hidden fields.
+#[tokio::test]
+async fn the_forms_request_uri_expires() {
+    let clock = ManualClock::starting_now();
+    let provider = TestProvider::builder()
+        .clock(clock.clone())
+        .require_pushed_authorization_requests(true)
+        .start()
+        .await;
+    let base = provider.issuer().trim_end_matches('/').to_owned();
+    let pushed = push(&base, &provider).await;
+    let uri = form_request_uri(&base, &provider, &pushed).await;
+    clock.advance(std::time::Duration::from_secs(61));
+    let (status, body) = post_form(
+        &base,
+        &[
+            ("client_id", provider.client_id()),
+            ("request_uri", uri.as_str()),
+            ("login", "alice@example.com"),
+            ("password", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. PAR `expires_in` edge values (`PushedRequest::checked`).
+// ---------------------------------------------------------------------------------------------
+
+/// GUARD (passes): `expires_in` edge values never panic or 500: zero however written
+/// (`"+0"`, `"000"`, `" 0 "`, `-0`), u64 overflow strings and numbers, floats, exponents,
+/// signs, hex and non-ASCII digits are refused (the error page); plain positive integers,
+/// numeric strings with spaces, a `+` sign or leading zeros (`u64::from_str` after `trim`) and
+/// `u64::MAX` are followed. The value is only checked, never added to a clock, so `u64::MAX`
+/// overflows nothing. Note (not asserted as a defect): `60.0` and `6e1`, JSON numbers of a
+/// positive integer, are refused (`Number::as_u64`), while the string `"+60"` is accepted.
+#[tokio::test]
+async fn par_expires_in_edge_values() {
+    use crate::attack_par_pkjwt::{assert_failed_start, rig, ParAnswer};
+    let r = rig().await;
+    let uri = "urn:ietf:params:oauth:request_uri:abc";
+    let refused = [
+        "\"+0\"",
+        "\"000\"",
+        "\" 0 \"",
+        "-0",
+        "0.0",
+        "\"18446744073709551616\"",
+        "18446744073709551616",
+        "1e400",
+        "60.0",
+        "6e1",
+        "1.5",
+        "\"-60\"",
+        "\"0x3c\"",
+        "\"6 0\"",
+        "\"\u{0666}\u{0660}\"",
+        "\"\"",
+        "true",
+        "[60]",
+    ];
+    let accepted = [
+        "60",
+        "\"60\"",
+        "\" 60\"",
+        "\"+60\"",
+        "\"060\"",
+        "18446744073709551615",
+        "\"18446744073709551615\"",
+    ];
+    let body = |v: &str| format!("{{\"request_uri\":\"{uri}\",\"expires_in\":{v}}}");
+    for v in refused {
+        r.front.set(ParAnswer::Fixed {
+            status: 201,
+            headers: vec![("content-type", "application/json".into())],
+            body: body(v),
+        });
+        let mut jar = Jar::default();
+        let resp = send(&r.app, &mut jar, get_html("/auth/login")).await;
+        assert_failed_start(resp, &format!("expires_in {v}")).await;
+    }
+    for v in accepted {
+        r.front.set(ParAnswer::Fixed {
+            status: 201,
+            headers: vec![("content-type", "application/json".into())],
+            body: body(v),
+        });
+        let mut jar = Jar::default();
+        let resp = send(&r.app, &mut jar, get_html("/auth/login")).await;
+        assert_eq!(resp.status(), StatusCode::FOUND, "expires_in {v}");
+    }
 }
