@@ -538,3 +538,94 @@ async fn par_expires_in_edge_values() {
         assert_eq!(resp.status(), StatusCode::FOUND, "expires_in {v}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. `ManagementClient::current_user` / `user_organizations` and claims of another issuer.
+// ---------------------------------------------------------------------------------------------
+
+/// FINDING (fails): the mend refuses claims only by the `from_trusted_issuer` flag, which only
+/// `trust_issuer` verifiers set; it never compares the claims' issuer with the client's
+/// environment. Claims of another provider verified by another layer of the same app (two
+/// `AuthLayer`s for two environments or tenants, as in tests/it/multi_app.rs) carry no flag,
+/// and `current_user`/`user_organizations` resolve their `sub` in this client's environment:
+/// that environment's user of the same id, with memberships, roles and permissions, is taken
+/// for the signed-in user of the other issuer (src/management/client.rs, `current_user` /
+/// `user_organizations`: `claims.from_trusted_issuer() && !same_environment..`; no issuer
+/// or layer check, unlike src/session/stored.rs `claims_sub`, which checks `claims.layer()`).
+#[tokio::test]
+async fn the_management_client_refuses_claims_of_another_layers_issuer() {
+    use axum::routing::get;
+    use tower_oidc_auth::management::{ClientCredentials, ManagementClient, ManagementError};
+    // Environment A's Management API: a token, and `GET /api/v1/users/{id}`.
+    let api = Router::new()
+        .route(
+            "/oauth/token",
+            post(|| async {
+                Json(json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}))
+            }),
+        )
+        .route(
+            "/api/v1/users/{id}",
+            get(
+                |axum::extract::Path(id): axum::extract::Path<String>| async move {
+                    Json(json!({"user": {
+                        "id": id, "email": "victim@a.example",
+                        "memberships": [{"organization_id": "org_a", "roles": [{"name": "admin"}],
+                                         "permissions": ["billing:write"]}],
+                    }}))
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    let management =
+        ManagementClient::builder(&url, ClientCredentials::scalekit(&url, "skc_app", "s3cret"))
+            .build();
+    // Another environment (provider Y), with a layer of its own.
+    let clock = ManualClock::starting_now();
+    let y = TestProvider::builder()
+        .user(crate::helpers::user())
+        .clock(clock.clone())
+        .start()
+        .await;
+    let auth_y = y.layer_builder(REDIRECT).build().await.expect("build");
+    let app = Router::new()
+        .route(
+            "/me/organizations",
+            get(move |claims: Claims| {
+                let m = management.clone();
+                async move {
+                    match m.user_organizations(&claims).await {
+                        Ok(orgs) => format!(
+                            "{} resolved as {:?}",
+                            claims.issuer(),
+                            orgs.iter()
+                                .map(|o| o.organization_id.clone())
+                                .collect::<Vec<_>>()
+                        ),
+                        Err(ManagementError::ForeignIssuer { .. }) => "refused".to_owned(),
+                        Err(e) => format!("other error: {e}"),
+                    }
+                }
+            }),
+        )
+        .layer(auth_y);
+    let now = tower_oidc_auth::Clock::now(&clock);
+    let token = y.sign(&json!({
+        "iss": y.issuer(), "sub": "usr_victim", "aud": y.client_id(),
+        "iat": now, "exp": now + 300,
+    }));
+    let req = Request::get("/me/organizations")
+        .header(header::ACCEPT, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = crate::helpers::body_string(resp).await;
+    assert_eq!(
+        body, "refused",
+        "Y's claims were resolved in environment A's Management API: {body}"
+    );
+}
