@@ -3,6 +3,24 @@
 //!
 //! Each test asserts the secure (or correct) behaviour: a FINDING fails while the defect
 //! exists; a GUARD passes and pins a mend.
+//!
+//! Findings (8 fail):
+//! - `an_apps_second_challenge_survives_the_rewrite`: an app 401's other `WWW-Authenticate`
+//!   values are dropped (`app_answer` inserts its rewrite of the first value).
+//! - `a_bearer_challenge_after_another_scheme_names_the_metadata`: only the first value is
+//!   looked at; `Basic` then `Bearer` leaves the Bearer challenge without `resource_metadata`.
+//! - `resource_metadata_is_not_appended_to_another_schemes_challenge`: in a one-value list of
+//!   challenges, `resource_metadata` is appended to the last (a `Basic`) challenge.
+//! - `a_quoted_mention_of_resource_metadata_is_not_the_parameter`: a substring in a quoted
+//!   string counts as naming the metadata.
+//! - `a_challenge_naming_the_metadata_in_another_case_gets_no_second_one`: a case-variant
+//!   parameter name gets a duplicate `resource_metadata`.
+//! - `a_key_put_in_auth_client_key_file_is_not_quoted`: `AUTH_CLIENT_KEY_FILE` holding the PEM
+//!   itself quotes the whole private key in the error (`cannot read <path>`).
+//! - `a_rejected_form_post_can_be_tried_again`: the TestProvider's login form burns its
+//!   one-time `request_uri` on a post refused for an empty password (regression of mend 6).
+//! - `the_management_client_refuses_claims_of_another_layers_issuer`: `current_user` /
+//!   `user_organizations` check only the trusted-issuer flag, not the issuer or layer.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -74,6 +92,12 @@ async fn rig() -> Rig {
             "/mcp/quoted_mention",
             route(&[
                 "Bearer error=\"invalid_token\", error_description=\"no resource_metadata=here\"",
+            ]),
+        )
+        .route(
+            "/mcp/upper",
+            route(&[
+                "Bearer error=\"invalid_token\", Resource_Metadata=\"http://127.0.0.1:3000/.well-known/oauth-protected-resource/mcp\"",
             ]),
         )
         .route(
@@ -198,6 +222,27 @@ async fn a_quoted_mention_of_resource_metadata_is_not_the_parameter() {
     );
 }
 
+/// FINDING (fails): auth-param names are case-insensitive (RFC 9110 section 11.2); an app's
+/// Bearer challenge that names the metadata as `Resource_Metadata="..."` gets a second
+/// `resource_metadata` appended, a parameter twice in one challenge, which RFC 9110 section
+/// 11.2 forbids (src/resource.rs, `naming_metadata`: the case-sensitive
+/// `params.contains("resource_metadata=")`).
+#[tokio::test]
+async fn a_challenge_naming_the_metadata_in_another_case_gets_no_second_one() {
+    let r = rig().await;
+    let (status, values) = r.challenges("/mcp/upper").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(values.len(), 1, "{values:?}");
+    assert_eq!(
+        values[0]
+            .to_ascii_lowercase()
+            .matches("resource_metadata=")
+            .count(),
+        1,
+        "resource_metadata twice: {values:?}"
+    );
+}
+
 /// GUARD (passes): a Bearer challenge with quoted commas and spaces is kept intact and gets
 /// `resource_metadata` appended once.
 #[tokio::test]
@@ -214,7 +259,10 @@ async fn a_bearer_challenge_with_quoted_commas_gets_the_metadata_once() {
         "{v}"
     );
     assert_eq!(v.matches("resource_metadata=").count(), 1, "{v}");
-    assert!(v.ends_with(&format!("resource_metadata=\"{METADATA_URL}\"")), "{v}");
+    assert!(
+        v.ends_with(&format!("resource_metadata=\"{METADATA_URL}\"")),
+        "{v}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,8 +273,7 @@ async fn a_bearer_challenge_with_quoted_commas_gets_the_metadata_once() {
 fn quotes(text: &str, secret: &str) -> bool {
     let s = secret.as_bytes();
     s.len() >= 24
-        && s
-            .windows(24)
+        && s.windows(24)
             .any(|w| text.contains(std::str::from_utf8(w).unwrap()))
 }
 
@@ -326,7 +373,12 @@ async fn form_request_uri(base: &str, provider: &TestProvider, pushed: &str) -> 
     url.query_pairs_mut()
         .append_pair("client_id", provider.client_id())
         .append_pair("request_uri", pushed);
-    let html = reqwest::get(url.as_str()).await.unwrap().text().await.unwrap();
+    let html = reqwest::get(url.as_str())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let at = html
         .find("name=\"request_uri\" value=\"")
         .unwrap_or_else(|| panic!("a form with a request_uri: {html}"));
@@ -372,7 +424,10 @@ async fn the_forms_request_uri_is_one_time_and_bound_to_the_client() {
     let (provider, base) = par_provider().await;
     let pushed = push(&base, &provider).await;
     let uri = form_request_uri(&base, &provider, &pushed).await;
-    assert!(uri.starts_with("urn:ietf:params:oauth:request_uri:"), "{uri}");
+    assert!(
+        uri.starts_with("urn:ietf:params:oauth:request_uri:"),
+        "{uri}"
+    );
     assert_ne!(uri, pushed, "a fresh request_uri");
     // Another client.
     let (status, _) = post_form(
@@ -397,7 +452,10 @@ async fn the_forms_request_uri_is_one_time_and_bound_to_the_client() {
     ];
     let (status, location) = post_form(&base, &form).await;
     assert_eq!(status, 303, "{location}");
-    assert!(location.starts_with(REDIRECT) && location.contains("code="), "{location}");
+    assert!(
+        location.starts_with(REDIRECT) && location.contains("code="),
+        "{location}"
+    );
     let (status, _) = post_form(&base, &form).await;
     assert_eq!(status, 400, "replayed post");
     // The pushed request itself was used by the form's GET.
