@@ -46,7 +46,7 @@ const REQUEST_URI_PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Clone)]
-enum ParAnswer {
+pub(crate) enum ParAnswer {
     /// Forward the push to the TestProvider's `/oauth/par` and relay its answer.
     Forward,
     /// Answer this status, headers and body.
@@ -59,7 +59,7 @@ enum ParAnswer {
     Chunked { chunks: usize, size: usize },
 }
 
-fn fixed_json(status: u16, body: Value) -> ParAnswer {
+pub(crate) fn fixed_json(status: u16, body: Value) -> ParAnswer {
     ParAnswer::Fixed {
         status,
         headers: vec![("content-type", "application/json".into())],
@@ -88,7 +88,7 @@ impl Seen {
     }
 }
 
-struct Scripted {
+pub(crate) struct Scripted {
     issuer: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     answer: Arc<Mutex<ParAnswer>>,
@@ -102,7 +102,7 @@ impl Drop for Scripted {
 }
 
 impl Scripted {
-    fn set(&self, answer: ParAnswer) {
+    pub(crate) fn set(&self, answer: ParAnswer) {
         *self.answer.lock().unwrap() = answer;
     }
     fn pushes(&self) -> Vec<Seen> {
@@ -209,10 +209,10 @@ async fn scripted(provider: &TestProvider, edit: impl FnOnce(&mut Value)) -> Scr
 }
 
 /// A TestProvider (PAR listed), a scripted front for it, and a layer on the front.
-struct Rig {
+pub(crate) struct Rig {
     provider: TestProvider,
-    front: Scripted,
-    app: Router,
+    pub(crate) front: Scripted,
+    pub(crate) app: Router,
     _auth: tower_oidc_auth::AuthLayer,
     clock: ManualClock,
 }
@@ -252,7 +252,7 @@ async fn rig_with(
     }
 }
 
-async fn rig() -> Rig {
+pub(crate) async fn rig() -> Rig {
     rig_with(ManualClock::starting_now(), |p| p, |_| {}, |c| c).await
 }
 
@@ -261,7 +261,7 @@ fn auth_endpoint(r: &Rig) -> String {
 }
 
 /// What a failed login start must look like: `status`, no cookie, no redirect, the error page.
-async fn assert_failed_start(resp: http::Response<Body>, what: &str) -> String {
+pub(crate) async fn assert_failed_start(resp: http::Response<Body>, what: &str) -> String {
     assert!(
         resp.status().is_server_error() && resp.status() != StatusCode::INTERNAL_SERVER_ERROR,
         "{what}: a 502/504 error page, got {}",

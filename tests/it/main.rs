@@ -20,6 +20,7 @@ mod attack_after_login;
 mod attack_cookie_bytes;
 mod attack_fixes;
 mod attack_memo;
+mod attack_mends20;
 mod attack_mends4;
 mod attack_mends5;
 mod attack_newcomer;
