@@ -18,7 +18,7 @@ use crate::config::error::ConfigError;
 use crate::refusal::Refusal;
 use crate::responses::{
     Client, ConfirmContext, ErrorPage, ForbiddenContext, InvalidTokenContext, Page, Responses,
-    StepUpContext, UnauthenticatedContext, UnavailableContext,
+    StepUpContext, UnauthenticatedContext, UnavailableContext, INVALID_TOKEN_CHALLENGE,
 };
 
 /// The well-known path of RFC 9728, section 3.
@@ -261,52 +261,76 @@ impl ResourceSettings {
         }
     }
 
-    /// The app's own answer: a 401 without a challenge gets this resource's, a 403 made for a
-    /// missing scope ([`Claims::require_scope`](crate::Claims::require_scope) in a handler)
-    /// the `insufficient_scope` one, and (CORS on) it is readable cross-origin.
+    /// The app's own answer: every `Bearer` challenge of a 401 names the metadata (a 401
+    /// without one gets this resource's), a 403 made for a missing scope
+    /// ([`Claims::require_scope`](crate::Claims::require_scope) in a handler) without a
+    /// challenge gets the `insufficient_scope` one, and (CORS on) it is readable cross-origin.
     pub(crate) fn app_answer<B>(&self, resp: &mut Response<B>) {
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            if let Some(value) = self.naming_metadata(resp.headers().get(header::WWW_AUTHENTICATE))
-            {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        match resp.status() {
+            StatusCode::UNAUTHORIZED => self.name_metadata(resp.headers_mut()),
+            StatusCode::FORBIDDEN if !resp.headers().contains_key(header::WWW_AUTHENTICATE) => {
+                if let Some(Refusal::MissingScope(scope)) = resp.extensions().get::<Refusal>() {
+                    let value = self.insufficient_scope(Some(scope));
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
             }
-        }
-        if !resp.headers().contains_key(header::WWW_AUTHENTICATE) {
-            let value = match resp.status() {
-                StatusCode::UNAUTHORIZED => Some(self.challenge.clone()),
-                StatusCode::FORBIDDEN => match resp.extensions().get::<Refusal>() {
-                    Some(Refusal::MissingScope(scope)) => {
-                        Some(self.insufficient_scope(Some(scope)))
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(value) = value {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-            }
+            _ => {}
         }
         self.finish(resp.headers_mut());
     }
 
-    /// A `Bearer` challenge of a 401 that does not name the metadata, made to: a bare `Bearer`
-    /// becomes this resource's challenge, one with parameters (RFC 9470's step-up) gets
-    /// `resource_metadata` appended. `None` to keep it (it names the metadata, or is another
-    /// scheme) or when there is none.
-    fn naming_metadata(&self, current: Option<&HeaderValue>) -> Option<HeaderValue> {
-        let text = current?.to_str().ok()?;
-        let (scheme, params) = text.split_once(' ').unwrap_or((text, ""));
-        if !scheme.eq_ignore_ascii_case("bearer") || params.contains("resource_metadata=") {
+    /// Makes every `Bearer` challenge of these headers name the metadata, keeping every other
+    /// challenge and value as it is: a bare `Bearer` becomes this resource's challenge, one with
+    /// parameters (RFC 9470's step-up, the app's own) gets `resource_metadata` added at its
+    /// end. Without any `Bearer` challenge, this resource's is added beside the others. A value
+    /// that cannot be parsed (RFC 9110 section 11.6.1) is kept as it is.
+    fn name_metadata(&self, headers: &mut HeaderMap) {
+        let values: Vec<HeaderValue> = headers
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .cloned()
+            .collect();
+        let mut bearer = false;
+        let mut out = Vec::with_capacity(values.len() + 1);
+        for value in values {
+            let rewritten = value.to_str().ok().and_then(|text| {
+                let challenges = challenges(text)?;
+                bearer |= challenges.iter().any(|c| c.bearer);
+                self.with_metadata(text, &challenges)
+            });
+            out.push(rewritten.unwrap_or(value));
+        }
+        if !bearer {
+            out.push(self.challenge.clone());
+        }
+        headers.remove(header::WWW_AUTHENTICATE);
+        for value in out {
+            headers.append(header::WWW_AUTHENTICATE, value);
+        }
+    }
+
+    /// `text` with `resource_metadata` in each of its `Bearer` challenges that lacks it;
+    /// `None` when nothing changes.
+    fn with_metadata(&self, text: &str, challenges: &[Challenge]) -> Option<HeaderValue> {
+        let mut out = String::with_capacity(text.len() + self.metadata_url.len() + 64);
+        let mut at = 0;
+        let mut changed = false;
+        for c in challenges.iter().filter(|c| c.bearer && !c.names_metadata) {
+            out.push_str(&text[at..c.start]);
+            if c.bare {
+                out.push_str(self.challenge.to_str().ok()?);
+            } else {
+                out.push_str(&text[c.start..c.end]);
+                out.push_str(&format!(", resource_metadata=\"{}\"", self.metadata_url));
+            }
+            at = c.end;
+            changed = true;
+        }
+        if !changed {
             return None;
         }
-        if params.trim().is_empty() {
-            return Some(self.challenge.clone());
-        }
-        HeaderValue::from_str(&format!(
-            "{text}, resource_metadata=\"{}\"",
-            self.metadata_url
-        ))
-        .ok()
+        out.push_str(&text[at..]);
+        HeaderValue::from_str(&out).ok()
     }
 
     /// The challenge of a 403 for a missing scope (RFC 6750 section 3.1), naming the scope when
@@ -327,6 +351,141 @@ impl ResourceSettings {
         ))
         .unwrap_or_else(|_| self.challenge.clone())
     }
+}
+
+/// One challenge of a `WWW-Authenticate` value: where it is, and what it says.
+#[derive(Debug)]
+struct Challenge {
+    start: usize,
+    /// Just after its last parameter (or its scheme).
+    end: usize,
+    bearer: bool,
+    /// No parameters and no token68.
+    bare: bool,
+    /// Has a `resource_metadata` parameter (names compared without case, RFC 9110 11.2).
+    names_metadata: bool,
+}
+
+/// The challenges of a `WWW-Authenticate` value (RFC 9110 section 11.6.1:
+/// `#( auth-scheme [ 1*SP ( token68 / #auth-param ) ] )`), or `None` if it does not parse.
+fn challenges(text: &str) -> Option<Vec<Challenge>> {
+    let b = text.as_bytes();
+    let tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+    let token68char = |c: u8| c.is_ascii_alphanumeric() || b"-._~+/".contains(&c);
+    let skip = |mut i: usize, set: &[u8]| {
+        while i < b.len() && set.contains(&b[i]) {
+            i += 1;
+        }
+        i
+    };
+    let token = |mut i: usize| {
+        let s = i;
+        while i < b.len() && tchar(b[i]) {
+            i += 1;
+        }
+        (s, i)
+    };
+    // A quoted-string from the opening quote; the index just after the closing one.
+    let quoted = |mut i: usize| -> Option<usize> {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'"' => return Some(i + 1),
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    let mut out = Vec::new();
+    let mut i = skip(0, b" \t,");
+    while i < b.len() {
+        let (s, e) = token(i);
+        if s == e {
+            return None;
+        }
+        let mut c = Challenge {
+            start: s,
+            end: e,
+            bearer: text[s..e].eq_ignore_ascii_case("bearer"),
+            bare: true,
+            names_metadata: false,
+        };
+        i = e;
+        let after = skip(i, b" ");
+        if after > i && after < b.len() && b[after] != b',' {
+            i = after;
+            // token68, or auth-params.
+            let (ps, pe) = token(i);
+            let eq = skip(pe, b" \t");
+            if pe > ps && eq < b.len() && b[eq] == b'=' && {
+                let v = skip(eq + 1, b" \t");
+                v < b.len() && b[v] != b','
+            } {
+                // auth-params, until a comma followed by something that is not `name=`.
+                let mut p = i;
+                loop {
+                    let (ns, ne) = token(p);
+                    let eq = skip(ne, b" \t");
+                    if ns == ne || eq >= b.len() || b[eq] != b'=' {
+                        return None;
+                    }
+                    if text[ns..ne].eq_ignore_ascii_case("resource_metadata") {
+                        c.names_metadata = true;
+                    }
+                    let v = skip(eq + 1, b" \t");
+                    let ve = if v < b.len() && b[v] == b'"' {
+                        quoted(v)?
+                    } else {
+                        let (vs, ve) = token(v);
+                        if vs == ve {
+                            return None;
+                        }
+                        ve
+                    };
+                    c.end = ve;
+                    c.bare = false;
+                    let next = skip(ve, b" \t");
+                    if next >= b.len() {
+                        p = next;
+                        break;
+                    }
+                    if b[next] != b',' {
+                        return None;
+                    }
+                    let after_comma = skip(next + 1, b" \t,");
+                    let (ns2, ne2) = token(after_comma);
+                    let eq2 = skip(ne2, b" \t");
+                    if ns2 < ne2 && eq2 < b.len() && b[eq2] == b'=' {
+                        p = after_comma;
+                    } else {
+                        p = after_comma;
+                        break;
+                    }
+                }
+                i = p;
+            } else {
+                // token68.
+                let mut t = i;
+                while t < b.len() && token68char(b[t]) {
+                    t += 1;
+                }
+                t = skip(t, b"=");
+                if t == i {
+                    return None;
+                }
+                c.end = t;
+                c.bare = false;
+                i = skip(t, b" \t");
+                if i < b.len() && b[i] != b',' {
+                    return None;
+                }
+            }
+        }
+        out.push(c);
+        i = skip(i, b" \t,");
+    }
+    Some(out)
 }
 
 /// Makes an answer readable from any origin, `WWW-Authenticate` exposed; what the app set
@@ -391,13 +550,24 @@ fn api(client: Client) -> Client {
 }
 
 impl ResourceResponses {
+    /// The resource's challenge on a refusal: in place of none or of the default answers'
+    /// plain ones; a challenge of the app's own hook is kept, its `Bearer` challenges naming
+    /// the metadata.
     fn challenged(&self, mut resp: Response<Bytes>, value: &HeaderValue) -> Response<Bytes> {
-        if matches!(
-            resp.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        ) {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, value.clone());
+        let status = resp.status();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            let mut current = resp.headers().get_all(header::WWW_AUTHENTICATE).iter();
+            let plain = match (current.next(), current.next()) {
+                (None, _) => true,
+                (Some(v), None) => v == "Bearer" || v == INVALID_TOKEN_CHALLENGE,
+                _ => false,
+            };
+            if plain {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value.clone());
+            } else if status == StatusCode::UNAUTHORIZED {
+                self.settings.name_metadata(resp.headers_mut());
+            }
         }
         self.settings.finish(resp.headers_mut());
         resp

@@ -38,11 +38,22 @@ impl AuthLayerBuilder {
                 ClientKey::from_text(&text).map_err(|e| env("AUTH_CLIENT_KEY", e.to_string()))?,
             ),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path.trim()).map_err(|e| {
-                    env(
-                        "AUTH_CLIENT_KEY_FILE",
-                        format!("cannot read {}: {e}", path.trim()),
-                    )
+                let path = path.trim();
+                // A key pasted where its path belongs must not be printed back: the path is
+                // named only when it looks like one.
+                let key_like = path.len() > 1024
+                    || path.contains(['\n', '\r', '{'])
+                    || path.contains("-----")
+                    || path.contains("PRIVATE");
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    let reason = if key_like {
+                        "it holds key material, not a file path: put the key in AUTH_CLIENT_KEY, \
+                         or its path here"
+                            .to_owned()
+                    } else {
+                        format!("cannot read {path}: {e}")
+                    };
+                    env("AUTH_CLIENT_KEY_FILE", reason)
                 })?;
                 Some(
                     ClientKey::from_text(&text)

@@ -17,6 +17,7 @@ pub struct ManagementClientBuilder {
     max_retries: u32,
     max_retry_delay: Duration,
     sleeper: Arc<dyn Sleeper>,
+    environment: String,
     same_environment: Vec<String>,
 }
 
@@ -46,6 +47,7 @@ impl ManagementClientBuilder {
             max_retries: 3,
             max_retry_delay: Duration::from_secs(30),
             sleeper: Arc::new(TokioSleeper),
+            environment: env_url.to_owned(),
             same_environment: Vec::new(),
         }
     }
@@ -80,9 +82,10 @@ impl ManagementClientBuilder {
         self
     }
 
-    /// A [trusted issuer](crate::AuthLayerBuilder::trust_issuer) that is this environment
-    /// under another name (its custom domain, repeatable): its claims' `sub` are this
-    /// environment's users, so [`current_user`](ManagementClient::current_user) accepts them.
+    /// An issuer that is this environment under another name (its custom domain, repeatable),
+    /// such as a [trusted issuer](crate::AuthLayerBuilder::trust_issuer): its claims' `sub`
+    /// are this environment's users, so [`current_user`](ManagementClient::current_user)
+    /// accepts them. Claims of any other issuer than the environment URL are refused.
     pub fn same_environment_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.same_environment.push(issuer.into());
         self
@@ -104,6 +107,7 @@ impl ManagementClientBuilder {
             max_retries: self.max_retries,
             max_retry_delay: self.max_retry_delay,
             sleeper: self.sleeper,
+            environment: self.environment,
             same_environment: self.same_environment,
         })
     }

@@ -37,7 +37,9 @@ pub(super) struct ClientInner {
     pub(super) max_retries: u32,
     pub(super) max_retry_delay: Duration,
     pub(super) sleeper: Arc<dyn Sleeper>,
-    /// Trusted issuers that are this environment under another name (custom domains).
+    /// The environment's URL, as given: the issuer of its users' claims.
+    pub(super) environment: String,
+    /// Other issuers that are this environment under another name (custom domains).
     pub(super) same_environment: Vec<String>,
 }
 
@@ -424,22 +426,24 @@ impl ManagementClient {
     /// Under modular SSO the `sub` is `<connection id>;<IdP user id>` and there is no user to
     /// fetch: use the token's own claims (`email`, `oid`) instead.
     ///
-    /// Claims of a [trusted issuer](crate::AuthLayerBuilder::trust_issuer) are refused
-    /// ([`ManagementError::ForeignIssuer`]), unless that issuer is this environment's custom
-    /// domain ([`ManagementClientBuilder::same_environment_issuer`](super::ManagementClientBuilder::same_environment_issuer)).
+    /// Claims whose issuer is not this environment's URL (a
+    /// [trusted issuer](crate::AuthLayerBuilder::trust_issuer)'s, another provider's) are
+    /// refused ([`ManagementError::ForeignIssuer`]), unless that issuer is this environment
+    /// under another name ([`ManagementClientBuilder::same_environment_issuer`](super::ManagementClientBuilder::same_environment_issuer)).
     pub async fn current_user(&self, claims: &Claims) -> Result<User, ManagementError> {
-        if claims.from_trusted_issuer()
-            && !self
-                .inner
-                .same_environment
-                .iter()
-                .any(|i| i.trim_end_matches('/') == claims.issuer().trim_end_matches('/'))
-        {
+        let user_id = scalekit_user_id(&claims.sub)?;
+        // The `sub` is a user of this environment only if the claims' issuer is this
+        // environment (its URL, or another name of it the app gave).
+        let issuer = claims.issuer().trim_end_matches('/');
+        let ours = std::iter::once(self.inner.environment.as_str())
+            .chain(self.inner.same_environment.iter().map(String::as_str))
+            .any(|name| name.trim_end_matches('/') == issuer);
+        if !ours {
             return Err(ManagementError::ForeignIssuer {
                 issuer: claims.issuer().to_owned(),
             });
         }
-        self.get_user(scalekit_user_id(&claims.sub)?).await
+        self.get_user(user_id).await
     }
 
     /// The signed-in user's organizations, with their roles and permissions. The same

@@ -83,16 +83,16 @@ pub enum ManagementError {
         /// The token's `sub`.
         sub: String,
     },
-    /// The claims were verified by a [trusted issuer](crate::AuthLayerBuilder::trust_issuer),
-    /// not the layer's own provider: their `sub` is that issuer's, and the same id in this
-    /// client's environment may be another user. Returned by
-    /// [`ManagementClient::current_user`](super::ManagementClient::current_user) without a
-    /// request, unless the issuer is this environment under another name (its custom domain),
-    /// allowed with
+    /// The claims' issuer is not this client's environment (such as a
+    /// [trusted issuer](crate::AuthLayerBuilder::trust_issuer), or another layer's provider):
+    /// their `sub` is that issuer's, and the same id in this environment may be another user.
+    /// Returned by [`ManagementClient::current_user`](super::ManagementClient::current_user)
+    /// without a request, unless the issuer is this environment under another name (its
+    /// custom domain), named with
     /// [`ManagementClientBuilder::same_environment_issuer`](super::ManagementClientBuilder::same_environment_issuer).
     #[error(
-        "the claims were verified by the trusted issuer {}, whose subjects are not this \
-         environment's users",
+        "the claims were issued by {}, not this environment: their subject is not this \
+         environment's user",
         Shown(issuer)
     )]
     ForeignIssuer {

@@ -118,8 +118,8 @@ pub(crate) use enforce::{
 pub use hook::{DefaultResponses, Responses};
 #[cfg(feature = "testing")]
 pub(crate) use render::escape_html as escape;
-pub(crate) use render::provider_error_title;
 pub use render::{escape_html, grpc_status};
+pub(crate) use render::{provider_error_title, INVALID_TOKEN_CHALLENGE};
 
 /// The body of responses the layer makes itself.
 pub(crate) type Page = Response<Full<Bytes>>;

@@ -298,7 +298,7 @@ fn a_key_put_in_auth_client_key_file_is_not_quoted() {
     std::env::set_var("AUTH_CLIENT_KEY_FILE", &pem);
     let result = AuthLayerBuilder::new().client_auth_from_env();
     std::env::remove_var("AUTH_CLIENT_KEY_FILE");
-    let error = result.err().expect("no such file");
+    let error = result.err().unwrap_or_else(|| panic!("no such file"));
     let shown = format!("{error} {error:?}");
     assert!(
         !quotes(&shown, &pem_body(&pem)),
@@ -323,7 +323,7 @@ fn a_damaged_jwk_is_refused_without_quoting_it() {
             tower_oidc_auth::ClientKey::from_jwk(&text),
             tower_oidc_auth::ClientKey::from_text(&text),
         ] {
-            let error = result.err().expect("not a key");
+            let error = result.err().unwrap_or_else(|| panic!("not a key"));
             let shown = format!("{error} {error:?}");
             assert!(!quotes(&shown, secret), "the error quotes the JWK: {shown}");
         }

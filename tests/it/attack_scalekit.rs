@@ -1060,8 +1060,11 @@ async fn management_page_size_bounds() {
 #[tokio::test]
 async fn current_user_refuses_non_user_subs() {
     let (url, seen) = recording_api().await;
-    let c = ManagementClient::new(&url, ClientCredentials::scalekit(&url, "skc_app", "s"));
     let s = setup_with(|cfg| cfg.accept_m2m_clients(M2mClients::Any)).await;
+    // The fake API's users are the provider's.
+    let c = ManagementClient::builder(&url, ClientCredentials::scalekit(&url, "skc_app", "s"))
+        .same_environment_issuer(s.provider.issuer())
+        .build();
     let cc = c.clone();
     let app = Router::new()
         .route(

@@ -535,8 +535,15 @@ async fn typed_fields_and_unknown_fields_kept() {
 
 /// Serves `/me/organizations` through the layer for a session of `sub`, calling
 /// `current_user` and `user_organizations`; answers their results as JSON (or the errors).
-async fn me_organizations(c: ManagementClient, sub: &str) -> Value {
+/// The client is of the fake API at `url`, whose users are the provider's: the provider's
+/// issuer is named as the environment's other name.
+async fn me_organizations(url: &str, sub: &str) -> Value {
     let provider = tower_oidc_auth::testing::TestProvider::start().await;
+    let c = ManagementClient::builder(url, ClientCredentials::scalekit(url, "skc_app", "s3cret"))
+        .sleeper(RecordingSleeper::default())
+        .max_response_bytes(64 * 1024)
+        .same_environment_issuer(provider.issuer())
+        .build();
     let auth = provider
         .layer_builder("http://127.0.0.1:1/auth/callback")
         .build()
@@ -575,11 +582,46 @@ async fn me_organizations(c: ManagementClient, sub: &str) -> Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+/// Claims of an issuer that is not this client's environment (nor named as its other name) are
+/// refused without a request: their `sub` may be someone else here.
+#[tokio::test]
+async fn current_user_refuses_claims_of_another_environment() {
+    let (url, fake) = start().await;
+    let provider = tower_oidc_auth::testing::TestProvider::start().await;
+    let auth = provider
+        .layer_builder("http://127.0.0.1:1/auth/callback")
+        .build()
+        .await
+        .unwrap();
+    let c = client(&url, RecordingSleeper::default());
+    let cookie = provider.session_cookie(&auth, &tower_oidc_auth::testing::TestUser::new("usr_77"));
+    let app = Router::new()
+        .route(
+            "/me",
+            get(move |claims: tower_oidc_auth::Claims| {
+                let c = c.clone();
+                async move { format!("{:?}", c.current_user(&claims).await.err()) }
+            }),
+        )
+        .layer(auth);
+    let req = http::Request::get("/me")
+        .header("cookie", cookie)
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(app, req).await.unwrap();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("ForeignIssuer"), "{body}");
+    assert_eq!(fake.requests().len(), 0, "no request");
+}
+
 #[tokio::test]
 async fn current_user_and_organizations_from_claims() {
     let (url, _fake) = start().await;
-    let c = client(&url, RecordingSleeper::default());
-    let v = me_organizations(c, "usr_77").await;
+    let v = me_organizations(&url, "usr_77").await;
     assert_eq!(v, json!({"id": "usr_77", "orgs": ["org_1", "org_2"]}));
 }
 
@@ -973,8 +1015,7 @@ async fn current_user_under_modular_sso_is_a_clear_error() {
         "conn_17576372041941092;google-oauth2|104630259163176101050",
     ] {
         let (url, fake) = start().await;
-        let c = client(&url, RecordingSleeper::default());
-        let v = me_organizations(c, sub).await;
+        let v = me_organizations(&url, sub).await;
         let errors = v["errors"].as_array().unwrap_or_else(|| panic!("{v}"));
         assert_eq!(errors.len(), 2, "{v}");
         for e in errors {

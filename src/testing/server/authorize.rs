@@ -209,6 +209,21 @@ pub(super) async fn authorize(
     .into_response()
 }
 
+/// The login form's answer to a post without a login or a password.
+fn missing_credentials() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+                 <title>Sign in \u{2013} test provider</title><style>{FORM_STYLE}</style>\
+                 </head><body><main><h1>Sign in to the test provider</h1>\
+                 <p>Login and password are required. Go back and try again.</p>\
+                 </main></body></html>"
+        )),
+    )
+        .into_response()
+}
 /// The look of the login form: plain, light or dark as the system prefers.
 const FORM_STYLE: &str = "\
 :root{color-scheme:light dark}*{box-sizing:border-box}\
@@ -259,6 +274,12 @@ pub(super) async fn login_form_post(
         .iter()
         .filter_map(|k| p.remove(*k).map(|v| ((*k).to_owned(), v)))
         .collect();
+    let given = |k: &str| answer.iter().any(|(n, v)| n == k && !v.trim().is_empty());
+    if !answer.iter().any(|(n, _)| n == "cancel") && (!given("login") || !given("password")) {
+        // Asked again before the request is resolved: a pushed one's `request_uri` stays
+        // unused, so going back and trying again works.
+        return missing_credentials();
+    }
     let mut p = match super::par::resolve(&s, p) {
         Ok(p) => p,
         Err(resp) => return *resp,
@@ -276,18 +297,7 @@ pub(super) async fn login_form_post(
         .unwrap_or_default();
     let password = p.get("password").cloned().unwrap_or_default();
     if login.is_empty() || password.is_empty() {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Html(format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-                 <title>Sign in \u{2013} test provider</title><style>{FORM_STYLE}</style>\
-                 </head><body><main><h1>Sign in to the test provider</h1>\
-                 <p>Login and password are required. Go back and try again.</p>\
-                 </main></body></html>"
-            )),
-        )
-            .into_response();
+        return missing_credentials();
     }
     let user = TestUser::new(login.clone())
         .email(login.clone())
