@@ -679,6 +679,60 @@ mod tests {
         );
     }
 
+    /// RFC 9110 section 11.6.1's grammar: schemes, auth-params (quoted strings with commas and
+    /// escapes), token68, several challenges in one value; malformed values are `None`.
+    #[test]
+    fn challenges_are_parsed_by_the_grammar() {
+        fn parsed(text: &str) -> Option<Vec<(&str, bool, bool, bool)>> {
+            challenges(text).map(|cs| {
+                cs.iter()
+                    .map(|c| (&text[c.start..c.end], c.bearer, c.bare, c.names_metadata))
+                    .collect()
+            })
+        }
+        assert_eq!(parsed("Bearer"), Some(vec![("Bearer", true, true, false)]));
+        assert_eq!(
+            parsed(r#"Bearer error="a, b", Basic realm="x""#),
+            Some(vec![
+                (r#"Bearer error="a, b""#, true, false, false),
+                (r#"Basic realm="x""#, false, false, false),
+            ])
+        );
+        assert_eq!(
+            parsed(r#"bearer Resource_Metadata = "u", error=e"#),
+            Some(vec![(
+                r#"bearer Resource_Metadata = "u", error=e"#,
+                true,
+                false,
+                true
+            )])
+        );
+        assert_eq!(
+            parsed(r#"Bearer error_description="resource_metadata=\"x\"""#),
+            Some(vec![(
+                r#"Bearer error_description="resource_metadata=\"x\"""#,
+                true,
+                false,
+                false
+            )])
+        );
+        assert_eq!(
+            parsed("Negotiate abc/def==, Bearer"),
+            Some(vec![
+                ("Negotiate abc/def==", false, false, false),
+                ("Bearer", true, true, false),
+            ])
+        );
+        for bad in [
+            r#"Bearer error="open"#,
+            "Bearer a=b c",
+            "=x",
+            r#"Bearer "x""#,
+        ] {
+            assert_eq!(parsed(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn a_scope_that_cannot_be_quoted_is_left_out() {
         let rs = ResourceSettings::new(&ResourceServer::new("https://a.example/"), vec![]).unwrap();
