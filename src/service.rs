@@ -130,11 +130,8 @@ where
         // removed here, and replaced by this layer's own, if it finds a session.
         req.extensions_mut().remove::<crate::Claims>();
 
-        if settings.bearer {
-            if let Some(token) = bearer::bearer_token(req.headers()) {
-                let token = token.to_owned();
-                return self.call_bearer(req, token);
-            }
+        if settings.bearer && bearer::bearer_token(req.headers()).is_some() {
+            return self.call_bearer(req);
         }
         match session::resolve_now(shared, req.headers()) {
             Resolution::Ready(outcome) => self.proceed(req, outcome),
@@ -187,10 +184,7 @@ impl<S> AuthService<S> {
         }
         req.extensions_mut().remove::<crate::Claims>();
         match bearer::bearer_token(req.headers()) {
-            Some(token) => {
-                let token = token.to_owned();
-                self.call_bearer(req, token)
-            }
+            Some(_) => self.call_bearer(req),
             None => {
                 let outcome = Outcome::refused(crate::refusal::Refusal::NoCredentials);
                 self.proceed(req, outcome)
@@ -199,23 +193,21 @@ impl<S> AuthService<S> {
     }
 
     /// A request with an `Authorization: Bearer` token: verified (waiting for keys if need
-    /// be), never refreshed, no cookies.
-    fn call_bearer<ReqBody>(
-        &mut self,
-        mut req: Request<ReqBody>,
-        token: String,
-    ) -> ResponseFuture<S, ReqBody>
+    /// be), never refreshed, no cookies. Only the path that waits copies the token.
+    fn call_bearer<ReqBody>(&mut self, mut req: Request<ReqBody>) -> ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         ReqBody: Send + 'static,
     {
-        let shared = self.shared.clone();
         let client = Client::of(req.method(), req.headers());
-        match bearer::bearer_now(&shared, &token, client) {
+        // The callers saw the header; a missing one would be refused like an empty token.
+        let token = bearer::bearer_token(req.headers()).unwrap_or("");
+        match bearer::bearer_now(&self.shared, token, client) {
             Resolution::Ready(outcome) => self.proceed(req, outcome),
             Resolution::Pending => {
-                let fut = bearer::bearer(shared.clone(), token, client);
+                let shared = self.shared.clone();
+                let fut = bearer::bearer(shared.clone(), token.to_owned(), client);
                 req.extensions_mut().insert(AuthContext(shared.clone()));
                 let layer = shared.verifier.layer();
                 let finish = self.finish();
